@@ -93,14 +93,18 @@ impl BatchHeader {
     /// given, if the magic is not 2, or if the length field cannot describe a v2 batch.
     pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
         if bytes.len() < HEADER_LEN {
-            return Err(BatchError::Truncated { needed: HEADER_LEN, available: bytes.len() });
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: bytes.len(),
+            });
         }
         let batch_length = read_i32(bytes, OFFSET_BATCH_LENGTH);
         let magic = bytes[OFFSET_MAGIC] as i8;
         if magic != 2 {
             return Err(BatchError::UnsupportedMagic(magic));
         }
-        if batch_length < (HEADER_LEN - LENGTH_FIELD_END) as i32 || batch_length > BATCH_LENGTH_MAX {
+        if batch_length < (HEADER_LEN - LENGTH_FIELD_END) as i32 || batch_length > BATCH_LENGTH_MAX
+        {
             return Err(BatchError::InvalidLength(batch_length));
         }
         Ok(BatchHeader {
@@ -108,7 +112,11 @@ impl BatchHeader {
             batch_length,
             partition_leader_epoch: read_i32(bytes, OFFSET_LEADER_EPOCH),
             magic,
-            crc: u32::from_be_bytes(bytes[OFFSET_CRC..OFFSET_CRC + 4].try_into().expect("4 bytes")),
+            crc: u32::from_be_bytes(
+                bytes[OFFSET_CRC..OFFSET_CRC + 4]
+                    .try_into()
+                    .expect("4 bytes"),
+            ),
             attributes: read_i16(bytes, OFFSET_ATTRIBUTES),
             last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
             base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
@@ -218,16 +226,21 @@ pub(crate) mod tests {
             records.extend_from_slice(&body);
         }
         let mut batch = vec![0u8; HEADER_LEN];
-        batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
-            .copy_from_slice(&((HEADER_LEN - LENGTH_FIELD_END + records.len()) as i32).to_be_bytes());
+        batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(
+            &((HEADER_LEN - LENGTH_FIELD_END + records.len()) as i32).to_be_bytes(),
+        );
         batch[OFFSET_MAGIC] = 2;
         batch[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
             .copy_from_slice(&(count - 1).to_be_bytes());
-        batch[OFFSET_BASE_TIMESTAMP..OFFSET_BASE_TIMESTAMP + 8].copy_from_slice(&1000i64.to_be_bytes());
-        batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&1000i64.to_be_bytes());
+        batch[OFFSET_BASE_TIMESTAMP..OFFSET_BASE_TIMESTAMP + 8]
+            .copy_from_slice(&1000i64.to_be_bytes());
+        batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
+            .copy_from_slice(&1000i64.to_be_bytes());
         batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
-        batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2]
+            .copy_from_slice(&(-1i16).to_be_bytes());
+        batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
+            .copy_from_slice(&(-1i32).to_be_bytes());
         batch[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&count.to_be_bytes());
         batch.extend_from_slice(&records);
         let crc = compute_crc(&batch);
@@ -259,7 +272,11 @@ pub(crate) mod tests {
         let patched = BatchHeader::parse(&batch).unwrap();
         assert_eq!((patched.base_offset, patched.last_offset()), (42, 44));
         assert_eq!(patched.partition_leader_epoch, 7);
-        assert_eq!(patched.crc, compute_crc(&batch), "base offset and epoch are outside the CRC");
+        assert_eq!(
+            patched.crc,
+            compute_crc(&batch),
+            "base offset and epoch are outside the CRC"
+        );
         set_log_append_time(&mut batch, 99);
         let stamped = BatchHeader::parse(&batch).unwrap();
         assert_eq!(stamped.timestamp_type(), TimestampType::LogAppendTime);
@@ -270,10 +287,16 @@ pub(crate) mod tests {
     #[test]
     fn rejects_short_and_bad_magic() {
         let batch = sample_batch(1);
-        assert!(matches!(BatchHeader::parse(&batch[..10]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            BatchHeader::parse(&batch[..10]),
+            Err(BatchError::Truncated { .. })
+        ));
         let mut bad = batch.clone();
         bad[OFFSET_MAGIC] = 1;
-        assert_eq!(BatchHeader::parse(&bad), Err(BatchError::UnsupportedMagic(1)));
+        assert_eq!(
+            BatchHeader::parse(&bad),
+            Err(BatchError::UnsupportedMagic(1))
+        );
         let mut bad = batch;
         bad[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&5i32.to_be_bytes());
         assert_eq!(BatchHeader::parse(&bad), Err(BatchError::InvalidLength(5)));

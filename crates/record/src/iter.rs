@@ -32,7 +32,11 @@ pub struct BatchIter<'a> {
 
 impl<'a> BatchIter<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        BatchIter { buf, position: 0, done: false }
+        BatchIter {
+            buf,
+            position: 0,
+            done: false,
+        }
     }
 
     /// Bytes consumed by the complete batches yielded so far.
@@ -59,10 +63,17 @@ impl<'a> Iterator for BatchIter<'a> {
         let len = header.total_len();
         if rest.len() < len {
             self.done = true;
-            return Some(Err(BatchError::Truncated { needed: len, available: rest.len() }));
+            return Some(Err(BatchError::Truncated {
+                needed: len,
+                available: rest.len(),
+            }));
         }
         debug_assert!(len >= HEADER_LEN);
-        let batch = BatchRef { header, position: self.position, bytes: &rest[..len] };
+        let batch = BatchRef {
+            header,
+            position: self.position,
+            bytes: &rest[..len],
+        };
         self.position += len;
         Some(Ok(batch))
     }
@@ -86,7 +97,10 @@ mod tests {
         assert!(a.crc_ok());
         let b = iter.next().unwrap().unwrap();
         assert_eq!((b.position, b.header.records_count), (first_len, 3));
-        assert!(matches!(iter.next(), Some(Err(BatchError::Truncated { .. }))));
+        assert!(matches!(
+            iter.next(),
+            Some(Err(BatchError::Truncated { .. }))
+        ));
         assert!(iter.next().is_none());
         assert_eq!(iter.position(), whole);
     }

@@ -5,7 +5,9 @@
 //! `kafka-protocol` crate's record codec.
 
 use bytes::Bytes;
-pub use kafka_protocol::records::{Compression as CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions};
+pub use kafka_protocol::records::{
+    Compression as CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
+};
 
 use crate::header::BatchHeader;
 use crate::BatchError;
@@ -49,7 +51,9 @@ pub fn read_varlong(buf: &mut &[u8]) -> Result<i64, BatchError> {
 fn read_varlong_bits(buf: &mut &[u8], max_bytes: usize) -> Result<i64, BatchError> {
     let mut raw: u64 = 0;
     for i in 0..max_bytes {
-        let (&byte, rest) = buf.split_first().ok_or(BatchError::InvalidRecord("truncated varint"))?;
+        let (&byte, rest) = buf
+            .split_first()
+            .ok_or(BatchError::InvalidRecord("truncated varint"))?;
         *buf = rest;
         raw |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
@@ -66,7 +70,18 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i32::MIN as i64] {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i32::MIN as i64,
+        ] {
             let mut out = Vec::new();
             push_varint(&mut out, value);
             let mut slice = out.as_slice();

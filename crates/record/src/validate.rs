@@ -22,7 +22,10 @@ pub struct ValidateOptions {
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        ValidateOptions { max_batch_bytes: 1024 * 1024 + 12, require_keys: false }
+        ValidateOptions {
+            max_batch_bytes: 1024 * 1024 + 12,
+            require_keys: false,
+        }
     }
 }
 
@@ -48,7 +51,10 @@ impl ValidatedBatches {
 
     /// How many offsets the record set occupies.
     pub fn offset_count(&self) -> i64 {
-        self.batches.iter().map(|(_, h)| i64::from(h.last_offset_delta) + 1).sum()
+        self.batches
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum()
     }
 
     pub fn record_count(&self) -> i64 {
@@ -61,7 +67,10 @@ impl ValidatedBatches {
 }
 
 /// Checks a produce request's record set.
-pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<ValidatedBatches, BatchError> {
+pub fn validate_batches(
+    bytes: Bytes,
+    options: &ValidateOptions,
+) -> Result<ValidatedBatches, BatchError> {
     if bytes.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -72,23 +81,35 @@ pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<Valid
         let batch = batch?;
         let header = batch.header;
         if batch.bytes.len() > options.max_batch_bytes {
-            return Err(BatchError::TooLarge { size: batch.bytes.len(), limit: options.max_batch_bytes });
+            return Err(BatchError::TooLarge {
+                size: batch.bytes.len(),
+                limit: options.max_batch_bytes,
+            });
         }
         let computed = compute_crc(batch.bytes);
         if computed != header.crc {
-            return Err(BatchError::CorruptCrc { stored: header.crc, computed });
+            return Err(BatchError::CorruptCrc {
+                stored: header.crc,
+                computed,
+            });
         }
         if header.is_control() {
-            return Err(BatchError::InvalidRecord("clients may not write control batches"));
+            return Err(BatchError::InvalidRecord(
+                "clients may not write control batches",
+            ));
         }
         if header.records_count <= 0 {
             return Err(BatchError::InvalidRecord("batch has no records"));
         }
         if header.last_offset_delta != header.records_count - 1 {
-            return Err(BatchError::InvalidRecord("last offset delta does not match record count"));
+            return Err(BatchError::InvalidRecord(
+                "last offset delta does not match record count",
+            ));
         }
         match header.compression()? {
-            Compression::None => check_uncompressed_records(batch.bytes, &header, options.require_keys)?,
+            Compression::None => {
+                check_uncompressed_records(batch.bytes, &header, options.require_keys)?
+            }
             _ if options.require_keys => check_compressed_keys(batch.bytes)?,
             _ => {}
         }
@@ -98,19 +119,30 @@ pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<Valid
     if iter.position() != bytes.len() {
         // The iterator stopped on an error it already returned; unreachable in practice, but a
         // silent partial accept would lose data, so refuse.
-        return Err(BatchError::Truncated { needed: bytes.len(), available: iter.position() });
+        return Err(BatchError::Truncated {
+            needed: bytes.len(),
+            available: iter.position(),
+        });
     }
     if batches.len() > 1 && batches.iter().any(|(_, h)| h.has_producer_id()) {
         return Err(BatchError::InvalidRecord(
             "an idempotent or transactional produce carries exactly one batch per partition",
         ));
     }
-    Ok(ValidatedBatches { bytes, batches, record_count })
+    Ok(ValidatedBatches {
+        bytes,
+        batches,
+        record_count,
+    })
 }
 
 /// Walks each record's framing: its length, attributes, timestamp delta and offset delta, and
 /// that the lengths add up to the batch. Values are not copied or decoded.
-fn check_uncompressed_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
+fn check_uncompressed_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    require_keys: bool,
+) -> Result<(), BatchError> {
     let mut rest = &batch[HEADER_LEN..];
     let mut found = 0i32;
     while !rest.is_empty() {
@@ -120,12 +152,16 @@ fn check_uncompressed_records(batch: &[u8], header: &BatchHeader, require_keys: 
         }
         let (mut record, tail) = rest.split_at(length as usize);
         rest = tail;
-        let _attributes = record.first().ok_or(BatchError::InvalidRecord("empty record"))?;
+        let _attributes = record
+            .first()
+            .ok_or(BatchError::InvalidRecord("empty record"))?;
         record = &record[1..];
         let _timestamp_delta = read_varlong(&mut record)?;
         let offset_delta = read_varint(&mut record)?;
         if offset_delta != found {
-            return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
+            return Err(BatchError::InvalidRecord(
+                "offset deltas are not consecutive",
+            ));
         }
         if require_keys {
             let key_length = read_varint(&mut record)?;
@@ -133,10 +169,15 @@ fn check_uncompressed_records(batch: &[u8], header: &BatchHeader, require_keys: 
                 return Err(BatchError::MissingKey);
             }
         }
-        found = found.checked_add(1).ok_or(BatchError::InvalidRecord("too many records"))?;
+        found = found
+            .checked_add(1)
+            .ok_or(BatchError::InvalidRecord("too many records"))?;
     }
     if found != header.records_count {
-        return Err(BatchError::RecordCountMismatch { header: header.records_count, found });
+        return Err(BatchError::RecordCountMismatch {
+            header: header.records_count,
+            found,
+        });
     }
     Ok(())
 }
@@ -186,7 +227,11 @@ mod tests {
     fn rejects_truncation_and_trailing_garbage() {
         let good = sample_batch(2);
         for cut in 1..good.len() {
-            assert!(validate_batches(Bytes::copy_from_slice(&good[..cut]), &ValidateOptions::default()).is_err());
+            assert!(validate_batches(
+                Bytes::copy_from_slice(&good[..cut]),
+                &ValidateOptions::default()
+            )
+            .is_err());
         }
         let mut extra = good.clone();
         extra.push(0);
@@ -196,10 +241,22 @@ mod tests {
     #[test]
     fn enforces_size_and_keys() {
         let batch = sample_batch(2);
-        let small = ValidateOptions { max_batch_bytes: 10, require_keys: false };
-        assert!(matches!(validate_batches(Bytes::from(batch.clone()), &small), Err(BatchError::TooLarge { .. })));
-        let keyed = ValidateOptions { require_keys: true, ..ValidateOptions::default() };
-        assert_eq!(validate_batches(Bytes::from(batch), &keyed).unwrap_err(), BatchError::MissingKey);
+        let small = ValidateOptions {
+            max_batch_bytes: 10,
+            require_keys: false,
+        };
+        assert!(matches!(
+            validate_batches(Bytes::from(batch.clone()), &small),
+            Err(BatchError::TooLarge { .. })
+        ));
+        let keyed = ValidateOptions {
+            require_keys: true,
+            ..ValidateOptions::default()
+        };
+        assert_eq!(
+            validate_batches(Bytes::from(batch), &keyed).unwrap_err(),
+            BatchError::MissingKey
+        );
     }
 
     proptest::proptest! {

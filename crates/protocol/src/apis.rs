@@ -1,0 +1,108 @@
+//! The single table of APIs Strom implements, and the versions of each it implements correctly.
+//!
+//! ApiVersions answers, request admission and the server's dispatch all derive from [`SUPPORTED_APIS`].
+//! A version is listed only when every field it adds is honoured, so the ranges are often
+//! narrower than what the `kafka-protocol` crate can decode.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::ApiKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
+    SupportedApi {
+        key,
+        min_version,
+        max_version,
+    }
+}
+
+/// Why each ceiling is where it is:
+/// - Produce 11 and Fetch 12: later versions address topics by id only.
+/// - ListOffsets 8: v9+ adds tiered-storage offset specs Strom does not have yet.
+/// - Metadata 12: v13 adds a top-level error code for KIP-1102 rebootstrap we do not emit.
+/// - InitProducerId 4: v5+ belongs to transactions v2 (KIP-890), which come with the
+///   transaction coordinator.
+/// - DescribeCluster 1: v2 adds endpoint types for controllers.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    api(ApiKey::Produce, 3, 11),
+    api(ApiKey::Fetch, 4, 12),
+    api(ApiKey::ListOffsets, 1, 8),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 5),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::InitProducerId, 0, 4),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported range for an API key, if Strom implements it.
+pub fn supported(key: ApiKey) -> Option<SupportedApi> {
+    SUPPORTED_APIS.iter().copied().find(|api| api.key == key)
+}
+
+/// Whether `version` of `key` is one Strom answers.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    supported(key).is_some_and(|api| (api.min_version..=api.max_version).contains(&version))
+}
+
+/// The ApiVersions entries for every supported API.
+pub fn api_version_entries() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|api| {
+            let mut entry = ApiVersion::default();
+            entry.api_key = api.key as i16;
+            entry.min_version = api.min_version;
+            entry.max_version = api.max_version;
+            entry
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::Message;
+
+    /// Every advertised range must be one the codec crate can actually decode and encode.
+    #[test]
+    fn table_is_within_codec_ranges() {
+        for api in SUPPORTED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(api.min_version <= api.max_version, "{:?}", api.key);
+            assert!(
+                codec.min <= api.min_version && api.max_version <= codec.max,
+                "{:?} {codec}",
+                api.key
+            );
+        }
+        let apiversions = kafka_protocol::messages::ApiVersionsRequest::VERSIONS;
+        assert_eq!(
+            supported(ApiKey::ApiVersions).unwrap().max_version,
+            apiversions.max
+        );
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        for (i, a) in SUPPORTED_APIS.iter().enumerate() {
+            assert!(
+                SUPPORTED_APIS[i + 1..].iter().all(|b| b.key != a.key),
+                "{:?} twice",
+                a.key
+            );
+        }
+    }
+}

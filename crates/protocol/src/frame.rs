@@ -1,0 +1,95 @@
+//! Length-prefixed framing: a 4-byte big-endian size, then that many bytes.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Why a connection must be closed: the stream can no longer be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("request size {size} is not positive")]
+    NonPositiveSize { size: i32 },
+    #[error("request size {size} exceeds socket.request.max.bytes {limit}")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// Cuts whole frames out of a read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDecoder {
+    /// `socket.request.max.bytes`: checked on the size prefix, before any body is buffered.
+    pub request_bytes_max: usize,
+}
+
+pub const SIZE_PREFIX_LEN: usize = 4;
+
+impl FrameDecoder {
+    pub fn new(request_bytes_max: usize) -> Self {
+        FrameDecoder { request_bytes_max }
+    }
+
+    /// Returns the next whole frame (without its size prefix) if one is buffered. When the prefix
+    /// is buffered but not the body, reserves room for the body so the next read can fill it.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if buf.len() < SIZE_PREFIX_LEN {
+            return Ok(None);
+        }
+        let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if size <= 0 {
+            return Err(FrameError::NonPositiveSize { size });
+        }
+        let size = size as usize;
+        if size > self.request_bytes_max {
+            return Err(FrameError::TooLarge {
+                size,
+                limit: self.request_bytes_max,
+            });
+        }
+        if buf.len() < SIZE_PREFIX_LEN + size {
+            buf.reserve(SIZE_PREFIX_LEN + size - buf.len());
+            return Ok(None);
+        }
+        buf.advance(SIZE_PREFIX_LEN);
+        Ok(Some(buf.split_to(size).freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_frames_and_waits_for_partial_ones() {
+        let decoder = FrameDecoder::new(100);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&3i32.to_be_bytes());
+        buf.extend_from_slice(b"abc");
+        buf.extend_from_slice(&2i32.to_be_bytes());
+        buf.extend_from_slice(b"d");
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap().as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b"e");
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap().as_deref(),
+            Some(&b"de"[..])
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_sizes_before_buffering() {
+        let decoder = FrameDecoder::new(100);
+        let mut buf = BytesMut::from(&(-1i32).to_be_bytes()[..]);
+        assert!(decoder.decode(&mut buf).is_err());
+        let mut buf = BytesMut::from(&0i32.to_be_bytes()[..]);
+        assert!(decoder.decode(&mut buf).is_err());
+        let mut buf = BytesMut::from(&101i32.to_be_bytes()[..]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(FrameError::TooLarge {
+                size: 101,
+                limit: 100
+            })
+        );
+    }
+}
