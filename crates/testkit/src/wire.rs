@@ -1,0 +1,310 @@
+//! A raw-socket Kafka client for requests a real client library would never send.
+//!
+//! Requests are built with the `kafka-protocol` crate's encoders; [`WireClient::encode`] gives
+//! the frame body (header + request) so a test can corrupt it before [`WireClient::send_body`].
+//! Every socket read and write has a timeout ([`IO_TIMEOUT`]), so a broker that never answers
+//! fails the test instead of hanging it.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, ProduceRequest,
+    ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+};
+
+/// Bound on every socket read and write.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response frame this client accepts; anything larger means the stream is garbage.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// The `client_id` on every request.
+pub const CLIENT_ID: &str = "strom-testkit-wire";
+
+/// One connection speaking the Kafka wire protocol, one request in flight at a time.
+pub struct WireClient {
+    stream: TcpStream,
+    correlation_id_next: i32,
+}
+
+impl WireClient {
+    pub fn connect(addr: SocketAddr) -> io::Result<WireClient> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        WireClient::from_stream(stream, IO_TIMEOUT)
+    }
+
+    pub fn from_stream(stream: TcpStream, io_timeout: Duration) -> io::Result<WireClient> {
+        stream.set_read_timeout(Some(io_timeout))?;
+        stream.set_write_timeout(Some(io_timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(WireClient {
+            stream,
+            correlation_id_next: 1,
+        })
+    }
+
+    /// Sends `request` at `version` and decodes the answer, checking its correlation id.
+    pub fn call<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
+        let (correlation_id, body) = self.encode(request, version)?;
+        self.send_body(&body)?;
+        let frame = self.read_frame().context("read response")?;
+        decode_response::<R>(frame, version, correlation_id)
+    }
+
+    /// Encodes header + `request` (the frame body, without the size prefix), returning the
+    /// correlation id it carries.
+    pub fn encode<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> anyhow::Result<(i32, BytesMut)> {
+        let correlation_id = self.correlation_id_next;
+        self.correlation_id_next += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = correlation_id;
+        header.client_id = Some(StrBytes::from_static_str(CLIENT_ID));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version))?;
+        request.encode(&mut body, version)?;
+        Ok((correlation_id, body))
+    }
+
+    /// Writes a 4-byte big-endian size prefix and `body`.
+    pub fn send_body(&mut self, body: &[u8]) -> io::Result<()> {
+        let size = i32::try_from(body.len()).expect("body fits a frame");
+        let mut frame = Vec::with_capacity(4 + body.len());
+        frame.extend_from_slice(&size.to_be_bytes());
+        frame.extend_from_slice(body);
+        self.write_raw(&frame)
+    }
+
+    /// Writes `bytes` exactly as given: for malformed size prefixes and garbage.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Reads one size-prefixed response frame, returning its body.
+    pub fn read_frame(&mut self) -> io::Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let size = i32::from_be_bytes(size);
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&size| size <= RESPONSE_BYTES_MAX)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("response size {size}"))
+            })?;
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    /// Whether the peer closes the connection within `timeout`: true on EOF or reset, false if
+    /// the connection is still open at the deadline. Bytes the peer sends meanwhile (an error
+    /// response, say) are read and discarded.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let remaining = (deadline - now).max(Duration::from_millis(1));
+            if self.stream.set_read_timeout(Some(remaining)).is_err() {
+                return true;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    return false
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Closes our half of the connection.
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// ApiVersions v3 (flexible; the response header is v0 regardless).
+    pub fn api_versions(&mut self) -> anyhow::Result<ApiVersionsResponse> {
+        let mut request = ApiVersionsRequest::default();
+        request.client_software_name = StrBytes::from_static_str("strom-testkit");
+        request.client_software_version = StrBytes::from_static_str("0");
+        self.call(&request, 3)
+    }
+
+    /// InitProducerId v4 for an idempotent (non-transactional) producer: (id, epoch).
+    pub fn init_producer_id(&mut self) -> anyhow::Result<(i64, i16)> {
+        let mut request = InitProducerIdRequest::default();
+        request.transactional_id = None;
+        request.transaction_timeout_ms = -1;
+        request.producer_id = ProducerId(-1);
+        request.producer_epoch = -1;
+        let response = self.call(&request, 4)?;
+        anyhow::ensure!(
+            response.error_code == 0,
+            "InitProducerId error {}",
+            response.error_code
+        );
+        Ok((response.producer_id.0, response.producer_epoch))
+    }
+
+    /// Produce v9 of one batch to one partition; returns that partition's response.
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: i16,
+    ) -> anyhow::Result<PartitionProduceResponse> {
+        let request = produce_request(topic, partition, batch, acks);
+        let response: ProduceResponse = self.call(&request, PRODUCE_VERSION)?;
+        partition_response(response, topic, partition)
+    }
+}
+
+/// The Produce version the raw tests use (flexible, before topic ids).
+pub const PRODUCE_VERSION: i16 = 9;
+
+/// Decodes a response frame body for request type `R`.
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> anyhow::Result<R::Response> {
+    let header_version = <R::Response as HeaderVersion>::header_version(version);
+    let header = ResponseHeader::decode(&mut frame, header_version).context("response header")?;
+    anyhow::ensure!(
+        header.correlation_id == correlation_id,
+        "correlation id {} answers request {correlation_id}",
+        header.correlation_id
+    );
+    let response = R::Response::decode(&mut frame, version).context("response body")?;
+    anyhow::ensure!(
+        !frame.has_remaining(),
+        "{} bytes left after the response",
+        frame.remaining()
+    );
+    Ok(response)
+}
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// A Produce request carrying `batch` for one partition.
+pub fn produce_request(topic: &str, partition: i32, batch: Bytes, acks: i16) -> ProduceRequest {
+    let mut partition_data = PartitionProduceData::default();
+    partition_data.index = partition;
+    partition_data.records = Some(batch);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = topic_name(topic);
+    topic_data.partition_data = vec![partition_data];
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic_data];
+    request
+}
+
+/// The response for `topic`/`partition` out of a ProduceResponse.
+pub fn partition_response(
+    response: ProduceResponse,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<PartitionProduceResponse> {
+    response
+        .responses
+        .into_iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partition_responses)
+        .find(|p| p.index == partition)
+        .with_context(|| format!("no response for {topic}/{partition}"))
+}
+
+/// Who wrote a batch: a plain producer, or an idempotent one with its sequence numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl BatchProducer {
+    pub const NONE: BatchProducer = BatchProducer {
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: NO_PRODUCER_EPOCH,
+        base_sequence: NO_SEQUENCE,
+    };
+}
+
+/// One v2 record batch of `values` (keys `key-<i>`), timestamps from `timestamp_ms` on.
+pub fn record_batch(
+    values: &[&[u8]],
+    producer: BatchProducer,
+    compression: Compression,
+    timestamp_ms: i64,
+) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let i32_index = i32::try_from(i).expect("batch index fits i32");
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+                producer_id: producer.producer_id,
+                producer_epoch: producer.producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i32_index),
+                sequence: if producer.base_sequence == NO_SEQUENCE {
+                    NO_SEQUENCE
+                } else {
+                    producer.base_sequence + i32_index
+                },
+                timestamp: timestamp_ms + i64::from(i32_index),
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::copy_from_slice(value)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode record batch");
+    buf.freeze()
+}
+
+/// Byte offset of the CRC field in a v2 record batch (after base offset, batch length,
+/// partition leader epoch and magic).
+pub const BATCH_CRC_OFFSET: usize = 8 + 4 + 4 + 1;
