@@ -1,1 +1,9 @@
 //! placeholder
+mod checkpoint;
+mod epoch_checkpoint;
+mod error;
+mod index_file;
+mod offset_index;
+mod producer_state;
+mod segment;
+mod time_index;

@@ -1,0 +1,350 @@
+//! Idempotent producer state: per producer id, its epoch and its last
+//! [`BATCHES_PER_PRODUCER_MAX`] batches, so a retried batch is answered with its original
+//! offsets instead of being written twice, and gaps or zombies are refused.
+//!
+//! Snapshots (`<offset>.snapshot`, 20-digit offset) hold the state of everything below that
+//! offset; recovery loads the newest snapshot at or below the log end offset and replays batch
+//! headers from there. Body: `count u32 | producer*`, producer = `id i64 | epoch i16 |
+//! batches u8 | (first_seq i32, last_seq i32, first_offset i64, last_offset i64,
+//! timestamp i64) * batches`, inside a checksummed frame.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use strom_record::BatchHeader;
+
+use crate::checkpoint::{self, Kind};
+use crate::error::{AppendError, IoContext, StorageError};
+
+/// Kafka keeps the last five batches: a producer has at most five requests in flight.
+pub const BATCHES_PER_PRODUCER_MAX: usize = 5;
+pub(crate) const SNAPSHOT_SUFFIX: &str = "snapshot";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchMetadata {
+    pub(crate) first_seq: i32,
+    pub(crate) last_seq: i32,
+    pub(crate) first_offset: i64,
+    pub(crate) last_offset: i64,
+    pub(crate) timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerEntry {
+    pub(crate) epoch: i16,
+    pub(crate) batches: VecDeque<BatchMetadata>,
+}
+
+/// What an incoming idempotent batch is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    /// Write it.
+    Fresh,
+    /// Already written: answer with these offsets.
+    Duplicate(BatchMetadata),
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerState {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+fn next_sequence(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl ProducerState {
+    /// Kafka's rules, checked before anything is written.
+    pub(crate) fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, AppendError> {
+        let producer_id = header.producer_id;
+        let Some(entry) = self.producers.get(&producer_id) else {
+            // Unknown producer: only a first batch is acceptable. A non-zero sequence means we
+            // lost its state (retention, DeleteRecords); Kafka answers OutOfOrderSequence since
+            // KIP-360, which makes the client bump its epoch and start over.
+            if header.base_sequence != 0 {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id,
+                    expected: 0,
+                    received: header.base_sequence,
+                });
+            }
+            return Ok(SequenceCheck::Fresh);
+        };
+        if header.producer_epoch < entry.epoch {
+            return Err(AppendError::InvalidProducerEpoch {
+                producer_id,
+                current: entry.epoch,
+                received: header.producer_epoch,
+            });
+        }
+        if header.producer_epoch > entry.epoch {
+            if header.base_sequence != 0 {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id,
+                    expected: 0,
+                    received: header.base_sequence,
+                });
+            }
+            return Ok(SequenceCheck::Fresh);
+        }
+        let last_seq = header.last_sequence();
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == header.base_sequence && b.last_seq == last_seq)
+        {
+            return Ok(SequenceCheck::Duplicate(*dup));
+        }
+        if let Some(last) = entry.batches.back() {
+            let expected = next_sequence(last.last_seq);
+            if header.base_sequence != expected {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id,
+                    expected,
+                    received: header.base_sequence,
+                });
+            }
+        }
+        Ok(SequenceCheck::Fresh)
+    }
+
+    /// Records a written batch; `header` carries its assigned offsets. Also used on replay,
+    /// where nothing is checked: the log is the truth.
+    pub(crate) fn update(&mut self, header: &BatchHeader) {
+        if !header.has_producer_id() {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER_MAX),
+            });
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
+            let _ = entry.batches.pop_front();
+        }
+        entry.batches.push_back(BatchMetadata {
+            first_seq: header.base_sequence,
+            last_seq: header.last_sequence(),
+            first_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            timestamp_ms: header.max_timestamp,
+        });
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.producers.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort();
+        let mut out = Vec::new();
+        out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+        for id in ids {
+            let entry = &self.producers[id];
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&entry.epoch.to_be_bytes());
+            out.push(entry.batches.len() as u8);
+            for b in &entry.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.first_offset.to_be_bytes());
+                out.extend_from_slice(&b.last_offset.to_be_bytes());
+                out.extend_from_slice(&b.timestamp_ms.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    pub(crate) fn decode(body: &[u8]) -> Option<ProducerState> {
+        let mut r = Reader(body);
+        let count = r.u32()?;
+        let mut producers = HashMap::new();
+        for _ in 0..count {
+            let id = r.i64()?;
+            let epoch = r.i16()?;
+            let n = r.u8()? as usize;
+            if n > BATCHES_PER_PRODUCER_MAX {
+                return None;
+            }
+            let mut batches = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                batches.push_back(BatchMetadata {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    first_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    timestamp_ms: r.i64()?,
+                });
+            }
+            let _ = producers.insert(id, ProducerEntry { epoch, batches });
+        }
+        r.0.is_empty().then_some(ProducerState { producers })
+    }
+
+    /// Writes `<offset>.snapshot` atomically.
+    pub(crate) fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<(), StorageError> {
+        let path = snapshot_path(dir, offset);
+        checkpoint::write_atomically(
+            &path,
+            &checkpoint::encode_frame(Kind::ProducerSnapshot, &self.encode()),
+        )
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_at_checked(N)?;
+        self.0 = rest;
+        head.try_into().ok()
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take().map(i16::from_be_bytes)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take().map(i32::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take().map(i64::from_be_bytes)
+    }
+}
+
+pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.{SNAPSHOT_SUFFIX}"))
+}
+
+/// Snapshot offsets present in `dir`, ascending.
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut offsets = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let name = entry.at(dir)?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".snapshot") {
+            if let Some(offset) = crate::segment::parse_offset(stem) {
+                offsets.push(offset);
+            }
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+/// Loads the snapshot at `offset`; `None` if it is unreadable or corrupt.
+pub(crate) fn read_snapshot(dir: &Path, offset: i64) -> Option<ProducerState> {
+    let path = snapshot_path(dir, offset);
+    let body = checkpoint::read_frame(&path, Kind::ProducerSnapshot).ok()??;
+    ProducerState::decode(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: i32, offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: offset,
+            batch_length: 100,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 7,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: count,
+        }
+    }
+
+    #[test]
+    fn sequences_duplicates_and_fencing() {
+        let mut state = ProducerState::default();
+        assert!(matches!(
+            state.check(&header(1, 0, 3, 1, 0)),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
+        assert_eq!(
+            state.check(&header(1, 0, 0, 2, 0)).unwrap(),
+            SequenceCheck::Fresh
+        );
+        state.update(&header(1, 0, 0, 2, 0));
+        assert!(matches!(
+            state.check(&header(1, 0, 0, 2, 99)).unwrap(),
+            SequenceCheck::Duplicate(BatchMetadata {
+                first_offset: 0,
+                last_offset: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check(&header(1, 0, 5, 1, 2)),
+            Err(AppendError::OutOfOrderSequence { expected: 2, .. })
+        ));
+        state.update(&header(1, 2, 0, 1, 2));
+        assert!(matches!(
+            state.check(&header(1, 1, 1, 1, 3)),
+            Err(AppendError::InvalidProducerEpoch { current: 2, .. })
+        ));
+        assert!(matches!(
+            state.check(&header(1, 3, 4, 1, 3)),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut state = ProducerState::default();
+        state.update(&header(9, 0, i32::MAX - 1, 2, 0));
+        assert_eq!(
+            state.check(&header(9, 0, 0, 1, 2)).unwrap(),
+            SequenceCheck::Fresh
+        );
+    }
+
+    #[test]
+    fn keeps_five_batches_and_round_trips() {
+        let mut state = ProducerState::default();
+        for i in 0..7 {
+            state.update(&header(4, 1, i, 1, i64::from(i)));
+        }
+        state.update(&header(5, 0, 0, 3, 10));
+        assert_eq!(state.producers[&4].batches.len(), BATCHES_PER_PRODUCER_MAX);
+        // Batch 0 fell out of the window: it is no longer recognised as a duplicate.
+        assert!(state.check(&header(4, 1, 0, 1, 0)).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        state.write_snapshot(dir.path(), 13).unwrap();
+        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![13]);
+        assert_eq!(read_snapshot(dir.path(), 13).unwrap(), state);
+        let body = state.encode();
+        for cut in 0..body.len() {
+            assert!(ProducerState::decode(&body[..cut]).is_none());
+        }
+        std::fs::write(snapshot_path(dir.path(), 13), b"bad").unwrap();
+        assert!(read_snapshot(dir.path(), 13).is_none());
+    }
+}
