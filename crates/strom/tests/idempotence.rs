@@ -1,0 +1,157 @@
+//! The idempotent producer: through `rdkafka` (no duplicates, in order) and at the wire level
+//! (a retried batch is acknowledged once with its original offset; a sequence gap is refused).
+
+mod common;
+
+use bytes::Bytes;
+use common::{create_topic, numbered, start, utf8};
+use kafka_protocol::records::Compression;
+use rdkafka::Offset;
+use strom_testkit::wire::{record_batch, BatchProducer};
+use strom_testkit::{Consumer, Producer};
+
+/// OUT_OF_ORDER_SEQUENCE_NUMBER.
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+
+#[test]
+fn idempotent_producer_writes_each_record_once_in_order() {
+    let broker = start();
+    create_topic(&broker, "idem", 2);
+    let producer = Producer::new(
+        &broker.bootstrap(),
+        &[("enable.idempotence", "true"), ("linger.ms", "2")],
+    );
+    let mut recs = numbered("p0", 2000, 0);
+    recs.extend(numbered("p1", 500, 1));
+    let delivered = producer.send_all_ok("idem", &recs);
+    for (i, d) in delivered[..2000].iter().enumerate() {
+        assert_eq!((d.partition, d.offset), (0, i as i64));
+    }
+
+    let consumer = Consumer::new(&broker.bootstrap());
+    for (partition, prefix, count) in [(0, "p0", 2000), (1, "p1", 500)] {
+        let records = consumer.read_to_end("idem", partition, Offset::Beginning);
+        assert_eq!(records.len(), count, "partition {partition}");
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.offset, i as i64);
+            assert_eq!(utf8(&record.value), format!("{prefix}-{i}"));
+        }
+    }
+}
+
+fn values(prefix: &str, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
+}
+
+fn batch(values: &[Vec<u8>], producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Bytes {
+    let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    record_batch(
+        &values,
+        BatchProducer {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        },
+        Compression::None,
+        1_700_000_000_000,
+    )
+}
+
+#[test]
+fn a_retried_batch_is_acknowledged_with_its_first_offset_and_stored_once() {
+    let broker = start();
+    create_topic(&broker, "retry", 1);
+    let mut wire = broker.wire();
+    let (producer_id, epoch) = wire.init_producer_id().expect("InitProducerId");
+    assert!(producer_id >= 0, "producer id {producer_id}");
+
+    let first = batch(&values("a", 3), producer_id, epoch, 0);
+    let original = wire.produce("retry", 0, first.clone(), -1).unwrap();
+    assert_eq!(original.error_code, 0, "{original:?}");
+    assert_eq!(original.base_offset, 0);
+    // The same batch again, as a producer whose acknowledgement was lost would send it.
+    let retried = wire.produce("retry", 0, first, -1).unwrap();
+    assert_eq!(retried.error_code, 0, "duplicate must succeed: {retried:?}");
+    assert_eq!(retried.base_offset, original.base_offset);
+
+    let next = wire
+        .produce(
+            "retry",
+            0,
+            batch(&values("b", 2), producer_id, epoch, 3),
+            -1,
+        )
+        .unwrap();
+    assert_eq!((next.error_code, next.base_offset), (0, 3), "{next:?}");
+
+    let records = Consumer::new(&broker.bootstrap()).read_to_end("retry", 0, Offset::Beginning);
+    let read: Vec<String> = records.iter().map(|r| utf8(&r.value)).collect();
+    assert_eq!(read, ["a-0", "a-1", "a-2", "b-0", "b-1"]);
+}
+
+#[test]
+fn a_sequence_gap_is_out_of_order_and_changes_nothing() {
+    let broker = start();
+    create_topic(&broker, "gap", 1);
+    let mut wire = broker.wire();
+    let (producer_id, epoch) = wire.init_producer_id().unwrap();
+
+    let ok = wire
+        .produce("gap", 0, batch(&values("a", 3), producer_id, epoch, 0), -1)
+        .unwrap();
+    assert_eq!(ok.error_code, 0, "{ok:?}");
+    // Sequence 3 is expected next; 10 leaves a gap.
+    let gap = wire
+        .produce(
+            "gap",
+            0,
+            batch(&values("lost", 2), producer_id, epoch, 10),
+            -1,
+        )
+        .unwrap();
+    assert_eq!(gap.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER, "{gap:?}");
+    // The refused batch did not advance the expected sequence.
+    let resumed = wire
+        .produce("gap", 0, batch(&values("b", 1), producer_id, epoch, 3), -1)
+        .unwrap();
+    assert_eq!(
+        (resumed.error_code, resumed.base_offset),
+        (0, 3),
+        "{resumed:?}"
+    );
+
+    let records = Consumer::new(&broker.bootstrap()).read_to_end("gap", 0, Offset::Beginning);
+    let read: Vec<String> = records.iter().map(|r| utf8(&r.value)).collect();
+    assert_eq!(read, ["a-0", "a-1", "a-2", "b-0"]);
+}
+
+#[test]
+fn producers_get_distinct_ids_and_sequences_are_per_producer() {
+    let broker = start();
+    create_topic(&broker, "two-producers", 1);
+    let mut wire = broker.wire();
+    let (first_id, first_epoch) = wire.init_producer_id().unwrap();
+    let (second_id, second_epoch) = wire.init_producer_id().unwrap();
+    assert_ne!(first_id, second_id);
+    // Both start at sequence 0 on the same partition; neither is a duplicate of the other.
+    let a = wire
+        .produce(
+            "two-producers",
+            0,
+            batch(&values("x", 2), first_id, first_epoch, 0),
+            -1,
+        )
+        .unwrap();
+    let b = wire
+        .produce(
+            "two-producers",
+            0,
+            batch(&values("y", 2), second_id, second_epoch, 0),
+            -1,
+        )
+        .unwrap();
+    assert_eq!((a.error_code, a.base_offset), (0, 0), "{a:?}");
+    assert_eq!((b.error_code, b.base_offset), (0, 2), "{b:?}");
+}

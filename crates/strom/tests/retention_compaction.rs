@@ -1,0 +1,193 @@
+//! Retention (by time and by size) and log compaction, observed from a client: the earliest
+//! offset advances, and a compacted partition keeps the latest value of every key.
+//!
+//! The broker runs with short check and back-off intervals; topics use small segments so that
+//! there are closed segments to delete or clean. Every expectation is polled with a deadline.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{numbered, utf8};
+use rdkafka::Offset;
+use strom_testkit::{poll_until, Admin, Broker, Consumer, Producer, Rec};
+
+/// How long the background retention / cleaner work may take to become visible.
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(45);
+
+fn start_with_fast_background_work() -> Broker {
+    Broker::builder(strom_testkit::bin!())
+        .set("log.retention.check.interval.ms", "200")
+        .set("log.cleaner.backoff.ms", "200")
+        .start()
+}
+
+/// ~100-byte values, so a 4 KiB segment holds a few dozen records.
+fn padded(prefix: &str, count: usize) -> Vec<Rec> {
+    (0..count)
+        .map(|i| Rec::value(format!("{prefix}-{i:05}-{}", "x".repeat(90))).partition(0))
+        .collect()
+}
+
+#[test]
+fn retention_ms_deletes_old_segments() {
+    let broker = start_with_fast_background_work();
+    let admin = Admin::new(&broker.bootstrap());
+    admin.create_topic_ok(
+        "short-lived",
+        1,
+        &[("segment.bytes", "4096"), ("retention.ms", "1000")],
+    );
+    admin.create_topic_ok("kept", 1, &[("segment.bytes", "4096")]);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    producer.send_all_ok("short-lived", &padded("old", 300));
+    producer.send_all_ok("kept", &padded("kept", 300));
+
+    let consumer = Consumer::new(&broker.bootstrap());
+    let (low, high) = poll_until(BACKGROUND_TIMEOUT, "retention to delete segments", || {
+        let (low, high) = consumer.watermarks("short-lived", 0).unwrap();
+        (low > 0).then_some((low, high))
+    });
+    assert_eq!(high, 300, "retention never moves the high watermark");
+    assert!(low <= high);
+    // What remains starts exactly at the low watermark and is intact.
+    let first = consumer.read("short-lived", 0, Offset::Beginning, 1);
+    assert_eq!(first[0].offset, low);
+    assert!(utf8(&first[0].value).starts_with(&format!("old-{low:05}-")));
+    // Records written after the deletion still land at the end.
+    let delivered = producer.send_all_ok("short-lived", &padded("new", 1));
+    assert_eq!(delivered[0].offset, 300);
+
+    // The topic without a short retention lost nothing meanwhile.
+    assert_eq!(consumer.watermarks("kept", 0).unwrap(), (0, 300));
+}
+
+#[test]
+fn retention_bytes_caps_the_partition_size() {
+    let broker = start_with_fast_background_work();
+    let admin = Admin::new(&broker.bootstrap());
+    admin.create_topic_ok(
+        "capped",
+        1,
+        &[
+            ("segment.bytes", "4096"),
+            ("retention.bytes", "8192"),
+            ("retention.ms", "-1"),
+        ],
+    );
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all"), ("linger.ms", "0")]);
+    producer.send_all_ok("capped", &padded("v", 400));
+
+    let consumer = Consumer::new(&broker.bootstrap());
+    let low = poll_until(
+        BACKGROUND_TIMEOUT,
+        "size retention to delete segments",
+        || {
+            let (low, _) = consumer.watermarks("capped", 0).unwrap();
+            // ~40 KiB written against an 8 KiB cap: most of it must go.
+            (low >= 200).then_some(low)
+        },
+    );
+    let remaining = consumer.read_to_end("capped", 0, Offset::Beginning);
+    assert_eq!(remaining.first().map(|r| r.offset), Some(low));
+    assert_eq!(remaining.last().map(|r| r.offset), Some(399));
+    for (record, offset) in remaining.iter().zip(low..) {
+        assert_eq!(record.offset, offset, "no gaps after size retention");
+    }
+}
+
+#[test]
+fn compaction_keeps_the_latest_value_per_key() {
+    let broker = start_with_fast_background_work();
+    let admin = Admin::new(&broker.bootstrap());
+    admin.create_topic_ok(
+        "compacted",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "4096"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    const KEYS: usize = 8;
+    const ROUNDS: usize = 100;
+    let mut recs = Vec::new();
+    for round in 0..ROUNDS {
+        for key in 0..KEYS {
+            recs.push(
+                Rec::keyed(
+                    format!("key-{key}"),
+                    format!("{key}:{round:03}:{}", "y".repeat(60)),
+                )
+                .partition(0),
+            );
+        }
+    }
+    // A key deleted by a tombstone halfway through, and never written again.
+    recs.insert(
+        KEYS * ROUNDS / 2,
+        Rec {
+            key: Some(b"key-3".to_vec()),
+            value: None,
+            partition: Some(0),
+            ..Rec::default()
+        },
+    );
+    recs.retain(|r| !(r.key.as_deref() == Some(b"key-3") && later_than_tombstone(r, ROUNDS)));
+    producer.send_all_ok("compacted", &recs);
+    // Roll the last segment with more writes for one extra key, so the records above are
+    // all in closed segments the cleaner may touch.
+    producer.send_all_ok("compacted", &filler(200));
+    let total = (recs.len() + 200) as i64;
+
+    let mut latest: HashMap<String, Option<String>> = HashMap::new();
+    for rec in recs.iter().chain(filler(200).iter()) {
+        latest.insert(utf8(&rec.key), text(&rec.value));
+    }
+
+    let consumer = Consumer::new(&broker.bootstrap());
+    let compacted = poll_until(BACKGROUND_TIMEOUT, "the cleaner to compact", || {
+        let records = consumer.read_to_end("compacted", 0, Offset::Beginning);
+        (records.len() < recs.len() / 2).then_some(records)
+    });
+    assert_eq!(consumer.watermarks("compacted", 0).unwrap().1, total);
+
+    let mut seen: HashMap<String, Option<String>> = HashMap::new();
+    let mut previous_offset = -1;
+    for record in &compacted {
+        assert!(record.offset > previous_offset, "offsets increase");
+        previous_offset = record.offset;
+        seen.insert(utf8(&record.key), text(&record.value));
+    }
+    // The last value read for every key is the last one written, tombstone included.
+    assert_eq!(seen, latest);
+}
+
+fn text(bytes: &Option<Vec<u8>>) -> Option<String> {
+    bytes
+        .as_deref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+fn later_than_tombstone(rec: &Rec, rounds: usize) -> bool {
+    let value = utf8(&rec.value);
+    let round: usize = value
+        .split(':')
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    round >= rounds / 2
+}
+
+fn filler(count: usize) -> Vec<Rec> {
+    numbered("filler", count, 0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Rec {
+            key: Some(format!("filler-{}", i % 4).into_bytes()),
+            ..r
+        })
+        .collect()
+}
