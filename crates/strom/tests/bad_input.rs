@@ -1,0 +1,385 @@
+//! Malformed and hostile input over a raw socket.
+//!
+//! For every case: the offending connection gets the documented error (or is closed where
+//! Kafka closes it), the broker process stays up, other clients are served, and data written
+//! before is intact ([`Fixture::assert_intact`]).
+
+mod common;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::utf8;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{ApiVersionsResponse, CreateTopicsRequest};
+use kafka_protocol::protocol::Decodable;
+use kafka_protocol::records::Compression;
+use rdkafka::Offset;
+use strom_testkit::wire::{record_batch, topic_name, BatchProducer, BATCH_CRC_OFFSET};
+use strom_testkit::{Admin, Broker, BrokerBuilder, Consumer, Producer, WireClient};
+
+const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// How long the broker has to answer or close a bad connection.
+const VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `socket.request.max.bytes` for these brokers.
+const REQUEST_BYTES_MAX: usize = 1024 * 1024;
+
+/// A broker with a topic `data` holding known records.
+struct Fixture {
+    broker: Broker,
+    values: Vec<String>,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        Fixture::start_with(|builder| builder)
+    }
+
+    fn start_with(configure: impl FnOnce(BrokerBuilder) -> BrokerBuilder) -> Fixture {
+        let builder = Broker::builder(strom_testkit::bin!())
+            .set("socket.request.max.bytes", &REQUEST_BYTES_MAX.to_string());
+        let broker = configure(builder).start();
+        Admin::new(&broker.bootstrap()).create_topic_ok("data", 1, &[]);
+        let values = common::produce_numbered(&broker, "data", "before", 20);
+        Fixture { broker, values }
+    }
+
+    /// The broker runs, answers a fresh connection, still holds `data`, and takes new writes
+    /// from a normal client.
+    fn assert_intact(&mut self) {
+        self.broker.assert_healthy();
+        let bootstrap = self.broker.bootstrap();
+        let producer = Producer::new(&bootstrap, &[("acks", "all")]);
+        let next = format!("after-{}", self.values.len());
+        let delivered = producer.send_all_ok(
+            "data",
+            &[strom_testkit::Rec::value(next.clone()).partition(0)],
+        );
+        assert_eq!(delivered[0].offset, self.values.len() as i64, "next offset");
+        self.values.push(next);
+        let records = Consumer::new(&bootstrap).read_to_end("data", 0, Offset::Beginning);
+        let read: Vec<String> = records.iter().map(|r| utf8(&r.value)).collect();
+        assert_eq!(read, self.values, "data intact");
+    }
+}
+
+/// What the broker did with a bad request.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// It answered; the frame body.
+    Answered(Bytes),
+    Closed,
+}
+
+fn verdict(wire: &mut WireClient) -> Verdict {
+    match wire.read_frame() {
+        Ok(frame) => Verdict::Answered(frame),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("broker neither answered nor closed the connection: {e}")
+        }
+        Err(_) => Verdict::Closed,
+    }
+}
+
+/// A request header v1 (api key, version, correlation id, client id) in bytes, for requests
+/// the encoder refuses to build.
+fn header_v1(api_key: i16, version: i16, correlation_id: i32) -> BytesMut {
+    let mut header = BytesMut::new();
+    header.put_i16(api_key);
+    header.put_i16(version);
+    header.put_i32(correlation_id);
+    header.put_i16(4);
+    header.put_slice(b"test");
+    header
+}
+
+#[test]
+fn unknown_api_key_is_answered_or_closed_and_the_broker_stays_up() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    wire.send_body(&header_v1(1000, 0, 77)).unwrap();
+    match verdict(&mut wire) {
+        Verdict::Closed => {}
+        Verdict::Answered(frame) => {
+            assert!(frame.len() >= 4, "answer {frame:?}");
+            assert_eq!(
+                &frame[..4],
+                77i32.to_be_bytes(),
+                "correlation id of the answer"
+            );
+        }
+    }
+    fixture.assert_intact();
+}
+
+#[test]
+fn unsupported_api_versions_version_gets_a_v0_answer_with_the_api_list() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    // ApiVersions v99, header v2 (flexible, as for any ApiVersions >= 3): empty tagged fields.
+    let mut body = header_v1(18, 99, 5);
+    body.put_u8(0);
+    // A v3-shaped body: compact strings client_software_name and _version, no tags.
+    body.put_u8(2);
+    body.put_slice(b"x");
+    body.put_u8(2);
+    body.put_slice(b"1");
+    body.put_u8(0);
+    wire.send_body(&body).unwrap();
+    let mut frame = match verdict(&mut wire) {
+        Verdict::Answered(frame) => frame,
+        Verdict::Closed => panic!("ApiVersions v99 must be answered, not closed"),
+    };
+    assert_eq!(&frame[..4], 5i32.to_be_bytes(), "correlation id");
+    let _ = frame.split_to(4);
+    let response = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 ApiVersions response");
+    assert_eq!(response.error_code, UNSUPPORTED_VERSION);
+    let api_versions = response
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == 18)
+        .expect("ApiVersions listed");
+    assert_eq!(api_versions.min_version, 0);
+    assert!(api_versions.max_version >= 3, "{api_versions:?}");
+    assert!(
+        response.api_keys.iter().any(|k| k.api_key == 0),
+        "Produce listed"
+    );
+    // The connection stays usable: a supported request on it works.
+    let ok = wire
+        .api_versions()
+        .expect("ApiVersions v3 on the same connection");
+    assert_eq!(ok.error_code, 0);
+    fixture.assert_intact();
+}
+
+#[test]
+fn garbage_frames_close_the_connection() {
+    let mut fixture = Fixture::start();
+    // Too short to hold a request header.
+    let mut wire = fixture.broker.wire();
+    wire.send_body(&[1, 2, 3]).unwrap();
+    assert!(wire.closed_within(VERDICT_TIMEOUT), "3-byte frame");
+
+    // A known API and version followed by a body that does not decode.
+    let mut wire = fixture.broker.wire();
+    let mut body = header_v1(0, 9, 1);
+    body.put_u8(0); // header tagged fields
+    body.put_slice(&[0xff, 0x13, 0x37, 0x00, 0x42]);
+    wire.send_body(&body).unwrap();
+    match verdict(&mut wire) {
+        Verdict::Closed => {}
+        Verdict::Answered(frame) => panic!("undecodable Produce was answered: {frame:?}"),
+    }
+
+    // Random bytes.
+    let mut wire = fixture.broker.wire();
+    let noise: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    wire.send_body(&noise).unwrap();
+    let _ = verdict(&mut wire);
+    fixture.assert_intact();
+}
+
+#[test]
+fn negative_frame_length_closes_the_connection() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    wire.write_raw(&(-16i32).to_be_bytes()).unwrap();
+    assert!(wire.closed_within(VERDICT_TIMEOUT), "negative length");
+    fixture.assert_intact();
+}
+
+#[test]
+fn oversize_frame_length_closes_the_connection_before_the_body() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    // Only the prefix is sent: the broker must refuse on the prefix alone.
+    let size = i32::try_from(REQUEST_BYTES_MAX + 1).unwrap();
+    wire.write_raw(&size.to_be_bytes()).unwrap();
+    assert!(
+        wire.closed_within(VERDICT_TIMEOUT),
+        "size {size} over the cap"
+    );
+    let mut wire = fixture.broker.wire();
+    wire.write_raw(&i32::MAX.to_be_bytes()).unwrap();
+    assert!(wire.closed_within(VERDICT_TIMEOUT), "size i32::MAX");
+    fixture.assert_intact();
+}
+
+#[test]
+fn a_stalled_partial_frame_does_not_block_other_clients() {
+    let mut fixture = Fixture::start();
+    let mut stalled = fixture.broker.wire();
+    stalled.write_raw(&[0, 0]).unwrap();
+    let mut half_body = fixture.broker.wire();
+    half_body.write_raw(&100i32.to_be_bytes()).unwrap();
+    half_body.write_raw(&[0; 10]).unwrap();
+    // Both connections stay open and stalled while others are served.
+    fixture.assert_intact();
+    drop((stalled, half_body));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let request = kafka_protocol::messages::ApiVersionsRequest::default();
+        let (id, body) = wire.encode(&request, 0).unwrap();
+        wire.send_body(&body).unwrap();
+        ids.push(id);
+    }
+    for id in ids {
+        let frame = wire.read_frame().unwrap();
+        assert_eq!(&frame[..4], id.to_be_bytes());
+    }
+    fixture.assert_intact();
+}
+
+#[test]
+fn corrupt_batch_crc_is_corrupt_message() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let good = record_batch(
+        &[b"a", b"b", b"c"],
+        BatchProducer::NONE,
+        Compression::None,
+        1,
+    );
+    // A flipped bit in the records, then one in the stored CRC itself.
+    for position in [good.len() - 1, BATCH_CRC_OFFSET] {
+        let mut corrupt = good.to_vec();
+        corrupt[position] ^= 0x01;
+        let response = wire.produce("data", 0, Bytes::from(corrupt), -1).unwrap();
+        assert_eq!(
+            response.error_code, CORRUPT_MESSAGE,
+            "flip at byte {position}"
+        );
+    }
+    let consumer = Consumer::new(&fixture.broker.bootstrap());
+    assert_eq!(
+        consumer.watermarks("data", 0).unwrap(),
+        (0, 20),
+        "nothing appended"
+    );
+    fixture.assert_intact();
+}
+
+#[test]
+fn invalid_topic_names_are_invalid_topic_exception() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let long = "x".repeat(250);
+    let names = [
+        "bad name",
+        "a/b",
+        ".",
+        "..",
+        long.as_str(),
+        "ünïcode",
+        "tab\t",
+    ];
+    let mut request = CreateTopicsRequest::default();
+    request.timeout_ms = 10_000;
+    request.topics = names
+        .iter()
+        .map(|name| {
+            let mut topic = CreatableTopic::default();
+            topic.name = topic_name(name);
+            topic.num_partitions = 1;
+            topic.replication_factor = 1;
+            topic
+        })
+        .collect();
+    let response = wire.call(&request, 5).expect("CreateTopics v5");
+    assert_eq!(response.topics.len(), names.len());
+    for result in &response.topics {
+        assert_eq!(
+            result.error_code,
+            INVALID_TOPIC_EXCEPTION,
+            "topic {:?}",
+            result.name.0.as_str()
+        );
+    }
+    let topics = Admin::new(&fixture.broker.bootstrap()).topics().unwrap();
+    assert_eq!(
+        topics.keys().collect::<Vec<_>>(),
+        ["data"],
+        "nothing created"
+    );
+    fixture.assert_intact();
+}
+
+#[test]
+fn oversize_batches_are_message_too_large() {
+    let mut fixture = Fixture::start_with(|b| b.set("message.max.bytes", "10000"));
+    let mut wire = fixture.broker.wire();
+    let big = vec![7u8; 20_000];
+    let batch = record_batch(&[&big], BatchProducer::NONE, Compression::None, 1);
+    let response = wire.produce("data", 0, batch, -1).unwrap();
+    assert_eq!(response.error_code, MESSAGE_TOO_LARGE, "broker-wide limit");
+
+    // The topic-level max.message.bytes overrides the broker's.
+    Admin::new(&fixture.broker.bootstrap()).create_topic_ok(
+        "small-batches",
+        1,
+        &[("max.message.bytes", "2000")],
+    );
+    let medium = vec![7u8; 5000];
+    let batch = record_batch(&[&medium], BatchProducer::NONE, Compression::None, 1);
+    let response = wire.produce("small-batches", 0, batch, -1).unwrap();
+    assert_eq!(response.error_code, MESSAGE_TOO_LARGE, "topic limit");
+    let small = record_batch(
+        &[&[7u8; 500][..]],
+        BatchProducer::NONE,
+        Compression::None,
+        1,
+    );
+    let response = wire.produce("small-batches", 0, small, -1).unwrap();
+    assert_eq!((response.error_code, response.base_offset), (0, 0));
+    fixture.assert_intact();
+}
+
+#[test]
+fn produce_to_an_unknown_partition_or_topic_is_unknown_topic_or_partition() {
+    let mut fixture = Fixture::start_with(|b| b.set("auto.create.topics.enable", "false"));
+    let mut wire = fixture.broker.wire();
+    let batch = record_batch(&[b"x"], BatchProducer::NONE, Compression::None, 1);
+    let response = wire.produce("data", 5, batch.clone(), -1).unwrap();
+    assert_eq!(
+        response.error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        "partition 5 of 1"
+    );
+    let response = wire.produce("nowhere", 0, batch, -1).unwrap();
+    assert_eq!(
+        response.error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        "unknown topic"
+    );
+    let topics = Admin::new(&fixture.broker.bootstrap()).topics().unwrap();
+    assert!(!topics.contains_key("nowhere"), "not auto-created");
+    fixture.assert_intact();
+}
+
+#[test]
+fn many_bad_connections_in_a_row_leave_the_broker_healthy() {
+    let mut fixture = Fixture::start();
+    for i in 0..50u32 {
+        let mut wire = fixture.broker.wire();
+        match i % 3 {
+            0 => wire.write_raw(&(-1i32).to_be_bytes()).unwrap(),
+            1 => wire.send_body(&[0xde, 0xad, 0xbe, 0xef, 0, 0]).unwrap(),
+            _ => wire.write_raw(&[0, 0, 0]).unwrap(),
+        }
+        wire.shutdown();
+    }
+    fixture.assert_intact();
+}
