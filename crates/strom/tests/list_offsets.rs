@@ -3,7 +3,13 @@
 mod common;
 
 use common::{create_topic, numbered, start, utf8};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, OffsetForLeaderEpochRequest};
 use rdkafka::Offset;
+use strom_testkit::wire::topic_name;
 use strom_testkit::{Consumer, Producer, Rec};
 
 #[test]
@@ -98,6 +104,80 @@ fn offsets_for_times_on_batched_records() {
             .unwrap();
         assert_eq!(offset, Offset::Offset(i), "timestamp of record {i} minus 5");
     }
+}
+
+#[test]
+fn offset_for_leader_epoch_of_the_current_epoch_is_the_log_end() {
+    let broker = start();
+    create_topic(&broker, "epochs", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    producer.send_all_ok("epochs", &numbered("e", 12, 0));
+
+    let mut wire = broker.wire();
+    let mut metadata_request = MetadataRequest::default();
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(topic_name("epochs"));
+    metadata_request.topics = Some(vec![wanted]);
+    let metadata = wire.call(&metadata_request, 12).expect("Metadata v12");
+    let partition = &metadata.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let epoch = partition.leader_epoch;
+    assert!(epoch >= 0, "leader epoch {epoch}");
+
+    let ask = |leader_epoch: i32| {
+        let mut partition = OffsetForLeaderPartition::default();
+        partition.partition = 0;
+        partition.current_leader_epoch = epoch;
+        partition.leader_epoch = leader_epoch;
+        let mut topic = OffsetForLeaderTopic::default();
+        topic.topic = topic_name("epochs");
+        topic.partitions = vec![partition];
+        let mut request = OffsetForLeaderEpochRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.topics = vec![topic];
+        request
+    };
+    let response = wire.call(&ask(epoch), 4).expect("OffsetForLeaderEpoch v4");
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    assert_eq!((answer.leader_epoch, answer.end_offset), (epoch, 12));
+
+    // A current_leader_epoch newer than the broker's is UNKNOWN_LEADER_EPOCH (74).
+    let mut from_the_future = ask(epoch);
+    from_the_future.topics[0].partitions[0].current_leader_epoch = epoch + 1;
+    let response = wire.call(&from_the_future, 4).unwrap();
+    assert_eq!(response.topics[0].partitions[0].error_code, 74);
+}
+
+#[test]
+fn fetching_past_the_end_is_offset_out_of_range() {
+    let broker = start();
+    create_topic(&broker, "short", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    producer.send_all_ok("short", &numbered("s", 10, 0));
+    // With no reset policy the client surfaces the broker's OFFSET_OUT_OF_RANGE.
+    let consumer = Consumer::with(&broker.bootstrap(), &[("auto.offset.reset", "error")]);
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("short", 0, Offset::Offset(1000))
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(consumer.inner(), &assignment).unwrap();
+    let error =
+        strom_testkit::poll_until(
+            std::time::Duration::from_secs(20),
+            "an error",
+            || match consumer.inner().poll(std::time::Duration::from_millis(100)) {
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => None,
+                Some(Err(e)) => Some(e),
+                Some(Ok(m)) => panic!("read offset {} past the end", rdkafka::Message::offset(&m)),
+            },
+        );
+    assert!(
+        format!("{error}").contains("out of range")
+            || error.rdkafka_error_code()
+                == Some(rdkafka::error::RDKafkaErrorCode::AutoOffsetReset),
+        "{error:?}"
+    );
 }
 
 fn now_ms() -> i64 {
