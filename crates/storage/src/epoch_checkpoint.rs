@@ -43,6 +43,7 @@ impl LeaderEpochCache {
         )
     }
 
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[EpochEntry] {
         &self.entries
     }

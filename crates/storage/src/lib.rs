@@ -1,9 +1,72 @@
-//! placeholder
+//! Strom's storage engine: one segmented log per partition, with sparse indexes, crash
+//! recovery, retention, compaction, leader epochs and idempotent producer state. It knows
+//! nothing of the network; the server holds each [`Log`] in a mutex and calls it.
+//!
+//! # Layout
+//! - [`log`]: the `Log` of one partition: offsets, append, read, flush, truncate.
+//! - `segment`: one log file with its two indexes; append, batch lookup, tail scan.
+//! - `offset_index`: the sparse `.index` file (relative offset -> file position).
+//! - `time_index`: the sparse `.timeindex` file (max timestamp so far -> relative offset).
+//! - `index_file`: fixed-size entries in memory and on disk, shared by both indexes.
+//! - `recovery`: `Log::open`: validate, truncate torn tails, rebuild indexes and state.
+//! - `retention`: `retention.ms`, `retention.bytes`, DeleteRecords.
+//! - `compaction`: `cleanup.policy=compact` as job (under lock) / run (no lock) / install.
+//! - `producer_state`: idempotent producer sequences and their `.snapshot` files.
+//! - `epoch_checkpoint`: the leader epoch cache and `leader-epoch-checkpoint`.
+//! - `checkpoint`: framed, checksummed, atomically written small files.
+//! - `config`: [`LogConfig`], named after Kafka's topic configs.
+//! - `error`: [`StorageError`], [`AppendError`], [`ReadError`].
+//!
+//! # Offsets
+//!
+//! ```text
+//!   log start offset        high watermark   log end offset
+//!         |                        |              |
+//!         v                        v              v
+//!  +------+-----------+------------------+--------+
+//!  | 0.log (part     | 1000.log         | 2500.log (active)
+//!  | deleted)        |                  |        |
+//!  +------+----------+------------------+--------+
+//!  ^      ^          ^                  ^        ^
+//!  0     400       1000               2500     2730 = next offset to assign
+//! ```
+//! Segments are named by their base offset (`00000000000000001000.log`). The log start
+//! offset may sit inside the first segment (DeleteRecords); reads below it or above the log
+//! end offset are `OffsetOutOfRange`; a read at the log end offset is empty. Fetches are
+//! bounded by the high watermark, which the server advances (on open it equals the log end
+//! offset).
+//!
+//! # Directory
+//! `<base>.log`, `<base>.index`, `<base>.timeindex` per segment; `<offset>.snapshot` producer
+//! state; `leader-epoch-checkpoint`, `log-start-offset`, `recovery-point`, `cleaner-offset`
+//! checkpoints; `clean-shutdown` while closed cleanly. Temp files end in `.tmp` or `.cleaned`.
+//!
+//! # Appends
+//! Batches are stored byte for byte as validated; the broker patches only the base offset,
+//! the partition leader epoch and, for `LogAppendTime` topics, the timestamp (with the CRC).
+//! The patched header and the untouched rest are written with one vectored write, so the
+//! payload is not copied (except for `LogAppendTime`).
+
 mod checkpoint;
+mod compaction;
+mod config;
 mod epoch_checkpoint;
 mod error;
 mod index_file;
+pub mod log;
 mod offset_index;
 mod producer_state;
+mod recovery;
+mod retention;
 mod segment;
 mod time_index;
+
+#[cfg(test)]
+mod tests;
+
+pub use compaction::{CompactionJob, CompactionReport, CompactionResult, KEY_MAP_BYTES_MAX};
+pub use config::{CleanupPolicy, LogConfig, DAY_MS};
+pub use error::{AppendError, ReadError, StorageError};
+pub use log::{AppendOutcome, FileChunk, Log, ReadSlice, RecoveryReport, TimestampOffset};
+pub use producer_state::BATCHES_PER_PRODUCER_MAX;
+pub use retention::RetentionReport;

@@ -142,10 +142,6 @@ impl ProducerState {
         });
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.producers.clear();
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }

@@ -333,18 +333,7 @@ impl Segment {
         &self,
         position: u64,
     ) -> Result<Option<BatchHeader>, StorageError> {
-        if position + HEADER_LEN as u64 > self.size_bytes {
-            return Ok(None);
-        }
-        let mut buf = [0u8; HEADER_LEN];
-        match self.file.read_exact_at(&mut buf, position) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(StorageError::io(&self.log_path, e)),
-        }
-        BatchHeader::parse(&buf)
-            .map(Some)
-            .map_err(|e| StorageError::corrupt(&self.log_path, "batch header", e.to_string()))
+        read_header(&self.file, &self.log_path, position, self.size_bytes)
     }
 
     /// Reads a whole batch at `position` (a bounded allocation: one batch).
@@ -491,6 +480,28 @@ impl Segment {
         let (head, rest) = batch.split_at(HEADER_LEN);
         self.append(head, rest, header)
     }
+}
+
+/// Reads the batch header at `position` of a log file of `size_bytes`; `Ok(None)` if fewer
+/// than a header's bytes remain.
+pub(crate) fn read_header(
+    file: &File,
+    path: &Path,
+    position: u64,
+    size_bytes: u64,
+) -> Result<Option<BatchHeader>, StorageError> {
+    if position + HEADER_LEN as u64 > size_bytes {
+        return Ok(None);
+    }
+    let mut buf = [0u8; HEADER_LEN];
+    match file.read_exact_at(&mut buf, position) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(StorageError::io(path, e)),
+    }
+    BatchHeader::parse(&buf)
+        .map(Some)
+        .map_err(|e| StorageError::corrupt(path, "batch header", e.to_string()))
 }
 
 /// `Write::write_all_vectored` is unstable; this loops on `write_vectored` instead.

@@ -1,0 +1,673 @@
+//! One partition's log: the ordered segments, the offsets that bound them, and the append and
+//! read paths. Recovery ([`crate::recovery`]), retention ([`crate::retention`]) and compaction
+//! ([`crate::compaction`]) add their own `impl Log` blocks.
+//!
+//! A `Log` is not internally synchronised: the server holds it in a `Mutex`. Reads return file
+//! handles and positions, so the bytes can be copied (or sent) after the lock is released.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strom_record::header::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
+use strom_record::{BatchHeader, TimestampType, ValidatedBatches, HEADER_LEN};
+
+use crate::checkpoint;
+use crate::config::LogConfig;
+use crate::epoch_checkpoint::LeaderEpochCache;
+use crate::error::{AppendError, IoContext, ReadError, StorageError};
+use crate::producer_state::{ProducerState, SequenceCheck};
+use crate::segment::Segment;
+
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset";
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker timestamp written into the batches, or -1 for CreateTime topics.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log; nothing was written.
+    pub duplicate: bool,
+}
+
+/// A byte range of a segment file. The handle stays valid even if the segment is deleted or
+/// replaced after the read returns.
+#[derive(Debug, Clone)]
+pub struct FileChunk {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: usize,
+}
+
+/// Whole batches, as file ranges in log order.
+#[derive(Debug, Clone, Default)]
+pub struct ReadSlice {
+    pub chunks: Vec<FileChunk>,
+    pub total_len: usize,
+}
+
+impl ReadSlice {
+    /// Copies the chunks into one buffer with positioned reads (one allocation).
+    pub fn read_to_bytes(&self) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; self.total_len];
+        let mut at = 0;
+        for chunk in &self.chunks {
+            chunk
+                .file
+                .read_exact_at(&mut buf[at..at + chunk.len], chunk.position)?;
+            at += chunk.len;
+        }
+        debug_assert_eq!(at, self.total_len);
+        Ok(Bytes::from(buf))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total_len == 0
+    }
+}
+
+/// An answer to ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub leader_epoch: i32,
+}
+
+/// What opening a log found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    pub segments: usize,
+    /// Segments whose batches were all read and CRC-checked.
+    pub segments_scanned: usize,
+    pub truncated_bytes: u64,
+    pub deleted_segments: usize,
+    /// Snapshot offset the producer state was loaded from, if any.
+    pub producer_snapshot_offset: Option<i64>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// One line per repair.
+    pub repairs: Vec<String>,
+}
+
+impl fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} shutdown, {} segments ({} scanned), offsets [{}, {}), {} bytes truncated, {} segments deleted, producer state from {}",
+            if self.clean_shutdown { "clean" } else { "unclean" },
+            self.segments,
+            self.segments_scanned,
+            self.log_start_offset,
+            self.log_end_offset,
+            self.truncated_bytes,
+            self.deleted_segments,
+            match self.producer_snapshot_offset {
+                Some(o) => format!("snapshot at {o}"),
+                None => "log replay".to_string(),
+            }
+        )?;
+        for repair in &self.repairs {
+            write!(f, "; {repair}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One partition's log. See the crate docs for the offset diagram.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    /// Keyed by base offset; never empty: the last one is the active segment.
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) high_watermark: i64,
+    /// Everything below this offset has been fsynced.
+    pub(crate) recovery_point: i64,
+    pub(crate) producer_state: ProducerState,
+    pub(crate) epoch_cache: LeaderEpochCache,
+    pub(crate) unflushed_messages: u64,
+    /// Set by a failed fsync; see [`StorageError::Poisoned`].
+    pub(crate) poisoned: bool,
+    /// Compaction's progress: the first offset not yet cleaned.
+    pub(crate) cleaner_offset: i64,
+}
+
+impl Log {
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// After open this equals the log end offset: a single node acknowledges only what it has
+    /// written, so everything in the log is committed. Replication will persist it instead.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    pub fn set_high_watermark(&mut self, offset: i64) {
+        self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Takes effect for later appends, rolls, retention and compaction. Index sizing changes
+    /// apply to segments created from now on.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn poison(&mut self, error: &StorageError) {
+        tracing::error!(dir = %self.dir.display(), %error, "fsync failed: log refuses further writes");
+        self.poisoned = true;
+    }
+
+    /// Appends validated batches at the log end. See the crate docs for what is patched.
+    pub fn append(
+        &mut self,
+        batches: &ValidatedBatches,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.check_writable()?;
+        let headers = batches.batches();
+        assert!(!headers.is_empty(), "validated batches are never empty");
+        let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        if let Some((_, idempotent)) = headers.iter().find(|(_, h)| h.has_producer_id()) {
+            assert_eq!(
+                headers.len(),
+                1,
+                "validation allows one idempotent batch per append"
+            );
+            if let SequenceCheck::Duplicate(original) = self.producer_state.check(idempotent)? {
+                return Ok(AppendOutcome {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    log_append_time: if log_append_time {
+                        original.timestamp_ms
+                    } else {
+                        -1
+                    },
+                    log_start_offset: self.log_start_offset,
+                    duplicate: true,
+                });
+            }
+        }
+        self.roll_if_needed(batches.len_bytes() as u64, batches.offset_count(), now_ms)?;
+        let base_offset = self.log_end_offset();
+        if self.epoch_cache.assign(leader_epoch, base_offset) {
+            self.epoch_cache.persist()?;
+        }
+        let bytes = batches.bytes();
+        let mut written = Vec::with_capacity(headers.len());
+        let mut next_offset = base_offset;
+        for (position, received) in headers {
+            let batch = &bytes[*position..*position + received.total_len()];
+            let result = if log_append_time {
+                // The CRC covers the timestamp, so this path copies the batch.
+                let mut copy = batch.to_vec();
+                set_base_offset(&mut copy, next_offset);
+                set_partition_leader_epoch(&mut copy, leader_epoch);
+                set_log_append_time(&mut copy, now_ms);
+                let header = BatchHeader::parse(&copy).expect("a patched valid batch parses");
+                self.active_mut()
+                    .append_whole(&copy, &header)
+                    .map(|()| header)
+            } else {
+                let mut head = [0u8; HEADER_LEN];
+                head.copy_from_slice(&batch[..HEADER_LEN]);
+                set_base_offset(&mut head, next_offset);
+                set_partition_leader_epoch(&mut head, leader_epoch);
+                let header = BatchHeader::parse(&head).expect("a patched valid header parses");
+                self.active_mut()
+                    .append(&head, &batch[HEADER_LEN..], &header)
+                    .map(|()| header)
+            };
+            match result {
+                Ok(header) => {
+                    next_offset = header.next_offset();
+                    written.push(header);
+                }
+                Err(e) => {
+                    // Undo earlier batches of this request so it is all or nothing.
+                    if let Err(undo) = self.active_mut().truncate_to(base_offset) {
+                        self.poison(&undo);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        for header in &written {
+            self.producer_state.update(header);
+        }
+        self.unflushed_messages = self
+            .unflushed_messages
+            .saturating_add(batches.record_count().max(0) as u64);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush()?;
+        }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    fn roll_if_needed(
+        &mut self,
+        bytes: u64,
+        offset_count: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let full = active.size_bytes + bytes > self.config.segment_bytes_max();
+        let old = active
+            .first_batch_timestamp_ms
+            .is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms);
+        let offsets_overflow =
+            active.next_offset + offset_count - 1 - active.base_offset > i64::from(u32::MAX);
+        if full || old || offsets_overflow || active.indexes_full() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Rolls by `segment.ms` even when nothing is appended (the server calls this on a timer).
+    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let active = self.active();
+        let old = active
+            .first_batch_timestamp_ms
+            .is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms);
+        if old && !active.is_empty() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new empty active segment at the log end offset, snapshotting producer state
+    /// there so recovery replays at most one segment. No-op if the active segment is empty.
+    pub(crate) fn roll(&mut self) -> Result<(), StorageError> {
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let base_offset = self.log_end_offset();
+        self.producer_state.write_snapshot(&self.dir, base_offset)?;
+        self.remove_old_snapshots(base_offset)?;
+        let segment = Segment::create(&self.dir, base_offset, self.config.index_config(), "")?;
+        let _ = self.segments.insert(base_offset, segment);
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+        Ok(())
+    }
+
+    /// Keeps the newest two snapshots at or below `keep_through` (one spare in case the newest
+    /// is damaged) and drops any above it.
+    pub(crate) fn remove_old_snapshots(&self, keep_through: i64) -> Result<(), StorageError> {
+        let snapshots = crate::producer_state::list_snapshots(&self.dir)?;
+        let usable: Vec<i64> = snapshots
+            .iter()
+            .copied()
+            .filter(|o| *o <= keep_through)
+            .collect();
+        let keep_from = usable.len().saturating_sub(2);
+        for (i, offset) in usable.iter().enumerate() {
+            if i < keep_from {
+                remove_if_exists(&crate::producer_state::snapshot_path(&self.dir, *offset))?;
+            }
+        }
+        for offset in snapshots.iter().filter(|o| **o > keep_through) {
+            remove_if_exists(&crate::producer_state::snapshot_path(&self.dir, *offset))?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from the one containing `start_offset`, at most `max_bytes` (but
+    /// the first batch regardless if `min_one_batch`, KIP-74), stopping before any batch that
+    /// reaches `max_offset`. May span segments.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadSlice, ReadError> {
+        let log_end_offset = self.log_end_offset();
+        if start_offset < self.log_start_offset || start_offset > log_end_offset {
+            return Err(ReadError::OffsetOutOfRange {
+                requested: start_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let limit = max_offset.min(log_end_offset);
+        let mut slice = ReadSlice::default();
+        if start_offset >= limit {
+            return Ok(slice);
+        }
+        let first_base = self
+            .segments
+            .range(..=start_offset)
+            .next_back()
+            .map_or(start_offset, |(base, _)| *base);
+        'segments: for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            let Some((start_position, mut header)) = segment.find_batch(start_offset)? else {
+                continue;
+            };
+            let mut position = start_position;
+            let mut done = false;
+            loop {
+                if header.last_offset() >= limit {
+                    done = true;
+                    break;
+                }
+                let len = header.total_len();
+                let first = slice.total_len == 0;
+                if slice.total_len + len > max_bytes && !(first && min_one_batch) {
+                    done = true;
+                    break;
+                }
+                slice.total_len += len;
+                position += len as u64;
+                match segment.read_header_at(position)? {
+                    Some(next) => header = next,
+                    None => break,
+                }
+            }
+            if position > start_position {
+                slice.chunks.push(FileChunk {
+                    file: Arc::clone(&segment.file),
+                    position: start_position,
+                    len: (position - start_position) as usize,
+                });
+            }
+            if done {
+                break 'segments;
+            }
+        }
+        Ok(slice)
+    }
+
+    /// The first batch whose max timestamp is at or after `timestamp_ms`, narrowed to the first
+    /// record at or after it when the batch can be decoded.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimestampOffset>, StorageError> {
+        for segment in self.segments.values() {
+            if segment.max_timestamp_ms < timestamp_ms
+                || segment.next_offset <= self.log_start_offset
+            {
+                continue;
+            }
+            let mut position = segment.time_search_start(timestamp_ms)?;
+            while let Some(header) = segment.read_header_at(position)? {
+                if header.max_timestamp >= timestamp_ms
+                    && header.last_offset() >= self.log_start_offset
+                {
+                    return Ok(Some(self.locate_record(
+                        segment,
+                        position,
+                        &header,
+                        |t| t >= timestamp_ms,
+                    )?));
+                }
+                position += header.total_len() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp (the earliest one on ties).
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        let segment = self.segments.values().filter(|s| !s.is_empty()).fold(
+            None::<&Segment>,
+            |best, s| match best {
+                Some(b) if b.max_timestamp_ms >= s.max_timestamp_ms => Some(b),
+                _ => Some(s),
+            },
+        )?;
+        let max = segment.max_timestamp_ms;
+        let found = segment
+            .find_batch(segment.offset_of_max_timestamp)
+            .ok()
+            .flatten()
+            .and_then(|(position, header)| {
+                self.locate_record(segment, position, &header, |t| t >= max)
+                    .ok()
+            });
+        Some(found.unwrap_or(TimestampOffset {
+            offset: segment.offset_of_max_timestamp,
+            timestamp: max,
+            leader_epoch: -1,
+        }))
+    }
+
+    /// Finds the first record of a batch whose timestamp passes `wanted`; falls back to the
+    /// batch's base offset if the batch cannot be decoded.
+    fn locate_record(
+        &self,
+        segment: &Segment,
+        position: u64,
+        header: &BatchHeader,
+        wanted: impl Fn(i64) -> bool,
+    ) -> Result<TimestampOffset, StorageError> {
+        let fallback = TimestampOffset {
+            offset: header.base_offset.max(self.log_start_offset),
+            timestamp: header.max_timestamp,
+            leader_epoch: header.partition_leader_epoch,
+        };
+        if header.timestamp_type() == TimestampType::LogAppendTime {
+            return Ok(fallback);
+        }
+        let batch = segment.read_batch_at(position, header)?;
+        let Ok(records) = strom_record::records::decode_records(&batch) else {
+            return Ok(fallback);
+        };
+        Ok(records
+            .iter()
+            .find(|r| r.offset >= self.log_start_offset && wanted(r.timestamp))
+            .map_or(fallback, |r| TimestampOffset {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                leader_epoch: header.partition_leader_epoch,
+            }))
+    }
+
+    /// OffsetForLeaderEpoch: (largest epoch <= `leader_epoch`, its end offset); `None` if
+    /// undefined (no epochs, or `leader_epoch` is newer than any known).
+    pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
+        self.epoch_cache
+            .end_offset_for(leader_epoch, self.log_end_offset())
+    }
+
+    /// Fsyncs every segment that may hold unflushed data and records the recovery point. A
+    /// failure poisons the log.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let log_end_offset = self.log_end_offset();
+        if self.recovery_point >= log_end_offset && self.unflushed_messages == 0 {
+            return Ok(());
+        }
+        let from = self
+            .segments
+            .range(..=self.recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        let result = self
+            .segments
+            .range(from..)
+            .try_for_each(|(_, s)| s.sync())
+            .and_then(|()| checkpoint::sync_dir(&self.dir))
+            .and_then(|()| {
+                checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset)
+            });
+        if let Err(e) = result {
+            self.poison(&e);
+            return Err(e);
+        }
+        self.recovery_point = log_end_offset;
+        self.unflushed_messages = 0;
+        Ok(())
+    }
+
+    /// Flushes, snapshots producer state at the log end, and marks a clean shutdown so the next
+    /// open trusts the indexes instead of scanning.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        let log_end_offset = self.log_end_offset();
+        self.producer_state
+            .write_snapshot(&self.dir, log_end_offset)?;
+        self.remove_old_snapshots(log_end_offset)?;
+        checkpoint::write_offset(&self.dir.join(CLEAN_SHUTDOWN_FILE), log_end_offset)
+    }
+
+    /// Removes the log's directory (DeleteTopics). Readers holding chunks keep their files.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).at(&dir)
+    }
+
+    /// Removes everything at and after `offset` (replication's truncation). An offset inside a
+    /// batch removes the whole batch, so the log end offset becomes that batch's base offset.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return Err(StorageError::OffsetBelowLogStart {
+                path: self.dir.clone(),
+                offset,
+                log_start_offset: self.log_start_offset,
+            });
+        }
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
+        let doomed: Vec<i64> = self
+            .segments
+            .range(offset..)
+            .map(|(b, _)| *b)
+            .filter(|b| *b != first_base)
+            .collect();
+        for base in doomed {
+            let segment = self.segments.remove(&base).expect("listed above");
+            segment.delete_files()?;
+        }
+        let _ = self.active_mut().truncate_to(offset)?;
+        let log_end_offset = self.log_end_offset();
+        self.high_watermark = self.high_watermark.min(log_end_offset);
+        self.cleaner_offset = self.cleaner_offset.min(log_end_offset);
+        if self.recovery_point > log_end_offset {
+            self.recovery_point = log_end_offset;
+            checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset)?;
+        }
+        if self.epoch_cache.truncate_from_end(log_end_offset) {
+            self.epoch_cache.persist()?;
+        }
+        self.remove_old_snapshots(log_end_offset)?;
+        let _ = self.rebuild_producer_state()?;
+        Ok(())
+    }
+
+    /// Calls `f` with each batch header from the batch containing `offset` to the log end.
+    pub(crate) fn for_each_header_from(
+        &self,
+        offset: i64,
+        f: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let first_base = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            let Some((mut position, _)) = segment.find_batch(offset)? else {
+                continue;
+            };
+            while let Some(header) = segment.read_header_at(position)? {
+                f(&header);
+                position += header.total_len() as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
+}
