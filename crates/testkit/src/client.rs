@@ -232,7 +232,10 @@ impl Consumer {
 
     pub fn with(bootstrap: &str, extra: &[(&str, &str)]) -> Consumer {
         let mut config = base_config(bootstrap);
+        // librdkafka's assign() needs a group id, though nothing here uses the group: no
+        // subscribe, no commits (Strom has no group coordinator yet).
         config
+            .set("group.id", "strom-testkit")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
