@@ -299,9 +299,17 @@ impl Consumer {
 
     /// Reads one partition from `from` up to its high watermark as it is when the call starts.
     pub fn read_to_end(&self, topic: &str, partition: i32, from: Offset) -> Vec<Consumed> {
-        let (_low, high) = self
+        let (low, high) = self
             .watermarks(topic, partition)
             .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"));
+        let start = match from {
+            Offset::Beginning => low,
+            Offset::Offset(offset) => offset,
+            _ => high,
+        };
+        if start >= high {
+            return Vec::new();
+        }
         self.assign(topic, partition, from);
         let deadline = Instant::now() + READ_TIMEOUT;
         let mut records = Vec::new();
