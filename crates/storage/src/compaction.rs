@@ -338,6 +338,11 @@ fn reencode(original: &BatchHeader, survivors: &[Record]) -> Option<(Vec<u8>, Ba
         return None;
     }
     set_partition_leader_epoch(&mut bytes, original.partition_leader_epoch);
+    if !original.has_producer_id() {
+        // The encoder derives the base sequence from the first survivor's; without a producer
+        // the field must stay -1.
+        bytes[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    }
     // Keep the batch's last offset (Kafka does, so the producer's last offset survives).
     let last_offset_delta = i32::try_from(original.last_offset() - header.base_offset).ok()?;
     bytes[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
@@ -355,6 +360,7 @@ fn reencode(original: &BatchHeader, survivors: &[Record]) -> Option<(Vec<u8>, Ba
 // strom-record has no setter for these; the offsets are fixed by the v2 format.
 const CRC_AT: usize = 17;
 const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_SEQUENCE_AT: usize = 53;
 
 /// Walks the batches of a captured segment; `f` returns false to stop.
 fn for_each_batch(

@@ -1,1 +1,658 @@
-// tests
+//! Log-level tests: append/read, rolling, recovery from damage, retention, timestamps,
+//! epochs, idempotent producers, compaction, and a proptest model of the whole log.
+
+use std::fs;
+use std::path::Path;
+
+use bytes::Bytes;
+use kafka_protocol::records::{
+    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType as RecordTimestampType,
+};
+use strom_record::header::{set_base_offset, set_partition_leader_epoch};
+use strom_record::{
+    validate_batches, BatchHeader, BatchIter, TimestampType, ValidateOptions, ValidatedBatches,
+};
+
+use crate::{AppendError, Log, LogConfig, ReadError, StorageError};
+
+pub(crate) struct Spec<'a> {
+    pub(crate) records: Vec<(Option<&'a str>, Option<&'a str>)>,
+    pub(crate) timestamp_ms: i64,
+    pub(crate) codec: Codec,
+    pub(crate) producer: Option<(i64, i16, i32)>,
+}
+
+pub(crate) fn encode(spec: &Spec<'_>) -> Vec<u8> {
+    let (producer_id, producer_epoch, base_sequence) = spec.producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = spec
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: RecordTimestampType::Creation,
+            offset: i as i64,
+            // The encoder groups records whose offset - sequence is constant.
+            sequence: base_sequence + i as i32,
+            timestamp: spec.timestamp_ms + i as i64,
+            key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: spec.codec,
+        },
+    )
+    .unwrap();
+    out
+}
+
+pub(crate) fn validated(bytes: Vec<u8>) -> ValidatedBatches {
+    validate_batches(
+        Bytes::from(bytes),
+        &ValidateOptions {
+            max_batch_bytes: 1 << 20,
+            require_keys: false,
+        },
+    )
+    .unwrap()
+}
+
+/// One uncompressed batch of `n` keyed records.
+pub(crate) fn simple(n: usize, timestamp_ms: i64) -> ValidatedBatches {
+    let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
+    validated(encode(&Spec {
+        records: keys
+            .iter()
+            .map(|k| (Some(k.as_str()), Some("value")))
+            .collect(),
+        timestamp_ms,
+        codec: Codec::None,
+        producer: None,
+    }))
+}
+
+pub(crate) fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 400,
+        index_interval_bytes: 100,
+        retention_ms: -1,
+        ..LogConfig::default()
+    }
+}
+
+/// Every batch readable from `from`, as (header, bytes).
+pub(crate) fn read_batches(log: &Log, from: i64) -> Vec<(BatchHeader, Vec<u8>)> {
+    let slice = log.read(from, usize::MAX, i64::MAX, true).unwrap();
+    let bytes = slice.read_to_bytes().unwrap();
+    let batches: Vec<_> = BatchIter::new(&bytes)
+        .map(|b| b.unwrap())
+        .map(|b| (b.header, b.bytes.to_vec()))
+        .collect();
+    for (_, b) in &batches {
+        assert_eq!(
+            strom_record::header::compute_crc(b),
+            BatchHeader::parse(b).unwrap().crc
+        );
+    }
+    batches
+}
+
+fn open(dir: &Path, config: LogConfig) -> Log {
+    Log::open(dir, config, 0).unwrap().0
+}
+
+fn active_log_path(dir: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().unwrap()
+}
+
+#[test]
+fn append_assigns_offsets_and_reads_follow_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    let a = log.append(&simple(3, 1000), 7, 5000).unwrap();
+    assert_eq!(
+        (a.base_offset, a.last_offset, a.log_append_time, a.duplicate),
+        (0, 2, -1, false)
+    );
+    let b = log.append(&simple(2, 1100), 7, 5000).unwrap();
+    assert_eq!((b.base_offset, b.last_offset), (3, 4));
+    assert_eq!(log.log_end_offset(), 5);
+    log.set_high_watermark(5);
+
+    let all = read_batches(&log, 0);
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].0.partition_leader_epoch, 7);
+    assert_eq!(all[1].0.base_offset, 3);
+    // A read inside a batch returns the whole batch.
+    assert_eq!(read_batches(&log, 4)[0].0.base_offset, 3);
+    // At the log end: empty, not an error.
+    assert!(log.read(5, 1000, 5, false).unwrap().is_empty());
+    assert!(matches!(
+        log.read(6, 1000, 6, false),
+        Err(ReadError::OffsetOutOfRange { requested: 6, .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 1000, 6, false),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    // max_bytes smaller than a batch: nothing, unless min_one_batch (KIP-74).
+    assert!(log.read(0, 10, 5, false).unwrap().is_empty());
+    let one = log.read(0, 10, 5, true).unwrap();
+    assert_eq!(one.total_len, all[0].1.len());
+    // max_offset (the high watermark) excludes batches that reach it.
+    let below_hw = log.read(0, usize::MAX, 3, false).unwrap();
+    assert_eq!(below_hw.total_len, all[0].1.len());
+    // Stored bytes are the producer's, with only broker fields patched.
+    let mut expected = simple(3, 1000).bytes().to_vec();
+    set_base_offset(&mut expected, 0);
+    set_partition_leader_epoch(&mut expected, 7);
+    assert_eq!(all[0].1, expected);
+}
+
+#[test]
+fn rolls_by_size_and_reopens_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for i in 0..20 {
+        let _ = log.append(&simple(2, 1000 + i), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    assert!(dir.path().join("00000000000000000000.log").exists());
+    let bases = log.segment_base_offsets();
+    let before = read_batches(&log, 0);
+    // Reads starting in every segment.
+    for base in &bases {
+        assert_eq!(read_batches(&log, *base)[0].0.base_offset, *base);
+    }
+    log.close().unwrap();
+    let (log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert!(report.clean_shutdown, "{report}");
+    assert!(report.repairs.is_empty(), "{report}");
+    assert_eq!(log.segment_base_offsets(), bases);
+    assert_eq!(read_batches(&log, 0), before);
+    assert_eq!(log.log_end_offset(), 40);
+    assert_eq!(log.high_watermark(), 40);
+}
+
+#[test]
+fn rolls_by_time_and_full_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 100,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    let _ = log.append(&simple(1, 1000), 0, 1000).unwrap();
+    log.maybe_roll(1050).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.maybe_roll(1101).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 1]);
+    // An empty active segment is never rolled.
+    log.maybe_roll(999_999).unwrap();
+    assert_eq!(log.segment_count(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_index_bytes: 16,
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    for _ in 0..6 {
+        let _ = log.append(&simple(1, 1000), 0, 0).unwrap();
+    }
+    assert!(
+        log.segment_count() >= 3,
+        "full indexes roll: {:?}",
+        log.segment_base_offsets()
+    );
+}
+
+#[test]
+fn log_append_time_stamps_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        message_timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    let outcome = log.append(&simple(2, 1000), 0, 777_000).unwrap();
+    assert_eq!(outcome.log_append_time, 777_000);
+    let (header, _) = &read_batches(&log, 0)[0];
+    assert_eq!(header.max_timestamp, 777_000);
+    assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(log.max_timestamp().unwrap().timestamp, 777_000);
+}
+
+#[test]
+fn timestamps_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for i in 0..10 {
+        // Batch i holds records at 1000*i, 1000*i + 1, 1000*i + 2.
+        let _ = log.append(&simple(3, 1000 * i), i as i32, 0).unwrap();
+    }
+    let found = log.offset_for_timestamp(4001).unwrap().unwrap();
+    assert_eq!(
+        (found.offset, found.timestamp, found.leader_epoch),
+        (13, 4001, 4)
+    );
+    let found = log.offset_for_timestamp(4003).unwrap().unwrap();
+    assert_eq!(found.offset, 15);
+    assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
+    assert!(log.offset_for_timestamp(10_000).unwrap().is_none());
+    let max = log.max_timestamp().unwrap();
+    assert_eq!((max.offset, max.timestamp), (29, 9002));
+}
+
+#[test]
+fn leader_epochs_answer_offset_for_leader_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.end_offset_for_epoch(0), None);
+    let _ = log.append(&simple(2, 0), 1, 0).unwrap();
+    let _ = log.append(&simple(2, 0), 1, 0).unwrap();
+    let _ = log.append(&simple(2, 0), 3, 0).unwrap();
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(2), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((3, 6)));
+    assert_eq!(log.end_offset_for_epoch(4), None);
+    drop(log); // crash
+    let mut log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        None,
+        "newer than any known epoch"
+    );
+    // A missing checkpoint is rebuilt from batch headers.
+    log.close().unwrap();
+    fs::remove_file(dir.path().join("leader-epoch-checkpoint")).unwrap();
+    let (log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert!(report.to_string().contains("leader epoch"), "{report}");
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+}
+
+/// Damage applied to the log directory after a crash.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Garbage,
+    TornBatch,
+    FlippedTail,
+    DeletedIndexes,
+    JunkIndex,
+}
+
+#[test]
+fn recovers_from_damage_repeatedly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    let mut expected: Vec<(BatchHeader, Vec<u8>)> = Vec::new();
+    let damages = [
+        Damage::Garbage,
+        Damage::TornBatch,
+        Damage::FlippedTail,
+        Damage::DeletedIndexes,
+        Damage::JunkIndex,
+    ];
+    for round in 0..15 {
+        let mut log = open(dir.path(), config.clone());
+        assert_eq!(read_batches(&log, 0), expected, "round {round}");
+        for i in 0..3 {
+            let _ = log.append(&simple(1 + i, round * 10), 0, 0).unwrap();
+        }
+        expected = read_batches(&log, 0);
+        drop(log); // crash: no close, no snapshot, no clean-shutdown marker
+        let damage = damages[round as usize % damages.len()];
+        let path = active_log_path(dir.path());
+        let mut bytes = fs::read(&path).unwrap();
+        let last_len = expected.last().unwrap().1.len();
+        match damage {
+            Damage::Garbage => bytes.extend_from_slice(&[0xab; 37]),
+            Damage::TornBatch => {
+                bytes.truncate(bytes.len() - last_len / 2);
+                let _ = expected.pop();
+            }
+            Damage::FlippedTail => {
+                let at = bytes.len() - 3;
+                bytes[at] ^= 0xff;
+                let _ = expected.pop();
+            }
+            Damage::DeletedIndexes => {
+                fs::remove_file(path.with_extension("index")).unwrap();
+                fs::remove_file(path.with_extension("timeindex")).unwrap();
+            }
+            Damage::JunkIndex => fs::write(path.with_extension("index"), [0xff; 13]).unwrap(),
+        }
+        fs::write(&path, &bytes).unwrap();
+        let (log, report) = Log::open(dir.path(), config.clone(), 0).unwrap();
+        match damage {
+            Damage::Garbage => assert_eq!(report.truncated_bytes, 37, "{report}"),
+            Damage::TornBatch => assert_eq!(
+                report.truncated_bytes as usize,
+                last_len - last_len / 2,
+                "{report}"
+            ),
+            Damage::FlippedTail => {
+                assert_eq!(report.truncated_bytes as usize, last_len, "{report}")
+            }
+            Damage::DeletedIndexes | Damage::JunkIndex => assert_eq!(report.truncated_bytes, 0),
+        }
+        assert_eq!(
+            read_batches(&log, 0),
+            expected,
+            "round {round} after {damage:?}: {report}"
+        );
+        assert_eq!(
+            log.log_end_offset(),
+            expected.last().map_or(0, |(h, _)| h.next_offset())
+        );
+        drop(log);
+    }
+}
+
+#[test]
+fn clean_shutdown_still_repairs_indexes_and_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for _ in 0..10 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    let expected = read_batches(&log, 0);
+    log.close().unwrap();
+    // Index of an older segment points past its log; garbage after the active tail; a stray
+    // compaction file.
+    fs::write(
+        dir.path().join("00000000000000000000.index"),
+        [0, 0, 0, 1, 0xff, 0xff, 0, 0],
+    )
+    .unwrap();
+    let path = active_log_path(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[1, 2, 3]);
+    fs::write(&path, bytes).unwrap();
+    fs::write(
+        dir.path().join("00000000000000000000.log.cleaned"),
+        b"partial",
+    )
+    .unwrap();
+    let (log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert!(report.clean_shutdown);
+    assert_eq!(report.truncated_bytes, 3, "{report}");
+    assert!(
+        report.repairs.iter().any(|r| r.contains("indexes")),
+        "{report}"
+    );
+    assert!(
+        report.repairs.iter().any(|r| r.contains("stray")),
+        "{report}"
+    );
+    assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+    assert_eq!(read_batches(&log, 0), expected);
+    for (h, _) in &expected {
+        assert_eq!(
+            read_batches(&log, h.base_offset)[0].0.base_offset,
+            h.base_offset
+        );
+    }
+}
+
+#[test]
+fn corrupt_middle_segment_cuts_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for _ in 0..12 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() >= 3);
+    drop(log);
+    fs::write(dir.path().join("recovery-point"), b"junk").unwrap(); // forces a full scan
+    let second = dir.path().join(format!("{:020}.log", bases[1]));
+    let mut bytes = fs::read(&second).unwrap();
+    let at = bytes.len() - 2;
+    bytes[at] ^= 1;
+    fs::write(&second, bytes).unwrap();
+    let (log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert!(report.deleted_segments >= 1, "{report}");
+    assert_eq!(log.segment_base_offsets(), bases[..2].to_vec());
+    assert!(log.log_end_offset() < bases[2]);
+}
+
+#[test]
+fn retention_by_time_and_size_and_delete_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config();
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..20 {
+        let _ = log.append(&simple(2, i * 100), 0, 0).unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let segments = log.segment_count();
+    // Nothing is old enough.
+    config.retention_ms = 10_000;
+    log.set_config(config.clone());
+    assert_eq!(log.enforce_retention(5_000).unwrap().deleted_segments, 0);
+    // Segments whose newest record is older than 1000 ms before now go.
+    let report = log.enforce_retention(11_000 + 500).unwrap();
+    assert!(report.deleted_segments > 0 && report.deleted_segments < segments);
+    assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
+    assert!(matches!(
+        log.read(0, 100, i64::MAX, true),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    // Size: keep at most ~2 segments' worth.
+    config.retention_ms = -1;
+    config.retention_bytes = 800;
+    log.set_config(config.clone());
+    let _ = log.enforce_retention(0).unwrap();
+    assert!(log.size_bytes() <= 800 + 400, "{}", log.size_bytes());
+    // Everything expired: the active segment is rolled and deleted, the log end stays.
+    let end = log.log_end_offset();
+    config.retention_bytes = -1;
+    config.retention_ms = 0;
+    log.set_config(config.clone());
+    let _ = log.enforce_retention(1_000_000).unwrap();
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count()
+        ),
+        (end, end, 1)
+    );
+    let next = log.append(&simple(1, 0), 0, 0).unwrap();
+    assert_eq!(next.base_offset, end);
+
+    // DeleteRecords inside a segment, persisted across reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for _ in 0..10 {
+        let _ = log.append(&simple(3, 0), 0, 0).unwrap();
+    }
+    log.set_high_watermark(20);
+    assert!(matches!(
+        log.delete_records_before(25),
+        Err(StorageError::OffsetAboveHighWatermark { .. })
+    ));
+    assert_eq!(log.delete_records_before(7).unwrap(), 7);
+    assert_eq!(read_batches(&log, 7)[0].0.base_offset, 6);
+    assert!(log.read(6, 100, 30, true).is_err());
+    assert_eq!(log.delete_records_before(-1).unwrap(), 20);
+    assert_eq!(log.delete_records_before(3).unwrap(), 20);
+    log.close().unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), 20);
+    assert_eq!(read_batches(&log, 20)[0].0.base_offset, 18);
+}
+
+#[test]
+fn truncate_to_removes_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for _ in 0..12 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    log.set_high_watermark(24);
+    log.truncate_to(10).unwrap();
+    assert_eq!((log.log_end_offset(), log.high_watermark()), (10, 10));
+    assert_eq!(read_batches(&log, 0).len(), 5);
+    // Inside a batch: the whole batch goes.
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    let next = log.append(&simple(1, 0), 0, 0).unwrap();
+    assert_eq!(next.base_offset, 4);
+    log.truncate_to(0).unwrap();
+    assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+#[test]
+fn poisoned_log_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    let _ = log.append(&simple(1, 0), 0, 0).unwrap();
+    log.poison(&StorageError::Poisoned {
+        path: dir.path().to_path_buf(),
+    });
+    assert!(matches!(
+        log.append(&simple(1, 0), 0, 0),
+        Err(AppendError::Storage(StorageError::Poisoned { .. }))
+    ));
+    assert!(log.flush().is_err());
+    // Reads still work.
+    assert_eq!(read_batches(&log, 0).len(), 1);
+}
+
+#[test]
+fn flush_messages_moves_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_messages: 3,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    assert_eq!(log.recovery_point, 0);
+    let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    assert_eq!(log.recovery_point, 4);
+}
+
+fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> ValidatedBatches {
+    validated(encode(&Spec {
+        records: (0..n).map(|_| (Some("k"), Some("v"))).collect(),
+        timestamp_ms: 0,
+        codec: Codec::None,
+        producer: Some((pid, epoch, seq)),
+    }))
+}
+
+#[test]
+fn idempotent_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    let first = log.append(&idempotent(1, 0, 0, 2), 0, 0).unwrap();
+    let _ = log.append(&simple(1, 0), 0, 0).unwrap();
+    let second = log.append(&idempotent(1, 0, 2, 3), 0, 0).unwrap();
+    // A retry of either is answered with its original offsets and not written.
+    let retry = log.append(&idempotent(1, 0, 0, 2), 0, 0).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(
+        (retry.base_offset, retry.last_offset),
+        (first.base_offset, first.last_offset)
+    );
+    assert_eq!(
+        log.append(&idempotent(1, 0, 2, 3), 0, 0)
+            .unwrap()
+            .base_offset,
+        second.base_offset
+    );
+    assert_eq!(log.log_end_offset(), 6);
+    // A gap.
+    assert!(matches!(
+        log.append(&idempotent(1, 0, 9, 1), 0, 0),
+        Err(AppendError::OutOfOrderSequence {
+            expected: 5,
+            received: 9,
+            ..
+        })
+    ));
+    // Unknown producer must start at 0.
+    assert!(matches!(
+        log.append(&idempotent(2, 0, 4, 1), 0, 0),
+        Err(AppendError::OutOfOrderSequence { .. })
+    ));
+    // Fencing: a newer epoch starts at 0; the old epoch is then refused.
+    assert!(matches!(
+        log.append(&idempotent(1, 1, 5, 1), 0, 0),
+        Err(AppendError::OutOfOrderSequence { .. })
+    ));
+    let _ = log.append(&idempotent(1, 1, 0, 1), 0, 0).unwrap();
+    assert!(matches!(
+        log.append(&idempotent(1, 0, 5, 1), 0, 0),
+        Err(AppendError::InvalidProducerEpoch { .. })
+    ));
+    let end = log.log_end_offset();
+
+    // Restart with a snapshot.
+    log.close().unwrap();
+    let (mut log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(report.producer_snapshot_offset, Some(end));
+    assert!(log.append(&idempotent(1, 1, 0, 1), 0, 0).unwrap().duplicate);
+    assert!(matches!(
+        log.append(&idempotent(1, 0, 5, 1), 0, 0),
+        Err(AppendError::InvalidProducerEpoch { .. })
+    ));
+    let _ = log.append(&idempotent(1, 1, 1, 1), 0, 0).unwrap();
+
+    // Crash without any snapshot: state is replayed from the log.
+    drop(log);
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "snapshot") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let (mut log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(report.producer_snapshot_offset, None);
+    assert!(log.append(&idempotent(1, 1, 1, 1), 0, 0).unwrap().duplicate);
+    assert_eq!(
+        log.append(&idempotent(1, 1, 2, 1), 0, 0).unwrap().duplicate,
+        false
+    );
+
+    // A corrupt snapshot is ignored and replaced by replay.
+    log.close().unwrap();
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "snapshot") {
+            fs::write(path, b"garbage").unwrap();
+        }
+    }
+    let mut log = open(dir.path(), small_config());
+    assert!(log.append(&idempotent(1, 1, 2, 1), 0, 0).unwrap().duplicate);
+}
