@@ -55,8 +55,11 @@ impl Log {
         }
         let mut doomed = 0usize;
         let mut size_bytes = self.size_bytes() as i64;
+        let active_base = self.active().base_offset;
         for segment in self.segments.values() {
-            if segment.is_empty() || segment.next_offset > self.high_watermark {
+            // Compaction can leave closed segments empty; those go like any other.
+            let empty_active = segment.base_offset == active_base && segment.is_empty();
+            if empty_active || segment.next_offset > self.high_watermark {
                 break;
             }
             let expired = self.config.retention_ms >= 0

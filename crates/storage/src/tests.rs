@@ -656,3 +656,372 @@ fn idempotent_producers() {
     let mut log = open(dir.path(), small_config());
     assert!(log.append(&idempotent(1, 1, 2, 1), 0, 0).unwrap().duplicate);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compaction
+
+fn compact_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 400,
+        index_interval_bytes: 100,
+        retention_ms: -1,
+        cleanup_policy: crate::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        min_cleanable_dirty_ratio: 0.0,
+        delete_retention_ms: 1000,
+        ..LogConfig::default()
+    }
+}
+
+fn keyed(records: &[(&str, Option<&str>)], timestamp_ms: i64, codec: Codec) -> ValidatedBatches {
+    validated(encode(&Spec {
+        records: records.iter().map(|(k, v)| (Some(*k), *v)).collect(),
+        timestamp_ms,
+        codec,
+        producer: None,
+    }))
+}
+
+/// (offset, key, value) of every record readable from the log start.
+fn records_of(log: &Log) -> Vec<(i64, String, Option<String>)> {
+    let mut out = Vec::new();
+    for (_, batch) in read_batches(log, log.log_start_offset()) {
+        for r in strom_record::records::decode_records(&batch).unwrap() {
+            let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            out.push((
+                r.offset,
+                key,
+                r.value.map(|v| String::from_utf8(v.to_vec()).unwrap()),
+            ));
+        }
+    }
+    out
+}
+
+fn compact(log: &mut Log, now_ms: i64) -> crate::CompactionReport {
+    let job = log.compaction_job(now_ms).expect("something to clean");
+    let result = job.run().unwrap();
+    log.install_compaction(result).unwrap()
+}
+
+#[test]
+fn compaction_keeps_latest_per_key_and_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compact_config());
+    let mut written = Vec::new();
+    for round in 0..12 {
+        let value = format!("v{round}");
+        let batch = [
+            ("a", Some(value.as_str())),
+            ("b", Some(value.as_str())),
+            (["c", "d", "e"][round % 3], Some("x")),
+        ];
+        let outcome = log.append(&keyed(&batch, 0, Codec::None), 0, 0).unwrap();
+        for (i, (k, v)) in batch.iter().enumerate() {
+            written.push((
+                outcome.base_offset + i as i64,
+                k.to_string(),
+                v.map(str::to_string),
+            ));
+        }
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let active_base = *log.segment_base_offsets().last().unwrap();
+    let last_offsets_before: Vec<i64> = read_batches(&log, 0)
+        .iter()
+        .map(|(h, _)| h.last_offset())
+        .collect();
+    let report = compact(&mut log, 10);
+    assert!(report.installed && report.records_removed > 0, "{report:?}");
+    assert_eq!(report.cleaner_offset, active_base);
+
+    let latest = |key: &str| {
+        written
+            .iter()
+            .filter(|(o, k, _)| k == key && *o < active_base)
+            .map(|(o, _, _)| *o)
+            .max()
+    };
+    let expected: Vec<_> = written
+        .iter()
+        .filter(|(o, k, _)| *o >= active_base || latest(k) == Some(*o))
+        .cloned()
+        .collect();
+    assert_eq!(records_of(&log), expected);
+    // Batches keep their last offsets; the log end does not move.
+    for (h, _) in read_batches(&log, 0) {
+        assert!(last_offsets_before.contains(&h.last_offset()));
+    }
+    assert_eq!(log.log_end_offset(), 36);
+    // Reads at offsets that were compacted away land on the next surviving batch.
+    assert!(read_batches(&log, 1)[0].0.last_offset() >= 1);
+    // The cleaned segments survive a crash and reopen, indexes and all.
+    drop(log);
+    let (log, report) = Log::open(dir.path(), compact_config(), 0).unwrap();
+    assert_eq!(report.truncated_bytes, 0, "{report}");
+    assert_eq!(records_of(&log), expected);
+    // Nothing new is dirty.
+    assert!(log.compaction_job(10).is_none());
+}
+
+#[test]
+fn tombstones_expire_after_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compact_config());
+    let _ = log
+        .append(
+            &keyed(&[("a", Some("1")), ("b", Some("1"))], 100, Codec::None),
+            0,
+            0,
+        )
+        .unwrap();
+    let _ = log
+        .append(&keyed(&[("a", None)], 200, Codec::None), 0, 0)
+        .unwrap();
+    for i in 0..6 {
+        let _ = log
+            .append(
+                &keyed(&[("filler", Some(&format!("{i:0>100}")))], 300, Codec::None),
+                0,
+                0,
+            )
+            .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    // First clean: the tombstone is kept (consumers must see the delete), the old "a" goes.
+    let _ = compact(&mut log, 500);
+    let keys: Vec<_> = records_of(&log)
+        .into_iter()
+        .map(|(o, k, v)| (o, k, v.is_some()))
+        .collect();
+    assert!(keys.contains(&(2, "a".to_string(), false)), "{keys:?}");
+    assert!(!keys.iter().any(|(o, _, _)| *o == 0));
+    // More dirty data, then a clean long after delete.retention.ms: the tombstone goes.
+    for i in 0..6 {
+        let _ = log
+            .append(
+                &keyed(&[("other", Some(&format!("{i:0>100}")))], 300, Codec::None),
+                0,
+                0,
+            )
+            .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let _ = compact(&mut log, 200 + 1000 + 1);
+    let keys: Vec<_> = records_of(&log)
+        .into_iter()
+        .map(|(o, k, _)| (o, k))
+        .collect();
+    assert!(!keys.contains(&(2, "a".to_string())), "{keys:?}");
+    assert!(keys.contains(&(1, "b".to_string())));
+}
+
+#[test]
+fn compressed_batches_are_reencoded_with_their_codec() {
+    for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), compact_config());
+        let _ = log
+            .append(
+                &keyed(
+                    &[
+                        ("a", Some("1")),
+                        ("b", Some("1")),
+                        ("a", Some("2")),
+                        ("c", Some("1")),
+                    ],
+                    0,
+                    codec,
+                ),
+                0,
+                0,
+            )
+            .unwrap();
+        let _ = log
+            .append(&keyed(&[("c", Some("2"))], 0, Codec::None), 0, 0)
+            .unwrap();
+        for _ in 0..4 {
+            let _ = log
+                .append(
+                    &keyed(&[("z", Some(&"y".repeat(150)))], 0, Codec::None),
+                    0,
+                    0,
+                )
+                .unwrap();
+        }
+        log.set_high_watermark(log.log_end_offset());
+        let _ = compact(&mut log, 100);
+        let (header, bytes) = read_batches(&log, 0).remove(0);
+        assert_eq!(
+            header.compression().unwrap() as u8,
+            codec as u8,
+            "{codec:?}"
+        );
+        assert_eq!(
+            (header.base_offset, header.last_offset()),
+            (1, 3),
+            "{codec:?}"
+        );
+        assert_eq!(header.base_sequence, -1);
+        let records = strom_record::records::decode_records(&bytes).unwrap();
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| (r.offset, r.key.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, Bytes::from_static(b"b")), (2, Bytes::from_static(b"a"))],
+            "{codec:?}"
+        );
+        assert_eq!(records_of(&log)[2].0, 4, "offset of c=2 unchanged");
+    }
+}
+
+#[test]
+fn compaction_runs_beside_appends_and_discards_stale_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compact_config());
+    for i in 0..10 {
+        let _ = log
+            .append(
+                &keyed(&[("k", Some(&format!("{i:0>80}")))], 0, Codec::None),
+                0,
+                0,
+            )
+            .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let job = log.compaction_job(0).unwrap();
+    // Appends (and rolls) while the job would run on another thread.
+    let reader_before = log.read(0, usize::MAX, i64::MAX, true).unwrap();
+    for _ in 0..5 {
+        let _ = log
+            .append(&keyed(&[("k", Some("late"))], 0, Codec::None), 0, 0)
+            .unwrap();
+    }
+    let result = job.run().unwrap();
+    let report = log.install_compaction(result).unwrap();
+    assert!(report.installed);
+    assert_eq!(log.log_end_offset(), 15);
+    assert_eq!(records_of(&log).last().unwrap().0, 14);
+    // A reader that grabbed file handles before the swap still reads the old bytes.
+    assert_eq!(
+        reader_before.read_to_bytes().unwrap().len(),
+        reader_before.total_len
+    );
+
+    // A segment deleted meanwhile: the result is thrown away and its files removed.
+    let mut config = compact_config();
+    log.set_high_watermark(log.log_end_offset());
+    for _ in 0..5 {
+        let _ = log
+            .append(
+                &keyed(&[("k", Some(&"q".repeat(120)))], 0, Codec::None),
+                0,
+                0,
+            )
+            .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let job = log.compaction_job(0).unwrap();
+    let result = job.run().unwrap();
+    config.cleanup_policy.delete = true;
+    config.retention_bytes = 0;
+    log.set_config(config);
+    assert!(log.enforce_retention(0).unwrap().deleted_segments > 0);
+    let report = log.install_compaction(result).unwrap();
+    assert!(!report.installed);
+    let leftovers = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".cleaned")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn compaction_keeps_each_producers_last_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compact_config());
+    let _ = log.append(&idempotent(5, 0, 0, 1), 0, 0).unwrap();
+    let _ = log.append(&idempotent(5, 0, 1, 1), 0, 0).unwrap();
+    let _ = log.append(&idempotent(6, 0, 0, 1), 0, 0).unwrap();
+    for _ in 0..4 {
+        let _ = log
+            .append(
+                &keyed(&[("k", Some(&"y".repeat(150)))], 0, Codec::None),
+                0,
+                0,
+            )
+            .unwrap();
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let _ = compact(&mut log, 0);
+    let offsets: Vec<i64> = records_of(&log).iter().map(|(o, _, _)| *o).collect();
+    // Producer 5's first batch (superseded key "k") goes; its last batch and producer 6's stay.
+    assert!(!offsets.contains(&0));
+    assert!(offsets.contains(&1) && offsets.contains(&2), "{offsets:?}");
+    drop(log);
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "snapshot") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let mut log = open(dir.path(), compact_config());
+    assert!(log.append(&idempotent(5, 0, 1, 1), 0, 0).unwrap().duplicate);
+    assert!(!log.append(&idempotent(5, 0, 2, 1), 0, 0).unwrap().duplicate);
+}
+
+#[test]
+fn key_map_cap_cleans_in_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compact_config());
+    for round in 0..4 {
+        for key in ["a", "b", "c", "d"] {
+            let _ = log
+                .append(
+                    &keyed(
+                        &[(key, Some(&format!("{round}{}", "p".repeat(60))))],
+                        0,
+                        Codec::None,
+                    ),
+                    0,
+                    0,
+                )
+                .unwrap();
+        }
+    }
+    log.set_high_watermark(log.log_end_offset());
+    let active_base = *log.segment_base_offsets().last().unwrap();
+    let mut job = log.compaction_job(0).unwrap();
+    job.set_key_map_bytes_max(200);
+    let first = log.install_compaction(job.run().unwrap()).unwrap();
+    assert!(
+        first.installed && first.cleaner_offset < active_base,
+        "{first:?}"
+    );
+    let mut passes = 1;
+    while let Some(mut job) = log.compaction_job(0) {
+        job.set_key_map_bytes_max(200);
+        let _ = log.install_compaction(job.run().unwrap()).unwrap();
+        passes += 1;
+        assert!(passes < 50);
+    }
+    // Each key survives once below the active segment.
+    let mut cleaned: Vec<_> = records_of(&log)
+        .into_iter()
+        .filter(|(o, _, _)| *o < active_base)
+        .map(|(_, k, _)| k)
+        .collect();
+    let total = cleaned.len();
+    cleaned.dedup();
+    assert_eq!(cleaned.len(), total);
+}
