@@ -25,6 +25,20 @@ impl FrameDecoder {
         FrameDecoder { request_bytes_max }
     }
 
+    /// Checks a size prefix: positive and within `socket.request.max.bytes`.
+    pub fn check_size(&self, size: i32) -> Result<(), FrameError> {
+        if size <= 0 {
+            return Err(FrameError::NonPositiveSize { size });
+        }
+        if size as usize > self.request_bytes_max {
+            return Err(FrameError::TooLarge {
+                size: size as usize,
+                limit: self.request_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
     /// Returns the next whole frame (without its size prefix) if one is buffered. When the prefix
     /// is buffered but not the body, reserves room for the body so the next read can fill it.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {

@@ -1,1 +1,26 @@
-//! placeholder
+//! The Strom broker: accepts Kafka clients, answers each API from the storage engine.
+//!
+//! The server owns sockets and the mapping of domain errors to Kafka error codes; it holds
+//! partition logs from `strom-storage` and speaks through `strom-protocol`.
+//!
+//! # Layout
+//! - [`config`]: broker properties by Kafka name, from file, environment and flags.
+//! - [`topic_config`]: topic-level configs, validation, translation to storage `LogConfig`.
+//! - [`broker`]: the shared state of a broker process (topics, ids, the append signal).
+//! - [`topics`]: the topic registry, persisted under `<data-dir>/__strom/topics`.
+//! - [`partition`]: one partition's log behind its lock.
+//! - `connection`: one client connection's read-answer-write loop, with admission control.
+//! - `handlers`: one module per Kafka API.
+//! - [`server`]: the listener, background maintenance, graceful shutdown.
+
+pub mod broker;
+pub mod config;
+mod connection;
+mod handlers;
+pub mod partition;
+pub mod server;
+pub mod topic_config;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use server::{run, ServerError};

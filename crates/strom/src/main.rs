@@ -1,1 +1,124 @@
-fn main() {}
+//! `strom`: the broker and its client commands in one binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use strom_server::BrokerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom: a Kafka-compatible event streaming platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a broker (with no flags: 127.0.0.1:9092, data in ./strom-data).
+    Server(ServerArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on, host:port or PLAINTEXT://host:port (Kafka's `listeners`).
+    #[arg(long)]
+    listeners: Option<String>,
+    /// Address clients are told to connect to (Kafka's `advertised.listeners`).
+    #[arg(long)]
+    advertised_listeners: Option<String>,
+    /// Data directory (Kafka's `log.dirs`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Node id (Kafka's `node.id`).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// TOML file of broker properties by Kafka name, e.g. `"log.retention.ms" = 60000`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Any broker property by Kafka name, e.g. `--set num.partitions=3`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+/// Defaults, then the file, then `STROM_*` variables, then flags: the last word wins.
+fn broker_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        config.apply_toml_file(path)?;
+    }
+    config.apply_env(std::env::vars())?;
+    for item in &args.overrides {
+        let (key, value) = item
+            .split_once('=')
+            .with_context(|| format!("--set {item}: expected KEY=VALUE"))?;
+        config.set(key.trim(), value.trim())?;
+    }
+    let flags = [
+        ("listeners", args.listeners.clone()),
+        ("advertised.listeners", args.advertised_listeners.clone()),
+        (
+            "log.dirs",
+            args.data_dir.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("node.id", args.node_id.map(|n| n.to_string())),
+    ];
+    for (key, value) in flags {
+        if let Some(value) = value {
+            config.set(key, &value)?;
+        }
+    }
+    Ok(config)
+}
+
+fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = broker_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(strom_server::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; use SIGINT to stop");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => run_server(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

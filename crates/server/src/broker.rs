@@ -1,0 +1,188 @@
+//! The state one broker process shares between its connections and background tasks.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::config::BrokerConfig;
+use crate::topics::TopicRegistry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("data directory {0} is in use by another strom process")]
+    Locked(String),
+    #[error(transparent)]
+    Topics(#[from] crate::topics::TopicError),
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub topics: TopicRegistry,
+    pub producer_ids: ProducerIdAllocator,
+    /// Bumped after every append, so waiting fetches wake as soon as data arrives rather than
+    /// when their max wait runs out.
+    appended: watch::Sender<u64>,
+    /// Held for the process lifetime: two brokers on one data directory would corrupt it.
+    _dir_lock: std::fs::File,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn dir_error(path: &Path, e: impl std::fmt::Display) -> StartupError {
+    StartupError::DataDir {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Broker {
+    /// Opens the data directory (creating it on first start) and recovers every log.
+    pub fn open(config: BrokerConfig) -> Result<Broker, StartupError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| dir_error(&data_dir, e))?;
+        let lock_path = data_dir.join(".lock");
+        let dir_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| dir_error(&lock_path, e))?;
+        dir_lock
+            .try_lock()
+            .map_err(|_| StartupError::Locked(data_dir.display().to_string()))?;
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
+        let producer_ids = ProducerIdAllocator::open(&data_dir.join("__strom"))?;
+        let topics = TopicRegistry::open(&data_dir, config.topic_defaults.clone(), now_ms())?;
+        let (appended, _) = watch::channel(0);
+        Ok(Broker {
+            config,
+            cluster_id,
+            topics,
+            producer_ids,
+            appended,
+            _dir_lock: dir_lock,
+        })
+    }
+
+    pub fn notify_appended(&self) {
+        self.appended
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+}
+
+/// `meta.properties` holds the cluster id (a random id made on first start) as Kafka's does.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String, StartupError> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = base64_url(uuid::Uuid::new_v4().as_bytes());
+    let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+    std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
+    Ok(id)
+}
+
+/// Kafka prints cluster ids as URL-safe base64 of a UUID without padding.
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Hands out producer ids for idempotent producers. Ids are reserved in blocks whose end is
+/// persisted before any id of the block is used, so a restart never reuses an id.
+pub struct ProducerIdAllocator {
+    path: std::path::PathBuf,
+    state: Mutex<(i64, i64)>,
+}
+
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+impl ProducerIdAllocator {
+    fn open(dir: &Path) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(dir).map_err(|e| dir_error(dir, e))?;
+        let path = dir.join("producer-id-block");
+        let next = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| dir_error(&path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(dir_error(&path, e)),
+        };
+        Ok(ProducerIdAllocator {
+            path,
+            state: Mutex::new((next, next)),
+        })
+    }
+
+    pub fn allocate(&self) -> std::io::Result<i64> {
+        let mut state = self.state.lock().expect("producer id lock");
+        let (next, block_end) = &mut *state;
+        if *next == *block_end {
+            let new_end = *block_end + PRODUCER_ID_BLOCK;
+            let tmp = self.path.with_extension("tmp");
+            std::fs::write(&tmp, new_end.to_string())?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            *block_end = new_end;
+        }
+        let id = *next;
+        *next += 1;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ProducerIdAllocator::open(dir.path()).unwrap();
+        let a = first.allocate().unwrap();
+        let b = first.allocate().unwrap();
+        assert_eq!(b, a + 1);
+        drop(first);
+        let second = ProducerIdAllocator::open(dir.path()).unwrap();
+        assert!(second.allocate().unwrap() > b);
+    }
+
+    #[test]
+    fn cluster_id_is_22_chars_and_stable() {
+        assert_eq!(base64_url(&[0u8; 16]).len(), 22);
+        let dir = tempfile::tempdir().unwrap();
+        let id = load_or_create_cluster_id(dir.path(), 1).unwrap();
+        assert_eq!(load_or_create_cluster_id(dir.path(), 1).unwrap(), id);
+    }
+}

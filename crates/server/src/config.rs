@@ -1,0 +1,306 @@
+//! Broker configuration: Kafka's property names, from defaults, a TOML file, `STROM_*`
+//! environment variables and `--set key=value` flags, in that order of precedence (last wins).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("unknown broker property {0:?}")]
+    Unknown(String),
+    #[error("could not read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+/// Everything a broker process needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `listeners`: where to accept connections.
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: the host and port clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// `log.dirs`: the data directory.
+    pub data_dir: PathBuf,
+    /// `node.id`
+    pub node_id: i32,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics_enable: bool,
+    /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: memory for requests being read or handled, across all
+    /// connections. Must be at least `socket.request.max.bytes`.
+    pub queued_max_request_bytes: usize,
+    /// `log.retention.check.interval.ms`
+    pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: how often the compaction task looks for work.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.flush.interval.ms`: how often every log is fsynced. 0 means never (left to the OS).
+    pub log_flush_interval_ms: u64,
+    /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
+    /// taken from the `log.*` broker properties.
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listener: "127.0.0.1:9092".parse().expect("literal address"),
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            data_dir: PathBuf::from("./strom-data"),
+            node_id: 1,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            queued_max_request_bytes: 256 * 1024 * 1024,
+            log_retention_check_interval_ms: 5 * 60 * 1000,
+            log_cleaner_backoff_ms: 15 * 1000,
+            log_flush_interval_ms: 1000,
+            topic_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+/// `STROM_*` variables that belong to the client commands, the tests or logging, not to the
+/// broker: `STROM_BOOTSTRAP_SERVER`, `STROM_BIN`, `STROM_LOG`.
+const NON_BROKER_ENV_KEYS: &[&str] = &["bootstrap.server", "bin", "log"];
+
+/// Broker properties that set a topic config default, as (broker name, topic name).
+pub const TOPIC_DEFAULT_PROPERTIES: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "min.cleanable.dirty.ratio",
+    ),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("message.max.bytes", "max.message.bytes"),
+];
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Accepts `host:port` and Kafka's `PLAINTEXT://host:port`.
+fn strip_listener_scheme(value: &str) -> &str {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    first.split_once("://").map_or(first, |(_, rest)| rest)
+}
+
+impl BrokerConfig {
+    /// Applies one property by its Kafka name.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "listeners" => {
+                let addr: SocketAddr = parse(key, strip_listener_scheme(value))?;
+                self.listener = addr;
+                self.advertised_host = addr.ip().to_string();
+                self.advertised_port = addr.port();
+            }
+            "advertised.listeners" => {
+                let hostport = strip_listener_scheme(value);
+                let (host, port) =
+                    hostport
+                        .rsplit_once(':')
+                        .ok_or_else(|| ConfigError::Invalid {
+                            key: key.to_string(),
+                            reason: "expected host:port".to_string(),
+                        })?;
+                self.advertised_host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+                self.advertised_port = parse(key, port)?;
+            }
+            "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(value),
+            "node.id" | "broker.id" => self.node_id = parse(key, value)?,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse(key, value)?,
+            "num.partitions" => {
+                self.num_partitions = parse(key, value)?;
+                if self.num_partitions < 1 {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: "must be at least 1".into(),
+                    });
+                }
+            }
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
+            "queued.max.request.bytes" => self.queued_max_request_bytes = parse(key, value)?,
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = parse(key, value)?
+            }
+            "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse(key, value)?,
+            "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,
+            "log.retention.hours" => {
+                let hours: i64 = parse(key, value)?;
+                self.set_topic_default(key, "retention.ms", &(hours * 3_600_000).to_string())?;
+            }
+            "log.retention.minutes" => {
+                let minutes: i64 = parse(key, value)?;
+                self.set_topic_default(key, "retention.ms", &(minutes * 60_000).to_string())?;
+            }
+            "default.replication.factor" | "offsets.topic.replication.factor" => {
+                let factor: i16 = parse(key, value)?;
+                if factor != 1 {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: "a single-node broker has replication factor 1".into(),
+                    });
+                }
+            }
+            _ => {
+                let topic_key = TOPIC_DEFAULT_PROPERTIES
+                    .iter()
+                    .find(|(broker, _)| *broker == key)
+                    .map(|(_, topic)| *topic)
+                    .ok_or_else(|| ConfigError::Unknown(key.to_string()))?;
+                self.set_topic_default(key, topic_key, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_topic_default(
+        &mut self,
+        broker_key: &str,
+        topic_key: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        crate::topic_config::validate_value(topic_key, value).map_err(|reason| {
+            ConfigError::Invalid {
+                key: broker_key.to_string(),
+                reason,
+            }
+        })?;
+        self.topic_defaults
+            .insert(topic_key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Applies a TOML file of `key = value` pairs with Kafka property names.
+    pub fn apply_toml_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let file_error = |reason: String| ConfigError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+        for (key, value) in flatten_toml("", &table) {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `STROM_*` variables: `STROM_LOG_RETENTION_MS=5` sets `log.retention.ms`.
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("STROM_") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace('_', ".");
+            // Variables meant for the client commands share the prefix; skip what is not ours.
+            if NON_BROKER_ENV_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `[log] retention.ms = 5` and `"log.retention.ms" = 5` both become `log.retention.ms`.
+fn flatten_toml(prefix: &str, table: &toml::Table) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => out.extend(flatten_toml(&full, inner)),
+            toml::Value::String(s) => out.push((full, s.clone())),
+            other => out.push((full, other.to_string())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_kafka_properties() {
+        let mut config = BrokerConfig::default();
+        config
+            .set("listeners", "PLAINTEXT://127.0.0.1:19092")
+            .unwrap();
+        assert_eq!(config.listener.port(), 19092);
+        assert_eq!(config.advertised_port, 19092);
+        config
+            .set("advertised.listeners", "PLAINTEXT://broker1:9093")
+            .unwrap();
+        assert_eq!(
+            (config.advertised_host.as_str(), config.advertised_port),
+            ("broker1", 9093)
+        );
+        config.set("log.retention.ms", "1000").unwrap();
+        assert_eq!(config.topic_defaults["retention.ms"], "1000");
+        assert!(config.set("log.retention.ms", "soon").is_err());
+        assert!(matches!(
+            config.set("no.such.thing", "1"),
+            Err(ConfigError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn env_and_toml_use_the_same_names() {
+        let mut config = BrokerConfig::default();
+        config
+            .apply_env(
+                [
+                    ("STROM_NUM_PARTITIONS".to_string(), "3".to_string()),
+                    ("PATH".into(), "/bin".into()),
+                ]
+                .into_iter(),
+            )
+            .unwrap();
+        assert_eq!(config.num_partitions, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "listeners = \"127.0.0.1:1234\"\n[log]\n\"retention.ms\" = 77\n",
+        )
+        .unwrap();
+        config.apply_toml_file(&path).unwrap();
+        assert_eq!(config.listener.port(), 1234);
+        assert_eq!(config.topic_defaults["retention.ms"], "77");
+    }
+}

@@ -1,0 +1,201 @@
+//! One client connection: read frames, answer each request in order, write responses.
+//!
+//! Requests on one connection are handled one at a time, as Kafka does; pipelined requests
+//! wait in the read buffer, so responses always leave in request order. Responses produced
+//! while more requests are already buffered are written together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use strom_protocol::frame::{FrameDecoder, SIZE_PREFIX_LEN};
+use strom_protocol::request::{decode_request, RequestError};
+use strom_protocol::response::{api_versions_fallback, encode_response};
+use strom_protocol::ApiKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+
+use crate::broker::Broker;
+use crate::handlers::{self, Reply};
+
+/// Responses are flushed once this much is buffered even if more requests are waiting.
+const WRITE_BUFFER_FLUSH_BYTES: usize = 1024 * 1024;
+/// Initial read buffer; grows to the size of the largest request being read.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Limits on memory for requests being read or handled, shared by all connections: a request's
+/// bytes are admitted before its body is buffered (`queued.max.request.bytes`).
+pub(crate) struct Admission {
+    semaphore: Semaphore,
+    /// Permits are KiB so that a 100 MiB request fits in the semaphore's u32 permit count.
+    capacity_kib: u32,
+}
+
+impl Admission {
+    pub(crate) fn new(bytes: usize) -> Self {
+        let capacity_kib = (bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
+        Admission {
+            semaphore: Semaphore::new(capacity_kib as usize),
+            capacity_kib,
+        }
+    }
+
+    async fn admit(&self, frame_bytes: usize) -> tokio::sync::SemaphorePermit<'_> {
+        let kib = (frame_bytes.div_ceil(1024) as u32).clamp(1, self.capacity_kib);
+        self.semaphore
+            .acquire_many(kib)
+            .await
+            .expect("admission semaphore is never closed")
+    }
+}
+
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    admission: Arc<Admission>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let decoder = FrameDecoder::new(broker.config.socket_request_max_bytes);
+    let mut read_buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut write_buf = BytesMut::new();
+    loop {
+        // Answer every request already buffered before reading more.
+        while read_buf.len() >= SIZE_PREFIX_LEN {
+            let size = i32::from_be_bytes([read_buf[0], read_buf[1], read_buf[2], read_buf[3]]);
+            // The decoder refuses bad sizes before anything is buffered for them.
+            if let Err(e) = decoder.check_size(size) {
+                close_with(&mut stream, &mut write_buf, peer, &e).await;
+                return;
+            }
+            let frame_len = size as usize;
+            // Admission control: memory for the request is granted before its body is read,
+            // and held until its response is encoded.
+            let _permit = admission.admit(frame_len).await;
+            if read_buf.len() < SIZE_PREFIX_LEN + frame_len {
+                if !write_buf.is_empty() && flush(&mut stream, &mut write_buf).await.is_err() {
+                    return;
+                }
+                if let Err(e) = read_exact(
+                    &mut stream,
+                    &mut read_buf,
+                    SIZE_PREFIX_LEN + frame_len,
+                    &mut shutdown,
+                )
+                .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection closed while reading a request");
+                    return;
+                }
+            }
+            let frame = match decoder.decode(&mut read_buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => unreachable!("a whole frame is buffered"),
+                Err(e) => {
+                    close_with(&mut stream, &mut write_buf, peer, &e).await;
+                    return;
+                }
+            };
+            if let Err(reason) = answer(&broker, frame, &mut write_buf).await {
+                close_with(&mut stream, &mut write_buf, peer, &reason).await;
+                return;
+            }
+            if write_buf.len() >= WRITE_BUFFER_FLUSH_BYTES
+                && flush(&mut stream, &mut write_buf).await.is_err()
+            {
+                return;
+            }
+        }
+        if !write_buf.is_empty() && flush(&mut stream, &mut write_buf).await.is_err() {
+            return;
+        }
+        if read_buf.capacity() - read_buf.len() < 1024 {
+            read_buf.reserve(READ_BUFFER_BYTES);
+        }
+        tokio::select! {
+            read = stream.read_buf(&mut read_buf) => match read {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
+                    return;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn read_exact(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    total: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    buf.reserve(total.saturating_sub(buf.len()));
+    while buf.len() < total {
+        tokio::select! {
+            read = stream.read_buf(buf) => if read? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            },
+            _ = shutdown.changed() => return Err(std::io::ErrorKind::Interrupted.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn flush(stream: &mut TcpStream, write_buf: &mut BytesMut) -> std::io::Result<()> {
+    let result = stream.write_all(write_buf).await;
+    write_buf.clear();
+    result
+}
+
+/// Sends what is already answered, then closes: the stream cannot be parsed past this point.
+async fn close_with(
+    stream: &mut TcpStream,
+    write_buf: &mut BytesMut,
+    peer: SocketAddr,
+    reason: &(dyn std::fmt::Display + Sync),
+) {
+    tracing::info!(%peer, %reason, "closing connection");
+    let _ = flush(stream, write_buf).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Handles one frame, appending its response (if any) to `out`. An error means the connection
+/// must close.
+async fn answer(
+    broker: &Arc<Broker>,
+    frame: bytes::Bytes,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    let request = match decode_request(frame) {
+        Ok(request) => request,
+        Err(RequestError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            correlation_id,
+            ..
+        }) => {
+            return api_versions_fallback(out, correlation_id).map_err(|e| e.to_string());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let correlation_id = request.correlation_id();
+    let api_version = request.api_version;
+    let api_key = request.api_key;
+    tracing::trace!(
+        ?api_key,
+        api_version,
+        correlation_id,
+        client = request.client_id(),
+        "request"
+    );
+    match handlers::handle(broker, request).await {
+        Reply::Response(body) => {
+            encode_response(out, correlation_id, api_version, &body).map_err(|e| e.to_string())
+        }
+        Reply::None => Ok(()),
+    }
+}

@@ -1,0 +1,124 @@
+//! One handler per Kafka API. Each takes the decoded request and the broker, and returns the
+//! response body; errors become Kafka error codes here and nowhere else.
+//!
+//! The dispatch below matches on [`strom_protocol::apis::SUPPORTED_APIS`]: the protocol crate
+//! only lets through versions from that table, and every key in it has an arm here.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_protocol::request::Request;
+
+use crate::broker::Broker;
+
+mod admin_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+/// What a handler produced.
+pub(crate) enum Reply {
+    Response(ResponseKind),
+    /// Produce with acks=0: Kafka sends nothing back.
+    None,
+}
+
+pub(crate) async fn handle(broker: &Arc<Broker>, request: Request) -> Reply {
+    let version = request.api_version;
+    let response = match request.body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Produce(r) => match produce::handle(broker, r, version) {
+            Some(response) => ResponseKind::Produce(response),
+            None => return Reply::None,
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin_configs::describe(broker, r, version))
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin_configs::alter(broker, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(admin_configs::incremental_alter(broker, r))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
+        other => unreachable!("request {other:?} passed the version table but has no handler"),
+    };
+    Reply::Response(response)
+}
+
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+pub(crate) fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+pub(crate) fn code(error: kafka_protocol::ResponseError) -> i16 {
+    error.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use strom_protocol::apis::SUPPORTED_APIS;
+    use strom_protocol::ApiKey;
+
+    /// The dispatch must cover the table; this lists the keys the match handles, and fails when
+    /// someone adds a key to the table without a handler.
+    #[test]
+    fn every_supported_api_has_a_handler() {
+        let handled = [
+            ApiKey::ApiVersions,
+            ApiKey::Metadata,
+            ApiKey::Produce,
+            ApiKey::Fetch,
+            ApiKey::ListOffsets,
+            ApiKey::CreateTopics,
+            ApiKey::DeleteTopics,
+            ApiKey::CreatePartitions,
+            ApiKey::DescribeConfigs,
+            ApiKey::AlterConfigs,
+            ApiKey::IncrementalAlterConfigs,
+            ApiKey::DeleteRecords,
+            ApiKey::DescribeCluster,
+            ApiKey::InitProducerId,
+            ApiKey::OffsetForLeaderEpoch,
+        ];
+        for api in SUPPORTED_APIS {
+            assert!(handled.contains(&api.key), "{:?} has no handler", api.key);
+        }
+    }
+}

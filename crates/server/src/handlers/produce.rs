@@ -1,0 +1,156 @@
+//! Produce (key 0): validate each partition's record set, append it as received, answer with
+//! the assigned base offset. Nothing is re-encoded on this path.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use strom_record::validate_batches;
+use strom_storage::AppendError;
+
+use super::{code, str_bytes};
+use crate::broker::{now_ms, Broker};
+
+pub(super) fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let now = now_ms();
+    let acks_valid = matches!(acks, -1..=1);
+    let mut appended_any = false;
+    let mut response = ProduceResponse::default();
+    for topic in request.topic_data {
+        let mut topic_response = TopicProduceResponse::default();
+        for partition in topic.partition_data {
+            let result = if !acks_valid {
+                error_response(partition.index, ResponseError::InvalidRequiredAcks, None)
+            } else if request.transactional_id.is_some() {
+                // Transactions arrive with the transaction coordinator; until then a
+                // transactional write is refused rather than stored without its guarantees.
+                error_response(
+                    partition.index,
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    None,
+                )
+            } else {
+                let result =
+                    produce_partition(broker, &topic.name, partition.index, partition.records, now);
+                appended_any |= result.error_code == 0;
+                result
+            };
+            topic_response
+                .partition_responses
+                .push(fit_to_version(result, version));
+        }
+        topic_response.name = topic.name;
+        response.responses.push(topic_response);
+    }
+    if appended_any {
+        broker.notify_appended();
+    }
+    (acks != 0).then_some(response)
+}
+
+/// Clears fields the negotiated version does not carry; the codec refuses to encode them.
+fn fit_to_version(
+    mut response: PartitionProduceResponse,
+    version: i16,
+) -> PartitionProduceResponse {
+    if version < 5 {
+        response.log_start_offset = -1;
+    }
+    if version < 8 {
+        response.error_message = None;
+    }
+    response
+}
+
+fn error_response(
+    index: i32,
+    error: ResponseError,
+    message: Option<String>,
+) -> PartitionProduceResponse {
+    let mut response = PartitionProduceResponse::default();
+    response.index = index;
+    response.error_code = code(error);
+    response.base_offset = -1;
+    response.log_append_time_ms = -1;
+    response.log_start_offset = -1;
+    response.error_message = message.map(|m| str_bytes(&m));
+    response
+}
+
+fn produce_partition(
+    broker: &Broker,
+    topic_name: &str,
+    index: i32,
+    records: Option<Bytes>,
+    now: i64,
+) -> PartitionProduceResponse {
+    let Some(topic) = broker.topics.get(topic_name) else {
+        return error_response(index, ResponseError::UnknownTopicOrPartition, None);
+    };
+    let Some(partition) = topic.partition(index) else {
+        return error_response(index, ResponseError::UnknownTopicOrPartition, None);
+    };
+    let Some(records) = records else {
+        return error_response(
+            index,
+            ResponseError::CorruptMessage,
+            Some("null record set".to_string()),
+        );
+    };
+    let validated = match validate_batches(records, &topic.validate_options()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(topic = topic_name, partition = index, error = %e, "rejected record set");
+            return error_response(
+                index,
+                strom_protocol::errors::batch_error_code(&e),
+                Some(e.to_string()),
+            );
+        }
+    };
+    if validated
+        .batches()
+        .iter()
+        .any(|(_, h)| h.is_transactional())
+    {
+        return error_response(
+            index,
+            ResponseError::TransactionalIdAuthorizationFailed,
+            None,
+        );
+    }
+    let mut guard = partition.lock();
+    let Some(log) = guard.as_mut() else {
+        return error_response(index, ResponseError::UnknownTopicOrPartition, None);
+    };
+    match log.append(&validated, partition.leader_epoch(), now) {
+        Ok(outcome) => {
+            // A single node is the whole ISR: what is in its log is committed.
+            let log_end_offset = log.log_end_offset();
+            log.set_high_watermark(log_end_offset);
+            let mut response = PartitionProduceResponse::default();
+            response.index = index;
+            response.base_offset = outcome.base_offset;
+            response.log_append_time_ms = outcome.log_append_time;
+            response.log_start_offset = outcome.log_start_offset;
+            response
+        }
+        Err(e) => {
+            let error = match &e {
+                AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+                AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+                AppendError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+                AppendError::Storage(storage) => {
+                    tracing::error!(topic = topic_name, partition = index, error = %storage, "append failed");
+                    ResponseError::KafkaStorageError
+                }
+            };
+            error_response(index, error, Some(e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The listener, the background maintenance tasks, and graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::{now_ms, Broker, StartupError};
+use crate::config::BrokerConfig;
+use crate::connection::{self, Admission};
+
+/// How long shutdown waits for in-flight requests before closing connections anyway.
+const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs a broker until `shutdown` completes: recover logs, listen, serve; then stop accepting,
+/// let connections finish the request in hand, and flush and close every log.
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let listen_addr = config.listener;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .expect("broker start-up task panicked")?;
+    let broker = Arc::new(broker);
+    let listener = TcpListener::bind(listen_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: listen_addr,
+            source,
+        })?;
+    tracing::info!(
+        listener = %listen_addr,
+        data_dir = %broker.config.data_dir.display(),
+        node_id = broker.node_id(),
+        cluster_id = %broker.cluster_id,
+        topics = broker.topics.list().len(),
+        "strom broker started"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = JoinSet::new();
+    spawn_maintenance(&mut background, &broker, stop_rx.clone());
+
+    let admission = Arc::new(Admission::new(
+        broker
+            .config
+            .queued_max_request_bytes
+            .max(broker.config.socket_request_max_bytes),
+    ));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection::serve(broker.clone(), admission.clone(), stream, peer, stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Typically EMFILE; back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no longer accepting connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still busy after {SHUTDOWN_DRAIN_MS} ms; closing them");
+        connections.abort_all();
+    }
+    background.abort_all();
+    while background.join_next().await.is_some() {}
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.topics.close_all())
+        .await
+        .expect("close task panicked");
+    tracing::info!("shutdown complete: logs flushed and closed");
+    Ok(())
+}
+
+/// Periodic flush, retention and compaction. Each pass runs on the blocking pool: these do
+/// file I/O and must not stall request handling.
+fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
+    let config = &broker.config;
+    if config.log_flush_interval_ms > 0 {
+        tasks.spawn(every(
+            config.log_flush_interval_ms,
+            broker.clone(),
+            stop.clone(),
+            flush_pass,
+        ));
+    }
+    tasks.spawn(every(
+        config.log_retention_check_interval_ms.max(10),
+        broker.clone(),
+        stop.clone(),
+        retention_pass,
+    ));
+    tasks.spawn(every(
+        config.log_cleaner_backoff_ms.max(10),
+        broker.clone(),
+        stop,
+        compaction_pass,
+    ));
+}
+
+async fn every(
+    interval_ms: u64,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    pass: fn(&Broker),
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let broker = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || pass(&broker)).await;
+    }
+}
+
+fn flush_pass(broker: &Broker) {
+    for partition in broker.topics.all_partitions() {
+        if let Some(log) = partition.lock().as_mut() {
+            if let Err(e) = log.flush() {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+            }
+        }
+    }
+}
+
+fn retention_pass(broker: &Broker) {
+    let now = now_ms();
+    for partition in broker.topics.all_partitions() {
+        if let Some(log) = partition.lock().as_mut() {
+            if let Err(e) = log.maybe_roll(now) {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "segment roll failed");
+            }
+            match log.enforce_retention(now) {
+                Ok(report) => {
+                    tracing::debug!(topic = %partition.topic, partition = partition.index, ?report, "retention pass")
+                }
+                Err(e) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed")
+                }
+            }
+        }
+    }
+}
+
+fn compaction_pass(broker: &Broker) {
+    let now = now_ms();
+    for partition in broker.topics.all_partitions() {
+        // Take the job under the lock, do the work without it, install under it again: produce
+        // and fetch continue while a partition is being cleaned.
+        let job = partition
+            .lock()
+            .as_ref()
+            .and_then(|log| log.compaction_job(now));
+        let Some(job) = job else { continue };
+        let result = match job.run() {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "compaction failed");
+                continue;
+            }
+        };
+        if let Some(log) = partition.lock().as_mut() {
+            match log.install_compaction(result) {
+                Ok(report) => {
+                    tracing::info!(topic = %partition.topic, partition = partition.index, ?report, "compacted")
+                }
+                Err(e) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "installing compaction failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The topics this broker hosts: their ids, partition counts and config overrides, persisted
+//! under `<data-dir>/__strom/topics/`, and the open partition logs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use strom_record::ValidateOptions;
+use strom_storage::Log;
+use uuid::Uuid;
+
+use crate::partition::Partition;
+use crate::topic_config;
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// An upper bound on partitions per topic, so a request cannot make a broker create millions of
+/// directories.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic {0} already exists")]
+    AlreadyExists(String),
+    #[error("invalid topic name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    #[error("unknown topic {0}")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl TopicError {
+    pub fn code(&self) -> i16 {
+        use kafka_protocol::ResponseError as E;
+        match self {
+            TopicError::AlreadyExists(_) => E::TopicAlreadyExists,
+            TopicError::InvalidName(..) => E::InvalidTopicException,
+            TopicError::Unknown(_) => E::UnknownTopicOrPartition,
+            TopicError::InvalidPartitions(_) => E::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+            TopicError::InvalidConfig(_) => E::InvalidConfig,
+            TopicError::Storage(_) => E::KafkaStorageError,
+        }
+        .code()
+    }
+}
+
+/// Kafka's rule: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |why| Err(TopicError::InvalidName(name.to_string(), why));
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if name.len() > TOPIC_NAME_LENGTH_MAX {
+        return invalid("longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicRecord {
+    id: String,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+    overrides: RwLock<BTreeMap<String, String>>,
+    /// Derived from the overrides whenever they change, so the produce path reads a copy
+    /// instead of resolving configs per request.
+    validate_options: RwLock<ValidateOptions>,
+}
+
+impl Topic {
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().expect("topic lock").clone()
+    }
+
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.read().expect("topic lock").get(i).cloned())
+    }
+
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().expect("topic lock").len() as i32
+    }
+
+    pub fn overrides(&self) -> BTreeMap<String, String> {
+        self.overrides.read().expect("topic lock").clone()
+    }
+
+    /// How produce requests to this topic are validated.
+    pub fn validate_options(&self) -> ValidateOptions {
+        *self.validate_options.read().expect("topic lock")
+    }
+
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+pub struct TopicRegistry {
+    data_dir: PathBuf,
+    meta_dir: PathBuf,
+    broker_defaults: BTreeMap<String, String>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises create, delete and alter so two admin requests cannot interleave their file
+    /// writes for one topic.
+    admin: std::sync::Mutex<()>,
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+fn io_error(context: &str, e: impl std::fmt::Display) -> TopicError {
+    TopicError::Storage(format!("{context}: {e}"))
+}
+
+/// Writes a file so that a crash leaves either the old or the new content.
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl TopicRegistry {
+    /// Loads every topic recorded under the data directory and opens (recovers) its logs.
+    pub fn open(
+        data_dir: &Path,
+        broker_defaults: BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Self, TopicError> {
+        let meta_dir = data_dir.join("__strom").join("topics");
+        std::fs::create_dir_all(&meta_dir)
+            .map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
+        let registry = TopicRegistry {
+            data_dir: data_dir.to_path_buf(),
+            meta_dir: meta_dir.clone(),
+            broker_defaults,
+            topics: RwLock::new(BTreeMap::new()),
+            admin: std::sync::Mutex::new(()),
+        };
+        let entries = std::fs::read_dir(&meta_dir)
+            .map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io_error("listing topics", e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let Some(name) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| io_error(&path.display().to_string(), e))?;
+            let record: TopicRecord = toml::from_str(&text)
+                .map_err(|e| io_error(&format!("topic metadata {}", path.display()), e))?;
+            let id = Uuid::parse_str(&record.id)
+                .map_err(|e| io_error(&path.display().to_string(), e))?;
+            let topic =
+                registry.open_topic(&name, id, record.partitions, record.configs, now_ms)?;
+            registry
+                .topics
+                .write()
+                .expect("registry lock")
+                .insert(name, topic);
+        }
+        Ok(registry)
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partition_count: i32,
+        overrides: BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let mut partitions = Vec::with_capacity(partition_count as usize);
+        for index in 0..partition_count {
+            partitions.push(Arc::new(
+                self.open_partition(name, index, &overrides, now_ms)?,
+            ));
+        }
+        let validate_options = RwLock::new(self.validate_options_for(&overrides));
+        Ok(Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions: RwLock::new(partitions),
+            overrides: RwLock::new(overrides),
+            validate_options,
+        }))
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        overrides: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Partition, TopicError> {
+        let dir = partition_dir(&self.data_dir, topic, index);
+        let config = topic_config::log_config(&self.broker_defaults, overrides);
+        let (log, report) =
+            Log::open(&dir, config, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
+        tracing::debug!(topic, partition = index, %report, "opened partition");
+        Ok(Partition::new(topic.to_string(), index, log))
+    }
+
+    fn persist(&self, topic: &Topic) -> Result<(), TopicError> {
+        let record = TopicRecord {
+            id: topic.id.to_string(),
+            partitions: topic.partition_count(),
+            configs: topic.overrides(),
+        };
+        let text = toml::to_string(&record).map_err(|e| io_error("encoding topic metadata", e))?;
+        let path = self.meta_dir.join(format!("{}.toml", topic.name));
+        write_atomically(&path, text.as_bytes())
+            .map_err(|e| io_error(&path.display().to_string(), e))
+    }
+
+    fn validate_options_for(&self, overrides: &BTreeMap<String, String>) -> ValidateOptions {
+        ValidateOptions {
+            max_batch_bytes: topic_config::max_message_bytes(&self.broker_defaults, overrides),
+            require_keys: topic_config::log_config(&self.broker_defaults, overrides)
+                .cleanup_policy
+                .compact,
+        }
+    }
+
+    pub fn broker_defaults(&self) -> &BTreeMap<String, String> {
+        &self.broker_defaults
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.get(topic).and_then(|t| t.partition(index))
+    }
+
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every open partition, for background tasks (flush, retention, compaction).
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.list().iter().flat_map(|t| t.partitions()).collect()
+    }
+
+    pub fn validate_overrides(overrides: &BTreeMap<String, String>) -> Result<(), TopicError> {
+        for (name, value) in overrides {
+            topic_config::validate_value(name, value).map_err(TopicError::InvalidConfig)?;
+        }
+        Ok(())
+    }
+
+    /// Creates a topic; with `validate_only` checks everything and creates nothing.
+    pub fn create(
+        &self,
+        name: &str,
+        partition_count: i32,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<Option<Arc<Topic>>, TopicError> {
+        validate_topic_name(name)?;
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partition_count}"
+            )));
+        }
+        Self::validate_overrides(&overrides)?;
+        let _admin = self.admin.lock().expect("admin lock");
+        if self.get(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        if validate_only {
+            return Ok(None);
+        }
+        let topic = self.open_topic(name, Uuid::new_v4(), partition_count, overrides, now_ms)?;
+        self.persist(&topic)?;
+        self.topics
+            .write()
+            .expect("registry lock")
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions = partition_count, "created topic");
+        Ok(Some(topic))
+    }
+
+    /// Deletes a topic and its data. Requests already holding one of its partitions see it as
+    /// unknown from now on.
+    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .topics
+            .write()
+            .expect("registry lock")
+            .remove(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let path = self.meta_dir.join(format!("{name}.toml"));
+        std::fs::remove_file(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
+        for partition in topic.partitions() {
+            if let Some(log) = partition.take_log() {
+                log.delete()
+                    .map_err(|e| io_error(&format!("deleting {name}-{}", partition.index), e))?;
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Grows a topic to `new_count` partitions (Kafka never shrinks).
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        new_count: i32,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let current = topic.partition_count();
+        if new_count <= current {
+            return Err(TopicError::InvalidPartitions(format!("topic {name} has {current} partitions; the new count must be larger, got {new_count}")));
+        }
+        if new_count > PARTITIONS_PER_TOPIC_MAX {
+            return Err(TopicError::InvalidPartitions(format!(
+                "at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let overrides = topic.overrides();
+        let mut added = Vec::new();
+        for index in current..new_count {
+            added.push(Arc::new(
+                self.open_partition(name, index, &overrides, now_ms)?,
+            ));
+        }
+        topic.partitions.write().expect("topic lock").extend(added);
+        self.persist(&topic)
+    }
+
+    /// Replaces a topic's config overrides and applies them to its open logs.
+    pub fn set_overrides(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        Self::validate_overrides(&overrides)?;
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        *topic.validate_options.write().expect("topic lock") =
+            self.validate_options_for(&overrides);
+        *topic.overrides.write().expect("topic lock") = overrides.clone();
+        self.persist(&topic)?;
+        let config = topic_config::log_config(&self.broker_defaults, &overrides);
+        for partition in topic.partitions() {
+            if let Some(log) = partition.lock().as_mut() {
+                log.set_config(config.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every log: the last step of a graceful shutdown.
+    pub fn close_all(&self) {
+        for partition in self.all_partitions() {
+            if let Some(log) = partition.take_log() {
+                if let Err(e) = log.close() {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "closing log failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", "x/y", &"a".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
