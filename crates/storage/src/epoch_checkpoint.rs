@@ -48,6 +48,10 @@ impl LeaderEpochCache {
         &self.entries
     }
 
+    pub(crate) fn latest_start_offset(&self) -> Option<i64> {
+        self.entries.last().map(|e| e.start_offset)
+    }
+
     pub(crate) fn latest_epoch(&self) -> Option<i32> {
         self.entries.last().map(|e| e.epoch)
     }

@@ -213,7 +213,14 @@ impl Log {
             epochs_changed = true;
         }
         for (epoch, offset) in scanned_headers {
-            epochs_changed |= log.epoch_cache.assign(epoch, offset);
+            // The epoch field is outside the CRC; an entry that would go backwards is damage.
+            let in_order = log
+                .epoch_cache
+                .latest_start_offset()
+                .is_none_or(|start| offset >= start);
+            if in_order {
+                epochs_changed |= log.epoch_cache.assign(epoch, offset);
+            }
         }
         epochs_changed |= log.epoch_cache.truncate_from_start(log.log_start_offset);
         if epochs_changed || (!epochs_ok && dir.join(epoch_checkpoint::FILE_NAME).exists()) {

@@ -499,9 +499,23 @@ pub(crate) fn read_header(
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(StorageError::io(path, e)),
     }
-    BatchHeader::parse(&buf)
-        .map(Some)
-        .map_err(|e| StorageError::corrupt(path, "batch header", e.to_string()))
+    let header = BatchHeader::parse(&buf)
+        .map_err(|e| StorageError::corrupt(path, "batch header", e.to_string()))?;
+    // The base offset is outside the CRC: check it before any offset arithmetic trusts it.
+    let offsets_ok = header.base_offset >= 0
+        && header.last_offset_delta >= 0
+        && header
+            .base_offset
+            .checked_add(i64::from(header.last_offset_delta) + 1)
+            .is_some();
+    if !offsets_ok {
+        return Err(StorageError::corrupt(
+            path,
+            "batch header",
+            format!("impossible offsets at position {position}"),
+        ));
+    }
+    Ok(Some(header))
 }
 
 /// `Write::write_all_vectored` is unstable; this loops on `write_vectored` instead.

@@ -1025,3 +1025,227 @@ fn key_map_cap_cleans_in_passes() {
     cleaned.dedup();
     assert_eq!(cleaned.len(), total);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Model test: random operations against a `Vec` of the batches the log must hold.
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append { batches: Vec<usize> },
+        TruncateTo(u8),
+        Retention { retention_bytes: i64 },
+        DeleteRecords(u8),
+        ReopenClean,
+        ReopenCrash,
+        TornTail(u16),
+        Garbage(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => proptest::collection::vec(1usize..5, 1..4).prop_map(|batches| Op::Append { batches }),
+            1 => any::<u8>().prop_map(Op::TruncateTo),
+            1 => (0i64..1500).prop_map(|retention_bytes| Op::Retention { retention_bytes }),
+            1 => any::<u8>().prop_map(Op::DeleteRecords),
+            1 => Just(Op::ReopenClean),
+            1 => Just(Op::ReopenCrash),
+            1 => any::<u16>().prop_map(Op::TornTail),
+            1 => any::<u8>().prop_map(Op::Garbage),
+        ]
+    }
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 300,
+            segment_index_bytes: 64,
+            index_interval_bytes: 64,
+            retention_ms: -1,
+            ..LogConfig::default()
+        }
+    }
+
+    struct Model {
+        batches: Vec<Vec<u8>>,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    }
+
+    fn header(bytes: &[u8]) -> BatchHeader {
+        BatchHeader::parse(bytes).unwrap()
+    }
+
+    fn check(log: &Log, model: &Model, step: usize) {
+        assert_eq!(
+            log.log_end_offset(),
+            model.log_end_offset,
+            "log end at step {step}"
+        );
+        assert_eq!(
+            log.log_start_offset(),
+            model.log_start_offset,
+            "log start at step {step}"
+        );
+        let expected: Vec<&Vec<u8>> = model
+            .batches
+            .iter()
+            .filter(|b| header(b).last_offset() >= model.log_start_offset)
+            .collect();
+        let got = read_batches(log, model.log_start_offset);
+        assert_eq!(got.len(), expected.len(), "batch count at step {step}");
+        for ((_, g), e) in got.iter().zip(expected) {
+            assert_eq!(g, e, "batch bytes at step {step}");
+        }
+        assert!(log
+            .read(model.log_end_offset, 1 << 20, i64::MAX, true)
+            .unwrap()
+            .is_empty());
+        // Every stored batch can be found from its own offsets.
+        for b in model
+            .batches
+            .iter()
+            .filter(|b| header(b).base_offset >= model.log_start_offset)
+        {
+            let h = header(b);
+            assert_eq!(
+                read_batches(log, h.last_offset())[0].1,
+                *b,
+                "lookup at step {step}"
+            );
+        }
+    }
+
+    fn run(ops: Vec<Op>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Some(Log::open(dir.path(), config(), 0).unwrap().0);
+        let mut model = Model {
+            batches: Vec::new(),
+            log_start_offset: 0,
+            log_end_offset: 0,
+        };
+        let mut counter = 0u64;
+        for (step, op) in ops.into_iter().enumerate() {
+            let current = log.as_mut().unwrap();
+            match op {
+                Op::Append { batches } => {
+                    let mut bytes = Vec::new();
+                    for records in &batches {
+                        counter += 1;
+                        let values: Vec<String> = (0..*records)
+                            .map(|i| format!("value-{counter}-{i}"))
+                            .collect();
+                        bytes.extend(encode(&Spec {
+                            records: values
+                                .iter()
+                                .map(|v| (Some("key"), Some(v.as_str())))
+                                .collect(),
+                            timestamp_ms: counter as i64,
+                            codec: Codec::None,
+                            producer: None,
+                        }));
+                    }
+                    let outcome = current.append(&validated(bytes.clone()), 3, 0).unwrap();
+                    assert_eq!(outcome.base_offset, model.log_end_offset);
+                    let mut offset = model.log_end_offset;
+                    for batch in BatchIter::new(&bytes) {
+                        let mut b = batch.unwrap().bytes.to_vec();
+                        set_base_offset(&mut b, offset);
+                        set_partition_leader_epoch(&mut b, 3);
+                        offset = header(&b).next_offset();
+                        model.batches.push(b);
+                    }
+                    model.log_end_offset = offset;
+                    current.set_high_watermark(offset);
+                }
+                Op::TruncateTo(pick) => {
+                    let mut candidates: Vec<i64> = model
+                        .batches
+                        .iter()
+                        .map(|b| header(b).base_offset)
+                        .filter(|o| *o >= model.log_start_offset)
+                        .collect();
+                    candidates.push(model.log_end_offset);
+                    let target = candidates[pick as usize % candidates.len()];
+                    current.truncate_to(target).unwrap();
+                    model.batches.retain(|b| header(b).base_offset < target);
+                    model.log_end_offset = target;
+                }
+                Op::Retention { retention_bytes } => {
+                    let mut c = config();
+                    c.retention_bytes = retention_bytes;
+                    current.set_config(c);
+                    let report = current.enforce_retention(0).unwrap();
+                    current.set_config(config());
+                    assert!(report.log_start_offset >= model.log_start_offset);
+                    assert!(
+                        current.size_bytes() as i64
+                            <= retention_bytes.max(current.size_bytes() as i64)
+                    );
+                    model.log_start_offset = report.log_start_offset;
+                }
+                Op::DeleteRecords(fraction) => {
+                    let span = model.log_end_offset - model.log_start_offset;
+                    let target = model.log_start_offset + span * i64::from(fraction) / 255;
+                    let start = current.delete_records_before(target).unwrap();
+                    assert_eq!(start, target.max(model.log_start_offset));
+                    model.log_start_offset = start;
+                }
+                Op::ReopenClean => {
+                    log.take().unwrap().close().unwrap();
+                    let (reopened, report) = Log::open(dir.path(), config(), 0).unwrap();
+                    assert!(
+                        report.clean_shutdown && report.truncated_bytes == 0,
+                        "{report}"
+                    );
+                    log = Some(reopened);
+                }
+                Op::ReopenCrash => {
+                    drop(log.take());
+                    let (reopened, report) = Log::open(dir.path(), config(), 0).unwrap();
+                    assert_eq!(report.truncated_bytes, 0, "{report}");
+                    log = Some(reopened);
+                }
+                Op::TornTail(cut) => {
+                    drop(log.take());
+                    let path = active_log_path(dir.path());
+                    let len = fs::metadata(&path).unwrap().len();
+                    if len > 0 {
+                        let cut = 1 + u64::from(cut) % len;
+                        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+                        file.set_len(len - cut).unwrap();
+                        let mut removed = 0u64;
+                        while removed < cut {
+                            let b = model.batches.pop().unwrap();
+                            removed += b.len() as u64;
+                            model.log_end_offset = header(&b).base_offset;
+                        }
+                        model.log_start_offset = model.log_start_offset.min(model.log_end_offset);
+                    }
+                    log = Some(Log::open(dir.path(), config(), 0).unwrap().0);
+                }
+                Op::Garbage(n) => {
+                    drop(log.take());
+                    let path = active_log_path(dir.path());
+                    let mut bytes = fs::read(&path).unwrap();
+                    bytes.extend(std::iter::repeat_n(0xab, 1 + n as usize));
+                    fs::write(&path, bytes).unwrap();
+                    let (reopened, report) = Log::open(dir.path(), config(), 0).unwrap();
+                    assert_eq!(report.truncated_bytes, 1 + u64::from(n), "{report}");
+                    log = Some(reopened);
+                }
+            }
+            check(log.as_ref().unwrap(), &model, step);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn log_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+            run(ops);
+        }
+    }
+}
