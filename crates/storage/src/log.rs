@@ -302,6 +302,11 @@ impl Log {
         for header in &written {
             self.producer_state.update(header);
         }
+        if self.active().size_bytes == batches.len_bytes() as u64 {
+            // First append to this segment: a producer's old timestamps must not make every
+            // append roll, so segment.ms counts from the broker's clock.
+            self.active_mut().roll_start_ms = Some(now_ms);
+        }
         self.unflushed_messages = self
             .unflushed_messages
             .saturating_add(batches.record_count().max(0) as u64);
@@ -329,7 +334,7 @@ impl Log {
         }
         let full = active.size_bytes + bytes > self.config.segment_bytes_max();
         let old = active
-            .first_batch_timestamp_ms
+            .roll_start_ms
             .is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms);
         let offsets_overflow =
             active.next_offset + offset_count - 1 - active.base_offset > i64::from(u32::MAX);
@@ -344,7 +349,7 @@ impl Log {
         self.check_writable()?;
         let active = self.active();
         let old = active
-            .first_batch_timestamp_ms
+            .roll_start_ms
             .is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms);
         if old && !active.is_empty() {
             self.roll()?;

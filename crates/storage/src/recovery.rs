@@ -107,11 +107,10 @@ impl Log {
             bases
                 .iter()
                 .copied()
-                .filter(|b| *b <= recovery_point)
-                .next_back()
+                .rfind(|b| *b <= recovery_point)
                 .unwrap_or(i64::MIN)
         };
-        let mut scanned_headers = Vec::new();
+        let mut scanned_epochs = Vec::new();
         let mut cut = false;
         let mut previous_end = i64::MIN;
         for (i, base) in bases.iter().copied().enumerate() {
@@ -134,8 +133,12 @@ impl Log {
             let full_scan = !report.clean_shutdown && base >= scan_from;
             let (segment, outcome, notes) =
                 Segment::open(dir, base, index_config, full_scan, &mut |h| {
-                    if full_scan {
-                        scanned_headers.push((h.partition_leader_epoch, h.base_offset));
+                    // Only epoch changes are kept: memory does not grow with the segment.
+                    let newer = scanned_epochs
+                        .last()
+                        .is_none_or(|(e, _)| h.partition_leader_epoch > *e);
+                    if full_scan && newer {
+                        scanned_epochs.push((h.partition_leader_epoch, h.base_offset));
                     }
                 })?;
             if full_scan {
@@ -207,12 +210,17 @@ impl Log {
             log.epoch_cache.clear();
             let mut all = Vec::new();
             log.for_each_header_from(log.log_start_offset, &mut |h| {
-                all.push((h.partition_leader_epoch, h.base_offset))
+                if all
+                    .last()
+                    .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
+                {
+                    all.push((h.partition_leader_epoch, h.base_offset))
+                }
             })?;
-            scanned_headers = all;
+            scanned_epochs = all;
             epochs_changed = true;
         }
-        for (epoch, offset) in scanned_headers {
+        for (epoch, offset) in scanned_epochs {
             // The epoch field is outside the CRC; an entry that would go backwards is damage.
             let in_order = log
                 .epoch_cache

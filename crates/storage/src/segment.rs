@@ -64,8 +64,9 @@ pub(crate) struct Segment {
     /// -1 while empty.
     pub(crate) max_timestamp_ms: i64,
     pub(crate) offset_of_max_timestamp: i64,
-    /// The first batch's max timestamp: segment.ms counts from here, as Kafka does.
-    pub(crate) first_batch_timestamp_ms: Option<i64>,
+    /// Where segment.ms starts counting: the broker's clock at the first append, or after a
+    /// restart the first batch's max timestamp (Kafka's rolling-based timestamp).
+    pub(crate) roll_start_ms: Option<i64>,
     bytes_since_index_entry: u64,
     config: IndexConfig,
 }
@@ -105,7 +106,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp_ms: -1,
             offset_of_max_timestamp: base_offset,
-            first_batch_timestamp_ms: None,
+            roll_start_ms: None,
             bytes_since_index_entry: 0,
             config,
         })
@@ -159,7 +160,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp_ms: -1,
             offset_of_max_timestamp: base_offset,
-            first_batch_timestamp_ms: None,
+            roll_start_ms: None,
             bytes_since_index_entry: 0,
             config,
         };
@@ -199,7 +200,7 @@ impl Segment {
         self.max_timestamp_ms = -1;
         self.offset_of_max_timestamp = self.base_offset;
         self.bytes_since_index_entry = 0;
-        self.first_batch_timestamp_ms = None;
+        self.roll_start_ms = None;
         if from_start {
             self.offset_index.truncate_to_position(0)?;
             self.time_index.truncate_to_offset(i64::MIN)?;
@@ -209,7 +210,7 @@ impl Segment {
                 self.offset_of_max_timestamp = offset;
             }
             if let Some(first) = self.read_header_at(0)? {
-                self.first_batch_timestamp_ms = Some(first.max_timestamp);
+                self.roll_start_ms = Some(first.max_timestamp);
             }
             if let Some((offset, pos)) = self.offset_index.last() {
                 position = pos;
@@ -298,8 +299,8 @@ impl Segment {
     }
 
     fn note_batch(&mut self, header: &BatchHeader, _position: u64) {
-        if self.first_batch_timestamp_ms.is_none() {
-            self.first_batch_timestamp_ms = Some(header.max_timestamp);
+        if self.roll_start_ms.is_none() {
+            self.roll_start_ms = Some(header.max_timestamp);
         }
         if header.max_timestamp > self.max_timestamp_ms {
             self.max_timestamp_ms = header.max_timestamp;

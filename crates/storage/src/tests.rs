@@ -210,6 +210,12 @@ fn rolls_by_time_and_full_index() {
     // An empty active segment is never rolled.
     log.maybe_roll(999_999).unwrap();
     assert_eq!(log.segment_count(), 2);
+    // Old producer timestamps do not make every append roll: the clock starts at the append.
+    let now_ms = 10 * crate::DAY_MS;
+    for _ in 0..3 {
+        let _ = log.append(&simple(1, 0), 0, now_ms).unwrap();
+    }
+    assert_eq!(log.segment_count(), 2);
 
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
@@ -640,10 +646,7 @@ fn idempotent_producers() {
     let (mut log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
     assert_eq!(report.producer_snapshot_offset, None);
     assert!(log.append(&idempotent(1, 1, 1, 1), 0, 0).unwrap().duplicate);
-    assert_eq!(
-        log.append(&idempotent(1, 1, 2, 1), 0, 0).unwrap().duplicate,
-        false
-    );
+    assert!(!log.append(&idempotent(1, 1, 2, 1), 0, 0).unwrap().duplicate);
 
     // A corrupt snapshot is ignored and replaced by replay.
     log.close().unwrap();
@@ -1246,6 +1249,60 @@ mod model {
         #[test]
         fn log_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
             run(ops);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arbitrary file content never panics: it is repaired or rejected.
+
+mod hostile_files {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn open_survives_random_files(
+            valid_batches in 0usize..4,
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+            index in proptest::collection::vec(any::<u8>(), 0..40),
+            time_index in proptest::collection::vec(any::<u8>(), 0..40),
+            checkpoint in proptest::collection::vec(any::<u8>(), 0..40),
+            clean in any::<bool>(),
+            flip in any::<(u16, u8)>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let mut log = open(dir.path(), small_config());
+                for i in 0..valid_batches {
+                    let _ = log.append(&simple(1 + i, 0), 0, 0).unwrap();
+                }
+                if clean { log.close().unwrap() } else { drop(log) }
+            }
+            let path = active_log_path(dir.path());
+            let mut bytes = fs::read(&path).unwrap();
+            if !bytes.is_empty() {
+                let at = flip.0 as usize % bytes.len();
+                bytes[at] ^= flip.1;
+            }
+            bytes.extend_from_slice(&tail);
+            fs::write(&path, &bytes).unwrap();
+            fs::write(path.with_extension("index"), &index).unwrap();
+            fs::write(path.with_extension("timeindex"), &time_index).unwrap();
+            for name in ["leader-epoch-checkpoint", "log-start-offset", "recovery-point", "00000000000000000001.snapshot"] {
+                fs::write(dir.path().join(name), &checkpoint).unwrap();
+            }
+            let (mut log, _report) = Log::open(dir.path(), small_config(), 0).unwrap();
+            let end = log.log_end_offset();
+            let _ = read_batches(&log, log.log_start_offset());
+            let _ = log.offset_for_timestamp(0).unwrap();
+            let _ = log.max_timestamp();
+            let outcome = log.append(&simple(1, 0), 0, 0).unwrap();
+            prop_assert_eq!(outcome.base_offset, end);
+            drop(log);
+            let log = open(dir.path(), small_config());
+            prop_assert_eq!(log.log_end_offset(), end + 1);
         }
     }
 }
