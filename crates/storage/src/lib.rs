@@ -20,15 +20,14 @@
 //! # Offsets
 //!
 //! ```text
-//!   log start offset        high watermark   log end offset
-//!         |                        |              |
-//!         v                        v              v
-//!  +------+-----------+------------------+--------+
-//!  | 0.log (part     | 1000.log         | 2500.log (active)
-//!  | deleted)        |                  |        |
-//!  +------+----------+------------------+--------+
-//!  ^      ^          ^                  ^        ^
-//!  0     400       1000               2500     2730 = next offset to assign
+//!   log start offset                            high watermark   log end offset
+//!   (DeleteRecords moved it into segment 0)          |              |
+//!          |                                         v              v
+//!  +-------v---------+-------------------+-------------------------+
+//!  |     0.log       |     1000.log      |     2500.log (active)   |
+//!  +-----------------+-------------------+-------------------------+
+//!  0      400        1000                2500            2600      2730
+//!  ^ base offsets of segments: file names, 20 digits zero padded
 //! ```
 //! Segments are named by their base offset (`00000000000000001000.log`). The log start
 //! offset may sit inside the first segment (DeleteRecords); reads below it or above the log

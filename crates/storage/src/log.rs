@@ -1,6 +1,6 @@
 //! One partition's log: the ordered segments, the offsets that bound them, and the append and
-//! read paths. Recovery ([`crate::recovery`]), retention ([`crate::retention`]) and compaction
-//! ([`crate::compaction`]) add their own `impl Log` blocks.
+//! read paths. Recovery (`recovery`), retention (`retention`) and compaction
+//! (`compaction`) add their own `impl Log` blocks.
 //!
 //! A `Log` is not internally synchronised: the server holds it in a `Mutex`. Reads return file
 //! handles and positions, so the bytes can be copied (or sent) after the lock is released.
