@@ -157,16 +157,11 @@ impl Broker {
         assert!(
             self.is_running(),
             "broker exited: {:?}\n{}",
-            self.child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten()),
+            self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()),
             self.log_tail()
         );
         if let Err(e) = probe_api_versions(self.addr()) {
-            panic!(
-                "broker does not answer ApiVersions: {e:#}\n{}",
-                self.log_tail()
-            );
+            panic!("broker does not answer ApiVersions: {e:#}\n{}", self.log_tail());
         }
     }
 
@@ -257,15 +252,8 @@ impl Broker {
 
     fn spawn_once(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
-        writeln!(
-            log,
-            "==== testkit: start #{} on port {} ====",
-            self.starts, self.port
-        )?;
+        let mut log = OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        writeln!(log, "==== testkit: start #{} on port {} ====", self.starts, self.port)?;
         let mut command = Command::new(&self.bin);
         command
             .arg("server")
@@ -277,6 +265,7 @@ impl Broker {
             command.arg("--set").arg(format!("{key}={value}"));
         }
         command
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -351,10 +340,5 @@ fn send_signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours. The pid is our own
     // unreaped child, so it cannot have been recycled for another process.
     let result = unsafe { libc::kill(pid, signal) };
-    assert_eq!(
-        result,
-        0,
-        "kill({pid}, {signal}): {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(result, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
 }

@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -85,8 +84,7 @@ impl Rec {
     }
 
     pub fn header(mut self, key: &str, value: Option<&[u8]>) -> Rec {
-        self.headers
-            .push((key.to_owned(), value.map(<[u8]>::to_vec)));
+        self.headers.push((key.to_owned(), value.map(<[u8]>::to_vec)));
         self
     }
 }
@@ -109,9 +107,7 @@ impl Producer {
     /// "zstd")`, `("enable.idempotence", "true")`) on top of [`base_config`].
     pub fn new(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
         let mut config = base_config(bootstrap);
-        config
-            .set("message.timeout.ms", "20000")
-            .set("linger.ms", "5");
+        config.set("message.timeout.ms", "20000").set("linger.ms", "5");
         for (key, value) in extra {
             config.set(*key, *value);
         }
@@ -181,11 +177,9 @@ impl Producer {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let outcome = self
                     .runtime
-                    .block_on(tokio::time::timeout(remaining, delivery));
+                    .block_on(async { tokio::time::timeout(remaining, delivery).await });
                 match outcome {
-                    Err(_elapsed) => Err(KafkaError::MessageProduction(
-                        RDKafkaErrorCode::MessageTimedOut,
-                    )),
+                    Err(_elapsed) => Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)),
                     Ok(Err(_canceled)) => Err(KafkaError::Canceled),
                     Ok(Ok(Err((error, _message)))) => Err(error),
                     Ok(Ok(Ok(delivery))) => Ok(Delivered {
@@ -202,9 +196,7 @@ impl Producer {
         self.send_all(topic, recs)
             .into_iter()
             .enumerate()
-            .map(|(i, result)| {
-                result.unwrap_or_else(|e| panic!("delivery of record {i} to {topic}: {e}"))
-            })
+            .map(|(i, result)| result.unwrap_or_else(|e| panic!("delivery of record {i} to {topic}: {e}")))
             .collect()
     }
 }
@@ -260,12 +252,7 @@ impl Consumer {
 
     /// The earliest offset whose timestamp is at or after `timestamp_ms` (ListOffsets by
     /// time); `Offset::End` when there is none.
-    pub fn offset_for_time(
-        &self,
-        topic: &str,
-        partition: i32,
-        timestamp_ms: i64,
-    ) -> Result<Offset, KafkaError> {
+    pub fn offset_for_time(&self, topic: &str, partition: i32, timestamp_ms: i64) -> Result<Offset, KafkaError> {
         let mut query = TopicPartitionList::new();
         query.add_partition_offset(topic, partition, Offset::Offset(timestamp_ms))?;
         let answer = self.inner.offsets_for_times(query, CALL_TIMEOUT)?;
@@ -388,9 +375,7 @@ pub struct Admin {
 impl Admin {
     pub fn new(bootstrap: &str) -> Admin {
         Admin {
-            inner: base_config(bootstrap)
-                .create()
-                .expect("create admin client"),
+            inner: base_config(bootstrap).create().expect("create admin client"),
             runtime: runtime(),
         }
     }
@@ -408,20 +393,15 @@ impl Admin {
 
     fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
         self.runtime
-            .block_on(tokio::time::timeout(
-                CALL_TIMEOUT + Duration::from_secs(5),
-                future,
-            ))
+            .block_on(async {
+                // Built inside the runtime: a tokio timer needs its context.
+                tokio::time::timeout(CALL_TIMEOUT + Duration::from_secs(5), future).await
+            })
             .expect("admin call timed out")
     }
 
     /// Creates a topic with `partitions` partitions and topic `configs`.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: &[(&str, &str)],
-    ) -> Result<(), RDKafkaErrorCode> {
+    pub fn create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<(), RDKafkaErrorCode> {
         self.create_topic_with(name, partitions, configs, false)
     }
 
@@ -437,16 +417,9 @@ impl Admin {
             topic = topic.set(key, value);
         }
         let results = self
-            .block_on(
-                self.inner
-                    .create_topics([&topic], &Admin::options(validate_only)),
-            )
+            .block_on(self.inner.create_topics([&topic], &Admin::options(validate_only)))
             .map_err(request_error)?;
-        single(
-            results
-                .into_iter()
-                .map(|r| r.map(drop).map_err(|(_, code)| code)),
-        )
+        single(results.into_iter().map(|r| r.map(drop).map_err(|(_, code)| code)))
     }
 
     /// Creates a topic and panics unless that succeeds.
@@ -460,40 +433,23 @@ impl Admin {
         let results = self
             .block_on(self.inner.delete_topics(&[name], &Admin::options(false)))
             .map_err(request_error)?;
-        single(
-            results
-                .into_iter()
-                .map(|r| r.map(drop).map_err(|(_, code)| code)),
-        )
+        single(results.into_iter().map(|r| r.map(drop).map_err(|(_, code)| code)))
     }
 
     /// Grows a topic to `total` partitions.
     pub fn create_partitions(&self, name: &str, total: usize) -> Result<(), RDKafkaErrorCode> {
         let request = NewPartitions::new(name, total);
         let results = self
-            .block_on(
-                self.inner
-                    .create_partitions([&request], &Admin::options(false)),
-            )
+            .block_on(self.inner.create_partitions([&request], &Admin::options(false)))
             .map_err(request_error)?;
-        single(
-            results
-                .into_iter()
-                .map(|r| r.map(drop).map_err(|(_, code)| code)),
-        )
+        single(results.into_iter().map(|r| r.map(drop).map_err(|(_, code)| code)))
     }
 
     /// Every config entry of a topic: name -> value.
-    pub fn describe_topic_configs(
-        &self,
-        name: &str,
-    ) -> Result<HashMap<String, Option<String>>, RDKafkaErrorCode> {
+    pub fn describe_topic_configs(&self, name: &str) -> Result<HashMap<String, Option<String>>, RDKafkaErrorCode> {
         let resource = ResourceSpecifier::Topic(name);
         let results = self
-            .block_on(
-                self.inner
-                    .describe_configs([&resource], &Admin::options(false)),
-            )
+            .block_on(self.inner.describe_configs([&resource], &Admin::options(false)))
             .map_err(request_error)?;
         let resource = single(results.into_iter())?;
         Ok(resource
@@ -504,11 +460,7 @@ impl Admin {
     }
 
     /// AlterConfigs (not incremental): sets exactly `configs` on the topic.
-    pub fn alter_topic_configs(
-        &self,
-        name: &str,
-        configs: &[(&str, &str)],
-    ) -> Result<(), RDKafkaErrorCode> {
+    pub fn alter_topic_configs(&self, name: &str, configs: &[(&str, &str)]) -> Result<(), RDKafkaErrorCode> {
         let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
         for (key, value) in configs {
             alter = alter.set(key, value);
@@ -516,20 +468,11 @@ impl Admin {
         let results = self
             .block_on(self.inner.alter_configs([&alter], &Admin::options(false)))
             .map_err(request_error)?;
-        single(
-            results
-                .into_iter()
-                .map(|r| r.map(drop).map_err(|(_, code)| code)),
-        )
+        single(results.into_iter().map(|r| r.map(drop).map_err(|(_, code)| code)))
     }
 
     /// DeleteRecords before `offset`; returns the partition's new low watermark.
-    pub fn delete_records(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Result<i64, KafkaError> {
+    pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64, KafkaError> {
         let mut request = TopicPartitionList::new();
         request.add_partition_offset(topic, partition, Offset::Offset(offset))?;
         let answer = self.block_on(self.inner.delete_records(&request, &Admin::options(false)))?;
@@ -561,9 +504,7 @@ fn request_error(error: KafkaError) -> RDKafkaErrorCode {
 }
 
 /// The only result of a one-resource admin call.
-fn single<T>(
-    mut results: impl Iterator<Item = Result<T, RDKafkaErrorCode>>,
-) -> Result<T, RDKafkaErrorCode> {
+fn single<T>(mut results: impl Iterator<Item = Result<T, RDKafkaErrorCode>>) -> Result<T, RDKafkaErrorCode> {
     let first = results.next().expect("one result");
     assert!(results.next().is_none(), "more than one result");
     first

@@ -14,13 +14,13 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, ProduceRequest,
-    ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 
 /// Bound on every socket read and write.
@@ -62,11 +62,7 @@ impl WireClient {
 
     /// Encodes header + `request` (the frame body, without the size prefix), returning the
     /// correlation id it carries.
-    pub fn encode<R: Request>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> anyhow::Result<(i32, BytesMut)> {
+    pub fn encode<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<(i32, BytesMut)> {
         let correlation_id = self.correlation_id_next;
         self.correlation_id_next += 1;
         let mut header = RequestHeader::default();
@@ -103,9 +99,7 @@ impl WireClient {
         let size = usize::try_from(size)
             .ok()
             .filter(|&size| size <= RESPONSE_BYTES_MAX)
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("response size {size}"))
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("response size {size}")))?;
         let mut body = vec![0u8; size];
         self.stream.read_exact(&mut body)?;
         Ok(Bytes::from(body))
@@ -129,12 +123,7 @@ impl WireClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    return false
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return true,
             }
@@ -162,11 +151,7 @@ impl WireClient {
         request.producer_id = ProducerId(-1);
         request.producer_epoch = -1;
         let response = self.call(&request, 4)?;
-        anyhow::ensure!(
-            response.error_code == 0,
-            "InitProducerId error {}",
-            response.error_code
-        );
+        anyhow::ensure!(response.error_code == 0, "InitProducerId error {}", response.error_code);
         Ok((response.producer_id.0, response.producer_epoch))
     }
 
@@ -188,11 +173,7 @@ impl WireClient {
 pub const PRODUCE_VERSION: i16 = 9;
 
 /// Decodes a response frame body for request type `R`.
-pub fn decode_response<R: Request>(
-    mut frame: Bytes,
-    version: i16,
-    correlation_id: i32,
-) -> anyhow::Result<R::Response> {
+pub fn decode_response<R: Request>(mut frame: Bytes, version: i16, correlation_id: i32) -> anyhow::Result<R::Response> {
     let header_version = <R::Response as HeaderVersion>::header_version(version);
     let header = ResponseHeader::decode(&mut frame, header_version).context("response header")?;
     anyhow::ensure!(
@@ -260,12 +241,7 @@ impl BatchProducer {
 }
 
 /// One v2 record batch of `values` (keys `key-<i>`), timestamps from `timestamp_ms` on.
-pub fn record_batch(
-    values: &[&[u8]],
-    producer: BatchProducer,
-    compression: Compression,
-    timestamp_ms: i64,
-) -> Bytes {
+pub fn record_batch(values: &[&[u8]], producer: BatchProducer, compression: Compression, timestamp_ms: i64) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()

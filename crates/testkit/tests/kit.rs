@@ -66,9 +66,7 @@ fn fake_broker(correlation_shift: i32) -> std::net::SocketAddr {
         ApiVersionsResponse::default()
             .encode(&mut response, header.request_api_version)
             .unwrap();
-        stream
-            .write_all(&(response.len() as i32).to_be_bytes())
-            .unwrap();
+        stream.write_all(&(response.len() as i32).to_be_bytes()).unwrap();
         stream.write_all(&response).unwrap();
     });
     addr
