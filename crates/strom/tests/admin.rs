@@ -6,11 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{create_topic, numbered, produce_numbered, start, utf8};
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request as incremental;
 use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+use kafka_protocol::messages::{AlterConfigsRequest, DescribeConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::Offset;
@@ -108,11 +109,9 @@ fn deleted_topic_disappears_and_can_be_recreated_empty() {
     admin.create_topic_ok("doomed", 2, &[]);
     produce_numbered(&broker, "doomed", "old", 25);
     admin.delete_topic("doomed").expect("delete");
-    poll_until(
-        Duration::from_secs(10),
-        "metadata to drop the topic",
-        || (!admin.topics().unwrap().contains_key("doomed")).then_some(()),
-    );
+    poll_until(Duration::from_secs(10), "metadata to drop the topic", || {
+        (!admin.topics().unwrap().contains_key("doomed")).then_some(())
+    });
     assert_eq!(
         admin.delete_topic("doomed"),
         Err(RDKafkaErrorCode::UnknownTopicOrPartition)
@@ -173,14 +172,16 @@ fn describe_configs_shows_creation_configs_and_defaults() {
     ] {
         assert!(configs.contains_key(key), "{key} missing from {configs:?}");
     }
-    assert_eq!(
-        configs["message.timestamp.type"].as_deref(),
-        Some("CreateTime")
-    );
-    assert_eq!(
-        admin.describe_topic_configs("no-such-topic").err(),
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
-    );
+    assert_eq!(configs["message.timestamp.type"].as_deref(), Some("CreateTime"));
+    // rdkafka drops per-resource DescribeConfigs errors, so the unknown topic is asked raw.
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = RESOURCE_TOPIC;
+    resource.resource_name = StrBytes::from_static_str("no-such-topic");
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = broker.wire().call(&request, 4).expect("DescribeConfigs v4");
+    assert_eq!(response.results.len(), 1);
+    assert_eq!(response.results[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
 }
 
 #[test]
@@ -195,10 +196,18 @@ fn alter_configs_replaces_the_topic_config_set() {
     assert_eq!(configs["retention.ms"].as_deref(), Some("55555"));
     // AlterConfigs is not incremental: keys it does not name go back to their defaults.
     assert_eq!(configs["cleanup.policy"].as_deref(), Some("delete"));
-    assert_eq!(
-        admin.alter_topic_configs("altered", &[("retention.ms", "not-a-number")]),
-        Err(RDKafkaErrorCode::InvalidConfig)
-    );
+    // rdkafka drops per-resource AlterConfigs errors, so the invalid value goes raw.
+    let mut config = AlterableConfig::default();
+    config.name = StrBytes::from_static_str("retention.ms");
+    config.value = Some(StrBytes::from_static_str("not-a-number"));
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = RESOURCE_TOPIC;
+    resource.resource_name = StrBytes::from_static_str("altered");
+    resource.configs = vec![config];
+    let mut request = AlterConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = broker.wire().call(&request, 1).expect("AlterConfigs v1");
+    assert_eq!(response.responses[0].error_code, 40, "INVALID_CONFIG");
     let configs = admin.describe_topic_configs("altered").unwrap();
     assert_eq!(configs["retention.ms"].as_deref(), Some("55555"));
 }
@@ -226,11 +235,7 @@ fn incremental_alter_configs_sets_and_deletes_single_keys() {
 
     let configs = admin.describe_topic_configs("incremental").unwrap();
     assert_eq!(configs["retention.ms"].as_deref(), Some("77777"));
-    assert_eq!(
-        configs["retention.bytes"].as_deref(),
-        Some("-1"),
-        "deleted -> default"
-    );
+    assert_eq!(configs["retention.bytes"].as_deref(), Some("-1"), "deleted -> default");
     // Untouched keys stay: this is what distinguishes it from AlterConfigs.
     assert_eq!(configs["cleanup.policy"].as_deref(), Some("compact"));
 
@@ -240,25 +245,19 @@ fn incremental_alter_configs_sets_and_deletes_single_keys() {
     assert_eq!(response.responses[0].error_code, 40, "INVALID_CONFIG");
     let unknown = incremental_request("missing", &[("retention.ms", OP_SET, Some("1"))]);
     let response = wire.call(&unknown, 1).unwrap();
-    assert_eq!(
-        response.responses[0].error_code, 3,
-        "UNKNOWN_TOPIC_OR_PARTITION"
-    );
+    assert_eq!(response.responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     let configs = admin.describe_topic_configs("incremental").unwrap();
     assert_eq!(configs["retention.ms"].as_deref(), Some("77777"));
 }
 
-fn incremental_request(
-    topic: &str,
-    changes: &[(&str, i8, Option<&str>)],
-) -> IncrementalAlterConfigsRequest {
-    let mut resource = AlterConfigsResource::default();
+fn incremental_request(topic: &str, changes: &[(&str, i8, Option<&str>)]) -> IncrementalAlterConfigsRequest {
+    let mut resource = incremental::AlterConfigsResource::default();
     resource.resource_type = RESOURCE_TOPIC;
     resource.resource_name = StrBytes::from_string(topic.to_owned());
     resource.configs = changes
         .iter()
         .map(|(name, operation, value)| {
-            let mut config = AlterableConfig::default();
+            let mut config = incremental::AlterableConfig::default();
             config.name = StrBytes::from_string((*name).to_owned());
             config.config_operation = *operation;
             config.value = value.map(|v| StrBytes::from_string(v.to_owned()));

@@ -42,8 +42,8 @@ impl Fixture {
     }
 
     fn start_with(configure: impl FnOnce(BrokerBuilder) -> BrokerBuilder) -> Fixture {
-        let builder = Broker::builder(strom_testkit::bin!())
-            .set("socket.request.max.bytes", &REQUEST_BYTES_MAX.to_string());
+        let builder =
+            Broker::builder(strom_testkit::bin!()).set("socket.request.max.bytes", &REQUEST_BYTES_MAX.to_string());
         let broker = configure(builder).start();
         Admin::new(&broker.bootstrap()).create_topic_ok("data", 1, &[]);
         let values = common::produce_numbered(&broker, "data", "before", 20);
@@ -57,10 +57,7 @@ impl Fixture {
         let bootstrap = self.broker.bootstrap();
         let producer = Producer::new(&bootstrap, &[("acks", "all")]);
         let next = format!("after-{}", self.values.len());
-        let delivered = producer.send_all_ok(
-            "data",
-            &[strom_testkit::Rec::value(next.clone()).partition(0)],
-        );
+        let delivered = producer.send_all_ok("data", &[strom_testkit::Rec::value(next.clone()).partition(0)]);
         assert_eq!(delivered[0].offset, self.values.len() as i64, "next offset");
         self.values.push(next);
         let records = Consumer::new(&bootstrap).read_to_end("data", 0, Offset::Beginning);
@@ -108,11 +105,7 @@ fn unknown_api_key_is_answered_or_closed_and_the_broker_stays_up() {
         Verdict::Closed => {}
         Verdict::Answered(frame) => {
             assert!(frame.len() >= 4, "answer {frame:?}");
-            assert_eq!(
-                &frame[..4],
-                77i32.to_be_bytes(),
-                "correlation id of the answer"
-            );
+            assert_eq!(&frame[..4], 77i32.to_be_bytes(), "correlation id of the answer");
         }
     }
     fixture.assert_intact();
@@ -147,14 +140,9 @@ fn unsupported_api_versions_version_gets_a_v0_answer_with_the_api_list() {
         .expect("ApiVersions listed");
     assert_eq!(api_versions.min_version, 0);
     assert!(api_versions.max_version >= 3, "{api_versions:?}");
-    assert!(
-        response.api_keys.iter().any(|k| k.api_key == 0),
-        "Produce listed"
-    );
+    assert!(response.api_keys.iter().any(|k| k.api_key == 0), "Produce listed");
     // The connection stays usable: a supported request on it works.
-    let ok = wire
-        .api_versions()
-        .expect("ApiVersions v3 on the same connection");
+    let ok = wire.api_versions().expect("ApiVersions v3 on the same connection");
     assert_eq!(ok.error_code, 0);
     fixture.assert_intact();
 }
@@ -180,9 +168,7 @@ fn garbage_frames_close_the_connection() {
 
     // Random bytes.
     let mut wire = fixture.broker.wire();
-    let noise: Vec<u8> = (0..200u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let noise: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     wire.send_body(&noise).unwrap();
     let _ = verdict(&mut wire);
     fixture.assert_intact();
@@ -204,10 +190,7 @@ fn oversize_frame_length_closes_the_connection_before_the_body() {
     // Only the prefix is sent: the broker must refuse on the prefix alone.
     let size = i32::try_from(REQUEST_BYTES_MAX + 1).unwrap();
     wire.write_raw(&size.to_be_bytes()).unwrap();
-    assert!(
-        wire.closed_within(VERDICT_TIMEOUT),
-        "size {size} over the cap"
-    );
+    assert!(wire.closed_within(VERDICT_TIMEOUT), "size {size} over the cap");
     let mut wire = fixture.broker.wire();
     wire.write_raw(&i32::MAX.to_be_bytes()).unwrap();
     assert!(wire.closed_within(VERDICT_TIMEOUT), "size i32::MAX");
@@ -249,28 +232,16 @@ fn pipelined_requests_are_answered_in_order() {
 fn corrupt_batch_crc_is_corrupt_message() {
     let mut fixture = Fixture::start();
     let mut wire = fixture.broker.wire();
-    let good = record_batch(
-        &[b"a", b"b", b"c"],
-        BatchProducer::NONE,
-        Compression::None,
-        1,
-    );
+    let good = record_batch(&[b"a", b"b", b"c"], BatchProducer::NONE, Compression::None, 1);
     // A flipped bit in the records, then one in the stored CRC itself.
     for position in [good.len() - 1, BATCH_CRC_OFFSET] {
         let mut corrupt = good.to_vec();
         corrupt[position] ^= 0x01;
         let response = wire.produce("data", 0, Bytes::from(corrupt), -1).unwrap();
-        assert_eq!(
-            response.error_code, CORRUPT_MESSAGE,
-            "flip at byte {position}"
-        );
+        assert_eq!(response.error_code, CORRUPT_MESSAGE, "flip at byte {position}");
     }
     let consumer = Consumer::new(&fixture.broker.bootstrap());
-    assert_eq!(
-        consumer.watermarks("data", 0).unwrap(),
-        (0, 20),
-        "nothing appended"
-    );
+    assert_eq!(consumer.watermarks("data", 0).unwrap(), (0, 20), "nothing appended");
     fixture.assert_intact();
 }
 
@@ -279,15 +250,7 @@ fn invalid_topic_names_are_invalid_topic_exception() {
     let mut fixture = Fixture::start();
     let mut wire = fixture.broker.wire();
     let long = "x".repeat(250);
-    let names = [
-        "bad name",
-        "a/b",
-        ".",
-        "..",
-        long.as_str(),
-        "ünïcode",
-        "tab\t",
-    ];
+    let names = ["bad name", "a/b", ".", "..", long.as_str(), "ünïcode", "tab\t"];
     let mut request = CreateTopicsRequest::default();
     request.timeout_ms = 10_000;
     request.topics = names
@@ -311,11 +274,7 @@ fn invalid_topic_names_are_invalid_topic_exception() {
         );
     }
     let topics = Admin::new(&fixture.broker.bootstrap()).topics().unwrap();
-    assert_eq!(
-        topics.keys().collect::<Vec<_>>(),
-        ["data"],
-        "nothing created"
-    );
+    assert_eq!(topics.keys().collect::<Vec<_>>(), ["data"], "nothing created");
     fixture.assert_intact();
 }
 
@@ -329,21 +288,12 @@ fn oversize_batches_are_message_too_large() {
     assert_eq!(response.error_code, MESSAGE_TOO_LARGE, "broker-wide limit");
 
     // The topic-level max.message.bytes overrides the broker's.
-    Admin::new(&fixture.broker.bootstrap()).create_topic_ok(
-        "small-batches",
-        1,
-        &[("max.message.bytes", "2000")],
-    );
+    Admin::new(&fixture.broker.bootstrap()).create_topic_ok("small-batches", 1, &[("max.message.bytes", "2000")]);
     let medium = vec![7u8; 5000];
     let batch = record_batch(&[&medium], BatchProducer::NONE, Compression::None, 1);
     let response = wire.produce("small-batches", 0, batch, -1).unwrap();
     assert_eq!(response.error_code, MESSAGE_TOO_LARGE, "topic limit");
-    let small = record_batch(
-        &[&[7u8; 500][..]],
-        BatchProducer::NONE,
-        Compression::None,
-        1,
-    );
+    let small = record_batch(&[&[7u8; 500][..]], BatchProducer::NONE, Compression::None, 1);
     let response = wire.produce("small-batches", 0, small, -1).unwrap();
     assert_eq!((response.error_code, response.base_offset), (0, 0));
     fixture.assert_intact();
@@ -355,15 +305,9 @@ fn produce_to_an_unknown_partition_or_topic_is_unknown_topic_or_partition() {
     let mut wire = fixture.broker.wire();
     let batch = record_batch(&[b"x"], BatchProducer::NONE, Compression::None, 1);
     let response = wire.produce("data", 5, batch.clone(), -1).unwrap();
-    assert_eq!(
-        response.error_code, UNKNOWN_TOPIC_OR_PARTITION,
-        "partition 5 of 1"
-    );
+    assert_eq!(response.error_code, UNKNOWN_TOPIC_OR_PARTITION, "partition 5 of 1");
     let response = wire.produce("nowhere", 0, batch, -1).unwrap();
-    assert_eq!(
-        response.error_code, UNKNOWN_TOPIC_OR_PARTITION,
-        "unknown topic"
-    );
+    assert_eq!(response.error_code, UNKNOWN_TOPIC_OR_PARTITION, "unknown topic");
     let topics = Admin::new(&fixture.broker.bootstrap()).topics().unwrap();
     assert!(!topics.contains_key("nowhere"), "not auto-created");
     fixture.assert_intact();

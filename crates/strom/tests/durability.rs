@@ -29,10 +29,7 @@ fn acknowledged_records_survive_sigterm_and_restart() {
     assert_partition_holds(&broker, "durable", 0, &values);
     // Topic metadata survived too, and new records follow the old ones.
     assert_eq!(
-        Admin::new(&broker.bootstrap())
-            .topics()
-            .unwrap()
-            .get("durable"),
+        Admin::new(&broker.bootstrap()).topics().unwrap().get("durable"),
         Some(&2)
     );
     let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
@@ -50,9 +47,7 @@ fn acknowledged_records_survive_sigkill() {
 
     broker.restart();
     assert_partition_holds(&broker, "crash", 0, &values);
-    let configs = Admin::new(&broker.bootstrap())
-        .describe_topic_configs("crash")
-        .unwrap();
+    let configs = Admin::new(&broker.bootstrap()).describe_topic_configs("crash").unwrap();
     assert_eq!(configs["retention.ms"].as_deref(), Some("86400000"));
 }
 
@@ -62,12 +57,7 @@ fn repeated_crashes_lose_no_acknowledged_record() {
     create_topic(&broker, "crashes", 1);
     let mut expected = Vec::new();
     for round in 0..3 {
-        expected.extend(produce_numbered(
-            &broker,
-            "crashes",
-            &format!("r{round}"),
-            150,
-        ));
+        expected.extend(produce_numbered(&broker, "crashes", &format!("r{round}"), 150));
         broker.sigkill();
         broker.restart();
         assert_partition_holds(&broker, "crashes", 0, &expected);
@@ -87,11 +77,7 @@ fn sigkill_during_produce_keeps_every_acknowledged_record() {
         move || {
             let producer = Producer::new(
                 &bootstrap,
-                &[
-                    ("acks", "all"),
-                    ("message.timeout.ms", "3000"),
-                    ("linger.ms", "1"),
-                ],
+                &[("acks", "all"), ("message.timeout.ms", "3000"), ("linger.ms", "1")],
             );
             for batch in 0.. {
                 if stop.load(Ordering::Relaxed) {

@@ -49,10 +49,7 @@ fn broker_survives_the_fuzz_corpus() {
     let mut replayed: usize = 0;
     for (i, path) in files.iter().take(FILES_MAX).enumerate() {
         if started.elapsed() > REPLAY_TIMEOUT {
-            eprintln!(
-                "replay budget spent after {replayed} of {} files",
-                files.len()
-            );
+            eprintln!("replay budget spent after {replayed} of {} files", files.len());
             break;
         }
         let body = std::fs::read(path).expect("read corpus file");

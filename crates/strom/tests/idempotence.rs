@@ -40,9 +40,7 @@ fn idempotent_producer_writes_each_record_once_in_order() {
 }
 
 fn values(prefix: &str, count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| format!("{prefix}-{i}").into_bytes())
-        .collect()
+    (0..count).map(|i| format!("{prefix}-{i}").into_bytes()).collect()
 }
 
 fn batch(values: &[Vec<u8>], producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Bytes {
@@ -77,12 +75,7 @@ fn a_retried_batch_is_acknowledged_with_its_first_offset_and_stored_once() {
     assert_eq!(retried.base_offset, original.base_offset);
 
     let next = wire
-        .produce(
-            "retry",
-            0,
-            batch(&values("b", 2), producer_id, epoch, 3),
-            -1,
-        )
+        .produce("retry", 0, batch(&values("b", 2), producer_id, epoch, 3), -1)
         .unwrap();
     assert_eq!((next.error_code, next.base_offset), (0, 3), "{next:?}");
 
@@ -104,23 +97,14 @@ fn a_sequence_gap_is_out_of_order_and_changes_nothing() {
     assert_eq!(ok.error_code, 0, "{ok:?}");
     // Sequence 3 is expected next; 10 leaves a gap.
     let gap = wire
-        .produce(
-            "gap",
-            0,
-            batch(&values("lost", 2), producer_id, epoch, 10),
-            -1,
-        )
+        .produce("gap", 0, batch(&values("lost", 2), producer_id, epoch, 10), -1)
         .unwrap();
     assert_eq!(gap.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER, "{gap:?}");
     // The refused batch did not advance the expected sequence.
     let resumed = wire
         .produce("gap", 0, batch(&values("b", 1), producer_id, epoch, 3), -1)
         .unwrap();
-    assert_eq!(
-        (resumed.error_code, resumed.base_offset),
-        (0, 3),
-        "{resumed:?}"
-    );
+    assert_eq!((resumed.error_code, resumed.base_offset), (0, 3), "{resumed:?}");
 
     let records = Consumer::new(&broker.bootstrap()).read_to_end("gap", 0, Offset::Beginning);
     let read: Vec<String> = records.iter().map(|r| utf8(&r.value)).collect();
@@ -137,12 +121,7 @@ fn producers_get_distinct_ids_and_sequences_are_per_producer() {
     assert_ne!(first_id, second_id);
     // Both start at sequence 0 on the same partition; neither is a duplicate of the other.
     let a = wire
-        .produce(
-            "two-producers",
-            0,
-            batch(&values("x", 2), first_id, first_epoch, 0),
-            -1,
-        )
+        .produce("two-producers", 0, batch(&values("x", 2), first_id, first_epoch, 0), -1)
         .unwrap();
     let b = wire
         .produce(

@@ -4,9 +4,7 @@ mod common;
 
 use common::{create_topic, numbered, start, utf8};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_for_leader_epoch_request::{
-    OffsetForLeaderPartition, OffsetForLeaderTopic,
-};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, OffsetForLeaderEpochRequest};
 use rdkafka::Offset;
 use strom_testkit::wire::topic_name;
@@ -39,11 +37,7 @@ fn offsets_for_times_finds_the_first_record_at_or_after() {
     // An hour ago, well inside the default retention, one second apart.
     let base_ms = now_ms() - 3_600_000;
     let recs: Vec<Rec> = (0..10)
-        .map(|i| {
-            Rec::value(format!("t{i}"))
-                .partition(0)
-                .timestamp(base_ms + i * 1000)
-        })
+        .map(|i| Rec::value(format!("t{i}")).partition(0).timestamp(base_ms + i * 1000))
         .collect();
     // One record per request, so the timestamps are spread over batches too.
     for rec in &recs {
@@ -64,12 +58,7 @@ fn offsets_for_times_finds_the_first_record_at_or_after() {
         let offset = consumer
             .offset_for_time("times", 0, timestamp_ms)
             .unwrap_or_else(|e| panic!("offsets_for_times({timestamp_ms}): {e}"));
-        assert_eq!(
-            offset,
-            expected,
-            "timestamp base+{}",
-            timestamp_ms - base_ms
-        );
+        assert_eq!(offset, expected, "timestamp base+{}", timestamp_ms - base_ms);
     }
 
     // The consumer sees the timestamps the producer set (CreateTime).
@@ -83,18 +72,11 @@ fn offsets_for_times_finds_the_first_record_at_or_after() {
 fn offsets_for_times_on_batched_records() {
     let broker = start();
     create_topic(&broker, "batched-times", 1);
-    let producer = Producer::new(
-        &broker.bootstrap(),
-        &[("acks", "all"), ("linger.ms", "100")],
-    );
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all"), ("linger.ms", "100")]);
     let base_ms = now_ms() - 600_000;
     // Many records per batch: the broker must look inside batches, not at batch boundaries.
     let recs: Vec<Rec> = (0..100)
-        .map(|i| {
-            Rec::value(format!("t{i}"))
-                .partition(0)
-                .timestamp(base_ms + i * 10)
-        })
+        .map(|i| Rec::value(format!("t{i}")).partition(0).timestamp(base_ms + i * 10))
         .collect();
     producer.send_all_ok("batched-times", &recs);
     let consumer = Consumer::new(&broker.bootstrap());
@@ -142,11 +124,11 @@ fn offset_for_leader_epoch_of_the_current_epoch_is_the_log_end() {
     assert_eq!(answer.error_code, 0, "{answer:?}");
     assert_eq!((answer.leader_epoch, answer.end_offset), (epoch, 12));
 
-    // A current_leader_epoch newer than the broker's is UNKNOWN_LEADER_EPOCH (74).
+    // A current_leader_epoch newer than the broker's is UNKNOWN_LEADER_EPOCH (75).
     let mut from_the_future = ask(epoch);
     from_the_future.topics[0].partitions[0].current_leader_epoch = epoch + 1;
     let response = wire.call(&from_the_future, 4).unwrap();
-    assert_eq!(response.topics[0].partitions[0].error_code, 74);
+    assert_eq!(response.topics[0].partitions[0].error_code, 75);
 }
 
 #[test]
@@ -162,20 +144,16 @@ fn fetching_past_the_end_is_offset_out_of_range() {
         .add_partition_offset("short", 0, Offset::Offset(1000))
         .unwrap();
     rdkafka::consumer::Consumer::assign(consumer.inner(), &assignment).unwrap();
-    let error =
-        strom_testkit::poll_until(
-            std::time::Duration::from_secs(20),
-            "an error",
-            || match consumer.inner().poll(std::time::Duration::from_millis(100)) {
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => None,
-                Some(Err(e)) => Some(e),
-                Some(Ok(m)) => panic!("read offset {} past the end", rdkafka::Message::offset(&m)),
-            },
-        );
+    let error = strom_testkit::poll_until(std::time::Duration::from_secs(20), "an error", || {
+        match consumer.inner().poll(std::time::Duration::from_millis(100)) {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => None,
+            Some(Err(e)) => Some(e),
+            Some(Ok(m)) => panic!("read offset {} past the end", rdkafka::Message::offset(&m)),
+        }
+    });
     assert!(
         format!("{error}").contains("out of range")
-            || error.rdkafka_error_code()
-                == Some(rdkafka::error::RDKafkaErrorCode::AutoOffsetReset),
+            || error.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::AutoOffsetReset),
         "{error:?}"
     );
 }

@@ -16,11 +16,7 @@ fn records_keep_their_order_within_a_partition() {
     let recs = numbered("v", 500, 1);
     let delivered = producer.send_all_ok("ordered", &recs);
     for (i, d) in delivered.iter().enumerate() {
-        assert_eq!(
-            (d.partition, d.offset),
-            (1, i as i64),
-            "delivery of record {i}"
-        );
+        assert_eq!((d.partition, d.offset), (1, i as i64), "delivery of record {i}");
     }
 
     let consumer = Consumer::new(&broker.bootstrap());
@@ -57,12 +53,7 @@ fn same_key_always_lands_in_the_same_partition() {
     for (rec, d) in recs.iter().zip(&delivered) {
         let key = rec.key.clone().unwrap();
         let first = *partition_of_key.entry(key).or_insert(d.partition);
-        assert_eq!(
-            first,
-            d.partition,
-            "key {:?} moved partition",
-            utf8(&rec.key)
-        );
+        assert_eq!(first, d.partition, "key {:?} moved partition", utf8(&rec.key));
     }
     let used: HashSet<i32> = partition_of_key.values().copied().collect();
     assert!(used.len() > 1, "20 keys all hashed to {used:?}");
@@ -75,12 +66,7 @@ fn same_key_always_lands_in_the_same_partition() {
         let mut rounds_seen: HashMap<Vec<u8>, usize> = HashMap::new();
         for record in &records {
             let key = record.key.clone().expect("key kept");
-            assert_eq!(
-                partition_of_key[&key],
-                partition,
-                "key {:?}",
-                utf8(&record.key)
-            );
+            assert_eq!(partition_of_key[&key], partition, "key {:?}", utf8(&record.key));
             let round = rounds_seen.entry(key).or_default();
             let key_number = utf8(&record.key).trim_start_matches("key-").to_owned();
             assert_eq!(utf8(&record.value), format!("{key_number}/{round}"));
@@ -111,12 +97,7 @@ fn headers_round_trip() {
 
     let records = Consumer::new(&broker.bootstrap()).read("headers", 0, Offset::Beginning, 3);
     for (rec, record) in recs.iter().zip(&records) {
-        assert_eq!(
-            record.headers,
-            rec.headers,
-            "headers of {:?}",
-            utf8(&rec.value)
-        );
+        assert_eq!(record.headers, rec.headers, "headers of {:?}", utf8(&rec.value));
         assert_eq!(record.value, rec.value);
         assert_eq!(record.key, rec.key);
     }
@@ -164,22 +145,15 @@ fn every_compression_codec_round_trips() {
         create_topic(&broker, &topic, 1);
         let producer = Producer::new(
             &broker.bootstrap(),
-            &[
-                ("compression.type", codec),
-                ("linger.ms", "50"),
-                ("acks", "all"),
-            ],
+            &[("compression.type", codec), ("linger.ms", "50"), ("acks", "all")],
         );
         // Compressible values of varying length, keys and a header, so batches hold many
         // records and every record field passes through the codec.
         let recs: Vec<Rec> = (0..300)
             .map(|i| {
-                Rec::keyed(
-                    format!("k{}", i % 7),
-                    format!("{codec} record {i} ").repeat(1 + i % 13),
-                )
-                .header("i", Some(format!("{i}").as_bytes()))
-                .partition(0)
+                Rec::keyed(format!("k{}", i % 7), format!("{codec} record {i} ").repeat(1 + i % 13))
+                    .header("i", Some(format!("{i}").as_bytes()))
+                    .partition(0)
             })
             .collect();
         let delivered = producer.send_all_ok(&topic, &recs);

@@ -34,11 +34,7 @@ fn padded(prefix: &str, count: usize) -> Vec<Rec> {
 fn retention_ms_deletes_old_segments() {
     let broker = start_with_fast_background_work();
     let admin = Admin::new(&broker.bootstrap());
-    admin.create_topic_ok(
-        "short-lived",
-        1,
-        &[("segment.bytes", "4096"), ("retention.ms", "1000")],
-    );
+    admin.create_topic_ok("short-lived", 1, &[("segment.bytes", "4096"), ("retention.ms", "1000")]);
     admin.create_topic_ok("kept", 1, &[("segment.bytes", "4096")]);
     let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
     producer.send_all_ok("short-lived", &padded("old", 300));
@@ -80,15 +76,11 @@ fn retention_bytes_caps_the_partition_size() {
     producer.send_all_ok("capped", &padded("v", 400));
 
     let consumer = Consumer::new(&broker.bootstrap());
-    let low = poll_until(
-        BACKGROUND_TIMEOUT,
-        "size retention to delete segments",
-        || {
-            let (low, _) = consumer.watermarks("capped", 0).unwrap();
-            // ~40 KiB written against an 8 KiB cap: most of it must go.
-            (low >= 200).then_some(low)
-        },
-    );
+    let low = poll_until(BACKGROUND_TIMEOUT, "size retention to delete segments", || {
+        let (low, _) = consumer.watermarks("capped", 0).unwrap();
+        // ~40 KiB written against an 8 KiB cap: most of it must go.
+        (low >= 200).then_some(low)
+    });
     let remaining = consumer.read_to_end("capped", 0, Offset::Beginning);
     assert_eq!(remaining.first().map(|r| r.offset), Some(low));
     assert_eq!(remaining.last().map(|r| r.offset), Some(399));
@@ -116,13 +108,7 @@ fn compaction_keeps_the_latest_value_per_key() {
     let mut recs = Vec::new();
     for round in 0..ROUNDS {
         for key in 0..KEYS {
-            recs.push(
-                Rec::keyed(
-                    format!("key-{key}"),
-                    format!("{key}:{round:03}:{}", "y".repeat(60)),
-                )
-                .partition(0),
-            );
+            recs.push(Rec::keyed(format!("key-{key}"), format!("{key}:{round:03}:{}", "y".repeat(60))).partition(0));
         }
     }
     // A key deleted by a tombstone halfway through, and never written again.
@@ -166,18 +152,12 @@ fn compaction_keeps_the_latest_value_per_key() {
 }
 
 fn text(bytes: &Option<Vec<u8>>) -> Option<String> {
-    bytes
-        .as_deref()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
+    bytes.as_deref().map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 fn later_than_tombstone(rec: &Rec, rounds: usize) -> bool {
     let value = utf8(&rec.value);
-    let round: usize = value
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0);
+    let round: usize = value.split(':').nth(1).and_then(|r| r.parse().ok()).unwrap_or(0);
     round >= rounds / 2
 }
 

@@ -446,6 +446,9 @@ impl Admin {
     }
 
     /// Every config entry of a topic: name -> value.
+    ///
+    /// rdkafka 0.39 drops the per-resource error code of DescribeConfigs: an unknown topic
+    /// comes back as `Ok` with no entries. Check errors with the raw wire client.
     pub fn describe_topic_configs(&self, name: &str) -> Result<HashMap<String, Option<String>>, RDKafkaErrorCode> {
         let resource = ResourceSpecifier::Topic(name);
         let results = self
@@ -460,6 +463,9 @@ impl Admin {
     }
 
     /// AlterConfigs (not incremental): sets exactly `configs` on the topic.
+    ///
+    /// rdkafka 0.39 drops the per-resource error code of AlterConfigs, so `Ok` only means
+    /// the request was answered; describe afterwards, or use the raw wire client for errors.
     pub fn alter_topic_configs(&self, name: &str, configs: &[(&str, &str)]) -> Result<(), RDKafkaErrorCode> {
         let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
         for (key, value) in configs {

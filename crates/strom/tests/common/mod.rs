@@ -26,12 +26,7 @@ pub(crate) fn utf8(bytes: &Option<Vec<u8>>) -> String {
 }
 
 /// Asserts `topic`/`partition` holds exactly `expected` values at offsets `0..`.
-pub(crate) fn assert_partition_holds(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    expected: &[String],
-) {
+pub(crate) fn assert_partition_holds(broker: &Broker, topic: &str, partition: i32, expected: &[String]) {
     let consumer = Consumer::new(&broker.bootstrap());
     let records = consumer.read_to_end(topic, partition, rdkafka::Offset::Beginning);
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
@@ -42,12 +37,7 @@ pub(crate) fn assert_partition_holds(
 }
 
 /// Produces `count` numbered records with acks=all to partition 0 and returns their values.
-pub(crate) fn produce_numbered(
-    broker: &Broker,
-    topic: &str,
-    prefix: &str,
-    count: usize,
-) -> Vec<String> {
+pub(crate) fn produce_numbered(broker: &Broker, topic: &str, prefix: &str, count: usize) -> Vec<String> {
     let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
     let recs = numbered(prefix, count, 0);
     producer.send_all_ok(topic, &recs);
