@@ -39,11 +39,7 @@ pub(crate) fn encode_frame(kind: Kind, body: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode_frame<'a>(
-    path: &Path,
-    kind: Kind,
-    bytes: &'a [u8],
-) -> Result<&'a [u8], StorageError> {
+pub(crate) fn decode_frame<'a>(path: &Path, kind: Kind, bytes: &'a [u8]) -> Result<&'a [u8], StorageError> {
     let bad = |reason: &str| StorageError::corrupt(path, "checkpoint", reason);
     if bytes.len() < FRAME_OVERHEAD {
         return Err(bad("shorter than a frame"));
@@ -118,14 +114,8 @@ pub(crate) fn write_offset(path: &Path, offset: i64) -> Result<(), StorageError>
 pub(crate) fn read_offset(path: &Path) -> Result<Option<i64>, StorageError> {
     match read_frame(path, Kind::Offset)? {
         None => Ok(None),
-        Some(body) if body.len() == 8 => {
-            Ok(Some(i64::from_be_bytes(body[..].try_into().expect("8"))))
-        }
-        Some(_) => Err(StorageError::corrupt(
-            path,
-            "checkpoint",
-            "offset body is not 8 bytes",
-        )),
+        Some(body) if body.len() == 8 => Ok(Some(i64::from_be_bytes(body[..].try_into().expect("8")))),
+        Some(_) => Err(StorageError::corrupt(path, "checkpoint", "offset body is not 8 bytes")),
     }
 }
 
@@ -160,9 +150,6 @@ mod tests {
         let framed = encode_frame(Kind::LeaderEpochs, b"abc");
         let p = Path::new("x");
         assert!(decode_frame(p, Kind::Offset, &framed).is_err());
-        assert_eq!(
-            decode_frame(p, Kind::LeaderEpochs, &framed).unwrap(),
-            b"abc"
-        );
+        assert_eq!(decode_frame(p, Kind::LeaderEpochs, &framed).unwrap(), b"abc");
     }
 }

@@ -7,6 +7,9 @@
 //! [`Log::install_compaction`] swaps the cleaned segments in under the lock, unless a segment
 //! changed meanwhile (retention, truncation), in which case the result is discarded.
 //!
+//! Run at most one job per log at a time: a job writes `<base>.log.cleaned` files next to
+//! the segments it cleans. A crash mid-run leaves only those temp files, removed on open.
+//!
 //! Rules:
 //! - Offsets never change. A batch that loses records is re-encoded with its codec; its last
 //!   offset is kept (the header's last offset delta is patched), so producer state and the
@@ -30,9 +33,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strom_record::header::{compute_crc, set_log_append_time, set_partition_leader_epoch};
-use strom_record::records::{
-    decode_records, CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
-};
+use strom_record::records::{decode_records, CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use strom_record::{BatchHeader, Compression, TimestampType};
 
 use crate::checkpoint;
@@ -98,9 +99,7 @@ impl Log {
             .segments
             .range(..active_base)
             .map(|(_, s)| s)
-            .take_while(|s| {
-                s.next_offset <= self.high_watermark && s.max_timestamp_ms <= lag_limit_ms
-            })
+            .take_while(|s| s.next_offset <= self.high_watermark && s.max_timestamp_ms <= lag_limit_ms)
             .collect();
         let dirty_bytes: u64 = cleanable
             .iter()
@@ -108,9 +107,7 @@ impl Log {
             .map(|s| s.size_bytes)
             .sum();
         let total_bytes: u64 = cleanable.iter().map(|s| s.size_bytes).sum();
-        if dirty_bytes == 0
-            || (dirty_bytes as f64) < self.config.min_cleanable_dirty_ratio * total_bytes as f64
-        {
+        if dirty_bytes == 0 || (dirty_bytes as f64) < self.config.min_cleanable_dirty_ratio * total_bytes as f64 {
             return None;
         }
         Some(CompactionJob {
@@ -133,20 +130,13 @@ impl Log {
     }
 
     /// Swaps cleaned segments in, unless any of them changed since the job was taken.
-    pub fn install_compaction(
-        &mut self,
-        result: CompactionResult,
-    ) -> Result<CompactionReport, StorageError> {
+    pub fn install_compaction(&mut self, result: CompactionResult) -> Result<CompactionReport, StorageError> {
         let active_base = self.active().base_offset;
         let unchanged = result.cleaned.iter().all(|(original, _)| {
             original.base_offset < active_base
-                && self
-                    .segments
-                    .get(&original.base_offset)
-                    .is_some_and(|current| {
-                        Arc::ptr_eq(&current.file, &original.file)
-                            && current.size_bytes == original.size_bytes
-                    })
+                && self.segments.get(&original.base_offset).is_some_and(|current| {
+                    Arc::ptr_eq(&current.file, &original.file) && current.size_bytes == original.size_bytes
+                })
         });
         let mut report = CompactionReport {
             cleaner_offset: self.cleaner_offset,
@@ -220,9 +210,7 @@ impl CompactionJob {
                     .filter_map(|r| r.key.as_ref())
                     .map(|k| k.len() + KEY_MAP_ENTRY_OVERHEAD_BYTES)
                     .sum();
-                if map_bytes + new_bytes > self.key_map_bytes_max
-                    && !latest_offset_by_key.is_empty()
-                {
+                if map_bytes + new_bytes > self.key_map_bytes_max && !latest_offset_by_key.is_empty() {
                     stop = true;
                     return Ok(false);
                 }
@@ -274,9 +262,8 @@ impl CompactionJob {
                             .as_ref()
                             .and_then(|k| latest_offset_by_key.get(k))
                             .is_some_and(|latest| *latest > r.offset);
-                        let expired_tombstone = r.value.is_none()
-                            && already_cleaned
-                            && r.timestamp < tombstone_horizon_ms;
+                        let expired_tombstone =
+                            r.value.is_none() && already_cleaned && r.timestamp < tombstone_horizon_ms;
                         !superseded && !expired_tombstone
                     })
                     .collect();
@@ -345,8 +332,7 @@ fn reencode(original: &BatchHeader, survivors: &[Record]) -> Option<(Vec<u8>, Ba
     }
     // Keep the batch's last offset (Kafka does, so the producer's last offset survives).
     let last_offset_delta = i32::try_from(original.last_offset() - header.base_offset).ok()?;
-    bytes[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-        .copy_from_slice(&last_offset_delta.to_be_bytes());
+    bytes[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&last_offset_delta.to_be_bytes());
     if original.timestamp_type() == TimestampType::LogAppendTime {
         set_log_append_time(&mut bytes, original.max_timestamp);
     } else {
@@ -368,12 +354,7 @@ fn for_each_batch(
     mut f: impl FnMut(u64, &BatchHeader) -> Result<bool, StorageError>,
 ) -> Result<(), StorageError> {
     let mut position = 0u64;
-    while let Some(header) = segment::read_header(
-        &snapshot.file,
-        &snapshot.path,
-        position,
-        snapshot.size_bytes,
-    )? {
+    while let Some(header) = segment::read_header(&snapshot.file, &snapshot.path, position, snapshot.size_bytes)? {
         if position + header.total_len() as u64 > snapshot.size_bytes {
             return Err(StorageError::corrupt(
                 &snapshot.path,
@@ -389,11 +370,7 @@ fn for_each_batch(
     Ok(())
 }
 
-fn read_batch(
-    snapshot: &SegmentSnapshot,
-    position: u64,
-    header: &BatchHeader,
-) -> Result<Vec<u8>, StorageError> {
+fn read_batch(snapshot: &SegmentSnapshot, position: u64, header: &BatchHeader) -> Result<Vec<u8>, StorageError> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; header.total_len()];
     snapshot

@@ -78,7 +78,6 @@ impl LogConfig {
     }
 
     pub(crate) fn segment_bytes_max(&self) -> u64 {
-        self.segment_bytes
-            .clamp(1, crate::segment::SEGMENT_BYTES_MAX)
+        self.segment_bytes.clamp(1, crate::segment::SEGMENT_BYTES_MAX)
     }
 }

@@ -63,10 +63,7 @@ impl LeaderEpochCache {
             return false;
         }
         if let Some(last) = self.entries.last() {
-            assert!(
-                offset >= last.start_offset,
-                "epoch start offsets must not decrease"
-            );
+            assert!(offset >= last.start_offset, "epoch start offsets must not decrease");
             if offset == last.start_offset {
                 // The previous epoch wrote nothing; the newer one owns this offset.
                 let _ = self.entries.pop();
@@ -81,9 +78,7 @@ impl LeaderEpochCache {
 
     /// Forgets epochs starting at or after `end_offset` (the log was truncated there).
     pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
-        let keep = self
-            .entries
-            .partition_point(|e| e.start_offset < end_offset);
+        let keep = self.entries.partition_point(|e| e.start_offset < end_offset);
         let changed = keep < self.entries.len();
         self.entries.truncate(keep);
         changed
@@ -91,9 +86,7 @@ impl LeaderEpochCache {
 
     /// The log now starts at `start_offset`: earlier epochs go, the one covering it starts there.
     pub(crate) fn truncate_from_start(&mut self, start_offset: i64) -> bool {
-        let covering = self
-            .entries
-            .partition_point(|e| e.start_offset <= start_offset);
+        let covering = self.entries.partition_point(|e| e.start_offset <= start_offset);
         if covering == 0 {
             return false;
         }

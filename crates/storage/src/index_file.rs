@@ -78,11 +78,7 @@ impl<E: Entry> IndexFile<E> {
     }
 
     pub(crate) fn push(&mut self, entry: E) -> Result<(), StorageError> {
-        assert!(
-            !self.is_full(),
-            "append to a full index {}",
-            self.path.display()
-        );
+        assert!(!self.is_full(), "append to a full index {}", self.path.display());
         let mut buf = Vec::with_capacity(E::LEN);
         entry.encode(&mut buf);
         self.file.write_all(&buf).at(&self.path)?;

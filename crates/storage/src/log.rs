@@ -63,9 +63,7 @@ impl ReadSlice {
         let mut buf = vec![0u8; self.total_len];
         let mut at = 0;
         for chunk in &self.chunks {
-            chunk
-                .file
-                .read_exact_at(&mut buf[at..at + chunk.len], chunk.position)?;
+            chunk.file.read_exact_at(&mut buf[at..at + chunk.len], chunk.position)?;
             at += chunk.len;
         }
         debug_assert_eq!(at, self.total_len);
@@ -148,10 +146,7 @@ pub struct Log {
 
 impl Log {
     pub(crate) fn active(&self) -> &Segment {
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has a segment")
+        self.segments.values().next_back().expect("a log always has a segment")
     }
 
     pub(crate) fn active_mut(&mut self) -> &mut Segment {
@@ -212,9 +207,7 @@ impl Log {
 
     pub(crate) fn check_writable(&self) -> Result<(), StorageError> {
         if self.poisoned {
-            return Err(StorageError::Poisoned {
-                path: self.dir.clone(),
-            });
+            return Err(StorageError::Poisoned { path: self.dir.clone() });
         }
         Ok(())
     }
@@ -236,20 +229,12 @@ impl Log {
         assert!(!headers.is_empty(), "validated batches are never empty");
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         if let Some((_, idempotent)) = headers.iter().find(|(_, h)| h.has_producer_id()) {
-            assert_eq!(
-                headers.len(),
-                1,
-                "validation allows one idempotent batch per append"
-            );
+            assert_eq!(headers.len(), 1, "validation allows one idempotent batch per append");
             if let SequenceCheck::Duplicate(original) = self.producer_state.check(idempotent)? {
                 return Ok(AppendOutcome {
                     base_offset: original.first_offset,
                     last_offset: original.last_offset,
-                    log_append_time: if log_append_time {
-                        original.timestamp_ms
-                    } else {
-                        -1
-                    },
+                    log_append_time: if log_append_time { original.timestamp_ms } else { -1 },
                     log_start_offset: self.log_start_offset,
                     duplicate: true,
                 });
@@ -272,9 +257,7 @@ impl Log {
                 set_partition_leader_epoch(&mut copy, leader_epoch);
                 set_log_append_time(&mut copy, now_ms);
                 let header = BatchHeader::parse(&copy).expect("a patched valid batch parses");
-                self.active_mut()
-                    .append_whole(&copy, &header)
-                    .map(|()| header)
+                self.active_mut().append_whole(&copy, &header).map(|()| header)
             } else {
                 let mut head = [0u8; HEADER_LEN];
                 head.copy_from_slice(&batch[..HEADER_LEN]);
@@ -322,12 +305,7 @@ impl Log {
         })
     }
 
-    fn roll_if_needed(
-        &mut self,
-        bytes: u64,
-        offset_count: i64,
-        now_ms: i64,
-    ) -> Result<(), StorageError> {
+    fn roll_if_needed(&mut self, bytes: u64, offset_count: i64, now_ms: i64) -> Result<(), StorageError> {
         let active = self.active();
         if active.is_empty() {
             return Ok(());
@@ -336,8 +314,7 @@ impl Log {
         let old = active
             .roll_start_ms
             .is_some_and(|first| now_ms.saturating_sub(first) > self.config.segment_ms);
-        let offsets_overflow =
-            active.next_offset + offset_count - 1 - active.base_offset > i64::from(u32::MAX);
+        let offsets_overflow = active.next_offset + offset_count - 1 - active.base_offset > i64::from(u32::MAX);
         if full || old || offsets_overflow || active.indexes_full() {
             self.roll()?;
         }
@@ -376,11 +353,7 @@ impl Log {
     /// is damaged) and drops any above it.
     pub(crate) fn remove_old_snapshots(&self, keep_through: i64) -> Result<(), StorageError> {
         let snapshots = crate::producer_state::list_snapshots(&self.dir)?;
-        let usable: Vec<i64> = snapshots
-            .iter()
-            .copied()
-            .filter(|o| *o <= keep_through)
-            .collect();
+        let usable: Vec<i64> = snapshots.iter().copied().filter(|o| *o <= keep_through).collect();
         let keep_from = usable.len().saturating_sub(2);
         for (i, offset) in usable.iter().enumerate() {
             if i < keep_from {
@@ -461,27 +434,17 @@ impl Log {
 
     /// The first batch whose max timestamp is at or after `timestamp_ms`, narrowed to the first
     /// record at or after it when the batch can be decoded.
-    pub fn offset_for_timestamp(
-        &self,
-        timestamp_ms: i64,
-    ) -> Result<Option<TimestampOffset>, StorageError> {
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampOffset>, StorageError> {
         for segment in self.segments.values() {
-            if segment.max_timestamp_ms < timestamp_ms
-                || segment.next_offset <= self.log_start_offset
-            {
+            if segment.max_timestamp_ms < timestamp_ms || segment.next_offset <= self.log_start_offset {
                 continue;
             }
             let mut position = segment.time_search_start(timestamp_ms)?;
             while let Some(header) = segment.read_header_at(position)? {
-                if header.max_timestamp >= timestamp_ms
-                    && header.last_offset() >= self.log_start_offset
-                {
-                    return Ok(Some(self.locate_record(
-                        segment,
-                        position,
-                        &header,
-                        |t| t >= timestamp_ms,
-                    )?));
+                if header.max_timestamp >= timestamp_ms && header.last_offset() >= self.log_start_offset {
+                    return Ok(Some(
+                        self.locate_record(segment, position, &header, |t| t >= timestamp_ms)?,
+                    ));
                 }
                 position += header.total_len() as u64;
             }
@@ -491,22 +454,20 @@ impl Log {
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp (the earliest one on ties).
     pub fn max_timestamp(&self) -> Option<TimestampOffset> {
-        let segment = self.segments.values().filter(|s| !s.is_empty()).fold(
-            None::<&Segment>,
-            |best, s| match best {
-                Some(b) if b.max_timestamp_ms >= s.max_timestamp_ms => Some(b),
-                _ => Some(s),
-            },
-        )?;
+        let segment =
+            self.segments
+                .values()
+                .filter(|s| !s.is_empty())
+                .fold(None::<&Segment>, |best, s| match best {
+                    Some(b) if b.max_timestamp_ms >= s.max_timestamp_ms => Some(b),
+                    _ => Some(s),
+                })?;
         let max = segment.max_timestamp_ms;
         let found = segment
             .find_batch(segment.offset_of_max_timestamp)
             .ok()
             .flatten()
-            .and_then(|(position, header)| {
-                self.locate_record(segment, position, &header, |t| t >= max)
-                    .ok()
-            });
+            .and_then(|(position, header)| self.locate_record(segment, position, &header, |t| t >= max).ok());
         Some(found.unwrap_or(TimestampOffset {
             offset: segment.offset_of_max_timestamp,
             timestamp: max,
@@ -548,8 +509,7 @@ impl Log {
     /// OffsetForLeaderEpoch: (largest epoch <= `leader_epoch`, its end offset); `None` if
     /// undefined (no epochs, or `leader_epoch` is newer than any known).
     pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
-        self.epoch_cache
-            .end_offset_for(leader_epoch, self.log_end_offset())
+        self.epoch_cache.end_offset_for(leader_epoch, self.log_end_offset())
     }
 
     /// Fsyncs every segment that may hold unflushed data and records the recovery point. A
@@ -570,9 +530,7 @@ impl Log {
             .range(from..)
             .try_for_each(|(_, s)| s.sync())
             .and_then(|()| checkpoint::sync_dir(&self.dir))
-            .and_then(|()| {
-                checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset)
-            });
+            .and_then(|()| checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset));
         if let Err(e) = result {
             self.poison(&e);
             return Err(e);
@@ -587,8 +545,7 @@ impl Log {
     pub fn close(mut self) -> Result<(), StorageError> {
         self.flush()?;
         let log_end_offset = self.log_end_offset();
-        self.producer_state
-            .write_snapshot(&self.dir, log_end_offset)?;
+        self.producer_state.write_snapshot(&self.dir, log_end_offset)?;
         self.remove_old_snapshots(log_end_offset)?;
         checkpoint::write_offset(&self.dir.join(CLEAN_SHUTDOWN_FILE), log_end_offset)
     }
@@ -614,11 +571,7 @@ impl Log {
                 log_start_offset: self.log_start_offset,
             });
         }
-        let first_base = *self
-            .segments
-            .keys()
-            .next()
-            .expect("a log always has a segment");
+        let first_base = *self.segments.keys().next().expect("a log always has a segment");
         let doomed: Vec<i64> = self
             .segments
             .range(offset..)

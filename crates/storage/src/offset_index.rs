@@ -35,11 +35,7 @@ pub(crate) struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    pub(crate) fn create(
-        path: &Path,
-        base_offset: i64,
-        max_bytes: u64,
-    ) -> Result<Self, StorageError> {
+    pub(crate) fn create(path: &Path, base_offset: i64, max_bytes: u64) -> Result<Self, StorageError> {
         Ok(OffsetIndex {
             base_offset,
             file: IndexFile::create(path, max_bytes)?,
@@ -98,27 +94,19 @@ impl OffsetIndex {
         let entries = &self.file.entries;
         let count = entries.partition_point(|e| e.relative_offset <= target);
         let e = entries[..count].last()?;
-        Some((
-            self.base_offset + i64::from(e.relative_offset),
-            u64::from(e.position),
-        ))
+        Some((self.base_offset + i64::from(e.relative_offset), u64::from(e.position)))
     }
 
     pub(crate) fn last(&self) -> Option<(i64, u64)> {
-        self.file.entries.last().map(|e| {
-            (
-                self.base_offset + i64::from(e.relative_offset),
-                u64::from(e.position),
-            )
-        })
+        self.file
+            .entries
+            .last()
+            .map(|e| (self.base_offset + i64::from(e.relative_offset), u64::from(e.position)))
     }
 
     /// Drops entries pointing at or past `position` (after the log was truncated there).
     pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<(), StorageError> {
-        let keep = self
-            .file
-            .entries
-            .partition_point(|e| u64::from(e.position) < position);
+        let keep = self.file.entries.partition_point(|e| u64::from(e.position) < position);
         self.file.truncate(keep)
     }
 

@@ -196,10 +196,7 @@ impl ProducerState {
     /// Writes `<offset>.snapshot` atomically.
     pub(crate) fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<(), StorageError> {
         let path = snapshot_path(dir, offset);
-        checkpoint::write_atomically(
-            &path,
-            &checkpoint::encode_frame(Kind::ProducerSnapshot, &self.encode()),
-        )
+        checkpoint::write_atomically(&path, &checkpoint::encode_frame(Kind::ProducerSnapshot, &self.encode()))
     }
 }
 
@@ -284,10 +281,7 @@ mod tests {
             state.check(&header(1, 0, 3, 1, 0)),
             Err(AppendError::OutOfOrderSequence { .. })
         ));
-        assert_eq!(
-            state.check(&header(1, 0, 0, 2, 0)).unwrap(),
-            SequenceCheck::Fresh
-        );
+        assert_eq!(state.check(&header(1, 0, 0, 2, 0)).unwrap(), SequenceCheck::Fresh);
         state.update(&header(1, 0, 0, 2, 0));
         assert!(matches!(
             state.check(&header(1, 0, 0, 2, 99)).unwrap(),
@@ -316,10 +310,7 @@ mod tests {
     fn sequence_wraps_at_i32_max() {
         let mut state = ProducerState::default();
         state.update(&header(9, 0, i32::MAX - 1, 2, 0));
-        assert_eq!(
-            state.check(&header(9, 0, 0, 1, 2)).unwrap(),
-            SequenceCheck::Fresh
-        );
+        assert_eq!(state.check(&header(9, 0, 0, 1, 2)).unwrap(), SequenceCheck::Fresh);
     }
 
     #[test]

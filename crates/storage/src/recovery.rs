@@ -24,8 +24,8 @@ use crate::config::LogConfig;
 use crate::epoch_checkpoint::{self, LeaderEpochCache};
 use crate::error::{IoContext, StorageError};
 use crate::log::{
-    remove_if_exists, Log, RecoveryReport, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE,
-    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    remove_if_exists, Log, RecoveryReport, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE,
 };
 use crate::producer_state::{self, ProducerState};
 use crate::segment::{self, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
@@ -33,11 +33,7 @@ use crate::segment::{self, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
 impl Log {
     /// Opens (creating if absent) the log in `dir`, running crash recovery. `now_ms` is not
     /// read yet; it is part of the signature so time-based repairs stay injectable.
-    pub fn open(
-        dir: &Path,
-        config: LogConfig,
-        now_ms: i64,
-    ) -> Result<(Log, RecoveryReport), StorageError> {
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport), StorageError> {
         let _ = now_ms;
         fs::create_dir_all(dir).at(dir)?;
         let mut report = RecoveryReport::default();
@@ -64,9 +60,7 @@ impl Log {
             };
             match (segment::parse_offset(stem), suffix) {
                 (Some(base), LOG_SUFFIX) => bases.push(base),
-                (Some(base), segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX) => {
-                    index_files.push((base, path))
-                }
+                (Some(base), segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX) => index_files.push((base, path)),
                 _ => {}
             }
         }
@@ -74,10 +68,7 @@ impl Log {
         for (base, path) in index_files {
             if bases.binary_search(&base).is_err() {
                 remove_if_exists(&path)?;
-                repair(
-                    &mut report,
-                    format!("removed index without a log: {}", path.display()),
-                );
+                repair(&mut report, format!("removed index without a log: {}", path.display()));
             }
         }
 
@@ -88,12 +79,9 @@ impl Log {
             remove_if_exists(&clean_path)?;
             checkpoint::sync_dir(dir)?;
         }
-        let recovery_point =
-            read_checkpoint(dir, RECOVERY_POINT_FILE, &mut report, &mut repair).unwrap_or(i64::MIN);
-        let log_start_checkpoint =
-            read_checkpoint(dir, LOG_START_OFFSET_FILE, &mut report, &mut repair);
-        let cleaner_checkpoint =
-            read_checkpoint(dir, CLEANER_OFFSET_FILE, &mut report, &mut repair);
+        let recovery_point = read_checkpoint(dir, RECOVERY_POINT_FILE, &mut report, &mut repair).unwrap_or(i64::MIN);
+        let log_start_checkpoint = read_checkpoint(dir, LOG_START_OFFSET_FILE, &mut report, &mut repair);
+        let cleaner_checkpoint = read_checkpoint(dir, CLEANER_OFFSET_FILE, &mut report, &mut repair);
 
         let index_config = config.index_config();
         let mut segments = BTreeMap::new();
@@ -115,32 +103,22 @@ impl Log {
         let mut previous_end = i64::MIN;
         for (i, base) in bases.iter().copied().enumerate() {
             if cut {
-                for suffix in [
-                    LOG_SUFFIX,
-                    segment::INDEX_SUFFIX,
-                    segment::TIME_INDEX_SUFFIX,
-                ] {
+                for suffix in [LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
                     remove_if_exists(&dir.join(segment::file_name(base, suffix)))?;
                 }
                 report.deleted_segments += 1;
-                repair(
-                    &mut report,
-                    format!("deleted segment {base} after a truncated one"),
-                );
+                repair(&mut report, format!("deleted segment {base} after a truncated one"));
                 continue;
             }
             let is_last = i + 1 == bases.len();
             let full_scan = !report.clean_shutdown && base >= scan_from;
-            let (segment, outcome, notes) =
-                Segment::open(dir, base, index_config, full_scan, &mut |h| {
-                    // Only epoch changes are kept: memory does not grow with the segment.
-                    let newer = scanned_epochs
-                        .last()
-                        .is_none_or(|(e, _)| h.partition_leader_epoch > *e);
-                    if full_scan && newer {
-                        scanned_epochs.push((h.partition_leader_epoch, h.base_offset));
-                    }
-                })?;
+            let (segment, outcome, notes) = Segment::open(dir, base, index_config, full_scan, &mut |h| {
+                // Only epoch changes are kept: memory does not grow with the segment.
+                let newer = scanned_epochs.last().is_none_or(|(e, _)| h.partition_leader_epoch > *e);
+                if full_scan && newer {
+                    scanned_epochs.push((h.partition_leader_epoch, h.base_offset));
+                }
+            })?;
             if full_scan {
                 report.segments_scanned += 1;
             }
@@ -210,10 +188,7 @@ impl Log {
             log.epoch_cache.clear();
             let mut all = Vec::new();
             log.for_each_header_from(log.log_start_offset, &mut |h| {
-                if all
-                    .last()
-                    .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
-                {
+                if all.last().is_none_or(|(e, _)| h.partition_leader_epoch > *e) {
                     all.push((h.partition_leader_epoch, h.base_offset))
                 }
             })?;

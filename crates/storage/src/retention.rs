@@ -21,11 +21,7 @@ impl Log {
     /// and deletes segments wholly below it. Returns the new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
         self.check_writable()?;
-        let offset = if offset == -1 {
-            self.high_watermark
-        } else {
-            offset
-        };
+        let offset = if offset == -1 { self.high_watermark } else { offset };
         if offset > self.high_watermark {
             return Err(StorageError::OffsetAboveHighWatermark {
                 path: self.dir.clone(),

@@ -47,8 +47,7 @@ pub(crate) fn parse_offset(stem: &str) -> Option<i64> {
 }
 
 fn paths(dir: &Path, base_offset: i64, extra: &str) -> [PathBuf; 3] {
-    [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX]
-        .map(|s| dir.join(format!("{}{extra}", file_name(base_offset, s))))
+    [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX].map(|s| dir.join(format!("{}{extra}", file_name(base_offset, s))))
 }
 
 #[derive(Debug)]
@@ -131,17 +130,12 @@ impl Segment {
             .at(&log_path)?;
         let size_bytes = file.metadata().at(&log_path)?.len();
         let mut notes = Vec::new();
-        let offset_index =
-            OffsetIndex::open(&index_path, base_offset, config.index_bytes_max, size_bytes)?;
+        let offset_index = OffsetIndex::open(&index_path, base_offset, config.index_bytes_max, size_bytes)?;
         // The time index is checked against the segment's end once the scan knows it.
-        let time_index =
-            TimeIndex::open(&time_path, base_offset, config.index_bytes_max, i64::MAX)?;
+        let time_index = TimeIndex::open(&time_path, base_offset, config.index_bytes_max, i64::MAX)?;
         let rebuild = full_scan || offset_index.is_none() || time_index.is_none();
         if !full_scan && rebuild {
-            notes.push(format!(
-                "rebuilt missing or damaged indexes of {}",
-                log_path.display()
-            ));
+            notes.push(format!("rebuilt missing or damaged indexes of {}", log_path.display()));
         }
         let (offset_index, time_index) = match (offset_index, time_index, rebuild) {
             (Some(o), Some(t), false) => (o, t),
@@ -171,14 +165,9 @@ impl Segment {
                 .last()
                 .is_some_and(|(_, offset)| offset >= segment.next_offset);
             if stale {
-                notes.push(format!(
-                    "rebuilt stale time index of {}",
-                    segment.log_path.display()
-                ));
-                segment.time_index =
-                    TimeIndex::create(&time_path, base_offset, config.index_bytes_max)?;
-                segment.offset_index =
-                    OffsetIndex::create(&index_path, base_offset, config.index_bytes_max)?;
+                notes.push(format!("rebuilt stale time index of {}", segment.log_path.display()));
+                segment.time_index = TimeIndex::create(&time_path, base_offset, config.index_bytes_max)?;
+                segment.offset_index = OffsetIndex::create(&index_path, base_offset, config.index_bytes_max)?;
                 let _ = segment.scan(true, &mut |_| {})?;
             }
         }
@@ -188,11 +177,7 @@ impl Segment {
     /// Walks batches, (re)building index state, and cuts the file at the first batch that is
     /// torn, corrupt, or breaks offset order. `from_start` rebuilds the indexes from scratch
     /// and checks CRCs; otherwise the walk resumes at the last offset index entry.
-    fn scan(
-        &mut self,
-        from_start: bool,
-        on_batch: &mut dyn FnMut(&BatchHeader),
-    ) -> Result<ScanOutcome, StorageError> {
+    fn scan(&mut self, from_start: bool, on_batch: &mut dyn FnMut(&BatchHeader)) -> Result<ScanOutcome, StorageError> {
         let mut outcome = ScanOutcome::default();
         let mut position = 0u64;
         let mut skip_index_once = false;
@@ -227,8 +212,7 @@ impl Segment {
                     break;
                 }
                 Err(StorageError::Corrupt { reason, .. }) => {
-                    outcome.reason =
-                        Some(format!("bad batch header at position {position}: {reason}"));
+                    outcome.reason = Some(format!("bad batch header at position {position}: {reason}"));
                     break;
                 }
                 Err(e) => return Err(e),
@@ -275,12 +259,7 @@ impl Segment {
         Ok(outcome)
     }
 
-    fn crc_matches(
-        &self,
-        position: u64,
-        header: &BatchHeader,
-        buffer: &mut Vec<u8>,
-    ) -> Result<bool, StorageError> {
+    fn crc_matches(&self, position: u64, header: &BatchHeader, buffer: &mut Vec<u8>) -> Result<bool, StorageError> {
         // The CRC covers the batch from the attributes (byte 21) to its end.
         const CRC_START: u64 = 21;
         buffer.resize(CRC_BUFFER_BYTES, 0);
@@ -289,9 +268,7 @@ impl Segment {
         let mut crc = 0u32;
         while at < end {
             let n = ((end - at) as usize).min(CRC_BUFFER_BYTES);
-            self.file
-                .read_exact_at(&mut buffer[..n], at)
-                .at(&self.log_path)?;
+            self.file.read_exact_at(&mut buffer[..n], at).at(&self.log_path)?;
             crc = crc32c::crc32c_append(crc, &buffer[..n]);
             at += n as u64;
         }
@@ -310,17 +287,10 @@ impl Segment {
     }
 
     /// Updates in-memory state and the sparse indexes for a batch now at `position`.
-    fn index_batch(
-        &mut self,
-        header: &BatchHeader,
-        position: u64,
-        len: u64,
-    ) -> Result<(), StorageError> {
+    fn index_batch(&mut self, header: &BatchHeader, position: u64, len: u64) -> Result<(), StorageError> {
         self.note_batch(header, position);
         self.bytes_since_index_entry += len;
-        if self.bytes_since_index_entry >= self.config.index_interval_bytes
-            && !self.offset_index.is_full()
-        {
+        if self.bytes_since_index_entry >= self.config.index_interval_bytes && !self.offset_index.is_full() {
             self.offset_index.append(header.base_offset, position)?;
             self.time_index
                 .maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp)?;
@@ -330,31 +300,19 @@ impl Segment {
     }
 
     /// Reads the header of the batch at `position`; `Ok(None)` at or near the end of the file.
-    pub(crate) fn read_header_at(
-        &self,
-        position: u64,
-    ) -> Result<Option<BatchHeader>, StorageError> {
+    pub(crate) fn read_header_at(&self, position: u64) -> Result<Option<BatchHeader>, StorageError> {
         read_header(&self.file, &self.log_path, position, self.size_bytes)
     }
 
     /// Reads a whole batch at `position` (a bounded allocation: one batch).
-    pub(crate) fn read_batch_at(
-        &self,
-        position: u64,
-        header: &BatchHeader,
-    ) -> Result<Vec<u8>, StorageError> {
+    pub(crate) fn read_batch_at(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, StorageError> {
         let mut buf = vec![0u8; header.total_len()];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .at(&self.log_path)?;
+        self.file.read_exact_at(&mut buf, position).at(&self.log_path)?;
         Ok(buf)
     }
 
     /// The first batch whose last offset is at or after `offset`, with its position.
-    pub(crate) fn find_batch(
-        &self,
-        offset: i64,
-    ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>, StorageError> {
         if offset >= self.next_offset {
             return Ok(None);
         }
@@ -387,14 +345,8 @@ impl Segment {
         let position = self.size_bytes;
         let len = (header_bytes.len() + rest.len()) as u64;
         debug_assert_eq!(len, header.total_len() as u64);
-        assert!(
-            header.base_offset >= self.next_offset,
-            "appends must move forward"
-        );
-        assert!(
-            position + len <= SEGMENT_BYTES_MAX,
-            "segment rolled too late"
-        );
+        assert!(header.base_offset >= self.next_offset, "appends must move forward");
+        assert!(position + len <= SEGMENT_BYTES_MAX, "segment rolled too late");
         if let Err(e) = write_all_vectored(&self.file, header_bytes, rest) {
             // Cut off whatever part reached the file so the segment stays whole.
             self.file.set_len(position).at(&self.log_path)?;
@@ -473,11 +425,7 @@ impl Segment {
     }
 
     /// Appends a whole batch held in memory (LogAppendTime copies, compaction output).
-    pub(crate) fn append_whole(
-        &mut self,
-        batch: &[u8],
-        header: &BatchHeader,
-    ) -> Result<(), StorageError> {
+    pub(crate) fn append_whole(&mut self, batch: &[u8], header: &BatchHeader) -> Result<(), StorageError> {
         let (head, rest) = batch.split_at(HEADER_LEN);
         self.append(head, rest, header)
     }
@@ -500,8 +448,7 @@ pub(crate) fn read_header(
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(StorageError::io(path, e)),
     }
-    let header = BatchHeader::parse(&buf)
-        .map_err(|e| StorageError::corrupt(path, "batch header", e.to_string()))?;
+    let header = BatchHeader::parse(&buf).map_err(|e| StorageError::corrupt(path, "batch header", e.to_string()))?;
     // The base offset is outside the CRC: check it before any offset arithmetic trusts it.
     let offsets_ok = header.base_offset >= 0
         && header.last_offset_delta >= 0

@@ -6,13 +6,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 use kafka_protocol::records::{
-    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType as RecordTimestampType,
+    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as RecordTimestampType,
 };
 use strom_record::header::{set_base_offset, set_partition_leader_epoch};
-use strom_record::{
-    validate_batches, BatchHeader, BatchIter, TimestampType, ValidateOptions, ValidatedBatches,
-};
+use strom_record::{validate_batches, BatchHeader, BatchIter, TimestampType, ValidateOptions, ValidatedBatches};
 
 use crate::{AppendError, Log, LogConfig, ReadError, StorageError};
 
@@ -74,10 +71,7 @@ pub(crate) fn validated(bytes: Vec<u8>) -> ValidatedBatches {
 pub(crate) fn simple(n: usize, timestamp_ms: i64) -> ValidatedBatches {
     let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
     validated(encode(&Spec {
-        records: keys
-            .iter()
-            .map(|k| (Some(k.as_str()), Some("value")))
-            .collect(),
+        records: keys.iter().map(|k| (Some(k.as_str()), Some("value"))).collect(),
         timestamp_ms,
         codec: Codec::None,
         producer: None,
@@ -102,10 +96,7 @@ pub(crate) fn read_batches(log: &Log, from: i64) -> Vec<(BatchHeader, Vec<u8>)> 
         .map(|b| (b.header, b.bytes.to_vec()))
         .collect();
     for (_, b) in &batches {
-        assert_eq!(
-            strom_record::header::compute_crc(b),
-            BatchHeader::parse(b).unwrap().crc
-        );
+        assert_eq!(strom_record::header::compute_crc(b), BatchHeader::parse(b).unwrap().crc);
     }
     batches
 }
@@ -259,10 +250,7 @@ fn timestamps_lookups() {
         let _ = log.append(&simple(3, 1000 * i), i as i32, 0).unwrap();
     }
     let found = log.offset_for_timestamp(4001).unwrap().unwrap();
-    assert_eq!(
-        (found.offset, found.timestamp, found.leader_epoch),
-        (13, 4001, 4)
-    );
+    assert_eq!((found.offset, found.timestamp, found.leader_epoch), (13, 4001, 4));
     let found = log.offset_for_timestamp(4003).unwrap().unwrap();
     assert_eq!(found.offset, 15);
     assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
@@ -288,11 +276,7 @@ fn leader_epochs_answer_offset_for_leader_epoch() {
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
     log.truncate_to(4).unwrap();
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
-    assert_eq!(
-        log.end_offset_for_epoch(3),
-        None,
-        "newer than any known epoch"
-    );
+    assert_eq!(log.end_offset_for_epoch(3), None, "newer than any known epoch");
     // A missing checkpoint is rebuilt from batch headers.
     log.close().unwrap();
     fs::remove_file(dir.path().join("leader-epoch-checkpoint")).unwrap();
@@ -356,11 +340,7 @@ fn recovers_from_damage_repeatedly() {
         let (log, report) = Log::open(dir.path(), config.clone(), 0).unwrap();
         match damage {
             Damage::Garbage => assert_eq!(report.truncated_bytes, 37, "{report}"),
-            Damage::TornBatch => assert_eq!(
-                report.truncated_bytes as usize,
-                last_len - last_len / 2,
-                "{report}"
-            ),
+            Damage::TornBatch => assert_eq!(report.truncated_bytes as usize, last_len - last_len / 2, "{report}"),
             Damage::FlippedTail => {
                 assert_eq!(report.truncated_bytes as usize, last_len, "{report}")
             }
@@ -399,29 +379,16 @@ fn clean_shutdown_still_repairs_indexes_and_tail() {
     let mut bytes = fs::read(&path).unwrap();
     bytes.extend_from_slice(&[1, 2, 3]);
     fs::write(&path, bytes).unwrap();
-    fs::write(
-        dir.path().join("00000000000000000000.log.cleaned"),
-        b"partial",
-    )
-    .unwrap();
+    fs::write(dir.path().join("00000000000000000000.log.cleaned"), b"partial").unwrap();
     let (log, report) = Log::open(dir.path(), small_config(), 0).unwrap();
     assert!(report.clean_shutdown);
     assert_eq!(report.truncated_bytes, 3, "{report}");
-    assert!(
-        report.repairs.iter().any(|r| r.contains("indexes")),
-        "{report}"
-    );
-    assert!(
-        report.repairs.iter().any(|r| r.contains("stray")),
-        "{report}"
-    );
+    assert!(report.repairs.iter().any(|r| r.contains("indexes")), "{report}");
+    assert!(report.repairs.iter().any(|r| r.contains("stray")), "{report}");
     assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
     assert_eq!(read_batches(&log, 0), expected);
     for (h, _) in &expected {
-        assert_eq!(
-            read_batches(&log, h.base_offset)[0].0.base_offset,
-            h.base_offset
-        );
+        assert_eq!(read_batches(&log, h.base_offset)[0].0.base_offset, h.base_offset);
     }
 }
 
@@ -482,11 +449,7 @@ fn retention_by_time_and_size_and_delete_records() {
     log.set_config(config.clone());
     let _ = log.enforce_retention(1_000_000).unwrap();
     assert_eq!(
-        (
-            log.log_start_offset(),
-            log.log_end_offset(),
-            log.segment_count()
-        ),
+        (log.log_start_offset(), log.log_end_offset(), log.segment_count()),
         (end, end, 1)
     );
     let next = log.append(&simple(1, 0), 0, 0).unwrap();
@@ -592,9 +555,7 @@ fn idempotent_producers() {
         (first.base_offset, first.last_offset)
     );
     assert_eq!(
-        log.append(&idempotent(1, 0, 2, 3), 0, 0)
-            .unwrap()
-            .base_offset,
+        log.append(&idempotent(1, 0, 2, 3), 0, 0).unwrap().base_offset,
         second.base_offset
     );
     assert_eq!(log.log_end_offset(), 6);
@@ -693,11 +654,7 @@ fn records_of(log: &Log) -> Vec<(i64, String, Option<String>)> {
     for (_, batch) in read_batches(log, log.log_start_offset()) {
         for r in strom_record::records::decode_records(&batch).unwrap() {
             let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-            out.push((
-                r.offset,
-                key,
-                r.value.map(|v| String::from_utf8(v.to_vec()).unwrap()),
-            ));
+            out.push((r.offset, key, r.value.map(|v| String::from_utf8(v.to_vec()).unwrap())));
         }
     }
     out
@@ -723,19 +680,12 @@ fn compaction_keeps_latest_per_key_and_offsets() {
         ];
         let outcome = log.append(&keyed(&batch, 0, Codec::None), 0, 0).unwrap();
         for (i, (k, v)) in batch.iter().enumerate() {
-            written.push((
-                outcome.base_offset + i as i64,
-                k.to_string(),
-                v.map(str::to_string),
-            ));
+            written.push((outcome.base_offset + i as i64, k.to_string(), v.map(str::to_string)));
         }
     }
     log.set_high_watermark(log.log_end_offset());
     let active_base = *log.segment_base_offsets().last().unwrap();
-    let last_offsets_before: Vec<i64> = read_batches(&log, 0)
-        .iter()
-        .map(|(h, _)| h.last_offset())
-        .collect();
+    let last_offsets_before: Vec<i64> = read_batches(&log, 0).iter().map(|(h, _)| h.last_offset()).collect();
     let report = compact(&mut log, 10);
     assert!(report.installed && report.records_removed > 0, "{report:?}");
     assert_eq!(report.cleaner_offset, active_base);
@@ -774,15 +724,9 @@ fn tombstones_expire_after_delete_retention() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compact_config());
     let _ = log
-        .append(
-            &keyed(&[("a", Some("1")), ("b", Some("1"))], 100, Codec::None),
-            0,
-            0,
-        )
+        .append(&keyed(&[("a", Some("1")), ("b", Some("1"))], 100, Codec::None), 0, 0)
         .unwrap();
-    let _ = log
-        .append(&keyed(&[("a", None)], 200, Codec::None), 0, 0)
-        .unwrap();
+    let _ = log.append(&keyed(&[("a", None)], 200, Codec::None), 0, 0).unwrap();
     for i in 0..6 {
         let _ = log
             .append(
@@ -813,10 +757,7 @@ fn tombstones_expire_after_delete_retention() {
     }
     log.set_high_watermark(log.log_end_offset());
     let _ = compact(&mut log, 200 + 1000 + 1);
-    let keys: Vec<_> = records_of(&log)
-        .into_iter()
-        .map(|(o, k, _)| (o, k))
-        .collect();
+    let keys: Vec<_> = records_of(&log).into_iter().map(|(o, k, _)| (o, k)).collect();
     assert!(!keys.contains(&(2, "a".to_string())), "{keys:?}");
     assert!(keys.contains(&(1, "b".to_string())));
 }
@@ -829,12 +770,7 @@ fn compressed_batches_are_reencoded_with_their_codec() {
         let _ = log
             .append(
                 &keyed(
-                    &[
-                        ("a", Some("1")),
-                        ("b", Some("1")),
-                        ("a", Some("2")),
-                        ("c", Some("1")),
-                    ],
+                    &[("a", Some("1")), ("b", Some("1")), ("a", Some("2")), ("c", Some("1"))],
                     0,
                     codec,
                 ),
@@ -842,37 +778,20 @@ fn compressed_batches_are_reencoded_with_their_codec() {
                 0,
             )
             .unwrap();
-        let _ = log
-            .append(&keyed(&[("c", Some("2"))], 0, Codec::None), 0, 0)
-            .unwrap();
+        let _ = log.append(&keyed(&[("c", Some("2"))], 0, Codec::None), 0, 0).unwrap();
         for _ in 0..4 {
             let _ = log
-                .append(
-                    &keyed(&[("z", Some(&"y".repeat(150)))], 0, Codec::None),
-                    0,
-                    0,
-                )
+                .append(&keyed(&[("z", Some(&"y".repeat(150)))], 0, Codec::None), 0, 0)
                 .unwrap();
         }
         log.set_high_watermark(log.log_end_offset());
         let _ = compact(&mut log, 100);
         let (header, bytes) = read_batches(&log, 0).remove(0);
-        assert_eq!(
-            header.compression().unwrap() as u8,
-            codec as u8,
-            "{codec:?}"
-        );
-        assert_eq!(
-            (header.base_offset, header.last_offset()),
-            (1, 3),
-            "{codec:?}"
-        );
+        assert_eq!(header.compression().unwrap() as u8, codec as u8, "{codec:?}");
+        assert_eq!((header.base_offset, header.last_offset()), (1, 3), "{codec:?}");
         assert_eq!(header.base_sequence, -1);
         let records = strom_record::records::decode_records(&bytes).unwrap();
-        let got: Vec<_> = records
-            .iter()
-            .map(|r| (r.offset, r.key.clone().unwrap()))
-            .collect();
+        let got: Vec<_> = records.iter().map(|r| (r.offset, r.key.clone().unwrap())).collect();
         assert_eq!(
             got,
             vec![(1, Bytes::from_static(b"b")), (2, Bytes::from_static(b"a"))],
@@ -888,11 +807,7 @@ fn compaction_runs_beside_appends_and_discards_stale_results() {
     let mut log = open(dir.path(), compact_config());
     for i in 0..10 {
         let _ = log
-            .append(
-                &keyed(&[("k", Some(&format!("{i:0>80}")))], 0, Codec::None),
-                0,
-                0,
-            )
+            .append(&keyed(&[("k", Some(&format!("{i:0>80}")))], 0, Codec::None), 0, 0)
             .unwrap();
     }
     log.set_high_watermark(log.log_end_offset());
@@ -910,21 +825,14 @@ fn compaction_runs_beside_appends_and_discards_stale_results() {
     assert_eq!(log.log_end_offset(), 15);
     assert_eq!(records_of(&log).last().unwrap().0, 14);
     // A reader that grabbed file handles before the swap still reads the old bytes.
-    assert_eq!(
-        reader_before.read_to_bytes().unwrap().len(),
-        reader_before.total_len
-    );
+    assert_eq!(reader_before.read_to_bytes().unwrap().len(), reader_before.total_len);
 
     // A segment deleted meanwhile: the result is thrown away and its files removed.
     let mut config = compact_config();
     log.set_high_watermark(log.log_end_offset());
     for _ in 0..5 {
         let _ = log
-            .append(
-                &keyed(&[("k", Some(&"q".repeat(120)))], 0, Codec::None),
-                0,
-                0,
-            )
+            .append(&keyed(&[("k", Some(&"q".repeat(120)))], 0, Codec::None), 0, 0)
             .unwrap();
     }
     log.set_high_watermark(log.log_end_offset());
@@ -938,13 +846,7 @@ fn compaction_runs_beside_appends_and_discards_stale_results() {
     assert!(!report.installed);
     let leftovers = fs::read_dir(dir.path())
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .to_string_lossy()
-                .ends_with(".cleaned")
-        })
+        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".cleaned"))
         .count();
     assert_eq!(leftovers, 0);
 }
@@ -958,11 +860,7 @@ fn compaction_keeps_each_producers_last_batch() {
     let _ = log.append(&idempotent(6, 0, 0, 1), 0, 0).unwrap();
     for _ in 0..4 {
         let _ = log
-            .append(
-                &keyed(&[("k", Some(&"y".repeat(150)))], 0, Codec::None),
-                0,
-                0,
-            )
+            .append(&keyed(&[("k", Some(&"y".repeat(150)))], 0, Codec::None), 0, 0)
             .unwrap();
     }
     log.set_high_watermark(log.log_end_offset());
@@ -991,11 +889,7 @@ fn key_map_cap_cleans_in_passes() {
         for key in ["a", "b", "c", "d"] {
             let _ = log
                 .append(
-                    &keyed(
-                        &[(key, Some(&format!("{round}{}", "p".repeat(60))))],
-                        0,
-                        Codec::None,
-                    ),
+                    &keyed(&[(key, Some(&format!("{round}{}", "p".repeat(60))))], 0, Codec::None),
                     0,
                     0,
                 )
@@ -1007,10 +901,7 @@ fn key_map_cap_cleans_in_passes() {
     let mut job = log.compaction_job(0).unwrap();
     job.set_key_map_bytes_max(200);
     let first = log.install_compaction(job.run().unwrap()).unwrap();
-    assert!(
-        first.installed && first.cleaner_offset < active_base,
-        "{first:?}"
-    );
+    assert!(first.installed && first.cleaner_offset < active_base, "{first:?}");
     let mut passes = 1;
     while let Some(mut job) = log.compaction_job(0) {
         job.set_key_map_bytes_max(200);
@@ -1082,11 +973,7 @@ mod model {
     }
 
     fn check(log: &Log, model: &Model, step: usize) {
-        assert_eq!(
-            log.log_end_offset(),
-            model.log_end_offset,
-            "log end at step {step}"
-        );
+        assert_eq!(log.log_end_offset(), model.log_end_offset, "log end at step {step}");
         assert_eq!(
             log.log_start_offset(),
             model.log_start_offset,
@@ -1113,11 +1000,7 @@ mod model {
             .filter(|b| header(b).base_offset >= model.log_start_offset)
         {
             let h = header(b);
-            assert_eq!(
-                read_batches(log, h.last_offset())[0].1,
-                *b,
-                "lookup at step {step}"
-            );
+            assert_eq!(read_batches(log, h.last_offset())[0].1, *b, "lookup at step {step}");
         }
     }
 
@@ -1137,14 +1020,9 @@ mod model {
                     let mut bytes = Vec::new();
                     for records in &batches {
                         counter += 1;
-                        let values: Vec<String> = (0..*records)
-                            .map(|i| format!("value-{counter}-{i}"))
-                            .collect();
+                        let values: Vec<String> = (0..*records).map(|i| format!("value-{counter}-{i}")).collect();
                         bytes.extend(encode(&Spec {
-                            records: values
-                                .iter()
-                                .map(|v| (Some("key"), Some(v.as_str())))
-                                .collect(),
+                            records: values.iter().map(|v| (Some("key"), Some(v.as_str()))).collect(),
                             timestamp_ms: counter as i64,
                             codec: Codec::None,
                             producer: None,
@@ -1183,10 +1061,7 @@ mod model {
                     let report = current.enforce_retention(0).unwrap();
                     current.set_config(config());
                     assert!(report.log_start_offset >= model.log_start_offset);
-                    assert!(
-                        current.size_bytes() as i64
-                            <= retention_bytes.max(current.size_bytes() as i64)
-                    );
+                    assert!(current.size_bytes() as i64 <= retention_bytes.max(current.size_bytes() as i64));
                     model.log_start_offset = report.log_start_offset;
                 }
                 Op::DeleteRecords(fraction) => {
@@ -1199,10 +1074,7 @@ mod model {
                 Op::ReopenClean => {
                     log.take().unwrap().close().unwrap();
                     let (reopened, report) = Log::open(dir.path(), config(), 0).unwrap();
-                    assert!(
-                        report.clean_shutdown && report.truncated_bytes == 0,
-                        "{report}"
-                    );
+                    assert!(report.clean_shutdown && report.truncated_bytes == 0, "{report}");
                     log = Some(reopened);
                 }
                 Op::ReopenCrash => {

@@ -36,11 +36,7 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
-    pub(crate) fn create(
-        path: &Path,
-        base_offset: i64,
-        max_bytes: u64,
-    ) -> Result<Self, StorageError> {
+    pub(crate) fn create(path: &Path, base_offset: i64, max_bytes: u64) -> Result<Self, StorageError> {
         Ok(TimeIndex {
             base_offset,
             file: IndexFile::create(path, max_bytes)?,
@@ -57,9 +53,10 @@ impl TimeIndex {
         let Some(file) = IndexFile::<TimeEntry>::open(path, max_bytes)? else {
             return Ok(None);
         };
-        let ordered = file.entries.windows(2).all(|w| {
-            w[0].timestamp_ms < w[1].timestamp_ms && w[0].relative_offset <= w[1].relative_offset
-        });
+        let ordered = file
+            .entries
+            .windows(2)
+            .all(|w| w[0].timestamp_ms < w[1].timestamp_ms && w[0].relative_offset <= w[1].relative_offset);
         let inside = file
             .entries
             .last()
@@ -75,11 +72,7 @@ impl TimeIndex {
     }
 
     /// Records a new largest timestamp; ignored unless it is larger than the last entry's.
-    pub(crate) fn maybe_append(
-        &mut self,
-        timestamp_ms: i64,
-        offset: i64,
-    ) -> Result<(), StorageError> {
+    pub(crate) fn maybe_append(&mut self, timestamp_ms: i64, offset: i64) -> Result<(), StorageError> {
         if self.last().is_some_and(|(t, _)| t >= timestamp_ms) || self.is_full() {
             return Ok(());
         }
@@ -94,22 +87,17 @@ impl TimeIndex {
     pub(crate) fn lookup_below(&self, timestamp_ms: i64) -> Option<(i64, i64)> {
         let entries = &self.file.entries;
         let count = entries.partition_point(|e| e.timestamp_ms < timestamp_ms);
-        entries[..count].last().map(|e| {
-            (
-                e.timestamp_ms,
-                self.base_offset + i64::from(e.relative_offset),
-            )
-        })
+        entries[..count]
+            .last()
+            .map(|e| (e.timestamp_ms, self.base_offset + i64::from(e.relative_offset)))
     }
 
     /// (timestamp, absolute offset) of the last entry.
     pub(crate) fn last(&self) -> Option<(i64, i64)> {
-        self.file.entries.last().map(|e| {
-            (
-                e.timestamp_ms,
-                self.base_offset + i64::from(e.relative_offset),
-            )
-        })
+        self.file
+            .entries
+            .last()
+            .map(|e| (e.timestamp_ms, self.base_offset + i64::from(e.relative_offset)))
     }
 
     /// Drops entries at or past `offset`.
