@@ -89,10 +89,7 @@ mod tests {
             );
         }
         let apiversions = kafka_protocol::messages::ApiVersionsRequest::VERSIONS;
-        assert_eq!(
-            supported(ApiKey::ApiVersions).unwrap().max_version,
-            apiversions.max
-        );
+        assert_eq!(supported(ApiKey::ApiVersions).unwrap().max_version, apiversions.max);
     }
 
     #[test]

@@ -77,16 +77,10 @@ mod tests {
         buf.extend_from_slice(b"abc");
         buf.extend_from_slice(&2i32.to_be_bytes());
         buf.extend_from_slice(b"d");
-        assert_eq!(
-            decoder.decode(&mut buf).unwrap().as_deref(),
-            Some(&b"abc"[..])
-        );
+        assert_eq!(decoder.decode(&mut buf).unwrap().as_deref(), Some(&b"abc"[..]));
         assert_eq!(decoder.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"e");
-        assert_eq!(
-            decoder.decode(&mut buf).unwrap().as_deref(),
-            Some(&b"de"[..])
-        );
+        assert_eq!(decoder.decode(&mut buf).unwrap().as_deref(), Some(&b"de"[..]));
         assert!(buf.is_empty());
     }
 
@@ -100,10 +94,7 @@ mod tests {
         let mut buf = BytesMut::from(&101i32.to_be_bytes()[..]);
         assert_eq!(
             decoder.decode(&mut buf),
-            Err(FrameError::TooLarge {
-                size: 101,
-                limit: 100
-            })
+            Err(FrameError::TooLarge { size: 101, limit: 100 })
         );
     }
 }

@@ -97,8 +97,7 @@ pub fn decode_request(frame: Bytes) -> Result<Request, RequestError> {
         let mut buf = frame;
         let header_version = api_key.request_header_version(api_version);
         let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| e.to_string())?;
-        let body =
-            RequestKind::decode(api_key, &mut buf, api_version).map_err(|e| e.to_string())?;
+        let body = RequestKind::decode(api_key, &mut buf, api_version).map_err(|e| e.to_string())?;
         Ok::<_, String>((header, body))
     });
     match decoded {
@@ -135,8 +134,7 @@ mod tests {
 
     #[test]
     fn decodes_supported_requests() {
-        let request =
-            decode_request(frame(ApiKey::Metadata, 12, &MetadataRequest::default())).unwrap();
+        let request = decode_request(frame(ApiKey::Metadata, 12, &MetadataRequest::default())).unwrap();
         assert_eq!(request.api_key, ApiKey::Metadata);
         assert_eq!(request.correlation_id(), 7);
         assert!(matches!(request.body, RequestKind::Metadata(_)));
@@ -144,8 +142,7 @@ mod tests {
 
     #[test]
     fn classifies_bad_requests() {
-        let mut bytes =
-            BytesMut::from(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())[..]);
+        let mut bytes = BytesMut::from(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())[..]);
         bytes[2..4].copy_from_slice(&99i16.to_be_bytes());
         assert!(matches!(
             decode_request(bytes.freeze()),
@@ -155,8 +152,7 @@ mod tests {
                 correlation_id: 7
             })
         ));
-        let mut bytes =
-            BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
+        let mut bytes = BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
         bytes[0..2].copy_from_slice(&999i16.to_be_bytes());
         assert!(matches!(
             decode_request(bytes.freeze()),

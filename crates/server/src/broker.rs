@@ -132,10 +132,7 @@ impl ProducerIdAllocator {
         std::fs::create_dir_all(dir).map_err(|e| dir_error(dir, e))?;
         let path = dir.join("producer-id-block");
         let next = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<i64>()
-                .map_err(|e| dir_error(&path, e))?,
+            Ok(text) => text.trim().parse::<i64>().map_err(|e| dir_error(&path, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(dir_error(&path, e)),
         };

@@ -80,10 +80,7 @@ pub const TOPIC_DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("log.cleanup.policy", "cleanup.policy"),
     ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
-    (
-        "log.cleaner.min.cleanable.ratio",
-        "min.cleanable.dirty.ratio",
-    ),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
     ("log.index.interval.bytes", "index.interval.bytes"),
     ("log.index.size.max.bytes", "segment.index.bytes"),
     ("log.message.timestamp.type", "message.timestamp.type"),
@@ -95,13 +92,10 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    value
-        .trim()
-        .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })
+    value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Accepts `host:port` and Kafka's `PLAINTEXT://host:port`.
@@ -122,13 +116,10 @@ impl BrokerConfig {
             }
             "advertised.listeners" => {
                 let hostport = strip_listener_scheme(value);
-                let (host, port) =
-                    hostport
-                        .rsplit_once(':')
-                        .ok_or_else(|| ConfigError::Invalid {
-                            key: key.to_string(),
-                            reason: "expected host:port".to_string(),
-                        })?;
+                let (host, port) = hostport.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
+                    key: key.to_string(),
+                    reason: "expected host:port".to_string(),
+                })?;
                 self.advertised_host = host.trim_matches(|c| c == '[' || c == ']').to_string();
                 self.advertised_port = parse(key, port)?;
             }
@@ -146,9 +137,7 @@ impl BrokerConfig {
             }
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "queued.max.request.bytes" => self.queued_max_request_bytes = parse(key, value)?,
-            "log.retention.check.interval.ms" => {
-                self.log_retention_check_interval_ms = parse(key, value)?
-            }
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(key, value)?,
             "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse(key, value)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,
             "log.retention.hours" => {
@@ -180,20 +169,12 @@ impl BrokerConfig {
         Ok(())
     }
 
-    fn set_topic_default(
-        &mut self,
-        broker_key: &str,
-        topic_key: &str,
-        value: &str,
-    ) -> Result<(), ConfigError> {
-        crate::topic_config::validate_value(topic_key, value).map_err(|reason| {
-            ConfigError::Invalid {
-                key: broker_key.to_string(),
-                reason,
-            }
+    fn set_topic_default(&mut self, broker_key: &str, topic_key: &str, value: &str) -> Result<(), ConfigError> {
+        crate::topic_config::validate_value(topic_key, value).map_err(|reason| ConfigError::Invalid {
+            key: broker_key.to_string(),
+            reason,
         })?;
-        self.topic_defaults
-            .insert(topic_key.to_string(), value.to_string());
+        self.topic_defaults.insert(topic_key.to_string(), value.to_string());
         Ok(())
     }
 
@@ -204,9 +185,7 @@ impl BrokerConfig {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
         for (key, value) in flatten_toml("", &table) {
             self.set(&key, &value)?;
         }
@@ -214,10 +193,7 @@ impl BrokerConfig {
     }
 
     /// Applies `STROM_*` variables: `STROM_LOG_RETENTION_MS=5` sets `log.retention.ms`.
-    pub fn apply_env(
-        &mut self,
-        vars: impl Iterator<Item = (String, String)>,
-    ) -> Result<(), ConfigError> {
+    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("STROM_") else {
                 continue;
@@ -258,14 +234,10 @@ mod tests {
     #[test]
     fn sets_kafka_properties() {
         let mut config = BrokerConfig::default();
-        config
-            .set("listeners", "PLAINTEXT://127.0.0.1:19092")
-            .unwrap();
+        config.set("listeners", "PLAINTEXT://127.0.0.1:19092").unwrap();
         assert_eq!(config.listener.port(), 19092);
         assert_eq!(config.advertised_port, 19092);
-        config
-            .set("advertised.listeners", "PLAINTEXT://broker1:9093")
-            .unwrap();
+        config.set("advertised.listeners", "PLAINTEXT://broker1:9093").unwrap();
         assert_eq!(
             (config.advertised_host.as_str(), config.advertised_port),
             ("broker1", 9093)
@@ -273,10 +245,7 @@ mod tests {
         config.set("log.retention.ms", "1000").unwrap();
         assert_eq!(config.topic_defaults["retention.ms"], "1000");
         assert!(config.set("log.retention.ms", "soon").is_err());
-        assert!(matches!(
-            config.set("no.such.thing", "1"),
-            Err(ConfigError::Unknown(_))
-        ));
+        assert!(matches!(config.set("no.such.thing", "1"), Err(ConfigError::Unknown(_))));
     }
 
     #[test]
@@ -294,11 +263,7 @@ mod tests {
         assert_eq!(config.num_partitions, 3);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
-        std::fs::write(
-            &path,
-            "listeners = \"127.0.0.1:1234\"\n[log]\n\"retention.ms\" = 77\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "listeners = \"127.0.0.1:1234\"\n[log]\n\"retention.ms\" = 77\n").unwrap();
         config.apply_toml_file(&path).unwrap();
         assert_eq!(config.listener.port(), 1234);
         assert_eq!(config.topic_defaults["retention.ms"], "77");

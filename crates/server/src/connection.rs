@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use strom_protocol::frame::{FrameDecoder, SIZE_PREFIX_LEN};
 use strom_protocol::request::{decode_request, RequestError};
-use strom_protocol::response::{api_versions_fallback, encode_response};
+use strom_protocol::response::{api_versions_fallback, encode_response, encode_response_pieces};
 use strom_protocol::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
+use crate::outbox::Outbox;
 
 /// Responses are flushed once this much is buffered even if more requests are waiting.
 const WRITE_BUFFER_FLUSH_BYTES: usize = 1024 * 1024;
@@ -60,14 +61,14 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(broker.config.socket_request_max_bytes);
     let mut read_buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    let mut write_buf = BytesMut::new();
+    let mut outbox = Outbox::default();
     loop {
         // Answer every request already buffered before reading more.
         while read_buf.len() >= SIZE_PREFIX_LEN {
             let size = i32::from_be_bytes([read_buf[0], read_buf[1], read_buf[2], read_buf[3]]);
             // The decoder refuses bad sizes before anything is buffered for them.
             if let Err(e) = decoder.check_size(size) {
-                close_with(&mut stream, &mut write_buf, peer, &e).await;
+                close_with(&mut stream, &mut outbox, peer, &e).await;
                 return;
             }
             let frame_len = size as usize;
@@ -75,16 +76,10 @@ pub(crate) async fn serve(
             // and held until its response is encoded.
             let _permit = admission.admit(frame_len).await;
             if read_buf.len() < SIZE_PREFIX_LEN + frame_len {
-                if !write_buf.is_empty() && flush(&mut stream, &mut write_buf).await.is_err() {
+                if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
                     return;
                 }
-                if let Err(e) = read_exact(
-                    &mut stream,
-                    &mut read_buf,
-                    SIZE_PREFIX_LEN + frame_len,
-                    &mut shutdown,
-                )
-                .await
+                if let Err(e) = read_exact(&mut stream, &mut read_buf, SIZE_PREFIX_LEN + frame_len, &mut shutdown).await
                 {
                     tracing::debug!(%peer, error = %e, "connection closed while reading a request");
                     return;
@@ -94,21 +89,19 @@ pub(crate) async fn serve(
                 Ok(Some(frame)) => frame,
                 Ok(None) => unreachable!("a whole frame is buffered"),
                 Err(e) => {
-                    close_with(&mut stream, &mut write_buf, peer, &e).await;
+                    close_with(&mut stream, &mut outbox, peer, &e).await;
                     return;
                 }
             };
-            if let Err(reason) = answer(&broker, frame, &mut write_buf).await {
-                close_with(&mut stream, &mut write_buf, peer, &reason).await;
+            if let Err(reason) = answer(&broker, frame, &mut outbox).await {
+                close_with(&mut stream, &mut outbox, peer, &reason).await;
                 return;
             }
-            if write_buf.len() >= WRITE_BUFFER_FLUSH_BYTES
-                && flush(&mut stream, &mut write_buf).await.is_err()
-            {
+            if outbox.len() >= WRITE_BUFFER_FLUSH_BYTES && outbox.flush(&mut stream).await.is_err() {
                 return;
             }
         }
-        if !write_buf.is_empty() && flush(&mut stream, &mut write_buf).await.is_err() {
+        if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }
         if read_buf.capacity() - read_buf.len() < 1024 {
@@ -146,31 +139,21 @@ async fn read_exact(
     Ok(())
 }
 
-async fn flush(stream: &mut TcpStream, write_buf: &mut BytesMut) -> std::io::Result<()> {
-    let result = stream.write_all(write_buf).await;
-    write_buf.clear();
-    result
-}
-
 /// Sends what is already answered, then closes: the stream cannot be parsed past this point.
 async fn close_with(
     stream: &mut TcpStream,
-    write_buf: &mut BytesMut,
+    outbox: &mut Outbox,
     peer: SocketAddr,
     reason: &(dyn std::fmt::Display + Sync),
 ) {
     tracing::info!(%peer, %reason, "closing connection");
-    let _ = flush(stream, write_buf).await;
+    let _ = outbox.flush(stream).await;
     let _ = stream.shutdown().await;
 }
 
-/// Handles one frame, appending its response (if any) to `out`. An error means the connection
+/// Handles one frame, queueing its response (if any) in `outbox`. An error means the connection
 /// must close.
-async fn answer(
-    broker: &Arc<Broker>,
-    frame: bytes::Bytes,
-    out: &mut BytesMut,
-) -> Result<(), String> {
+async fn answer(broker: &Arc<Broker>, frame: bytes::Bytes, outbox: &mut Outbox) -> Result<(), String> {
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(RequestError::UnsupportedVersion {
@@ -178,7 +161,7 @@ async fn answer(
             correlation_id,
             ..
         }) => {
-            return api_versions_fallback(out, correlation_id).map_err(|e| e.to_string());
+            return api_versions_fallback(outbox.inline_mut(), correlation_id).map_err(|e| e.to_string());
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -194,7 +177,11 @@ async fn answer(
     );
     match handlers::handle(broker, request).await {
         Reply::Response(body) => {
-            encode_response(out, correlation_id, api_version, &body).map_err(|e| e.to_string())
+            encode_response(outbox.inline_mut(), correlation_id, api_version, &body).map_err(|e| e.to_string())
+        }
+        Reply::Fetch(body, slices) => {
+            let pieces = encode_response_pieces(correlation_id, api_version, &body).map_err(|e| e.to_string())?;
+            outbox.push_pieces(pieces, slices)
         }
         Reply::None => Ok(()),
     }

@@ -11,12 +11,14 @@
 //! - [`partition`]: one partition's log behind its lock.
 //! - `connection`: one client connection's read-answer-write loop, with admission control.
 //! - `handlers`: one module per Kafka API.
+//! - `outbox`: responses queued for a connection; fetched records leave by `sendfile`.
 //! - [`server`]: the listener, background maintenance, graceful shutdown.
 
 pub mod broker;
 pub mod config;
 mod connection;
 mod handlers;
+mod outbox;
 pub mod partition;
 pub mod server;
 pub mod topic_config;

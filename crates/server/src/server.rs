@@ -28,10 +28,7 @@ pub enum ServerError {
 
 /// Runs a broker until `shutdown` completes: recover logs, listen, serve; then stop accepting,
 /// let connections finish the request in hand, and flush and close every log.
-pub async fn run(
-    config: BrokerConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
+pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let listen_addr = config.listener;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -126,12 +123,7 @@ fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch:
     ));
 }
 
-async fn every(
-    interval_ms: u64,
-    broker: Arc<Broker>,
-    mut stop: watch::Receiver<bool>,
-    pass: fn(&Broker),
-) {
+async fn every(interval_ms: u64, broker: Arc<Broker>, mut stop: watch::Receiver<bool>, pass: fn(&Broker)) {
     let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -179,10 +171,7 @@ fn compaction_pass(broker: &Broker) {
     for partition in broker.topics.all_partitions() {
         // Take the job under the lock, do the work without it, install under it again: produce
         // and fetch continue while a partition is being cleaned.
-        let job = partition
-            .lock()
-            .as_ref()
-            .and_then(|log| log.compaction_job(now));
+        let job = partition.lock().as_ref().and_then(|log| log.compaction_job(now));
         let Some(job) = job else { continue };
         let result = match job.run() {
             Ok(result) => result,

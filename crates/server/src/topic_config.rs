@@ -31,12 +31,7 @@ pub struct TopicConfigKey {
     pub doc: &'static str,
 }
 
-const fn key(
-    name: &'static str,
-    default: &'static str,
-    config_type: ConfigType,
-    doc: &'static str,
-) -> TopicConfigKey {
+const fn key(name: &'static str, default: &'static str, config_type: ConfigType, doc: &'static str) -> TopicConfigKey {
     TopicConfigKey {
         name,
         default,
@@ -47,12 +42,7 @@ const fn key(
 
 /// Every topic config Strom accepts, with Kafka's defaults. A name not here is rejected.
 pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
-    key(
-        "cleanup.policy",
-        "delete",
-        ConfigType::List,
-        "delete, compact, or both",
-    ),
+    key("cleanup.policy", "delete", ConfigType::List, "delete, compact, or both"),
     key(
         "compression.type",
         "producer",
@@ -183,15 +173,11 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
         "message.timestamp.type" if value != "CreateTime" && value != "LogAppendTime" => {
             return bad("expected CreateTime or LogAppendTime")
         }
-        "compression.type" if value != "producer" => return bad(
-            "Strom stores batches as the producer compressed them; only 'producer' is supported",
-        ),
-        "segment.bytes" if value.parse::<i64>().unwrap_or(0) < 1024 => {
-            return bad("must be at least 1024")
+        "compression.type" if value != "producer" => {
+            return bad("Strom stores batches as the producer compressed them; only 'producer' is supported")
         }
-        "unclean.leader.election.enable" if value == "true" => {
-            return bad("unclean leader election is not supported")
-        }
+        "segment.bytes" if value.parse::<i64>().unwrap_or(0) < 1024 => return bad("must be at least 1024"),
+        "unclean.leader.election.enable" if value == "true" => return bad("unclean leader election is not supported"),
         _ => {}
     }
     Ok(())
@@ -253,10 +239,7 @@ pub fn resolve(
 
 /// Translates the effective configuration into what the storage engine needs. Values were
 /// validated on the way in, so a parse failure here falls back to Kafka's default.
-pub fn log_config(
-    broker_defaults: &BTreeMap<String, String>,
-    overrides: &BTreeMap<String, String>,
-) -> LogConfig {
+pub fn log_config(broker_defaults: &BTreeMap<String, String>, overrides: &BTreeMap<String, String>) -> LogConfig {
     let resolved = resolve(broker_defaults, overrides);
     let get = |name: &str| -> &str {
         resolved
@@ -266,11 +249,10 @@ pub fn log_config(
             .expect("every key resolves")
     };
     let num = |name: &str| -> i64 {
-        get(name).trim().parse().unwrap_or_else(|_| {
-            lookup(name)
-                .and_then(|k| k.default.parse().ok())
-                .unwrap_or(0)
-        })
+        get(name)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| lookup(name).and_then(|k| k.default.parse().ok()).unwrap_or(0))
     };
     let mut config = LogConfig::default();
     config.segment_bytes = num("segment.bytes").max(1024) as u64;
@@ -297,10 +279,7 @@ pub fn log_config(
 }
 
 /// `max.message.bytes` for produce validation.
-pub fn max_message_bytes(
-    broker_defaults: &BTreeMap<String, String>,
-    overrides: &BTreeMap<String, String>,
-) -> usize {
+pub fn max_message_bytes(broker_defaults: &BTreeMap<String, String>, overrides: &BTreeMap<String, String>) -> usize {
     let value = overrides
         .get("max.message.bytes")
         .or_else(|| broker_defaults.get("max.message.bytes"));

@@ -157,14 +157,9 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 impl TopicRegistry {
     /// Loads every topic recorded under the data directory and opens (recovers) its logs.
-    pub fn open(
-        data_dir: &Path,
-        broker_defaults: BTreeMap<String, String>,
-        now_ms: i64,
-    ) -> Result<Self, TopicError> {
+    pub fn open(data_dir: &Path, broker_defaults: BTreeMap<String, String>, now_ms: i64) -> Result<Self, TopicError> {
         let meta_dir = data_dir.join("__strom").join("topics");
-        std::fs::create_dir_all(&meta_dir)
-            .map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
+        std::fs::create_dir_all(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
         let registry = TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             meta_dir: meta_dir.clone(),
@@ -172,33 +167,21 @@ impl TopicRegistry {
             topics: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
         };
-        let entries = std::fs::read_dir(&meta_dir)
-            .map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
+        let entries = std::fs::read_dir(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
         for entry in entries {
             let path = entry.map_err(|e| io_error("listing topics", e))?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
             }
-            let Some(name) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .map(str::to_string)
-            else {
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
                 continue;
             };
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| io_error(&path.display().to_string(), e))?;
-            let record: TopicRecord = toml::from_str(&text)
-                .map_err(|e| io_error(&format!("topic metadata {}", path.display()), e))?;
-            let id = Uuid::parse_str(&record.id)
-                .map_err(|e| io_error(&path.display().to_string(), e))?;
-            let topic =
-                registry.open_topic(&name, id, record.partitions, record.configs, now_ms)?;
-            registry
-                .topics
-                .write()
-                .expect("registry lock")
-                .insert(name, topic);
+            let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
+            let record: TopicRecord =
+                toml::from_str(&text).map_err(|e| io_error(&format!("topic metadata {}", path.display()), e))?;
+            let id = Uuid::parse_str(&record.id).map_err(|e| io_error(&path.display().to_string(), e))?;
+            let topic = registry.open_topic(&name, id, record.partitions, record.configs, now_ms)?;
+            registry.topics.write().expect("registry lock").insert(name, topic);
         }
         Ok(registry)
     }
@@ -213,9 +196,7 @@ impl TopicRegistry {
     ) -> Result<Arc<Topic>, TopicError> {
         let mut partitions = Vec::with_capacity(partition_count as usize);
         for index in 0..partition_count {
-            partitions.push(Arc::new(
-                self.open_partition(name, index, &overrides, now_ms)?,
-            ));
+            partitions.push(Arc::new(self.open_partition(name, index, &overrides, now_ms)?));
         }
         let validate_options = RwLock::new(self.validate_options_for(&overrides));
         Ok(Arc::new(Topic {
@@ -236,8 +217,7 @@ impl TopicRegistry {
     ) -> Result<Partition, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
         let config = topic_config::log_config(&self.broker_defaults, overrides);
-        let (log, report) =
-            Log::open(&dir, config, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
+        let (log, report) = Log::open(&dir, config, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
         tracing::debug!(topic, partition = index, %report, "opened partition");
         Ok(Partition::new(topic.to_string(), index, log))
     }
@@ -250,8 +230,7 @@ impl TopicRegistry {
         };
         let text = toml::to_string(&record).map_err(|e| io_error("encoding topic metadata", e))?;
         let path = self.meta_dir.join(format!("{}.toml", topic.name));
-        write_atomically(&path, text.as_bytes())
-            .map_err(|e| io_error(&path.display().to_string(), e))
+        write_atomically(&path, text.as_bytes()).map_err(|e| io_error(&path.display().to_string(), e))
     }
 
     fn validate_options_for(&self, overrides: &BTreeMap<String, String>) -> ValidateOptions {
@@ -268,11 +247,7 @@ impl TopicRegistry {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("registry lock")
-            .get(name)
-            .cloned()
+        self.topics.read().expect("registry lock").get(name).cloned()
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -280,12 +255,7 @@ impl TopicRegistry {
     }
 
     pub fn list(&self) -> Vec<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect()
+        self.topics.read().expect("registry lock").values().cloned().collect()
     }
 
     /// Every open partition, for background tasks (flush, retention, compaction).
@@ -364,12 +334,12 @@ impl TopicRegistry {
         now_ms: i64,
     ) -> Result<(), TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let current = topic.partition_count();
         if new_count <= current {
-            return Err(TopicError::InvalidPartitions(format!("topic {name} has {current} partitions; the new count must be larger, got {new_count}")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count must be larger, got {new_count}"
+            )));
         }
         if new_count > PARTITIONS_PER_TOPIC_MAX {
             return Err(TopicError::InvalidPartitions(format!(
@@ -382,9 +352,7 @@ impl TopicRegistry {
         let overrides = topic.overrides();
         let mut added = Vec::new();
         for index in current..new_count {
-            added.push(Arc::new(
-                self.open_partition(name, index, &overrides, now_ms)?,
-            ));
+            added.push(Arc::new(self.open_partition(name, index, &overrides, now_ms)?));
         }
         topic.partitions.write().expect("topic lock").extend(added);
         self.persist(&topic)
@@ -399,14 +367,11 @@ impl TopicRegistry {
     ) -> Result<(), TopicError> {
         Self::validate_overrides(&overrides)?;
         let _admin = self.admin.lock().expect("admin lock");
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         if validate_only {
             return Ok(());
         }
-        *topic.validate_options.write().expect("topic lock") =
-            self.validate_options_for(&overrides);
+        *topic.validate_options.write().expect("topic lock") = self.validate_options_for(&overrides);
         *topic.overrides.write().expect("topic lock") = overrides.clone();
         self.persist(&topic)?;
         let config = topic_config::log_config(&self.broker_defaults, &overrides);

@@ -9,9 +9,8 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::ResponseError;
 
@@ -24,11 +23,7 @@ use crate::topics::TopicError;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
-pub(super) fn describe(
-    broker: &Broker,
-    request: DescribeConfigsRequest,
-    version: i16,
-) -> DescribeConfigsResponse {
+pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default();
@@ -43,10 +38,7 @@ pub(super) fn describe(
             RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name) {
                 None => {
                     result.error_code = code(ResponseError::UnknownTopicOrPartition);
-                    result.error_message = Some(str_bytes(&format!(
-                        "unknown topic {}",
-                        &*resource.resource_name
-                    )));
+                    result.error_message = Some(str_bytes(&format!("unknown topic {}", &*resource.resource_name)));
                 }
                 Some(topic) => {
                     let defaults = broker.topics.broker_defaults();
@@ -66,16 +58,14 @@ pub(super) fn describe(
                             entry.documentation = Some(str_bytes(config.doc));
                         }
                         if request.include_synonyms {
-                            entry.synonyms =
-                                topic_synonyms(config.name, &topic.overrides(), defaults);
+                            entry.synonyms = topic_synonyms(config.name, &topic.overrides(), defaults);
                         }
                         result.configs.push(entry);
                     }
                 }
             },
             RESOURCE_BROKER
-                if resource.resource_name.is_empty()
-                    || *resource.resource_name == *broker.node_id().to_string() =>
+                if resource.resource_name.is_empty() || *resource.resource_name == *broker.node_id().to_string() =>
             {
                 for (name, value) in broker_properties(broker) {
                     if wanted(&name) {
@@ -92,16 +82,11 @@ pub(super) fn describe(
             }
             RESOURCE_BROKER => {
                 result.error_code = code(ResponseError::InvalidRequest);
-                result.error_message = Some(str_bytes(&format!(
-                    "this broker is node {}",
-                    broker.node_id()
-                )));
+                result.error_message = Some(str_bytes(&format!("this broker is node {}", broker.node_id())));
             }
             other => {
                 result.error_code = code(ResponseError::InvalidRequest);
-                result.error_message = Some(str_bytes(&format!(
-                    "resource type {other} is not supported"
-                )));
+                result.error_message = Some(str_bytes(&format!("resource type {other} is not supported")));
             }
         }
         result.resource_name = resource.resource_name;
@@ -165,10 +150,7 @@ fn topic_synonyms(
 fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
     let c = &broker.config;
     let mut props = vec![
-        (
-            "listeners".to_string(),
-            format!("PLAINTEXT://{}", c.listener),
-        ),
+        ("listeners".to_string(), format!("PLAINTEXT://{}", c.listener)),
         (
             "advertised.listeners".to_string(),
             format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port),
@@ -193,10 +175,7 @@ fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
             "log.cleaner.backoff.ms".to_string(),
             c.log_cleaner_backoff_ms.to_string(),
         ),
-        (
-            "log.flush.interval.ms".to_string(),
-            c.log_flush_interval_ms.to_string(),
-        ),
+        ("log.flush.interval.ms".to_string(), c.log_flush_interval_ms.to_string()),
     ];
     for (broker_name, topic_name) in TOPIC_DEFAULT_PROPERTIES {
         let value = c
@@ -227,11 +206,8 @@ fn alter_resource(
                 ));
             };
             let mut overrides = topic.overrides();
-            let result = change(&mut overrides).and_then(|()| {
-                broker
-                    .topics
-                    .set_overrides(resource_name, overrides, validate_only)
-            });
+            let result = change(&mut overrides)
+                .and_then(|()| broker.topics.set_overrides(resource_name, overrides, validate_only));
             result.err().map(|e| (e.code(), e.to_string()))
         }
         RESOURCE_BROKER => Some((
@@ -252,11 +228,7 @@ pub(super) fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfi
         let replacement: BTreeMap<String, String> = resource
             .configs
             .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
         let outcome = alter_resource(
             broker,
@@ -338,18 +310,13 @@ pub(super) fn incremental_alter(
                                 .collect();
                             overrides.insert(name, items.join(","));
                         }
-                        (op, _) => {
-                            return Err(TopicError::InvalidConfig(format!(
-                                "invalid operation {op} for {name}"
-                            )))
-                        }
+                        (op, _) => return Err(TopicError::InvalidConfig(format!("invalid operation {op} for {name}"))),
                     }
                 }
                 Ok(())
             },
         );
-        let mut result =
-            incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        let mut result = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         if let Some((error, message)) = outcome {
             result.error_code = error;
             result.error_message = Some(str_bytes(&message));

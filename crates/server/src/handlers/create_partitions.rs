@@ -7,10 +7,7 @@ use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::topics::TopicError;
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: CreatePartitionsRequest,
-) -> CreatePartitionsResponse {
+pub(super) fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
     for topic in request.topics {
         let mut result = CreatePartitionsTopicResult::default();

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
@@ -12,11 +10,7 @@ use crate::broker::{now_ms, Broker};
 use crate::topic_config;
 use crate::topics::TopicError;
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
@@ -29,20 +23,18 @@ pub(super) fn handle(
         let overrides: BTreeMap<String, String> = topic
             .configs
             .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
         let outcome = if !topic.assignments.is_empty() {
             if topic.num_partitions != -1 || topic.replication_factor != -1 {
                 Err(TopicError::InvalidPartitions(
                     "give either assignments or partition count and replication factor".into(),
                 ))
-            } else if topic.assignments.iter().any(|a| {
-                a.broker_ids.iter().any(|b| b.0 != broker.node_id()) || a.broker_ids.len() != 1
-            }) {
+            } else if topic
+                .assignments
+                .iter()
+                .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.node_id()) || a.broker_ids.len() != 1)
+            {
                 Err(TopicError::InvalidReplicationFactor(
                     "every replica must be on this single broker".into(),
                 ))
@@ -61,13 +53,9 @@ pub(super) fn handle(
                 topic.replication_factor
             )))
         } else {
-            broker.topics.create(
-                &name,
-                partitions,
-                overrides.clone(),
-                request.validate_only,
-                now_ms(),
-            )
+            broker
+                .topics
+                .create(&name, partitions, overrides.clone(), request.validate_only, now_ms())
         };
         match outcome {
             Ok(created) => {
@@ -77,8 +65,7 @@ pub(super) fn handle(
                 if version >= 5 {
                     result.num_partitions = partitions;
                     result.replication_factor = 1;
-                    let configs =
-                        topic_config::resolve(broker.topics.broker_defaults(), &overrides);
+                    let configs = topic_config::resolve(broker.topics.broker_defaults(), &overrides);
                     result.configs = Some(
                         configs
                             .into_iter()

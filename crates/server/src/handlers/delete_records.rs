@@ -1,8 +1,6 @@
 //! DeleteRecords (key 21): move a partition's log start offset forward.
 
-use kafka_protocol::messages::delete_records_response::{
-    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
-};
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
@@ -18,10 +16,7 @@ pub(super) fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRe
             let mut result = DeleteRecordsPartitionResult::default();
             result.partition_index = wanted.partition_index;
             result.low_watermark = -1;
-            match known
-                .as_ref()
-                .and_then(|t| t.partition(wanted.partition_index))
-            {
+            match known.as_ref().and_then(|t| t.partition(wanted.partition_index)) {
                 None => result.error_code = code(ResponseError::UnknownTopicOrPartition),
                 Some(partition) => {
                     let mut guard = partition.lock();

@@ -6,11 +6,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+pub(super) fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let mut response = DeleteTopicsResponse::default();
     let names: Vec<_> = if version >= 6 {
         request.topics.into_iter().filter_map(|t| t.name).collect()

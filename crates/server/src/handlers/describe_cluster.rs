@@ -6,11 +6,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub(super) fn handle(
-    broker: &Broker,
-    _request: &DescribeClusterRequest,
-    version: i16,
-) -> DescribeClusterResponse {
+pub(super) fn handle(broker: &Broker, _request: &DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = str_bytes(&broker.cluster_id);
     response.controller_id = BrokerId(broker.node_id());

@@ -2,6 +2,8 @@
 //!
 //! A fetch that finds fewer than `min_bytes` waits, up to `max_wait_ms`, for the broker's
 //! append signal and reads again, so a consumer sees a record as soon as it is appended.
+//! Record bytes are not read here: each partition's records are a placeholder in the response
+//! and a file slice beside it, which the connection sends with `sendfile`.
 //! Fetch sessions (KIP-227) are declined: every response carries session id 0, which tells
 //! clients to keep sending full fetch requests.
 
@@ -13,7 +15,8 @@ use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
-use strom_storage::ReadError;
+use strom_protocol::response::records_placeholder;
+use strom_storage::{ReadError, ReadSlice};
 
 use super::code;
 use crate::broker::Broker;
@@ -22,16 +25,17 @@ use crate::partition::Partition;
 /// Bound on how long any fetch may park, whatever the client asks for.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
+/// Returns the response and, in placeholder order, the file slices behind its record sets.
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: FetchRequest,
     version: i16,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<ReadSlice>) {
     if version >= 7 && request.session_id != 0 {
-        return session_error(ResponseError::FetchSessionIdNotFound);
+        return (session_error(ResponseError::FetchSessionIdNotFound), Vec::new());
     }
     if version >= 7 && request.session_epoch > 0 {
-        return session_error(ResponseError::InvalidFetchSessionEpoch);
+        return (session_error(ResponseError::InvalidFetchSessionEpoch), Vec::new());
     }
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
@@ -41,12 +45,12 @@ pub(super) async fn handle(
         // Mark the current append generation seen before reading, so an append that lands
         // between this read and the wait below still wakes us.
         appended.borrow_and_update();
-        let (response, bytes, errors) = read_partitions(broker, &request, version);
-        if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
-            return response;
+        let pass = read_partitions(broker, &request, version);
+        if pass.record_bytes >= min_bytes || pass.any_error || tokio::time::Instant::now() >= deadline {
+            return (pass.response, pass.slices);
         }
         tokio::select! {
-            changed = appended.changed() => if changed.is_err() { return response },
+            changed = appended.changed() => if changed.is_err() { return (pass.response, pass.slices) },
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
@@ -58,48 +62,52 @@ fn session_error(error: ResponseError) -> FetchResponse {
     response
 }
 
-/// One pass over every requested partition. Returns the response, the record bytes in it, and
-/// whether any partition had an error (which ends the wait, as in Kafka).
-fn read_partitions(
-    broker: &Broker,
-    request: &FetchRequest,
-    version: i16,
-) -> (FetchResponse, usize, bool) {
+struct FetchPass {
+    response: FetchResponse,
+    slices: Vec<ReadSlice>,
+    record_bytes: usize,
+    /// Any partition error ends the wait, as in Kafka.
+    any_error: bool,
+}
+
+fn read_partitions(broker: &Broker, request: &FetchRequest, version: i16) -> FetchPass {
     let mut budget = if version >= 3 && request.max_bytes > 0 {
         request.max_bytes as usize
     } else {
         i32::MAX as usize
     };
-    let mut total = 0usize;
-    let mut any_error = false;
-    let mut response = FetchResponse::default();
+    let mut pass = FetchPass {
+        response: FetchResponse::default(),
+        slices: Vec::new(),
+        record_bytes: 0,
+        any_error: false,
+    };
     for topic in &request.topics {
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
         let known = broker.topics.get(&topic.topic);
         for fetch in &topic.partitions {
             let partition = known.as_ref().and_then(|t| t.partition(fetch.partition));
-            let mut data = match partition {
-                None => error_data(fetch.partition, ResponseError::UnknownTopicOrPartition),
+            let (mut data, len) = match partition {
+                None => (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0),
                 Some(partition) => {
                     let limit = (fetch.partition_max_bytes.max(0) as usize).min(budget);
                     // KIP-74: the first batch of the response is returned whole even if it
                     // exceeds the limits, so a large batch can never stall a consumer.
-                    read_partition(&partition, fetch, limit, total == 0)
+                    read_partition(&partition, fetch, limit, pass.record_bytes == 0, &mut pass.slices)
                 }
             };
-            any_error |= data.error_code != 0;
-            let len = data.records.as_ref().map_or(0, Bytes::len);
-            total += len;
+            pass.any_error |= data.error_code != 0;
+            pass.record_bytes += len;
             budget = budget.saturating_sub(len);
             if version < 5 {
                 data.log_start_offset = -1;
             }
             topic_response.partitions.push(data);
         }
-        response.responses.push(topic_response);
+        pass.response.responses.push(topic_response);
     }
-    (response, total, any_error)
+    pass
 }
 
 fn error_data(index: i32, error: ResponseError) -> PartitionData {
@@ -112,12 +120,15 @@ fn error_data(index: i32, error: ResponseError) -> PartitionData {
     data
 }
 
+/// Reads one partition's position and limits under its lock; returns its response entry and
+/// the number of record bytes it carries.
 fn read_partition(
     partition: &Partition,
     fetch: &FetchPartition,
     limit: usize,
     min_one_batch: bool,
-) -> PartitionData {
+    slices: &mut Vec<ReadSlice>,
+) -> (PartitionData, usize) {
     let current_epoch = partition.leader_epoch();
     if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
         let error = if fetch.current_leader_epoch > current_epoch {
@@ -125,15 +136,15 @@ fn read_partition(
         } else {
             ResponseError::FencedLeaderEpoch
         };
-        return error_data(fetch.partition, error);
+        return (error_data(fetch.partition, error), 0);
     }
     let guard = partition.lock();
     let Some(log) = guard.as_ref() else {
-        return error_data(fetch.partition, ResponseError::UnknownTopicOrPartition);
+        return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
     };
     let high_watermark = log.high_watermark();
     let log_start_offset = log.log_start_offset();
-    let slice = log.read(fetch.fetch_offset, limit, high_watermark, min_one_batch);
+    let read = log.read(fetch.fetch_offset, limit, high_watermark, min_one_batch);
     drop(guard);
     let mut data = PartitionData::default();
     data.partition_index = fetch.partition;
@@ -141,21 +152,36 @@ fn read_partition(
     // No transactions yet: everything below the high watermark is stable.
     data.last_stable_offset = high_watermark;
     data.log_start_offset = log_start_offset;
-    match slice {
-        Ok(slice) => match slice.read_to_bytes() {
-            Ok(bytes) => data.records = Some(bytes),
-            Err(e) => {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "reading log failed");
-                data.error_code = code(ResponseError::KafkaStorageError);
-            }
-        },
+    let storage_error = |e: &dyn std::fmt::Display| {
+        tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "reading log failed");
+        code(ResponseError::KafkaStorageError)
+    };
+    let slice = match read {
+        Ok(slice) => slice,
         Err(ReadError::OffsetOutOfRange { .. }) => {
-            data.error_code = code(ResponseError::OffsetOutOfRange)
+            data.error_code = code(ResponseError::OffsetOutOfRange);
+            return (data, 0);
         }
         Err(ReadError::Storage(e)) => {
-            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "reading log failed");
-            data.error_code = code(ResponseError::KafkaStorageError);
+            data.error_code = storage_error(&e);
+            return (data, 0);
+        }
+    };
+    let len = slice.total_len;
+    if len == 0 {
+        data.records = Some(Bytes::new());
+    } else if let Some(placeholder) = records_placeholder(len) {
+        data.records = Some(placeholder);
+        slices.push(slice);
+    } else {
+        // Too large to send by reference: copy it (only a huge first batch gets here).
+        match slice.read_to_bytes() {
+            Ok(bytes) => data.records = Some(bytes),
+            Err(e) => {
+                data.error_code = storage_error(&e);
+                return (data, 0);
+            }
         }
     }
-    data
+    (data, len)
 }

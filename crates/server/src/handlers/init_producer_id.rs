@@ -17,10 +17,7 @@ pub(super) fn handle(broker: &Broker, request: &InitProducerIdRequest) -> InitPr
     }
     // KIP-360: a producer that lost track of its sequence numbers asks to bump its epoch,
     // keeping its id; once the epoch would overflow it gets a fresh id instead.
-    if request.producer_id.0 >= 0
-        && request.producer_epoch >= 0
-        && request.producer_epoch < i16::MAX - 1
-    {
+    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
         response.producer_id = request.producer_id;
         response.producer_epoch = request.producer_epoch + 1;
         return response;

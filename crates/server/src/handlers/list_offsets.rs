@@ -1,9 +1,7 @@
 //! ListOffsets (key 2): earliest, latest, max timestamp, and the first offset at or after a
 //! timestamp.
 
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
@@ -16,11 +14,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: ListOffsetsRequest,
-    version: i16,
-) -> ListOffsetsResponse {
+pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default();
@@ -31,10 +25,7 @@ pub(super) fn handle(
             out.timestamp = -1;
             out.offset = -1;
             out.leader_epoch = -1;
-            match known
-                .as_ref()
-                .and_then(|t| t.partition(wanted.partition_index))
-            {
+            match known.as_ref().and_then(|t| t.partition(wanted.partition_index)) {
                 None => out.error_code = code(ResponseError::UnknownTopicOrPartition),
                 Some(partition) => {
                     let guard = partition.lock();
@@ -54,20 +45,18 @@ pub(super) fn handle(
                                         out.leader_epoch = found.leader_epoch;
                                     }
                                 }
-                                timestamp if timestamp >= 0 => {
-                                    match log.offset_for_timestamp(timestamp) {
-                                        Ok(Some(found)) if found.offset < log.high_watermark() => {
-                                            out.offset = found.offset;
-                                            out.timestamp = found.timestamp;
-                                            out.leader_epoch = found.leader_epoch;
-                                        }
-                                        Ok(_) => {}
-                                        Err(e) => {
-                                            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "time index lookup failed");
-                                            out.error_code = code(ResponseError::KafkaStorageError);
-                                        }
+                                timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp) {
+                                    Ok(Some(found)) if found.offset < log.high_watermark() => {
+                                        out.offset = found.offset;
+                                        out.timestamp = found.timestamp;
+                                        out.leader_epoch = found.leader_epoch;
                                     }
-                                }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "time index lookup failed");
+                                        out.error_code = code(ResponseError::KafkaStorageError);
+                                    }
+                                },
                                 _ => out.error_code = code(ResponseError::InvalidRequest),
                             }
                         }

@@ -36,8 +36,7 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
                 .collect(),
         ),
     };
-    let auto_create = broker.config.auto_create_topics_enable
-        && (version < 4 || request.allow_auto_topic_creation);
+    let auto_create = broker.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
     response.topics = match requested {
         None => broker
             .topics
@@ -53,23 +52,15 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
     response
 }
 
-fn lookup_or_create(
-    broker: &Broker,
-    name: &str,
-    auto_create: bool,
-    version: i16,
-) -> MetadataResponseTopic {
+fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
     if let Some(topic) = broker.topics.get(name) {
         return describe_topic(broker, &topic, version);
     }
     let error = if auto_create {
-        match broker.topics.create(
-            name,
-            broker.config.num_partitions,
-            Default::default(),
-            false,
-            now_ms(),
-        ) {
+        match broker
+            .topics
+            .create(name, broker.config.num_partitions, Default::default(), false, now_ms())
+        {
             Ok(Some(topic)) => return describe_topic(broker, &topic, version),
             Ok(None) => ResponseError::UnknownTopicOrPartition.code(),
             // A concurrent request created it first.

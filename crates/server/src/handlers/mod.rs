@@ -29,6 +29,8 @@ mod produce;
 /// What a handler produced.
 pub(crate) enum Reply {
     Response(ResponseKind),
+    /// A fetch response whose record sets are placeholders for these file slices, in order.
+    Fetch(kafka_protocol::messages::FetchResponse, Vec<strom_storage::ReadSlice>),
     /// Produce with acks=0: Kafka sends nothing back.
     None,
 }
@@ -42,35 +44,22 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request) -> Reply {
             Some(response) => ResponseKind::Produce(response),
             None => return Reply::None,
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+        RequestKind::Fetch(r) => {
+            let (response, slices) = fetch::handle(broker, r, version).await;
+            return Reply::Fetch(response, slices);
         }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
-        }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))
-        }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, r))
-        }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(admin_configs::describe(broker, r, version))
-        }
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, version)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(broker, r, version)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(broker, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin_configs::describe(broker, r, version)),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin_configs::alter(broker, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(admin_configs::incremental_alter(broker, r))
         }
-        RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(delete_records::handle(broker, r))
-        }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version))
-        }
-        RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
-        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, &r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
         }

@@ -1,19 +1,14 @@
 //! OffsetForLeaderEpoch (key 23): where a leader epoch ended, so a client or follower can
 //! detect log divergence (KIP-101, KIP-320).
 
-use kafka_protocol::messages::offset_for_leader_epoch_response::{
-    EpochEndOffset, OffsetForLeaderTopicResult,
-};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
 use super::code;
 use crate::broker::Broker;
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: OffsetForLeaderEpochRequest,
-) -> OffsetForLeaderEpochResponse {
+pub(super) fn handle(broker: &Broker, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();
     for topic in request.topics {
         let mut topic_result = OffsetForLeaderTopicResult::default();

@@ -11,11 +11,7 @@ use strom_storage::AppendError;
 use super::{code, str_bytes};
 use crate::broker::{now_ms, Broker};
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: ProduceRequest,
-    version: i16,
-) -> Option<ProduceResponse> {
+pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
     let now = now_ms();
     let acks_valid = matches!(acks, -1..=1);
@@ -29,20 +25,13 @@ pub(super) fn handle(
             } else if request.transactional_id.is_some() {
                 // Transactions arrive with the transaction coordinator; until then a
                 // transactional write is refused rather than stored without its guarantees.
-                error_response(
-                    partition.index,
-                    ResponseError::TransactionalIdAuthorizationFailed,
-                    None,
-                )
+                error_response(partition.index, ResponseError::TransactionalIdAuthorizationFailed, None)
             } else {
-                let result =
-                    produce_partition(broker, &topic.name, partition.index, partition.records, now);
+                let result = produce_partition(broker, &topic.name, partition.index, partition.records, now);
                 appended_any |= result.error_code == 0;
                 result
             };
-            topic_response
-                .partition_responses
-                .push(fit_to_version(result, version));
+            topic_response.partition_responses.push(fit_to_version(result, version));
         }
         topic_response.name = topic.name;
         response.responses.push(topic_response);
@@ -54,10 +43,7 @@ pub(super) fn handle(
 }
 
 /// Clears fields the negotiated version does not carry; the codec refuses to encode them.
-fn fit_to_version(
-    mut response: PartitionProduceResponse,
-    version: i16,
-) -> PartitionProduceResponse {
+fn fit_to_version(mut response: PartitionProduceResponse, version: i16) -> PartitionProduceResponse {
     if version < 5 {
         response.log_start_offset = -1;
     }
@@ -67,11 +53,7 @@ fn fit_to_version(
     response
 }
 
-fn error_response(
-    index: i32,
-    error: ResponseError,
-    message: Option<String>,
-) -> PartitionProduceResponse {
+fn error_response(index: i32, error: ResponseError, message: Option<String>) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default();
     response.index = index;
     response.error_code = code(error);
@@ -106,23 +88,11 @@ fn produce_partition(
         Ok(v) => v,
         Err(e) => {
             tracing::debug!(topic = topic_name, partition = index, error = %e, "rejected record set");
-            return error_response(
-                index,
-                strom_protocol::errors::batch_error_code(&e),
-                Some(e.to_string()),
-            );
+            return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
         }
     };
-    if validated
-        .batches()
-        .iter()
-        .any(|(_, h)| h.is_transactional())
-    {
-        return error_response(
-            index,
-            ResponseError::TransactionalIdAuthorizationFailed,
-            None,
-        );
+    if validated.batches().iter().any(|(_, h)| h.is_transactional()) {
+        return error_response(index, ResponseError::TransactionalIdAuthorizationFailed, None);
     }
     let mut guard = partition.lock();
     let Some(log) = guard.as_mut() else {
