@@ -134,3 +134,59 @@ fn producers_get_distinct_ids_and_sequences_are_per_producer() {
     assert_eq!((a.error_code, a.base_offset), (0, 0), "{a:?}");
     assert_eq!((b.error_code, b.base_offset), (0, 2), "{b:?}");
 }
+
+#[test]
+fn duplicate_detection_survives_a_restart() {
+    let mut broker = start();
+    create_topic(&broker, "idem-restart", 1);
+    let (producer_id, epoch, first) = {
+        let mut wire = broker.wire();
+        let (producer_id, epoch) = wire.init_producer_id().unwrap();
+        let first = batch(&values("a", 4), producer_id, epoch, 0);
+        let response = wire.produce("idem-restart", 0, first.clone(), -1).unwrap();
+        assert_eq!((response.error_code, response.base_offset), (0, 0));
+        (producer_id, epoch, first)
+    };
+    broker.sigkill();
+    broker.restart();
+
+    // The producer, not knowing whether its batch landed, retries it after the crash.
+    let mut wire = broker.wire();
+    let retried = wire.produce("idem-restart", 0, first, -1).unwrap();
+    assert_eq!(
+        (retried.error_code, retried.base_offset),
+        (0, 0),
+        "retry after restart: {retried:?}"
+    );
+    let next = wire
+        .produce("idem-restart", 0, batch(&values("b", 1), producer_id, epoch, 4), -1)
+        .unwrap();
+    assert_eq!((next.error_code, next.base_offset), (0, 4), "{next:?}");
+    let gap = wire
+        .produce("idem-restart", 0, batch(&values("c", 1), producer_id, epoch, 9), -1)
+        .unwrap();
+    assert_eq!(gap.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER, "{gap:?}");
+    let records = Consumer::new(&broker.bootstrap()).read_to_end("idem-restart", 0, Offset::Beginning);
+    let read: Vec<String> = records.iter().map(|r| utf8(&r.value)).collect();
+    assert_eq!(read, ["a-0", "a-1", "a-2", "a-3", "b-0"]);
+}
+
+#[test]
+fn an_older_duplicate_within_the_last_five_batches_is_still_recognised() {
+    let broker = start();
+    create_topic(&broker, "idem-window", 1);
+    let mut wire = broker.wire();
+    let (producer_id, epoch) = wire.init_producer_id().unwrap();
+    let batches: Vec<Bytes> = (0..5)
+        .map(|i| batch(&values(&format!("w{i}"), 2), producer_id, epoch, i * 2))
+        .collect();
+    for (i, b) in batches.iter().enumerate() {
+        let response = wire.produce("idem-window", 0, b.clone(), -1).unwrap();
+        assert_eq!((response.error_code, response.base_offset), (0, i as i64 * 2));
+    }
+    // Kafka keeps the last five batches per producer: a retry of the second is a duplicate.
+    let retried = wire.produce("idem-window", 0, batches[1].clone(), -1).unwrap();
+    assert_eq!((retried.error_code, retried.base_offset), (0, 2), "{retried:?}");
+    let (_, high) = Consumer::new(&broker.bootstrap()).watermarks("idem-window", 0).unwrap();
+    assert_eq!(high, 10, "no record appended twice");
+}
