@@ -231,3 +231,133 @@ fn fetch_at_the_high_watermark_returns_records_produced_later() {
     assert_eq!(values, ["new-0", "new-1", "new-2", "new-3", "new-4"]);
     assert_eq!(records[0].offset, 20);
 }
+
+#[test]
+fn reading_from_the_middle_of_a_compressed_batch_starts_at_the_asked_offset() {
+    let broker = start();
+    create_topic(&broker, "mid-batch", 1);
+    let producer = Producer::new(
+        &broker.bootstrap(),
+        &[("compression.type", "lz4"), ("linger.ms", "100"), ("acks", "all")],
+    );
+    producer.send_all_ok("mid-batch", &numbered("m", 100, 0));
+    let records = Consumer::new(&broker.bootstrap()).read("mid-batch", 0, Offset::Offset(57), 10);
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (57..67).collect::<Vec<i64>>());
+    assert_eq!(utf8(&records[0].value), "m-57");
+}
+
+#[test]
+fn log_append_time_topics_stamp_records_with_broker_time() {
+    let broker = start();
+    let admin = strom_testkit::Admin::new(&broker.bootstrap());
+    admin.create_topic_ok("appended", 1, &[("message.timestamp.type", "LogAppendTime")]);
+    admin.create_topic_ok("created", 1, &[]);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let before_ms = now_ms();
+    let ancient = |topic: &str| {
+        let recs: Vec<Rec> = (0..3)
+            .map(|i| Rec::value(format!("{topic}-{i}")).partition(0).timestamp(1_000 + i))
+            .collect();
+        producer.send_all_ok(topic, &recs);
+    };
+    ancient("appended");
+    ancient("created");
+    let after_ms = now_ms();
+
+    let consumer = Consumer::new(&broker.bootstrap());
+    for record in consumer.read("appended", 0, Offset::Beginning, 3) {
+        let ts = record.timestamp_ms.expect("timestamp");
+        assert!(
+            (before_ms - 1000..=after_ms + 1000).contains(&ts),
+            "LogAppendTime record stamped {ts}, produced between {before_ms} and {after_ms}"
+        );
+    }
+    let created = consumer.read("created", 0, Offset::Beginning, 3);
+    let stamps: Vec<Option<i64>> = created.iter().map(|r| r.timestamp_ms).collect();
+    assert_eq!(stamps, [Some(1000), Some(1001), Some(1002)], "CreateTime kept");
+}
+
+#[test]
+fn a_record_larger_than_the_fetch_limits_is_still_delivered() {
+    let broker = start();
+    create_topic(&broker, "oversized-fetch", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let big = vec![b'q'; 20_000];
+    producer.send_all_ok(
+        "oversized-fetch",
+        &[Rec::value(big.clone()).partition(0), Rec::value("small").partition(0)],
+    );
+    // Limits far below the first batch: the broker must still return it (KIP-74).
+    let consumer = Consumer::with(
+        &broker.bootstrap(),
+        &[
+            ("message.max.bytes", "1000"),
+            ("fetch.max.bytes", "1024"),
+            ("max.partition.fetch.bytes", "1024"),
+            // Only the request limits are small; the socket must still take the answer.
+            ("receive.message.max.bytes", "1000000"),
+        ],
+    );
+    let records = consumer.read("oversized-fetch", 0, Offset::Beginning, 2);
+    assert_eq!(records[0].value.as_deref(), Some(&big[..]));
+    assert_eq!(utf8(&records[1].value), "small");
+}
+
+#[test]
+fn concurrent_producers_to_one_partition_get_distinct_offsets() {
+    let broker = start();
+    create_topic(&broker, "shared", 1);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let bootstrap = broker.bootstrap();
+            std::thread::spawn(move || {
+                let producer = Producer::new(&bootstrap, &[("acks", "all")]);
+                producer.send_all_ok("shared", &numbered(&format!("w{w}"), 250, 0))
+            })
+        })
+        .collect();
+    let mut offsets: Vec<i64> = Vec::new();
+    for writer in writers {
+        let delivered = writer.join().expect("writer");
+        // Each producer's own records keep their order.
+        assert!(delivered.windows(2).all(|d| d[0].offset < d[1].offset));
+        offsets.extend(delivered.iter().map(|d| d.offset));
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..1000).collect::<Vec<i64>>(), "distinct, no gaps");
+    let records = Consumer::new(&broker.bootstrap()).read_to_end("shared", 0, Offset::Beginning);
+    assert_eq!(records.len(), 1000);
+}
+
+#[test]
+fn unknown_topics_are_auto_created_with_the_broker_default_partition_count() {
+    let broker = strom_testkit::Broker::builder(strom_testkit::bin!())
+        .set("auto.create.topics.enable", "true")
+        .set("num.partitions", "3")
+        .start();
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let delivered = producer.send_all_ok("auto-made", &[Rec::value("first").partition(2)]);
+    assert_eq!((delivered[0].partition, delivered[0].offset), (2, 0));
+    let topics = strom_testkit::Admin::new(&broker.bootstrap()).topics().unwrap();
+    assert_eq!(topics.get("auto-made"), Some(&3));
+}
+
+#[test]
+fn without_auto_create_producing_to_an_unknown_topic_fails() {
+    let broker = strom_testkit::Broker::builder(strom_testkit::bin!())
+        .set("auto.create.topics.enable", "false")
+        .start();
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all"), ("message.timeout.ms", "3000")]);
+    let result = producer.send("not-there", &Rec::value("lost"));
+    assert!(result.is_err(), "delivered to a topic that does not exist: {result:?}");
+    let topics = strom_testkit::Admin::new(&broker.bootstrap()).topics().unwrap();
+    assert!(!topics.contains_key("not-there"), "{topics:?}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
