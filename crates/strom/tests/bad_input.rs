@@ -16,7 +16,10 @@ use kafka_protocol::messages::{ApiVersionsResponse, CreateTopicsRequest};
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::Compression;
 use rdkafka::Offset;
-use strom_testkit::wire::{record_batch, topic_name, BatchProducer, BATCH_CRC_OFFSET};
+use strom_testkit::wire::{
+    partition_response, produce_request, record_batch, reseal_batch, topic_name, BatchProducer, BATCH_CRC_OFFSET,
+    BATCH_RECORD_COUNT_OFFSET,
+};
 use strom_testkit::{Admin, Broker, BrokerBuilder, Consumer, Producer, WireClient};
 
 const CORRUPT_MESSAGE: i16 = 2;
@@ -24,6 +27,9 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const UNSUPPORTED_VERSION: i16 = 35;
+const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+const INVALID_RECORD: i16 = 87;
+const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 
 /// How long the broker has to answer or close a bad connection.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -325,5 +331,127 @@ fn many_bad_connections_in_a_row_leave_the_broker_healthy() {
         }
         wire.shutdown();
     }
+    fixture.assert_intact();
+}
+
+/// Byte offset of the magic byte in a record batch.
+const MAGIC_OFFSET: usize = 16;
+
+fn set_i32(bytes: &mut [u8], at: usize, value: i32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Sends each `(what, batch, allowed error codes)` as a Produce to `data`/0 and checks the error
+/// is allowed and nothing was appended. Every case runs, so one failure lists every deviation.
+fn expect_refused(fixture: &mut Fixture, cases: Vec<(&str, Vec<u8>, &[i16])>) {
+    let mut wire = fixture.broker.wire();
+    let consumer = Consumer::new(&fixture.broker.bootstrap());
+    let (_, mut high_watermark) = consumer.watermarks("data", 0).unwrap();
+    let mut failures = Vec::new();
+    for (what, batch, allowed) in cases {
+        let response = wire
+            .produce("data", 0, Bytes::from(batch), -1)
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        if !allowed.contains(&response.error_code) {
+            failures.push(format!(
+                "{what}: error {} (expected one of {allowed:?}), base offset {}",
+                response.error_code, response.base_offset
+            ));
+        }
+        let (_, high) = consumer.watermarks("data", 0).unwrap();
+        if high != high_watermark {
+            failures.push(format!("{what}: appended {} records", high - high_watermark));
+            high_watermark = high;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn three_record_batch() -> Vec<u8> {
+    record_batch(&[b"a", b"b", b"c"], BatchProducer::NONE, Compression::None, 1).to_vec()
+}
+
+#[test]
+fn structurally_invalid_batches_are_refused_and_append_nothing() {
+    let mut fixture = Fixture::start();
+    let good = three_record_batch;
+    let mut cases: Vec<(&str, Vec<u8>, &[i16])> = Vec::new();
+    // A record count that disagrees with the records, under a valid CRC.
+    let mut miscounted = good();
+    set_i32(&mut miscounted, BATCH_RECORD_COUNT_OFFSET, 5);
+    reseal_batch(&mut miscounted);
+    cases.push((
+        "record count 5 over 3 records",
+        miscounted,
+        &[INVALID_RECORD, CORRUPT_MESSAGE],
+    ));
+    // A batch length (not covered by the CRC) pointing past the bytes sent, or short of them.
+    let mut long = good();
+    let length = i32::from_be_bytes(long[8..12].try_into().unwrap());
+    set_i32(&mut long, 8, length + 100);
+    cases.push(("batch length past the end", long, &[CORRUPT_MESSAGE, INVALID_RECORD]));
+    let mut short = good();
+    set_i32(&mut short, 8, length - 7);
+    cases.push((
+        "batch length short of the records",
+        short,
+        &[CORRUPT_MESSAGE, INVALID_RECORD],
+    ));
+    // Kafka answers INVALID_RECORD ("only allowed to contain record batches with magic version
+    // 2"); UNSUPPORTED_FOR_MESSAGE_FORMAT (43) refuses it just as well.
+    let mut old_magic = good();
+    old_magic[MAGIC_OFFSET] = 1;
+    cases.push(("magic 1", old_magic, &[INVALID_RECORD, UNSUPPORTED_FOR_MESSAGE_FORMAT]));
+    // Kafka: "must have at least one record batch per partition".
+    cases.push(("no batch at all", Vec::new(), &[INVALID_RECORD, CORRUPT_MESSAGE]));
+    expect_refused(&mut fixture, cases);
+    fixture.assert_intact();
+}
+
+/// Kafka's ProduceRequest.validateRecords: "Produce requests with version 3+ are only allowed
+/// to contain exactly one record batch per partition" -> INVALID_RECORD.
+#[test]
+fn a_partition_in_a_produce_request_carries_exactly_one_batch() {
+    let mut fixture = Fixture::start();
+    let two = [three_record_batch(), three_record_batch()].concat();
+    expect_refused(
+        &mut fixture,
+        vec![("two batches for one partition", two, &[INVALID_RECORD])],
+    );
+    fixture.assert_intact();
+}
+
+/// Kafka's log append: "The baseOffset of the record batch in the append ... should be 0"
+/// -> INVALID_RECORD.
+#[test]
+fn a_client_batch_must_have_base_offset_zero() {
+    let mut fixture = Fixture::start();
+    let mut based = three_record_batch();
+    based[..8].copy_from_slice(&1000i64.to_be_bytes());
+    expect_refused(
+        &mut fixture,
+        vec![("client-set base offset 1000", based, &[INVALID_RECORD])],
+    );
+    fixture.assert_intact();
+}
+
+#[test]
+fn zstd_before_produce_v7_is_unsupported_compression_type() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let zstd = record_batch(&[b"z1", b"z2"], BatchProducer::NONE, Compression::Zstd, 1);
+    let response = wire
+        .call(&produce_request("data", 0, zstd.clone(), -1), 6)
+        .expect("Produce v6");
+    let partition = partition_response(response, "data", 0).unwrap();
+    assert_eq!(partition.error_code, UNSUPPORTED_COMPRESSION_TYPE, "zstd in Produce v6");
+    let response = wire.call(&produce_request("data", 0, zstd, -1), 7).expect("Produce v7");
+    let partition = partition_response(response, "data", 0).unwrap();
+    assert_eq!(
+        (partition.error_code, partition.base_offset),
+        (0, 20),
+        "zstd in Produce v7"
+    );
+    fixture.values.extend(["z1".to_owned(), "z2".to_owned()]);
     fixture.assert_intact();
 }
