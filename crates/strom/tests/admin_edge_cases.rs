@@ -1,0 +1,318 @@
+//! Admin and metadata edge cases over the raw wire, where Kafka's answer is a specific error
+//! code that `rdkafka` would blur (or never send the request for).
+
+mod common;
+
+use common::{create_topic, produce_numbered, start};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
+    DescribeConfigsRequest, ListOffsetsRequest, MetadataRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use strom_testkit::wire::topic_name;
+use strom_testkit::{Admin, Broker, Producer, Rec, WireClient};
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const INVALID_PARTITIONS: i16 = 37;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const INVALID_REQUEST: i16 = 42;
+
+fn creatable(name: &str, partitions: i32, replication_factor: i16) -> CreatableTopic {
+    let mut topic = CreatableTopic::default();
+    topic.name = topic_name(name);
+    topic.num_partitions = partitions;
+    topic.replication_factor = replication_factor;
+    topic
+}
+
+fn create(wire: &mut WireClient, topics: Vec<CreatableTopic>) -> CreateTopicsResponse {
+    let mut request = CreateTopicsRequest::default();
+    request.timeout_ms = 10_000;
+    request.topics = topics;
+    wire.call(&request, 7).expect("CreateTopics v7")
+}
+
+fn error_of(response: &CreateTopicsResponse, name: &str) -> i16 {
+    response
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == name)
+        .unwrap_or_else(|| panic!("no result for {name}: {response:?}"))
+        .error_code
+}
+
+fn topics(broker: &Broker) -> std::collections::HashMap<String, usize> {
+    Admin::new(&broker.bootstrap()).topics().unwrap()
+}
+
+fn assigned(name: &str, brokers_by_partition: &[&[i32]]) -> CreatableTopic {
+    let mut topic = creatable(name, -1, -1);
+    topic.assignments = brokers_by_partition
+        .iter()
+        .enumerate()
+        .map(|(index, brokers)| {
+            let mut assignment = CreatableReplicaAssignment::default();
+            assignment.partition_index = index as i32;
+            assignment.broker_ids = brokers.iter().map(|&id| BrokerId(id)).collect();
+            assignment
+        })
+        .collect();
+    topic
+}
+
+#[test]
+fn create_topics_checks_replication_against_one_node_and_applies_defaults() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let response = create(
+        &mut wire,
+        vec![
+            creatable("two-replicas", 1, 2),
+            creatable("defaults", -1, -1),
+            assigned("on-node-one", &[&[1], &[1]]),
+        ],
+    );
+    assert_eq!(error_of(&response, "two-replicas"), INVALID_REPLICATION_FACTOR);
+    assert_eq!(error_of(&response, "defaults"), 0);
+    assert_eq!(error_of(&response, "on-node-one"), 0);
+    // -1 partitions means the broker default (num.partitions, 1 unless set); a manual
+    // assignment fixes the count.
+    let result = response
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == "defaults")
+        .unwrap();
+    assert_eq!((result.num_partitions, result.replication_factor), (1, 1));
+    let listed = topics(&broker);
+    assert_eq!(listed.get("defaults"), Some(&1));
+    assert_eq!(listed.get("on-node-one"), Some(&2));
+    assert!(!listed.contains_key("two-replicas"));
+}
+
+/// Kafka: "The manual partition assignment includes broker 2, but no broker with that ID is
+/// registered." -> INVALID_REPLICA_ASSIGNMENT.
+#[test]
+fn a_manual_assignment_to_an_unknown_broker_is_invalid_replica_assignment() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let response = create(&mut wire, vec![assigned("on-node-two", &[&[2]])]);
+    assert_eq!(error_of(&response, "on-node-two"), INVALID_REPLICA_ASSIGNMENT);
+    assert!(!topics(&broker).contains_key("on-node-two"));
+}
+
+/// Kafka refuses every entry of a name listed twice ("contains multiple entries for the
+/// following topics") with INVALID_REQUEST, and creates none.
+#[test]
+fn the_same_topic_twice_in_one_create_request_is_invalid_request() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let response = create(&mut wire, vec![creatable("twice", 1, 1), creatable("twice", 2, 1)]);
+    let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+    assert!(!codes.is_empty());
+    assert_eq!(codes, vec![INVALID_REQUEST; codes.len()], "error per entry");
+    assert!(!topics(&broker).contains_key("twice"));
+}
+
+#[test]
+fn topic_names_up_to_249_characters_are_valid() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let longest = "l".repeat(249);
+    let too_long = "l".repeat(250);
+    let response = create(
+        &mut wire,
+        vec![
+            creatable(&longest, 1, 1),
+            creatable(&too_long, 1, 1),
+            creatable("dots.and_underscores-0", 1, 1),
+        ],
+    );
+    assert_eq!(error_of(&response, &longest), 0);
+    assert_eq!(error_of(&response, &too_long), INVALID_TOPIC_EXCEPTION);
+    assert_eq!(error_of(&response, "dots.and_underscores-0"), 0);
+}
+
+#[test]
+fn create_partitions_rejects_no_growth_and_honours_validate_only() {
+    let broker = start();
+    create_topic(&broker, "fixed", 2);
+    let mut wire = broker.wire();
+    let grow = |count: i32, validate_only: bool| {
+        let mut topic = CreatePartitionsTopic::default();
+        topic.name = topic_name("fixed");
+        topic.count = count;
+        let mut request = CreatePartitionsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        request.validate_only = validate_only;
+        request
+    };
+    let response = wire.call(&grow(2, false), 3).expect("CreatePartitions v3");
+    assert_eq!(response.results[0].error_code, INVALID_PARTITIONS, "same count");
+    let response = wire.call(&grow(5, true), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "validate-only growth");
+    assert_eq!(
+        topics(&broker).get("fixed"),
+        Some(&2),
+        "validate_only changed the topic"
+    );
+    let response = wire.call(&grow(5, false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0);
+    assert_eq!(topics(&broker).get("fixed"), Some(&5));
+}
+
+#[test]
+fn describe_configs_filters_keys_and_describes_the_broker() {
+    let broker = Broker::builder(strom_testkit::bin!())
+        .set("log.retention.check.interval.ms", "4321")
+        .start();
+    create_topic(&broker, "described", 1);
+    let mut wire = broker.wire();
+
+    let mut topic = DescribeConfigsResource::default();
+    topic.resource_type = 2;
+    topic.resource_name = StrBytes::from_static_str("described");
+    topic.configuration_keys = Some(vec![
+        StrBytes::from_static_str("retention.ms"),
+        StrBytes::from_static_str("cleanup.policy"),
+    ]);
+    let mut node = DescribeConfigsResource::default();
+    node.resource_type = 4;
+    node.resource_name = StrBytes::from_static_str("1");
+    node.configuration_keys = None;
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![topic, node];
+    let response = wire.call(&request, 4).expect("DescribeConfigs v4");
+    assert_eq!(response.results.len(), 2);
+
+    let topic = &response.results[0];
+    assert_eq!(topic.error_code, 0, "{topic:?}");
+    let mut names: Vec<&str> = topic.configs.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["cleanup.policy", "retention.ms"], "only the keys asked for");
+
+    let node = &response.results[1];
+    assert_eq!(node.error_code, 0, "{node:?}");
+    let interval = node
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "log.retention.check.interval.ms")
+        .expect("broker config lists log.retention.check.interval.ms");
+    assert_eq!(interval.value.as_ref().map(|v| v.as_str()), Some("4321"));
+}
+
+#[test]
+fn delete_records_to_minus_one_means_the_high_watermark() {
+    let broker = start();
+    create_topic(&broker, "emptied", 1);
+    produce_numbered(&broker, "emptied", "e", 12);
+    let mut wire = broker.wire();
+    let mut partition = DeleteRecordsPartition::default();
+    partition.partition_index = 0;
+    partition.offset = -1;
+    let mut topic = DeleteRecordsTopic::default();
+    topic.name = topic_name("emptied");
+    topic.partitions = vec![partition];
+    let mut request = DeleteRecordsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 10_000;
+    let response = wire.call(&request, 2).expect("DeleteRecords v2");
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!((answer.error_code, answer.low_watermark), (0, 12), "{answer:?}");
+}
+
+#[test]
+fn metadata_null_lists_all_topics_and_empty_lists_none() {
+    let broker = start();
+    create_topic(&broker, "alpha", 1);
+    create_topic(&broker, "beta", 2);
+    let mut wire = broker.wire();
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let all = wire.call(&request, 12).expect("Metadata v12");
+    let mut names: Vec<&str> = all
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str()))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alpha", "beta"]);
+    request.topics = Some(Vec::new());
+    let none = wire.call(&request, 12).unwrap();
+    assert!(none.topics.is_empty(), "{:?}", none.topics);
+    assert_eq!(none.brokers.len(), 1);
+}
+
+#[test]
+fn metadata_auto_creation_never_creates_an_invalid_name() {
+    let broker = Broker::builder(strom_testkit::bin!())
+        .set("auto.create.topics.enable", "true")
+        .start();
+    let mut wire = broker.wire();
+    let mut request = MetadataRequest::default();
+    request.allow_auto_topic_creation = true;
+    request.topics = Some(
+        ["bad name!", "fine-name"]
+            .iter()
+            .map(|name| {
+                let mut topic = MetadataRequestTopic::default();
+                topic.name = Some(topic_name(name));
+                topic
+            })
+            .collect(),
+    );
+    let response = wire.call(&request, 12).expect("Metadata v12");
+    let error = |name: &str| {
+        response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(name))
+            .map(|t| t.error_code)
+    };
+    assert_eq!(error("bad name!"), Some(INVALID_TOPIC_EXCEPTION));
+    // The valid one is created (Kafka may answer LEADER_NOT_AVAILABLE while it does).
+    assert!(matches!(error("fine-name"), Some(0 | 5)), "{response:?}");
+    let listed = topics(&broker);
+    assert!(listed.contains_key("fine-name"), "{listed:?}");
+    assert!(!listed.contains_key("bad name!"), "{listed:?}");
+}
+
+#[test]
+fn list_offsets_max_timestamp_finds_the_newest_record() {
+    let broker = start();
+    create_topic(&broker, "maxed", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let base = 1_700_000_000_000i64;
+    for (i, ts) in [5_000i64, 9_000, 7_000].iter().enumerate() {
+        producer
+            .send("maxed", &Rec::value(format!("m{i}")).partition(0).timestamp(base + ts))
+            .unwrap();
+    }
+    let mut wire = broker.wire();
+    let mut partition = ListOffsetsPartition::default();
+    partition.partition_index = 0;
+    partition.current_leader_epoch = -1;
+    partition.timestamp = -3; // MAX_TIMESTAMP, ListOffsets v7+
+    let mut topic = ListOffsetsTopic::default();
+    topic.name = topic_name("maxed");
+    topic.partitions = vec![partition];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics = vec![topic];
+    let response = wire.call(&request, 7).expect("ListOffsets v7");
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    assert_eq!((answer.offset, answer.timestamp), (1, base + 9_000));
+    // An unknown partition is UNKNOWN_TOPIC_OR_PARTITION.
+    request.topics[0].partitions[0].partition_index = 4;
+    let response = wire.call(&request, 7).unwrap();
+    assert_eq!(response.topics[0].partitions[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+}
