@@ -455,3 +455,13 @@ fn zstd_before_produce_v7_is_unsupported_compression_type() {
     fixture.values.extend(["z1".to_owned(), "z2".to_owned()]);
     fixture.assert_intact();
 }
+
+#[test]
+fn produce_with_acks_two_is_invalid_required_acks() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let batch = record_batch(&[b"x"], BatchProducer::NONE, Compression::None, 1);
+    let response = wire.produce("data", 0, batch, 2).expect("Produce acks=2");
+    assert_eq!(response.error_code, 21, "INVALID_REQUIRED_ACKS");
+    fixture.assert_intact();
+}

@@ -190,3 +190,35 @@ fn an_older_duplicate_within_the_last_five_batches_is_still_recognised() {
     let (_, high) = Consumer::new(&broker.bootstrap()).watermarks("idem-window", 0).unwrap();
     assert_eq!(high, 10, "no record appended twice");
 }
+
+/// INVALID_PRODUCER_EPOCH.
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+#[test]
+fn a_newer_epoch_fences_the_older_one() {
+    let broker = start();
+    create_topic(&broker, "epochs", 1);
+    let mut wire = broker.wire();
+    let (producer_id, epoch) = wire.init_producer_id().unwrap();
+    let first = wire
+        .produce("epochs", 0, batch(&values("e0", 2), producer_id, epoch, 0), -1)
+        .unwrap();
+    assert_eq!(first.error_code, 0, "{first:?}");
+    // A bumped epoch starts its sequence again at 0.
+    let bumped = wire
+        .produce("epochs", 0, batch(&values("e1", 2), producer_id, epoch + 1, 0), -1)
+        .unwrap();
+    assert_eq!((bumped.error_code, bumped.base_offset), (0, 2), "{bumped:?}");
+    // The old epoch is now fenced, whatever its sequence.
+    let stale = wire
+        .produce("epochs", 0, batch(&values("old", 1), producer_id, epoch, 2), -1)
+        .unwrap();
+    assert_eq!(stale.error_code, INVALID_PRODUCER_EPOCH, "{stale:?}");
+    // A bumped epoch must start at sequence 0.
+    let skipping = wire
+        .produce("epochs", 0, batch(&values("e2", 1), producer_id, epoch + 2, 5), -1)
+        .unwrap();
+    assert_eq!(skipping.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER, "{skipping:?}");
+    let (_, high) = Consumer::new(&broker.bootstrap()).watermarks("epochs", 0).unwrap();
+    assert_eq!(high, 4);
+}

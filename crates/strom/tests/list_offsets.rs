@@ -164,3 +164,35 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[test]
+fn fetching_below_the_log_start_is_offset_out_of_range() {
+    let broker = start();
+    create_topic(&broker, "trimmed-fetch", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    producer.send_all_ok("trimmed-fetch", &numbered("t", 10, 0));
+    let admin = strom_testkit::Admin::new(&broker.bootstrap());
+    assert_eq!(admin.delete_records("trimmed-fetch", 0, 6).unwrap(), 6);
+
+    let consumer = Consumer::with(&broker.bootstrap(), &[("auto.offset.reset", "error")]);
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("trimmed-fetch", 0, Offset::Offset(2))
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(consumer.inner(), &assignment).unwrap();
+    let error = strom_testkit::poll_until(std::time::Duration::from_secs(20), "an error", || {
+        match consumer.inner().poll(std::time::Duration::from_millis(100)) {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => None,
+            Some(Err(e)) => Some(e),
+            Some(Ok(m)) => panic!("read deleted offset {}", rdkafka::Message::offset(&m)),
+        }
+    });
+    assert_eq!(
+        error.rdkafka_error_code(),
+        Some(rdkafka::error::RDKafkaErrorCode::AutoOffsetReset),
+        "{error:?}"
+    );
+    // With a reset policy the client lands on the new log start.
+    let records = Consumer::new(&broker.bootstrap()).read("trimmed-fetch", 0, Offset::Offset(2), 1);
+    assert_eq!(records[0].offset, 6);
+}
