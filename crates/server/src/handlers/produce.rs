@@ -5,7 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
-use strom_record::validate_batches;
+use strom_record::{validate_batches, Compression, ValidatedBatches};
 use strom_storage::AppendError;
 
 use super::{code, str_bytes};
@@ -27,7 +27,7 @@ pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> 
                 // transactional write is refused rather than stored without its guarantees.
                 error_response(partition.index, ResponseError::TransactionalIdAuthorizationFailed, None)
             } else {
-                let result = produce_partition(broker, &topic.name, partition.index, partition.records, now);
+                let result = produce_partition(broker, &topic.name, partition.index, partition.records, version, now);
                 appended_any |= result.error_code == 0;
                 result
             };
@@ -53,6 +53,37 @@ fn fit_to_version(mut response: PartitionProduceResponse, version: i16) -> Parti
     response
 }
 
+/// Kafka's rules for what a client may send in Produce v3+, beyond the batch format itself.
+fn check_client_batch(validated: &ValidatedBatches, version: i16) -> Result<(), (ResponseError, &'static str)> {
+    let [(_, header)] = validated.batches() else {
+        return Err((
+            ResponseError::InvalidRecord,
+            "a produce request carries exactly one record batch per partition",
+        ));
+    };
+    if header.base_offset != 0 {
+        return Err((
+            ResponseError::InvalidRecord,
+            "the base offset of a produced batch must be 0",
+        ));
+    }
+    if header.is_transactional() {
+        return Err((
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported yet",
+        ));
+    }
+    // Clients older than Produce v7 cannot read zstd (KIP-110), so brokers refuse to store it
+    // from them.
+    if version < 7 && header.compression() == Ok(Compression::Zstd) {
+        return Err((
+            ResponseError::UnsupportedCompressionType,
+            "zstd needs Produce v7 or later",
+        ));
+    }
+    Ok(())
+}
+
 fn error_response(index: i32, error: ResponseError, message: Option<String>) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default();
     response.index = index;
@@ -69,6 +100,7 @@ fn produce_partition(
     topic_name: &str,
     index: i32,
     records: Option<Bytes>,
+    version: i16,
     now: i64,
 ) -> PartitionProduceResponse {
     let Some(topic) = broker.topics.get(topic_name) else {
@@ -91,8 +123,8 @@ fn produce_partition(
             return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
         }
     };
-    if validated.batches().iter().any(|(_, h)| h.is_transactional()) {
-        return error_response(index, ResponseError::TransactionalIdAuthorizationFailed, None);
+    if let Err((error, message)) = check_client_batch(&validated, version) {
+        return error_response(index, error, Some(message.to_string()));
     }
     let mut guard = partition.lock();
     let Some(log) = guard.as_mut() else {
