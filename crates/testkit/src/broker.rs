@@ -54,6 +54,12 @@ impl BrokerBuilder {
     /// Starts the broker and waits until it answers ApiVersions. Panics (with the log's tail)
     /// if it does not within [`READY_TIMEOUT`] on any of [`START_ATTEMPTS_MAX`] ports.
     pub fn start(self) -> Broker {
+        self.try_start().unwrap_or_else(|report| panic!("{report}"))
+    }
+
+    /// Like [`BrokerBuilder::start`], but a broker that will not start is an `Err` with the
+    /// attempts' failures and the log's tail: for tests where refusing to start is right.
+    pub fn try_start(self) -> Result<Broker, String> {
         let scratch = tempfile::Builder::new()
             .prefix("strom-test-")
             .tempdir()
@@ -71,8 +77,8 @@ impl BrokerBuilder {
             child: None,
             starts: 0,
         };
-        broker.spawn_until_ready(PortChoice::Fresh);
-        broker
+        broker.spawn_until_ready(PortChoice::Fresh)?;
+        Ok(broker)
     }
 }
 
@@ -207,7 +213,9 @@ impl Broker {
                 self.log_tail()
             );
         }
-        self.spawn_until_ready(PortChoice::Same);
+        if let Err(report) = self.spawn_until_ready(PortChoice::Same) {
+            panic!("{report}");
+        }
     }
 
     /// The last [`LOG_TAIL_LINES`] lines the broker wrote, across all its starts.
@@ -229,25 +237,25 @@ impl Broker {
         )
     }
 
-    fn spawn_until_ready(&mut self, ports: PortChoice) {
+    fn spawn_until_ready(&mut self, ports: PortChoice) -> Result<(), String> {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS_MAX {
             if ports == PortChoice::Fresh {
                 self.port = free_port();
             }
             match self.spawn_once() {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     failures.push(format!("port {}: {e:#}", self.port));
                     self.sigkill();
                 }
             }
         }
-        panic!(
+        Err(format!(
             "broker did not start after {START_ATTEMPTS_MAX} attempts:\n{}\n{}",
             failures.join("\n"),
             self.log_tail()
-        );
+        ))
     }
 
     fn spawn_once(&mut self) -> anyhow::Result<()> {
