@@ -33,6 +33,10 @@ pub enum TopicError {
     #[error("{0}")]
     InvalidReplicationFactor(String),
     #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
     InvalidConfig(String),
     #[error("storage error: {0}")]
     Storage(String),
@@ -47,6 +51,8 @@ impl TopicError {
             TopicError::Unknown(_) => E::UnknownTopicOrPartition,
             TopicError::InvalidPartitions(_) => E::InvalidPartitions,
             TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+            TopicError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+            TopicError::InvalidRequest(_) => E::InvalidRequest,
             TopicError::InvalidConfig(_) => E::InvalidConfig,
             TopicError::Storage(_) => E::KafkaStorageError,
         }

@@ -10,8 +10,36 @@ use crate::broker::{now_ms, Broker};
 use crate::topic_config;
 use crate::topics::TopicError;
 
+/// A manual assignment may only name this broker, once per partition.
+pub(super) fn check_assignments<'a>(
+    broker: &Broker,
+    assignments: impl Iterator<Item = &'a [kafka_protocol::messages::BrokerId]>,
+) -> Result<(), TopicError> {
+    for replicas in assignments {
+        if let Some(other) = replicas.iter().find(|b| b.0 != broker.node_id()) {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "the assignment names broker {}, but only broker {} is registered",
+                other.0,
+                broker.node_id()
+            )));
+        }
+        if replicas.len() != 1 {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {} is larger than the 1 available broker",
+                replicas.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
+    // Kafka refuses every entry of a name that appears more than once, and creates none of them.
+    let mut seen = std::collections::HashMap::new();
+    for topic in &request.topics {
+        *seen.entry(topic.name.to_string()).or_insert(0) += 1;
+    }
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
         let name = topic.name.to_string();
@@ -25,19 +53,17 @@ pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
-        let outcome = if !topic.assignments.is_empty() {
+        let outcome = if seen[name.as_str()] > 1 {
+            Err(TopicError::InvalidRequest(format!(
+                "the request names topic {name} more than once"
+            )))
+        } else if !topic.assignments.is_empty() {
             if topic.num_partitions != -1 || topic.replication_factor != -1 {
                 Err(TopicError::InvalidPartitions(
                     "give either assignments or partition count and replication factor".into(),
                 ))
-            } else if topic
-                .assignments
-                .iter()
-                .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.node_id()) || a.broker_ids.len() != 1)
-            {
-                Err(TopicError::InvalidReplicationFactor(
-                    "every replica must be on this single broker".into(),
-                ))
+            } else if let Err(e) = check_assignments(broker, topic.assignments.iter().map(|a| &a.broker_ids[..])) {
+                Err(e)
             } else {
                 broker.topics.create(
                     &name,
