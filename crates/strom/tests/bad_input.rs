@@ -465,3 +465,109 @@ fn produce_with_acks_two_is_invalid_required_acks() {
     assert_eq!(response.error_code, 21, "INVALID_REQUIRED_ACKS");
     fixture.assert_intact();
 }
+
+/// A request declaring an enormous array in a tiny frame must be refused (connection closed)
+/// without the broker trying to reserve memory for the declared length first.
+#[test]
+fn a_huge_declared_array_length_in_metadata_is_refused_without_allocating_it() {
+    let mut fixture = Fixture::start();
+    // Metadata v1: a topics array claiming 2^31-1 entries, followed by nothing.
+    let mut wire = fixture.broker.wire();
+    let mut body = header_v1(3, 1, 9);
+    body.put_i32(i32::MAX);
+    wire.send_body(&body).unwrap();
+    let verdict = verdict(&mut wire);
+    fixture.broker.assert_healthy();
+    assert_eq!(verdict, Verdict::Closed, "Metadata with 2^31-1 topics");
+    fixture.assert_intact();
+}
+
+#[test]
+fn a_huge_declared_compact_array_length_in_produce_is_refused_without_allocating_it() {
+    let mut fixture = Fixture::start();
+    // Produce v9 (compact arrays): topic_data claiming 2^32-2 entries.
+    let mut wire = fixture.broker.wire();
+    let mut body = header_v1(0, 9, 10);
+    body.put_u8(0); // header tagged fields
+    body.put_u8(0); // transactional_id: null compact string
+    body.put_i16(-1); // acks
+    body.put_i32(1000); // timeout_ms
+    body.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // unsigned varint 2^32-1: length + 1
+    wire.send_body(&body).unwrap();
+    let verdict = verdict(&mut wire);
+    fixture.broker.assert_healthy();
+    assert_eq!(verdict, Verdict::Closed, "Produce with 2^32-2 topics");
+    fixture.assert_intact();
+}
+
+#[test]
+fn a_record_with_a_broken_value_length_is_refused() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let mut batch = record_batch(&[b"v"], BatchProducer::NONE, Compression::None, 1).to_vec();
+    // The lone record ends with: value length varint (1 -> 0x02), b'v', header count (0x00).
+    let value_length_at = batch.len() - 3;
+    assert_eq!(batch[value_length_at], 0x02, "layout of the test batch");
+    batch[value_length_at] = 0x80; // start of a multi-byte varint; what follows is too short
+    reseal_batch(&mut batch);
+    let response = wire.produce("data", 0, Bytes::from(batch), -1).unwrap();
+    let consumer = Consumer::new(&fixture.broker.bootstrap());
+    let (_, high) = consumer.watermarks("data", 0).unwrap();
+    assert!(
+        [CORRUPT_MESSAGE, INVALID_RECORD].contains(&response.error_code) && high == 20,
+        "record with a broken value length: error {}, high watermark now {high}",
+        response.error_code
+    );
+    fixture.assert_intact();
+}
+
+#[test]
+fn hundreds_of_idle_connections_do_not_lock_out_a_new_client() {
+    let mut fixture = Fixture::start();
+    let idle: Vec<WireClient> = (0..300).map(|_| fixture.broker.wire()).collect();
+    fixture.assert_intact();
+    drop(idle);
+    fixture.assert_intact();
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_block_others() {
+    let mut fixture = Fixture::start();
+    // ~2 MB in the partition, then 50 pipelined fetches of all of it, never read.
+    let value = vec![b'r'; 100_000];
+    let mut wire = fixture.broker.wire();
+    for _ in 0..20 {
+        let batch = record_batch(&[&value], BatchProducer::NONE, Compression::None, 1);
+        assert_eq!(wire.produce("data", 0, batch, -1).unwrap().error_code, 0);
+    }
+    let mut fetch = kafka_protocol::messages::FetchRequest::default();
+    fetch.replica_id = kafka_protocol::messages::BrokerId(-1);
+    fetch.max_wait_ms = 0;
+    fetch.min_bytes = 1;
+    fetch.max_bytes = 50 * 1024 * 1024;
+    fetch.session_epoch = -1;
+    let mut partition = kafka_protocol::messages::fetch_request::FetchPartition::default();
+    partition.partition = 0;
+    partition.current_leader_epoch = -1;
+    partition.last_fetched_epoch = -1;
+    partition.log_start_offset = -1;
+    partition.partition_max_bytes = 50 * 1024 * 1024;
+    let mut topic = kafka_protocol::messages::fetch_request::FetchTopic::default();
+    topic.topic = topic_name("data");
+    topic.partitions = vec![partition];
+    fetch.topics = vec![topic];
+    let mut stuck = fixture.broker.wire();
+    for _ in 0..50 {
+        let (_, body) = stuck.encode(&fetch, 12).unwrap();
+        if stuck.send_body(&body).is_err() {
+            break; // the broker stopped reading from us: that is its right
+        }
+    }
+    // Meanwhile everyone else is served, and the 20 large records are part of the data now.
+    fixture
+        .values
+        .extend(std::iter::repeat_n(String::from_utf8(value).unwrap(), 20));
+    fixture.assert_intact();
+    drop(stuck);
+    fixture.assert_intact();
+}

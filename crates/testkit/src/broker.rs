@@ -17,6 +17,8 @@ use tempfile::TempDir;
 use crate::wait::try_poll_until;
 use crate::wire::WireClient;
 
+/// Set this environment variable to keep a failed test's scratch directory (data and log).
+pub const KEEP_SCRATCH_VAR: &str = "TESTKIT_KEEP_SCRATCH";
 /// How long a starting broker has to answer ApiVersions.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a broker has to exit after SIGTERM.
@@ -88,7 +90,7 @@ pub struct Broker {
     settings: Vec<(String, String)>,
     data_dir: PathBuf,
     log_path: PathBuf,
-    /// Deleted on drop, unless a test panicked with `STROM_TEST_KEEP` set.
+    /// Deleted on drop, unless a test panicked with [`KEEP_SCRATCH_VAR`] set.
     scratch: TempDir,
     port: u16,
     child: Option<Child>,
@@ -272,6 +274,12 @@ impl Broker {
         for (key, value) in &self.settings {
             command.arg("--set").arg(format!("{key}={value}"));
         }
+        // The broker reads STROM_* variables as settings; only `--set` may configure it here.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("STROM_") {
+                command.env_remove(key);
+            }
+        }
         command
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -311,7 +319,7 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail());
-            if std::env::var_os("STROM_TEST_KEEP").is_some() {
+            if std::env::var_os(KEEP_SCRATCH_VAR).is_some() {
                 self.scratch.disable_cleanup(true);
                 eprintln!("kept broker scratch dir {}", self.scratch.path().display());
             }
