@@ -17,8 +17,8 @@ use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::Compression;
 use rdkafka::Offset;
 use strom_testkit::wire::{
-    partition_response, produce_request, record_batch, reseal_batch, topic_name, BatchProducer, BATCH_CRC_OFFSET,
-    BATCH_RECORD_COUNT_OFFSET,
+    partition_response, produce_request, raw_batch, record_batch, reseal_batch, topic_name, varint, BatchProducer,
+    BATCH_CRC_OFFSET, BATCH_RECORD_COUNT_OFFSET,
 };
 use strom_testkit::{Admin, Broker, BrokerBuilder, Consumer, Producer, WireClient};
 
@@ -569,5 +569,161 @@ fn a_client_that_never_reads_does_not_block_others() {
         .extend(std::iter::repeat_n(String::from_utf8(value).unwrap(), 20));
     fixture.assert_intact();
     drop(stuck);
+    fixture.assert_intact();
+}
+
+/// One record's fields (after its length): attributes, deltas, key, value, header count.
+fn record_fields(offset_delta: i64, key_length: i64, key: &[u8], value: &[u8], headers: i64) -> Vec<u8> {
+    [
+        vec![0u8],
+        varint(0),
+        varint(offset_delta),
+        varint(key_length),
+        key.to_vec(),
+        varint(value.len() as i64),
+        value.to_vec(),
+        varint(headers),
+    ]
+    .concat()
+}
+
+/// A record: its length varint, then `fields`.
+fn record(fields: &[u8]) -> Vec<u8> {
+    [varint(fields.len() as i64), fields.to_vec()].concat()
+}
+
+#[test]
+fn malformed_records_under_a_valid_crc_are_refused() {
+    let mut fixture = Fixture::start();
+    let good = record_fields(0, 1, b"k", b"value", 0);
+    let mut cases: Vec<(&str, Vec<u8>, &[i16])> = Vec::new();
+    cases.push((
+        "control: a well-formed hand-built batch",
+        raw_batch(0, 0, 1, &record(&good)),
+        &[0],
+    ));
+    cases.push((
+        "key length -5",
+        raw_batch(0, 0, 1, &record(&record_fields(0, -5, b"", b"value", 0))),
+        &[CORRUPT_MESSAGE, INVALID_RECORD],
+    ));
+    let mut overrun = varint(good.len() as i64 + 40);
+    overrun.extend_from_slice(&good);
+    cases.push((
+        "record length past the end of the batch",
+        raw_batch(0, 0, 1, &overrun),
+        &[CORRUPT_MESSAGE, INVALID_RECORD],
+    ));
+    let mut underrun = varint(good.len() as i64 - 3);
+    underrun.extend_from_slice(&good);
+    cases.push((
+        "record length shorter than its fields",
+        raw_batch(0, 0, 1, &underrun),
+        &[CORRUPT_MESSAGE, INVALID_RECORD],
+    ));
+    cases.push((
+        "offset delta 3 for the only record",
+        raw_batch(0, 0, 1, &record(&record_fields(3, 1, b"k", b"v", 0))),
+        &[CORRUPT_MESSAGE, INVALID_RECORD],
+    ));
+    cases.push((
+        "bytes left over after the last record",
+        raw_batch(0, 0, 1, &[record(&good), vec![0, 0, 0]].concat()),
+        &[CORRUPT_MESSAGE, INVALID_RECORD],
+    ));
+    // The control case appends one record; account for it.
+    fixture.values.push("value".to_owned());
+    expect_refused_except_control(&mut fixture, cases);
+    fixture.assert_intact();
+}
+
+/// [`expect_refused`], except that cases whose allowed codes are `[0]` must append one record.
+fn expect_refused_except_control(fixture: &mut Fixture, cases: Vec<(&str, Vec<u8>, &[i16])>) {
+    let mut wire = fixture.broker.wire();
+    let consumer = Consumer::new(&fixture.broker.bootstrap());
+    let (_, mut high_watermark) = consumer.watermarks("data", 0).unwrap();
+    let mut failures = Vec::new();
+    for (what, batch, allowed) in cases {
+        let response = wire
+            .produce("data", 0, Bytes::from(batch), -1)
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        if !allowed.contains(&response.error_code) {
+            failures.push(format!(
+                "{what}: error {} (expected one of {allowed:?}), base offset {}",
+                response.error_code, response.base_offset
+            ));
+        }
+        let appended_allowed = i64::from(allowed == [0]);
+        let (_, high) = consumer.watermarks("data", 0).unwrap();
+        if high != high_watermark + appended_allowed {
+            failures.push(format!("{what}: appended {} records", high - high_watermark));
+        }
+        high_watermark = high;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_huge_record_count_in_a_batch_is_refused_without_allocating_it() {
+    let mut fixture = Fixture::start();
+    let batch = raw_batch(0, 0, i32::MAX, &record(&record_fields(0, 1, b"k", b"v", 0)));
+    let mut wire = fixture.broker.wire();
+    let response = wire.produce("data", 0, Bytes::from(batch), -1);
+    fixture.broker.assert_healthy();
+    let response = response.expect("an answer");
+    assert!(
+        [CORRUPT_MESSAGE, INVALID_RECORD].contains(&response.error_code),
+        "record count 2^31-1: error {}",
+        response.error_code
+    );
+    fixture.assert_intact();
+}
+
+#[test]
+fn a_huge_header_count_in_a_record_is_refused_without_allocating_it() {
+    let mut fixture = Fixture::start();
+    let fields = record_fields(0, 1, b"k", b"v", i64::from(i32::MAX));
+    let batch = raw_batch(0, 0, 1, &record(&fields));
+    let mut wire = fixture.broker.wire();
+    let response = wire.produce("data", 0, Bytes::from(batch), -1);
+    fixture.broker.assert_healthy();
+    let response = response.expect("an answer");
+    assert!(
+        [CORRUPT_MESSAGE, INVALID_RECORD].contains(&response.error_code),
+        "header count 2^31-1: error {}",
+        response.error_code
+    );
+    fixture.assert_intact();
+}
+
+#[test]
+fn a_compressed_batch_that_does_not_decompress_is_corrupt_message() {
+    let mut fixture = Fixture::start();
+    let mut wire = fixture.broker.wire();
+    let noise: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(40_503) >> 3) as u8).collect();
+    let mut failures = Vec::new();
+    for (codec, attributes) in [("gzip", 1i16), ("snappy", 2), ("lz4", 3), ("zstd", 4)] {
+        let batch = raw_batch(attributes, 0, 1, &noise);
+        let response = wire.produce("data", 0, Bytes::from(batch), -1);
+        if !fixture.broker.is_running() {
+            panic!("broker died on a {codec} batch of noise\n{}", fixture.broker.log_tail());
+        }
+        let response = response.unwrap_or_else(|e| panic!("{codec}: {e:#}"));
+        if ![CORRUPT_MESSAGE, INVALID_RECORD].contains(&response.error_code) {
+            failures.push(format!("{codec} noise: error {}", response.error_code));
+        }
+    }
+    // A valid gzip stream of a record count that lies.
+    let honest = record_batch(&[b"a", b"b"], BatchProducer::NONE, Compression::Gzip, 1).to_vec();
+    let mut lying = honest.clone();
+    lying[BATCH_RECORD_COUNT_OFFSET..BATCH_RECORD_COUNT_OFFSET + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+    reseal_batch(&mut lying);
+    let response = wire.produce("data", 0, Bytes::from(lying), -1);
+    fixture.broker.assert_healthy();
+    let response = response.expect("an answer");
+    if ![CORRUPT_MESSAGE, INVALID_RECORD].contains(&response.error_code) {
+        failures.push(format!("gzip with record count 2^31-1: error {}", response.error_code));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     fixture.assert_intact();
 }

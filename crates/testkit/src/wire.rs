@@ -313,6 +313,45 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     !crc
 }
 
+/// A v2 batch built by hand around `records` (already encoded, possibly malformed), with a
+/// correct length and CRC: base offset 0, no producer, timestamps 0.
+pub fn raw_batch(attributes: i16, last_offset_delta: i32, record_count: i32, records: &[u8]) -> Vec<u8> {
+    let mut batch = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+    batch.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    let length = i32::try_from(BATCH_HEADER_LEN - 12 + records.len()).expect("batch length");
+    batch.extend_from_slice(&length.to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    batch.push(2); // magic
+    batch.extend_from_slice(&[0; 4]); // crc, sealed below
+    batch.extend_from_slice(&attributes.to_be_bytes());
+    batch.extend_from_slice(&last_offset_delta.to_be_bytes());
+    batch.extend_from_slice(&0i64.to_be_bytes()); // base timestamp
+    batch.extend_from_slice(&0i64.to_be_bytes()); // max timestamp
+    batch.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    batch.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    batch.extend_from_slice(&record_count.to_be_bytes());
+    debug_assert_eq!(batch.len(), BATCH_HEADER_LEN);
+    batch.extend_from_slice(records);
+    reseal_batch(&mut batch);
+    batch
+}
+
+/// A zigzag varint, as record fields are encoded.
+pub fn varint(value: i64) -> Vec<u8> {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    let mut bytes = Vec::new();
+    loop {
+        let byte = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            bytes.push(byte);
+            return bytes;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +376,16 @@ mod tests {
             let sets = RecordBatchDecoder::decode_all(&mut batch).unwrap();
             assert_eq!(sets[0].records.len(), 3);
         }
+    }
+
+    #[test]
+    fn raw_batch_matches_the_encoder() {
+        let encoded = record_batch(&[b"v"], BatchProducer::NONE, Compression::None, 0).to_vec();
+        let records = &encoded[BATCH_HEADER_LEN..];
+        assert_eq!(raw_batch(0, 0, 1, records), encoded);
+        assert_eq!(varint(-1), [0x01]);
+        assert_eq!(varint(1), [0x02]);
+        assert_eq!(varint(300), [0xd8, 0x04]);
     }
 
     #[test]
