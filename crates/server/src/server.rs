@@ -139,8 +139,19 @@ async fn every(interval_ms: u64, broker: Arc<Broker>, mut stop: watch::Receiver<
 
 fn flush_pass(broker: &Broker) {
     for partition in broker.topics.all_partitions() {
+        // The fsync runs without the partition lock: produce and fetch on this partition
+        // continue while the disk catches up.
+        let job = match partition.lock().as_ref().map(|log| log.flush_job()) {
+            Some(Ok(Some(job))) => job,
+            Some(Ok(None)) | None => continue,
+            Some(Err(e)) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+                continue;
+            }
+        };
+        let result = job.run();
         if let Some(log) = partition.lock().as_mut() {
-            if let Err(e) = log.flush() {
+            if let Err(e) = log.complete_flush(&job, result) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
             }
         }

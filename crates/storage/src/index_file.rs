@@ -96,6 +96,11 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
+    /// A second handle on the index file, to fsync without borrowing the index.
+    pub(crate) fn handle(&self) -> Result<File, StorageError> {
+        self.file.try_clone().at(&self.path)
+    }
+
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
         self.file.sync_data().at(&self.path)
     }

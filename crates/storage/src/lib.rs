@@ -66,6 +66,6 @@ mod tests;
 pub use compaction::{CompactionJob, CompactionReport, CompactionResult, KEY_MAP_BYTES_MAX};
 pub use config::{CleanupPolicy, LogConfig, DAY_MS};
 pub use error::{AppendError, ReadError, StorageError};
-pub use log::{AppendOutcome, FileChunk, Log, ReadSlice, RecoveryReport, TimestampOffset};
+pub use log::{AppendOutcome, FileChunk, FlushJob, Log, ReadSlice, RecoveryReport, TimestampOffset};
 pub use producer_state::BATCHES_PER_PRODUCER_MAX;
 pub use retention::RetentionReport;

@@ -50,6 +50,25 @@ pub struct FileChunk {
     pub len: usize,
 }
 
+/// An fsync of a log's dirty files, prepared by [`Log::flush_job`].
+pub struct FlushJob {
+    files: Vec<(PathBuf, File)>,
+    dir: PathBuf,
+    target_offset: i64,
+    messages: u64,
+}
+
+impl FlushJob {
+    /// Syncs the files and the directory, then records the new recovery point on disk.
+    pub fn run(&self) -> Result<(), StorageError> {
+        for (path, file) in &self.files {
+            file.sync_data().at(path)?;
+        }
+        checkpoint::sync_dir(&self.dir)?;
+        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), self.target_offset)
+    }
+}
+
 /// Whole batches, as file ranges in log order.
 #[derive(Debug, Clone, Default)]
 pub struct ReadSlice {
@@ -537,6 +556,44 @@ impl Log {
         }
         self.recovery_point = log_end_offset;
         self.unflushed_messages = 0;
+        Ok(())
+    }
+
+    /// Prepares a flush of everything appended so far, to be run with [`FlushJob::run`] without
+    /// the log's lock (an fsync can take many milliseconds, and appends should not wait for a
+    /// periodic flush) and finished with [`Log::complete_flush`]. `None` when nothing is dirty.
+    pub fn flush_job(&self) -> Result<Option<FlushJob>, StorageError> {
+        self.check_writable()?;
+        let target_offset = self.log_end_offset();
+        if self.recovery_point >= target_offset && self.unflushed_messages == 0 {
+            return Ok(None);
+        }
+        let from = self
+            .segments
+            .range(..=self.recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        let mut files = Vec::new();
+        for (_, segment) in self.segments.range(from..) {
+            files.extend(segment.sync_handles()?);
+        }
+        Ok(Some(FlushJob {
+            files,
+            dir: self.dir.clone(),
+            target_offset,
+            messages: self.unflushed_messages,
+        }))
+    }
+
+    /// Records the outcome of a [`FlushJob`]. A failed fsync poisons the log, as in [`Log::flush`].
+    pub fn complete_flush(&mut self, job: &FlushJob, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        if let Err(e) = result {
+            self.poison(&e);
+            return Err(e);
+        }
+        // Appends (or a truncation) may have happened while the job ran.
+        self.recovery_point = self.recovery_point.max(job.target_offset.min(self.log_end_offset()));
+        self.unflushed_messages = self.unflushed_messages.saturating_sub(job.messages);
         Ok(())
     }
 

@@ -110,6 +110,10 @@ impl OffsetIndex {
         self.file.truncate(keep)
     }
 
+    pub(crate) fn handle(&self) -> Result<std::fs::File, StorageError> {
+        self.file.handle()
+    }
+
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
         self.file.sync()
     }

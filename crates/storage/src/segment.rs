@@ -380,6 +380,15 @@ impl Segment {
         &self.log_path
     }
 
+    /// Handles on the segment's three files, for an fsync run without the log's lock.
+    pub(crate) fn sync_handles(&self) -> Result<Vec<(PathBuf, File)>, StorageError> {
+        Ok(vec![
+            (self.log_path.clone(), self.file.try_clone().at(&self.log_path)?),
+            (self.offset_index.path().to_path_buf(), self.offset_index.handle()?),
+            (self.time_index.path().to_path_buf(), self.time_index.handle()?),
+        ])
+    }
+
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
         self.file.sync_data().at(&self.log_path)?;
         self.offset_index.sync()?;

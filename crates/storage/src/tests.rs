@@ -531,6 +531,29 @@ fn flush_messages_moves_the_recovery_point() {
     assert_eq!(log.recovery_point, 4);
 }
 
+#[test]
+fn flush_jobs_run_off_the_lock_and_tolerate_appends_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    assert!(log.flush_job().unwrap().is_none(), "nothing to flush in an empty log");
+    let _ = log.append(&simple(3, 0), 0, 0).unwrap();
+    let job = log.flush_job().unwrap().expect("dirty log");
+    // Appends continue while the job runs; they stay unflushed.
+    let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    let result = job.run();
+    log.complete_flush(&job, result).unwrap();
+    assert_eq!(log.recovery_point, 3);
+    let job = log.flush_job().unwrap().expect("the later append is still dirty");
+    let result = job.run();
+    log.complete_flush(&job, result).unwrap();
+    assert_eq!(log.recovery_point, 5);
+    assert!(log.flush_job().unwrap().is_none());
+    // The recovery point is on disk: a reopen after a crash scans only from there.
+    drop(log);
+    let (reopened, _) = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(reopened.log_end_offset(), 5);
+}
+
 fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> ValidatedBatches {
     validated(encode(&Spec {
         records: (0..n).map(|_| (Some("k"), Some("v"))).collect(),

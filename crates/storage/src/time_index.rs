@@ -113,6 +113,10 @@ impl TimeIndex {
         self.file.sync()
     }
 
+    pub(crate) fn handle(&self) -> Result<std::fs::File, StorageError> {
+        self.file.handle()
+    }
+
     pub(crate) fn path(&self) -> &Path {
         self.file.path()
     }
