@@ -176,8 +176,17 @@ impl Broker {
     /// Sends SIGTERM and waits up to [`STOP_TIMEOUT`] for the process to exit.
     /// Panics (after SIGKILL) if it does not, or if no broker runs.
     pub fn sigterm_and_wait(&mut self) -> ExitStatus {
-        let pid = self.pid().expect("sigterm_and_wait: broker not running");
-        send_signal(pid, libc::SIGTERM);
+        self.signal_and_wait(libc::SIGTERM)
+    }
+
+    /// Like [`Broker::sigterm_and_wait`] with SIGINT (Ctrl-C).
+    pub fn sigint_and_wait(&mut self) -> ExitStatus {
+        self.signal_and_wait(libc::SIGINT)
+    }
+
+    fn signal_and_wait(&mut self, signal: libc::c_int) -> ExitStatus {
+        let pid = self.pid().expect("signal_and_wait: broker not running");
+        send_signal(pid, signal);
         let child = self.child.as_mut().expect("child");
         let status = try_poll_until(STOP_TIMEOUT, || child.try_wait().ok().flatten());
         match status {
@@ -188,7 +197,7 @@ impl Broker {
             None => {
                 self.sigkill();
                 panic!(
-                    "broker did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+                    "broker did not exit within {STOP_TIMEOUT:?} of signal {signal}\n{}",
                     self.log_tail()
                 );
             }
