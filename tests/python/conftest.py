@@ -202,6 +202,15 @@ class Broker:
         self.stop(sig)
         return self.start()
 
+    def partition_log_bytes(self, topic: str, partition: int) -> int:
+        """Bytes of record data the broker holds for one partition: the sizes of the segment
+        files (`<data dir>/<topic>-<partition>/*.log`, Kafka's layout). Tests use it to see
+        whether a client really compressed, since the broker stores batches as sent."""
+        directory = self.data_dir / f"{topic}-{partition}"
+        segments = list(directory.glob("*.log"))
+        assert segments, f"no segment files in {directory}"
+        return sum(segment.stat().st_size for segment in segments)
+
     def log_text(self) -> str:
         try:
             raw = self.log_path.read_text(errors="replace")

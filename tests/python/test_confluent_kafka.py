@@ -191,7 +191,23 @@ def test_consume_from_end_sees_only_new_records(broker, topic_name):
         c.close()
 
 
-@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+@pytest.mark.parametrize(
+    "codec",
+    [
+        "gzip",
+        "snappy",
+        pytest.param(
+            "lz4",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="Strom gap: librdkafka enables LZ4 only when ApiVersions lists "
+                "FindCoordinator (key 10), which Strom does not advertise, so the batch "
+                "goes out uncompressed (it still round-trips)",
+            ),
+        ),
+        "zstd",
+    ],
+)
 def test_compression(broker, topic_name, codec):
     topic = topic_name()
     create_topic(broker, topic)
@@ -203,6 +219,11 @@ def test_compression(broker, topic_name, codec):
     got = read_from_beginning(broker, topic, len(records))
     assert [(m.key(), m.value()) for m in got] == [(r["key"], r["value"]) for r in records]
     assert [m.offset() for m in got] == list(range(len(records)))
+    # The broker stores batches as sent, so the bytes on disk show whether the client
+    # compressed; librdkafka silently sends uncompressed when it thinks the broker lacks
+    # the codec.
+    raw_bytes = sum(len(r["value"]) for r in records)
+    assert broker.partition_log_bytes(topic, 0) < raw_bytes // 4, f"{codec} not applied"
 
 
 def test_idempotent_producer(broker, topic_name):
