@@ -727,3 +727,30 @@ fn a_compressed_batch_that_does_not_decompress_is_corrupt_message() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     fixture.assert_intact();
 }
+
+/// Kafka's LogValidator: control batches come only from the transaction coordinator, never
+/// from a client ("Control records cannot be produced by clients") -> INVALID_RECORD. Strom has
+/// no transactions, so a client-written abort marker would be the only kind there is.
+#[test]
+fn a_client_cannot_produce_a_control_batch() {
+    let mut fixture = Fixture::start();
+    // An ABORT marker: key = version 0, type 0; value = version 0, coordinator epoch 0.
+    let key = [0u8, 0, 0, 0];
+    let value = [0u8, 0, 0, 0, 0, 0];
+    let fields = [
+        vec![0u8],
+        varint(0),
+        varint(0),
+        varint(key.len() as i64),
+        key.to_vec(),
+        varint(value.len() as i64),
+        value.to_vec(),
+        varint(0),
+    ]
+    .concat();
+    const CONTROL: i16 = 0x20;
+    const TRANSACTIONAL: i16 = 0x10;
+    let batch = raw_batch(CONTROL | TRANSACTIONAL, 0, 1, &record(&fields));
+    expect_refused(&mut fixture, vec![("client control batch", batch, &[INVALID_RECORD])]);
+    fixture.assert_intact();
+}
