@@ -1,1 +1,106 @@
-//! placeholder
+//! Strom's client-side commands: topic administration, produce, consume and bench.
+//!
+//! Every command speaks the Kafka protocol through librdkafka (the `rdkafka` crate), so it
+//! works against any Kafka-compatible broker, not only Strom. The `strom` binary flattens
+//! [`ClientCommand`] into `strom <command>` and calls [`run`].
+//!
+//! # Layout
+//!
+//! - `connection.rs`: `--bootstrap-server` and `--config key=value` shared by every command,
+//!   turned into an rdkafka `ClientConfig`; the context that prints client errors to stderr.
+//! - `topic.rs`: `strom topic create|list|describe|alter|delete` (Kafka admin APIs).
+//! - `produce.rs`: `strom produce`, lines from stdin to a topic.
+//! - `consume.rs`: `strom consume`, records to stdout as plain text or JSON lines.
+//! - `bench.rs`: `strom bench produce|consume|e2e`, throughput and latency.
+//! - `payload.rs`: the bench payload format (send timestamp and run id) and latency math.
+//!
+//! # Errors
+//!
+//! [`run`] returns an `anyhow` chain; [`error_line`] renders it on one line, which is what the
+//! binary prints before exiting with status 1.
+
+mod bench;
+mod connection;
+mod consume;
+mod payload;
+mod produce;
+mod topic;
+
+pub use bench::{BenchArgs, BenchMode};
+pub use connection::{AdminConnectionArgs, ConnectionArgs};
+pub use consume::{ConsumeArgs, OutputFormat};
+pub use produce::ProduceArgs;
+pub use topic::{TopicArgs, TopicCommand};
+
+/// Top-level client commands; the binary flattens these into `strom <command>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Create, list, describe, alter and delete topics.
+    Topic(TopicArgs),
+    /// Produce lines read from stdin, one record per line.
+    Produce(ProduceArgs),
+    /// Consume records and print them to stdout.
+    Consume(ConsumeArgs),
+    /// Measure produce, consume or end-to-end throughput and latency.
+    Bench(BenchArgs),
+}
+
+/// Runs one client command to completion.
+///
+/// Blocking: admin calls run on a private single-threaded tokio runtime, produce, consume
+/// and bench use rdkafka's synchronous clients on their own threads.
+pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Topic(args) => topic::run(args),
+        ClientCommand::Produce(args) => produce::run(args),
+        ClientCommand::Consume(args) => consume::run(args),
+        ClientCommand::Bench(args) => bench::run(args),
+    }
+}
+
+/// Renders an error and its causes on one line (`outer: cause: root cause`), never a backtrace.
+pub fn error_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Stands in for the `strom` binary, which flattens [`ClientCommand`].
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    pub(crate) fn parse(args: &[&str]) -> ClientCommand {
+        let mut all = vec!["strom"];
+        all.extend_from_slice(args);
+        TestCli::try_parse_from(all)
+            .unwrap_or_else(|e| panic!("parse {args:?}: {e}"))
+            .command
+    }
+
+    pub(crate) fn parse_error(args: &[&str]) -> String {
+        let mut all = vec!["strom"];
+        all.extend_from_slice(args);
+        match TestCli::try_parse_from(all) {
+            Ok(cli) => panic!("parse {args:?} should fail, got {:?}", cli.command),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn command_tree_is_valid() {
+        use clap::CommandFactory;
+        TestCli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_line_joins_the_chain() {
+        let error = anyhow::anyhow!("connection refused").context("create topic `a`");
+        assert_eq!(error_line(&error), "create topic `a`: connection refused");
+    }
+}

@@ -1,0 +1,871 @@
+//! `strom bench produce|consume|e2e`: throughput and latency against any Kafka broker.
+//!
+//! Honest numbers first: produce counts only acknowledged records (failures are counted and
+//! reported apart), consume counts records received, end-to-end counts only records of this
+//! run (matched by run id) and measures from just before `send` to receipt on one monotonic
+//! clock; see `payload.rs` for the record layout.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::connection::{ConnectionArgs, StderrContext};
+use crate::payload::{self, Clock, Payload, HEADER_SIZE};
+use crate::topic::Admin;
+
+/// Records per run when neither `--messages` nor `--duration-s` is given.
+const MESSAGES_DEFAULT: u64 = 1_000_000;
+/// Bound on admin and metadata calls made while setting up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Interval of the progress line on stderr.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait of the delivery-report poll loop, so it notices the end of a run quickly.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Highest latency the histograms hold; larger values are clamped to it.
+const LATENCY_NS_MAX: u64 = 600_000_000_000;
+/// Records librdkafka may hold in its local queue: large, so the send loop rarely waits.
+const QUEUE_MESSAGES_MAX: u32 = 1_000_000;
+/// Bytes librdkafka may hold in its local queue (`queue.buffering.max.kbytes`, 1 GiB).
+const QUEUE_KBYTES_MAX: u32 = 1_048_576;
+/// Bytes of prefetched records the consumer may buffer (`queued.max.messages.kbytes`).
+const CONSUMER_QUEUE_KBYTES_MAX: u32 = 1_048_576;
+
+/// Which path to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    /// Send records; latency is send to acknowledgement (delivery report).
+    Produce,
+    /// Read a pre-filled topic from the beginning (see `--prefill`).
+    Consume,
+    /// Produce and consume in one process; latency is send to receipt.
+    E2e,
+}
+
+/// `strom bench MODE [TOPIC]`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub mode: BenchMode,
+    /// Topic to use; created with `--partitions` when missing.
+    #[arg(default_value = "strom-bench")]
+    pub topic: String,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Records to produce (consume: to receive; default: everything up to the high watermark).
+    #[arg(long, conflicts_with = "duration_s")]
+    pub messages: Option<u64>,
+    /// Run for this long instead of a record count, in seconds.
+    #[arg(long = "duration-s")]
+    pub duration_s: Option<u64>,
+    /// Payload bytes per record (at least 16: send time and run id).
+    #[arg(long = "record-size", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(HEADER_SIZE as i64..))]
+    pub record_size: u32,
+    /// Acknowledgements required: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    pub acks: String,
+    /// Compression codec: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// Largest batch in bytes (librdkafka `batch.size`).
+    #[arg(long = "batch-size", default_value_t = 1_000_000)]
+    pub batch_size: u32,
+    /// How long to wait to fill a batch, in milliseconds (librdkafka `linger.ms`).
+    #[arg(long = "linger-ms", default_value_t = 5)]
+    pub linger_ms: u32,
+    /// Partitions of the topic when the bench creates it.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Target send rate in records per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Consume mode: produce this many records first.
+    #[arg(long, value_name = "N")]
+    pub prefill: Option<u64>,
+    /// Stop consuming after this long without a record, in milliseconds.
+    #[arg(long = "timeout-ms", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Print the summary as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// When a send loop stops.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Messages(u64),
+    Duration(Duration),
+}
+
+impl BenchArgs {
+    fn budget(&self) -> Budget {
+        match (self.messages, self.duration_s) {
+            (_, Some(seconds)) => Budget::Duration(Duration::from_secs(seconds)),
+            (Some(count), None) => Budget::Messages(count),
+            (None, None) => Budget::Messages(MESSAGES_DEFAULT),
+        }
+    }
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let admin = Admin::connect(&args.connection, SETUP_TIMEOUT)?;
+    let created = admin
+        .create_topic(&args.topic, args.partitions, -1, &[])
+        .with_context(|| format!("create bench topic `{}`", args.topic))?;
+    if created {
+        eprintln!("created topic {} with {} partition(s)", args.topic, args.partitions);
+    }
+    drop(admin);
+
+    let clock = Clock::new();
+    let run_id = payload::new_run_id();
+    let summary = match args.mode {
+        BenchMode::Produce => produce(&args, clock, run_id, args.budget(), None)?,
+        BenchMode::Consume => {
+            if let Some(count) = args.prefill {
+                let prefill = produce(&args, clock, run_id, Budget::Messages(count), None)?;
+                eprintln!(
+                    "prefilled {} record(s) at {:.0} msgs/s",
+                    prefill.messages,
+                    prefill.msgs_per_s()
+                );
+                if prefill.errors > 0 {
+                    bail!(
+                        "prefill: {} record(s) failed: {}",
+                        prefill.errors,
+                        prefill.first_error.unwrap_or_default()
+                    );
+                }
+            }
+            consume(&args)?
+        }
+        BenchMode::E2e => e2e(&args, clock, run_id)?,
+    };
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{}", summary.to_text());
+    }
+    if let Some(shortfall) = &summary.shortfall {
+        bail!("{shortfall}");
+    }
+    Ok(())
+}
+
+/// Delivery-report bookkeeping of the produce path.
+struct DeliveryStats {
+    printer: StderrContext,
+    clock: Clock,
+    record_size: u64,
+    acked: AtomicU64,
+    acked_bytes: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    /// Send-to-acknowledgement latency in ns; only the poll threads record into it.
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl ClientContext for DeliveryStats {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.printer.error(error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.printer.log(level, fac, message);
+    }
+}
+
+impl ProducerContext for DeliveryStats {
+    /// The send time, ns on the bench clock.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, send_ns: usize) {
+        match result {
+            Ok(_) => {
+                let latency = payload::latency_ns(send_ns as u64, self.clock.now_ns());
+                self.latency
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .saturating_record(latency);
+                let _ = self.acked.fetch_add(1, Ordering::Relaxed);
+                let _ = self.acked_bytes.fetch_add(self.record_size, Ordering::Relaxed);
+            }
+            Err((error, _)) => self.fail(error.to_string()),
+        }
+    }
+}
+
+impl DeliveryStats {
+    fn fail(&self, error: String) {
+        let _ = self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(error);
+        }
+    }
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static histogram bounds are valid")
+}
+
+/// Produces records until `budget` is spent, then waits for every acknowledgement.
+///
+/// `sent_total` (e2e) receives the number of records handed to librdkafka once sending ends.
+fn produce(
+    args: &BenchArgs,
+    clock: Clock,
+    run_id: u64,
+    budget: Budget,
+    sent_total: Option<&AtomicU64>,
+) -> anyhow::Result<Summary> {
+    let record_size = args.record_size as usize;
+    let stats = DeliveryStats {
+        printer: StderrContext::default(),
+        clock,
+        record_size: record_size as u64,
+        acked: AtomicU64::new(0),
+        acked_bytes: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        latency: Mutex::new(latency_histogram()),
+    };
+    let producer: BaseProducer<DeliveryStats> = args
+        .connection
+        .client_config(&[
+            ("acks", args.acks.clone()),
+            ("compression.type", args.compression.clone()),
+            ("batch.size", args.batch_size.to_string()),
+            ("batch.num.messages", "1000000".to_string()),
+            ("linger.ms", args.linger_ms.to_string()),
+            ("queue.buffering.max.messages", QUEUE_MESSAGES_MAX.to_string()),
+            ("queue.buffering.max.kbytes", QUEUE_KBYTES_MAX.to_string()),
+            ("message.timeout.ms", "60000".to_string()),
+        ])
+        .create_with_context(stats)
+        .context("create producer")?;
+
+    let mut payload = Payload::new(record_size, run_id);
+    let sending_done = AtomicBool::new(false);
+    let started = Instant::now();
+    let start_ns = clock.now_ns();
+    let mut sent = 0u64;
+    let flushed = thread::scope(|scope| {
+        let _ = scope.spawn(|| {
+            while !sending_done.load(Ordering::Relaxed) {
+                producer.poll(POLL_INTERVAL);
+            }
+        });
+        let context = producer.context();
+        let progress = Progress::start(
+            scope,
+            "produce",
+            vec![("acked", &context.acked, &context.acked_bytes)],
+            &sending_done,
+        );
+        let deadline_ns = match budget {
+            Budget::Duration(duration) => start_ns.saturating_add(duration.as_nanos() as u64),
+            Budget::Messages(_) => u64::MAX,
+        };
+        let count_max = match budget {
+            Budget::Messages(count) => count,
+            Budget::Duration(_) => u64::MAX,
+        };
+        while sent < count_max {
+            let mut send_ns = clock.now_ns();
+            if send_ns >= deadline_ns {
+                break;
+            }
+            if let Some(rate) = args.rate {
+                send_ns = pace(clock, start_ns, sent, rate);
+            }
+            let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, send_ns as usize)
+                .payload(payload.stamp(send_ns));
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                    Err((error, _)) => {
+                        context.fail(format!("enqueue: {error}"));
+                        break;
+                    }
+                }
+            }
+            sent += 1;
+        }
+        if let Some(total) = sent_total {
+            total.store(sent, Ordering::Release);
+        }
+        let flushed = producer.flush(Duration::from_secs(90));
+        sending_done.store(true, Ordering::Relaxed);
+        drop(progress);
+        flushed
+    });
+    let elapsed = started.elapsed();
+    let context = producer.context();
+    let acked = context.acked.load(Ordering::Relaxed);
+    let errors = context.failed.load(Ordering::Relaxed);
+    let latency = LatencySummary::from_histogram(&context.latency.lock().unwrap_or_else(|e| e.into_inner()));
+    let first_error = context.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let shortfall = match flushed {
+        Ok(()) => None,
+        Err(error) => Some(format!(
+            "flush: {error}: {} of {sent} record(s) neither acknowledged nor failed",
+            sent - acked - errors
+        )),
+    };
+    Ok(Summary {
+        mode: "produce",
+        topic: args.topic.clone(),
+        record_size: args.record_size,
+        messages: acked,
+        bytes: context.acked_bytes.load(Ordering::Relaxed),
+        errors,
+        first_error,
+        elapsed,
+        latency_label: "send to ack",
+        latency,
+        shortfall,
+    })
+}
+
+/// Sleeps until record `index` is due at `rate` records/s; returns its due time (ns), which
+/// becomes its send time so a late sender does not hide its own lateness.
+fn pace(clock: Clock, start_ns: u64, index: u64, rate: u64) -> u64 {
+    let due_ns = start_ns + due_offset_ns(index, rate);
+    let now_ns = clock.now_ns();
+    if due_ns > now_ns {
+        thread::sleep(Duration::from_nanos(due_ns - now_ns));
+    }
+    due_ns
+}
+
+/// When record `index` is due, in ns after the start, at `rate` records/s.
+fn due_offset_ns(index: u64, rate: u64) -> u64 {
+    let rate = rate.max(1);
+    u64::try_from(u128::from(index) * 1_000_000_000 / u128::from(rate)).unwrap_or(u64::MAX)
+}
+
+fn consumer(args: &BenchArgs) -> anyhow::Result<BaseConsumer<StderrContext>> {
+    args.connection
+        .client_config(&[
+            // librdkafka needs a group.id for assign(); nothing is committed under it.
+            ("group.id", format!("strom-bench-{}", std::process::id())),
+            ("enable.auto.commit", "false".to_string()),
+            ("enable.auto.offset.store", "false".to_string()),
+            ("enable.partition.eof", "false".to_string()),
+            ("fetch.max.bytes", "52428800".to_string()),
+            ("max.partition.fetch.bytes", "10485760".to_string()),
+            ("queued.min.messages", "1000000".to_string()),
+            ("queued.max.messages.kbytes", CONSUMER_QUEUE_KBYTES_MAX.to_string()),
+        ])
+        .create_with_context(StderrContext::default())
+        .context("create consumer")
+}
+
+/// Every partition of the topic with its (low, high) watermarks.
+fn watermarks(consumer: &BaseConsumer<StderrContext>, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), SETUP_TIMEOUT)
+        .with_context(|| format!("fetch metadata of `{topic}`"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic `{topic}` has no partitions in metadata");
+    }
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, SETUP_TIMEOUT)
+                .with_context(|| format!("watermarks of `{topic}` partition {partition}"))?;
+            Ok((partition, low, high))
+        })
+        .collect()
+}
+
+fn consume(args: &BenchArgs) -> anyhow::Result<Summary> {
+    let consumer = consumer(args)?;
+    let marks = watermarks(&consumer, &args.topic)?;
+    let available: u64 = marks
+        .iter()
+        .map(|&(_, low, high)| u64::try_from(high - low).unwrap_or(0))
+        .sum();
+    let (target, deadline) = match (args.messages, args.duration_s) {
+        (_, Some(seconds)) => (u64::MAX, Some(Duration::from_secs(seconds))),
+        (Some(count), None) => (count, None),
+        (None, None) => (available, None),
+    };
+    if target == 0 {
+        bail!(
+            "topic `{}` is empty: run `strom bench produce` first or pass --prefill N",
+            args.topic
+        );
+    }
+    let mut assignment = TopicPartitionList::with_capacity(marks.len());
+    for &(partition, _, _) in &marks {
+        assignment
+            .add_partition_offset(&args.topic, partition, Offset::Beginning)
+            .context("build partition list")?;
+    }
+    consumer.assign(&assignment).context("assign partitions")?;
+
+    let received = AtomicU64::new(0);
+    let received_bytes = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let idle_limit = Duration::from_millis(args.timeout_ms);
+    let started = Instant::now();
+    let mut last_record = Instant::now();
+    let mut count = 0u64;
+    let mut idle_stop = false;
+    thread::scope(|scope| -> anyhow::Result<()> {
+        let progress = Progress::start(scope, "consume", vec![("received", &received, &received_bytes)], &done);
+        while count < target && deadline.is_none_or(|d| started.elapsed() < d) {
+            match consumer.poll(POLL_INTERVAL) {
+                Some(Ok(message)) => {
+                    count += 1;
+                    let size = message.payload_len() + message.key_len();
+                    let _ = received.fetch_add(1, Ordering::Relaxed);
+                    let _ = received_bytes.fetch_add(size as u64, Ordering::Relaxed);
+                    last_record = Instant::now();
+                }
+                Some(Err(error)) => {
+                    done.store(true, Ordering::Relaxed);
+                    return Err(error).context("consume");
+                }
+                None if last_record.elapsed() >= idle_limit => {
+                    idle_stop = true;
+                    break;
+                }
+                None => {}
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        drop(progress);
+        Ok(())
+    })?;
+    let elapsed = last_record.saturating_duration_since(started);
+    let shortfall = (idle_stop && deadline.is_none()).then(|| {
+        format!(
+            "received {count} of {target} record(s): nothing new for {} ms",
+            args.timeout_ms
+        )
+    });
+    Ok(Summary {
+        mode: "consume",
+        topic: args.topic.clone(),
+        record_size: args.record_size,
+        messages: count,
+        bytes: received_bytes.load(Ordering::Relaxed),
+        errors: 0,
+        first_error: None,
+        elapsed,
+        latency_label: "",
+        latency: None,
+        shortfall,
+    })
+}
+
+fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
+    let consumer = consumer(args)?;
+    // Start exactly at today's end of every partition, so every record of this run is read
+    // and none of an earlier one; the run id filters any stragglers anyway.
+    let marks = watermarks(&consumer, &args.topic)?;
+    let mut assignment = TopicPartitionList::with_capacity(marks.len());
+    for &(partition, _, high) in &marks {
+        assignment
+            .add_partition_offset(&args.topic, partition, Offset::Offset(high))
+            .context("build partition list")?;
+    }
+    consumer.assign(&assignment).context("assign partitions")?;
+
+    let sent_total = AtomicU64::new(u64::MAX);
+    let received = AtomicU64::new(0);
+    let received_bytes = AtomicU64::new(0);
+    let consumer_done = AtomicBool::new(false);
+    let idle_limit = Duration::from_millis(args.timeout_ms);
+    let started = Instant::now();
+    let (produced, consumed) = thread::scope(|scope| {
+        let reader = scope.spawn(|| -> anyhow::Result<(Histogram<u64>, Instant, bool)> {
+            let mut latency = latency_histogram();
+            let mut last_record = Instant::now();
+            let mut count = 0u64;
+            loop {
+                let total = sent_total.load(Ordering::Acquire);
+                if count >= total {
+                    return Ok((latency, last_record, false));
+                }
+                match consumer.poll(POLL_INTERVAL) {
+                    Some(Ok(message)) => {
+                        let Some(send_ns) = message.payload().and_then(|p| payload::decode_send_ns(p, run_id)) else {
+                            continue;
+                        };
+                        latency.saturating_record(payload::latency_ns(send_ns, clock.now_ns()));
+                        count += 1;
+                        let size = message.payload_len() + message.key_len();
+                        let _ = received.fetch_add(1, Ordering::Relaxed);
+                        let _ = received_bytes.fetch_add(size as u64, Ordering::Relaxed);
+                        last_record = Instant::now();
+                    }
+                    Some(Err(error)) => return Err(error).context("consume"),
+                    None if total != u64::MAX && last_record.elapsed() >= idle_limit => {
+                        return Ok((latency, last_record, true));
+                    }
+                    None => {}
+                }
+            }
+        });
+        let progress = Progress::start(
+            scope,
+            "e2e",
+            vec![("received", &received, &received_bytes)],
+            &consumer_done,
+        );
+        let produced = produce(args, clock, run_id, args.budget(), Some(&sent_total));
+        if produced.is_err() {
+            // Let the reader stop: nothing more is coming.
+            sent_total.store(0, Ordering::Release);
+        }
+        let consumed = reader.join().expect("e2e reader thread panicked");
+        consumer_done.store(true, Ordering::Relaxed);
+        drop(progress);
+        (produced, consumed)
+    });
+    let produced = produced?;
+    let (latency, last_record, idle_stop) = consumed?;
+    let count = received.load(Ordering::Relaxed);
+    let sent = sent_total.load(Ordering::Relaxed);
+    let shortfall = idle_stop.then(|| {
+        format!(
+            "received {count} of {sent} sent record(s) ({} acknowledged): nothing new for {} ms",
+            produced.messages, args.timeout_ms
+        )
+    });
+    Ok(Summary {
+        mode: "e2e",
+        topic: args.topic.clone(),
+        record_size: args.record_size,
+        messages: count,
+        bytes: received_bytes.load(Ordering::Relaxed),
+        errors: produced.errors,
+        first_error: produced.first_error,
+        elapsed: last_record.saturating_duration_since(started),
+        latency_label: "send to receive",
+        latency: LatencySummary::from_histogram(&latency),
+        shortfall: shortfall.or(produced.shortfall),
+    })
+}
+
+/// Prints `msgs/s` and `MB/s` of some counters to stderr every second until dropped.
+struct Progress<'scope> {
+    stop: &'scope AtomicBool,
+    thread: Option<thread::ScopedJoinHandle<'scope, ()>>,
+}
+
+impl<'scope> Progress<'scope> {
+    fn start<'env>(
+        scope: &'scope thread::Scope<'scope, 'env>,
+        label: &'static str,
+        counters: Vec<(&'static str, &'scope AtomicU64, &'scope AtomicU64)>,
+        stop: &'scope AtomicBool,
+    ) -> Self {
+        let thread = scope.spawn(move || {
+            let started = Instant::now();
+            let mut last: Vec<(u64, u64)> = vec![(0, 0); counters.len()];
+            let mut last_tick = started;
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(50));
+                let interval = last_tick.elapsed();
+                if interval < PROGRESS_INTERVAL {
+                    continue;
+                }
+                last_tick = Instant::now();
+                let mut line = format!("{label} {:6.1} s", started.elapsed().as_secs_f64());
+                for ((name, messages, bytes), last) in counters.iter().zip(last.iter_mut()) {
+                    let now = (messages.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+                    let seconds = interval.as_secs_f64();
+                    line.push_str(&format!(
+                        "  {:>10.0} msgs/s {:>8.2} MB/s  {name} {}",
+                        per_second(now.0 - last.0, seconds),
+                        per_second(now.1 - last.1, seconds) / 1e6,
+                        now.0
+                    ));
+                    *last = now;
+                }
+                eprintln!("{line}");
+            }
+        });
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Progress<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn per_second(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LatencySummary {
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+impl LatencySummary {
+    /// From a histogram of nanoseconds; `None` when it holds no samples.
+    fn from_histogram(histogram: &Histogram<u64>) -> Option<Self> {
+        if histogram.is_empty() {
+            return None;
+        }
+        let ms = |ns: u64| ns as f64 / 1e6;
+        Some(LatencySummary {
+            p50_ms: ms(histogram.value_at_quantile(0.50)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            p999_ms: ms(histogram.value_at_quantile(0.999)),
+            max_ms: ms(histogram.max()),
+        })
+    }
+}
+
+/// The result of one bench run.
+#[derive(Debug)]
+struct Summary {
+    mode: &'static str,
+    topic: String,
+    record_size: u32,
+    /// Acknowledged (produce) or received (consume, e2e) records.
+    messages: u64,
+    /// Payload and key bytes of `messages`.
+    bytes: u64,
+    /// Records that failed to enqueue or were not acknowledged.
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+    latency_label: &'static str,
+    latency: Option<LatencySummary>,
+    /// Why the run counted fewer records than it meant to, if it did.
+    shortfall: Option<String>,
+}
+
+impl Summary {
+    fn msgs_per_s(&self) -> f64 {
+        per_second(self.messages, self.elapsed.as_secs_f64())
+    }
+
+    /// Megabytes (10^6 bytes) per second.
+    fn mb_per_s(&self) -> f64 {
+        per_second(self.bytes, self.elapsed.as_secs_f64()) / 1e6
+    }
+
+    fn to_text(&self) -> String {
+        let mut text = format!(
+            "bench {}: {} records of {} B in {:.3} s, errors {}\n\
+             throughput: {:.0} msgs/s, {:.2} MB/s\n",
+            self.mode,
+            self.messages,
+            self.record_size,
+            self.elapsed.as_secs_f64(),
+            self.errors,
+            self.msgs_per_s(),
+            self.mb_per_s(),
+        );
+        if let Some(l) = &self.latency {
+            text.push_str(&format!(
+                "latency ({}): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms\n",
+                self.latency_label, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+            ));
+        }
+        if let Some(error) = &self.first_error {
+            text.push_str(&format!("first error: {error}\n"));
+        }
+        text
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let latency = self.latency.map(|l| {
+            serde_json::json!({
+                "p50": l.p50_ms, "p99": l.p99_ms, "p99_9": l.p999_ms, "max": l.max_ms,
+            })
+        });
+        serde_json::json!({
+            "mode": self.mode,
+            "topic": self.topic,
+            "record_size": self.record_size,
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "msgs_per_s": self.msgs_per_s(),
+            "mb_per_s": self.mb_per_s(),
+            "latency_kind": (!self.latency_label.is_empty()).then_some(self.latency_label),
+            "latency_ms": latency,
+            "shortfall": self.shortfall,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{parse, parse_error};
+    use crate::ClientCommand;
+
+    fn bench(args: &[&str]) -> BenchArgs {
+        match parse(args) {
+            ClientCommand::Bench(args) => args,
+            other => panic!("expected bench, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_defaults() {
+        let args = bench(&["bench", "produce"]);
+        assert_eq!(args.mode, BenchMode::Produce);
+        assert_eq!(args.topic, "strom-bench");
+        assert_eq!(args.record_size, 100);
+        assert_eq!((args.batch_size, args.linger_ms), (1_000_000, 5));
+        assert!(matches!(args.budget(), Budget::Messages(MESSAGES_DEFAULT)));
+        assert!(!args.json);
+    }
+
+    #[test]
+    fn bench_flags() {
+        let args = bench(&[
+            "bench",
+            "e2e",
+            "lat",
+            "--duration-s",
+            "10",
+            "--record-size",
+            "16",
+            "--acks",
+            "1",
+            "--compression",
+            "lz4",
+            "--partitions",
+            "3",
+            "--rate",
+            "50000",
+            "--json",
+            "-X",
+            "socket.nagle.disable=true",
+        ]);
+        assert_eq!(args.mode, BenchMode::E2e);
+        assert_eq!(args.topic, "lat");
+        assert!(matches!(args.budget(), Budget::Duration(d) if d == Duration::from_secs(10)));
+        assert_eq!((args.partitions, args.rate), (3, Some(50_000)));
+        assert!(args.json);
+        let args = bench(&["bench", "consume", "t", "--prefill", "1000"]);
+        assert_eq!(args.prefill, Some(1000));
+    }
+
+    #[test]
+    fn bench_rejects_bad_input() {
+        let error = parse_error(&["bench", "produce", "--record-size", "15"]);
+        assert!(error.contains("15"), "{error}");
+        let _ = parse_error(&["bench", "produce", "--messages", "1", "--duration-s", "1"]);
+        let _ = parse_error(&["bench", "fetch"]);
+    }
+
+    #[test]
+    fn pacing_spreads_records_evenly() {
+        assert_eq!(due_offset_ns(0, 1000), 0);
+        assert_eq!(due_offset_ns(1, 1000), 1_000_000);
+        assert_eq!(due_offset_ns(1000, 1000), 1_000_000_000);
+        assert_eq!(due_offset_ns(3, 0), 3_000_000_000);
+        assert_eq!(due_offset_ns(u64::MAX, 1), u64::MAX);
+    }
+
+    #[test]
+    fn latency_percentiles_in_milliseconds() {
+        let mut histogram = latency_histogram();
+        for ms in 1..=1000u64 {
+            histogram.saturating_record(ms * 1_000_000);
+        }
+        let summary = LatencySummary::from_histogram(&histogram).unwrap();
+        // Three significant digits: each value within 0.1 % of the exact quantile.
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 1e-9;
+        assert!(close(summary.p50_ms, 500.0), "{summary:?}");
+        assert!(close(summary.p99_ms, 990.0), "{summary:?}");
+        assert!(close(summary.p999_ms, 999.0), "{summary:?}");
+        assert!(close(summary.max_ms, 1000.0), "{summary:?}");
+        assert_eq!(LatencySummary::from_histogram(&latency_histogram()), None);
+    }
+
+    #[test]
+    fn histogram_clamps_instead_of_failing() {
+        let mut histogram = latency_histogram();
+        histogram.saturating_record(u64::MAX);
+        assert!(histogram.max() >= LATENCY_NS_MAX);
+    }
+
+    #[test]
+    fn summary_rates_and_json() {
+        let summary = Summary {
+            mode: "produce",
+            topic: "t".to_string(),
+            record_size: 100,
+            messages: 2_000_000,
+            bytes: 200_000_000,
+            errors: 3,
+            first_error: Some("boom".to_string()),
+            elapsed: Duration::from_secs(2),
+            latency_label: "send to ack",
+            latency: Some(LatencySummary {
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+                p999_ms: 3.0,
+                max_ms: 4.0,
+            }),
+            shortfall: None,
+        };
+        assert_eq!(summary.msgs_per_s(), 1_000_000.0);
+        assert_eq!(summary.mb_per_s(), 100.0);
+        let json = summary.to_json();
+        assert_eq!(json["msgs_per_s"], 1_000_000.0);
+        assert_eq!(json["errors"], 3);
+        assert_eq!(json["latency_ms"]["p99_9"], 3.0);
+        assert!(!json.to_string().contains('\n'));
+        assert!(summary.to_text().contains("p99.9 3.000 ms"));
+        let empty = Summary {
+            elapsed: Duration::ZERO,
+            ..summary
+        };
+        assert_eq!(empty.msgs_per_s(), 0.0);
+    }
+}
