@@ -193,3 +193,30 @@ fn a_waiting_fetch_does_not_hold_up_its_connection_forever() {
     assert_eq!(&first[..4], fetch_id.to_be_bytes(), "fetch answered first");
     assert_eq!(&second[..4], versions_id.to_be_bytes());
 }
+
+#[test]
+fn fetch_and_produce_responses_report_the_log_start_offset() {
+    let broker = start();
+    create_topic(&broker, "started", 1);
+    let mut wire = broker.wire();
+    produce_batches(&mut wire, "started", 0, 6);
+    let admin = strom_testkit::Admin::new(&broker.bootstrap());
+    assert_eq!(admin.delete_records("started", 0, 4).unwrap(), 4);
+
+    let mut request = fetch_request("started", &[0], 0, 1, 1024 * 1024, 1024 * 1024);
+    request.topics[0].partitions[0].fetch_offset = 4;
+    let response = wire.call(&request, FETCH_VERSION).unwrap();
+    let data = &response.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    assert_eq!(
+        (data.log_start_offset, data.high_watermark, data.last_stable_offset),
+        (4, 6, 6)
+    );
+    let value = vec![b'n'; 10];
+    let batch = record_batch(&[&value], BatchProducer::NONE, Compression::None, 1);
+    let produced = wire.produce("started", 0, batch, -1).unwrap();
+    assert_eq!(
+        (produced.error_code, produced.base_offset, produced.log_start_offset),
+        (0, 6, 4)
+    );
+}

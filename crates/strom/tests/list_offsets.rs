@@ -196,3 +196,50 @@ fn fetching_below_the_log_start_is_offset_out_of_range() {
     let records = Consumer::new(&broker.bootstrap()).read("trimmed-fetch", 0, Offset::Offset(2), 1);
     assert_eq!(records[0].offset, 6);
 }
+
+#[test]
+fn leader_epochs_stay_answerable_across_a_restart() {
+    let mut broker = start();
+    create_topic(&broker, "epoch-restart", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    producer.send_all_ok("epoch-restart", &numbered("before", 5, 0));
+    drop(producer);
+    let epoch_of = |broker: &strom_testkit::Broker| {
+        let mut request = MetadataRequest::default();
+        let mut wanted = MetadataRequestTopic::default();
+        wanted.name = Some(topic_name("epoch-restart"));
+        request.topics = Some(vec![wanted]);
+        let metadata = broker.wire().call(&request, 12).expect("Metadata v12");
+        metadata.topics[0].partitions[0].leader_epoch
+    };
+    let first_epoch = epoch_of(&broker);
+    broker.restart();
+    let second_epoch = epoch_of(&broker);
+    assert!(
+        second_epoch >= first_epoch,
+        "epoch went back: {first_epoch} -> {second_epoch}"
+    );
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    producer.send_all_ok("epoch-restart", &numbered("after", 5, 0));
+
+    let ask = |leader_epoch: i32| {
+        let mut partition = OffsetForLeaderPartition::default();
+        partition.partition = 0;
+        partition.current_leader_epoch = second_epoch;
+        partition.leader_epoch = leader_epoch;
+        let mut topic = OffsetForLeaderTopic::default();
+        topic.topic = topic_name("epoch-restart");
+        topic.partitions = vec![partition];
+        let mut request = OffsetForLeaderEpochRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.topics = vec![topic];
+        let response = broker.wire().call(&request, 4).expect("OffsetForLeaderEpoch");
+        let answer = response.topics[0].partitions[0].clone();
+        assert_eq!(answer.error_code, 0, "{answer:?}");
+        (answer.leader_epoch, answer.end_offset)
+    };
+    assert_eq!(ask(second_epoch), (second_epoch, 10));
+    // The first epoch ends where the second began: at 5 if the restart bumped the epoch.
+    let expected_first_end = if second_epoch > first_epoch { 5 } else { 10 };
+    assert_eq!(ask(first_epoch), (first_epoch, expected_first_end));
+}
