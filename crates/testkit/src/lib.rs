@@ -12,7 +12,22 @@
 //! - [`client`]: blocking wrappers over `rdkafka` (producer, assigned consumer, admin) whose
 //!   every call has a timeout.
 //! - [`wire`]: a raw-socket Kafka client built on the `kafka-protocol` encoders, for requests a
-//!   well-behaved client would never send (bad frames, corrupt batches, duplicate retries).
+//!   well-behaved client would never send (bad frames, corrupt batches, duplicate retries),
+//!   plus batch builders: [`wire::record_batch`] (exactly one valid v2 batch),
+//!   [`wire::raw_batch`] (a hand-built batch around arbitrary record bytes, correctly sealed)
+//!   and [`wire::reseal_batch`] (recompute the CRC after editing a batch).
+//!
+//! # Debugging a failure
+//!
+//! A panicking test prints the tail of its broker's log. Set `TESTKIT_KEEP_SCRATCH=1` to keep
+//! the scratch directory (data directory and full log); its path is printed. Brokers never
+//! see the test's `STROM_*` environment variables: only `--set` configures them.
+//!
+//! # Known client limitations
+//!
+//! `rdkafka` 0.39 drops the per-resource error codes of DescribeConfigs and AlterConfigs
+//! ([`Admin::describe_topic_configs`], [`Admin::alter_topic_configs`]); check those errors with
+//! the wire client. Its `assign()` needs a `group.id`, which [`Consumer`] sets but never uses.
 
 pub mod broker;
 pub mod client;
