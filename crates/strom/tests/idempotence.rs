@@ -222,3 +222,57 @@ fn a_newer_epoch_fences_the_older_one() {
     let (_, high) = Consumer::new(&broker.bootstrap()).watermarks("epochs", 0).unwrap();
     assert_eq!(high, 4);
 }
+
+#[test]
+fn producer_ids_are_never_reused_across_restarts() {
+    let mut broker = start();
+    create_topic(&broker, "pids", 1);
+    let first_id = {
+        let mut wire = broker.wire();
+        let (producer_id, epoch) = wire.init_producer_id().unwrap();
+        let response = wire
+            .produce("pids", 0, batch(&values("old", 3), producer_id, epoch, 0), -1)
+            .unwrap();
+        assert_eq!(response.error_code, 0);
+        producer_id
+    };
+    // A graceful restart, then a crash.
+    broker.restart();
+    broker.sigkill();
+    broker.restart();
+    let mut wire = broker.wire();
+    let (producer_id, epoch) = wire.init_producer_id().unwrap();
+    assert_ne!(producer_id, first_id, "producer id reused after restarts");
+    // A new producer's first batch is new data, not a duplicate of the old producer's.
+    let response = wire
+        .produce("pids", 0, batch(&values("new", 3), producer_id, epoch, 0), -1)
+        .unwrap();
+    assert_eq!((response.error_code, response.base_offset), (0, 3), "{response:?}");
+}
+
+#[test]
+fn sequences_are_tracked_per_partition() {
+    let broker = start();
+    create_topic(&broker, "per-partition", 2);
+    let mut wire = broker.wire();
+    let (producer_id, epoch) = wire.init_producer_id().unwrap();
+    for partition in 0..2 {
+        let response = wire
+            .produce(
+                "per-partition",
+                partition,
+                batch(&values("p", 2), producer_id, epoch, 0),
+                -1,
+            )
+            .unwrap();
+        assert_eq!(
+            (response.error_code, response.base_offset),
+            (0, 0),
+            "partition {partition}"
+        );
+    }
+    let next = wire
+        .produce("per-partition", 1, batch(&values("q", 1), producer_id, epoch, 2), -1)
+        .unwrap();
+    assert_eq!((next.error_code, next.base_offset), (0, 2));
+}
