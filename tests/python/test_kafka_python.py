@@ -246,3 +246,38 @@ def test_admin_delete_records_and_describe_cluster(broker, admin, topic_name):
     cluster = admin.describe_cluster()
     assert cluster["controller_id"] == 1
     assert [(b["broker_id"], b["port"]) for b in cluster["brokers"]] == [(1, broker.port)]
+
+
+@pytest.mark.parametrize("api_version", [(0, 11), (1, 0), (2, 0), (2, 4), (3, 0)])
+def test_pinned_older_protocol_versions(broker, admin, topic_name, api_version):
+    """kafka-python pinned to an older broker version uses the oldest request versions Strom
+    still accepts (Produce v3, Fetch v4, ListOffsets v1/v2, Metadata v1...)."""
+    topic = topic_name()
+    create_topic(admin, topic)
+    producer = make_producer(broker, api_version=api_version, compression_type="gzip")
+    try:
+        [metadata] = send_all(
+            producer, topic, [{"key": b"k", "value": b"v", "headers": [("h", b"1")]}]
+        )
+    finally:
+        producer.close()
+    assert metadata.offset == 0
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=None, api_version=api_version
+    )
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning()
+        got: list = []
+        wait_until(
+            lambda: got.extend(consumer.poll(timeout_ms=200).get(tp, [])) or got,
+            DEFAULT_WAIT_S,
+            "the record",
+        )
+        assert [(r.key, r.value, r.headers) for r in got] == [(b"k", b"v", [("h", b"1")])]
+        assert consumer.offsets_for_times({tp: 0})[tp].offset == 0
+        assert consumer.end_offsets([tp]) == {tp: 1}
+    finally:
+        consumer.close()
