@@ -25,9 +25,8 @@ def test_concurrent_writers_and_identical_reads(broker, topic_name):
     values = {w: [f"{w}-{i}" for i in range(RECORDS_PER_WRITER)] for w in "ckat"}
 
     def write_confluent():
-        produce_all(
-            producer(broker, linger_ms=1), topic, [{"key": b"c", "value": v.encode()} for v in values["c"]]
-        )
+        records = [{"key": b"c", "value": v.encode()} for v in values["c"]]
+        produce_all(producer(broker, linger_ms=1), topic, records)
 
     def write_kafka_python():
         kp = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)

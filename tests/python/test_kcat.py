@@ -149,7 +149,8 @@ def test_query_offsets_by_timestamp(broker, topic_name):
 def test_acks(broker, topic_name, acks):
     topic = topic_name()
     create_topic(broker, topic, partitions=1)
-    kcat(broker, "-P", "-t", topic, "-X", f"acks={acks}", stdin="".join(f"{i}\n" for i in range(20)))
+    lines = "".join(f"{i}\n" for i in range(20))
+    kcat(broker, "-P", "-t", topic, "-X", f"acks={acks}", stdin=lines)
     out = kcat(broker, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%s\n")
     assert out.splitlines() == [str(i) for i in range(20)]
 

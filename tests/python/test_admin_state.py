@@ -1,0 +1,124 @@
+"""Admin changes made through clients, and that they survive a restart: incremental config
+operations on list configs, config and topic-name validation, partitions added, records
+deleted."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from confluent_clients import (
+    ADMIN_TIMEOUT_S,
+    admin,
+    consumer,
+    create_topic,
+    produce_all,
+    producer,
+    read_from_beginning,
+)
+
+
+def describe(a, topic: str) -> dict:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entries = a.describe_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
+    return {name: entry.value for name, entry in entries.items()}
+
+
+def alter(a, topic: str, *entries: ConfigEntry) -> None:
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(entries))
+    a.incremental_alter_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
+
+
+def test_incremental_append_and_subtract_on_a_list_config(broker, topic_name):
+    topic = topic_name()
+    create_topic(broker, topic)
+    a = admin(broker)
+    alter(
+        a, topic, ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)
+    )
+    assert set(describe(a, topic)["cleanup.policy"].split(",")) == {"delete", "compact"}
+    alter(
+        a, topic, ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT)
+    )
+    assert describe(a, topic)["cleanup.policy"] == "compact"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"no.such.config": "1"}, {"retention.ms": "soon"}, {"cleanup.policy": "shred"}],
+    ids=["unknown-name", "not-a-number", "bad-enum"],
+)
+def test_create_topic_with_invalid_config_is_refused(broker, topic_name, config):
+    topic = topic_name()
+    with pytest.raises(KafkaException) as refused:
+        create_topic(broker, topic, config=config)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert topic not in admin(broker).list_topics(timeout=10).topics
+
+
+def test_alter_with_invalid_value_is_refused_and_changes_nothing(broker, topic_name):
+    topic = topic_name()
+    create_topic(broker, topic, config={"retention.ms": "3600000"})
+    a = admin(broker)
+    with pytest.raises(KafkaException) as refused:
+        alter(
+        a, topic, ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)
+    )
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert describe(a, topic)["retention.ms"] == "3600000"
+
+
+@pytest.mark.parametrize(
+    "name", ["bad/name", "..", "a" * 250, "sp ace"], ids=["slash", "dots", "too-long", "space"]
+)
+def test_invalid_topic_names_are_refused(broker, name):
+    a = admin(broker)
+    futures = a.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    with pytest.raises(KafkaException) as refused:
+        futures[name].result(ADMIN_TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
+
+
+def test_replication_factor_above_one_is_refused(broker, topic_name):
+    topic = topic_name()
+    a = admin(broker)
+    futures = a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)])
+    with pytest.raises(KafkaException) as refused:
+        futures[topic].result(ADMIN_TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+
+
+@pytest.mark.slow
+def test_admin_changes_survive_restart(broker_factory, topic_name):
+    b = broker_factory()
+    topic = topic_name()
+    create_topic(b, topic, partitions=1)
+    a = admin(b)
+    alter(
+        a, topic, ConfigEntry("retention.bytes", "5000000", incremental_operation=AlterConfigOpType.SET)
+    )
+    a.create_partitions([NewPartitions(topic, 3)])[topic].result(ADMIN_TIMEOUT_S)
+    produce_all(producer(b), topic, [{"value": str(i).encode(), "partition": 2} for i in range(10)])
+    tp = TopicPartition(topic, 2, 6)
+    a.delete_records([tp], operation_timeout=10)[tp].result(ADMIN_TIMEOUT_S)
+
+    b.restart()
+
+    a = admin(b)
+    assert describe(a, topic)["retention.bytes"] == "5000000"
+    assert sorted(a.list_topics(topic, timeout=10).topics[topic].partitions) == [0, 1, 2]
+    c = consumer(b)
+    try:
+        assert c.get_watermark_offsets(TopicPartition(topic, 2), timeout=10) == (6, 10)
+    finally:
+        c.close()
+    got = read_from_beginning(b, topic, 4, partition=2)
+    assert [(m.offset(), m.value()) for m in got] == [(i, str(i).encode()) for i in range(6, 10)]
