@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Start a broker (with no flags: 127.0.0.1:9092, data in ./strom-data).
     Server(ServerArgs),
+    #[command(flatten)]
+    Client(strom_cli::ClientCommand),
 }
 
 #[derive(Args)]
@@ -62,10 +64,7 @@ fn broker_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     let flags = [
         ("listeners", args.listeners.clone()),
         ("advertised.listeners", args.advertised_listeners.clone()),
-        (
-            "log.dirs",
-            args.data_dir.as_ref().map(|p| p.display().to_string()),
-        ),
+        ("log.dirs", args.data_dir.as_ref().map(|p| p.display().to_string())),
         ("node.id", args.node_id.map(|n| n.to_string())),
     ];
     for (key, value) in flags {
@@ -113,6 +112,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => run_server(args),
+        Command::Client(command) => strom_cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
