@@ -32,8 +32,9 @@ def describe(a, topic: str) -> dict:
     return {name: entry.value for name, entry in entries.items()}
 
 
-def alter(a, topic: str, *entries: ConfigEntry) -> None:
-    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(entries))
+def alter(a, topic: str, name: str, value: str, operation: AlterConfigOpType) -> None:
+    entry = ConfigEntry(name, value, incremental_operation=operation)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
     a.incremental_alter_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
 
 
@@ -41,13 +42,9 @@ def test_incremental_append_and_subtract_on_a_list_config(broker, topic_name):
     topic = topic_name()
     create_topic(broker, topic)
     a = admin(broker)
-    alter(
-        a, topic, ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)
-    )
+    alter(a, topic, "cleanup.policy", "compact", AlterConfigOpType.APPEND)
     assert set(describe(a, topic)["cleanup.policy"].split(",")) == {"delete", "compact"}
-    alter(
-        a, topic, ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT)
-    )
+    alter(a, topic, "cleanup.policy", "delete", AlterConfigOpType.SUBTRACT)
     assert describe(a, topic)["cleanup.policy"] == "compact"
 
 
@@ -69,9 +66,7 @@ def test_alter_with_invalid_value_is_refused_and_changes_nothing(broker, topic_n
     create_topic(broker, topic, config={"retention.ms": "3600000"})
     a = admin(broker)
     with pytest.raises(KafkaException) as refused:
-        alter(
-        a, topic, ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)
-    )
+        alter(a, topic, "retention.ms", "soon", AlterConfigOpType.SET)
     assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
     assert describe(a, topic)["retention.ms"] == "3600000"
 
@@ -102,11 +97,10 @@ def test_admin_changes_survive_restart(broker_factory, topic_name):
     topic = topic_name()
     create_topic(b, topic, partitions=1)
     a = admin(b)
-    alter(
-        a, topic, ConfigEntry("retention.bytes", "5000000", incremental_operation=AlterConfigOpType.SET)
-    )
+    alter(a, topic, "retention.bytes", "5000000", AlterConfigOpType.SET)
     a.create_partitions([NewPartitions(topic, 3)])[topic].result(ADMIN_TIMEOUT_S)
-    produce_all(producer(b), topic, [{"value": str(i).encode(), "partition": 2} for i in range(10)])
+    records = [{"value": str(i).encode(), "partition": 2} for i in range(10)]
+    produce_all(producer(b), topic, records)
     tp = TopicPartition(topic, 2, 6)
     a.delete_records([tp], operation_timeout=10)[tp].result(ADMIN_TIMEOUT_S)
 
