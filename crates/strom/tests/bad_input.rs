@@ -754,3 +754,58 @@ fn a_client_cannot_produce_a_control_batch() {
     expect_refused(&mut fixture, vec![("client control batch", batch, &[INVALID_RECORD])]);
     fixture.assert_intact();
 }
+
+/// Every advertised API and version, fed bodies that decode into absurd lengths and counts:
+/// the broker may answer with an error or close the connection, but must not go down.
+#[test]
+fn every_api_version_survives_hostile_bodies() {
+    let mut fixture = Fixture::start();
+    let apis = fixture.broker.wire().api_versions().expect("ApiVersions").api_keys;
+    let bodies: [(&str, Vec<u8>); 4] = [
+        ("0x7f fill (big i16/i32 lengths)", vec![0x7f; 64]),
+        ("0xff fill (-1 lengths, huge varints)", vec![0xff; 64]),
+        ("big compact lengths", [0xfe, 0xff, 0xff, 0xff, 0x07].repeat(12)),
+        ("empty", Vec::new()),
+    ];
+    let mut correlation_id = 100;
+    let mut crashes: Vec<String> = Vec::new();
+    for api in &apis {
+        for version in api.min_version..=api.max_version {
+            for (what, body) in &bodies {
+                correlation_id += 1;
+                let flexible = kafka_protocol::messages::ApiKey::try_from(api.api_key)
+                    .map(|key| key.request_header_version(version) >= 2)
+                    .unwrap_or(false);
+                let mut frame = header_v1(api.api_key, version, correlation_id);
+                if flexible {
+                    frame.put_u8(0); // empty tagged fields in the header
+                }
+                frame.put_slice(body);
+                let mut wire = fixture.broker.wire();
+                wire.send_body(&frame).unwrap();
+                let case = format!("{} v{version} with body {what}", api.api_key);
+                // Answer, error or close: all fine. Silence is read as "still thinking".
+                let _ = wire.closed_within(Duration::from_millis(300));
+                // Alive means answering a fresh ApiVersions, not merely accepting a connection
+                // (a dying process's listener can still do that).
+                let alive = WireClient::connect(fixture.broker.addr())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut probe| probe.api_versions())
+                    .is_ok();
+                if !alive {
+                    // Note it, bring the broker back, and carry on to find every case.
+                    crashes.push(case);
+                    fixture.broker.sigkill();
+                    fixture.broker.restart();
+                }
+            }
+        }
+    }
+    assert!(
+        crashes.is_empty(),
+        "the broker went down after {} request(s):\n{}",
+        crashes.len(),
+        crashes.join("\n")
+    );
+    fixture.assert_intact();
+}
