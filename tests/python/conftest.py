@@ -146,7 +146,11 @@ class Broker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it while it runs
         log.write(f"==== start #{self.starts}: {' '.join(command)}\n".encode())
         log.flush()
-        env = dict(os.environ)
+        # The broker reads STROM_* variables as broker properties; the tests set properties
+        # only with --set, so none leak in from the caller's environment (STROM_LOG stays).
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("STROM_") or k == "STROM_LOG"
+        }
         env.setdefault("NO_COLOR", "1")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
@@ -227,6 +231,15 @@ class _BrokerExited(Exception):
     pass
 
 
+# PYTEST_STROM_KEEP=1 keeps every broker's directory (data and broker.log) for inspection.
+KEEP_DIRS = os.environ.get("PYTEST_STROM_KEEP") == "1"
+
+
+def _remove(root: Path) -> None:
+    if not KEEP_DIRS:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
@@ -239,7 +252,7 @@ def broker() -> Iterator[Broker]:
     yield instance
     code = instance.stop()
     if code == 0:
-        shutil.rmtree(root, ignore_errors=True)
+        _remove(root)
 
 
 @pytest.fixture
@@ -260,7 +273,7 @@ def broker_factory() -> Iterator[Callable[..., Broker]]:
     for instance in created:
         instance.stop()
     for root in roots:
-        shutil.rmtree(root, ignore_errors=True)
+        _remove(root)
 
 
 @pytest.fixture
