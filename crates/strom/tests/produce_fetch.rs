@@ -361,3 +361,69 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[test]
+fn one_consumer_reads_many_partitions_of_many_topics_in_order() {
+    let broker = start();
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all"), ("linger.ms", "20")]);
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut expected: HashMap<(String, i32), Vec<String>> = HashMap::new();
+    for topic in ["many-a", "many-b"] {
+        create_topic(&broker, topic, 4);
+        for partition in 0..4 {
+            let recs = numbered(&format!("{topic}/{partition}"), 400, partition);
+            producer.send_all_ok(topic, &recs);
+            expected.insert(
+                (topic.to_owned(), partition),
+                recs.iter().map(|r| utf8(&r.value)).collect(),
+            );
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    let consumer = Consumer::new(&broker.bootstrap());
+    rdkafka::consumer::Consumer::assign(consumer.inner(), &assignment).unwrap();
+    let mut read: HashMap<(String, i32), Vec<String>> = HashMap::new();
+    let total: usize = expected.values().map(Vec::len).sum();
+    let mut count = 0;
+    strom_testkit::poll_until(std::time::Duration::from_secs(30), "all 3200 records", || {
+        while let Some(result) = consumer.inner().poll(std::time::Duration::from_millis(100)) {
+            match result {
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {}
+                Err(e) => panic!("consume: {e}"),
+                Ok(message) => {
+                    use rdkafka::Message as _;
+                    let key = (message.topic().to_owned(), message.partition());
+                    let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+                    let list = read.entry(key).or_default();
+                    assert_eq!(message.offset(), list.len() as i64, "offsets per partition");
+                    list.push(value);
+                    count += 1;
+                }
+            }
+        }
+        (count >= total).then_some(())
+    });
+    assert_eq!(read, expected);
+}
+
+#[test]
+fn fifty_thousand_small_records_round_trip() {
+    let broker = start();
+    create_topic(&broker, "volume", 1);
+    let producer = Producer::new(
+        &broker.bootstrap(),
+        &[("acks", "1"), ("linger.ms", "20"), ("compression.type", "lz4")],
+    );
+    let recs = numbered("n", 50_000, 0);
+    let delivered = producer.send_all_ok("volume", &recs);
+    assert_eq!(delivered.last().unwrap().offset, 49_999);
+    let records = Consumer::new(&broker.bootstrap()).read_to_end("volume", 0, Offset::Beginning);
+    assert_eq!(records.len(), 50_000);
+    for (i, record) in records.iter().enumerate().step_by(997) {
+        assert_eq!(record.offset, i as i64);
+        assert_eq!(utf8(&record.value), format!("n-{i}"));
+    }
+    assert!(records.windows(2).all(|w| w[1].offset == w[0].offset + 1));
+}
