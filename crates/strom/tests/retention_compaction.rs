@@ -316,3 +316,55 @@ fn filler(count: usize) -> Vec<Rec> {
         })
         .collect()
 }
+
+#[test]
+fn crashes_while_the_cleaner_works_lose_no_latest_value() {
+    let mut broker = start_with_fast_background_work();
+    Admin::new(&broker.bootstrap()).create_topic_ok(
+        "crash-clean",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "4096"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let mut written: HashMap<i64, (String, String)> = HashMap::new();
+    let mut latest: HashMap<String, (i64, String)> = HashMap::new();
+    for round in 0..4 {
+        let producer = small_batch_producer(&broker);
+        let recs: Vec<Rec> = (0..300)
+            .map(|i| {
+                let key = format!("key-{}", i % 6);
+                Rec::keyed(key.clone(), format!("{key}:{round}:{i:03}:{}", "c".repeat(50))).partition(0)
+            })
+            .collect();
+        let delivered = producer.send_all_ok("crash-clean", &recs);
+        for (d, rec) in delivered.iter().zip(&recs) {
+            let entry = (utf8(&rec.key), utf8(&rec.value));
+            latest.insert(entry.0.clone(), (d.offset, entry.1.clone()));
+            written.insert(d.offset, entry);
+        }
+        drop(producer);
+        // Crash with the cleaner most likely mid-pass over the new segments.
+        broker.sigkill();
+        broker.restart();
+
+        let records = Consumer::new(&broker.bootstrap()).read_to_end("crash-clean", 0, Offset::Beginning);
+        let mut last_seen: HashMap<String, (i64, String)> = HashMap::new();
+        let mut previous = -1;
+        for record in &records {
+            assert!(record.offset > previous, "round {round}: offsets increase");
+            previous = record.offset;
+            let entry = (utf8(&record.key), utf8(&record.value));
+            assert_eq!(
+                written.get(&record.offset),
+                Some(&entry),
+                "round {round}: record at {}",
+                record.offset
+            );
+            last_seen.insert(entry.0, (record.offset, entry.1));
+        }
+        assert_eq!(last_seen, latest, "round {round}: latest value per key");
+    }
+}
