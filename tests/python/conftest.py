@@ -10,7 +10,7 @@ Layout:
 - Every wait polls a condition against a deadline (here, and `support.wait_until` in the
   tests); nothing synchronises on a fixed sleep.
 
-When a test fails, the tail of every running broker's log is attached to its report.
+When a test fails, the tail of every broker log its fixtures own is attached to its report.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def _recv_exact(sock: socket.socket, count: int) -> bytes:
 class Broker:
     """One `strom server` process. Not thread-safe; one owner per instance."""
 
-    running: list["Broker"] = []
+    # Brokers owned by live fixtures, running or stopped; a failing test shows their logs.
+    in_use: list["Broker"] = []
 
     def __init__(self, root: Path, settings: dict[str, str] | None = None):
         self.root = root
@@ -119,7 +120,6 @@ class Broker:
             self._spawn()
             try:
                 self._wait_ready()
-                Broker.running.append(self)
                 return self
             except Exception:
                 exited = self.process.poll() is not None
@@ -178,10 +178,7 @@ class Broker:
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Sends `sig` (SIGTERM: graceful), kills after a deadline; returns the exit code."""
-        code = self._terminate(sig)
-        if self in Broker.running:
-            Broker.running.remove(self)
-        return code
+        return self._terminate(sig)
 
     def kill(self) -> int | None:
         return self.stop(signal.SIGKILL)
@@ -248,8 +245,11 @@ def _scratch_dir(prefix: str) -> Path:
 def broker() -> Iterator[Broker]:
     """A broker shared by the session (auto-creation on, one partition by default)."""
     root = _scratch_dir("strom-pytest-")
-    instance = Broker(root).start()
+    instance = Broker(root)
+    Broker.in_use.append(instance)
+    instance.start()
     yield instance
+    Broker.in_use.remove(instance)
     code = instance.stop()
     if code == 0:
         _remove(root)
@@ -267,10 +267,12 @@ def broker_factory() -> Iterator[Callable[..., Broker]]:
         roots.append(root)
         instance = Broker(root, {k: str(v) for k, v in (settings or {}).items()})
         created.append(instance)
+        Broker.in_use.append(instance)
         return instance.start()
 
     yield start
     for instance in created:
+        Broker.in_use.remove(instance)
         instance.stop()
     for root in roots:
         _remove(root)
@@ -291,6 +293,6 @@ def topic_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    if report.failed and Broker.running:
-        tails = "\n\n".join(b.log_tail() for b in Broker.running)
+    if report.failed and Broker.in_use:
+        tails = "\n\n".join(b.log_tail() for b in Broker.in_use)
         report.sections.append(("strom broker log", tails))
