@@ -105,6 +105,7 @@ fn race(broker: &Broker, topic: &'static str, keys: usize) -> (i64, u64) {
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().expect("writer");
     let checked = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    eprintln!("{topic}: wrote {written}, readers checked {checked}");
     (written, checked)
 }
 
