@@ -141,7 +141,8 @@ class Broker:
             str(self.data_dir),
         ]
         for key, value in self.settings.items():
-            command += ["--set", f"{key}={value}"]
+            # "{port}" in a value stands for the broker's port, known only at start.
+            command += ["--set", f"{key}={value.replace('{port}', str(self.port))}"]
         self.starts += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it while it runs
         log.write(f"==== start #{self.starts}: {' '.join(command)}\n".encode())
@@ -262,7 +263,8 @@ def broker_factory() -> Iterator[Callable[..., Broker]]:
     roots: list[Path] = []
 
     def start(settings: dict[str, object] | None = None) -> Broker:
-        """`settings` are broker properties by Kafka name, e.g. {"num.partitions": 3}."""
+        """`settings` are broker properties by Kafka name, e.g. {"num.partitions": 3};
+        "{port}" in a value is replaced by the broker's port."""
         root = _scratch_dir("strom-pytest-")
         roots.append(root)
         instance = Broker(root, {k: str(v) for k, v in (settings or {}).items()})
