@@ -348,3 +348,26 @@ def test_advertised_listeners_property_is_what_metadata_returns(broker_factory):
     b = broker_factory({"advertised.listeners": "PLAINTEXT://localhost:{port}"})
     brokers = admin(b).list_topics(timeout=10).brokers
     assert [(m.id, m.host, m.port) for m in brokers.values()] == [(1, "localhost", b.port)]
+
+
+@pytest.mark.slow
+def test_clients_ride_through_a_restart(broker_factory, topic_name):
+    """A consumer and a producer that stay open across a broker restart carry on: the
+    consumer neither skips nor repeats records."""
+    b = broker_factory()
+    topic = topic_name()
+    create_topic(b, topic)
+    p = producer(b, acks="all")
+    c = consumer(b)
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        produce_all(p, topic, [{"value": str(i).encode()} for i in range(50)])
+        first = consume_n(c, 50)
+        b.restart()
+        produce_all(p, topic, [{"value": str(i).encode()} for i in range(50, 100)])
+        second = consume_n(c, 50)
+    finally:
+        c.close()
+    offsets = [m.offset() for m in first + second]
+    assert offsets == list(range(100))
+    assert [int(m.value()) for m in first + second] == list(range(100))
