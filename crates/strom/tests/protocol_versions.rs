@@ -216,3 +216,118 @@ fn acks_zero_produce_gets_no_response_and_the_next_answer_matches() {
     let (high_watermark, values) = fetch_all(&mut wire, "fire-and-forget", 12);
     assert_eq!((high_watermark, values), (1, vec!["quiet".to_owned()]));
 }
+
+/// The request type of `key` with its defaults, adjusted where a zero default means something
+/// else than "a plain client asking for nothing" (acks=0 gets no answer; replica 0 is a
+/// follower).
+fn empty_request(key: ApiKey) -> Option<kafka_protocol::messages::RequestKind> {
+    use kafka_protocol::messages::*;
+    Some(match key {
+        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_timeout_ms(1000)),
+        ApiKey::Fetch => RequestKind::Fetch(
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_session_epoch(-1),
+        ),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default().with_replica_id(BrokerId(-1))),
+        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default()),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_timeout_ms(-1),
+        ),
+        ApiKey::OffsetForLeaderEpoch => {
+            RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)))
+        }
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default()),
+        ApiKey::IncrementalAlterConfigs => {
+            RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
+        }
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_advertised_api_version_answers_an_empty_request() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let advertised = wire.api_versions().expect("ApiVersions").api_keys;
+    // The APIs the broker is specified to implement are all advertised.
+    for key in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::Metadata,
+        ApiKey::ApiVersions,
+        ApiKey::CreateTopics,
+        ApiKey::DeleteTopics,
+        ApiKey::DeleteRecords,
+        ApiKey::InitProducerId,
+        ApiKey::OffsetForLeaderEpoch,
+        ApiKey::DescribeConfigs,
+        ApiKey::AlterConfigs,
+        ApiKey::CreatePartitions,
+        ApiKey::IncrementalAlterConfigs,
+        ApiKey::DescribeCluster,
+    ] {
+        assert!(
+            advertised.iter().any(|a| a.api_key == key as i16),
+            "{key:?} not advertised"
+        );
+    }
+    let mut failures = Vec::new();
+    for api in &advertised {
+        let key = ApiKey::try_from(api.api_key).expect("a known key");
+        let Some(request) = empty_request(key) else {
+            // An API added after this test: extend `empty_request` to cover it.
+            eprintln!("{key:?} is advertised but not covered here");
+            continue;
+        };
+        for version in api.min_version..=api.max_version {
+            let mut header = kafka_protocol::messages::RequestHeader::default();
+            header.request_api_key = api.api_key;
+            header.request_api_version = version;
+            header.correlation_id = i32::from(api.api_key) * 100 + i32::from(version);
+            header.client_id = Some("versions".into());
+            let mut body = bytes::BytesMut::new();
+            kafka_protocol::protocol::Encodable::encode(&header, &mut body, key.request_header_version(version))
+                .unwrap();
+            request.encode(&mut body, version).unwrap();
+            wire.send_body(&body).unwrap();
+            let mut frame = match wire.read_frame() {
+                Ok(frame) => frame,
+                Err(e) => {
+                    failures.push(format!("{key:?} v{version}: no answer ({e})"));
+                    wire = broker.wire();
+                    continue;
+                }
+            };
+            let response_header =
+                <kafka_protocol::messages::ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
+                    &mut frame,
+                    key.response_header_version(version),
+                );
+            match response_header {
+                Ok(h) if h.correlation_id == header.correlation_id => {}
+                other => {
+                    failures.push(format!("{key:?} v{version}: header {other:?}"));
+                    continue;
+                }
+            }
+            match kafka_protocol::messages::ResponseKind::decode(key, &mut frame, version) {
+                Ok(_) if frame.is_empty() => {}
+                Ok(_) => failures.push(format!("{key:?} v{version}: {} trailing bytes", frame.len())),
+                Err(e) => failures.push(format!("{key:?} v{version}: undecodable answer: {e:#}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
