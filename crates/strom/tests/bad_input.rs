@@ -809,3 +809,40 @@ fn every_api_version_survives_hostile_bodies() {
     );
     fixture.assert_intact();
 }
+
+/// Errors are per partition: one bad partition in a Produce request fails alone.
+#[test]
+fn one_bad_partition_does_not_fail_the_others_in_a_produce_request() {
+    let mut fixture = Fixture::start();
+    Admin::new(&fixture.broker.bootstrap()).create_topic_ok("split", 3, &[]);
+    let good = || Bytes::from(record_batch(&[b"ok"], BatchProducer::NONE, Compression::None, 1));
+    let mut corrupt = good().to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x40;
+    let mut request = produce_request("split", 0, good(), -1);
+    let data = &mut request.topic_data[0].partition_data;
+    let mut second = data[0].clone();
+    second.index = 1;
+    second.records = Some(Bytes::from(corrupt));
+    let mut third = data[0].clone();
+    third.index = 2;
+    let mut missing = data[0].clone();
+    missing.index = 7;
+    data.extend([second, third, missing]);
+    let response = fixture.broker.wire().call(&request, 9).expect("Produce v9");
+    let mut errors: Vec<(i32, i16)> = response.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| (p.index, p.error_code))
+        .collect();
+    errors.sort_unstable();
+    assert_eq!(
+        errors,
+        [(0, 0), (1, CORRUPT_MESSAGE), (2, 0), (7, UNKNOWN_TOPIC_OR_PARTITION)]
+    );
+    let consumer = Consumer::new(&fixture.broker.bootstrap());
+    assert_eq!(consumer.watermarks("split", 0).unwrap(), (0, 1));
+    assert_eq!(consumer.watermarks("split", 1).unwrap(), (0, 0));
+    assert_eq!(consumer.watermarks("split", 2).unwrap(), (0, 1));
+    fixture.assert_intact();
+}
