@@ -127,6 +127,36 @@ def test_produce_consume_keys_headers_null_value_in_order(broker, topic_name):
     run(scenario())
 
 
+@pytest.mark.parametrize("acks", [0, 1, "all"])
+def test_acks_levels(broker, topic_name, acks):
+    topic = topic_name()
+
+    async def scenario():
+        async with Clients(broker) as clients:
+            await clients.create_topic(topic)
+            producer = await clients.producer(acks=acks)
+            await send_all(producer, topic, [{"value": f"{acks}-{i}".encode()} for i in range(20)])
+            got = await clients.read(topic, 20)
+            assert [r.value for r in got] == [f"{acks}-{i}".encode() for i in range(20)]
+
+    run(scenario())
+
+
+def test_describe_broker_configs(broker):
+    async def scenario():
+        async with Clients(broker) as clients:
+            admin = await clients.admin()
+            resource = ConfigResource(ConfigResourceType.BROKER, "1")
+            [response] = await admin.describe_configs([resource])
+            [described] = response.to_object()["resources"]
+            assert described["error_code"] == 0
+            entries = {e["config_names"]: e["config_value"] for e in described["config_entries"]}
+            assert entries["auto.create.topics.enable"] == "true"
+            assert "num.partitions" in entries
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compression(broker, topic_name, codec):
     topic = topic_name()

@@ -371,3 +371,64 @@ def test_clients_ride_through_a_restart(broker_factory, topic_name):
     offsets = [m.offset() for m in first + second]
     assert offsets == list(range(100))
     assert [int(m.value()) for m in first + second] == list(range(100))
+
+
+def test_compaction_keeps_latest_value_per_key(broker_factory, topic_name):
+    b = broker_factory({"log.cleaner.backoff.ms": 200})
+    topic = topic_name()
+    create_topic(
+        b,
+        topic,
+        config={
+            "cleanup.policy": "compact",
+            "segment.bytes": "2048",
+            "min.cleanable.dirty.ratio": "0.01",
+        },
+    )
+    keys = [f"key{k}".encode() for k in range(5)]
+    records = [
+        {"key": keys[i % 5], "value": f"{i:04d}".encode() + b"." * 200} for i in range(200)
+    ]
+    records.append({"key": keys[0], "value": None})  # a tombstone for key0
+    p = producer(b, linger_ms=0, batch_num_messages=1)
+    produce_all(p, topic, records)
+    written_bytes = b.partition_log_bytes(topic, 0)
+    wait_until(
+        lambda: b.partition_log_bytes(topic, 0) < written_bytes // 2,
+        DEFAULT_WAIT_S,
+        "the cleaner to shrink the log",
+    )
+    c = consumer(b)
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        c.close()
+    assert high == len(records), "compaction never changes the end offset"
+    c = consumer(b, **{"enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got: list = []
+
+        def at_end() -> bool:
+            for msg in c.consume(num_messages=500, timeout=0.2):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        return True
+                    raise AssertionError(msg.error())
+                got.append(msg)
+            return False
+
+        wait_until(at_end, DEFAULT_WAIT_S, "the end of the compacted log")
+    finally:
+        c.close()
+    offsets = [m.offset() for m in got]
+    assert offsets == sorted(set(offsets)), "offsets must stay strictly increasing"
+    assert len(got) < len(records)
+    latest = {}
+    for m in got:
+        latest[m.key()] = m.value()
+    for k in range(1, 5):
+        expected = max(i for i in range(200) if i % 5 == k)
+        assert latest[keys[k]].startswith(f"{expected:04d}".encode()), f"key{k}"
+    # key0's last write is a tombstone (kept until delete.retention.ms passes).
+    assert latest.get(keys[0]) is None

@@ -281,3 +281,25 @@ def test_pinned_older_protocol_versions(broker, admin, topic_name, api_version):
         assert consumer.end_offsets([tp]) == {tp: 1}
     finally:
         consumer.close()
+
+
+def test_idempotent_producer(broker, admin, topic_name):
+    topic = topic_name()
+    create_topic(admin, topic, partitions=2)
+    producer = make_producer(broker, enable_idempotence=True, acks="all")
+    try:
+        records = [{"value": str(i).encode(), "partition": i % 2} for i in range(200)]
+        metadata = send_all(producer, topic, records)
+    finally:
+        producer.close()
+    for partition in (0, 1):
+        assert [m.offset for m in metadata if m.partition == partition] == list(range(100))
+    got = read(broker, topic, 200, partitions=(0, 1))
+    assert sorted(int(r.value) for r in got) == list(range(200))
+
+
+def test_describe_broker_configs(admin):
+    resource = ConfigResource(ConfigResourceType.BROKER, "1")
+    entries = admin.describe_configs([resource], config_filter="all")["broker"]["1"]
+    assert entries["auto.create.topics.enable"]["value"] == "true"
+    assert "num.partitions" in entries
