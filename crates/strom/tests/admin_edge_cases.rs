@@ -316,3 +316,34 @@ fn list_offsets_max_timestamp_finds_the_newest_record() {
     let response = wire.call(&request, 7).unwrap();
     assert_eq!(response.topics[0].partitions[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
 }
+
+#[test]
+fn a_max_message_bytes_change_applies_to_the_next_produce() {
+    let broker = start();
+    let admin = Admin::new(&broker.bootstrap());
+    admin.create_topic_ok("resized", 1, &[("max.message.bytes", "2000")]);
+    let mut wire = broker.wire();
+    let value = vec![b'm'; 5000];
+    let batch = || {
+        strom_testkit::wire::record_batch(
+            &[&value],
+            strom_testkit::wire::BatchProducer::NONE,
+            kafka_protocol::records::Compression::None,
+            1,
+        )
+    };
+    assert_eq!(
+        wire.produce("resized", 0, batch(), -1).unwrap().error_code,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    admin
+        .alter_topic_configs("resized", &[("max.message.bytes", "10000")])
+        .unwrap();
+    let response = wire.produce("resized", 0, batch(), -1).unwrap();
+    assert_eq!(
+        (response.error_code, response.base_offset),
+        (0, 0),
+        "after raising the limit"
+    );
+}

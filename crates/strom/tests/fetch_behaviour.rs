@@ -220,3 +220,28 @@ fn fetch_and_produce_responses_report_the_log_start_offset() {
         (0, 6, 4)
     );
 }
+
+#[test]
+fn deleting_a_topic_under_a_waiting_fetch_answers_it() {
+    let mut broker = start();
+    create_topic(&broker, "vanishing", 1);
+    let mut waiting = broker.wire();
+    let request = fetch_request("vanishing", &[0], 5000, 1, 1024 * 1024, 1024 * 1024);
+    let (correlation_id, body) = waiting.encode(&request, FETCH_VERSION).unwrap();
+    waiting.send_body(&body).unwrap();
+    let started = Instant::now();
+    strom_testkit::Admin::new(&broker.bootstrap())
+        .delete_topic("vanishing")
+        .expect("delete");
+    let frame = waiting.read_frame().expect("the waiting fetch is answered");
+    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+    let response = strom_testkit::wire::decode_response::<FetchRequest>(frame, FETCH_VERSION, correlation_id)
+        .expect("a decodable answer");
+    let data = &response.responses[0].partitions[0];
+    assert!(
+        [0, 3, 6, 100].contains(&data.error_code),
+        "unexpected error {} for a fetch on a deleted topic",
+        data.error_code
+    );
+    broker.assert_healthy();
+}
