@@ -312,11 +312,6 @@ def test_consumer_assigned_at_end_reads_nothing_old(broker, topic_name):
         c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Strom bug: a Fetch parked in its long poll does not see shutdown, so SIGTERM "
-    "waits the whole 10 s drain (SHUTDOWN_DRAIN_MS) and logs 'connections still busy'",
-)
 def test_sigterm_with_clients_connected_and_long_polling(broker_factory, topic_name):
     """Graceful shutdown does not wait for clients to hang up or for long polls to expire."""
     b = broker_factory()
@@ -338,12 +333,6 @@ def test_sigterm_with_clients_connected_and_long_polling(broker_factory, topic_n
     assert elapsed_s < 10.0, f"shutdown took {elapsed_s:.1f}s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Strom bug: setting `listeners` (the --listeners flag is applied after --set, "
-    "STROM_* and the config file) resets the advertised address, so an "
-    "advertised.listeners given any way but --advertised-listeners is ignored",
-)
 def test_advertised_listeners_property_is_what_metadata_returns(broker_factory):
     b = broker_factory({"advertised.listeners": "PLAINTEXT://localhost:{port}"})
     brokers = admin(b).list_topics(timeout=10).brokers

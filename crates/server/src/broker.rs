@@ -27,6 +27,7 @@ pub struct Broker {
     /// Bumped after every append, so waiting fetches wake as soon as data arrives rather than
     /// when their max wait runs out.
     appended: watch::Sender<u64>,
+    shutting_down: std::sync::atomic::AtomicBool,
     /// Held for the process lifetime: two brokers on one data directory would corrupt it.
     _dir_lock: std::fs::File,
 }
@@ -70,8 +71,20 @@ impl Broker {
             topics,
             producer_ids,
             appended,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             _dir_lock: dir_lock,
         })
+    }
+
+    /// Ends every waiting fetch now (they answer with what they have) and makes new ones
+    /// answer without waiting, so a graceful shutdown is not held up by long polls.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify_appended();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn notify_appended(&self) {

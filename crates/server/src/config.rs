@@ -23,6 +23,8 @@ pub struct BrokerConfig {
     /// `advertised.listeners`: the host and port clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// Whether `advertised.listeners` was set; if not, it follows `listeners`.
+    advertised_set: bool,
     /// `log.dirs`: the data directory.
     pub data_dir: PathBuf,
     /// `node.id`
@@ -53,6 +55,7 @@ impl Default for BrokerConfig {
             listener: "127.0.0.1:9092".parse().expect("literal address"),
             advertised_host: "127.0.0.1".to_string(),
             advertised_port: 9092,
+            advertised_set: false,
             data_dir: PathBuf::from("./strom-data"),
             node_id: 1,
             auto_create_topics_enable: true,
@@ -111,8 +114,10 @@ impl BrokerConfig {
             "listeners" => {
                 let addr: SocketAddr = parse(key, strip_listener_scheme(value))?;
                 self.listener = addr;
-                self.advertised_host = addr.ip().to_string();
-                self.advertised_port = addr.port();
+                if !self.advertised_set {
+                    self.advertised_host = addr.ip().to_string();
+                    self.advertised_port = addr.port();
+                }
             }
             "advertised.listeners" => {
                 let hostport = strip_listener_scheme(value);
@@ -122,6 +127,7 @@ impl BrokerConfig {
                 })?;
                 self.advertised_host = host.trim_matches(|c| c == '[' || c == ']').to_string();
                 self.advertised_port = parse(key, port)?;
+                self.advertised_set = true;
             }
             "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(value),
             "node.id" | "broker.id" => self.node_id = parse(key, value)?,
@@ -242,6 +248,8 @@ mod tests {
             (config.advertised_host.as_str(), config.advertised_port),
             ("broker1", 9093)
         );
+        config.set("listeners", "127.0.0.1:19093").unwrap();
+        assert_eq!(config.advertised_port, 9093, "an explicit advertised listener stays");
         config.set("log.retention.ms", "1000").unwrap();
         assert_eq!(config.topic_defaults["retention.ms"], "1000");
         assert!(config.set("log.retention.ms", "soon").is_err());

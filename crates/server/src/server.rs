@@ -78,6 +78,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     }
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
+    broker.begin_shutdown();
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS), async {
         while connections.join_next().await.is_some() {}

@@ -46,7 +46,11 @@ pub(super) async fn handle(
         // between this read and the wait below still wakes us.
         appended.borrow_and_update();
         let pass = read_partitions(broker, &request, version);
-        if pass.record_bytes >= min_bytes || pass.any_error || tokio::time::Instant::now() >= deadline {
+        if pass.record_bytes >= min_bytes
+            || pass.any_error
+            || broker.is_shutting_down()
+            || tokio::time::Instant::now() >= deadline
+        {
             return (pass.response, pass.slices);
         }
         tokio::select! {
