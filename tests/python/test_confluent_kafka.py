@@ -15,6 +15,7 @@ from confluent_kafka import (
     OFFSET_END,
     KafkaError,
     KafkaException,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -337,6 +338,23 @@ def test_admin_delete_records(broker, topic_name):
     assert [m.offset() for m in got] == list(range(4, 10))
 
 
+def describe_topic(a, topic: str):
+    return a.describe_topics(TopicCollection([topic]))[topic].result(ADMIN_TIMEOUT_S)
+
+
+def test_admin_describe_topics(broker, topic_name):
+    topic = topic_name()
+    create_topic(broker, topic, partitions=3)
+    described = describe_topic(admin(broker), topic)
+    assert described.name == topic and not described.is_internal
+    assert described.topic_id is not None
+    assert [(p.id, p.leader.id, [r.id for r in p.replicas]) for p in described.partitions] == [
+        (0, 1, [1]),
+        (1, 1, [1]),
+        (2, 1, [1]),
+    ]
+
+
 # ---- broker settings and restarts -------------------------------------------------------
 
 
@@ -371,10 +389,12 @@ def test_records_and_topics_survive_restart(broker_factory, topic_name, stop_sig
     create_topic(b, topic, partitions=2, config={"retention.ms": "86400000"})
     records = [{"key": b"k", "value": str(i).encode(), "partition": i % 2} for i in range(100)]
     produce_all(producer(b, acks="all"), topic, records)
+    topic_id = str(describe_topic(admin(b), topic).topic_id)
 
     b.restart(stop_signal)
 
     a = admin(b)
+    assert str(describe_topic(a, topic).topic_id) == topic_id, "topic ids are permanent"
     metadata = a.list_topics(topic, timeout=10).topics[topic]
     assert sorted(metadata.partitions) == [0, 1]
     resource = ConfigResource(ResourceType.TOPIC, topic)
