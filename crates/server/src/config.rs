@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     /// `queued.max.request.bytes`: memory for requests being read or handled, across all
     /// connections. Must be at least `socket.request.max.bytes`.
     pub queued_max_request_bytes: usize,
+    /// `max.connections`: connections beyond this are closed on accept.
+    pub max_connections: usize,
     /// `log.retention.check.interval.ms`
     pub log_retention_check_interval_ms: u64,
     /// `log.cleaner.backoff.ms`: how often the compaction task looks for work.
@@ -62,6 +64,7 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
             queued_max_request_bytes: 256 * 1024 * 1024,
+            max_connections: 4096,
             log_retention_check_interval_ms: 5 * 60 * 1000,
             log_cleaner_backoff_ms: 15 * 1000,
             log_flush_interval_ms: 1000,
@@ -143,6 +146,7 @@ impl BrokerConfig {
             }
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(key, value)?,
             "queued.max.request.bytes" => self.queued_max_request_bytes = parse(key, value)?,
+            "max.connections" => self.max_connections = parse(key, value)?,
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(key, value)?,
             "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse(key, value)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,

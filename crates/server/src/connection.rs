@@ -23,7 +23,7 @@ use crate::outbox::Outbox;
 /// Responses are flushed once this much is buffered even if more requests are waiting.
 const WRITE_BUFFER_FLUSH_BYTES: usize = 1024 * 1024;
 /// Initial read buffer; grows to the size of the largest request being read.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Limits on memory for requests being read or handled, shared by all connections: a request's
 /// bytes are admitted before its body is buffered (`queued.max.request.bytes`).

@@ -63,6 +63,12 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if connections.len() >= broker.config.max_connections => {
+                    // Over the limit: refuse by closing, as Kafka does, so each connection's
+                    // buffers stay within the memory budget.
+                    tracing::warn!(%peer, max_connections = broker.config.max_connections, "too many connections; closing");
+                    drop(stream);
+                }
                 Ok((stream, peer)) => {
                     connections.spawn(connection::serve(broker.clone(), admission.clone(), stream, peer, stop_rx.clone()));
                 }

@@ -168,6 +168,11 @@ fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
             c.socket_request_max_bytes.to_string(),
         ),
         (
+            "queued.max.request.bytes".to_string(),
+            c.queued_max_request_bytes.to_string(),
+        ),
+        ("max.connections".to_string(), c.max_connections.to_string()),
+        (
             "log.retention.check.interval.ms".to_string(),
             c.log_retention_check_interval_ms.to_string(),
         ),
