@@ -63,7 +63,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) if connections.len() >= broker.config.max_connections => {
+                Ok((stream, peer)) if at_capacity(&mut connections, broker.config.max_connections) => {
                     // Over the limit: refuse by closing, as Kafka does, so each connection's
                     // buffers stay within the memory budget.
                     tracing::warn!(%peer, max_connections = broker.config.max_connections, "too many connections; closing");
@@ -102,6 +102,12 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         .expect("close task panicked");
     tracing::info!("shutdown complete: logs flushed and closed");
     Ok(())
+}
+
+/// Whether the connection limit is reached, after reaping connections that have ended.
+fn at_capacity(connections: &mut JoinSet<()>, max_connections: usize) -> bool {
+    while connections.try_join_next().is_some() {}
+    connections.len() >= max_connections
 }
 
 /// Periodic flush, retention and compaction. Each pass runs on the blocking pool: these do
