@@ -347,3 +347,81 @@ fn a_max_message_bytes_change_applies_to_the_next_produce() {
         "after raising the limit"
     );
 }
+
+/// Kafka refuses a name that differs from an existing one only by '.' versus '_' (their
+/// metric names would collide): INVALID_TOPIC_EXCEPTION.
+#[test]
+fn topic_names_colliding_on_dot_and_underscore_are_refused() {
+    let broker = start();
+    create_topic(&broker, "orders.v1", 1);
+    let mut wire = broker.wire();
+    let response = create(&mut wire, vec![creatable("orders_v1", 1, 1)]);
+    assert_eq!(error_of(&response, "orders_v1"), INVALID_TOPIC_EXCEPTION);
+    assert!(!topics(&broker).contains_key("orders_v1"));
+}
+
+#[test]
+fn a_null_config_value_in_create_topics_is_invalid_config() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let mut topic = creatable("null-config", 1, 1);
+    let mut config = kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default();
+    config.name = StrBytes::from_static_str("retention.ms");
+    config.value = None;
+    topic.configs = vec![config];
+    let response = create(&mut wire, vec![topic]);
+    assert_eq!(error_of(&response, "null-config"), 40, "INVALID_CONFIG");
+    assert!(!topics(&broker).contains_key("null-config"));
+}
+
+fn incremental(
+    topic: &str,
+    changes: &[(&str, i8, Option<&str>)],
+    validate_only: bool,
+) -> kafka_protocol::messages::IncrementalAlterConfigsRequest {
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(topic.to_owned());
+    resource.configs = changes
+        .iter()
+        .map(|(name, operation, value)| {
+            let mut config = AlterableConfig::default();
+            config.name = StrBytes::from_string((*name).to_owned());
+            config.config_operation = *operation;
+            config.value = value.map(|v| StrBytes::from_string(v.to_owned()));
+            config
+        })
+        .collect();
+    let mut request = kafka_protocol::messages::IncrementalAlterConfigsRequest::default();
+    request.resources = vec![resource];
+    request.validate_only = validate_only;
+    request
+}
+
+#[test]
+fn incremental_alter_configs_refuses_duplicate_keys_and_honours_validate_only() {
+    let broker = start();
+    create_topic(&broker, "altered-twice", 1);
+    let mut wire = broker.wire();
+    let admin = Admin::new(&broker.bootstrap());
+
+    // Kafka: "Error due to duplicate config keys" -> INVALID_REQUEST.
+    let twice = incremental(
+        "altered-twice",
+        &[("retention.ms", 0, Some("1000")), ("retention.ms", 0, Some("2000"))],
+        false,
+    );
+    let response = wire.call(&twice, 1).expect("IncrementalAlterConfigs");
+    assert_eq!(response.responses[0].error_code, INVALID_REQUEST, "duplicate keys");
+
+    let dry = incremental("altered-twice", &[("retention.ms", 0, Some("3000"))], true);
+    let response = wire.call(&dry, 1).unwrap();
+    assert_eq!(response.responses[0].error_code, 0);
+    let configs = admin.describe_topic_configs("altered-twice").unwrap();
+    assert_eq!(
+        configs["retention.ms"].as_deref(),
+        Some("604800000"),
+        "validate_only changed it"
+    );
+}
