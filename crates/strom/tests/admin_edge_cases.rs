@@ -400,13 +400,11 @@ fn incremental(
 }
 
 #[test]
-fn incremental_alter_configs_refuses_duplicate_keys_and_honours_validate_only() {
+fn incremental_alter_configs_refuses_duplicate_keys() {
     let broker = start();
     create_topic(&broker, "altered-twice", 1);
     let mut wire = broker.wire();
-    let admin = Admin::new(&broker.bootstrap());
-
-    // Kafka: "Error due to duplicate config keys" -> INVALID_REQUEST.
+    // Kafka: "Error due to duplicate config keys" -> INVALID_REQUEST, and nothing changes.
     let twice = incremental(
         "altered-twice",
         &[("retention.ms", 0, Some("1000")), ("retention.ms", 0, Some("2000"))],
@@ -414,11 +412,26 @@ fn incremental_alter_configs_refuses_duplicate_keys_and_honours_validate_only() 
     );
     let response = wire.call(&twice, 1).expect("IncrementalAlterConfigs");
     assert_eq!(response.responses[0].error_code, INVALID_REQUEST, "duplicate keys");
+    let configs = Admin::new(&broker.bootstrap())
+        .describe_topic_configs("altered-twice")
+        .unwrap();
+    assert_eq!(configs["retention.ms"].as_deref(), Some("604800000"));
+}
 
-    let dry = incremental("altered-twice", &[("retention.ms", 0, Some("3000"))], true);
-    let response = wire.call(&dry, 1).unwrap();
+#[test]
+fn incremental_alter_configs_validate_only_changes_nothing() {
+    let broker = start();
+    create_topic(&broker, "dry-altered", 1);
+    let mut wire = broker.wire();
+    let dry = incremental("dry-altered", &[("retention.ms", 0, Some("3000"))], true);
+    let response = wire.call(&dry, 1).expect("IncrementalAlterConfigs");
     assert_eq!(response.responses[0].error_code, 0);
-    let configs = admin.describe_topic_configs("altered-twice").unwrap();
+    let invalid = incremental("dry-altered", &[("retention.ms", 0, Some("soon"))], true);
+    let response = wire.call(&invalid, 1).unwrap();
+    assert_eq!(response.responses[0].error_code, 40, "validate_only still validates");
+    let configs = Admin::new(&broker.bootstrap())
+        .describe_topic_configs("dry-altered")
+        .unwrap();
     assert_eq!(
         configs["retention.ms"].as_deref(),
         Some("604800000"),
