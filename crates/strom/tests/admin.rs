@@ -321,3 +321,60 @@ fn describe_cluster_names_this_broker() {
     assert_eq!(v0.cluster_id, response.cluster_id);
     assert_eq!(v0.brokers.len(), 1);
 }
+
+#[test]
+fn describe_configs_reports_where_each_value_comes_from() {
+    use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+    let broker = strom_testkit::Broker::builder(strom_testkit::bin!())
+        .set("log.segment.bytes", "65536")
+        .start();
+    let admin = Admin::new(&broker.bootstrap());
+    admin.create_topic_ok("sourced", 1, &[("retention.ms", "4242")]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                admin
+                    .inner()
+                    .describe_configs([&ResourceSpecifier::Topic("sourced")], &AdminOptions::new()),
+            )
+            .await
+        })
+        .expect("in time")
+        .expect("DescribeConfigs");
+    let resource = results.into_iter().next().unwrap().expect("resource");
+    let source = |name: &str| {
+        resource
+            .get(name)
+            .map(|e| (e.value.clone(), format!("{:?}", e.source), e.is_default))
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(
+        source("retention.ms"),
+        (
+            Some("4242".to_owned()),
+            format!("{:?}", ConfigSource::DynamicTopic),
+            false
+        ),
+        "set at creation"
+    );
+    assert_eq!(
+        source("segment.bytes"),
+        (
+            Some("65536".to_owned()),
+            format!("{:?}", ConfigSource::StaticBroker),
+            false
+        ),
+        "inherited from --set log.segment.bytes"
+    );
+    let (_, cleanup_source, cleanup_default) = source("cleanup.policy");
+    assert_eq!(
+        (cleanup_source, cleanup_default),
+        (format!("{:?}", ConfigSource::Default), true),
+        "never set"
+    );
+}
