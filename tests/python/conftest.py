@@ -15,6 +15,7 @@ When a test fails, the tail of every broker log its fixtures own is attached to 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 60
 # A port picked by binding to :0 can be taken by someone else before the broker binds it.
 START_ATTEMPTS_MAX = 3
+PR_SET_PDEATHSIG = 1
 
 
 def strom_bin() -> Path:
@@ -154,7 +156,12 @@ class Broker:
         }
         env.setdefault("NO_COLOR", "1")
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 
@@ -227,6 +234,16 @@ class Broker:
 
 class _BrokerExited(Exception):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM the broker if pytest dies without stopping it, so
+    a killed test run leaves no brokers behind (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: teardown still stops brokers on every normal exit
 
 
 # PYTEST_STROM_KEEP=1 keeps every broker's directory (data and broker.log) for inspection.

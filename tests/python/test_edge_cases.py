@@ -330,7 +330,8 @@ def test_sigterm_with_clients_connected_and_long_polling(broker_factory, topic_n
     finally:
         c.close()
     assert code == 0, f"exit code {code} (negative: killed after ignoring SIGTERM)"
-    assert elapsed_s < 10.0, f"shutdown took {elapsed_s:.1f}s"
+    # Well under the broker's 10 s drain limit: parked fetches end at shutdown.
+    assert elapsed_s < 5.0, f"shutdown took {elapsed_s:.1f}s"
 
 
 def test_advertised_listeners_property_is_what_metadata_returns(broker_factory):
