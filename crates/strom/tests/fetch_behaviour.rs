@@ -245,3 +245,50 @@ fn deleting_a_topic_under_a_waiting_fetch_answers_it() {
     );
     broker.assert_healthy();
 }
+
+#[test]
+fn a_topic_compression_type_is_refused_or_honoured() {
+    let broker = start();
+    let admin = strom_testkit::Admin::new(&broker.bootstrap());
+    let mut failures = Vec::new();
+    for (codec, attribute) in [("gzip", 1), ("snappy", 2), ("lz4", 3), ("zstd", 4), ("uncompressed", 0)] {
+        let topic = format!("recompressed-{codec}");
+        // Refusing the setting is honest; accepting it and storing something else is not.
+        match admin.create_topic(&topic, 1, &[("compression.type", codec)]) {
+            Ok(()) => {}
+            Err(rdkafka::types::RDKafkaErrorCode::InvalidConfig) => {
+                eprintln!("compression.type={codec} refused at creation");
+                continue;
+            }
+            Err(code) => panic!("create with compression.type={codec}: {code:?}"),
+        }
+        let mut wire = broker.wire();
+        // Sent as lz4 (or uncompressed for the lz4 topic), so every topic must convert.
+        let sent_as = if codec == "lz4" {
+            Compression::None
+        } else {
+            Compression::Lz4
+        };
+        let batch = record_batch(&[b"alpha", b"beta"], BatchProducer::NONE, sent_as, 1);
+        assert_eq!(wire.produce(&topic, 0, batch, -1).unwrap().error_code, 0, "{codec}");
+        let response = wire
+            .call(
+                &fetch_request(&topic, &[0], 0, 1, 1024 * 1024, 1024 * 1024),
+                FETCH_VERSION,
+            )
+            .unwrap();
+        let mut records: Bytes = response.responses[0].partitions[0].records.clone().unwrap_or_default();
+        let infos = RecordBatchDecoder::decode_batch_info(&mut records.clone()).expect("batch info");
+        let stored = infos.first().map(|i| i.compression as i32);
+        if stored != Some(attribute) {
+            failures.push(format!("{codec} topic stored compression {stored:?}"));
+        }
+        let sets = RecordBatchDecoder::decode_all(&mut records).expect("decode");
+        let values: Vec<Vec<u8>> = sets
+            .iter()
+            .flat_map(|s| s.records.iter().map(|r| r.value.clone().unwrap_or_default().to_vec()))
+            .collect();
+        assert_eq!(values, [b"alpha".to_vec(), b"beta".to_vec()], "{codec}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
