@@ -116,3 +116,40 @@ def test_admin_changes_survive_restart(broker_factory, topic_name):
         c.close()
     got = read_from_beginning(b, topic, 4, partition=2)
     assert [(m.offset(), m.value()) for m in got] == [(i, str(i).encode()) for i in range(6, 10)]
+
+
+def test_admin_errors_on_unknown_topics_keys_and_partition_counts(broker, topic_name):
+    topic = topic_name()
+    create_topic(broker, topic, partitions=3)
+    a = admin(broker)
+
+    def error_of(future) -> str:
+        with pytest.raises(KafkaException) as failed:
+            future.result(ADMIN_TIMEOUT_S)
+        return failed.value.args[0].name()
+
+    same_count = a.create_partitions([NewPartitions(topic, 3)])[topic]
+    assert error_of(same_count) == "INVALID_PARTITIONS"
+
+    missing = topic_name("missing")
+    described = ConfigResource(ResourceType.TOPIC, missing)
+    assert error_of(a.describe_configs([described])[described]) == "UNKNOWN_TOPIC_OR_PART"
+    entry = ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)
+    altered = ConfigResource(ResourceType.TOPIC, missing, incremental_configs=[entry])
+    assert error_of(a.incremental_alter_configs([altered])[altered]) == "UNKNOWN_TOPIC_OR_PART"
+
+    entry = ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)
+    altered = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    assert error_of(a.incremental_alter_configs([altered])[altered]) == "INVALID_CONFIG"
+
+
+def test_broker_configs_are_static(broker):
+    """Strom refuses dynamic broker config changes (Kafka allows some); it must say so."""
+    a = admin(broker)
+    entry = ConfigEntry(
+        "log.retention.check.interval.ms", "1000", incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
+    with pytest.raises(KafkaException) as refused:
+        a.incremental_alter_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
+    assert refused.value.args[0].name() == "INVALID_REQUEST"

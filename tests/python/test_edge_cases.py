@@ -425,12 +425,6 @@ def test_compaction_keeps_latest_value_per_key(broker_factory, topic_name):
     assert latest.get(keys[0]) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Strom bug: min.insync.replicas is accepted as a topic config but not enforced; "
-    "Kafka answers an acks=all produce with NOT_ENOUGH_REPLICAS when the ISR (here 1) is "
-    "smaller than min.insync.replicas",
-)
 def test_acks_all_refused_below_min_insync_replicas(broker, topic_name):
     topic = topic_name()
     create_topic(broker, topic, config={"min.insync.replicas": "2"})
