@@ -85,6 +85,10 @@ impl BrokerBuilder {
 }
 
 /// A running (or stopped, between a stop and a restart) `strom server` process.
+///
+/// The process is tied to the thread that (re)started it: when that thread ends, the kernel
+/// kills the broker (so a killed test run leaves none behind). Start and restart a broker on
+/// the thread that owns it; dropping it kills it too.
 pub struct Broker {
     bin: PathBuf,
     settings: Vec<(String, String)>,
@@ -294,6 +298,7 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        die_with_this_thread(&mut command);
         self.child = Some(command.spawn()?);
 
         let addr = self.addr();
@@ -356,6 +361,24 @@ fn probe_api_versions(addr: SocketAddr) -> anyhow::Result<()> {
         started.elapsed()
     );
     Ok(())
+}
+
+/// Has the kernel SIGKILL the broker when the thread that spawns it ends, so a test process
+/// killed from outside (a CI timeout, Ctrl-C) leaves no broker behind. The parent is the
+/// spawning *thread*: start a broker on the thread that keeps it (every test here does).
+#[allow(unsafe_code)]
+fn die_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Sends `signal` to `pid`.
