@@ -430,7 +430,9 @@ def test_acks_all_refused_below_min_insync_replicas(broker, topic_name):
     create_topic(broker, topic, config={"min.insync.replicas": "2"})
     # acks=1 does not consult min.insync.replicas.
     assert produce_all(producer(broker, acks="1"), topic, [{"value": b"one"}])[0].offset() == 0
-    p = producer(broker, acks="all", message_timeout_ms=5000)
+    # NOT_ENOUGH_REPLICAS is retriable: without retries=0 librdkafka would retry until the
+    # message times out and report that instead.
+    p = producer(broker, acks="all", message_timeout_ms=5000, retries=0, enable_idempotence=False)
     errors: list = []
     p.produce(topic, value=b"all", on_delivery=lambda err, msg: errors.append(err))
     assert p.flush(DEFAULT_WAIT_S) == 0

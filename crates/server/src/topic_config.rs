@@ -278,14 +278,6 @@ pub fn log_config(broker_defaults: &BTreeMap<String, String>, overrides: &BTreeM
     config
 }
 
-/// `max.message.bytes` for produce validation.
-pub fn max_message_bytes(broker_defaults: &BTreeMap<String, String>, overrides: &BTreeMap<String, String>) -> usize {
-    let value = overrides
-        .get("max.message.bytes")
-        .or_else(|| broker_defaults.get("max.message.bytes"));
-    value.and_then(|v| v.parse().ok()).unwrap_or(1_048_588)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

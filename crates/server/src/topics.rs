@@ -96,7 +96,15 @@ pub struct Topic {
     overrides: RwLock<BTreeMap<String, String>>,
     /// Derived from the overrides whenever they change, so the produce path reads a copy
     /// instead of resolving configs per request.
-    validate_options: RwLock<ValidateOptions>,
+    produce_options: RwLock<ProduceOptions>,
+}
+
+/// What the produce path needs from a topic's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceOptions {
+    pub validate: ValidateOptions,
+    /// `min.insync.replicas`: acks=all is refused while the ISR is smaller.
+    pub min_insync_replicas: i32,
 }
 
 impl Topic {
@@ -118,9 +126,9 @@ impl Topic {
         self.overrides.read().expect("topic lock").clone()
     }
 
-    /// How produce requests to this topic are validated.
-    pub fn validate_options(&self) -> ValidateOptions {
-        *self.validate_options.read().expect("topic lock")
+    /// How produce requests to this topic are checked.
+    pub fn produce_options(&self) -> ProduceOptions {
+        *self.produce_options.read().expect("topic lock")
     }
 
     pub fn is_internal(&self) -> bool {
@@ -204,13 +212,13 @@ impl TopicRegistry {
         for index in 0..partition_count {
             partitions.push(Arc::new(self.open_partition(name, index, &overrides, now_ms)?));
         }
-        let validate_options = RwLock::new(self.validate_options_for(&overrides));
+        let produce_options = RwLock::new(self.produce_options_for(&overrides));
         Ok(Arc::new(Topic {
             name: name.to_string(),
             id,
             partitions: RwLock::new(partitions),
             overrides: RwLock::new(overrides),
-            validate_options,
+            produce_options,
         }))
     }
 
@@ -239,12 +247,21 @@ impl TopicRegistry {
         write_atomically(&path, text.as_bytes()).map_err(|e| io_error(&path.display().to_string(), e))
     }
 
-    fn validate_options_for(&self, overrides: &BTreeMap<String, String>) -> ValidateOptions {
-        ValidateOptions {
-            max_batch_bytes: topic_config::max_message_bytes(&self.broker_defaults, overrides),
-            require_keys: topic_config::log_config(&self.broker_defaults, overrides)
-                .cleanup_policy
-                .compact,
+    fn produce_options_for(&self, overrides: &BTreeMap<String, String>) -> ProduceOptions {
+        let number = |name: &str| -> Option<i64> {
+            overrides
+                .get(name)
+                .or_else(|| self.broker_defaults.get(name))
+                .and_then(|v| v.parse().ok())
+        };
+        ProduceOptions {
+            validate: ValidateOptions {
+                max_batch_bytes: number("max.message.bytes").map_or(1_048_588, |n| n.max(0) as usize),
+                require_keys: topic_config::log_config(&self.broker_defaults, overrides)
+                    .cleanup_policy
+                    .compact,
+            },
+            min_insync_replicas: number("min.insync.replicas").map_or(1, |n| n.clamp(1, i64::from(i32::MAX)) as i32),
         }
     }
 
@@ -295,6 +312,14 @@ impl TopicRegistry {
         let _admin = self.admin.lock().expect("admin lock");
         if self.get(name).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        // Kafka refuses names equal up to '.' versus '_': their metric names would collide.
+        let folded = name.replace('.', "_");
+        if self.list().iter().any(|t| t.name.replace('.', "_") == folded) {
+            return Err(TopicError::InvalidName(
+                name.to_string(),
+                "collides with an existing topic up to '.' and '_'",
+            ));
         }
         if validate_only {
             return Ok(None);
@@ -377,7 +402,7 @@ impl TopicRegistry {
         if validate_only {
             return Ok(());
         }
-        *topic.validate_options.write().expect("topic lock") = self.validate_options_for(&overrides);
+        *topic.produce_options.write().expect("topic lock") = self.produce_options_for(&overrides);
         *topic.overrides.write().expect("topic lock") = overrides.clone();
         self.persist(&topic)?;
         let config = topic_config::log_config(&self.broker_defaults, &overrides);

@@ -275,6 +275,14 @@ pub(super) fn incremental_alter(
             &resource.resource_name,
             request.validate_only,
             |overrides| {
+                let mut names: Vec<&str> = resource.configs.iter().map(|op| op.name.as_str()).collect();
+                names.sort_unstable();
+                if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+                    return Err(TopicError::InvalidRequest(format!(
+                        "config {} is changed twice",
+                        pair[0]
+                    )));
+                }
                 for op in &resource.configs {
                     let name = op.name.to_string();
                     let value = op.value.as_ref().map(|v| v.to_string());

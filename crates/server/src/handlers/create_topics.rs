@@ -53,7 +53,14 @@ pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
-        let outcome = if seen[name.as_str()] > 1 {
+        let null_config = topic
+            .configs
+            .iter()
+            .find(|c| c.value.is_none())
+            .map(|c| c.name.to_string());
+        let outcome = if let Some(key) = null_config {
+            Err(TopicError::InvalidConfig(format!("null value for config {key}")))
+        } else if seen[name.as_str()] > 1 {
             Err(TopicError::InvalidRequest(format!(
                 "the request names topic {name} more than once"
             )))

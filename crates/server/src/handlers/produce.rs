@@ -27,7 +27,8 @@ pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> 
                 // transactional write is refused rather than stored without its guarantees.
                 error_response(partition.index, ResponseError::TransactionalIdAuthorizationFailed, None)
             } else {
-                let result = produce_partition(broker, &topic.name, partition.index, partition.records, version, now);
+                let context = RequestContext { version, acks, now };
+                let result = produce_partition(broker, &topic.name, partition.index, partition.records, context);
                 appended_any |= result.error_code == 0;
                 result
             };
@@ -95,13 +96,20 @@ fn error_response(index: i32, error: ResponseError, message: Option<String>) -> 
     response
 }
 
+/// What every partition of one produce request shares.
+#[derive(Clone, Copy)]
+struct RequestContext {
+    version: i16,
+    acks: i16,
+    now: i64,
+}
+
 fn produce_partition(
     broker: &Broker,
     topic_name: &str,
     index: i32,
     records: Option<Bytes>,
-    version: i16,
-    now: i64,
+    RequestContext { version, acks, now }: RequestContext,
 ) -> PartitionProduceResponse {
     let Some(topic) = broker.topics.get(topic_name) else {
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
@@ -116,7 +124,19 @@ fn produce_partition(
             Some("null record set".to_string()),
         );
     };
-    let validated = match validate_batches(records, &topic.validate_options()) {
+    let options = topic.produce_options();
+    // A single node is the whole ISR: one replica.
+    if acks == -1 && options.min_insync_replicas > 1 {
+        return error_response(
+            index,
+            ResponseError::NotEnoughReplicas,
+            Some(format!(
+                "min.insync.replicas is {} but the ISR has 1 replica",
+                options.min_insync_replicas
+            )),
+        );
+    }
+    let validated = match validate_batches(records, &options.validate) {
         Ok(v) => v,
         Err(e) => {
             tracing::debug!(topic = topic_name, partition = index, error = %e, "rejected record set");
