@@ -438,3 +438,28 @@ fn incremental_alter_configs_validate_only_changes_nothing() {
         "validate_only changed it"
     );
 }
+
+/// One replica cannot satisfy min.insync.replicas=2: acks=all is refused with
+/// NOT_ENOUGH_REPLICAS and appends nothing; acks=1 still works.
+#[test]
+fn acks_all_needs_min_insync_replicas() {
+    let broker = start();
+    Admin::new(&broker.bootstrap()).create_topic_ok("strict", 1, &[("min.insync.replicas", "2")]);
+    let mut wire = broker.wire();
+    let batch = || {
+        strom_testkit::wire::record_batch(
+            &[b"r"],
+            strom_testkit::wire::BatchProducer::NONE,
+            kafka_protocol::records::Compression::None,
+            1,
+        )
+    };
+    let refused = wire.produce("strict", 0, batch(), -1).unwrap();
+    assert_eq!(refused.error_code, 19, "NOT_ENOUGH_REPLICAS");
+    let accepted = wire.produce("strict", 0, batch(), 1).unwrap();
+    assert_eq!(
+        (accepted.error_code, accepted.base_offset),
+        (0, 0),
+        "acks=1 appends at offset 0"
+    );
+}
