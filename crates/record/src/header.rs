@@ -103,8 +103,7 @@ impl BatchHeader {
         if magic != 2 {
             return Err(BatchError::UnsupportedMagic(magic));
         }
-        if batch_length < (HEADER_LEN - LENGTH_FIELD_END) as i32 || batch_length > BATCH_LENGTH_MAX
-        {
+        if batch_length < (HEADER_LEN - LENGTH_FIELD_END) as i32 || batch_length > BATCH_LENGTH_MAX {
             return Err(BatchError::InvalidLength(batch_length));
         }
         Ok(BatchHeader {
@@ -112,11 +111,7 @@ impl BatchHeader {
             batch_length,
             partition_leader_epoch: read_i32(bytes, OFFSET_LEADER_EPOCH),
             magic,
-            crc: u32::from_be_bytes(
-                bytes[OFFSET_CRC..OFFSET_CRC + 4]
-                    .try_into()
-                    .expect("4 bytes"),
-            ),
+            crc: u32::from_be_bytes(bytes[OFFSET_CRC..OFFSET_CRC + 4].try_into().expect("4 bytes")),
             attributes: read_i16(bytes, OFFSET_ATTRIBUTES),
             last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
             base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
@@ -201,8 +196,7 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     let attributes = read_i16(batch, OFFSET_ATTRIBUTES) | ATTR_TIMESTAMP_TYPE;
     batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
-        .copy_from_slice(&timestamp_ms.to_be_bytes());
+    batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
     let crc = compute_crc(batch);
     batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -226,21 +220,15 @@ pub(crate) mod tests {
             records.extend_from_slice(&body);
         }
         let mut batch = vec![0u8; HEADER_LEN];
-        batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(
-            &((HEADER_LEN - LENGTH_FIELD_END + records.len()) as i32).to_be_bytes(),
-        );
+        batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+            .copy_from_slice(&((HEADER_LEN - LENGTH_FIELD_END + records.len()) as i32).to_be_bytes());
         batch[OFFSET_MAGIC] = 2;
-        batch[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
-            .copy_from_slice(&(count - 1).to_be_bytes());
-        batch[OFFSET_BASE_TIMESTAMP..OFFSET_BASE_TIMESTAMP + 8]
-            .copy_from_slice(&1000i64.to_be_bytes());
-        batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
-            .copy_from_slice(&1000i64.to_be_bytes());
+        batch[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
+        batch[OFFSET_BASE_TIMESTAMP..OFFSET_BASE_TIMESTAMP + 8].copy_from_slice(&1000i64.to_be_bytes());
+        batch[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&1000i64.to_be_bytes());
         batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2]
-            .copy_from_slice(&(-1i16).to_be_bytes());
-        batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
-            .copy_from_slice(&(-1i32).to_be_bytes());
+        batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
         batch[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&count.to_be_bytes());
         batch.extend_from_slice(&records);
         let crc = compute_crc(&batch);
@@ -293,10 +281,7 @@ pub(crate) mod tests {
         ));
         let mut bad = batch.clone();
         bad[OFFSET_MAGIC] = 1;
-        assert_eq!(
-            BatchHeader::parse(&bad),
-            Err(BatchError::UnsupportedMagic(1))
-        );
+        assert_eq!(BatchHeader::parse(&bad), Err(BatchError::UnsupportedMagic(1)));
         let mut bad = batch;
         bad[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&5i32.to_be_bytes());
         assert_eq!(BatchHeader::parse(&bad), Err(BatchError::InvalidLength(5)));

@@ -97,10 +97,7 @@ mod tests {
         assert!(a.crc_ok());
         let b = iter.next().unwrap().unwrap();
         assert_eq!((b.position, b.header.records_count), (first_len, 3));
-        assert!(matches!(
-            iter.next(),
-            Some(Err(BatchError::Truncated { .. }))
-        ));
+        assert!(matches!(iter.next(), Some(Err(BatchError::Truncated { .. }))));
         assert!(iter.next().is_none());
         assert_eq!(iter.position(), whole);
     }

@@ -5,9 +5,7 @@
 //! `kafka-protocol` crate's record codec.
 
 use bytes::Bytes;
-pub use kafka_protocol::records::{
-    Compression as CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
-};
+pub use kafka_protocol::records::{Compression as CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::header::BatchHeader;
 use crate::BatchError;
@@ -24,8 +22,8 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
         return Err(BatchError::InvalidRecord("record count out of range"));
     }
     let mut buf = Bytes::copy_from_slice(&batch[..header.total_len().min(batch.len())]);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| BatchError::Decode(e.to_string()))?;
+    let set =
+        kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| BatchError::Decode(e.to_string()))?;
     Ok(set.records)
 }
 
@@ -51,9 +49,7 @@ pub fn read_varlong(buf: &mut &[u8]) -> Result<i64, BatchError> {
 fn read_varlong_bits(buf: &mut &[u8], max_bytes: usize) -> Result<i64, BatchError> {
     let mut raw: u64 = 0;
     for i in 0..max_bytes {
-        let (&byte, rest) = buf
-            .split_first()
-            .ok_or(BatchError::InvalidRecord("truncated varint"))?;
+        let (&byte, rest) = buf.split_first().ok_or(BatchError::InvalidRecord("truncated varint"))?;
         *buf = rest;
         raw |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
@@ -70,18 +66,7 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        for value in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            300,
-            -300,
-            i32::MAX as i64,
-            i32::MIN as i64,
-        ] {
+        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i32::MIN as i64] {
             let mut out = Vec::new();
             push_varint(&mut out, value);
             let mut slice = out.as_slice();

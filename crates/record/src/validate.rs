@@ -67,10 +67,7 @@ impl ValidatedBatches {
 }
 
 /// Checks a produce request's record set.
-pub fn validate_batches(
-    bytes: Bytes,
-    options: &ValidateOptions,
-) -> Result<ValidatedBatches, BatchError> {
+pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<ValidatedBatches, BatchError> {
     if bytes.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -94,9 +91,7 @@ pub fn validate_batches(
             });
         }
         if header.is_control() {
-            return Err(BatchError::InvalidRecord(
-                "clients may not write control batches",
-            ));
+            return Err(BatchError::InvalidRecord("clients may not write control batches"));
         }
         if header.records_count <= 0 {
             return Err(BatchError::InvalidRecord("batch has no records"));
@@ -107,9 +102,7 @@ pub fn validate_batches(
             ));
         }
         match header.compression()? {
-            Compression::None => {
-                check_uncompressed_records(batch.bytes, &header, options.require_keys)?
-            }
+            Compression::None => check_uncompressed_records(batch.bytes, &header, options.require_keys)?,
             _ if options.require_keys => check_compressed_keys(batch.bytes)?,
             _ => {}
         }
@@ -138,11 +131,7 @@ pub fn validate_batches(
 
 /// Walks each record's framing: its length, attributes, timestamp delta and offset delta, and
 /// that the lengths add up to the batch. Values are not copied or decoded.
-fn check_uncompressed_records(
-    batch: &[u8],
-    header: &BatchHeader,
-    require_keys: bool,
-) -> Result<(), BatchError> {
+fn check_uncompressed_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
     let mut rest = &batch[HEADER_LEN..];
     let mut found = 0i32;
     while !rest.is_empty() {
@@ -152,22 +141,16 @@ fn check_uncompressed_records(
         }
         let (mut record, tail) = rest.split_at(length as usize);
         rest = tail;
-        let _attributes = record
-            .first()
-            .ok_or(BatchError::InvalidRecord("empty record"))?;
+        let _attributes = record.first().ok_or(BatchError::InvalidRecord("empty record"))?;
         record = &record[1..];
         let _timestamp_delta = read_varlong(&mut record)?;
         let offset_delta = read_varint(&mut record)?;
         if offset_delta != found {
-            return Err(BatchError::InvalidRecord(
-                "offset deltas are not consecutive",
-            ));
+            return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
         }
-        if require_keys {
-            let key_length = read_varint(&mut record)?;
-            if key_length < 0 {
-                return Err(BatchError::MissingKey);
-            }
+        check_record_body(&mut record, require_keys)?;
+        if !record.is_empty() {
+            return Err(BatchError::InvalidRecord("record length does not match its fields"));
         }
         found = found
             .checked_add(1)
@@ -180,6 +163,46 @@ fn check_uncompressed_records(
         });
     }
     Ok(())
+}
+
+/// Walks a record's key, value and headers (after its offset delta), checking each length
+/// against the bytes present. Nothing is copied or decoded.
+fn check_record_body(record: &mut &[u8], require_keys: bool) -> Result<(), BatchError> {
+    let key_length = read_varint(record)?;
+    if key_length < 0 && require_keys {
+        return Err(BatchError::MissingKey);
+    }
+    skip_nullable(record, key_length, "key length out of range")?;
+    let value_length = read_varint(record)?;
+    skip_nullable(record, value_length, "value length out of range")?;
+    let header_count = read_varint(record)?;
+    // Each header takes at least two bytes, so a count above half the rest is a lie; checking
+    // it first keeps a hostile count from driving the loop.
+    if header_count < 0 || header_count as usize > record.len() / 2 {
+        return Err(BatchError::InvalidRecord("header count out of range"));
+    }
+    for _ in 0..header_count {
+        let key_length = read_varint(record)?;
+        if key_length < 0 {
+            return Err(BatchError::InvalidRecord("header key is null"));
+        }
+        skip_nullable(record, key_length, "header key length out of range")?;
+        let value_length = read_varint(record)?;
+        skip_nullable(record, value_length, "header value length out of range")?;
+    }
+    Ok(())
+}
+
+/// Skips a length-prefixed field whose length was just read; -1 means null.
+fn skip_nullable(record: &mut &[u8], length: i32, what: &'static str) -> Result<(), BatchError> {
+    match length {
+        -1 => Ok(()),
+        n if n >= 0 && n as usize <= record.len() => {
+            *record = &record[n as usize..];
+            Ok(())
+        }
+        _ => Err(BatchError::InvalidRecord(what)),
+    }
 }
 
 fn check_compressed_keys(batch: &[u8]) -> Result<(), BatchError> {
@@ -227,11 +250,7 @@ mod tests {
     fn rejects_truncation_and_trailing_garbage() {
         let good = sample_batch(2);
         for cut in 1..good.len() {
-            assert!(validate_batches(
-                Bytes::copy_from_slice(&good[..cut]),
-                &ValidateOptions::default()
-            )
-            .is_err());
+            assert!(validate_batches(Bytes::copy_from_slice(&good[..cut]), &ValidateOptions::default()).is_err());
         }
         let mut extra = good.clone();
         extra.push(0);
@@ -257,6 +276,62 @@ mod tests {
             validate_batches(Bytes::from(batch), &keyed).unwrap_err(),
             BatchError::MissingKey
         );
+    }
+
+    /// A one-record batch whose record body (after the offset delta) is `body`.
+    fn batch_with_body(body: &[u8]) -> Vec<u8> {
+        use crate::header::tests::push_varint;
+        let mut record = vec![0u8]; // attributes
+        push_varint(&mut record, 0); // timestamp delta
+        push_varint(&mut record, 0); // offset delta
+        record.extend_from_slice(body);
+        let mut framed = Vec::new();
+        push_varint(&mut framed, record.len() as i64);
+        framed.extend_from_slice(&record);
+        let mut batch = sample_batch(1);
+        batch.truncate(HEADER_LEN);
+        batch.extend_from_slice(&framed);
+        let length = (batch.len() - crate::header::LENGTH_FIELD_END) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = compute_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    fn body(fields: &[i64], tail: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in fields {
+            crate::header::tests::push_varint(&mut out, *f);
+        }
+        out.extend_from_slice(tail);
+        out
+    }
+
+    #[test]
+    fn walks_every_field_of_uncompressed_records() {
+        let options = ValidateOptions::default();
+        // key "k", value "v", no headers: fine.
+        let good = batch_with_body(&[body(&[1], b"k"), body(&[1], b"v"), body(&[0], b"")].concat());
+        validate_batches(Bytes::from(good), &options).unwrap();
+        let cases: [(&str, Vec<u8>); 5] = [
+            ("key length -5", body(&[-5, 1], b"v")),
+            (
+                "value longer than the record",
+                [body(&[-1, 50], b"v"), body(&[0], b"")].concat(),
+            ),
+            (
+                "header count 2^31-1",
+                [body(&[-1, -1, i64::from(i32::MAX)], b"")].concat(),
+            ),
+            ("header with a null key", [body(&[-1, -1, 1, -1, -1], b"")].concat()),
+            ("trailing bytes after the headers", [body(&[-1, -1, 0], b"xx")].concat()),
+        ];
+        for (what, bad) in cases {
+            assert!(
+                validate_batches(Bytes::from(batch_with_body(&bad)), &options).is_err(),
+                "{what} was accepted"
+            );
+        }
     }
 
     proptest::proptest! {
