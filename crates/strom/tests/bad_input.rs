@@ -854,3 +854,25 @@ fn one_bad_partition_does_not_fail_the_others_in_a_produce_request() {
     assert_eq!(consumer.watermarks("split", 2).unwrap(), (0, 1));
     fixture.assert_intact();
 }
+
+/// A Kafka API the broker does not implement (ACLs): answered or closed, and the broker stays
+/// up. Clients that read ApiVersions never send it.
+#[test]
+fn an_unimplemented_kafka_api_is_answered_or_closed() {
+    let mut fixture = Fixture::start();
+    let advertised = fixture.broker.wire().api_versions().unwrap().api_keys;
+    let key = kafka_protocol::messages::ApiKey::DescribeAcls as i16;
+    if advertised.iter().any(|k| k.api_key == key) {
+        eprintln!("DescribeAcls is implemented now; nothing to check here");
+        return;
+    }
+    let mut wire = fixture.broker.wire();
+    let request = kafka_protocol::messages::DescribeAclsRequest::default();
+    let (correlation_id, body) = wire.encode(&request, 1).unwrap();
+    wire.send_body(&body).unwrap();
+    match verdict(&mut wire) {
+        Verdict::Closed => {}
+        Verdict::Answered(frame) => assert_eq!(&frame[..4], correlation_id.to_be_bytes()),
+    }
+    fixture.assert_intact();
+}
