@@ -12,10 +12,11 @@ DEFAULT_WAIT_S = 30.0
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout_s: float, what: str) -> T:
+def wait_until(condition: Callable[[], T], timeout_s: float, what: str | Callable[[], str]) -> T:
     """Polls `condition` until it returns something truthy; fails after `timeout_s`.
 
     Exceptions from `condition` count as "not yet"; the last one is reported on timeout.
+    `what` may be a function, called on timeout, so the message can show the last state seen.
     """
     deadline = time.monotonic() + timeout_s
     last_error: BaseException | None = None
@@ -28,5 +29,6 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str) -> T:
             last_error = error
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}{detail}")
+            description = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {description}{detail}")
         time.sleep(POLL_INTERVAL_S)

@@ -244,6 +244,22 @@ def test_many_partitions(broker, topic_name):
         assert {m.value() for m in mine} == {f"{p}".encode()}
 
 
+def wait_for_log_start_above_zero(c, topic: str) -> tuple[int, int]:
+    """Polls partition 0's watermarks until retention has moved its log start offset."""
+    seen: list = []
+
+    def moved():
+        watermarks = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+        seen.append(watermarks)
+        return watermarks[0] > 0 and watermarks
+
+    return wait_until(
+        moved,
+        DEFAULT_WAIT_S,
+        lambda: f"retention to move the log start offset (last watermarks: {seen[-1:]})",
+    )
+
+
 def test_retention_deletes_old_segments(broker_factory, topic_name):
     b = broker_factory({"log.retention.check.interval.ms": 200})
     topic = topic_name()
@@ -260,12 +276,7 @@ def test_retention_deletes_old_segments(broker_factory, topic_name):
     produce_all(producer(b), topic, [{"value": b"fresh"}])
     c = consumer(b)
     try:
-        low, high = wait_until(
-            lambda: (w := c.get_watermark_offsets(TopicPartition(topic, 0), timeout=5))[0] > 0
-            and w,
-            DEFAULT_WAIT_S,
-            "retention to advance the log start offset",
-        )
+        low, high = wait_for_log_start_above_zero(c, topic)
     finally:
         c.close()
     assert high == 21 and 0 < low <= 20
@@ -450,12 +461,7 @@ def test_retention_bytes_deletes_oldest_segments(broker_factory, topic_name):
     )
     c = consumer(b)
     try:
-        low, high = wait_until(
-            lambda: (w := c.get_watermark_offsets(TopicPartition(topic, 0), timeout=5))[0] > 0
-            and w,
-            DEFAULT_WAIT_S,
-            "retention.bytes to advance the log start offset",
-        )
+        low, high = wait_for_log_start_above_zero(c, topic)
     finally:
         c.close()
     assert high == 40
