@@ -254,28 +254,28 @@ pub fn log_config(broker_defaults: &BTreeMap<String, String>, overrides: &BTreeM
             .parse()
             .unwrap_or_else(|_| lookup(name).and_then(|k| k.default.parse().ok()).unwrap_or(0))
     };
-    let mut config = LogConfig::default();
-    config.segment_bytes = num("segment.bytes").max(1024) as u64;
-    config.segment_ms = num("segment.ms");
-    config.segment_index_bytes = num("segment.index.bytes").max(4096) as u64;
-    config.index_interval_bytes = num("index.interval.bytes").max(1) as u64;
-    config.retention_ms = num("retention.ms");
-    config.retention_bytes = num("retention.bytes");
-    config.cleanup_policy = parse_cleanup_policy(get("cleanup.policy")).unwrap_or(CleanupPolicy {
-        delete: true,
-        compact: false,
-    });
-    config.delete_retention_ms = num("delete.retention.ms");
-    config.min_compaction_lag_ms = num("min.compaction.lag.ms");
-    config.min_cleanable_dirty_ratio = get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5);
-    config.message_timestamp_type = if get("message.timestamp.type") == "LogAppendTime" {
-        strom_record::TimestampType::LogAppendTime
-    } else {
-        strom_record::TimestampType::CreateTime
-    };
     let flush = num("flush.messages");
-    config.flush_messages = if flush <= 0 { u64::MAX } else { flush as u64 };
-    config
+    LogConfig {
+        segment_bytes: num("segment.bytes").max(1024) as u64,
+        segment_ms: num("segment.ms"),
+        segment_index_bytes: num("segment.index.bytes").max(4096) as u64,
+        index_interval_bytes: num("index.interval.bytes").max(1) as u64,
+        retention_ms: num("retention.ms"),
+        retention_bytes: num("retention.bytes"),
+        cleanup_policy: parse_cleanup_policy(get("cleanup.policy")).unwrap_or(CleanupPolicy {
+            delete: true,
+            compact: false,
+        }),
+        delete_retention_ms: num("delete.retention.ms"),
+        min_compaction_lag_ms: num("min.compaction.lag.ms"),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+        message_timestamp_type: if get("message.timestamp.type") == "LogAppendTime" {
+            strom_record::TimestampType::LogAppendTime
+        } else {
+            strom_record::TimestampType::CreateTime
+        },
+        flush_messages: if flush <= 0 { u64::MAX } else { flush as u64 },
+    }
 }
 
 #[cfg(test)]

@@ -29,12 +29,9 @@ pub(super) fn handle(broker: &Broker, request: OffsetForLeaderEpochRequest) -> O
                             ResponseError::FencedLeaderEpoch
                         });
                     } else if let Some(log) = partition.lock().as_ref() {
-                        match log.end_offset_for_epoch(wanted.leader_epoch) {
-                            Some((epoch, end_offset)) => {
-                                result.leader_epoch = epoch;
-                                result.end_offset = end_offset;
-                            }
-                            None => {}
+                        if let Some((epoch, end_offset)) = log.end_offset_for_epoch(wanted.leader_epoch) {
+                            result.leader_epoch = epoch;
+                            result.end_offset = end_offset;
                         }
                     } else {
                         result.error_code = code(ResponseError::UnknownTopicOrPartition);
