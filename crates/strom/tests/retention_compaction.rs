@@ -411,3 +411,31 @@ fn min_compaction_lag_protects_recent_records() {
         "records younger than min.compaction.lag.ms were compacted"
     );
 }
+
+#[test]
+fn a_compact_delete_policy_still_applies_retention() {
+    let broker = start_with_fast_background_work();
+    Admin::new(&broker.bootstrap()).create_topic_ok(
+        "both",
+        1,
+        &[
+            ("cleanup.policy", "compact,delete"),
+            ("segment.bytes", "4096"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("retention.ms", "1500"),
+        ],
+    );
+    let producer = small_batch_producer(&broker);
+    let recs: Vec<Rec> = (0..400)
+        .map(|i| Rec::keyed(format!("k{}", i % 4), format!("{i:03}-{}", "b".repeat(60))).partition(0))
+        .collect();
+    producer.send_all_ok("both", &recs);
+    let consumer = Consumer::new(&broker.bootstrap());
+    // Retention: the log start moves past old segments even though they hold keys.
+    let low = poll_until(BACKGROUND_TIMEOUT, "retention under compact,delete", || {
+        let (low, _) = consumer.watermarks("both", 0).unwrap();
+        (low > 0).then_some(low)
+    });
+    assert!(low <= 400);
+    assert_eq!(consumer.watermarks("both", 0).unwrap().1, 400);
+}
