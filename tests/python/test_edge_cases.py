@@ -480,3 +480,23 @@ def test_transactional_producer_fails_fast(broker):
         p.init_transactions(20)
     assert failed.value.args[0].code() == KafkaError._UNSUPPORTED_FEATURE
     assert time.monotonic() - started < 10
+
+
+def test_many_acks_zero_produces_interleaved_with_other_requests(broker, topic_name):
+    """acks=0 produce requests get no response; a broker that answered them anyway would
+    desynchronise the client's correlation ids on the same connection."""
+    topic = topic_name()
+    create_topic(broker, topic, partitions=2)
+    p = producer(broker, acks="0", linger_ms=0, batch_num_messages=10)
+    records = [{"value": str(i).encode(), "partition": i % 2} for i in range(3000)]
+    for start in range(0, len(records), 500):
+        produce_all(p, topic, records[start : start + 500])
+        # A request that does get a response, on the same producer connection.
+        assert topic in p.list_topics(topic, timeout=10).topics
+    c = consumer(broker)
+    try:
+        c.assign([TopicPartition(topic, part, OFFSET_BEGINNING) for part in (0, 1)])
+        got = consume_n(c, len(records))
+    finally:
+        c.close()
+    assert sorted(int(m.value()) for m in got) == list(range(3000))
