@@ -4,6 +4,8 @@ deleted."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
@@ -153,3 +155,44 @@ def test_broker_configs_are_static(broker):
     with pytest.raises(KafkaException) as refused:
         a.incremental_alter_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
     assert refused.value.args[0].name() == "INVALID_REQUEST"
+
+
+def test_offsets_for_times_after_delete_records_start_at_log_start(broker, topic_name):
+    topic = topic_name()
+    create_topic(broker, topic)
+    base_ms = int(time.time() * 1000) - 60_000
+    records = [{"value": b"x", "timestamp": base_ms + i * 1000} for i in range(10)]
+    produce_all(producer(broker), topic, records)
+    a = admin(broker)
+    tp = TopicPartition(topic, 0, 4)
+    a.delete_records([tp], operation_timeout=10)[tp].result(ADMIN_TIMEOUT_S)
+    c = consumer(broker)
+    try:
+        for query_ms in (base_ms - 1, base_ms + 2000):  # before everything; a deleted record
+            [answer] = c.offsets_for_times([TopicPartition(topic, 0, query_ms)], timeout=10)
+            assert answer.offset == 4
+    finally:
+        c.close()
+
+
+def test_topic_names_colliding_on_dot_and_underscore_are_refused(broker, topic_name):
+    """Kafka's metric names map '.' to '_', so 'a.b' and 'a_b' may not both exist."""
+    base = topic_name()
+    create_topic(broker, f"{base}.x")
+    with pytest.raises(KafkaException) as refused:
+        create_topic(broker, f"{base}_x")
+    assert refused.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
+
+
+def test_hundred_topics_in_one_request(broker, topic_name):
+    names = [topic_name(f"bulk{i}") for i in range(100)]
+    a = admin(broker)
+    futures = a.create_topics([NewTopic(n, num_partitions=2, replication_factor=1) for n in names])
+    for future in futures.values():
+        future.result(ADMIN_TIMEOUT_S)
+    listed = a.list_topics(timeout=10).topics
+    assert all(len(listed[n].partitions) == 2 for n in names)
+    for future in a.delete_topics(names, operation_timeout=10).values():
+        future.result(ADMIN_TIMEOUT_S)
+    listed = a.list_topics(timeout=10).topics
+    assert not any(n in listed for n in names)
