@@ -132,3 +132,61 @@ async def read_aiokafka(broker, topic, total):
         return [(r.offset, r.key.decode(), r.value.decode()) for r in got]
     finally:
         await ac.stop()
+
+
+def test_every_client_reads_from_the_middle_of_a_compressed_batch(broker, topic_name):
+    """The broker returns whole batches; a fetch from offset 37 of a 100-record batch must still
+    yield exactly records 37 onwards in every client."""
+    topic = topic_name()
+    create_topic(broker, topic)
+    records = [{"key": b"m", "value": f"{i}".encode()} for i in range(100)]
+    # One zstd batch: linger long enough that all 100 records share it.
+    zstd_producer = producer(broker, compression_type="zstd", linger_ms=500)
+    delivered = produce_all(zstd_producer, topic, records)
+    assert len(delivered) == 100
+    expected = [(i, "m", str(i)) for i in range(37, 100)]
+
+    c = consumer(broker)
+    try:
+        c.assign([TopicPartition(topic, 0, 37)])
+        got = [(m.offset(), m.key().decode(), m.value().decode()) for m in consume_n(c, 63)]
+    finally:
+        c.close()
+    assert got == expected, "confluent-kafka"
+
+    kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        kc.assign([tp])
+        kc.seek(tp, 37)
+        seen: list = []
+        wait_until(
+            lambda: seen.extend(kc.poll(timeout_ms=200).get(tp, [])) or len(seen) >= 63,
+            DEFAULT_WAIT_S,
+            "kafka-python read",
+        )
+        assert [(r.offset, r.key.decode(), r.value.decode()) for r in seen] == expected
+    finally:
+        kc.close()
+
+    async def aiokafka_read():
+        ac = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
+        await ac.start()
+        try:
+            tp = AioTopicPartition(topic, 0)
+            ac.assign([tp])
+            ac.seek(tp, 37)
+            seen: list = []
+            while len(seen) < 63:
+                seen.extend((await ac.getmany(tp, timeout_ms=200)).get(tp, []))
+            return [(r.offset, r.key.decode(), r.value.decode()) for r in seen]
+        finally:
+            await ac.stop()
+
+    assert asyncio.run(asyncio.wait_for(aiokafka_read(), 60)) == expected, "aiokafka"
+
+    if KCAT is not None:
+        out = kcat(broker, "-C", "-t", topic, "-p", "0", "-o", "37", "-e", "-q", "-f", "%o %k %s\n")
+        assert [tuple(line.split(" ")) for line in out.splitlines()] == [
+            (str(o), k, v) for o, k, v in expected
+        ], "kcat"
