@@ -83,6 +83,17 @@ def test_record_larger_than_topic_max_message_bytes_is_refused(broker, topic_nam
     assert delivered[0].offset() == 0
 
 
+def test_max_message_bytes_applies_to_the_compressed_batch(broker, topic_name):
+    """Kafka compares max.message.bytes with the batch as sent, so a batch whose records add
+    up to ten times the limit is accepted when it compresses below it."""
+    topic = topic_name()
+    create_topic(broker, topic, config={"max.message.bytes": "10000"})
+    records = [{"value": b"x" * 1000} for _ in range(100)]
+    produce_all(producer(broker, compression_type="zstd", linger_ms=200), topic, records)
+    assert broker.partition_log_bytes(topic, 0) < 10_000
+    assert len(read_from_beginning(broker, topic, 100)) == 100
+
+
 @pytest.mark.parametrize("size", [100_000, 900_000])
 def test_large_records_round_trip(broker, topic_name, size):
     topic = topic_name()
