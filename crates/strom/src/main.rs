@@ -1,11 +1,16 @@
 //! `strom`: the broker and its client commands in one binary.
 
+mod alloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use strom_server::BrokerConfig;
+
+#[global_allocator]
+static ALLOCATOR: alloc::StromAllocator = alloc::StromAllocator;
 
 #[derive(Parser)]
 #[command(
