@@ -18,18 +18,27 @@ rust_pid=$!
 python_rc=0
 if [ -d tests/python ]; then
   echo "== python tests"
-  python3 -m pytest tests/python -q -p no:cacheprovider || python_rc=$?
+  set +e
+  python3 -m pytest tests/python -q -p no:cacheprovider 2>&1 | tee "$logdir/python.log"
+  python_rc=${PIPESTATUS[0]}
+  set -e
 fi
 
 wait "$rust_pid" || true
-rust_rc="$(cat "$logdir/rust.rc")"
+rust_rc="$(cat "$logdir/rust.rc" 2>/dev/null || echo 1)"
 echo "== rust test output"
 cat "$logdir/rust.log"
 
-# Summarise across both runners so the last line tells the whole story.
-passed=$(grep -hoE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$logdir/rust.log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -hoE '[0-9]+ failed' "$logdir/rust.log" | awk '{s+=$1} END {print s+0}')
-echo "rust: exit $rust_rc ($passed passed, $failed failed); python: exit $python_rc"
+# One closing line for both runners, so the last line tells the whole story.
+rust_passed=$(grep -hoE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$logdir/rust.log" | awk '{s+=$4} END {print s+0}')
+rust_failed=$(grep -hoE 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$logdir/rust.log" | awk '{s+=$6} END {print s+0}')
+py_passed=$(grep -hoE '[0-9]+ passed' "$logdir/python.log" 2>/dev/null | tail -n 1 | awk '{print $1+0}')
+py_failed=$(grep -hoE '[0-9]+ (failed|error)' "$logdir/python.log" 2>/dev/null | tail -n 1 | awk '{print $1+0}')
+echo "rust exit $rust_rc ($rust_passed passed, $rust_failed failed); python exit $python_rc (${py_passed:-0} passed, ${py_failed:-0} failed)"
 if [ "$rust_rc" != 0 ] || [ "$python_rc" != 0 ]; then
+  failed=$((rust_failed + ${py_failed:-0}))
+  [ "$failed" -gt 0 ] || failed=1
+  echo "total: $((rust_passed + ${py_passed:-0})) passed, $failed failed"
   exit 1
 fi
+echo "total: $((rust_passed + ${py_passed:-0})) passed, 0 failed"

@@ -194,7 +194,8 @@ impl Segment {
                 self.max_timestamp_ms = ts;
                 self.offset_of_max_timestamp = offset;
             }
-            if let Some(first) = self.read_header_at(0)? {
+            // A damaged first header is found (and cut) by the walk below, not an error here.
+            if let Ok(Some(first)) = self.read_header_at(0) {
                 self.roll_start_ms = Some(first.max_timestamp);
             }
             if let Some((offset, pos)) = self.offset_index.last() {
