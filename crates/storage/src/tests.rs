@@ -1177,7 +1177,9 @@ mod hostile_files {
             }
             let path = active_log_path(dir.path());
             let mut bytes = fs::read(&path).unwrap();
-            if !bytes.is_empty() {
+            // A flipped bit is what a crash can leave only in unflushed data; after a clean
+            // shutdown recovery trusts the files (as Kafka does) and does not CRC-check them.
+            if !clean && !bytes.is_empty() {
                 let at = flip.0 as usize % bytes.len();
                 bytes[at] ^= flip.1;
             }
