@@ -1,15 +1,15 @@
 //! Validation of the record set in a produce request.
 //!
 //! Everything here runs before a batch may touch the log, so a batch that passes can be stored
-//! byte-for-byte. Uncompressed batches are walked record by record (lengths and offset deltas);
-//! compressed ones are checked by header and CRC only, and decompressed only where a topic
-//! policy demands a look inside (keys on compacted topics).
+//! byte-for-byte. Uncompressed batches are walked record by record without copying anything;
+//! compressed ones are decompressed and their records decoded, since a payload that does not
+//! decompress would otherwise be stored and stop every consumer at its offset.
 
 use bytes::Bytes;
 
 use crate::header::{compute_crc, BatchHeader, Compression, HEADER_LEN};
 use crate::iter::BatchIter;
-use crate::records::{for_each_record, read_varint, read_varlong};
+use crate::records::{decode_records, read_varint, read_varlong};
 use crate::BatchError;
 
 #[derive(Debug, Clone, Copy)]
@@ -103,8 +103,7 @@ pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<Valid
         }
         match header.compression()? {
             Compression::None => check_uncompressed_records(batch.bytes, &header, options.require_keys)?,
-            _ if options.require_keys => check_compressed_keys(batch.bytes)?,
-            _ => {}
+            _ => check_compressed_records(batch.bytes, &header, options.require_keys)?,
         }
         record_count += i64::from(header.records_count);
         batches.push((batch.position, header));
@@ -205,11 +204,24 @@ fn skip_nullable(record: &mut &[u8], length: i32, what: &'static str) -> Result<
     }
 }
 
-fn check_compressed_keys(batch: &[u8]) -> Result<(), BatchError> {
-    let mut missing = false;
-    for_each_record(batch, |record| missing |= record.key.is_none())?;
-    if missing {
-        return Err(BatchError::MissingKey);
+/// Decompresses a batch and checks its records as Kafka does. This costs a decompression per
+/// produced batch, and it is worth it: a batch whose payload does not decompress would be
+/// stored behind a valid CRC and stop every consumer of the partition at that offset.
+fn check_compressed_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
+    let records = decode_records(batch)?;
+    if records.len() != header.records_count as usize {
+        return Err(BatchError::RecordCountMismatch {
+            header: header.records_count,
+            found: records.len() as i32,
+        });
+    }
+    for (delta, record) in records.iter().enumerate() {
+        if record.offset != header.base_offset + delta as i64 {
+            return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
+        }
+        if require_keys && record.key.is_none() {
+            return Err(BatchError::MissingKey);
+        }
     }
     Ok(())
 }

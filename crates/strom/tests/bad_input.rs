@@ -698,12 +698,9 @@ fn a_huge_header_count_in_a_record_is_refused_without_allocating_it() {
     fixture.assert_intact();
 }
 
-/// Kafka decompresses every produced batch to validate it. Strom deliberately does not (the
-/// issue's design: the broker decompresses only where it must, in compaction), so a batch whose
-/// CRC matches but whose payload is not valid compressed data is stored and fails in the
-/// consumer instead. Kept to document the difference; revisit if Strom starts validating.
+/// A CRC-valid batch whose payload does not decompress would stop every consumer at its
+/// offset; it is refused as Kafka refuses it.
 #[test]
-#[ignore = "Strom does not decompress produced batches (by design, see the doc comment)"]
 fn a_compressed_batch_that_does_not_decompress_is_corrupt_message() {
     let mut fixture = Fixture::start();
     let mut wire = fixture.broker.wire();
