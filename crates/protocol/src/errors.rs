@@ -3,9 +3,6 @@
 use kafka_protocol::ResponseError;
 use strom_record::BatchError;
 
-/// Error code 0.
-pub const NONE: i16 = 0;
-
 /// The code a producer sees when its record set fails validation.
 pub fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
@@ -20,8 +17,4 @@ pub fn batch_error_code(error: &BatchError) -> ResponseError {
         | BatchError::Decode(_) => ResponseError::CorruptMessage,
         BatchError::InvalidRecord(_) | BatchError::MissingKey => ResponseError::InvalidRecord,
     }
-}
-
-pub fn code(error: ResponseError) -> i16 {
-    error.code()
 }

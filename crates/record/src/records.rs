@@ -27,14 +27,6 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     Ok(set.records)
 }
 
-/// Calls `f` for each record of one batch.
-pub fn for_each_record(batch: &[u8], mut f: impl FnMut(&Record)) -> Result<(), BatchError> {
-    for record in decode_records(batch)? {
-        f(&record);
-    }
-    Ok(())
-}
-
 /// Reads a zig-zag varint (Kafka's record field encoding) of at most 32 bits.
 pub fn read_varint(buf: &mut &[u8]) -> Result<i32, BatchError> {
     let value = read_varlong_bits(buf, 5)?;
