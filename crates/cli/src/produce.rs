@@ -96,16 +96,39 @@ pub(crate) fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .create_with_context(DeliveryCounter::default())
         .context("create producer")?;
 
+    let mut sent = 0u64;
+    // A bad line stops reading, but what was sent before it is still flushed and counted.
+    let input_result = send_lines(&args, &producer, &mut sent);
+    let flushed = producer.flush(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5));
+    let context = producer.context();
+    let acked = context.acked.load(Ordering::Relaxed);
+    let failed = context.failed.load(Ordering::Relaxed);
+    eprintln!("produced {acked} message(s) to {}", args.topic);
+    input_result?;
+    if failed > 0 {
+        let first = context
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        bail!("{failed} of {sent} message(s) failed, first error: {first}");
+    }
+    flushed.with_context(|| format!("flush: {} of {sent} message(s) unacknowledged", sent - acked - failed))?;
+    Ok(())
+}
+
+/// Sends one record per stdin line, counting them in `sent`.
+fn send_lines(args: &ProduceArgs, producer: &BaseProducer<DeliveryCounter>, sent: &mut u64) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut line = Vec::new();
     let mut line_number = 0u64;
-    let mut sent = 0u64;
     loop {
         line.clear();
         let read = input.read_until(b'\n', &mut line).context("read stdin")?;
         if read == 0 {
-            break;
+            return Ok(());
         }
         line_number += 1;
         let record_bytes = trim_line_end(&line);
@@ -141,26 +164,9 @@ pub(crate) fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        sent += 1;
+        *sent += 1;
         producer.poll(Duration::ZERO);
     }
-
-    let flushed = producer.flush(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5));
-    let context = producer.context();
-    let acked = context.acked.load(Ordering::Relaxed);
-    let failed = context.failed.load(Ordering::Relaxed);
-    eprintln!("produced {acked} message(s) to {}", args.topic);
-    if failed > 0 {
-        let first = context
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
-        bail!("{failed} of {sent} message(s) failed, first error: {first}");
-    }
-    flushed.with_context(|| format!("flush: {} of {sent} message(s) unacknowledged", sent - acked - failed))?;
-    Ok(())
 }
 
 /// Drops the line terminator: `\n`, or `\r\n` from Windows-edited files.

@@ -144,7 +144,9 @@ pub(crate) struct Admin {
 impl Admin {
     pub(crate) fn connect(connection: &ConnectionArgs, timeout: Duration) -> anyhow::Result<Self> {
         let client = connection
-            .client_config(&[])
+            // Describing a topic must not create it (librdkafka lets producer-type
+            // clients, which the admin client is, ask for auto-creation in Metadata).
+            .client_config(&[("allow.auto.create.topics", "false".to_string())])
             .create_with_context(StderrContext::default())
             .context("create admin client")?;
         let runtime = tokio::runtime::Builder::new_current_thread()
