@@ -6,7 +6,7 @@ use strom_record::BatchError;
 /// The code a producer sees when its record set fails validation.
 pub fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
-        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::TooLarge { .. } | BatchError::ExpandsTooFar { .. } => ResponseError::MessageTooLarge,
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
         BatchError::Empty
         | BatchError::Truncated { .. }

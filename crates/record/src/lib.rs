@@ -9,6 +9,7 @@
 //! - [`header`]: the fixed 61-byte batch header, parsed and patched in place.
 //! - [`validate`]: checks a produce request's record set and yields [`ValidatedBatches`].
 //! - [`iter`]: walks a buffer of concatenated batches (log segments, fetch responses).
+//! - [`decompress`]: streams a compressed batch's records, with a ceiling on expansion.
 //! - [`records`]: decodes individual records (needs decompression; used by compaction).
 //!
 //! ```text
@@ -29,6 +30,7 @@
 //!  61      ..    records
 //! ```
 
+pub mod decompress;
 pub mod header;
 pub mod iter;
 pub mod records;
@@ -61,6 +63,8 @@ pub enum BatchError {
     MissingKey,
     #[error("unknown compression codec {0}")]
     UnknownCompression(u8),
+    #[error("batch decompresses to more than {limit} bytes")]
+    ExpandsTooFar { limit: u64 },
     #[error("could not decode records: {0}")]
     Decode(String),
 }

@@ -2,14 +2,16 @@
 //!
 //! Everything here runs before a batch may touch the log, so a batch that passes can be stored
 //! byte-for-byte. Uncompressed batches are walked record by record without copying anything;
-//! compressed ones are decompressed and their records decoded, since a payload that does not
+//! compressed ones are decompressed as a stream and walked the same way, since a payload that does not
 //! decompress would otherwise be stored and stop every consumer at its offset.
+
+use std::io::{self, BufRead, Read};
 
 use bytes::Bytes;
 
+use crate::decompress;
 use crate::header::{compute_crc, BatchHeader, Compression, HEADER_LEN};
 use crate::iter::BatchIter;
-use crate::records::{decode_records, read_varint, read_varlong};
 use crate::BatchError;
 
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +105,7 @@ pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<Valid
         }
         match header.compression()? {
             Compression::None => check_uncompressed_records(batch.bytes, &header, options.require_keys)?,
-            _ => check_compressed_records(batch.bytes, &header, options.require_keys)?,
+            _ => check_compressed_records(batch.bytes, &header, options)?,
         }
         record_count += i64::from(header.records_count);
         batches.push((batch.position, header));
@@ -128,32 +130,200 @@ pub fn validate_batches(bytes: Bytes, options: &ValidateOptions) -> Result<Valid
     })
 }
 
-/// Walks each record's framing: its length, attributes, timestamp delta and offset delta, and
-/// that the lengths add up to the batch. Values are not copied or decoded.
+/// Walks each record's framing in place: its length, attributes, timestamp delta and offset
+/// delta, key, value and headers, and that the lengths add up to the batch. Nothing is copied.
 fn check_uncompressed_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
-    let mut rest = &batch[HEADER_LEN..];
+    let records = &batch[HEADER_LEN..];
+    walk_records(
+        &mut SliceSource {
+            rest: records,
+            len: records.len(),
+        },
+        header,
+        require_keys,
+    )
+}
+
+/// Decompresses a batch as a stream and walks its records as [`check_uncompressed_records`]
+/// does. This costs a decompression per produced batch, and it is worth it: a batch whose
+/// payload does not decompress would be stored behind a valid CRC and stop every consumer of
+/// the partition at that offset. Memory stays bounded; the expansion is capped.
+fn check_compressed_records(batch: &[u8], header: &BatchHeader, options: &ValidateOptions) -> Result<(), BatchError> {
+    let reader = decompress::reader(header.compression()?, &batch[HEADER_LEN..])?;
+    let mut source = StreamSource {
+        inner: reader,
+        consumed: 0,
+        limit: decompress::expansion_limit(options.max_batch_bytes),
+    };
+    walk_records(&mut source, header, options.require_keys)
+}
+
+/// Where a record walk reads from: a slice in place, or a decompressing stream.
+trait RecordSource {
+    fn at_end(&mut self) -> Result<bool, BatchError>;
+    fn byte(&mut self) -> Result<u8, BatchError>;
+    fn skip(&mut self, n: u64) -> Result<(), BatchError>;
+    /// Bytes read so far.
+    fn consumed(&self) -> u64;
+}
+
+struct SliceSource<'a> {
+    rest: &'a [u8],
+    len: usize,
+}
+
+impl RecordSource for SliceSource<'_> {
+    fn at_end(&mut self) -> Result<bool, BatchError> {
+        Ok(self.rest.is_empty())
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        let (&byte, rest) = self.rest.split_first().ok_or(TRUNCATED)?;
+        self.rest = rest;
+        Ok(byte)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), BatchError> {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.rest.len())
+            .ok_or(TRUNCATED)?;
+        self.rest = &self.rest[n..];
+        Ok(())
+    }
+
+    fn consumed(&self) -> u64 {
+        (self.len - self.rest.len()) as u64
+    }
+}
+
+struct StreamSource<R> {
+    inner: R,
+    consumed: u64,
+    limit: u64,
+}
+
+impl<R: BufRead> StreamSource<R> {
+    fn advance(&mut self, n: u64) -> Result<(), BatchError> {
+        self.consumed += n;
+        if self.consumed > self.limit {
+            return Err(BatchError::ExpandsTooFar { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> RecordSource for StreamSource<R> {
+    fn at_end(&mut self) -> Result<bool, BatchError> {
+        Ok(self.inner.fill_buf().map_err(decompress::io_error)?.is_empty())
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        let byte = *self
+            .inner
+            .fill_buf()
+            .map_err(decompress::io_error)?
+            .first()
+            .ok_or(TRUNCATED)?;
+        self.inner.consume(1);
+        self.advance(1)?;
+        Ok(byte)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), BatchError> {
+        // Checked first so a huge length fails before it costs any decompression.
+        if self.consumed.saturating_add(n) > self.limit {
+            return Err(BatchError::ExpandsTooFar { limit: self.limit });
+        }
+        let skipped = io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(decompress::io_error)?;
+        if skipped < n {
+            return Err(TRUNCATED);
+        }
+        self.advance(n)
+    }
+
+    fn consumed(&self) -> u64 {
+        self.consumed
+    }
+}
+
+const TRUNCATED: BatchError = BatchError::InvalidRecord("record truncated");
+
+/// One record's bytes within a source: reads past its declared length fail.
+struct RecordReader<'s, S> {
+    source: &'s mut S,
+    end: u64,
+}
+
+impl<S: RecordSource> RecordReader<'_, S> {
+    fn remaining(&self) -> u64 {
+        self.end.saturating_sub(self.source.consumed())
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        if self.remaining() == 0 {
+            return Err(BatchError::InvalidRecord("record length does not match its fields"));
+        }
+        self.source.byte()
+    }
+
+    fn varlong_bits(&mut self, max_bytes: usize) -> Result<i64, BatchError> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let byte = self.byte()?;
+            raw |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        Err(BatchError::InvalidRecord("varint too long"))
+    }
+
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let value = self.varlong_bits(5)?;
+        i32::try_from(value).map_err(|_| BatchError::InvalidRecord("varint out of range"))
+    }
+
+    /// Skips a length-prefixed field whose length was just read; -1 means null.
+    fn skip_nullable(&mut self, length: i32, what: &'static str) -> Result<(), BatchError> {
+        match length {
+            -1 => Ok(()),
+            n if n >= 0 && n as u64 <= self.remaining() => self.source.skip(n as u64),
+            _ => Err(BatchError::InvalidRecord(what)),
+        }
+    }
+}
+
+fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
     let mut found = 0i32;
-    while !rest.is_empty() {
-        let length = read_varint(&mut rest)?;
-        if length <= 0 || length as usize > rest.len() {
+    while !source.at_end()? {
+        if found == header.records_count {
+            return Err(BatchError::RecordCountMismatch {
+                header: header.records_count,
+                found: found.saturating_add(1),
+            });
+        }
+        // The length prefix is read as if it were part of an unbounded record.
+        let length = RecordReader {
+            end: u64::MAX,
+            source: &mut *source,
+        }
+        .varint()?;
+        if length <= 0 {
             return Err(BatchError::InvalidRecord("record length out of range"));
         }
-        let (mut record, tail) = rest.split_at(length as usize);
-        rest = tail;
-        let _attributes = record.first().ok_or(BatchError::InvalidRecord("empty record"))?;
-        record = &record[1..];
-        let _timestamp_delta = read_varlong(&mut record)?;
-        let offset_delta = read_varint(&mut record)?;
-        if offset_delta != found {
+        let end = source.consumed() + length as u64;
+        let mut record = RecordReader { source, end };
+        let _attributes = record.byte()?;
+        let _timestamp_delta = record.varlong_bits(10)?;
+        if record.varint()? != found {
             return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
         }
         check_record_body(&mut record, require_keys)?;
-        if !record.is_empty() {
+        if record.remaining() != 0 {
             return Err(BatchError::InvalidRecord("record length does not match its fields"));
         }
-        found = found
-            .checked_add(1)
-            .ok_or(BatchError::InvalidRecord("too many records"))?;
+        found += 1;
     }
     if found != header.records_count {
         return Err(BatchError::RecordCountMismatch {
@@ -165,63 +335,29 @@ fn check_uncompressed_records(batch: &[u8], header: &BatchHeader, require_keys: 
 }
 
 /// Walks a record's key, value and headers (after its offset delta), checking each length
-/// against the bytes present. Nothing is copied or decoded.
-fn check_record_body(record: &mut &[u8], require_keys: bool) -> Result<(), BatchError> {
-    let key_length = read_varint(record)?;
+/// against the record's own.
+fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>, require_keys: bool) -> Result<(), BatchError> {
+    let key_length = record.varint()?;
     if key_length < 0 && require_keys {
         return Err(BatchError::MissingKey);
     }
-    skip_nullable(record, key_length, "key length out of range")?;
-    let value_length = read_varint(record)?;
-    skip_nullable(record, value_length, "value length out of range")?;
-    let header_count = read_varint(record)?;
+    record.skip_nullable(key_length, "key length out of range")?;
+    let value_length = record.varint()?;
+    record.skip_nullable(value_length, "value length out of range")?;
+    let header_count = record.varint()?;
     // Each header takes at least two bytes, so a count above half the rest is a lie; checking
     // it first keeps a hostile count from driving the loop.
-    if header_count < 0 || header_count as usize > record.len() / 2 {
+    if header_count < 0 || header_count as u64 > record.remaining() / 2 {
         return Err(BatchError::InvalidRecord("header count out of range"));
     }
     for _ in 0..header_count {
-        let key_length = read_varint(record)?;
+        let key_length = record.varint()?;
         if key_length < 0 {
             return Err(BatchError::InvalidRecord("header key is null"));
         }
-        skip_nullable(record, key_length, "header key length out of range")?;
-        let value_length = read_varint(record)?;
-        skip_nullable(record, value_length, "header value length out of range")?;
-    }
-    Ok(())
-}
-
-/// Skips a length-prefixed field whose length was just read; -1 means null.
-fn skip_nullable(record: &mut &[u8], length: i32, what: &'static str) -> Result<(), BatchError> {
-    match length {
-        -1 => Ok(()),
-        n if n >= 0 && n as usize <= record.len() => {
-            *record = &record[n as usize..];
-            Ok(())
-        }
-        _ => Err(BatchError::InvalidRecord(what)),
-    }
-}
-
-/// Decompresses a batch and checks its records as Kafka does. This costs a decompression per
-/// produced batch, and it is worth it: a batch whose payload does not decompress would be
-/// stored behind a valid CRC and stop every consumer of the partition at that offset.
-fn check_compressed_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
-    let records = decode_records(batch)?;
-    if records.len() != header.records_count as usize {
-        return Err(BatchError::RecordCountMismatch {
-            header: header.records_count,
-            found: records.len() as i32,
-        });
-    }
-    for (delta, record) in records.iter().enumerate() {
-        if record.offset != header.base_offset + delta as i64 {
-            return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
-        }
-        if require_keys && record.key.is_none() {
-            return Err(BatchError::MissingKey);
-        }
+        record.skip_nullable(key_length, "header key length out of range")?;
+        let value_length = record.varint()?;
+        record.skip_nullable(value_length, "header value length out of range")?;
     }
     Ok(())
 }
@@ -344,6 +480,136 @@ mod tests {
                 "{what} was accepted"
             );
         }
+    }
+
+    fn encoded(codec: crate::records::CodecCompression, records: usize) -> Vec<u8> {
+        use crate::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+        let records: Vec<Record> = (0..records)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1 + i as i32,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: (i % 3 != 0).then(|| Bytes::from(format!("key-{i}"))),
+                value: (i % 5 != 0).then(|| Bytes::from(format!("value-{i}").repeat(i % 40))),
+                headers: [(
+                    kafka_protocol::protocol::StrBytes::from_static_str("h"),
+                    Some(Bytes::from_static(b"x")),
+                )]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        RecordBatchEncoder::encode(
+            &mut out,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: codec,
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    const CODECS: [crate::records::CodecCompression; 4] = {
+        use crate::records::CodecCompression::*;
+        [Gzip, Snappy, Lz4, Zstd]
+    };
+
+    #[test]
+    fn walks_records_of_every_codec() {
+        for codec in CODECS {
+            let batch = encoded(codec, 200);
+            let validated = validate_batches(Bytes::from(batch), &ValidateOptions::default()).unwrap();
+            assert_eq!(validated.record_count(), 200, "{codec:?}");
+        }
+    }
+
+    /// A batch whose compressed payload is `payload`, with a correct CRC.
+    fn with_payload(template: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut batch = template[..HEADER_LEN].to_vec();
+        batch.extend_from_slice(payload);
+        let length = (batch.len() - crate::header::LENGTH_FIELD_END) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = compute_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    #[test]
+    fn refuses_compressed_payloads_that_do_not_hold_the_records() {
+        for codec in CODECS {
+            let good = encoded(codec, 50);
+            let payload = &good[HEADER_LEN..];
+            let mut cases = vec![
+                ("payload cut in half", payload[..payload.len() / 2].to_vec()),
+                ("garbage", vec![0x42; payload.len()]),
+                ("empty", Vec::new()),
+            ];
+            let mut flipped = payload.to_vec();
+            let middle = flipped.len() / 2;
+            flipped[middle] ^= 0xff;
+            cases.push(("a flipped byte", flipped));
+            for (what, payload) in cases {
+                let batch = with_payload(&good, &payload);
+                assert!(
+                    validate_batches(Bytes::from(batch), &ValidateOptions::default()).is_err(),
+                    "{codec:?}: {what} was accepted"
+                );
+            }
+            // A header that claims fewer records than the payload holds.
+            let mut fewer = good.clone();
+            fewer[57..61].copy_from_slice(&49i32.to_be_bytes());
+            fewer[23..27].copy_from_slice(&48i32.to_be_bytes());
+            let fewer = with_payload(&fewer, payload);
+            assert!(matches!(
+                validate_batches(Bytes::from(fewer), &ValidateOptions::default()),
+                Err(BatchError::RecordCountMismatch { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_compression_bomb_is_refused_without_expanding_in_memory() {
+        use std::io::Write;
+        // 300 records whose values are 1 MiB of zeros each: a few hundred kilobytes compressed.
+        // Each record is within bounds, so only the running total can stop it.
+        let value_len: i64 = 1 << 20;
+        let records = 300;
+        let zeros = vec![0u8; value_len as usize];
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        for delta in 0..records {
+            let mut fields = vec![0u8]; // attributes
+            for f in [0, delta, -1, value_len] {
+                crate::header::tests::push_varint(&mut fields, f);
+            }
+            let mut prefix = Vec::new();
+            crate::header::tests::push_varint(&mut prefix, fields.len() as i64 + value_len + 1);
+            encoder.write_all(&prefix).unwrap();
+            encoder.write_all(&fields).unwrap();
+            encoder.write_all(&zeros).unwrap();
+            encoder.write_all(&[0]).unwrap(); // no headers
+        }
+        let payload = encoder.finish().unwrap();
+        assert!(payload.len() < 1 << 20, "bomb is {} bytes", payload.len());
+        let mut template = encoded(crate::records::CodecCompression::Zstd, 1);
+        template[23..27].copy_from_slice(&(records as i32 - 1).to_be_bytes());
+        template[57..61].copy_from_slice(&(records as i32).to_be_bytes());
+        let bomb = with_payload(&template, &payload);
+        assert_eq!(
+            validate_batches(Bytes::from(bomb), &ValidateOptions::default()).unwrap_err(),
+            BatchError::ExpandsTooFar {
+                limit: decompress::expansion_limit(ValidateOptions::default().max_batch_bytes)
+            }
+        );
     }
 
     proptest::proptest! {

@@ -740,6 +740,33 @@ fn a_compressed_batch_that_does_not_decompress_is_corrupt_message() {
     fixture.assert_intact();
 }
 
+/// A small batch that decompresses to hundreds of megabytes is refused once its expansion
+/// passes the ceiling, without the broker holding the expansion in memory.
+#[test]
+fn a_compression_bomb_is_refused_with_bounded_memory() {
+    let mut fixture = Fixture::start();
+    let zeros = vec![0u8; 1 << 20];
+    let values: Vec<&[u8]> = (0..300).map(|_| zeros.as_slice()).collect();
+    let bomb = record_batch(&values, BatchProducer::NONE, Compression::Zstd, 1);
+    assert!(bomb.len() < REQUEST_BYTES_MAX / 2, "the bomb is {} bytes", bomb.len());
+    let mut wire = fixture.broker.wire();
+    let response = wire.produce("data", 0, bomb, -1);
+    fixture.broker.assert_healthy();
+    assert_eq!(response.expect("an answer").error_code, MESSAGE_TOO_LARGE);
+    let pid = fixture.broker.pid().expect("broker pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("broker status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    assert!(
+        peak_kib < 128 * 1024,
+        "broker peak RSS {peak_kib} KiB after a 300 MiB expansion"
+    );
+    fixture.assert_intact();
+}
+
 /// Kafka's LogValidator: control batches come only from the transaction coordinator, never
 /// from a client ("Control records cannot be produced by clients") -> INVALID_RECORD. Strom has
 /// no transactions, so a client-written abort marker would be the only kind there is.
