@@ -4,10 +4,11 @@
 //! key checks on compacted topics do, and they decode (and decompress) with the
 //! `kafka-protocol` crate's record codec.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 pub use kafka_protocol::records::{Compression as CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
-use crate::header::BatchHeader;
+use crate::header::{compute_crc, BatchHeader, Compression, TimestampType, HEADER_LEN, OFFSET_CRC};
 use crate::BatchError;
 
 /// Decoding allocates per record; a header claiming more than this is refused rather than
@@ -25,6 +26,120 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     let set =
         kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| BatchError::Decode(e.to_string()))?;
     Ok(set.records)
+}
+
+/// Encodes `retained`, some of the records of the batch `original` in offset order, as one batch
+/// in place of it, as Kafka's log cleaner does: the base offset, last offset, base timestamp,
+/// producer fields, base sequence, leader epoch and codec stay the original's, so every
+/// surviving record keeps its offset and sequence. Only the record count, the maximum
+/// timestamp (for `CreateTime`) and the CRC are new.
+pub fn encode_retained(original: &BatchHeader, retained: &[Record]) -> Result<Vec<u8>, BatchError> {
+    let first = retained.first().ok_or(BatchError::Empty)?;
+    let mut records = Vec::new();
+    let mut previous_offset = first.offset - 1;
+    for record in retained {
+        if record.offset <= previous_offset
+            || record.offset > original.last_offset()
+            || record.offset < original.base_offset
+        {
+            return Err(BatchError::InvalidRecord(
+                "retained records are not a subset of the batch",
+            ));
+        }
+        previous_offset = record.offset;
+        put_record(&mut records, original, record)?;
+    }
+    let mut batch = vec![0u8; HEADER_LEN];
+    // kafka-protocol's compressors hand out a buffer to fill and append its compressed form.
+    let compressed = match original.compression()? {
+        Compression::None => {
+            batch.extend_from_slice(&records);
+            Ok(())
+        }
+        Compression::Gzip => Gzip::compress(&mut batch, |out: &mut bytes::BytesMut| {
+            out.put_slice(&records);
+            Ok(())
+        }),
+        Compression::Snappy => Snappy::compress(&mut batch, |out: &mut bytes::BytesMut| {
+            out.put_slice(&records);
+            Ok(())
+        }),
+        Compression::Lz4 => Lz4::compress(&mut batch, |out: &mut bytes::BytesMut| {
+            out.put_slice(&records);
+            Ok(())
+        }),
+        Compression::Zstd => Zstd::compress(&mut batch, |out: &mut bytes::BytesMut| {
+            out.put_slice(&records);
+            Ok(())
+        }),
+    };
+    compressed.map_err(|e| BatchError::Decode(e.to_string()))?;
+    let batch_length = i32::try_from(batch.len() - crate::header::LENGTH_FIELD_END)
+        .map_err(|_| BatchError::InvalidRecord("batch too long"))?;
+    let max_timestamp = match original.timestamp_type() {
+        TimestampType::LogAppendTime => original.max_timestamp,
+        TimestampType::CreateTime => retained
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(original.max_timestamp),
+    };
+    let count = i32::try_from(retained.len()).map_err(|_| BatchError::InvalidRecord("too many records"))?;
+    let mut header = &mut batch[..HEADER_LEN];
+    header.put_i64(original.base_offset);
+    header.put_i32(batch_length);
+    header.put_i32(original.partition_leader_epoch);
+    header.put_i8(2);
+    header.put_u32(0); // CRC, below
+    header.put_i16(original.attributes);
+    header.put_i32(original.last_offset_delta);
+    header.put_i64(original.base_timestamp);
+    header.put_i64(max_timestamp);
+    header.put_i64(original.producer_id);
+    header.put_i16(original.producer_epoch);
+    header.put_i32(original.base_sequence);
+    header.put_i32(count);
+    let crc = compute_crc(&batch);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(batch)
+}
+
+fn put_record(out: &mut Vec<u8>, original: &BatchHeader, record: &Record) -> Result<(), BatchError> {
+    let mut body = vec![0u8]; // attributes: unused in v2
+    put_varlong(&mut body, record.timestamp.wrapping_sub(original.base_timestamp));
+    put_varlong(&mut body, record.offset - original.base_offset);
+    put_nullable(&mut body, record.key.as_deref())?;
+    put_nullable(&mut body, record.value.as_deref())?;
+    put_varlong(&mut body, record.headers.len() as i64);
+    for (key, value) in &record.headers {
+        put_nullable(&mut body, Some(key.as_bytes()))?;
+        put_nullable(&mut body, value.as_deref())?;
+    }
+    put_varlong(out, body.len() as i64);
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) -> Result<(), BatchError> {
+    match field {
+        None => put_varlong(out, -1),
+        Some(bytes) => {
+            let len = i32::try_from(bytes.len()).map_err(|_| BatchError::InvalidRecord("field too long"))?;
+            put_varlong(out, i64::from(len));
+            out.extend_from_slice(bytes);
+        }
+    }
+    Ok(())
+}
+
+/// Writes a zig-zag varlong (Kafka's record field encoding).
+pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// Reads a zig-zag varint (Kafka's record field encoding) of at most 32 bits.
@@ -67,6 +182,73 @@ mod tests {
         }
         let mut slice: &[u8] = &[0x80, 0x80];
         assert!(read_varint(&mut slice).is_err());
+    }
+
+    #[test]
+    fn retained_records_keep_offsets_sequences_and_codec() {
+        for codec in [
+            CodecCompression::None,
+            CodecCompression::Gzip,
+            CodecCompression::Snappy,
+            CodecCompression::Lz4,
+            CodecCompression::Zstd,
+        ] {
+            let records: Vec<Record> = (0..5)
+                .map(|i| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 7,
+                    producer_id: 42,
+                    producer_epoch: 3,
+                    timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                    offset: 100 + i,
+                    sequence: 10 + i as i32,
+                    timestamp: 1_000 + i,
+                    key: Some(Bytes::from(format!("k{i}"))),
+                    value: (i != 4).then(|| Bytes::from(format!("v{i}"))),
+                    headers: Default::default(),
+                })
+                .collect();
+            let mut original = Vec::new();
+            RecordBatchEncoder::encode(
+                &mut original,
+                records.iter(),
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: codec,
+                },
+            )
+            .unwrap();
+            let original_header = BatchHeader::parse(&original).unwrap();
+            let kept = [records[2].clone(), records[4].clone()];
+            let batch = encode_retained(&original_header, &kept).unwrap();
+            let header = BatchHeader::parse(&batch).unwrap();
+            assert_eq!(header.total_len(), batch.len());
+            assert_eq!(header.crc, compute_crc(&batch), "{codec:?}");
+            assert_eq!(
+                (header.base_offset, header.last_offset(), header.records_count),
+                (100, 104, 2)
+            );
+            assert_eq!(
+                (header.producer_id, header.producer_epoch, header.base_sequence),
+                (42, 3, 10)
+            );
+            assert_eq!(
+                (header.attributes, header.max_timestamp),
+                (original_header.attributes, 1_004)
+            );
+            let decoded = decode_records(&batch).unwrap();
+            let got: Vec<_> = decoded
+                .iter()
+                .map(|r| (r.offset, r.sequence, r.timestamp, r.key.clone(), r.value.clone()))
+                .collect();
+            let want: Vec<_> = kept
+                .iter()
+                .map(|r| (r.offset, r.sequence, r.timestamp, r.key.clone(), r.value.clone()))
+                .collect();
+            assert_eq!(got, want, "{codec:?}");
+        }
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //! the segments it cleans. A crash mid-run leaves only those temp files, removed on open.
 //!
 //! Rules:
-//! - Offsets never change. A batch that loses records is re-encoded with its codec; its last
-//!   offset is kept (the header's last offset delta is patched), so producer state and the
-//!   next batch's offset still line up. Its base offset becomes its first surviving record's
-//!   offset (the kafka-protocol encoder derives it from the records). A batch that loses every
-//!   record is dropped; the segment keeps its base offset, so file names stay right.
+//! - Offsets never change. A batch that loses records is re-encoded with its codec, keeping
+//!   its base and last offsets, base sequence and producer fields (as Kafka's cleaner does), so
+//!   every survivor keeps its offset and sequence and producer state still lines up. A batch
+//!   that loses every record is dropped; the segment keeps its base offset, so file names stay
+//!   right.
 //! - Control batches, and the last batch of each producer id, are kept whole, so producer
 //!   state survives (as in Kafka). Other idempotent batches are compacted like any other.
 //! - A tombstone (null value) is removed only if it is in the already-cleaned part of the log
@@ -32,9 +32,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strom_record::header::{compute_crc, set_log_append_time, set_partition_leader_epoch};
-use strom_record::records::{decode_records, CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions};
-use strom_record::{BatchHeader, Compression, TimestampType};
+use strom_record::records::{decode_records, encode_retained, Record};
+use strom_record::BatchHeader;
 
 use crate::checkpoint;
 use crate::error::StorageError;
@@ -271,9 +270,10 @@ impl CompactionJob {
                 if survivors.len() == total {
                     output.append_whole(&original, header)?;
                 } else if !survivors.is_empty() {
-                    match reencode(header, &survivors) {
-                        Some((bytes, new_header)) => output.append_whole(&bytes, &new_header)?,
-                        None => {
+                    match encode_retained(header, &survivors).and_then(|bytes| Ok((BatchHeader::parse(&bytes)?, bytes)))
+                    {
+                        Ok((new_header, bytes)) => output.append_whole(&bytes, &new_header)?,
+                        Err(_) => {
                             records_removed -= (total - survivors.len()) as u64;
                             output.append_whole(&original, header)?
                         }
@@ -298,55 +298,6 @@ impl CompactionJob {
         })
     }
 }
-
-/// Encodes the surviving records as one batch with the original codec and last offset.
-/// `None` if the encoder would not produce exactly one well-formed batch (then the original
-/// batch is kept, which is always safe).
-fn reencode(original: &BatchHeader, survivors: &[Record]) -> Option<(Vec<u8>, BatchHeader)> {
-    let compression = match original.compression().ok()? {
-        Compression::None => CodecCompression::None,
-        Compression::Gzip => CodecCompression::Gzip,
-        Compression::Snappy => CodecCompression::Snappy,
-        Compression::Lz4 => CodecCompression::Lz4,
-        Compression::Zstd => CodecCompression::Zstd,
-    };
-    let mut bytes = Vec::new();
-    RecordBatchEncoder::encode(
-        &mut bytes,
-        survivors.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .ok()?;
-    let header = BatchHeader::parse(&bytes).ok()?;
-    if header.total_len() != bytes.len() || header.last_offset() > original.last_offset() {
-        return None;
-    }
-    set_partition_leader_epoch(&mut bytes, original.partition_leader_epoch);
-    if !original.has_producer_id() {
-        // The encoder derives the base sequence from the first survivor's; without a producer
-        // the field must stay -1.
-        bytes[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
-    }
-    // Keep the batch's last offset (Kafka does, so the producer's last offset survives).
-    let last_offset_delta = i32::try_from(original.last_offset() - header.base_offset).ok()?;
-    bytes[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&last_offset_delta.to_be_bytes());
-    if original.timestamp_type() == TimestampType::LogAppendTime {
-        set_log_append_time(&mut bytes, original.max_timestamp);
-    } else {
-        let crc = compute_crc(&bytes);
-        bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-    }
-    let header = BatchHeader::parse(&bytes).ok()?;
-    Some((bytes, header))
-}
-
-// strom-record has no setter for these; the offsets are fixed by the v2 format.
-const CRC_AT: usize = 17;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_SEQUENCE_AT: usize = 53;
 
 /// Walks the batches of a captured segment; `f` returns false to stop.
 fn for_each_batch(
