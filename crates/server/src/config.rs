@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// `log.flush.interval.ms`: how often every log is fsynced. 0 means never (left to the OS).
     pub log_flush_interval_ms: u64,
+    /// `producer.id.expiration.ms`: an idempotent producer that has not written to a partition
+    /// for this long is forgotten there (checked with retention).
+    pub producer_id_expiration_ms: i64,
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
@@ -68,6 +71,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 5 * 60 * 1000,
             log_cleaner_backoff_ms: 15 * 1000,
             log_flush_interval_ms: 1000,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -150,6 +154,15 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(key, value)?,
             "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = parse(key, value)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = parse(key, value)?,
+            "producer.id.expiration.ms" => {
+                self.producer_id_expiration_ms = parse(key, value)?;
+                if self.producer_id_expiration_ms < 1 {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: "must be at least 1".into(),
+                    });
+                }
+            }
             "log.retention.hours" => {
                 let hours: i64 = parse(key, value)?;
                 self.set_topic_default(key, "retention.ms", &(hours * 3_600_000).to_string())?;

@@ -110,7 +110,7 @@ fn at_capacity(connections: &mut JoinSet<()>, max_connections: usize) -> bool {
     connections.len() >= max_connections
 }
 
-/// Periodic flush, retention and compaction. Each pass runs on the blocking pool: these do
+/// Periodic flush, retention (with producer id expiry) and compaction. Each pass runs on the blocking pool: these do
 /// file I/O and must not stall request handling.
 fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
     let config = &broker.config;
@@ -175,6 +175,10 @@ fn retention_pass(broker: &Broker) {
     let now = now_ms();
     for partition in broker.topics.all_partitions() {
         if let Some(log) = partition.lock().as_mut() {
+            let expired = log.expire_producers(now, broker.config.producer_id_expiration_ms);
+            if expired > 0 {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, expired, "producer ids expired");
+            }
             if let Err(e) = log.maybe_roll(now) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "segment roll failed");
             }

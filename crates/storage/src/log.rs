@@ -559,6 +559,13 @@ impl Log {
         Ok(())
     }
 
+    /// Forgets idempotent producers that have not written for `expiration_ms`
+    /// (`producer.id.expiration.ms`); a later batch from one is treated as from a new producer.
+    /// Returns how many were forgotten.
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producer_state.remove_expired(now_ms, expiration_ms)
+    }
+
     /// Prepares a flush of everything appended so far, to be run with [`FlushJob::run`] without
     /// the log's lock (an fsync can take many milliseconds, and appends should not wait for a
     /// periodic flush) and finished with [`Log::complete_flush`]. `None` when nothing is dirty.

@@ -142,6 +142,23 @@ impl ProducerState {
         });
     }
 
+    /// Forgets producers whose newest batch is older than `now_ms - expiration_ms`
+    /// (`producer.id.expiration.ms`), as Kafka does, so the table cannot grow without bound.
+    /// Returns how many were forgotten.
+    pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        let horizon = now_ms.saturating_sub(expiration_ms);
+        self.producers.retain(|_, entry| {
+            entry
+                .batches
+                .iter()
+                .map(|b| b.timestamp_ms)
+                .max()
+                .is_some_and(|t| t > horizon)
+        });
+        before - self.producers.len()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }

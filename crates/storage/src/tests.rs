@@ -564,6 +564,24 @@ fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> ValidatedBatches {
 }
 
 #[test]
+fn idempotent_producers_expire_after_their_last_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    // Batches are stamped at 0 ms (idempotent() above).
+    let _ = log.append(&idempotent(1, 0, 0, 2), 0, 0).unwrap();
+    let _ = log.append(&idempotent(2, 0, 0, 1), 0, 0).unwrap();
+    assert_eq!(log.expire_producers(999, 1_000), 0, "younger than the expiration");
+    let _ = log.append(&idempotent(1, 0, 2, 1), 0, 0).unwrap();
+    assert_eq!(log.expire_producers(1_001, 1_000), 2);
+    // Forgotten: its next sequence is now a gap, as from an unknown producer.
+    assert!(matches!(
+        log.append(&idempotent(1, 0, 3, 1), 0, 0),
+        Err(AppendError::OutOfOrderSequence { expected: 0, .. })
+    ));
+    let _ = log.append(&idempotent(1, 0, 0, 1), 0, 0).unwrap();
+}
+
+#[test]
 fn idempotent_producers() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), small_config());

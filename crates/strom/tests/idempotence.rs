@@ -354,3 +354,81 @@ fn an_idempotent_producer_writes_through_restarts_without_duplicates() {
         missing.first()
     );
 }
+
+/// `producer.id.expiration.ms`: a producer whose batches are all older than the expiration is
+/// forgotten (its next sequence is then a gap, as from an unknown producer); a recent one is
+/// remembered, so its retries are still recognised.
+#[test]
+fn idle_producer_ids_expire_and_recent_ones_do_not() {
+    let broker = strom_testkit::Broker::builder(strom_testkit::bin!())
+        .set("producer.id.expiration.ms", "60000")
+        .set("log.retention.check.interval.ms", "50")
+        .start();
+    create_topic(&broker, "expiry", 1);
+    let mut wire = broker.wire();
+    let (recent_id, recent_epoch) = wire.init_producer_id().unwrap();
+    let (idle_id, idle_epoch) = wire.init_producer_id().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stamped = |values: &[Vec<u8>], id: i64, epoch: i16, sequence: i32, timestamp_ms: i64| {
+        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        record_batch(
+            &values,
+            BatchProducer {
+                producer_id: id,
+                producer_epoch: epoch,
+                base_sequence: sequence,
+            },
+            Compression::None,
+            timestamp_ms,
+        )
+    };
+    let recent_batch = stamped(&values("recent", 1), recent_id, recent_epoch, 0, now_ms);
+    let first = wire.produce("expiry", 0, recent_batch.clone(), -1).unwrap();
+    assert_eq!(first.error_code, 0, "{first:?}");
+
+    // The idle producer writes with timestamps ten minutes old; each accepted batch is still
+    // idle, so a retention pass forgets it and the next sequence is refused as a gap.
+    let stale_ms = now_ms - 10 * 60 * 1000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut sequence = 0;
+    loop {
+        let response = wire
+            .produce(
+                "expiry",
+                0,
+                stamped(&values("idle", 1), idle_id, idle_epoch, sequence, stale_ms),
+                -1,
+            )
+            .unwrap();
+        match response.error_code {
+            0 => sequence += 1,
+            OUT_OF_ORDER_SEQUENCE_NUMBER if sequence > 0 => break,
+            other => panic!("unexpected error {other} at sequence {sequence}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle producer never expired ({sequence} batches)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Forgotten, it may start over at sequence 0.
+    let restart = wire
+        .produce(
+            "expiry",
+            0,
+            stamped(&values("again", 1), idle_id, idle_epoch, 0, now_ms),
+            -1,
+        )
+        .unwrap();
+    assert_eq!(restart.error_code, 0, "{restart:?}");
+    // The recent producer is remembered: a retry of its batch is a duplicate, not a new write.
+    let retried = wire.produce("expiry", 0, recent_batch, -1).unwrap();
+    assert_eq!(
+        (retried.error_code, retried.base_offset),
+        (0, first.base_offset),
+        "{retried:?}"
+    );
+}

@@ -181,6 +181,10 @@ fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
             c.log_cleaner_backoff_ms.to_string(),
         ),
         ("log.flush.interval.ms".to_string(), c.log_flush_interval_ms.to_string()),
+        (
+            "producer.id.expiration.ms".to_string(),
+            c.producer_id_expiration_ms.to_string(),
+        ),
     ];
     for (broker_name, topic_name) in TOPIC_DEFAULT_PROPERTIES {
         let value = c
