@@ -856,7 +856,7 @@ fn every_api_version_survives_hostile_bodies() {
 fn one_bad_partition_does_not_fail_the_others_in_a_produce_request() {
     let mut fixture = Fixture::start();
     Admin::new(&fixture.broker.bootstrap()).create_topic_ok("split", 3, &[]);
-    let good = || Bytes::from(record_batch(&[b"ok"], BatchProducer::NONE, Compression::None, 1));
+    let good = || record_batch(&[b"ok"], BatchProducer::NONE, Compression::None, 1);
     let mut corrupt = good().to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0x40;
