@@ -125,15 +125,7 @@ def test_consume_from_end_sees_only_new_records(broker, topic_name):
     [
         "gzip",
         "snappy",
-        pytest.param(
-            "lz4",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Strom gap: librdkafka enables LZ4 only when ApiVersions lists "
-                "FindCoordinator (key 10), which Strom does not advertise, so the batch "
-                "goes out uncompressed (it still round-trips)",
-            ),
-        ),
+        "lz4",
         "zstd",
     ],
 )

@@ -484,12 +484,14 @@ def test_retention_bytes_deletes_oldest_segments(broker_factory, topic_name):
 
 def test_transactional_producer_fails_fast(broker):
     """Strom has no transactions yet: librdkafka must fail init_transactions quickly and
-    cleanly (it needs FindCoordinator, which Strom does not advertise), not hang."""
+    cleanly, not hang. FindCoordinator names this broker for the transactional id, and
+    InitProducerId with a transactional id is refused with a fatal, non-retriable error."""
     p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "strom-pytest"})
     started = time.monotonic()
     with pytest.raises(KafkaException) as failed:
         p.init_transactions(20)
-    assert failed.value.args[0].code() == KafkaError._UNSUPPORTED_FEATURE
+    assert failed.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    assert failed.value.args[0].fatal()
     assert time.monotonic() - started < 10
 
 

@@ -29,6 +29,7 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 /// - InitProducerId 4: v5+ belongs to transactions v2 (KIP-890), which come with the
 ///   transaction coordinator.
 /// - DescribeCluster 1: v2 adds endpoint types for controllers.
+/// - FindCoordinator 5: v6 adds share groups.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::Produce, 3, 11),
     api(ApiKey::Fetch, 4, 12),
@@ -45,6 +46,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::FindCoordinator, 0, 5),
 ];
 
 /// The supported range for an API key, if Strom implements it.

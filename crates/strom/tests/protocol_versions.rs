@@ -251,6 +251,7 @@ fn empty_request(key: ApiKey) -> Option<kafka_protocol::messages::RequestKind> {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         _ => return None,
     })
 }
@@ -330,4 +331,70 @@ fn every_advertised_api_version_answers_an_empty_request() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+const INVALID_REQUEST: i16 = 42;
+const INVALID_GROUP_ID: i16 = 24;
+
+/// One broker coordinates every group and transactional id: each FindCoordinator version,
+/// single-key (v0-3) and batched (v4+), names this broker; an unknown key type or an empty
+/// group id gets Kafka's error.
+#[test]
+fn every_find_coordinator_version_names_this_broker() {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let broker = start();
+    let mut wire = broker.wire();
+    let (min, max) = advertised(&mut wire, ApiKey::FindCoordinator);
+    assert_eq!((min, max), (0, 5));
+    let port = i32::from(broker.addr().port());
+    for version in min..=max {
+        let key_types: &[i8] = if version == 0 { &[0] } else { &[0, 1] };
+        for &key_type in key_types {
+            let mut request = FindCoordinatorRequest::default();
+            if version >= 1 {
+                request.key_type = key_type;
+            }
+            if version >= 4 {
+                request.coordinator_keys = vec!["g1".into(), "g2".into()];
+            } else {
+                request.key = "g1".into();
+            }
+            let response = wire
+                .call(&request, version)
+                .unwrap_or_else(|e| panic!("FindCoordinator v{version}: {e:#}"));
+            let found: Vec<(i16, i32, String, i32)> = if version >= 4 {
+                response
+                    .coordinators
+                    .iter()
+                    .map(|c| (c.error_code, c.node_id.0, c.host.to_string(), c.port))
+                    .collect()
+            } else {
+                vec![(
+                    response.error_code,
+                    response.node_id.0,
+                    response.host.to_string(),
+                    response.port,
+                )]
+            };
+            let expected = (0, 1, "127.0.0.1".to_string(), port);
+            assert_eq!(found.len(), if version >= 4 { 2 } else { 1 }, "v{version}");
+            assert!(
+                found.iter().all(|f| *f == expected),
+                "v{version} key type {key_type}: {found:?}"
+            );
+        }
+    }
+    let mut unknown_type = FindCoordinatorRequest::default();
+    unknown_type.key_type = 7;
+    unknown_type.key = "g".into();
+    let response = wire.call(&unknown_type, 3).unwrap();
+    assert_eq!(
+        (response.error_code, response.node_id.0),
+        (INVALID_REQUEST, -1),
+        "{response:?}"
+    );
+    let mut empty_group = FindCoordinatorRequest::default();
+    empty_group.coordinator_keys = vec!["".into()];
+    let response = wire.call(&empty_group, 4).unwrap();
+    assert_eq!(response.coordinators[0].error_code, INVALID_GROUP_ID, "{response:?}");
 }

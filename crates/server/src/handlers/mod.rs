@@ -20,6 +20,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod fetch;
+mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -59,6 +60,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request) -> Reply {
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(broker, &r, version)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, &r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
