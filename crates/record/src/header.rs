@@ -27,6 +27,9 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+/// KIP-534: the base timestamp is the time after which the cleaner may drop this batch's
+/// tombstones, not a record timestamp.
+pub(crate) const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Largest batch we will ever consider: guards allocations driven by a length field.
 pub const BATCH_LENGTH_MAX: i32 = i32::MAX - LENGTH_FIELD_END as i32;
@@ -155,6 +158,11 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// When the log cleaner may remove this batch's tombstones (KIP-534), if a cleaner has set it.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 
     /// Whether the batch was written by an idempotent or transactional producer.

@@ -8,7 +8,9 @@ use bytes::{BufMut, Bytes};
 use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 pub use kafka_protocol::records::{Compression as CodecCompression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
-use crate::header::{compute_crc, BatchHeader, Compression, TimestampType, HEADER_LEN, OFFSET_CRC};
+use crate::header::{
+    compute_crc, BatchHeader, Compression, TimestampType, ATTR_DELETE_HORIZON, HEADER_LEN, OFFSET_CRC,
+};
 use crate::BatchError;
 
 /// Decoding allocates per record; a header claiming more than this is refused rather than
@@ -31,10 +33,20 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
 /// Encodes `retained`, some of the records of the batch `original` in offset order, as one batch
 /// in place of it, as Kafka's log cleaner does: the base offset, last offset, base timestamp,
 /// producer fields, base sequence, leader epoch and codec stay the original's, so every
-/// surviving record keeps its offset and sequence. Only the record count, the maximum
-/// timestamp (for `CreateTime`) and the CRC are new.
-pub fn encode_retained(original: &BatchHeader, retained: &[Record]) -> Result<Vec<u8>, BatchError> {
+/// surviving record keeps its offset, timestamp and sequence. Only the record count, the
+/// maximum timestamp (for `CreateTime`) and the CRC are new, and, with `delete_horizon_ms`,
+/// the KIP-534 delete horizon: the flag is set and the base timestamp becomes the horizon
+/// (record timestamps are re-based on it, so they read back unchanged).
+pub fn encode_retained(
+    original: &BatchHeader,
+    retained: &[Record],
+    delete_horizon_ms: Option<i64>,
+) -> Result<Vec<u8>, BatchError> {
     let first = retained.first().ok_or(BatchError::Empty)?;
+    let (attributes, base_timestamp) = match delete_horizon_ms {
+        Some(horizon) => (original.attributes | ATTR_DELETE_HORIZON, horizon),
+        None => (original.attributes, original.base_timestamp),
+    };
     let mut records = Vec::new();
     let mut previous_offset = first.offset - 1;
     for record in retained {
@@ -47,7 +59,7 @@ pub fn encode_retained(original: &BatchHeader, retained: &[Record]) -> Result<Ve
             ));
         }
         previous_offset = record.offset;
-        put_record(&mut records, original, record)?;
+        put_record(&mut records, original.base_offset, base_timestamp, record)?;
     }
     let mut batch = vec![0u8; HEADER_LEN];
     // kafka-protocol's compressors hand out a buffer to fill and append its compressed form.
@@ -91,9 +103,9 @@ pub fn encode_retained(original: &BatchHeader, retained: &[Record]) -> Result<Ve
     header.put_i32(original.partition_leader_epoch);
     header.put_i8(2);
     header.put_u32(0); // CRC, below
-    header.put_i16(original.attributes);
+    header.put_i16(attributes);
     header.put_i32(original.last_offset_delta);
-    header.put_i64(original.base_timestamp);
+    header.put_i64(base_timestamp);
     header.put_i64(max_timestamp);
     header.put_i64(original.producer_id);
     header.put_i16(original.producer_epoch);
@@ -104,10 +116,10 @@ pub fn encode_retained(original: &BatchHeader, retained: &[Record]) -> Result<Ve
     Ok(batch)
 }
 
-fn put_record(out: &mut Vec<u8>, original: &BatchHeader, record: &Record) -> Result<(), BatchError> {
+fn put_record(out: &mut Vec<u8>, base_offset: i64, base_timestamp: i64, record: &Record) -> Result<(), BatchError> {
     let mut body = vec![0u8]; // attributes: unused in v2
-    put_varlong(&mut body, record.timestamp.wrapping_sub(original.base_timestamp));
-    put_varlong(&mut body, record.offset - original.base_offset);
+    put_varlong(&mut body, record.timestamp.wrapping_sub(base_timestamp));
+    put_varlong(&mut body, record.offset - base_offset);
     put_nullable(&mut body, record.key.as_deref())?;
     put_nullable(&mut body, record.value.as_deref())?;
     put_varlong(&mut body, record.headers.len() as i64);
@@ -222,7 +234,7 @@ mod tests {
             .unwrap();
             let original_header = BatchHeader::parse(&original).unwrap();
             let kept = [records[2].clone(), records[4].clone()];
-            let batch = encode_retained(&original_header, &kept).unwrap();
+            let batch = encode_retained(&original_header, &kept, None).unwrap();
             let header = BatchHeader::parse(&batch).unwrap();
             assert_eq!(header.total_len(), batch.len());
             assert_eq!(header.crc, compute_crc(&batch), "{codec:?}");
@@ -248,6 +260,16 @@ mod tests {
                 .map(|r| (r.offset, r.sequence, r.timestamp, r.key.clone(), r.value.clone()))
                 .collect();
             assert_eq!(got, want, "{codec:?}");
+
+            // With a delete horizon: flagged, base timestamp is the horizon, and record
+            // timestamps read back unchanged.
+            let batch = encode_retained(&original_header, &kept, Some(9_000)).unwrap();
+            let header = BatchHeader::parse(&batch).unwrap();
+            assert_eq!(header.delete_horizon_ms(), Some(9_000));
+            assert_eq!(original_header.delete_horizon_ms(), None);
+            assert_eq!(header.compression().unwrap(), original_header.compression().unwrap());
+            let timestamps: Vec<i64> = decode_records(&batch).unwrap().iter().map(|r| r.timestamp).collect();
+            assert_eq!(timestamps, [1_002, 1_004], "{codec:?}");
         }
     }
 

@@ -18,10 +18,12 @@
 //!   right.
 //! - Control batches, and the last batch of each producer id, are kept whole, so producer
 //!   state survives (as in Kafka). Other idempotent batches are compacted like any other.
-//! - A tombstone (null value) is removed only if it is in the already-cleaned part of the log
-//!   and its timestamp is older than now - `delete.retention.ms`; Kafka counts from the time
-//!   it was first cleaned, we count from the record's own timestamp (a simplification: a
-//!   tombstone's lifetime after cleaning can be shorter than `delete.retention.ms`).
+//! - Tombstones (null values) follow KIP-534: the first clean that keeps one rewrites its batch
+//!   with a delete horizon (now + `delete.retention.ms`, in the batch's base timestamp, with
+//!   the delete-horizon attribute bit); a clean after the horizon removes it. So a consumer
+//!   that reads the cleaned log within `delete.retention.ms` of that first clean sees the
+//!   delete, whatever the record's own timestamp. Like Kafka, removal needs a later pass,
+//!   which runs when new dirty data calls for one.
 //! - The key map (latest offset per key over the dirty part) is capped at
 //!   [`KEY_MAP_BYTES_MAX`]; when full, the pass cleans up to where the map reaches and the
 //!   next pass continues from there.
@@ -227,7 +229,6 @@ impl CompactionJob {
             }
         }
 
-        let tombstone_horizon_ms = self.now_ms.saturating_sub(self.delete_retention_ms.max(0));
         let mut cleaned = Vec::new();
         let mut records_removed = 0u64;
         for snapshot in self.segments.iter().filter(|s| s.base_offset < map_end) {
@@ -252,7 +253,7 @@ impl CompactionJob {
                     return Ok(true);
                 };
                 let total = records.len();
-                let already_cleaned = header.base_offset < self.first_dirty_offset;
+                let horizon = header.delete_horizon_ms();
                 let survivors: Vec<Record> = records
                     .into_iter()
                     .filter(|r| {
@@ -261,17 +262,21 @@ impl CompactionJob {
                             .as_ref()
                             .and_then(|k| latest_offset_by_key.get(k))
                             .is_some_and(|latest| *latest > r.offset);
-                        let expired_tombstone =
-                            r.value.is_none() && already_cleaned && r.timestamp < tombstone_horizon_ms;
+                        let expired_tombstone = r.value.is_none() && horizon.is_some_and(|h| h <= self.now_ms);
                         !superseded && !expired_tombstone
                     })
                     .collect();
+                // KIP-534: the first clean that keeps a tombstone stamps its batch with a
+                // delete horizon; a clean after the horizon removes it.
+                let set_horizon = (horizon.is_none() && survivors.iter().any(|r| r.value.is_none()))
+                    .then(|| self.now_ms.saturating_add(self.delete_retention_ms.max(0)));
                 records_removed += (total - survivors.len()) as u64;
-                if survivors.len() == total {
+                if survivors.len() == total && set_horizon.is_none() {
                     output.append_whole(&original, header)?;
                 } else if !survivors.is_empty() {
-                    match encode_retained(header, &survivors).and_then(|bytes| Ok((BatchHeader::parse(&bytes)?, bytes)))
-                    {
+                    let encoded = encode_retained(header, &survivors, set_horizon)
+                        .and_then(|bytes| Ok((BatchHeader::parse(&bytes)?, bytes)));
+                    match encoded {
                         Ok((new_header, bytes)) => output.append_whole(&bytes, &new_header)?,
                         Err(_) => {
                             records_removed -= (total - survivors.len()) as u64;

@@ -761,43 +761,50 @@ fn compaction_keeps_latest_per_key_and_offsets() {
 }
 
 #[test]
-fn tombstones_expire_after_delete_retention() {
+fn tombstones_expire_delete_retention_after_their_first_clean() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compact_config());
     let _ = log
         .append(&keyed(&[("a", Some("1")), ("b", Some("1"))], 100, Codec::None), 0, 0)
         .unwrap();
     let _ = log.append(&keyed(&[("a", None)], 200, Codec::None), 0, 0).unwrap();
-    for i in 0..6 {
-        let _ = log
-            .append(
-                &keyed(&[("filler", Some(&format!("{i:0>100}")))], 300, Codec::None),
-                0,
-                0,
-            )
-            .unwrap();
-    }
-    log.set_high_watermark(log.log_end_offset());
-    // First clean: the tombstone is kept (consumers must see the delete), the old "a" goes.
-    let _ = compact(&mut log, 500);
+    let mut filler = 0;
+    let mut dirty = |log: &mut Log| {
+        for _ in 0..6 {
+            filler += 1;
+            let _ = log
+                .append(
+                    &keyed(&[("filler", Some(&format!("{filler:0>100}")))], 300, Codec::None),
+                    0,
+                    0,
+                )
+                .unwrap();
+        }
+        log.set_high_watermark(log.log_end_offset());
+    };
+    let tombstone = |log: &Log| {
+        let (header, _) = read_batches(log, 0).into_iter().find(|(h, _)| h.base_offset == 2)?;
+        Some(header)
+    };
+    dirty(&mut log);
+    // First clean, long after the tombstone's own timestamp (200) + delete.retention.ms
+    // (1000): it is kept, since consumers must get delete.retention.ms to see it, and its
+    // batch is stamped with the horizon. The old "a" goes.
+    let _ = compact(&mut log, 5_000);
     let keys: Vec<_> = records_of(&log)
         .into_iter()
         .map(|(o, k, v)| (o, k, v.is_some()))
         .collect();
     assert!(keys.contains(&(2, "a".to_string(), false)), "{keys:?}");
     assert!(!keys.iter().any(|(o, _, _)| *o == 0));
-    // More dirty data, then a clean long after delete.retention.ms: the tombstone goes.
-    for i in 0..6 {
-        let _ = log
-            .append(
-                &keyed(&[("other", Some(&format!("{i:0>100}")))], 300, Codec::None),
-                0,
-                0,
-            )
-            .unwrap();
-    }
-    log.set_high_watermark(log.log_end_offset());
-    let _ = compact(&mut log, 200 + 1000 + 1);
+    let stamped = tombstone(&log).expect("tombstone batch");
+    assert_eq!(stamped.delete_horizon_ms(), Some(6_000));
+    // Before the horizon it stays; from the horizon on, the next clean removes it.
+    dirty(&mut log);
+    let _ = compact(&mut log, 5_999);
+    assert!(tombstone(&log).is_some(), "removed before its horizon");
+    dirty(&mut log);
+    let _ = compact(&mut log, 6_000);
     let keys: Vec<_> = records_of(&log).into_iter().map(|(o, k, _)| (o, k)).collect();
     assert!(!keys.contains(&(2, "a".to_string())), "{keys:?}");
     assert!(keys.contains(&(1, "b".to_string())));
