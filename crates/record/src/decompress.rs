@@ -48,8 +48,10 @@ struct SnappyReader<'a> {
     position: usize,
 }
 
-const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
-const XERIAL_HEADER_LEN: usize = 16;
+/// The magic, then version 1 and compatible version 1, as snappy-java writes them. Only this
+/// exact header selects the framed form (as in kafka-protocol, which compaction decodes with);
+/// anything else is read as one raw block.
+const XERIAL_HEADER: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 /// Snappy's densest encoding turns 3 bytes into 64, so a block claiming more than this per
 /// compressed byte is lying about its length.
 const SNAPPY_RATIO_MAX: usize = 22;
@@ -61,10 +63,8 @@ impl<'a> SnappyReader<'a> {
             block: Vec::new(),
             position: 0,
         };
-        if payload.starts_with(XERIAL_MAGIC) {
-            reader.blocks = payload
-                .get(XERIAL_HEADER_LEN..)
-                .ok_or(BatchError::InvalidRecord("truncated snappy header"))?;
+        if let Some(blocks) = payload.strip_prefix(XERIAL_HEADER) {
+            reader.blocks = blocks;
         } else {
             reader.decompress_block(payload)?;
         }

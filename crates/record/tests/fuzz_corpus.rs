@@ -21,8 +21,9 @@ fn batch_validate_corpus_is_refused_or_accepted_cleanly() {
             if let Ok(validated) = validate_batches(bytes::Bytes::from(data.clone()), &options) {
                 for batch in BatchIter::new(validated.bytes()) {
                     let batch = batch.unwrap_or_else(|e| panic!("{}: accepted but does not walk: {e}", path.display()));
-                    strom_record::records::decode_records(batch.bytes)
+                    let records = strom_record::records::decode_records(batch.bytes)
                         .unwrap_or_else(|e| panic!("{}: accepted but does not decode: {e}", path.display()));
+                    assert_eq!(records.len(), batch.header.records_count as usize, "{}", path.display());
                 }
             }
         }
