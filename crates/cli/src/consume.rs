@@ -13,6 +13,9 @@ use crate::connection::{ConnectionArgs, StderrContext};
 
 /// Bound on metadata and offset lookups before consuming starts.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Least time the lookups get when `--timeout-ms` shortens them, so a tiny idle timeout still
+/// leaves room to connect to a live broker.
+const LOOKUP_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 /// Longest single wait for a record; bounds how late the idle timeout is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -47,7 +50,9 @@ pub struct ConsumeArgs {
     /// Exit after this many records.
     #[arg(long = "max-messages")]
     pub max_messages: Option<u64>,
-    /// Exit after this long without a record, in milliseconds (default: never).
+    /// Exit after this long without a record, in milliseconds (default: never). Also bounds
+    /// the lookups before the first record (to at least 1 s): an unreachable broker fails the
+    /// command about as soon.
     #[arg(long = "timeout-ms")]
     pub timeout_ms: Option<u64>,
     /// Output format.
@@ -99,7 +104,7 @@ pub(crate) fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         } else {
             Start::End
         };
-        let assignment = start_positions(&consumer, &args.topic, args.partition, start)?;
+        let assignment = start_positions(&consumer, &args.topic, args.partition, start, lookup_timeout(&args))?;
         consumer
             .assign(&assignment)
             .with_context(|| format!("assign partitions of `{}`", args.topic))?;
@@ -142,6 +147,15 @@ pub(crate) fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bound on the start-up lookups: [`LOOKUP_TIMEOUT`], or less when the user asked to stop
+/// after a shorter idle time: an unreachable broker is idleness too.
+fn lookup_timeout(args: &ConsumeArgs) -> Duration {
+    match args.timeout_ms {
+        Some(ms) => Duration::from_millis(ms).clamp(LOOKUP_TIMEOUT_MIN, LOOKUP_TIMEOUT),
+        None => LOOKUP_TIMEOUT,
+    }
+}
+
 /// `Ok(false)` when stdout was closed by the reader (`| head`): a normal way to stop.
 fn keep_writing(result: std::io::Result<()>) -> anyhow::Result<bool> {
     match result {
@@ -166,9 +180,10 @@ pub(crate) fn start_positions(
     topic: &str,
     only: Option<i32>,
     start: Start,
+    timeout: Duration,
 ) -> anyhow::Result<TopicPartitionList> {
     let metadata = consumer
-        .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
+        .fetch_metadata(Some(topic), timeout)
         .with_context(|| format!("fetch metadata of `{topic}`"))?;
     let topic_metadata = metadata
         .topics()
@@ -208,7 +223,7 @@ pub(crate) fn start_positions(
         // offsets_for_times takes the timestamp in the offset field and returns offsets;
         // partitions with no record that late come back as the end offset.
         list = consumer
-            .offsets_for_times(list, LOOKUP_TIMEOUT)
+            .offsets_for_times(list, timeout)
             .with_context(|| format!("look up offsets for timestamp {ms}"))?;
         for element in list.elements() {
             element
@@ -314,9 +329,13 @@ mod tests {
         assert_eq!(args.timeout_ms, Some(2000));
         assert_eq!(args.format, OutputFormat::Json);
         assert_eq!(args.connection.bootstrap_server, "h:1");
+        assert_eq!(lookup_timeout(&args), Duration::from_secs(2));
         let args = consume(&["consume", "t"]);
         assert_eq!(args.format, OutputFormat::Plain);
+        assert_eq!(lookup_timeout(&args), LOOKUP_TIMEOUT);
         assert!(!args.from_beginning && args.offset.is_none() && args.group.is_none());
+        let args = consume(&["consume", "t", "--timeout-ms", "0"]);
+        assert_eq!(lookup_timeout(&args), LOOKUP_TIMEOUT_MIN);
     }
 
     #[test]
