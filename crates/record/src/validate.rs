@@ -165,7 +165,30 @@ trait RecordSource {
     fn skip(&mut self, n: u64) -> Result<(), BatchError>;
     /// Bytes read so far.
     fn consumed(&self) -> u64;
+
+    /// A zig-zag varint of at most `max_bytes` bytes, within the next `available` bytes.
+    fn varlong(&mut self, max_bytes: usize, available: u64) -> Result<i64, BatchError> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            if i as u64 == available {
+                return Err(LENGTH_MISMATCH);
+            }
+            let byte = self.byte()?;
+            raw |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(zigzag(raw));
+            }
+        }
+        Err(VARINT_TOO_LONG)
+    }
 }
+
+fn zigzag(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
+}
+
+const LENGTH_MISMATCH: BatchError = BatchError::InvalidRecord("record length does not match its fields");
+const VARINT_TOO_LONG: BatchError = BatchError::InvalidRecord("varint too long");
 
 struct SliceSource<'a> {
     rest: &'a [u8],
@@ -194,6 +217,27 @@ impl RecordSource for SliceSource<'_> {
 
     fn consumed(&self) -> u64 {
         (self.len - self.rest.len()) as u64
+    }
+
+    /// The produce path's hot loop: a tight walk over the slice.
+    #[inline]
+    fn varlong(&mut self, max_bytes: usize, available: u64) -> Result<i64, BatchError> {
+        let window = self.rest.len().min(usize::try_from(available).unwrap_or(usize::MAX));
+        let mut raw: u64 = 0;
+        for (i, &byte) in self.rest.iter().take(max_bytes.min(window)).enumerate() {
+            raw |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.rest = &self.rest[i + 1..];
+                return Ok(zigzag(raw));
+            }
+        }
+        Err(if window >= max_bytes {
+            VARINT_TOO_LONG
+        } else if window == self.rest.len() {
+            TRUNCATED
+        } else {
+            LENGTH_MISMATCH
+        })
     }
 }
 
@@ -262,21 +306,14 @@ impl<S: RecordSource> RecordReader<'_, S> {
 
     fn byte(&mut self) -> Result<u8, BatchError> {
         if self.remaining() == 0 {
-            return Err(BatchError::InvalidRecord("record length does not match its fields"));
+            return Err(LENGTH_MISMATCH);
         }
         self.source.byte()
     }
 
     fn varlong_bits(&mut self, max_bytes: usize) -> Result<i64, BatchError> {
-        let mut raw: u64 = 0;
-        for i in 0..max_bytes {
-            let byte = self.byte()?;
-            raw |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
-            }
-        }
-        Err(BatchError::InvalidRecord("varint too long"))
+        let available = self.remaining();
+        self.source.varlong(max_bytes, available)
     }
 
     fn varint(&mut self) -> Result<i32, BatchError> {
