@@ -392,28 +392,29 @@ fn idle_producer_ids_expire_and_recent_ones_do_not() {
     // The idle producer writes with timestamps ten minutes old; each accepted batch is still
     // idle, so a retention pass forgets it and the next sequence is refused as a gap.
     let stale_ms = now_ms - 10 * 60 * 1000;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut sequence = 0;
-    loop {
-        let response = wire
-            .produce(
-                "expiry",
-                0,
-                stamped(&values("idle", 1), idle_id, idle_epoch, sequence, stale_ms),
-                -1,
-            )
-            .unwrap();
-        match response.error_code {
-            0 => sequence += 1,
-            OUT_OF_ORDER_SEQUENCE_NUMBER if sequence > 0 => break,
-            other => panic!("unexpected error {other} at sequence {sequence}"),
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "idle producer never expired ({sequence} batches)"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    strom_testkit::poll_until(
+        std::time::Duration::from_secs(20),
+        "the idle producer to expire",
+        || {
+            let response = wire
+                .produce(
+                    "expiry",
+                    0,
+                    stamped(&values("idle", 1), idle_id, idle_epoch, sequence, stale_ms),
+                    -1,
+                )
+                .unwrap();
+            match response.error_code {
+                0 => {
+                    sequence += 1;
+                    None
+                }
+                OUT_OF_ORDER_SEQUENCE_NUMBER if sequence > 0 => Some(()),
+                other => panic!("unexpected error {other} at sequence {sequence}"),
+            }
+        },
+    );
     // Forgotten, it may start over at sequence 0.
     let restart = wire
         .produce(
