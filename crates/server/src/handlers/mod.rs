@@ -105,6 +105,7 @@ mod tests {
             ApiKey::IncrementalAlterConfigs,
             ApiKey::DeleteRecords,
             ApiKey::DescribeCluster,
+            ApiKey::FindCoordinator,
             ApiKey::InitProducerId,
             ApiKey::OffsetForLeaderEpoch,
         ];
