@@ -42,18 +42,17 @@ pub fn encode_retained(
     retained: &[Record],
     delete_horizon_ms: Option<i64>,
 ) -> Result<Vec<u8>, BatchError> {
-    let first = retained.first().ok_or(BatchError::Empty)?;
+    if retained.is_empty() {
+        return Err(BatchError::Empty);
+    }
     let (attributes, base_timestamp) = match delete_horizon_ms {
         Some(horizon) => (original.attributes | ATTR_DELETE_HORIZON, horizon),
         None => (original.attributes, original.base_timestamp),
     };
     let mut records = Vec::new();
-    let mut previous_offset = first.offset - 1;
+    let mut previous_offset = original.base_offset - 1;
     for record in retained {
-        if record.offset <= previous_offset
-            || record.offset > original.last_offset()
-            || record.offset < original.base_offset
-        {
+        if record.offset <= previous_offset || record.offset > original.last_offset() {
             return Err(BatchError::InvalidRecord(
                 "retained records are not a subset of the batch",
             ));
@@ -62,30 +61,13 @@ pub fn encode_retained(
         put_record(&mut records, original.base_offset, base_timestamp, record)?;
     }
     let mut batch = vec![0u8; HEADER_LEN];
-    // kafka-protocol's compressors hand out a buffer to fill and append its compressed form.
-    let compressed = match original.compression()? {
-        Compression::None => {
-            batch.extend_from_slice(&records);
-            Ok(())
-        }
-        Compression::Gzip => Gzip::compress(&mut batch, |out: &mut bytes::BytesMut| {
-            out.put_slice(&records);
-            Ok(())
-        }),
-        Compression::Snappy => Snappy::compress(&mut batch, |out: &mut bytes::BytesMut| {
-            out.put_slice(&records);
-            Ok(())
-        }),
-        Compression::Lz4 => Lz4::compress(&mut batch, |out: &mut bytes::BytesMut| {
-            out.put_slice(&records);
-            Ok(())
-        }),
-        Compression::Zstd => Zstd::compress(&mut batch, |out: &mut bytes::BytesMut| {
-            out.put_slice(&records);
-            Ok(())
-        }),
-    };
-    compressed.map_err(|e| BatchError::Decode(e.to_string()))?;
+    match original.compression()? {
+        Compression::None => batch.extend_from_slice(&records),
+        Compression::Gzip => compress_into::<Gzip>(&mut batch, &records)?,
+        Compression::Snappy => compress_into::<Snappy>(&mut batch, &records)?,
+        Compression::Lz4 => compress_into::<Lz4>(&mut batch, &records)?,
+        Compression::Zstd => compress_into::<Zstd>(&mut batch, &records)?,
+    }
     let batch_length = i32::try_from(batch.len() - crate::header::LENGTH_FIELD_END)
         .map_err(|_| BatchError::InvalidRecord("batch too long"))?;
     let max_timestamp = match original.timestamp_type() {
@@ -114,6 +96,15 @@ pub fn encode_retained(
     let crc = compute_crc(&batch);
     batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(batch)
+}
+
+/// Appends the compressed form of `records`, with one of kafka-protocol's compressors.
+fn compress_into<C: Compressor<Vec<u8>>>(batch: &mut Vec<u8>, records: &[u8]) -> Result<(), BatchError> {
+    C::compress(batch, |out| {
+        out.put_slice(records);
+        Ok(())
+    })
+    .map_err(|e| BatchError::Decode(e.to_string()))
 }
 
 fn put_record(out: &mut Vec<u8>, base_offset: i64, base_timestamp: i64, record: &Record) -> Result<(), BatchError> {
@@ -145,7 +136,7 @@ fn put_nullable(out: &mut Vec<u8>, field: Option<&[u8]>) -> Result<(), BatchErro
 }
 
 /// Writes a zig-zag varlong (Kafka's record field encoding).
-pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
+fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;
     while v >= 0x80 {
         out.push((v as u8 & 0x7f) | 0x80);
