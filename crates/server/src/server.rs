@@ -110,8 +110,8 @@ fn at_capacity(connections: &mut JoinSet<()>, max_connections: usize) -> bool {
     connections.len() >= max_connections
 }
 
-/// Periodic flush, retention (with producer id expiry) and compaction. Each pass runs on the blocking pool: these do
-/// file I/O and must not stall request handling.
+/// Periodic flush, retention (with producer id expiry) and compaction. Each pass runs on the
+/// blocking pool: these do file I/O and must not stall request handling.
 fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
     let config = &broker.config;
     if config.log_flush_interval_ms > 0 {
