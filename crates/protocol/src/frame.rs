@@ -9,6 +9,28 @@ pub enum FrameError {
     NonPositiveSize { size: i32 },
     #[error("request size {size} exceeds socket.request.max.bytes {limit}")]
     TooLarge { size: usize, limit: usize },
+    #[error("request size {size} exceeds {limit}, the most any request but Produce may be (API key {api_key})")]
+    TooLargeForApi { api_key: i16, size: usize, limit: usize },
+}
+
+/// Produce may use all of `socket.request.max.bytes`: it carries record batches. Every other
+/// request is small in practice (a fetch of 50,000 partitions is about 1.7 MB), and many tiny
+/// elements decode into far larger structures, so they get this much at most.
+pub const OTHER_REQUEST_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+const PRODUCE_API_KEY: i16 = 0;
+
+/// How much memory a request of each API may take once decoded and answered, as a multiple of
+/// its frame, for admission control. Measured worst cases, with requests made of the smallest
+/// possible elements: a Produce frame of empty partition entries decodes to about 8 times its
+/// size (their answers are kept from growing by the produce handler); a Metadata frame of empty
+/// topic names costs about 87 times its size, decoded and answered.
+pub fn memory_weight(api_key: i16) -> usize {
+    if api_key == PRODUCE_API_KEY {
+        8
+    } else {
+        96
+    }
 }
 
 /// Cuts whole frames out of a read buffer.
@@ -34,6 +56,18 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge {
                 size: size as usize,
                 limit: self.request_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a frame's size against its API's limit, once its API key is known.
+    pub fn check_api(&self, api_key: i16, size: usize) -> Result<(), FrameError> {
+        if api_key != PRODUCE_API_KEY && size > OTHER_REQUEST_BYTES_MAX {
+            return Err(FrameError::TooLargeForApi {
+                api_key,
+                size,
+                limit: OTHER_REQUEST_BYTES_MAX,
             });
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use strom_protocol::frame::{FrameDecoder, SIZE_PREFIX_LEN};
+use strom_protocol::frame::{memory_weight, FrameDecoder, SIZE_PREFIX_LEN};
 use strom_protocol::request::{decode_request, RequestError};
 use strom_protocol::response::{api_versions_fallback, encode_response, encode_response_pieces};
 use strom_protocol::ApiKey;
@@ -22,6 +22,8 @@ use crate::outbox::Outbox;
 
 /// Responses are flushed once this much is buffered even if more requests are waiting.
 const WRITE_BUFFER_FLUSH_BYTES: usize = 1024 * 1024;
+/// The request header starts with the API key.
+const API_KEY_LEN: usize = 2;
 /// Initial read buffer; grows to the size of the largest request being read.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
@@ -72,9 +74,25 @@ pub(crate) async fn serve(
                 return;
             }
             let frame_len = size as usize;
+            // The API key decides the size limit and the memory the request is charged for.
+            let api_key_end = SIZE_PREFIX_LEN + API_KEY_LEN.min(frame_len);
+            if read_buf.len() < api_key_end {
+                if let Err(e) = read_exact(&mut stream, &mut read_buf, api_key_end, &mut shutdown).await {
+                    tracing::debug!(%peer, error = %e, "connection closed while reading a request");
+                    return;
+                }
+            }
+            let api_key = match read_buf.get(SIZE_PREFIX_LEN..SIZE_PREFIX_LEN + API_KEY_LEN) {
+                Some(bytes) => i16::from_be_bytes([bytes[0], bytes[1]]),
+                None => -1, // a frame too short for a header; the decoder refuses it
+            };
+            if let Err(e) = decoder.check_api(api_key, frame_len) {
+                close_with(&mut stream, &mut outbox, peer, &e).await;
+                return;
+            }
             // Admission control: memory for the request is granted before its body is read,
             // and held until its response is encoded.
-            let _permit = admission.admit(frame_len).await;
+            let _permit = admission.admit(frame_len.saturating_mul(memory_weight(api_key))).await;
             if read_buf.len() < SIZE_PREFIX_LEN + frame_len {
                 if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
                     return;
