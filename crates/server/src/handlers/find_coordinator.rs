@@ -23,42 +23,56 @@ pub(super) fn handle(broker: &Broker, request: &FindCoordinatorRequest, version:
             .coordinator_keys
             .iter()
             .map(|key| {
+                let answer = answer(broker, request.key_type, key);
                 let mut coordinator = Coordinator::default();
                 coordinator.key = key.clone();
-                match find(broker, request.key_type, key) {
-                    Ok((node_id, host, port)) => {
-                        coordinator.node_id = node_id;
-                        coordinator.host = host;
-                        coordinator.port = port;
-                    }
-                    Err(error) => {
-                        coordinator.node_id = BrokerId(-1);
-                        coordinator.port = -1;
-                        coordinator.error_code = code(error);
-                        coordinator.error_message = Some(str_bytes(&error.to_string()));
-                    }
-                }
+                coordinator.node_id = answer.node_id;
+                coordinator.host = answer.host;
+                coordinator.port = answer.port;
+                coordinator.error_code = answer.error_code;
+                coordinator.error_message = answer.error_message;
                 coordinator
             })
             .collect();
         return response;
     }
-    match find(broker, request.key_type, &request.key) {
-        Ok((node_id, host, port)) => {
-            response.node_id = node_id;
-            response.host = host;
-            response.port = port;
-        }
-        Err(error) => {
-            response.node_id = BrokerId(-1);
-            response.port = -1;
-            response.error_code = code(error);
-            if version >= 1 {
-                response.error_message = Some(str_bytes(&error.to_string()));
-            }
-        }
+    let answer = answer(broker, request.key_type, &request.key);
+    response.node_id = answer.node_id;
+    response.host = answer.host;
+    response.port = answer.port;
+    response.error_code = answer.error_code;
+    if version >= 1 {
+        response.error_message = answer.error_message;
     }
     response
+}
+
+/// One key's answer, in the fields both response forms share.
+struct Answer {
+    node_id: BrokerId,
+    host: StrBytes,
+    port: i32,
+    error_code: i16,
+    error_message: Option<StrBytes>,
+}
+
+fn answer(broker: &Broker, key_type: i8, key: &StrBytes) -> Answer {
+    match find(broker, key_type, key) {
+        Ok((node_id, host, port)) => Answer {
+            node_id,
+            host,
+            port,
+            error_code: 0,
+            error_message: None,
+        },
+        Err(error) => Answer {
+            node_id: BrokerId(-1),
+            host: StrBytes::default(),
+            port: -1,
+            error_code: code(error),
+            error_message: Some(str_bytes(&error.to_string())),
+        },
+    }
 }
 
 fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
