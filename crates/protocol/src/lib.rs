@@ -9,12 +9,14 @@
 //! - [`frame`]: length-prefixed framing with the request size cap checked before buffering.
 //! - [`apis`]: the one table of supported APIs and versions; ApiVersions is derived from it.
 //! - [`request`]: header and body decoding, with the errors that decide close-or-answer.
+//! - [`produce_shape`]: counts a Produce body's entries without a batch before it is decoded.
 //! - [`response`]: response header and body encoding, and the ApiVersions v0 fallback.
 //! - [`errors`]: Kafka error codes, and the mapping from record batch errors to them.
 
 pub mod apis;
 pub mod errors;
 pub mod frame;
+pub mod produce_shape;
 pub mod request;
 pub mod response;
 

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 
 use crate::apis;
+use crate::produce_shape::{self, PRODUCE_EMPTY_ENTRIES_MAX};
 
 /// A decoded request.
 #[derive(Debug)]
@@ -97,50 +98,24 @@ pub fn decode_request(frame: Bytes) -> Result<Request, RequestError> {
         let mut buf = frame;
         let header_version = api_key.request_header_version(api_version);
         let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| e.to_string())?;
+        if api_key == ApiKey::Produce && produce_shape::has_too_many_empty_entries(&buf, api_version) {
+            return Err(format!(
+                "more than {PRODUCE_EMPTY_ENTRIES_MAX} produce entries without a record batch"
+            ));
+        }
         let body = RequestKind::decode(api_key, &mut buf, api_version).map_err(|e| e.to_string())?;
         Ok::<_, String>((header, body))
     });
     match decoded {
-        Ok(Ok((header, body))) => {
-            check_shape(&body).map_err(|reason| malformed(reason.to_string()))?;
-            Ok(Request {
-                header,
-                api_key,
-                api_version,
-                body,
-            })
-        }
+        Ok(Ok((header, body))) => Ok(Request {
+            header,
+            api_key,
+            api_version,
+            body,
+        }),
         Ok(Err(reason)) => Err(malformed(reason)),
         Err(_) => Err(malformed("decoder panicked".to_string())),
     }
-}
-
-/// Produce entries without a record batch cost the broker an answer each (about a hundred
-/// bytes, more than the entry itself), and no client sends them; beyond this many, the request
-/// is treated as malformed instead of answered.
-pub const PRODUCE_EMPTY_ENTRIES_MAX: usize = 1000;
-
-/// Refuses requests whose shape would make answering them cost far more memory than reading
-/// them: a produce request of millions of empty partition entries.
-fn check_shape(body: &RequestKind) -> Result<(), &'static str> {
-    if let RequestKind::Produce(produce) = body {
-        let empty = produce
-            .topic_data
-            .iter()
-            .flat_map(|topic| &topic.partition_data)
-            .filter(|partition| {
-                partition
-                    .records
-                    .as_ref()
-                    .is_none_or(|r| r.len() < strom_record::HEADER_LEN)
-            })
-            .take(PRODUCE_EMPTY_ENTRIES_MAX + 1)
-            .count();
-        if empty > PRODUCE_EMPTY_ENTRIES_MAX {
-            return Err("more than 1000 produce partition entries without a record batch");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 
 /// How long the broker has to answer or close a bad connection.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most a request other than Produce may be, whatever `socket.request.max.bytes` says.
+const OTHER_REQUEST_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// `socket.request.max.bytes` for these brokers.
 const REQUEST_BYTES_MAX: usize = 1024 * 1024;
 
@@ -753,16 +755,83 @@ fn a_compression_bomb_is_refused_with_bounded_memory() {
     let response = wire.produce("data", 0, bomb, -1);
     fixture.broker.assert_healthy();
     assert_eq!(response.expect("an answer").error_code, MESSAGE_TOO_LARGE);
-    let pid = fixture.broker.pid().expect("broker pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("broker status");
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc status");
+    let peak_kib = fixture.broker.peak_rss_kib();
     assert!(
         peak_kib < 128 * 1024,
         "broker peak RSS {peak_kib} KiB after a 300 MiB expansion"
+    );
+    fixture.assert_intact();
+}
+
+/// Requests other than Produce may be 2 MiB at most, whatever socket.request.max.bytes allows,
+/// because tiny elements decode to many times their size: the connection is closed as soon as
+/// the API key is known, before the body is read.
+#[test]
+fn a_request_other_than_produce_over_two_mib_is_closed_before_its_body() {
+    let mut fixture = Fixture::start_with(|builder| builder.set("socket.request.max.bytes", &(64 << 20).to_string()));
+    let mut wire = fixture.broker.wire();
+    let header = header_v1(3, 4, 11); // Metadata v4
+    let size = i32::try_from(OTHER_REQUEST_BYTES_MAX + 1).unwrap();
+    wire.write_raw(&size.to_be_bytes()).unwrap();
+    wire.write_raw(&header).unwrap();
+    assert!(wire.closed_within(VERDICT_TIMEOUT), "a Metadata frame of {size} bytes");
+    // Within the cap it is read and answered: 2 MiB of the longest valid topic names.
+    let name = [b'n'; 249];
+    let names = (OTHER_REQUEST_BYTES_MAX - header.len() - 4 - 1) / (2 + name.len());
+    let mut body = header;
+    body.put_i32(i32::try_from(names).unwrap());
+    for _ in 0..names {
+        body.put_i16(name.len() as i16);
+        body.put_slice(&name);
+    }
+    body.put_u8(0); // allow_auto_topic_creation: false
+    let mut wire = fixture.broker.wire();
+    wire.send_body(&body).unwrap();
+    assert!(
+        matches!(verdict(&mut wire), Verdict::Answered(_)),
+        "Metadata at the cap"
+    );
+    fixture.assert_intact();
+}
+
+/// A Produce body of `partitions` entries without records, for one topic, in Produce v3.
+fn produce_of_empty_entries(correlation_id: i32, partitions: usize) -> BytesMut {
+    let mut body = header_v1(0, 3, correlation_id);
+    body.put_i16(-1); // transactional_id: null
+    body.put_i16(-1); // acks
+    body.put_i32(30_000); // timeout_ms
+    body.put_i32(1); // one topic
+    body.put_i16(4);
+    body.put_slice(b"data");
+    body.put_i32(i32::try_from(partitions).unwrap());
+    for index in 0..partitions {
+        body.put_i32(i32::try_from(index).unwrap());
+        body.put_i32(-1); // records: null
+    }
+    body
+}
+
+/// An entry without records is 8 bytes on the wire and about 64 once decoded, and no client
+/// sends one; a Produce of millions of them is refused before the codec decodes it, so the
+/// broker holds little more than the frame. Up to 1000 are answered, one error each.
+#[test]
+fn a_produce_of_millions_of_empty_entries_is_closed_with_bounded_memory() {
+    let mut fixture = Fixture::start_with(|builder| builder.set("socket.request.max.bytes", &(64 << 20).to_string()));
+    let mut wire = fixture.broker.wire();
+    wire.send_body(&produce_of_empty_entries(12, 1000)).unwrap();
+    assert!(matches!(verdict(&mut wire), Verdict::Answered(_)), "1000 empty entries");
+    let before_kib = fixture.broker.peak_rss_kib();
+    let entries = 4_000_000; // 32 MB on the wire, about 256 MB once decoded
+    let body = produce_of_empty_entries(13, entries);
+    let frame_kib = body.len() as u64 / 1024;
+    // The broker may close before the whole frame is written; the verdict is what counts.
+    let _ = wire.send_body(&body);
+    assert!(wire.closed_within(VERDICT_TIMEOUT), "{entries} empty entries");
+    fixture.broker.assert_healthy();
+    let peak_kib = fixture.broker.peak_rss_kib();
+    assert!(
+        peak_kib < before_kib + 2 * frame_kib,
+        "broker peak RSS {peak_kib} KiB (before: {before_kib} KiB) for a {frame_kib} KiB frame"
     );
     fixture.assert_intact();
 }

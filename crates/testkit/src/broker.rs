@@ -157,6 +157,17 @@ impl Broker {
         }
     }
 
+    /// The broker process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("a running broker");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("broker /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
     /// Opens a raw-protocol connection to the broker.
     pub fn wire(&self) -> WireClient {
         WireClient::connect(self.addr())
