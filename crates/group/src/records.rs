@@ -1,0 +1,447 @@
+//! What the coordinator writes to `__consumer_offsets`, byte for byte.
+//!
+//! The layouts are Kafka's non-flexible key and value versions, so a tool that decodes Kafka's
+//! offsets topic decodes Strom's too: every key and value starts with a big-endian `i16`
+//! version; strings are an `i16` length and UTF-8 (length -1 for null), byte arrays an `i32`
+//! length. A record with a null value is a tombstone: the compacted topic then forgets the key.
+//!
+//! | key version | key fields | value version written |
+//! | --- | --- | --- |
+//! | 1 (0 read too) | group, topic, partition | 3: offset, leader epoch, metadata, commit time (1 read too) |
+//! | 2 | group | 3: protocol type, generation, protocol, leader, state time, members |
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+const OFFSET_KEY_VERSION: i16 = 1;
+const OFFSET_VALUE_VERSION: i16 = 3;
+const GROUP_KEY_VERSION: i16 = 2;
+const GROUP_VALUE_VERSION: i16 = 3;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record ends early")]
+    Truncated,
+    #[error("record string is not UTF-8")]
+    NotUtf8,
+    #[error("negative length {0}")]
+    NegativeLength(i32),
+    #[error("unknown key version {0}")]
+    UnknownKeyVersion(i16),
+    #[error("unknown value version {version} for key version {key_version}")]
+    UnknownValueVersion { key_version: i16, version: i16 },
+}
+
+/// The partition of `__consumer_offsets` that holds a group's records: Java's `String.hashCode`
+/// of the group id, made non-negative as Kafka does, modulo the partition count. Matching
+/// Kafka keeps a group's records where Kafka tooling would look for them.
+pub fn partition_for(group_id: &str, partition_count: i32) -> i32 {
+    let hash = group_id
+        .encode_utf16()
+        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let non_negative = if hash == i32::MIN { 0 } else { hash.abs() };
+    non_negative % partition_count.max(1)
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub offset: i64,
+    /// -1 when the client did not say.
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// A group's membership as of its last completed rebalance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupMetadata {
+    pub protocol_type: String,
+    pub generation_id: i32,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<MemberMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberMetadata {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the group's protocol (for consumers, its subscription).
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+/// One record of the offsets topic, decoded. `None` values are tombstones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Offset {
+        group_id: String,
+        topic: String,
+        partition: i32,
+        commit: Option<OffsetCommit>,
+    },
+    Group {
+        group_id: String,
+        metadata: Option<GroupMetadata>,
+    },
+}
+
+impl Record {
+    pub fn group_id(&self) -> &str {
+        match self {
+            Record::Offset { group_id, .. } | Record::Group { group_id, .. } => group_id,
+        }
+    }
+
+    /// The record's key and value (`None` for a tombstone).
+    pub fn encode(&self) -> (Bytes, Option<Bytes>) {
+        let mut key = BytesMut::new();
+        match self {
+            Record::Offset {
+                group_id,
+                topic,
+                partition,
+                commit,
+            } => {
+                key.put_i16(OFFSET_KEY_VERSION);
+                put_string(&mut key, group_id);
+                put_string(&mut key, topic);
+                key.put_i32(*partition);
+                let value = commit.as_ref().map(|commit| {
+                    let mut value = BytesMut::new();
+                    value.put_i16(OFFSET_VALUE_VERSION);
+                    value.put_i64(commit.offset);
+                    value.put_i32(commit.leader_epoch);
+                    put_string(&mut value, &commit.metadata);
+                    value.put_i64(commit.commit_timestamp_ms);
+                    value.freeze()
+                });
+                (key.freeze(), value)
+            }
+            Record::Group { group_id, metadata } => {
+                key.put_i16(GROUP_KEY_VERSION);
+                put_string(&mut key, group_id);
+                let value = metadata.as_ref().map(|group| {
+                    let mut value = BytesMut::new();
+                    value.put_i16(GROUP_VALUE_VERSION);
+                    put_string(&mut value, &group.protocol_type);
+                    value.put_i32(group.generation_id);
+                    put_nullable_string(&mut value, group.protocol_name.as_deref());
+                    put_nullable_string(&mut value, group.leader.as_deref());
+                    value.put_i64(group.state_timestamp_ms);
+                    value.put_i32(group.members.len() as i32);
+                    for member in &group.members {
+                        put_string(&mut value, &member.member_id);
+                        put_nullable_string(&mut value, member.group_instance_id.as_deref());
+                        put_string(&mut value, &member.client_id);
+                        put_string(&mut value, &member.client_host);
+                        value.put_i32(member.rebalance_timeout_ms);
+                        value.put_i32(member.session_timeout_ms);
+                        put_bytes(&mut value, &member.subscription);
+                        put_bytes(&mut value, &member.assignment);
+                    }
+                    value.freeze()
+                });
+                (key.freeze(), value)
+            }
+        }
+    }
+
+    pub fn decode(mut key: Bytes, value: Option<Bytes>) -> Result<Record, RecordError> {
+        let key_version = get_i16(&mut key)?;
+        match key_version {
+            0 | 1 => {
+                let group_id = get_string(&mut key)?;
+                let topic = get_string(&mut key)?;
+                let partition = get_i32(&mut key)?;
+                let commit = value.map(|value| decode_offset_value(key_version, value)).transpose()?;
+                Ok(Record::Offset {
+                    group_id,
+                    topic,
+                    partition,
+                    commit,
+                })
+            }
+            2 => {
+                let group_id = get_string(&mut key)?;
+                let metadata = value.map(decode_group_value).transpose()?;
+                Ok(Record::Group { group_id, metadata })
+            }
+            other => Err(RecordError::UnknownKeyVersion(other)),
+        }
+    }
+}
+
+fn decode_offset_value(key_version: i16, mut value: Bytes) -> Result<OffsetCommit, RecordError> {
+    let version = get_i16(&mut value)?;
+    match version {
+        // v1 carried an expire timestamp after the commit time; it is read and dropped.
+        1 => {
+            let offset = get_i64(&mut value)?;
+            let metadata = get_string(&mut value)?;
+            let commit_timestamp_ms = get_i64(&mut value)?;
+            Ok(OffsetCommit {
+                offset,
+                leader_epoch: -1,
+                metadata,
+                commit_timestamp_ms,
+            })
+        }
+        3 => Ok(OffsetCommit {
+            offset: get_i64(&mut value)?,
+            leader_epoch: get_i32(&mut value)?,
+            metadata: get_string(&mut value)?,
+            commit_timestamp_ms: get_i64(&mut value)?,
+        }),
+        version => Err(RecordError::UnknownValueVersion { key_version, version }),
+    }
+}
+
+fn decode_group_value(mut value: Bytes) -> Result<GroupMetadata, RecordError> {
+    let version = get_i16(&mut value)?;
+    if version != GROUP_VALUE_VERSION {
+        return Err(RecordError::UnknownValueVersion {
+            key_version: GROUP_KEY_VERSION,
+            version,
+        });
+    }
+    let protocol_type = get_string(&mut value)?;
+    let generation_id = get_i32(&mut value)?;
+    let protocol_name = get_nullable_string(&mut value)?;
+    let leader = get_nullable_string(&mut value)?;
+    let state_timestamp_ms = get_i64(&mut value)?;
+    let count = get_i32(&mut value)?;
+    // Each member takes at least 20 bytes, so a count beyond what is left is a lie.
+    if count < 0 || count as usize > value.remaining() / 20 {
+        return Err(RecordError::NegativeLength(count.min(-1)));
+    }
+    let mut members = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        members.push(MemberMetadata {
+            member_id: get_string(&mut value)?,
+            group_instance_id: get_nullable_string(&mut value)?,
+            client_id: get_string(&mut value)?,
+            client_host: get_string(&mut value)?,
+            rebalance_timeout_ms: get_i32(&mut value)?,
+            session_timeout_ms: get_i32(&mut value)?,
+            subscription: get_bytes(&mut value)?,
+            assignment: get_bytes(&mut value)?,
+        });
+    }
+    Ok(GroupMetadata {
+        protocol_type,
+        generation_id,
+        protocol_name,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
+}
+
+fn put_string(buf: &mut BytesMut, s: &str) {
+    buf.put_i16(s.len() as i16);
+    buf.put_slice(s.as_bytes());
+}
+
+fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_string(buf, s),
+        None => buf.put_i16(-1),
+    }
+}
+
+fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
+    buf.put_i32(bytes.len() as i32);
+    buf.put_slice(bytes);
+}
+
+fn get_i16(buf: &mut Bytes) -> Result<i16, RecordError> {
+    buf.try_get_i16().map_err(|_| RecordError::Truncated)
+}
+
+fn get_i32(buf: &mut Bytes) -> Result<i32, RecordError> {
+    buf.try_get_i32().map_err(|_| RecordError::Truncated)
+}
+
+fn get_i64(buf: &mut Bytes) -> Result<i64, RecordError> {
+    buf.try_get_i64().map_err(|_| RecordError::Truncated)
+}
+
+fn take(buf: &mut Bytes, len: usize) -> Result<Bytes, RecordError> {
+    if buf.remaining() < len {
+        return Err(RecordError::Truncated);
+    }
+    Ok(buf.split_to(len))
+}
+
+fn get_nullable_string(buf: &mut Bytes) -> Result<Option<String>, RecordError> {
+    let len = get_i16(buf)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let bytes = take(buf, len as usize)?;
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|_| RecordError::NotUtf8)
+}
+
+fn get_string(buf: &mut Bytes) -> Result<String, RecordError> {
+    Ok(get_nullable_string(buf)?.unwrap_or_default())
+}
+
+fn get_bytes(buf: &mut Bytes) -> Result<Bytes, RecordError> {
+    let len = get_i32(buf)?;
+    if len < 0 {
+        return Err(RecordError::NegativeLength(len));
+    }
+    take(buf, len as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn partition_matches_java_string_hash_code() {
+        // "hello".hashCode() == 99162322; "Aa" and "BB" collide in Java.
+        assert_eq!(partition_for("hello", 1_000_000_000), 99_162_322);
+        assert_eq!(partition_for("Aa", 50), partition_for("BB", 50));
+        assert_eq!(partition_for("", 50), 0);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE, which Kafka maps to 0.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        assert!((0..50).contains(&partition_for("ünïcode-group", 50)));
+    }
+
+    #[test]
+    fn offset_commit_key_and_value_bytes() {
+        let record = Record::Offset {
+            group_id: "g".into(),
+            topic: "t".into(),
+            partition: 2,
+            commit: Some(OffsetCommit {
+                offset: 5,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 7,
+            }),
+        };
+        let (key, value) = record.encode();
+        assert_eq!(&key[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 2]);
+        let value = value.unwrap();
+        assert_eq!(
+            &value[..],
+            &[0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+        assert_eq!(Record::decode(key, Some(value)).unwrap(), record);
+    }
+
+    fn string() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9._ü-]{0,20}"
+    }
+
+    fn bytes() -> impl Strategy<Value = Bytes> {
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from)
+    }
+
+    fn member() -> impl Strategy<Value = MemberMetadata> {
+        (
+            string(),
+            prop::option::of(string()),
+            string(),
+            string(),
+            any::<i32>(),
+            any::<i32>(),
+            bytes(),
+            bytes(),
+        )
+            .prop_map(
+                |(
+                    member_id,
+                    group_instance_id,
+                    client_id,
+                    client_host,
+                    rebalance,
+                    session,
+                    subscription,
+                    assignment,
+                )| {
+                    MemberMetadata {
+                        member_id,
+                        group_instance_id,
+                        client_id,
+                        client_host,
+                        rebalance_timeout_ms: rebalance,
+                        session_timeout_ms: session,
+                        subscription,
+                        assignment,
+                    }
+                },
+            )
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        let offset = (
+            string(),
+            string(),
+            any::<i32>(),
+            prop::option::of((any::<i64>(), any::<i32>(), string(), any::<i64>())),
+        )
+            .prop_map(|(group_id, topic, partition, commit)| Record::Offset {
+                group_id,
+                topic,
+                partition,
+                commit: commit.map(|(offset, leader_epoch, metadata, commit_timestamp_ms)| OffsetCommit {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp_ms,
+                }),
+            });
+        let group = (
+            string(),
+            prop::option::of((
+                string(),
+                any::<i32>(),
+                prop::option::of(string()),
+                prop::option::of(string()),
+                any::<i64>(),
+                prop::collection::vec(member(), 0..4),
+            )),
+        )
+            .prop_map(|(group_id, metadata)| Record::Group {
+                group_id,
+                metadata: metadata.map(
+                    |(protocol_type, generation_id, protocol_name, leader, state_timestamp_ms, members)| {
+                        GroupMetadata {
+                            protocol_type,
+                            generation_id,
+                            protocol_name,
+                            leader,
+                            state_timestamp_ms,
+                            members,
+                        }
+                    },
+                ),
+            });
+        prop_oneof![offset, group]
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip(record in record()) {
+            let (key, value) = record.encode();
+            prop_assert_eq!(Record::decode(key, value).unwrap(), record);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(key in bytes(), value in prop::option::of(bytes())) {
+            let _ = Record::decode(key, value);
+        }
+    }
+}
