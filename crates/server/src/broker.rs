@@ -24,6 +24,7 @@ pub struct Broker {
     pub cluster_id: String,
     pub topics: TopicRegistry,
     pub producer_ids: ProducerIdAllocator,
+    pub groups: crate::groups::Groups,
     /// Bumped after every append, so waiting fetches wake as soon as data arrives rather than
     /// when their max wait runs out.
     appended: watch::Sender<u64>,
@@ -64,12 +65,19 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
         let producer_ids = ProducerIdAllocator::open(&data_dir.join("__strom"))?;
         let topics = TopicRegistry::open(&data_dir, config.topic_defaults.clone(), now_ms())?;
+        let groups = crate::groups::Groups::load(
+            &topics,
+            config.groups.clone(),
+            config.offsets_topic_num_partitions,
+            config.offsets_topic_segment_bytes,
+        );
         let (appended, _) = watch::channel(0);
         Ok(Broker {
             config,
             cluster_id,
             topics,
             producer_ids,
+            groups,
             appended,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             _dir_lock: dir_lock,

@@ -49,6 +49,14 @@ pub struct BrokerConfig {
     /// `producer.id.expiration.ms`: an idempotent producer that has not written to a partition
     /// for this long is forgotten there (checked with retention).
     pub producer_id_expiration_ms: i64,
+    /// Consumer group settings: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
+    /// `group.initial.rebalance.delay.ms`, `group.max.size`, `offset.metadata.max.bytes`.
+    pub groups: strom_group::GroupConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed when it is
+    /// first created.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes`
+    pub offsets_topic_segment_bytes: u64,
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
@@ -72,6 +80,9 @@ impl Default for BrokerConfig {
             log_cleaner_backoff_ms: 15 * 1000,
             log_flush_interval_ms: 1000,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+            groups: strom_group::GroupConfig::default(),
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -106,6 +117,17 @@ where
         key: key.to_string(),
         reason: e.to_string(),
     })
+}
+
+fn positive(key: &str, value: &str) -> Result<i32, ConfigError> {
+    let parsed: i32 = parse(key, value)?;
+    if parsed < 1 {
+        return Err(ConfigError::Invalid {
+            key: key.to_string(),
+            reason: "must be at least 1".to_string(),
+        });
+    }
+    Ok(parsed)
 }
 
 /// Accepts `host:port` and Kafka's `PLAINTEXT://host:port`.
@@ -163,6 +185,21 @@ impl BrokerConfig {
                     });
                 }
             }
+            "group.min.session.timeout.ms" => self.groups.min_session_timeout_ms = positive(key, value)?,
+            "group.max.session.timeout.ms" => self.groups.max_session_timeout_ms = positive(key, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms = parse(key, value)?;
+                if self.groups.initial_rebalance_delay_ms < 0 {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: "must not be negative".into(),
+                    });
+                }
+            }
+            "group.max.size" => self.groups.max_size = positive(key, value)? as usize,
+            "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = parse(key, value)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(key, value)?,
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = positive(key, value)? as u64,
             "log.retention.hours" => {
                 let hours: i64 = parse(key, value)?;
                 self.set_topic_default(key, "retention.ms", &(hours * 3_600_000).to_string())?;

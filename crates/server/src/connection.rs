@@ -111,7 +111,7 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            if let Err(reason) = answer(&broker, frame, &mut outbox).await {
+            if let Err(reason) = answer(&broker, frame, peer, &mut outbox).await {
                 close_with(&mut stream, &mut outbox, peer, &reason).await;
                 return;
             }
@@ -171,7 +171,12 @@ async fn close_with(
 
 /// Handles one frame, queueing its response (if any) in `outbox`. An error means the connection
 /// must close.
-async fn answer(broker: &Arc<Broker>, frame: bytes::Bytes, outbox: &mut Outbox) -> Result<(), String> {
+async fn answer(
+    broker: &Arc<Broker>,
+    frame: bytes::Bytes,
+    peer: SocketAddr,
+    outbox: &mut Outbox,
+) -> Result<(), String> {
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(RequestError::UnsupportedVersion {
@@ -193,7 +198,7 @@ async fn answer(broker: &Arc<Broker>, frame: bytes::Bytes, outbox: &mut Outbox) 
         client = request.client_id(),
         "request"
     );
-    match handlers::handle(broker, request).await {
+    match handlers::handle(broker, request, peer).await {
         Reply::Response(body) => {
             encode_response(outbox.inline_mut(), correlation_id, api_version, &body).map_err(|e| e.to_string())
         }

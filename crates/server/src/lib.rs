@@ -9,6 +9,8 @@
 //! - [`broker`]: the shared state of a broker process (topics, ids, the append signal).
 //! - [`topics`]: the topic registry, persisted under `<data-dir>/__strom/topics`.
 //! - [`partition`]: one partition's log behind its lock.
+//! - [`groups`]: the group coordinator (`strom-group`) behind its lock, writing to and loading
+//!   from `__consumer_offsets`, with its timer task.
 //! - `connection`: one client connection's read-answer-write loop, with admission control.
 //! - `handlers`: one module per Kafka API.
 //! - `outbox`: responses queued for a connection; fetched records leave by `sendfile`.
@@ -17,6 +19,7 @@
 pub mod broker;
 pub mod config;
 mod connection;
+pub mod groups;
 mod handlers;
 mod outbox;
 pub mod partition;

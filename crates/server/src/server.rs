@@ -131,9 +131,10 @@ fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch:
     tasks.spawn(every(
         config.log_cleaner_backoff_ms.max(10),
         broker.clone(),
-        stop,
+        stop.clone(),
         compaction_pass,
     ));
+    tasks.spawn(crate::groups::run_timers(broker.clone(), stop));
 }
 
 async fn every(interval_ms: u64, broker: Arc<Broker>, mut stop: watch::Receiver<bool>, pass: fn(&Broker)) {

@@ -4,6 +4,7 @@
 //! The dispatch below matches on [`strom_protocol::apis::SUPPORTED_APIS`]: the protocol crate
 //! only lets through versions from that table, and every key in it has an arm here.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
@@ -11,21 +12,33 @@ use kafka_protocol::protocol::StrBytes;
 use strom_protocol::request::Request;
 
 use crate::broker::Broker;
+use crate::groups::CommitError;
+use strom_group::GroupError;
 
 mod admin_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod describe_groups;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 /// What a handler produced.
 pub(crate) enum Reply {
@@ -36,8 +49,9 @@ pub(crate) enum Reply {
     None,
 }
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: Request) -> Reply {
+pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Reply {
     let version = request.api_version;
+    let client_id = request.client_id().to_string();
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
@@ -65,6 +79,18 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request) -> Reply {
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
         }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(broker, r, version, &client_id, peer).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(broker, r, version).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, &r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(broker, r, version)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(broker, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, &r, version)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(broker, r)),
         other => unreachable!("request {other:?} passed the version table but has no handler"),
     };
     Reply::Response(response)
@@ -80,6 +106,37 @@ pub(crate) fn topic_name(s: &str) -> TopicName {
 
 pub(crate) fn code(error: kafka_protocol::ResponseError) -> i16 {
     error.code()
+}
+
+/// The Kafka error for each of the group coordinator's refusals.
+pub(crate) fn group_error_code(error: GroupError) -> i16 {
+    use kafka_protocol::ResponseError as E;
+    code(match error {
+        GroupError::InvalidGroupId => E::InvalidGroupId,
+        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout,
+        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
+        GroupError::UnknownMemberId => E::UnknownMemberId,
+        GroupError::MemberIdRequired => E::MemberIdRequired,
+        GroupError::FencedInstanceId => E::FencedInstanceId,
+        GroupError::IllegalGeneration => E::IllegalGeneration,
+        GroupError::RebalanceInProgress => E::RebalanceInProgress,
+        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached,
+        GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+        GroupError::GroupIdNotFound => E::GroupIdNotFound,
+        GroupError::NonEmptyGroup => E::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+    })
+}
+
+/// Offsets that could not be written to `__consumer_offsets` are reported as Kafka reports a
+/// failed write to its offsets topic: the coordinator is not available, so clients retry.
+pub(crate) fn commit_error_code(error: CommitError) -> i16 {
+    match error {
+        CommitError::Group(error) => group_error_code(error),
+        CommitError::UnknownTopicOrPartition => code(kafka_protocol::ResponseError::UnknownTopicOrPartition),
+        CommitError::Storage => code(kafka_protocol::ResponseError::CoordinatorNotAvailable),
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +165,16 @@ mod tests {
             ApiKey::FindCoordinator,
             ApiKey::InitProducerId,
             ApiKey::OffsetForLeaderEpoch,
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::Heartbeat,
+            ApiKey::LeaveGroup,
+            ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
+            ApiKey::OffsetDelete,
+            ApiKey::ListGroups,
+            ApiKey::DescribeGroups,
+            ApiKey::DeleteGroups,
         ];
         for api in SUPPORTED_APIS {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);

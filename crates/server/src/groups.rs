@@ -1,0 +1,469 @@
+//! The group coordinator inside the broker: [`strom_group::Coordinator`] behind one lock, its
+//! records written to `__consumer_offsets`, its parked JoinGroup and SyncGroup answers
+//! delivered to the connections waiting for them, and its clock ticked by a background task.
+//!
+//! Records are appended under the coordinator lock and before the answers that follow them
+//! are delivered, so the order in the log is the order of decisions, and a committed offset is
+//! visible to OffsetFetch only once it is in the log. `__consumer_offsets` is an ordinary
+//! compacted topic, created on first use with `offsets.topic.num.partitions` partitions; at
+//! start-up its records are replayed into the coordinator.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::TimestampType;
+use strom_group::{
+    Coordinator, GroupConfig, GroupDescription, GroupError, GroupListing, JoinAnswer, JoinRequest, LeavingMember,
+    MemberRef, OffsetCommit, OffsetToCommit, Output, Record, SyncAnswer, SyncRequest, Token,
+};
+use strom_record::records::{CodecCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions};
+use strom_record::{validate_batches, BatchIter};
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::broker::{now_ms, Broker};
+use crate::topics::{Topic, TopicRegistry};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How much of an offsets partition is read at a time while loading.
+const LOAD_READ_BYTES: usize = 16 * 1024 * 1024;
+/// The timer task wakes at least this often, so a missed notification costs at most this.
+const TICK_INTERVAL_MAX_MS: i64 = 1000;
+
+/// Why a record could not be written to `__consumer_offsets`.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("offsets topic: {0}")]
+    Topic(String),
+    #[error("offsets partition {0} is closed")]
+    PartitionClosed(i32),
+    #[error("offsets batch: {0}")]
+    Batch(String),
+    #[error("offsets append: {0}")]
+    Append(String),
+}
+
+enum Waiter {
+    Join(oneshot::Sender<JoinAnswer>),
+    Sync(oneshot::Sender<Result<SyncAnswer, GroupError>>),
+}
+
+struct State {
+    coordinator: Coordinator,
+    waiters: HashMap<Token, Waiter>,
+    next_token: Token,
+}
+
+pub struct Groups {
+    state: Mutex<State>,
+    /// Woken when a request may have brought the next deadline closer.
+    deadline_changed: Notify,
+    offsets_partitions: i32,
+    offsets_segment_bytes: u64,
+}
+
+/// What an offset commit did for one partition.
+pub type CommitResult = Result<(), CommitError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitError {
+    Group(GroupError),
+    UnknownTopicOrPartition,
+    Storage,
+}
+
+impl Groups {
+    /// Builds the coordinator and replays `__consumer_offsets` into it, if it exists.
+    pub fn load(
+        topics: &TopicRegistry,
+        config: GroupConfig,
+        offsets_partitions: i32,
+        offsets_segment_bytes: u64,
+    ) -> Groups {
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let mut coordinator = Coordinator::new(config, seed);
+        let now = now_ms();
+        let mut loaded = 0usize;
+        if let Some(topic) = topics.get(OFFSETS_TOPIC) {
+            for partition in topic.partitions() {
+                let guard = partition.lock();
+                let Some(log) = guard.as_ref() else { continue };
+                let mut offset = log.log_start_offset();
+                let end = log.log_end_offset();
+                while offset < end {
+                    let bytes = match log
+                        .read(offset, LOAD_READ_BYTES, end, true)
+                        .map_err(|e| e.to_string())
+                        .and_then(|slice| slice.read_to_bytes().map_err(|e| e.to_string()))
+                    {
+                        Ok(bytes) if !bytes.is_empty() => bytes,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(partition = partition.index, error = %e, "reading __consumer_offsets");
+                            break;
+                        }
+                    };
+                    for batch in BatchIter::new(&bytes) {
+                        let Ok(batch) = batch else { break };
+                        offset = batch.header.last_offset() + 1;
+                        let records = match strom_record::records::decode_records(batch.bytes) {
+                            Ok(records) => records,
+                            Err(e) => {
+                                tracing::warn!(partition = partition.index, error = %e, "undecodable offsets batch skipped");
+                                continue;
+                            }
+                        };
+                        for record in records {
+                            let Some(key) = record.key else { continue };
+                            match Record::decode(key, record.value) {
+                                Ok(record) => {
+                                    coordinator.apply(now, record);
+                                    loaded += 1;
+                                }
+                                Err(e) => tracing::warn!(error = %e, "undecodable offsets record skipped"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(
+                records = loaded,
+                groups = coordinator.list_groups().len(),
+                "loaded consumer groups"
+            );
+        }
+        Groups {
+            state: Mutex::new(State {
+                coordinator,
+                waiters: HashMap::new(),
+                next_token: 0,
+            }),
+            deadline_changed: Notify::new(),
+            offsets_partitions,
+            offsets_segment_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("group coordinator lock")
+    }
+}
+
+/// JoinGroup: waits, if the group is rebalancing, until the new generation forms (bounded by
+/// the rebalance timeout) or the member is answered otherwise.
+pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
+    let (sender, receiver) = oneshot::channel();
+    {
+        let mut state = broker.groups.lock();
+        let token = register(&mut state, Waiter::Join(sender));
+        state.coordinator.join(now_ms(), token, request);
+        carry_out(broker, &mut state);
+    }
+    broker.groups.deadline_changed.notify_one();
+    receiver.await.unwrap_or_else(|_| JoinAnswer {
+        error: Some(GroupError::CoordinatorNotAvailable),
+        generation_id: -1,
+        ..JoinAnswer::default()
+    })
+}
+
+/// SyncGroup: a follower waits for the leader's assignment.
+pub async fn sync(broker: &Broker, request: SyncRequest) -> Result<SyncAnswer, GroupError> {
+    let (sender, receiver) = oneshot::channel();
+    {
+        let mut state = broker.groups.lock();
+        let token = register(&mut state, Waiter::Sync(sender));
+        state.coordinator.sync(now_ms(), token, request);
+        carry_out(broker, &mut state);
+    }
+    broker.groups.deadline_changed.notify_one();
+    receiver.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+}
+
+pub fn heartbeat(broker: &Broker, request: &MemberRef) -> Result<(), GroupError> {
+    broker.groups.lock().coordinator.heartbeat(now_ms(), request)
+}
+
+pub fn leave(
+    broker: &Broker,
+    group_id: &str,
+    members: &[LeavingMember],
+) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+    let result = {
+        let mut state = broker.groups.lock();
+        let result = state.coordinator.leave(now_ms(), group_id, members);
+        carry_out(broker, &mut state);
+        result
+    };
+    broker.groups.deadline_changed.notify_one();
+    result
+}
+
+/// OffsetCommit: offsets of partitions that exist are written, then take effect.
+pub fn commit(
+    broker: &Broker,
+    committer: &MemberRef,
+    offsets: &[OffsetToCommit],
+) -> Result<Vec<CommitResult>, GroupError> {
+    let mut results: Vec<CommitResult> = vec![Ok(()); offsets.len()];
+    let mut known = Vec::with_capacity(offsets.len());
+    let mut known_at = Vec::with_capacity(offsets.len());
+    for (index, offset) in offsets.iter().enumerate() {
+        if broker.topics.partition(&offset.topic, offset.partition).is_some() {
+            known.push(offset.clone());
+            known_at.push(index);
+        } else {
+            results[index] = Err(CommitError::UnknownTopicOrPartition);
+        }
+    }
+    let mut state = broker.groups.lock();
+    let prepared = state.coordinator.prepare_commit(now_ms(), committer, &known)?;
+    let mut to_write = Vec::new();
+    let mut written_at = Vec::new();
+    for (record, index) in prepared.into_iter().zip(known_at) {
+        match record {
+            Ok(record) => {
+                to_write.push(record);
+                written_at.push(index);
+            }
+            Err(error) => results[index] = Err(CommitError::Group(error)),
+        }
+    }
+    if to_write.is_empty() {
+        return Ok(results);
+    }
+    match persist(broker, &committer.group_id, &to_write) {
+        Ok(()) => {
+            let now = now_ms();
+            for record in to_write {
+                state.coordinator.apply(now, record);
+            }
+        }
+        Err(e) => {
+            tracing::error!(group = committer.group_id, error = %e, "offset commit not written");
+            for index in written_at {
+                results[index] = Err(CommitError::Storage);
+            }
+        }
+    }
+    Ok(results)
+}
+
+pub fn fetch_offsets(
+    broker: &Broker,
+    group_id: &str,
+    partitions: Option<&[(String, i32)]>,
+) -> Vec<(String, i32, Option<OffsetCommit>)> {
+    broker.groups.lock().coordinator.fetch_offsets(group_id, partitions)
+}
+
+pub fn list(broker: &Broker) -> Vec<GroupListing> {
+    broker.groups.lock().coordinator.list_groups()
+}
+
+pub fn describe(broker: &Broker, group_id: &str) -> Option<GroupDescription> {
+    broker.groups.lock().coordinator.describe_group(group_id)
+}
+
+/// DeleteGroups for one group: its offsets and metadata are tombstoned, then forgotten.
+pub fn delete_group(broker: &Broker, group_id: &str) -> Result<(), CommitError> {
+    let mut state = broker.groups.lock();
+    let tombstones = state
+        .coordinator
+        .prepare_group_delete(group_id)
+        .map_err(CommitError::Group)?;
+    persist(broker, group_id, &tombstones).map_err(|e| {
+        tracing::error!(group = group_id, error = %e, "group deletion not written");
+        CommitError::Storage
+    })?;
+    let now = now_ms();
+    for record in tombstones {
+        state.coordinator.apply(now, record);
+    }
+    Ok(())
+}
+
+/// OffsetDelete: per partition, whether its committed offset is gone.
+pub fn delete_offsets(
+    broker: &Broker,
+    group_id: &str,
+    partitions: &[(String, i32)],
+    subscribed: impl Fn(&Bytes, &str) -> bool,
+) -> Result<Vec<CommitResult>, GroupError> {
+    let mut state = broker.groups.lock();
+    let prepared = state
+        .coordinator
+        .prepare_offset_delete(group_id, partitions, subscribed)?;
+    let mut results = Vec::with_capacity(prepared.len());
+    let mut tombstones = Vec::new();
+    for (index, outcome) in prepared.into_iter().enumerate() {
+        match outcome {
+            Ok(Some(record)) => {
+                tombstones.push((index, record));
+                results.push(Ok(()));
+            }
+            Ok(None) => results.push(Ok(())),
+            Err(error) => results.push(Err(CommitError::Group(error))),
+        }
+    }
+    let records: Vec<Record> = tombstones.iter().map(|(_, record)| record.clone()).collect();
+    if records.is_empty() {
+        return Ok(results);
+    }
+    if let Err(e) = persist(broker, group_id, &records) {
+        tracing::error!(group = group_id, error = %e, "offset deletion not written");
+        for (index, _) in &tombstones {
+            results[*index] = Err(CommitError::Storage);
+        }
+        return Ok(results);
+    }
+    let now = now_ms();
+    for record in records {
+        state.coordinator.apply(now, record);
+    }
+    Ok(results)
+}
+
+/// Ticks the coordinator whenever its next deadline comes, until `stop` changes.
+pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let wait_ms = {
+            let state = broker.groups.lock();
+            let now = now_ms();
+            state
+                .coordinator
+                .next_deadline()
+                .map_or(TICK_INTERVAL_MAX_MS, |at| (at - now).clamp(0, TICK_INTERVAL_MAX_MS))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+            _ = broker.groups.deadline_changed.notified() => continue,
+            _ = stop.changed() => return,
+        }
+        let mut state = broker.groups.lock();
+        state.coordinator.tick(now_ms());
+        carry_out(broker.as_ref(), &mut state);
+    }
+}
+
+fn register(state: &mut State, waiter: Waiter) -> Token {
+    state.next_token += 1;
+    let token = state.next_token;
+    state.waiters.insert(token, waiter);
+    token
+}
+
+/// Carries out the coordinator's outputs in order: records are written before the answers
+/// that follow them are released. A group metadata record that cannot be written costs a
+/// rebalance after a restart, not correctness, so the answers still go out.
+fn carry_out(broker: &Broker, state: &mut State) {
+    for output in state.coordinator.take_outputs() {
+        match output {
+            Output::Persist(record) => {
+                let group_id = record.group_id().to_string();
+                if let Err(e) = persist(broker, &group_id, std::slice::from_ref(&record)) {
+                    tracing::error!(group = group_id, error = %e, "group metadata not written");
+                }
+            }
+            Output::Join { token, answer } => {
+                if let Some(Waiter::Join(sender)) = state.waiters.remove(&token) {
+                    let _ = sender.send(answer);
+                }
+            }
+            Output::Sync { token, answer } => {
+                if let Some(Waiter::Sync(sender)) = state.waiters.remove(&token) {
+                    let _ = sender.send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// Appends records of one group as one batch to the group's offsets partition.
+fn persist(broker: &Broker, group_id: &str, records: &[Record]) -> Result<(), PersistError> {
+    let topic = offsets_topic(broker)?;
+    let index = strom_group::partition_for(group_id, topic.partition_count());
+    let partition = topic
+        .partition(index)
+        .ok_or_else(|| PersistError::Topic(format!("partition {index} missing")))?;
+    let now = now_ms();
+    let batch = encode_batch(records, now)?;
+    let validated =
+        validate_batches(batch, &topic.produce_options().validate).map_err(|e| PersistError::Batch(e.to_string()))?;
+    let mut guard = partition.lock();
+    let log = guard.as_mut().ok_or(PersistError::PartitionClosed(index))?;
+    log.append(&validated, partition.leader_epoch(), now)
+        .map_err(|e| PersistError::Append(e.to_string()))?;
+    let log_end_offset = log.log_end_offset();
+    log.set_high_watermark(log_end_offset);
+    drop(guard);
+    broker.notify_appended();
+    Ok(())
+}
+
+fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, PersistError> {
+    if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
+        return Ok(topic);
+    }
+    let overrides = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            broker.groups.offsets_segment_bytes.to_string(),
+        ),
+    ]);
+    match broker.topics.create(
+        OFFSETS_TOPIC,
+        broker.groups.offsets_partitions,
+        overrides,
+        false,
+        now_ms(),
+    ) {
+        Ok(Some(topic)) => Ok(topic),
+        Ok(None) => unreachable!("not validate-only"),
+        Err(e) => broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| PersistError::Topic(e.to_string())),
+    }
+}
+
+fn encode_batch(records: &[Record], now: i64) -> Result<Bytes, PersistError> {
+    let batch_records: Vec<BatchRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let (key, value) = record.encode();
+            BatchRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: index as i64,
+                sequence: index as i32 - 1,
+                timestamp: now,
+                key: Some(key),
+                value,
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &batch_records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: CodecCompression::None,
+        },
+    )
+    .map_err(|e| PersistError::Batch(e.to_string()))?;
+    Ok(buf.freeze())
+}

@@ -1,0 +1,66 @@
+//! OffsetCommit (key 8): store consumed positions in `__consumer_offsets`. An offset is
+//! acknowledged once it is in the log (with the broker's flush policy, as for produce).
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use strom_group::{MemberRef, OffsetToCommit};
+
+use super::commit_error_code;
+use crate::broker::Broker;
+use crate::groups::{self, CommitError};
+
+pub(super) fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    let committer = MemberRef {
+        group_id: request.group_id.to_string(),
+        generation_id: request.generation_id_or_member_epoch,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
+    };
+    let offsets: Vec<OffsetToCommit> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| OffsetToCommit {
+                topic: topic.name.to_string(),
+                partition: partition.partition_index,
+                offset: partition.committed_offset,
+                leader_epoch: if version >= 6 {
+                    partition.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: partition
+                    .committed_metadata
+                    .as_ref()
+                    .map(|metadata| metadata.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let results = match groups::commit(broker, &committer, &offsets) {
+        Ok(results) => results,
+        Err(error) => vec![Err(CommitError::Group(error)); offsets.len()],
+    };
+    let mut results = results.into_iter();
+    let mut response = OffsetCommitResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = OffsetCommitResponseTopic::default();
+            out.partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let mut answer = OffsetCommitResponsePartition::default();
+                    answer.partition_index = partition.partition_index;
+                    answer.error_code = results.next().and_then(Result::err).map_or(0, commit_error_code);
+                    answer
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect();
+    response
+}
