@@ -2,7 +2,8 @@
 //!
 //! The tests are plain `#[test]` functions; the few `rdkafka` APIs that are futures (admin
 //! operations, delivery reports) are driven on a small runtime each wrapper owns, always under
-//! [`CALL_TIMEOUT`]. Consumers use `assign()` and never commit: Strom has no groups yet.
+//! [`CALL_TIMEOUT`]. [`Consumer`] reads assigned partitions and never commits; group members
+//! are [`crate::group::GroupMember`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -225,7 +226,7 @@ impl Consumer {
     pub fn with(bootstrap: &str, extra: &[(&str, &str)]) -> Consumer {
         let mut config = base_config(bootstrap);
         // librdkafka's assign() needs a group id, though nothing here uses the group: no
-        // subscribe, no commits (Strom has no group coordinator yet).
+        // subscribe, no commits.
         config
             .set("group.id", "strom-testkit")
             .set("enable.auto.commit", "false")
@@ -346,7 +347,7 @@ impl Consumer {
     }
 }
 
-fn consumed(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+pub(crate) fn consumed(message: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
     let headers = message
         .headers()
         .map(|headers| {

@@ -31,11 +31,13 @@
 
 pub mod broker;
 pub mod client;
+pub mod group;
 pub mod wait;
 pub mod wire;
 
 pub use broker::{Broker, BrokerBuilder};
 pub use client::{Admin, Consumed, Consumer, Producer, Rec};
+pub use group::GroupMember;
 pub use wait::poll_until;
 pub use wire::WireClient;
 

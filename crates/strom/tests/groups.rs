@@ -1,0 +1,341 @@
+//! Consumer groups through real clients against a real broker process: members share a
+//! topic's partitions, rebalance when members come and go, and resume from committed offsets,
+//! also across broker restarts. Raw-protocol cases check Kafka's error codes and a join storm.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use strom_testkit::wire::decode_response;
+use strom_testkit::{poll_until, Broker, GroupMember, Producer, Rec, WireClient};
+
+const TOPIC: &str = "events";
+const PARTITIONS: i32 = 4;
+/// Bound on a group forming or rebalancing in these tests (sessions are 6 s).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_STEP: Duration = Duration::from_millis(50);
+
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const ILLEGAL_GENERATION: i16 = 22;
+const INVALID_SESSION_TIMEOUT: i16 = 26;
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+/// A broker whose groups form without the initial rebalance delay, with topic `events`.
+fn start() -> Broker {
+    let broker = Broker::builder(strom_testkit::bin!())
+        .set("group.initial.rebalance.delay.ms", "0")
+        .start();
+    common::create_topic(&broker, TOPIC, PARTITIONS);
+    broker
+}
+
+/// Polls every member until `done` holds for their assignments; returns the records read
+/// meanwhile, by member.
+fn settle(
+    members: &[&GroupMember],
+    what: &str,
+    done: impl Fn(&[BTreeSet<(String, i32)>]) -> bool,
+) -> Vec<Vec<(i32, i64, String)>> {
+    let mut read = vec![Vec::new(); members.len()];
+    poll_until(SETTLE_TIMEOUT, what, || {
+        for (index, member) in members.iter().enumerate() {
+            if let Some(record) = member.poll(POLL_STEP) {
+                read[index].push((record.partition, record.offset, common::utf8(&record.value)));
+            }
+        }
+        let assignments: Vec<_> = members.iter().map(|member| member.assignment()).collect();
+        done(&assignments).then_some(())
+    });
+    read
+}
+
+/// Every partition of `events` assigned exactly once across the members, none empty-handed.
+fn split_disjointly(assignments: &[BTreeSet<(String, i32)>]) -> bool {
+    let total: usize = assignments.iter().map(BTreeSet::len).sum();
+    let union: BTreeSet<_> = assignments.iter().flatten().collect();
+    assignments.iter().all(|a| !a.is_empty()) && total == PARTITIONS as usize && union.len() == total
+}
+
+fn produce(broker: &Broker, prefix: &str, count: usize) -> Vec<String> {
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let recs: Vec<Rec> = (0..count)
+        .map(|i| Rec::value(format!("{prefix}-{i}")).partition(i as i32 % PARTITIONS))
+        .collect();
+    producer.send_all_ok(TOPIC, &recs);
+    recs.iter().map(|rec| common::utf8(&rec.value)).collect()
+}
+
+/// Polls the members until `count` records have arrived in total.
+fn read_all(members: &[&GroupMember], count: usize) -> Vec<Vec<(i32, i64, String)>> {
+    let mut read = vec![Vec::new(); members.len()];
+    poll_until(SETTLE_TIMEOUT, &format!("{count} records read"), || {
+        for (index, member) in members.iter().enumerate() {
+            if let Some(record) = member.poll(POLL_STEP) {
+                read[index].push((record.partition, record.offset, common::utf8(&record.value)));
+            }
+        }
+        (read.iter().map(Vec::len).sum::<usize>() >= count).then_some(())
+    });
+    read
+}
+
+#[test]
+fn members_split_the_partitions_read_every_record_once_and_resume_from_commits() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let a = GroupMember::join(&bootstrap, "split", &[TOPIC], &[]);
+    let b = GroupMember::join(&bootstrap, "split", &[TOPIC], &[]);
+    let c = GroupMember::join(&bootstrap, "split", &[TOPIC], &[]);
+    settle(&[&a, &b, &c], "three members sharing four partitions", split_disjointly);
+    let sent = produce(&broker, "first", 200);
+    let read = read_all(&[&a, &b, &c], sent.len());
+    let assignments = [a.assignment(), b.assignment(), c.assignment()];
+    for (member, records) in read.iter().enumerate() {
+        for (partition, _, _) in records {
+            assert!(
+                assignments[member].contains(&(TOPIC.to_string(), *partition)),
+                "member {member} read partition {partition} it does not own: {:?}",
+                assignments[member]
+            );
+        }
+    }
+    let mut values: Vec<String> = read.iter().flatten().map(|(_, _, value)| value.clone()).collect();
+    values.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(values, expected, "every record exactly once");
+    for member in [&a, &b, &c] {
+        member.commit_positions().expect("commit");
+    }
+    drop((a, b, c));
+    // A new member of the same group starts where the others committed.
+    let later = produce(&broker, "second", 20);
+    let d = GroupMember::join(&bootstrap, "split", &[TOPIC], &[]);
+    let read = read_all(&[&d], later.len());
+    let mut values: Vec<String> = read[0].iter().map(|(_, _, value)| value.clone()).collect();
+    values.sort();
+    let mut expected = later;
+    expected.sort();
+    assert_eq!(values, expected, "only what came after the commits");
+    assert!(d.poll(Duration::from_millis(500)).is_none(), "nothing read twice");
+}
+
+#[test]
+fn a_member_that_leaves_has_its_partitions_taken_over_quickly() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let a = GroupMember::join(&bootstrap, "takeover", &[TOPIC], &[]);
+    let b = GroupMember::join(&bootstrap, "takeover", &[TOPIC], &[]);
+    settle(&[&a, &b], "two members sharing the partitions", split_disjointly);
+    let left_at = Instant::now();
+    drop(b); // close() sends LeaveGroup
+    settle(&[&a], "the remaining member owning every partition", |assignments| {
+        assignments[0].len() == PARTITIONS as usize
+    });
+    let took = left_at.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "takeover took {took:?}, more than the session timeout"
+    );
+    let sent = produce(&broker, "after", 40);
+    let read = read_all(&[&a], sent.len());
+    assert_eq!(read[0].len(), sent.len());
+}
+
+#[test]
+fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let a = GroupMember::join(&bootstrap, "static", &[TOPIC], &[("group.instance.id", "a")]);
+    let b = GroupMember::join(&bootstrap, "static", &[TOPIC], &[("group.instance.id", "b")]);
+    settle(&[&a, &b], "two static members sharing the partitions", split_disjointly);
+    let a_partitions = a.assignment();
+    let b_assignments = b.assignments_received();
+    // A static member closing does not leave the group (KIP-345); its successor takes its place.
+    drop(a);
+    let a2 = GroupMember::join(&bootstrap, "static", &[TOPIC], &[("group.instance.id", "a")]);
+    settle(
+        &[&a2, &b],
+        "the restarted member holding its old partitions",
+        |assignments| assignments[0] == a_partitions,
+    );
+    // Give a rebalance, if one had been started, the time to reach the other member.
+    let quiet_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet_until {
+        let _ = b.poll(POLL_STEP);
+        let _ = a2.poll(POLL_STEP);
+    }
+    assert_eq!(
+        b.assignments_received(),
+        b_assignments,
+        "the other member saw no rebalance"
+    );
+    assert_eq!(a2.assignment(), a_partitions);
+}
+
+#[test]
+fn committed_offsets_survive_sigterm_and_sigkill_restarts() {
+    let mut broker = start();
+    let member = GroupMember::join(&broker.bootstrap(), "durable", &[TOPIC], &[]);
+    settle(&[&member], "the member owning every partition", |a| {
+        a[0].len() == PARTITIONS as usize
+    });
+    for partition in 0..PARTITIONS {
+        member
+            .commit_offset(TOPIC, partition, 10 + i64::from(partition))
+            .expect("commit");
+    }
+    drop(member);
+    broker.sigterm_and_wait();
+    broker.restart();
+    let reader = GroupMember::join(&broker.bootstrap(), "durable", &["unrelated"], &[]);
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    assert_eq!(
+        reader.committed(TOPIC, &partitions).expect("committed"),
+        vec![Some(10), Some(11), Some(12), Some(13)],
+        "after SIGTERM"
+    );
+    reader.commit_offset(TOPIC, 0, 99).expect("commit after restart");
+    drop(reader);
+    broker.sigkill();
+    broker.restart();
+    let reader = GroupMember::join(&broker.bootstrap(), "durable", &["unrelated"], &[]);
+    assert_eq!(
+        reader.committed(TOPIC, &partitions).expect("committed"),
+        vec![Some(99), Some(11), Some(12), Some(13)],
+        "after SIGKILL"
+    );
+}
+
+fn join_request(member_id: &str, session_timeout_ms: i32) -> JoinGroupRequest {
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = StrBytes::from_static_str("range");
+    protocol.metadata = bytes::Bytes::from_static(b"subscription");
+    let mut request = JoinGroupRequest::default();
+    request.group_id = GroupId(StrBytes::from_static_str("wire"));
+    request.session_timeout_ms = session_timeout_ms;
+    request.rebalance_timeout_ms = 10_000;
+    request.member_id = StrBytes::from_string(member_id.to_string());
+    request.protocol_type = StrBytes::from_static_str("consumer");
+    request.protocols = vec![protocol];
+    request
+}
+
+/// Kafka's error codes for members the group does not know, stale generations and bad
+/// timeouts; none of them disturbs a stable group.
+#[test]
+fn wire_errors_for_unknown_members_stale_generations_and_bad_timeouts() {
+    let mut broker = start();
+    let mut wire = broker.wire();
+    let mut heartbeat = HeartbeatRequest::default();
+    heartbeat.group_id = GroupId(StrBytes::from_static_str("no-such-group"));
+    heartbeat.member_id = StrBytes::from_static_str("nobody");
+    assert_eq!(wire.call(&heartbeat, 4).unwrap().error_code, UNKNOWN_MEMBER_ID);
+    let bad = wire.call(&join_request("", 1), 5).unwrap();
+    assert_eq!(bad.error_code, INVALID_SESSION_TIMEOUT);
+    let first = wire.call(&join_request("", 10_000), 5).unwrap();
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    let member_id = first.member_id.to_string();
+    let joined = wire.call(&join_request(&member_id, 10_000), 5).unwrap();
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.leader.as_str(), member_id);
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(StrBytes::from_static_str("wire"));
+    sync.member_id = joined.member_id.clone();
+    sync.generation_id = joined.generation_id + 1;
+    assert_eq!(wire.call(&sync, 3).unwrap().error_code, ILLEGAL_GENERATION);
+    sync.generation_id = joined.generation_id;
+    let mut assignment = SyncGroupRequestAssignment::default();
+    assignment.member_id = joined.member_id.clone();
+    assignment.assignment = bytes::Bytes::from_static(b"mine");
+    sync.assignments = vec![assignment];
+    let synced = wire.call(&sync, 3).unwrap();
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"mine"[..]));
+    heartbeat.group_id = GroupId(StrBytes::from_static_str("wire"));
+    heartbeat.member_id = joined.member_id.clone();
+    heartbeat.generation_id = joined.generation_id - 1;
+    assert_eq!(wire.call(&heartbeat, 4).unwrap().error_code, ILLEGAL_GENERATION);
+    heartbeat.generation_id = joined.generation_id;
+    assert_eq!(wire.call(&heartbeat, 4).unwrap().error_code, 0);
+    broker.assert_healthy();
+}
+
+/// 200 members join one group at once, each on its own connection: all are answered with
+/// the same generation, the leader sees all 200, and after the assignment the group is Stable
+/// with 200 members.
+#[test]
+fn a_join_storm_of_200_members_forms_one_generation() {
+    const MEMBERS: usize = 200;
+    let mut broker = Broker::builder(strom_testkit::bin!())
+        .set("group.initial.rebalance.delay.ms", "1000")
+        .start();
+    let mut connections: Vec<WireClient> = (0..MEMBERS).map(|_| broker.wire()).collect();
+    let member_ids: Vec<String> = connections
+        .iter_mut()
+        .map(|wire| {
+            let answer = wire.call(&join_request("", 10_000), 5).expect("first join");
+            assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
+            answer.member_id.to_string()
+        })
+        .collect();
+    // Every second join parks until the group forms, so all are sent before any is read.
+    let mut correlation_ids = Vec::new();
+    for (wire, member_id) in connections.iter_mut().zip(&member_ids) {
+        let (correlation_id, body) = wire.encode(&join_request(member_id, 10_000), 5).unwrap();
+        wire.send_body(&body).unwrap();
+        correlation_ids.push(correlation_id);
+    }
+    let answers: Vec<JoinGroupResponse> = connections
+        .iter_mut()
+        .zip(correlation_ids)
+        .map(|(wire, correlation_id)| {
+            let frame = wire.read_frame().expect("join answer");
+            decode_response::<JoinGroupRequest>(frame, 5, correlation_id).unwrap()
+        })
+        .collect();
+    assert!(answers.iter().all(|a| a.error_code == 0), "every member joined");
+    let generations: BTreeSet<i32> = answers.iter().map(|a| a.generation_id).collect();
+    assert_eq!(generations.len(), 1, "one generation: {generations:?}");
+    let leaders: Vec<&JoinGroupResponse> = answers.iter().filter(|a| a.leader == a.member_id).collect();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders[0].members.len(), MEMBERS, "the leader sees everyone");
+    let generation = answers[0].generation_id;
+    let leader_index = answers.iter().position(|a| a.leader == a.member_id).unwrap();
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(StrBytes::from_static_str("wire"));
+    sync.generation_id = generation;
+    sync.member_id = StrBytes::from_string(member_ids[leader_index].clone());
+    sync.assignments = member_ids
+        .iter()
+        .map(|id| {
+            let mut assignment = SyncGroupRequestAssignment::default();
+            assignment.member_id = StrBytes::from_string(id.clone());
+            assignment.assignment = bytes::Bytes::from(id.clone());
+            assignment
+        })
+        .collect();
+    let synced = connections[leader_index].call(&sync, 3).unwrap();
+    assert_eq!(synced.error_code, 0);
+    let mut described = DescribeGroupsRequest::default();
+    described.groups = vec![GroupId(StrBytes::from_static_str("wire"))];
+    let description = broker.wire().call(&described, 5).unwrap();
+    let group = &description.groups[0];
+    assert_eq!(group.group_state.as_str(), "Stable");
+    assert_eq!(group.members.len(), MEMBERS);
+    let owned: BTreeMap<String, Vec<u8>> = group
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), m.member_assignment.to_vec()))
+        .collect();
+    assert!(owned
+        .iter()
+        .all(|(id, assignment)| id.as_bytes() == assignment.as_slice()));
+    broker.assert_healthy();
+}
