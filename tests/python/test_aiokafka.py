@@ -1,7 +1,7 @@
 """aiokafka (asyncio, protocol code derived from kafka-python's older releases) against Strom:
 produce, consume, admin, compression, the idempotent producer and offsets by time.
 
-Consumers use `group_id=None` and manual assignment: Strom has no consumer groups yet.
+Consumers here use `group_id=None` and manual assignment; groups are in test_groups.py.
 Each test is a plain function running one coroutine under `asyncio.run` with a deadline.
 """
 

@@ -1,7 +1,7 @@
 """confluent-kafka (librdkafka 2.x) against Strom: produce, consume, admin, compression,
 the idempotent producer, offsets by timestamp, and data surviving a restart.
 
-Consumers use manual assignment: Strom has no consumer groups yet, so nothing commits.
+Consumers here use manual assignment and never commit; groups are in test_groups.py.
 """
 
 from __future__ import annotations

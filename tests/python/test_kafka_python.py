@@ -1,7 +1,7 @@
 """kafka-python (a pure-Python client with its own protocol code) against Strom: produce,
 consume, admin, every compression codec, offsets by time and ListOffsets.
 
-Consumers run with `group_id=None` and manual assignment: Strom has no consumer groups yet.
+Consumers here run with `group_id=None` and manual assignment; groups are in test_groups.py.
 """
 
 from __future__ import annotations
