@@ -928,6 +928,79 @@ impl Coordinator {
             .collect())
     }
 
+    /// Tombstones for committed offsets past `offsets.retention.minutes` (KIP-211): every
+    /// offset of a group that has been Empty that long; in a group with members, offsets of
+    /// topics no member subscribes to, once that long since their commit; in a group that only
+    /// stores offsets (no members ever), each offset that long after its commit. A group Empty
+    /// that long gets a tombstone of its own, so its record does not outlive it in the log.
+    pub fn expired_records(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        subscribed: impl Fn(&Bytes, &str) -> bool,
+    ) -> Vec<Record> {
+        let mut tombstones = Vec::new();
+        for group in self.groups.values() {
+            let protocol = group.protocol_name.as_deref().unwrap_or("");
+            let expired = |topic: &str, commit: &OffsetCommit| match group.state {
+                GroupState::Dead => false,
+                GroupState::Empty if group.protocol_type.is_some() => now_ms - group.state_timestamp_ms >= retention_ms,
+                GroupState::Empty => now_ms - commit.commit_timestamp_ms >= retention_ms,
+                _ => {
+                    let in_use = group.members.values().any(|member| {
+                        member
+                            .metadata_for(protocol)
+                            .is_some_and(|metadata| subscribed(metadata, topic))
+                    });
+                    !in_use
+                        && group.protocol_type.as_deref() == Some("consumer")
+                        && now_ms - commit.commit_timestamp_ms >= retention_ms
+                }
+            };
+            tombstones.extend(
+                group
+                    .offsets
+                    .iter()
+                    .filter(|((topic, _), commit)| expired(topic, commit))
+                    .map(|((topic, partition), _)| Record::Offset {
+                        group_id: group.group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        commit: None,
+                    }),
+            );
+            if group.is(GroupState::Empty)
+                && group.protocol_type.is_some()
+                && now_ms - group.state_timestamp_ms >= retention_ms
+            {
+                tombstones.push(Record::Group {
+                    group_id: group.group_id.clone(),
+                    metadata: None,
+                });
+            }
+        }
+        tombstones
+    }
+
+    /// Tombstones for every committed offset of a deleted topic, in every group.
+    pub fn offsets_of_topic(&self, topic: &str) -> Vec<Record> {
+        self.groups
+            .values()
+            .flat_map(|group| {
+                group
+                    .offsets
+                    .keys()
+                    .filter(|(committed_topic, _)| committed_topic == topic)
+                    .map(|(_, partition)| Record::Offset {
+                        group_id: group.group_id.clone(),
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        commit: None,
+                    })
+            })
+            .collect()
+    }
+
     /// DeleteGroups: the tombstones that delete an empty group and its offsets.
     pub fn prepare_group_delete(&self, group_id: &str) -> Result<Vec<Record>, GroupError> {
         let group = self
@@ -975,7 +1048,7 @@ impl Coordinator {
                 None => {
                     if let Some(group) = self.groups.get_mut(&group_id) {
                         group.offsets.remove(&(topic, partition));
-                        if group.offsets.is_empty() && group.is(GroupState::Empty) && group.protocol_type.is_none() {
+                        if group.offsets.is_empty() && group.is(GroupState::Empty) {
                             self.groups.remove(&group_id);
                         }
                     }

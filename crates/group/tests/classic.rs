@@ -651,3 +651,76 @@ fn next_deadline_is_the_earliest_session_or_rebalance_end() {
     assert_eq!(h.heartbeat(generation, &members[0]), Ok(()));
     assert_eq!(h.coordinator.next_deadline(), Some(h.now_ms + i64::from(SESSION_MS)));
 }
+
+#[test]
+fn offsets_expire_after_the_retention_by_kip_211_rules() {
+    const RETENTION_MS: i64 = 60_000;
+    let never = |_: &Bytes, _: &str| false;
+    let mut h = Harness::new();
+    let standalone = MemberRef {
+        group_id: GROUP.into(),
+        generation_id: -1,
+        ..MemberRef::default()
+    };
+    commit(&mut h, &standalone, 5, "").unwrap();
+    assert!(h
+        .coordinator
+        .expired_records(h.now_ms + RETENTION_MS - 1, RETENTION_MS, never)
+        .is_empty());
+    let expired = h
+        .coordinator
+        .expired_records(h.now_ms + RETENTION_MS, RETENTION_MS, never);
+    assert_eq!(expired.len(), 1, "the offset, by its commit time: {expired:?}");
+    for record in expired {
+        h.coordinator.apply(h.now_ms, record);
+    }
+    assert!(
+        h.coordinator.describe_group(GROUP).is_none(),
+        "nothing left of the group"
+    );
+
+    // A group with a member subscribed to the topic keeps its offsets however old they are.
+    let (members, generation) = h.stable_group(1);
+    let member = MemberRef {
+        group_id: GROUP.into(),
+        generation_id: generation,
+        member_id: members[0].clone(),
+        group_instance_id: None,
+    };
+    commit(&mut h, &member, 7, "").unwrap();
+    let subscribed_to_t = |metadata: &Bytes, topic: &str| metadata.ends_with(topic.as_bytes());
+    let later = h.now_ms + 10 * RETENTION_MS;
+    assert!(h
+        .coordinator
+        .expired_records(later, RETENTION_MS, subscribed_to_t)
+        .is_empty());
+    assert_eq!(
+        h.coordinator.expired_records(later, RETENTION_MS, never).len(),
+        1,
+        "not subscribed: expires"
+    );
+    // Once the group is empty, the clock starts from the moment it became empty.
+    h.coordinator
+        .leave(
+            h.now_ms,
+            GROUP,
+            &[LeavingMember {
+                member_id: members[0].clone(),
+                group_instance_id: None,
+            }],
+        )
+        .unwrap();
+    h.drain();
+    assert!(h
+        .coordinator
+        .expired_records(h.now_ms + RETENTION_MS - 1, RETENTION_MS, never)
+        .is_empty());
+    let expired = h
+        .coordinator
+        .expired_records(h.now_ms + RETENTION_MS, RETENTION_MS, never);
+    assert_eq!(expired.len(), 2, "the offset and the group: {expired:?}");
+    for record in expired {
+        h.coordinator.apply(h.now_ms, record);
+    }
+    assert!(h.coordinator.describe_group(GROUP).is_none());
+}

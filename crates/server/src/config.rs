@@ -57,6 +57,11 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.segment.bytes`
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.retention.minutes`, in ms: how long committed offsets outlive their group's
+    /// last member, or their last commit (KIP-211).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub offsets_retention_check_interval_ms: u64,
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
@@ -83,6 +88,8 @@ impl Default for BrokerConfig {
             groups: strom_group::GroupConfig::default(),
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 10 * 60 * 1000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -199,6 +206,12 @@ impl BrokerConfig {
             "group.max.size" => self.groups.max_size = positive(key, value)? as usize,
             "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = parse(key, value)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(key, value)?,
+            "offsets.retention.minutes" => {
+                self.offsets_retention_ms = i64::from(positive(key, value)?) * 60_000;
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms = positive(key, value)? as u64;
+            }
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = positive(key, value)? as u64,
             "log.retention.hours" => {
                 let hours: i64 = parse(key, value)?;

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::TimestampType;
 use strom_group::{
     Coordinator, GroupConfig, GroupDescription, GroupError, GroupListing, JoinAnswer, JoinRequest, LeavingMember,
@@ -326,6 +328,57 @@ pub fn delete_offsets(
         state.coordinator.apply(now, record);
     }
     Ok(results)
+}
+
+/// Whether a consumer's subscription metadata (a version, then the subscription) lists the
+/// topic. Metadata that does not decode subscribes to nothing.
+pub fn subscribes_to(metadata: &Bytes, topic: &str) -> bool {
+    let mut buf = metadata.clone();
+    let Ok(version) = buf.try_get_i16() else {
+        return false;
+    };
+    // Versions beyond what the codec knows keep the v0 fields first, so they decode as its newest.
+    let version = version.clamp(0, 3);
+    ConsumerProtocolSubscription::decode(&mut buf, version)
+        .is_ok_and(|subscription| subscription.topics.iter().any(|name| name.as_str() == topic))
+}
+
+/// Writes tombstones for committed offsets past `offsets.retention.minutes`, then forgets them.
+pub fn expire_offsets(broker: &Broker) {
+    let mut state = broker.groups.lock();
+    let records = state
+        .coordinator
+        .expired_records(now_ms(), broker.config.offsets_retention_ms, subscribes_to);
+    if !records.is_empty() {
+        tracing::info!(records = records.len(), "expiring committed offsets");
+    }
+    write_and_apply(broker, &mut state, records);
+}
+
+/// Forgets every group's committed offsets of a deleted topic.
+pub fn forget_topic(broker: &Broker, topic: &str) {
+    let mut state = broker.groups.lock();
+    let records = state.coordinator.offsets_of_topic(topic);
+    write_and_apply(broker, &mut state, records);
+}
+
+/// Writes records, one batch per group, and applies those that were written.
+fn write_and_apply(broker: &Broker, state: &mut State, records: Vec<Record>) {
+    let mut by_group: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    for record in records {
+        by_group.entry(record.group_id().to_string()).or_default().push(record);
+    }
+    let now = now_ms();
+    for (group_id, records) in by_group {
+        match persist(broker, &group_id, &records) {
+            Ok(()) => {
+                for record in records {
+                    state.coordinator.apply(now, record);
+                }
+            }
+            Err(e) => tracing::error!(group = group_id, error = %e, "offset tombstones not written"),
+        }
+    }
 }
 
 /// Ticks the coordinator whenever its next deadline comes, until `stop` changes.

@@ -134,6 +134,12 @@ fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch:
         stop.clone(),
         compaction_pass,
     ));
+    tasks.spawn(every(
+        config.offsets_retention_check_interval_ms.max(10),
+        broker.clone(),
+        stop.clone(),
+        crate::groups::expire_offsets,
+    ));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop));
 }
 

@@ -339,3 +339,52 @@ fn a_join_storm_of_200_members_forms_one_generation() {
         .all(|(id, assignment)| id.as_bytes() == assignment.as_slice()));
     broker.assert_healthy();
 }
+
+/// Deleting a topic forgets every group's offsets for it, durably: a topic re-created under
+/// the same name starts with nothing committed, also after a restart.
+#[test]
+fn deleting_a_topic_forgets_its_committed_offsets() {
+    let mut broker = start();
+    let admin = strom_testkit::Admin::new(&broker.bootstrap());
+    let member = GroupMember::join(&broker.bootstrap(), "forget", &["unrelated"], &[]);
+    member.commit_offset(TOPIC, 1, 42).expect("commit");
+    assert_eq!(member.committed(TOPIC, &[1]).unwrap(), vec![Some(42)]);
+    drop(member);
+    admin.delete_topic(TOPIC).expect("delete topic");
+    common::create_topic(&broker, TOPIC, PARTITIONS);
+    let reader = GroupMember::join(&broker.bootstrap(), "forget", &["unrelated"], &[]);
+    assert_eq!(reader.committed(TOPIC, &[1]).unwrap(), vec![None], "forgotten");
+    drop(reader);
+    broker.sigkill();
+    broker.restart();
+    let reader = GroupMember::join(&broker.bootstrap(), "forget", &["unrelated"], &[]);
+    assert_eq!(
+        reader.committed(TOPIC, &[1]).unwrap(),
+        vec![None],
+        "still forgotten after a restart"
+    );
+}
+
+/// Only the coordinator writes `__consumer_offsets`; a client's produce is refused as Kafka
+/// refuses it, and the coordinator's records are untouched.
+#[test]
+fn clients_cannot_produce_to_the_offsets_topic() {
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    let broker = start();
+    let member = GroupMember::join(&broker.bootstrap(), "guarded", &["unrelated"], &[]);
+    member
+        .commit_offset(TOPIC, 0, 7)
+        .expect("commit creates the offsets topic");
+    let batch = strom_testkit::wire::record_batch(
+        &[b"forged"],
+        strom_testkit::wire::BatchProducer::NONE,
+        kafka_protocol::records::Compression::None,
+        0,
+    );
+    let response = broker
+        .wire()
+        .produce("__consumer_offsets", 0, batch, -1)
+        .expect("an answer");
+    assert_eq!(response.error_code, INVALID_TOPIC_EXCEPTION);
+    assert_eq!(member.committed(TOPIC, &[0]).unwrap(), vec![Some(7)]);
+}

@@ -18,10 +18,13 @@ pub(super) fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16
         if let Some(topic) = broker.topics.get(&name).filter(|_| version >= 6) {
             result.topic_id = topic.id;
         }
-        if let Err(e) = broker.topics.delete(&name) {
-            result.error_code = e.code();
-            if version >= 5 {
-                result.error_message = Some(str_bytes(&e.to_string()));
+        match broker.topics.delete(&name) {
+            Ok(()) => crate::groups::forget_topic(broker, &name),
+            Err(e) => {
+                result.error_code = e.code();
+                if version >= 5 {
+                    result.error_message = Some(str_bytes(&e.to_string()));
+                }
             }
         }
         result.name = Some(name);

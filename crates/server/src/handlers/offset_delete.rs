@@ -1,27 +1,12 @@
 //! OffsetDelete (key 47, KIP-496): removes a group's committed offsets for some partitions,
 //! except for topics its live members are subscribed to.
 
-use bytes::{Buf, Bytes};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
-use kafka_protocol::messages::{ConsumerProtocolSubscription, OffsetDeleteRequest, OffsetDeleteResponse};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::{commit_error_code, group_error_code};
 use crate::broker::Broker;
 use crate::groups;
-
-/// Whether a consumer's subscription metadata (a version, then the subscription) lists the
-/// topic. Metadata that does not decode subscribes to nothing.
-fn subscribes_to(metadata: &Bytes, topic: &str) -> bool {
-    let mut buf = metadata.clone();
-    let Ok(version) = buf.try_get_i16() else {
-        return false;
-    };
-    // Versions beyond what the codec knows keep the v0 fields first, so they decode as its newest.
-    let version = version.clamp(0, 3);
-    ConsumerProtocolSubscription::decode(&mut buf, version)
-        .is_ok_and(|subscription| subscription.topics.iter().any(|name| name.as_str() == topic))
-}
 
 pub(super) fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = request
@@ -35,7 +20,7 @@ pub(super) fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDel
         })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    let results = match groups::delete_offsets(broker, &request.group_id, &partitions, subscribes_to) {
+    let results = match groups::delete_offsets(broker, &request.group_id, &partitions, groups::subscribes_to) {
         Ok(results) => results,
         Err(error) => {
             response.error_code = group_error_code(error);

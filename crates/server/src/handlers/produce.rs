@@ -111,6 +111,14 @@ fn produce_partition(
     records: Option<Bytes>,
     RequestContext { version, acks, now }: RequestContext,
 ) -> PartitionProduceResponse {
+    if topic_name == crate::groups::OFFSETS_TOPIC {
+        // Only the group coordinator writes there, as in Kafka.
+        return error_response(
+            index,
+            ResponseError::InvalidTopicException,
+            Some(format!("cannot append to internal topic {topic_name}")),
+        );
+    }
     let Some(topic) = broker.topics.get(topic_name) else {
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
