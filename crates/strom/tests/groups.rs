@@ -388,3 +388,36 @@ fn clients_cannot_produce_to_the_offsets_topic() {
     assert_eq!(response.error_code, INVALID_TOPIC_EXCEPTION);
     assert_eq!(member.committed(TOPIC, &[0]).unwrap(), vec![Some(7)]);
 }
+
+/// With cooperative-sticky (incremental rebalancing, KIP-429), a member joining takes
+/// partitions only from others, who keep the rest throughout: no partition an existing member
+/// keeps is ever revoked from it (an eager assignor revokes all four first). The assignor runs
+/// in the client; the broker passes its rounds through.
+#[test]
+fn cooperative_sticky_keeps_unaffected_partitions_when_a_member_joins() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let cooperative = [("partition.assignment.strategy", "cooperative-sticky")];
+    let a = GroupMember::join(&bootstrap, "coop", &[TOPIC], &cooperative);
+    settle(&[&a], "the first member owning every partition", |assignments| {
+        assignments[0].len() == PARTITIONS as usize
+    });
+    let before = a.assignment();
+    let b = GroupMember::join(&bootstrap, "coop", &[TOPIC], &cooperative);
+    // Poll both until the split completes, checking at every step that what `a` holds is only
+    // ever a subset of what it held before (it gives up some, never swaps).
+    let mut shrank = false;
+    poll_until(SETTLE_TIMEOUT, "a cooperative split", || {
+        let _ = a.poll(POLL_STEP);
+        let _ = b.poll(POLL_STEP);
+        let held = a.assignment();
+        assert!(
+            held.is_subset(&before),
+            "a was given new partitions: {held:?} vs {before:?}"
+        );
+        shrank |= held.len() < before.len();
+        split_disjointly(&[held, b.assignment()]).then_some(())
+    });
+    assert!(shrank);
+    assert_eq!(a.revoked(), b.assignment(), "a lost exactly what b gained");
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
@@ -12,18 +12,29 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{base_config, consumed, Consumed, CALL_TIMEOUT};
 
-/// Counts assignments this member received (one per completed rebalance it took part in).
+/// Counts assignments this member received (one per completed rebalance it took part in) and
+/// records every partition revoked from it.
 #[derive(Default)]
 pub struct RebalanceCounter {
     assigned: Arc<AtomicUsize>,
+    revoked: Arc<Mutex<BTreeSet<(String, i32)>>>,
 }
 
 impl ClientContext for RebalanceCounter {}
 
 impl ConsumerContext for RebalanceCounter {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if matches!(rebalance, Rebalance::Assign(_)) {
-            self.assigned.fetch_add(1, Ordering::SeqCst);
+        match rebalance {
+            Rebalance::Assign(_) => {
+                self.assigned.fetch_add(1, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(partitions) => {
+                let mut revoked = self.revoked.lock().expect("revoked set");
+                for element in partitions.elements() {
+                    revoked.insert((element.topic().to_string(), element.partition()));
+                }
+            }
+            Rebalance::Error(_) => {}
         }
     }
 }
@@ -31,6 +42,7 @@ impl ConsumerContext for RebalanceCounter {
 pub struct GroupMember {
     inner: BaseConsumer<RebalanceCounter>,
     assigned: Arc<AtomicUsize>,
+    revoked: Arc<Mutex<BTreeSet<(String, i32)>>>,
 }
 
 impl GroupMember {
@@ -51,9 +63,14 @@ impl GroupMember {
         }
         let context = RebalanceCounter::default();
         let assigned = context.assigned.clone();
+        let revoked = context.revoked.clone();
         let inner: BaseConsumer<RebalanceCounter> = config.create_with_context(context).expect("create group member");
         inner.subscribe(topics).expect("subscribe");
-        GroupMember { inner, assigned }
+        GroupMember {
+            inner,
+            assigned,
+            revoked,
+        }
     }
 
     /// One poll: a record, or `None` (nothing yet, or end of partition).
@@ -79,6 +96,11 @@ impl GroupMember {
     /// How many assignments this member has received so far.
     pub fn assignments_received(&self) -> usize {
         self.assigned.load(Ordering::SeqCst)
+    }
+
+    /// Every partition ever revoked from this member.
+    pub fn revoked(&self) -> BTreeSet<(String, i32)> {
+        self.revoked.lock().expect("revoked set").clone()
     }
 
     /// Commits the positions reached (the next offset to read) of every assigned partition.
