@@ -28,6 +28,8 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// Settings of KIP-848 consumer groups.
+    pub consumer: crate::consumer::ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -38,6 +40,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3_000,
             max_size: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
+            consumer: crate::consumer::ConsumerGroupConfig::default(),
         }
     }
 }
@@ -73,6 +76,18 @@ pub enum GroupError {
     GroupSubscribedToTopic,
     #[error("the offset metadata is longer than offset.metadata.max.bytes")]
     OffsetMetadataTooLarge,
+    #[error("the server assignor is not one this broker has")]
+    UnsupportedAssignor,
+    #[error("another member holds this group.instance.id")]
+    UnreleasedInstanceId,
+    #[error("the member epoch is not the member's current one")]
+    FencedMemberEpoch,
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("the subscription regular expression does not compile")]
+    InvalidRegularExpression,
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,7 +189,10 @@ pub struct OffsetToCommit {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// The state's name in the group's own protocol (classic or consumer).
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848), as ListGroups v5 names them.
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,8 +229,8 @@ pub enum Output {
 }
 
 pub struct Coordinator {
-    config: GroupConfig,
-    groups: BTreeMap<String, Group>,
+    pub(crate) config: GroupConfig,
+    pub(crate) groups: BTreeMap<String, Group>,
     outputs: Vec<Output>,
     /// Member ids are `<client id>-<uuid-shaped hex>`, drawn from this generator.
     id_state: u64,
@@ -274,6 +292,9 @@ impl Coordinator {
         let group = self.groups.get(&request.group_id).expect("inserted above");
         if group.is(GroupState::Dead) {
             return Err(GroupError::CoordinatorNotAvailable);
+        }
+        if group.has_consumer_members() {
+            return Err(GroupError::InconsistentGroupProtocol);
         }
         if !group.accepts(&request.protocol_type, &request.protocols) {
             return Err(GroupError::InconsistentGroupProtocol);
@@ -459,7 +480,7 @@ impl Coordinator {
             .expect("member checked by caller")
     }
 
-    fn new_member_id(&mut self, client_id: &str) -> String {
+    pub(crate) fn new_member_id(&mut self, client_id: &str) -> String {
         let high = splitmix64(&mut self.id_state);
         let low = splitmix64(&mut self.id_state);
         format!(
@@ -751,6 +772,7 @@ impl Coordinator {
     /// Expires members whose session ran out, pending member ids never used, and rebalances
     /// whose time is up.
     pub fn tick(&mut self, now_ms: i64) {
+        self.tick_consumer_groups(now_ms);
         let group_ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in group_ids {
             let group = self.groups.get_mut(&group_id).expect("listed above");
@@ -798,6 +820,7 @@ impl Coordinator {
                 let pending = group.pending.values().map(|pending| pending.deadline_ms);
                 sessions.chain(pending).chain(group.rebalance_deadline_ms)
             })
+            .chain(self.consumer_deadlines())
             .min()
     }
 
@@ -819,6 +842,20 @@ impl Coordinator {
         match self.groups.get_mut(&committer.group_id) {
             None if standalone => {}
             None => return Err(GroupError::IllegalGeneration),
+            Some(group) if group.has_consumer_members() => {
+                let consumer = group.consumer.as_ref().expect("has members");
+                if standalone {
+                    return Err(GroupError::UnknownMemberId);
+                }
+                let member = consumer
+                    .members
+                    .get(&committer.member_id)
+                    .ok_or(GroupError::UnknownMemberId)?;
+                // KIP-848: the generation field carries the member epoch.
+                if committer.generation_id != member.member_epoch {
+                    return Err(GroupError::StaleMemberEpoch);
+                }
+            }
             Some(group) => {
                 if group.is(GroupState::Dead) {
                     return Err(GroupError::CoordinatorNotAvailable);
@@ -942,8 +979,16 @@ impl Coordinator {
         let mut tombstones = Vec::new();
         for group in self.groups.values() {
             let protocol = group.protocol_name.as_deref().unwrap_or("");
+            let consumer_members = group.consumer.as_ref().map(|consumer| &consumer.members);
             let expired = |topic: &str, commit: &OffsetCommit| match group.state {
                 GroupState::Dead => false,
+                _ if group.has_consumer_members() => {
+                    let in_use = consumer_members
+                        .into_iter()
+                        .flat_map(|members| members.values())
+                        .any(|member| member.subscribes_to(topic));
+                    !in_use && now_ms - commit.commit_timestamp_ms >= retention_ms
+                }
                 GroupState::Empty if group.protocol_type.is_some() => now_ms - group.state_timestamp_ms >= retention_ms,
                 GroupState::Empty => now_ms - commit.commit_timestamp_ms >= retention_ms,
                 _ => {
@@ -970,6 +1015,7 @@ impl Coordinator {
                     }),
             );
             if group.is(GroupState::Empty)
+                && !group.has_consumer_members()
                 && group.protocol_type.is_some()
                 && now_ms - group.state_timestamp_ms >= retention_ms
             {
@@ -1008,7 +1054,7 @@ impl Coordinator {
             .get(group_id)
             .filter(|group| !group.is(GroupState::Dead))
             .ok_or(GroupError::GroupIdNotFound)?;
-        if !group.is(GroupState::Empty) {
+        if !group.is(GroupState::Empty) || group.has_consumer_members() {
             return Err(GroupError::NonEmptyGroup);
         }
         let mut records: Vec<Record> = group
@@ -1115,16 +1161,30 @@ impl Coordinator {
         self.groups
             .values()
             .filter(|group| !group.is(GroupState::Dead))
-            .map(|group| GroupListing {
-                group_id: group.group_id.clone(),
-                protocol_type: group.protocol_type.clone().unwrap_or_default(),
-                state: group.state,
-            })
+            .map(
+                |group| match group.consumer.as_ref().filter(|_| group.members.is_empty()) {
+                    Some(consumer) => GroupListing {
+                        group_id: group.group_id.clone(),
+                        protocol_type: "consumer".to_string(),
+                        state: consumer.state_name(),
+                        group_type: "consumer",
+                    },
+                    None => GroupListing {
+                        group_id: group.group_id.clone(),
+                        protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                        state: group.state.name(),
+                        group_type: "classic",
+                    },
+                },
+            )
             .collect()
     }
 
     pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
-        let group = self.groups.get(group_id).filter(|group| !group.is(GroupState::Dead))?;
+        let group = self
+            .groups
+            .get(group_id)
+            .filter(|group| !group.is(GroupState::Dead) && !group.has_consumer_members())?;
         let protocol = group.protocol_name.clone().unwrap_or_default();
         let settled = matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance);
         Some(GroupDescription {

@@ -101,6 +101,8 @@ pub(crate) struct Group {
     /// may run to, and whether a member joined during the current delay period.
     pub(crate) initial_delay: Option<InitialDelay>,
     pub(crate) offsets: BTreeMap<(String, i32), OffsetCommit>,
+    /// The KIP-848 side of the group id, once a member used ConsumerGroupHeartbeat.
+    pub(crate) consumer: Option<crate::consumer::ConsumerGroup>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +127,14 @@ impl Group {
             rebalance_deadline_ms: None,
             initial_delay: None,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
+    }
+
+    pub(crate) fn has_consumer_members(&self) -> bool {
+        self.consumer
+            .as_ref()
+            .is_some_and(|consumer| !consumer.members.is_empty())
     }
 
     pub(crate) fn set_state(&mut self, state: GroupState, now_ms: i64) {

@@ -9,14 +9,21 @@
 //! # Layout
 //! - [`coordinator`]: the requests (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, offsets,
 //!   admin), the rebalance protocol, session and rebalance timeouts.
+//! - [`consumer`]: the KIP-848 consumer group protocol: heartbeats, server-side assignors
+//!   (uniform, range), incremental reconciliation, member epochs.
 //! - [`group`]: one group's state, members and offsets.
 //! - [`records`]: the `__consumer_offsets` key and value layouts (Kafka's), and which partition
 //!   holds a group.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod group;
 pub mod records;
 
+pub use consumer::{
+    Assignment, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatAnswer,
+    ConsumerMemberDescription,
+};
 pub use coordinator::{
     Coordinator, DescribedMember, GroupConfig, GroupDescription, GroupError, GroupListing, JoinAnswer, JoinRequest,
     JoinedMember, LeavingMember, MemberRef, OffsetToCommit, Output, SyncAnswer, SyncRequest,
