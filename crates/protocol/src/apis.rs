@@ -30,7 +30,7 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 ///   transaction coordinator.
 /// - DescribeCluster 1: v2 adds endpoint types for controllers.
 /// - FindCoordinator 5: v6 adds share groups.
-/// - OffsetCommit 8 and OffsetFetch 8: v9 adds member epochs of the KIP-848 consumer protocol.
+/// - OffsetCommit 9 and OffsetFetch 9: v10 addresses topics by id.
 /// - DescribeGroups 5: v6 answers unknown groups with GROUP_ID_NOT_FOUND and a message.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::Produce, 3, 11),
@@ -53,12 +53,14 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 2, 8),
-    api(ApiKey::OffsetFetch, 1, 8),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The supported range for an API key, if Strom implements it.

@@ -17,8 +17,9 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::TimestampType;
 use strom_group::{
-    Coordinator, GroupConfig, GroupDescription, GroupError, GroupListing, JoinAnswer, JoinRequest, LeavingMember,
-    MemberRef, OffsetCommit, OffsetToCommit, Output, Record, SyncAnswer, SyncRequest, Token,
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatAnswer, Coordinator, GroupConfig, GroupDescription,
+    GroupError, GroupListing, JoinAnswer, JoinRequest, LeavingMember, MemberRef, OffsetCommit, OffsetToCommit, Output,
+    Record, SyncAnswer, SyncRequest, Token,
 };
 use strom_record::records::{CodecCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions};
 use strom_record::{validate_batches, BatchIter};
@@ -261,6 +262,47 @@ pub fn fetch_offsets(
     partitions: Option<&[(String, i32)]>,
 ) -> Vec<(String, i32, Option<OffsetCommit>)> {
     broker.groups.lock().coordinator.fetch_offsets(group_id, partitions)
+}
+
+/// ConsumerGroupHeartbeat, given the broker's current topics.
+pub fn consumer_heartbeat(broker: &Broker, request: ConsumerHeartbeat) -> Result<ConsumerHeartbeatAnswer, GroupError> {
+    let topics: BTreeMap<String, i32> = broker
+        .topics
+        .list()
+        .iter()
+        .filter(|topic| !topic.is_internal())
+        .map(|topic| (topic.name.clone(), topic.partition_count()))
+        .collect();
+    let answer = broker
+        .groups
+        .lock()
+        .coordinator
+        .consumer_heartbeat(now_ms(), request, &topics);
+    // A join or leave moves the next session deadline.
+    broker.groups.deadline_changed.notify_one();
+    answer
+}
+
+pub fn describe_consumer_group(broker: &Broker, group_id: &str) -> Option<ConsumerGroupDescription> {
+    broker.groups.lock().coordinator.describe_consumer_group(group_id)
+}
+
+pub fn topic_names_by_id(broker: &Broker) -> HashMap<uuid::Uuid, String> {
+    broker
+        .topics
+        .list()
+        .iter()
+        .map(|topic| (topic.id, topic.name.clone()))
+        .collect()
+}
+
+pub fn topic_ids_by_name(broker: &Broker) -> HashMap<String, uuid::Uuid> {
+    broker
+        .topics
+        .list()
+        .iter()
+        .map(|topic| (topic.name.clone(), topic.id))
+        .collect()
 }
 
 pub fn list(broker: &Broker) -> Vec<GroupListing> {

@@ -25,14 +25,18 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
         response.controller_id = BrokerId(broker.node_id());
     }
 
-    // v0 sends an empty list for "all topics"; v1+ sends null.
-    let requested: Option<Vec<String>> = match request.topics {
+    // v0 sends an empty list for "all topics"; v1+ sends null. From v10 a topic may be named
+    // by its id instead (KIP-516): consumers of KIP-848 groups learn assignments by id.
+    let requested: Option<Vec<TopicRef>> = match request.topics {
         None => None,
         Some(topics) if version == 0 && topics.is_empty() => None,
         Some(topics) => Some(
             topics
                 .into_iter()
-                .filter_map(|t| t.name.map(|n| n.to_string()))
+                .map(|t| match t.name {
+                    Some(name) => TopicRef::Name(name.to_string()),
+                    None => TopicRef::Id(t.topic_id),
+                })
                 .collect(),
         ),
     };
@@ -44,12 +48,30 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
             .iter()
             .map(|t| describe_topic(broker, t, version))
             .collect(),
-        Some(names) => names
+        Some(topics) => topics
             .iter()
-            .map(|name| lookup_or_create(broker, name, auto_create, version))
+            .map(|topic| match topic {
+                TopicRef::Name(name) => lookup_or_create(broker, name, auto_create, version),
+                TopicRef::Id(id) => lookup_by_id(broker, *id, version),
+            })
             .collect(),
     };
     response
+}
+
+enum TopicRef {
+    Name(String),
+    Id(uuid::Uuid),
+}
+
+fn lookup_by_id(broker: &Broker, id: uuid::Uuid, version: i16) -> MetadataResponseTopic {
+    if let Some(topic) = broker.topics.list().iter().find(|topic| topic.id == id && !id.is_nil()) {
+        return describe_topic(broker, topic, version);
+    }
+    let mut topic = MetadataResponseTopic::default();
+    topic.topic_id = id;
+    topic.error_code = code(ResponseError::UnknownTopicId);
+    topic
 }
 
 fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {

@@ -17,6 +17,8 @@ use strom_group::GroupError;
 
 mod admin_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -91,6 +93,12 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, &r, version)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(broker, r)),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, &client_id, peer))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
+        }
         other => unreachable!("request {other:?} passed the version table but has no handler"),
     };
     Reply::Response(response)
@@ -126,6 +134,12 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         GroupError::NonEmptyGroup => E::NonEmptyGroup,
         GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
         GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+        GroupError::UnsupportedAssignor => E::UnsupportedAssignor,
+        GroupError::UnreleasedInstanceId => E::UnreleasedInstanceId,
+        GroupError::FencedMemberEpoch => E::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => E::StaleMemberEpoch,
+        GroupError::InvalidRegularExpression => E::InvalidRegularExpression,
+        GroupError::InvalidRequest(_) => E::InvalidRequest,
     })
 }
 
@@ -175,6 +189,8 @@ mod tests {
             ApiKey::ListGroups,
             ApiKey::DescribeGroups,
             ApiKey::DeleteGroups,
+            ApiKey::ConsumerGroupHeartbeat,
+            ApiKey::ConsumerGroupDescribe,
         ];
         for api in SUPPORTED_APIS {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);
