@@ -1,11 +1,13 @@
 //! `strom consume TOPIC`: records to stdout, from an explicit position with `assign()`
 //! (no group coordinator needed), or through a consumer group with `--group`.
 
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -18,6 +20,9 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 const LOOKUP_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 /// Longest single wait for a record; bounds how late the idle timeout is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// With `--group`, printed records are marked consumed (their offsets stored for the next
+/// commit) at least this often, besides whenever the consumer is idle and at the end.
+const STORE_EVERY_RECORDS: u64 = 1000;
 
 /// How records are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +81,10 @@ pub(crate) fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             defaults.push(("group.id", group.clone()));
             let reset = if args.from_beginning { "earliest" } else { "latest" };
             defaults.push(("auto.offset.reset", reset.to_string()));
+            // Offsets are stored by hand, after the records are on stdout (see
+            // `flush_and_store`). librdkafka's automatic store would also count records
+            // fetched while the consumer closes, which nobody printed, and commit them.
+            defaults.push(("enable.auto.offset.store", "false".to_string()));
         }
         None => {
             // librdkafka needs a group.id for assign(); nothing is committed under it.
@@ -115,6 +124,10 @@ pub(crate) fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
     let mut last_record = Instant::now();
     let mut printed = 0u64;
+    // With --group: partition -> offset of the last record printed but not yet stored.
+    let mut unstored: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut unstored_records = 0u64;
+    let in_group = args.group.is_some();
     while args.max_messages.is_none_or(|max| printed < max) {
         match consumer.poll(POLL_INTERVAL) {
             Some(Ok(message)) => {
@@ -127,11 +140,21 @@ pub(crate) fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 }
                 printed += 1;
                 last_record = Instant::now();
+                if in_group {
+                    let _ = unstored.insert(message.partition(), message.offset());
+                    unstored_records += 1;
+                    if unstored_records >= STORE_EVERY_RECORDS {
+                        unstored_records = 0;
+                        if !flush_and_store(&mut out, &consumer, &args.topic, &mut unstored)? {
+                            return Ok(());
+                        }
+                    }
+                }
             }
             Some(Err(error)) => return Err(anyhow!(error)).with_context(|| format!("consume `{}`", args.topic)),
             None => {
                 // Idle: show what we have so `strom consume` is usable as a live tail.
-                if !keep_writing(out.flush())? {
+                if !flush_and_store(&mut out, &consumer, &args.topic, &mut unstored)? {
                     return Ok(());
                 }
                 if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
@@ -140,7 +163,8 @@ pub(crate) fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if !keep_writing(out.flush())? {
+    // Dropping the consumer then closes it, which commits the stored offsets (auto-commit).
+    if !flush_and_store(&mut out, &consumer, &args.topic, &mut unstored)? {
         return Ok(());
     }
     eprintln!("consumed {printed} message(s)");
@@ -154,6 +178,31 @@ fn lookup_timeout(args: &ConsumeArgs) -> Duration {
         Some(ms) => Duration::from_millis(ms).clamp(LOOKUP_TIMEOUT_MIN, LOOKUP_TIMEOUT),
         None => LOOKUP_TIMEOUT,
     }
+}
+
+/// Flushes stdout, then stores the offsets of the records it held, so the group's next commit
+/// covers them: a committed offset never covers a record still in the buffer. `Ok(false)`
+/// when stdout was closed by the reader (nothing is stored then).
+fn flush_and_store(
+    out: &mut impl Write,
+    consumer: &BaseConsumer<StderrContext>,
+    topic: &str,
+    unstored: &mut BTreeMap<i32, i64>,
+) -> anyhow::Result<bool> {
+    if !keep_writing(out.flush())? {
+        return Ok(false);
+    }
+    for (partition, offset) in std::mem::take(unstored) {
+        match consumer.store_offset(topic, partition, offset) {
+            Ok(()) => {}
+            // The partition was revoked by a rebalance since; its new owner reads it again.
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {}
+            Err(error) => {
+                return Err(anyhow!(error)).with_context(|| format!("store offset {offset} of {topic}:{partition}"))
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// `Ok(false)` when stdout was closed by the reader (`| head`): a normal way to stop.

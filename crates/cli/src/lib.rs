@@ -1,4 +1,5 @@
-//! Strom's client-side commands: topic administration, produce, consume and bench.
+//! Strom's client-side commands: topic and consumer group administration, produce, consume
+//! and bench.
 //!
 //! Every command speaks the Kafka protocol through librdkafka (the `rdkafka` crate), so it
 //! works against any Kafka-compatible broker, not only Strom. The `strom` binary flattens
@@ -9,6 +10,10 @@
 //! - `connection.rs`: `--bootstrap-server` and `--config key=value` shared by every command,
 //!   turned into an rdkafka `ClientConfig`; the context that prints client errors to stderr.
 //! - `topic.rs`: `strom topic create|list|describe|alter|delete` (Kafka admin APIs).
+//! - `group.rs`: `strom group list|describe|delete|reset-offsets`, like Kafka's
+//!   `kafka-consumer-groups.sh`.
+//! - `consumer_protocol.rs`: decoding a member's assignment (Kafka's consumer protocol).
+//! - `datetime.rs`: epoch milliseconds or RFC 3339 date-times given on the command line.
 //! - `produce.rs`: `strom produce`, lines from stdin to a topic.
 //! - `consume.rs`: `strom consume`, records to stdout as plain text or JSON lines.
 //! - `bench.rs`: `strom bench produce|consume|e2e`, throughput and latency.
@@ -22,6 +27,9 @@
 mod bench;
 mod connection;
 mod consume;
+mod consumer_protocol;
+mod datetime;
+mod group;
 mod payload;
 mod produce;
 mod topic;
@@ -29,6 +37,7 @@ mod topic;
 pub use bench::{BenchArgs, BenchMode};
 pub use connection::{AdminConnectionArgs, ConnectionArgs};
 pub use consume::{ConsumeArgs, OutputFormat};
+pub use group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetScope, ResetTarget, TopicPartitions};
 pub use produce::ProduceArgs;
 pub use topic::{TopicArgs, TopicCommand};
 
@@ -37,6 +46,8 @@ pub use topic::{TopicArgs, TopicCommand};
 pub enum ClientCommand {
     /// Create, list, describe, alter and delete topics.
     Topic(TopicArgs),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    Group(GroupArgs),
     /// Produce lines read from stdin, one record per line.
     Produce(ProduceArgs),
     /// Consume records and print them to stdout.
@@ -52,6 +63,7 @@ pub enum ClientCommand {
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Topic(args) => topic::run(args),
+        ClientCommand::Group(args) => group::run(args),
         ClientCommand::Produce(args) => produce::run(args),
         ClientCommand::Consume(args) => consume::run(args),
         ClientCommand::Bench(args) => bench::run(args),

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, GroupResult, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::connection::{parse_key_value, AdminConnectionArgs, ConnectionArgs, StderrContext};
 
 /// Default bound on every admin call.
-const ADMIN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+pub(crate) const ADMIN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
 /// `strom topic <command>`.
 #[derive(Debug, clap::Args)]
@@ -302,6 +303,11 @@ impl Admin {
         let results = self.wait(self.client.delete_topics(&[name], &self.options()))?;
         one_result(results)?.map_err(|(_, code)| anyhow!("{code}"))?;
         Ok(())
+    }
+
+    /// Deletes consumer groups (DeleteGroups): one result per group the broker answered for.
+    pub(crate) fn delete_groups(&self, groups: &[&str]) -> anyhow::Result<Vec<GroupResult>> {
+        self.wait(self.client.delete_groups(groups, &self.options()))
     }
 }
 

@@ -1,15 +1,13 @@
-//! The `strom` binary's client commands (`topic`, `produce`, `consume`, `bench`) run as child
-//! processes against a real broker, the way a user runs them: arguments, stdin, stdout, stderr
-//! and exit status. What a command did to the broker is cross-checked with the test kit's
-//! rdkafka clients, so a command that prints the right thing but does the wrong one fails.
+//! The `strom` binary's client commands (`topic`, `group`, `produce`, `consume`, `bench`) run
+//! as child processes against a real broker, the way a user runs them: arguments, stdin,
+//! stdout, stderr and exit status. What a command did to the broker is cross-checked with the
+//! test kit's rdkafka clients, so a command that prints the right thing but does the wrong one
+//! fails. Groups are made by real members (`GroupMember`), and committed offsets are read back
+//! by a consumer that has the group's id but never joins.
 //!
 //! Every child runs under a deadline and is killed (and the test fails, showing what the child
 //! printed) if it has not exited by then: a command that hangs fails its test instead of
 //! stalling the run. Nothing waits by sleeping a fixed time; conditions are polled.
-//!
-//! Not covered: `strom consume --group` and resuming from committed offsets. They need
-//! consumer groups (JoinGroup, OffsetCommit, ...), which Strom does not implement yet; today
-//! the command stops at once with librdkafka's UnsupportedFeature from JoinGroup.
 
 mod common;
 
@@ -22,9 +20,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{create_topic, start, utf8};
-use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_testkit::client::{base_config, CALL_TIMEOUT};
 use strom_testkit::wait::try_poll_until;
-use strom_testkit::{poll_until, Admin, Broker, Consumed, Consumer, Producer, Rec};
+use strom_testkit::{poll_until, Admin, Broker, Consumed, Consumer, GroupMember, Producer, Rec};
 
 /// How long one CLI invocation may run before it is killed and its test fails.
 const CHILD_DEADLINE: Duration = Duration::from_secs(30);
@@ -37,6 +37,11 @@ const DEAD_BROKER_DEADLINE: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT_MS: u64 = 500;
 /// Payload size of `strom bench` records (its default).
 const BENCH_RECORD_SIZE: u64 = 100;
+/// How long a group member may take to join and receive its assignment, or to leave.
+const GROUP_DEADLINE: Duration = Duration::from_secs(20);
+/// A fixed record timestamp (2023-11-14T22:13:20Z) for the `--to-datetime` tests, so the
+/// test can spell the same instants in RFC 3339; retention is off in those brokers.
+const FIXED_BASE_MS: i64 = 1_700_000_000_000;
 /// Text that would mean the CLI panicked instead of reporting an error.
 const PANIC_MARKERS: [&str; 3] = ["panicked", "stack backtrace", "RUST_BACKTRACE"];
 
@@ -948,4 +953,474 @@ fn produce_without_a_broker_fails_with_one_error_line() {
         output.stderr_lines().contains(&"produced 0 message(s) to events"),
         "{output}"
     );
+}
+
+/// A broker for group tests: the first member's join completes at once instead of after
+/// Kafka's 3 s initial rebalance delay, and retention never deletes the fixed-timestamp
+/// records of the `--to-datetime` tests.
+fn start_for_groups() -> Broker {
+    Broker::builder(strom_testkit::bin!())
+        .set("group.initial.rebalance.delay.ms", "0")
+        .set("log.retention.ms", "-1")
+        .start()
+}
+
+/// Joins `group` as a member subscribed to `topics` with client id `client_id`, and polls until
+/// it owns `partitions` partitions.
+fn join_group(broker: &Broker, group: &str, topics: &[&str], client_id: &str, partitions: usize) -> GroupMember {
+    let member = GroupMember::join(&broker.bootstrap(), group, topics, &[("client.id", client_id)]);
+    poll_until(
+        GROUP_DEADLINE,
+        &format!("{client_id} to own {partitions} partition(s)"),
+        || {
+            let _ = member.poll(Duration::from_millis(100));
+            (member.assignment().len() == partitions).then_some(())
+        },
+    );
+    member
+}
+
+/// The committed offsets of `group` for `topic`'s `partitions`, `None` where nothing is
+/// committed; read by a consumer with the group's id that never subscribes, so reading does
+/// not make the group non-empty (as a `GroupMember` would).
+fn committed(broker: &Broker, group: &str, topic: &str, partitions: &[i32]) -> Vec<Option<i64>> {
+    let mut config = base_config(&broker.bootstrap());
+    let _ = config.set("group.id", group).set("enable.auto.commit", "false");
+    let reader: BaseConsumer = config.create().expect("create offset reader");
+    let mut list = TopicPartitionList::new();
+    for partition in partitions {
+        list.add_partition(topic, *partition);
+    }
+    let answer = reader
+        .committed_offsets(list, CALL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("committed offsets of {group}: {e}"));
+    partitions
+        .iter()
+        .map(|p| match answer.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Polls `strom group list --state` until it shows `group` in `state`.
+fn wait_for_group_state(broker: &Broker, group: &str, state: &str) {
+    let wanted = format!("{group} {state}");
+    poll_until(GROUP_DEADLINE, &format!("group list to show `{wanted}`"), || {
+        let listed = strom(broker, &["group", "list", "--state"]);
+        listed.assert_success();
+        listed.stdout_lines().contains(&wanted.as_str()).then_some(())
+    });
+}
+
+/// `strom group list`, `describe` and `delete` on a group with one real member: list shows
+/// it (with `--state`, Stable); describe shows the member (its id as the broker knows it, its
+/// client id and partitions) and per partition the committed offset, log end and lag that
+/// match what was produced and committed, including a committed partition of a topic the
+/// member does not own; delete refuses while the member is there and succeeds once it left,
+/// after which the group and its offsets are gone.
+#[test]
+fn group_list_describe_and_delete() {
+    let broker = start_for_groups();
+    create_topic(&broker, "orders", 2);
+    create_topic(&broker, "audit", 1);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let mut recs = common::numbered("o0", 5, 0);
+    recs.extend(common::numbered("o1", 3, 1));
+    let _ = producer.send_all_ok("orders", &recs);
+    let _ = producer.send_all_ok("audit", &common::numbered("a", 2, 0));
+
+    let member = join_group(&broker, "billing", &["orders"], "billing-app", 2);
+    member.commit_offset("orders", 0, 2).expect("commit orders/0");
+    member.commit_offset("audit", 0, 1).expect("commit audit/0");
+    let described_by_client = member
+        .inner()
+        .fetch_group_list(Some("billing"), CALL_TIMEOUT)
+        .expect("describe with rdkafka");
+    let member_ids: Vec<&str> = described_by_client.groups()[0]
+        .members()
+        .iter()
+        .map(|m| m.id())
+        .collect();
+    assert_eq!(member_ids.len(), 1, "one member: {member_ids:?}");
+    let member_id = member_ids[0].to_string();
+
+    let listed = strom(&broker, &["group", "list"]);
+    listed.assert_success();
+    assert_eq!(listed.stdout_lines(), ["billing"], "{listed}");
+    let listed = strom(&broker, &["group", "list", "--state"]);
+    listed.assert_success();
+    assert_eq!(listed.stdout_lines(), ["billing Stable"], "{listed}");
+
+    let described = strom(&broker, &["group", "describe", "billing"]);
+    described.assert_success();
+    let expected = [
+        "group: billing".to_string(),
+        "state: Stable".to_string(),
+        "protocol-type: consumer".to_string(),
+        "protocol: range".to_string(),
+        "members: 1".to_string(),
+        format!("  member {member_id} client billing-app host /127.0.0.1 partitions orders:0,1"),
+        "offsets: 3".to_string(),
+        "  topic audit partition 0 committed 1 log-end 2 lag 1 member -".to_string(),
+        format!("  topic orders partition 0 committed 2 log-end 5 lag 3 member {member_id}"),
+        format!("  topic orders partition 1 committed - log-end 3 lag - member {member_id}"),
+    ];
+    assert_eq!(described.stdout_lines(), expected, "{described}");
+
+    let json = strom(&broker, &["group", "describe", "billing", "--format", "json"]);
+    json.assert_success();
+    let value = json.json_summary();
+    assert_eq!(value["state"], "Stable", "{json}");
+    assert_eq!(value["members"][0]["member_id"], member_id.as_str(), "{json}");
+    assert_eq!(
+        value["members"][0]["partitions"],
+        serde_json::json!([{"topic": "orders", "partition": 0}, {"topic": "orders", "partition": 1}]),
+        "{json}"
+    );
+    assert_eq!(
+        value["offsets"][1],
+        serde_json::json!({"topic": "orders", "partition": 0, "committed": 2, "log_end": 5, "lag": 3, "member": member_id}),
+        "{json}"
+    );
+    assert!(value["offsets"][2]["lag"].is_null(), "{json}");
+
+    let refused = strom(&broker, &["group", "delete", "billing"]);
+    refused.assert_failure("strom: delete group `billing`: NonEmptyGroup");
+    assert!(refused.stdout.is_empty(), "{refused}");
+    assert_eq!(
+        committed(&broker, "billing", "orders", &[0]),
+        [Some(2)],
+        "refused delete kept offsets"
+    );
+
+    drop(member);
+    wait_for_group_state(&broker, "billing", "Empty");
+    let described = strom(&broker, &["group", "describe", "billing"]);
+    described.assert_success();
+    let lines = described.stdout_lines();
+    assert_eq!(lines[1], "state: Empty", "{described}");
+    assert_eq!(lines[4], "members: 0", "{described}");
+    assert_eq!(
+        lines[5..],
+        [
+            "offsets: 2",
+            "  topic audit partition 0 committed 1 log-end 2 lag 1 member -",
+            "  topic orders partition 0 committed 2 log-end 5 lag 3 member -",
+        ]
+        .map(String::from),
+        "an empty group keeps its offsets; only partitions with a commit or an owner are shown\n{described}"
+    );
+
+    let deleted = strom(&broker, &["group", "delete", "billing"]);
+    deleted.assert_success();
+    assert_eq!(deleted.stdout_lines(), ["deleted group billing"], "{deleted}");
+    let listed = strom(&broker, &["group", "list"]);
+    listed.assert_success();
+    assert!(listed.stdout.is_empty(), "list after delete\n{listed}");
+    assert_eq!(
+        committed(&broker, "billing", "orders", &[0, 1]),
+        [None, None],
+        "delete removed the offsets"
+    );
+    assert_eq!(committed(&broker, "billing", "audit", &[0]), [None]);
+    let missing = strom(&broker, &["group", "describe", "billing"]);
+    missing.assert_failure("strom: describe group `billing`: no such group (GroupIdNotFound");
+    let again = strom(&broker, &["group", "delete", "billing"]);
+    again.assert_failure("strom: delete group `billing`: GroupIdNotFound");
+}
+
+/// `strom group reset-offsets`: a dry run prints the plan and changes nothing; `--execute`
+/// with each target (earliest, latest, an offset, a shift, a date-time in RFC 3339 and in
+/// epoch milliseconds) commits exactly the planned offsets, clamped to the log, for the
+/// partitions `--topic TOPIC[:PARTITIONS]` or `--all-topics` chose.
+#[test]
+fn group_reset_offsets_dry_run_and_every_target() {
+    let broker = start_for_groups();
+    create_topic(&broker, "r", 2);
+    let stamped = |partition: i32, count: i64| -> Vec<Rec> {
+        (0..count)
+            .map(|i| {
+                Rec::value(format!("p{partition}-{i}"))
+                    .partition(partition)
+                    .timestamp(FIXED_BASE_MS + i * 1000)
+            })
+            .collect()
+    };
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let _ = producer.send_all_ok("r", &stamped(0, 10));
+    let _ = producer.send_all_ok("r", &stamped(1, 4));
+    let member = join_group(&broker, "resets", &["r"], "reset-app", 2);
+    member.commit_offset("r", 0, 5).expect("commit r/0");
+    member.commit_offset("r", 1, 2).expect("commit r/1");
+    drop(member);
+    wait_for_group_state(&broker, "resets", "Empty");
+
+    let dry = strom(
+        &broker,
+        &["group", "reset-offsets", "resets", "--topic", "r", "--to-earliest"],
+    );
+    dry.assert_success();
+    assert_eq!(
+        dry.stdout_lines(),
+        [
+            "topic r partition 0 committed 5 new 0",
+            "topic r partition 1 committed 2 new 0"
+        ],
+        "{dry}"
+    );
+    assert_eq!(
+        dry.last_stderr_line(),
+        "dry run: nothing committed; add --execute to commit these offsets",
+        "{dry}"
+    );
+    assert_eq!(
+        committed(&broker, "resets", "r", &[0, 1]),
+        [Some(5), Some(2)],
+        "a dry run changed offsets"
+    );
+
+    // (arguments, offsets of partitions 0 and 1 afterwards, partitions the command touched)
+    let steps: [(&[&str], [i64; 2], &[i32]); 10] = [
+        (&["--topic", "r", "--to-earliest"], [0, 0], &[0, 1]),
+        (&["--topic", "r", "--to-latest"], [10, 4], &[0, 1]),
+        (&["--topic", "r:0", "--to-offset", "3"], [3, 4], &[0]),
+        (&["--topic", "r:1", "--to-offset", "1"], [3, 1], &[1]),
+        (&["--topic", "r:0", "--to-offset", "100"], [10, 1], &[0]),
+        (&["--all-topics", "--shift-by", "-2"], [8, 0], &[0, 1]),
+        (&["--all-topics", "--shift-by", "3"], [10, 3], &[0, 1]),
+        (
+            &["--topic", "r", "--to-datetime", "2023-11-14T22:13:22.500Z"],
+            [3, 3],
+            &[0, 1],
+        ),
+        // Partition 1 has no record that late: its log end.
+        (&["--topic", "r:0,1", "--to-datetime", "1700000005000"], [5, 4], &[0, 1]),
+        (
+            &["--topic", "r", "--to-datetime", "2023-11-14T23:13:20+01:00"],
+            [0, 0],
+            &[0, 1],
+        ),
+    ];
+    let mut offsets = [5, 2];
+    for (args, after, touched) in steps {
+        let mut all = vec!["group", "reset-offsets", "resets"];
+        all.extend_from_slice(args);
+        all.push("--execute");
+        let reset = strom(&broker, &all);
+        reset.assert_success();
+        let expected: Vec<String> = touched
+            .iter()
+            .map(|&p| {
+                let index = p as usize;
+                format!(
+                    "topic r partition {p} committed {} new {}",
+                    offsets[index], after[index]
+                )
+            })
+            .collect();
+        assert_eq!(reset.stdout_lines(), expected, "{reset}");
+        assert_eq!(
+            reset.last_stderr_line(),
+            format!(
+                "committed new offsets of {} partition(s) for group resets",
+                touched.len()
+            ),
+            "{reset}"
+        );
+        assert_eq!(
+            committed(&broker, "resets", "r", &[0, 1]),
+            after.map(Some),
+            "offsets after {args:?}"
+        );
+        offsets = after;
+    }
+
+    let json = strom(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "resets",
+            "--topic",
+            "r:1",
+            "--to-latest",
+            "--format",
+            "json",
+        ],
+    );
+    json.assert_success();
+    assert_eq!(
+        parse_json_lines(&json),
+        [serde_json::json!({"topic": "r", "partition": 1, "committed": 0, "new": 4})],
+        "{json}"
+    );
+    assert_eq!(
+        committed(&broker, "resets", "r", &[0, 1]),
+        [Some(0), Some(0)],
+        "a JSON dry run changed offsets"
+    );
+}
+
+/// `reset-offsets --execute` is refused while the group has a member, and changes nothing
+/// (a dry run still prints the plan, with a note); an unknown partition and a shift with
+/// nothing committed are refused with one line naming the problem.
+#[test]
+fn group_reset_offsets_refuses_an_active_group_and_bad_partitions() {
+    let broker = start_for_groups();
+    create_topic(&broker, "busy", 1);
+    let _ = common::produce_numbered(&broker, "busy", "b", 3);
+    let member = join_group(&broker, "active", &["busy"], "busy-app", 1);
+    member.commit_offset("busy", 0, 2).expect("commit busy/0");
+
+    let refused = strom(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "active",
+            "--topic",
+            "busy",
+            "--to-earliest",
+            "--execute",
+        ],
+    );
+    refused.assert_failure("strom: reset offsets of group `active`: the group is Stable with 1 member(s)");
+    assert!(refused.stdout.is_empty(), "{refused}");
+    assert_eq!(
+        member.committed("busy", &[0]).unwrap(),
+        [Some(2)],
+        "a refused reset changed offsets"
+    );
+
+    let dry = strom(
+        &broker,
+        &["group", "reset-offsets", "active", "--topic", "busy", "--to-earliest"],
+    );
+    dry.assert_success();
+    assert_eq!(
+        dry.stdout_lines(),
+        ["topic busy partition 0 committed 2 new 0"],
+        "{dry}"
+    );
+    assert!(
+        dry.stderr_lines()
+            .contains(&"note: the group is Stable with 1 member(s); --execute will be refused until it has none"),
+        "{dry}"
+    );
+    assert_eq!(
+        member.committed("busy", &[0]).unwrap(),
+        [Some(2)],
+        "a dry run changed offsets"
+    );
+    drop(member);
+
+    let missing = strom(
+        &broker,
+        &["group", "reset-offsets", "fresh", "--topic", "busy:5", "--to-earliest"],
+    );
+    missing.assert_failure("strom: reset offsets of group `fresh`: topic `busy` has no partition 5 (it has 1)");
+    let unshiftable = strom(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "fresh",
+            "--topic",
+            "busy",
+            "--shift-by",
+            "1",
+            "--execute",
+        ],
+    );
+    unshiftable.assert_failure("strom: reset offsets of group `fresh`: busy:0: no committed offset to shift");
+    assert_eq!(committed(&broker, "fresh", "busy", &[0]), [None]);
+}
+
+/// `strom consume --group` commits what it printed and no more, and the next run with the
+/// same group resumes there: a first run stopped by `--max-messages` commits exactly the
+/// records it printed per partition (not the ones librdkafka fetched meanwhile), a second
+/// run prints exactly the rest, and after new records are produced a third prints only them.
+#[test]
+fn consume_with_a_group_resumes_from_committed_offsets() {
+    let broker = start_for_groups();
+    create_topic(&broker, "resume", 2);
+    let producer = Producer::new(&broker.bootstrap(), &[("acks", "all")]);
+    let mut recs = common::numbered("p0", 3, 0);
+    recs.extend(common::numbered("p1", 2, 1));
+    let _ = producer.send_all_ok("resume", &recs);
+    let run = |count: usize| -> Vec<String> {
+        let count = count.to_string();
+        let output = strom(
+            &broker,
+            &[
+                "consume",
+                "resume",
+                "--group",
+                "readers",
+                "--from-beginning",
+                "--max-messages",
+                &count,
+            ],
+        );
+        output.assert_success();
+        let mut lines: Vec<String> = output.stdout_lines().iter().map(|l| l.to_string()).collect();
+        lines.sort();
+        lines
+    };
+    let printed_in = |lines: &[String], partition: i32| {
+        let prefix = format!("p{partition}-");
+        i64::try_from(lines.iter().filter(|l| l.starts_with(&prefix)).count()).unwrap()
+    };
+
+    let first = run(3);
+    assert_eq!(first.len(), 3, "{first:?}");
+    let expected: Vec<Option<i64>> = [0, 1]
+        .iter()
+        .map(|&p| Some(printed_in(&first, p)).filter(|&n| n > 0))
+        .collect();
+    assert_eq!(
+        committed(&broker, "readers", "resume", &[0, 1]),
+        expected,
+        "committed offsets after printing {first:?}"
+    );
+
+    let second = run(2);
+    let mut both: Vec<String> = first.iter().chain(&second).cloned().collect();
+    both.sort();
+    assert_eq!(
+        both,
+        ["p0-0", "p0-1", "p0-2", "p1-0", "p1-1"],
+        "the second run prints exactly what the first did not"
+    );
+    assert_eq!(committed(&broker, "readers", "resume", &[0, 1]), [Some(3), Some(2)]);
+
+    let mut new = common::numbered("n0", 2, 0);
+    new.extend(common::numbered("n1", 1, 1));
+    let _ = producer.send_all_ok("resume", &new);
+    assert_eq!(run(3), ["n0-0", "n0-1", "n1-0"], "only the new records");
+    assert_eq!(committed(&broker, "readers", "resume", &[0, 1]), [Some(5), Some(3)]);
+}
+
+/// `strom group` against a closed port fails within its `--timeout-ms` (plus slack) with one
+/// `strom: ...` line naming the subcommand, and no panic.
+#[test]
+fn group_commands_without_a_broker_fail_with_one_error_line() {
+    let address = closed_port_address();
+    let cases: [(&[&str], &str); 3] = [
+        (&["list"], "strom: list groups: "),
+        (&["describe", "g"], "strom: describe group `g`: "),
+        (
+            &["reset-offsets", "g", "--topic", "t", "--to-earliest"],
+            "strom: reset offsets of group `g`: ",
+        ),
+    ];
+    for (command, prefix) in cases {
+        let mut args = vec!["group"];
+        args.extend_from_slice(command);
+        args.extend(["--timeout-ms", DEAD_BROKER_TIMEOUT_MS, "--bootstrap-server", &address]);
+        let output = Cli::spawn(&args, None).wait(DEAD_BROKER_DEADLINE);
+        output.assert_failure(prefix);
+        assert!(output.stdout.is_empty(), "nothing on stdout\n{output}");
+    }
 }
