@@ -306,3 +306,45 @@ def test_aiokafka_group_reads_commits_and_resumes(group_broker, topic_name):
     later = produce(group_broker, topic, "aio-later", 8)
     got = asyncio.run(asyncio.wait_for(consume(len(later)), DEFAULT_WAIT_S))
     assert sorted(got) == sorted(later)
+
+
+def kip848_member(broker, group: str, topic: str) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": group,
+            "group.protocol": "consumer",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    consumer.subscribe([topic])
+    return consumer
+
+
+def test_confluent_kip848_members_split_leave_and_describe(group_broker, topic_name):
+    """group.protocol=consumer: the broker assigns; a leaving member's partitions move to the
+    other on its next heartbeats; the admin client describes the group with its epochs."""
+    topic, group = topic_name("kip848"), f"g-{uuid.uuid4().hex[:8]}"
+    create_topic(group_broker, topic)
+    a = kip848_member(group_broker, group, topic)
+    b = kip848_member(group_broker, group, topic)
+    poll_members([a, b], lambda _, assigned: split(assigned), DEFAULT_WAIT_S, "a split")
+    sent = produce(group_broker, topic, "kip848", 60)
+    read = poll_members(
+        [a, b], lambda r, _: sum(map(len, r)) >= len(sent), DEFAULT_WAIT_S, "every record"
+    )
+    assert sorted(v for records in read for _, v in records) == sorted(sent)
+    admin = AdminClient({"bootstrap.servers": group_broker.bootstrap})
+    described = admin.describe_consumer_groups([group])[group].result(20)
+    assert described.state.name == "STABLE"
+    assert described.type.name == "CONSUMER"
+    assert len(described.members) == 2
+    b.commit(asynchronous=False)
+    b.close()
+    poll_members([a], lambda _, assigned: len(assigned[0]) == PARTITIONS, DEFAULT_WAIT_S, "takeover")
+    a.commit(asynchronous=False)
+    committed = a.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)
+    assert sum(tp.offset for tp in committed) == len(sent)
+    a.close()

@@ -421,3 +421,80 @@ fn cooperative_sticky_keeps_unaffected_partitions_when_a_member_joins() {
     assert!(shrank);
     assert_eq!(a.revoked(), b.assignment(), "a lost exactly what b gained");
 }
+
+/// The KIP-848 consumer protocol (`group.protocol=consumer`): the broker assigns, members
+/// split the partitions, read every record once and resume from commits.
+const CONSUMER_PROTOCOL: [(&str, &str); 1] = [("group.protocol", "consumer")];
+
+#[test]
+fn kip_848_members_split_read_once_and_resume_from_commits() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let a = GroupMember::join(&bootstrap, "next-gen", &[TOPIC], &CONSUMER_PROTOCOL);
+    let b = GroupMember::join(&bootstrap, "next-gen", &[TOPIC], &CONSUMER_PROTOCOL);
+    settle(
+        &[&a, &b],
+        "two KIP-848 members sharing the partitions",
+        split_disjointly,
+    );
+    let sent = produce(&broker, "kip848", 100);
+    let read = read_all(&[&a, &b], sent.len());
+    let mut values: Vec<String> = read.iter().flatten().map(|(_, _, value)| value.clone()).collect();
+    values.sort();
+    let mut expected = sent;
+    expected.sort();
+    assert_eq!(values, expected, "every record exactly once");
+    a.commit_positions().expect("commit a");
+    b.commit_positions().expect("commit b");
+    drop((a, b));
+    let later = produce(&broker, "kip848-later", 8);
+    let c = GroupMember::join(&bootstrap, "next-gen", &[TOPIC], &CONSUMER_PROTOCOL);
+    let read = read_all(&[&c], later.len());
+    assert_eq!(read[0].len(), later.len(), "only what came after the commits");
+}
+
+/// A KIP-848 member that leaves is replaced on the others' next heartbeats, not after a
+/// session timeout (45 s by default).
+#[test]
+fn kip_848_a_leaving_member_is_replaced_without_waiting_for_a_session() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let a = GroupMember::join(&bootstrap, "next-gen-leave", &[TOPIC], &CONSUMER_PROTOCOL);
+    let b = GroupMember::join(&bootstrap, "next-gen-leave", &[TOPIC], &CONSUMER_PROTOCOL);
+    settle(
+        &[&a, &b],
+        "two KIP-848 members sharing the partitions",
+        split_disjointly,
+    );
+    let left_at = Instant::now();
+    drop(b);
+    settle(&[&a], "the remaining member owning every partition", |assignments| {
+        assignments[0].len() == PARTITIONS as usize
+    });
+    let took = left_at.elapsed();
+    assert!(took < Duration::from_secs(10), "takeover took {took:?}");
+}
+
+/// A classic group and a KIP-848 group read the same topic side by side on one broker, and a
+/// classic member cannot join the consumer group's id.
+#[test]
+fn classic_and_kip_848_groups_coexist() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let classic = GroupMember::join(&bootstrap, "old-style", &[TOPIC], &[]);
+    let modern = GroupMember::join(&bootstrap, "new-style", &[TOPIC], &CONSUMER_PROTOCOL);
+    settle(
+        &[&classic, &modern],
+        "both groups owning every partition",
+        |assignments| assignments.iter().all(|a| a.len() == PARTITIONS as usize),
+    );
+    let sent = produce(&broker, "both", 40);
+    let read = read_all(&[&classic, &modern], 2 * sent.len());
+    assert_eq!(read[0].len(), sent.len());
+    assert_eq!(read[1].len(), sent.len());
+    let mut wire = broker.wire();
+    let mut join = join_request("", 10_000);
+    join.group_id = GroupId(StrBytes::from_static_str("new-style"));
+    const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    assert_eq!(wire.call(&join, 5).unwrap().error_code, INCONSISTENT_GROUP_PROTOCOL);
+}

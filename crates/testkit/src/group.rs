@@ -47,7 +47,8 @@ pub struct GroupMember {
 
 impl GroupMember {
     /// A member of `group` subscribed to `topics`: manual commits, reading from the earliest
-    /// offset where nothing is committed, short session so tests see expiry quickly. `extra`
+    /// offset where nothing is committed, short session so tests see expiry quickly (classic
+    /// protocol; with `("group.protocol", "consumer")` in `extra` the broker decides). `extra`
     /// overrides any of it.
     pub fn join(bootstrap: &str, group: &str, topics: &[&str], extra: &[(&str, &str)]) -> GroupMember {
         let mut config = base_config(bootstrap);
@@ -55,9 +56,14 @@ impl GroupMember {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
             .set("fetch.wait.max.ms", "100");
+        // With the KIP-848 protocol the broker sets session and heartbeat timing.
+        let consumer_protocol = extra.contains(&("group.protocol", "consumer"));
+        if !consumer_protocol {
+            config
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500");
+        }
         for (key, value) in extra {
             config.set(*key, *value);
         }
