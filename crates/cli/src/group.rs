@@ -6,6 +6,14 @@
 //! broker. Lookups go through a consumer that carries the group's id but never subscribes:
 //! it reads and commits the group's offsets without ever joining the group.
 //!
+//! # Limits
+//!
+//! Members and states come from DescribeGroups, which only speaks of classic groups: a group
+//! of the KIP-848 protocol (`group.protocol=consumer`) needs ConsumerGroupDescribe, which
+//! rdkafka 0.39 does not expose, so it shows as `Dead` with no members (its committed offsets
+//! are still shown). `reset-offsets --execute` then cannot see its members; the broker still
+//! refuses a commit from outside a group that has members.
+//!
 //! # Output
 //!
 //! Plain text is line-oriented, `key value` pairs after a two-space indent for list items,
@@ -56,21 +64,23 @@ pub enum GroupCommand {
         /// Print each group's state after its id: `<group> <state>`.
         #[arg(long)]
         state: bool,
-        /// Output format; `json` prints one `{"group", "state"}` object per line.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Plain)]
+        /// Output format: `plain`, or `json` for one `{"group", "state"}` object per line.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Plain, hide_possible_values = true)]
         format: OutputFormat,
     },
     /// Show a group's state, members and their partitions, and per partition the committed
     /// offset, log end offset and lag (partitions of every topic with a committed offset, and
     /// every assigned partition).
     Describe {
+        /// The group id.
         group: String,
-        /// Output format; `json` prints the description as one JSON object.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Plain)]
+        /// Output format: `plain`, or `json` for the description as one JSON object.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Plain, hide_possible_values = true)]
         format: OutputFormat,
     },
     /// Delete groups that have no members, with their committed offsets.
     Delete {
+        /// The group ids.
         #[arg(required = true)]
         groups: Vec<String>,
     },
@@ -82,6 +92,7 @@ pub enum GroupCommand {
 /// `strom group reset-offsets`.
 #[derive(Debug, clap::Args)]
 pub struct ResetOffsetsArgs {
+    /// The group id.
     pub group: String,
     #[command(flatten)]
     pub scope: ResetScope,
@@ -90,9 +101,9 @@ pub struct ResetOffsetsArgs {
     /// Commit the new offsets; without it nothing is changed.
     #[arg(long)]
     pub execute: bool,
-    /// Output format; `json` prints one `{"topic", "partition", "committed", "new"}` object
-    /// per line.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Plain)]
+    /// Output format: `plain`, or `json` for one `{"topic", "partition", "committed", "new"}`
+    /// object per line.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Plain, hide_possible_values = true)]
     pub format: OutputFormat,
 }
 
