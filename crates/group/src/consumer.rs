@@ -9,13 +9,16 @@
 //! assignment epoch. Stale epochs are fenced (FENCED_MEMBER_EPOCH) so a zombie cannot act.
 //!
 //! A group id is either classic or consumer while it has members; committed offsets belong to
-//! the id and are shared (the classic state of a consumer group's id stays Empty). Membership is held in memory only: after a broker restart members are
-//! told UNKNOWN_MEMBER_ID and rejoin with epoch 0, resuming from their committed offsets.
+//! the id and are shared (the classic state of a consumer group's id stays Empty). Whenever a
+//! group's epochs, members or assignments change, a snapshot of it is written to
+//! `__consumer_offsets` before the heartbeat is answered; at start-up the snapshot restores the
+//! group, members keep their epochs and assignments and get fresh sessions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::coordinator::{Coordinator, GroupError};
+use crate::coordinator::{Coordinator, GroupError, Output};
 use crate::group::{Group, GroupState};
+use crate::records::{ConsumerGroupSnapshot, ConsumerMemberSnapshot, Record, StoredAssignment};
 
 /// Partitions by topic name.
 pub type Assignment = BTreeMap<String, BTreeSet<i32>>;
@@ -102,9 +105,83 @@ pub(crate) struct ConsumerGroup {
     pub(crate) target: BTreeMap<String, Assignment>,
     /// Partition counts of the subscribed topics the target was computed from.
     pub(crate) subscribed_metadata: BTreeMap<String, i32>,
+    /// When the group lost its last member, for offset retention; -1 while it has members.
+    pub(crate) emptied_at_ms: i64,
+    /// What was last written, so unchanged heartbeats write nothing.
+    pub(crate) last_persisted: Option<ConsumerGroupSnapshot>,
 }
 
 impl ConsumerGroup {
+    pub(crate) fn snapshot(&self) -> ConsumerGroupSnapshot {
+        ConsumerGroupSnapshot {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.clone(),
+            emptied_at_ms: self.emptied_at_ms,
+            subscribed_metadata: self.subscribed_metadata.iter().map(|(t, c)| (t.clone(), *c)).collect(),
+            members: self
+                .members
+                .values()
+                .map(|member| ConsumerMemberSnapshot {
+                    member_id: member.member_id.clone(),
+                    instance_id: member.instance_id.clone(),
+                    rack_id: member.rack_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    member_epoch: member.member_epoch,
+                    previous_member_epoch: member.previous_member_epoch,
+                    rebalance_timeout_ms: member.rebalance_timeout_ms,
+                    subscribed_topic_names: member.subscribed_topic_names.clone(),
+                    subscribed_topic_regex: member.subscribed_topic_regex.as_ref().map(pattern_of),
+                    assigned: stored(&member.assigned),
+                    revoking: stored(&member.revoking),
+                    target: stored(self.target.get(&member.member_id).unwrap_or(&Assignment::new())),
+                })
+                .collect(),
+        }
+    }
+
+    /// The group a snapshot describes; members get fresh sessions from `now_ms`.
+    pub(crate) fn restore(snapshot: ConsumerGroupSnapshot, now_ms: i64, session_timeout_ms: i32) -> ConsumerGroup {
+        let mut group = ConsumerGroup {
+            group_epoch: snapshot.group_epoch,
+            assignment_epoch: snapshot.assignment_epoch,
+            assignor: snapshot.assignor.clone(),
+            members: BTreeMap::new(),
+            target: BTreeMap::new(),
+            subscribed_metadata: snapshot.subscribed_metadata.iter().cloned().collect(),
+            emptied_at_ms: snapshot.emptied_at_ms,
+            last_persisted: None,
+        };
+        for member in &snapshot.members {
+            let revoking = unstored(&member.revoking);
+            group.target.insert(member.member_id.clone(), unstored(&member.target));
+            group.members.insert(
+                member.member_id.clone(),
+                ConsumerMember {
+                    member_id: member.member_id.clone(),
+                    instance_id: member.instance_id.clone(),
+                    rack_id: member.rack_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    member_epoch: member.member_epoch,
+                    previous_member_epoch: member.previous_member_epoch,
+                    rebalance_timeout_ms: member.rebalance_timeout_ms,
+                    subscribed_topic_names: member.subscribed_topic_names.clone(),
+                    subscribed_topic_regex: member.subscribed_topic_regex.as_deref().and_then(|p| compile(p).ok()),
+                    assigned: unstored(&member.assigned),
+                    revocation_deadline_ms: (!revoking.is_empty())
+                        .then(|| now_ms + i64::from(member.rebalance_timeout_ms.max(1))),
+                    revoking,
+                    last_sent: None,
+                    session_deadline_ms: now_ms + i64::from(session_timeout_ms),
+                },
+            );
+        }
+        group.last_persisted = Some(snapshot);
+        group
+    }
+
     /// The state names of KIP-848's ConsumerGroupDescribe and ListGroups.
     pub(crate) fn state_name(&self) -> &'static str {
         if self.members.is_empty() {
@@ -210,6 +287,7 @@ impl Coordinator {
         }
         let consumer = group.consumer.get_or_insert_with(|| ConsumerGroup {
             assignor: ASSIGNORS[0].to_string(),
+            emptied_at_ms: -1,
             ..ConsumerGroup::default()
         });
         let member_id = new_member_id.unwrap_or_else(|| request.member_id.clone());
@@ -220,6 +298,7 @@ impl Coordinator {
                 }
                 consumer.target.remove(&member_id);
                 consumer.group_epoch += 1;
+                persist_if_changed(&mut self.outputs, &request.group_id, consumer, now_ms);
                 return Ok(ConsumerHeartbeatAnswer {
                     member_id,
                     member_epoch: request.member_epoch,
@@ -301,6 +380,7 @@ impl Coordinator {
         member.session_deadline_ms = now_ms + i64::from(session_timeout_ms);
         refresh_target(consumer, topics);
         reconcile(consumer, &member_id, request.owned.as_ref(), now_ms);
+        persist_if_changed(&mut self.outputs, &request.group_id, consumer, now_ms);
         let member = consumer.members.get_mut(&member_id).expect("present above");
         let current = member.current();
         let send = request.member_epoch == JOINING_EPOCH
@@ -322,6 +402,7 @@ impl Coordinator {
     /// The new target is computed on the next heartbeat, which brings the topic metadata.
     pub(crate) fn tick_consumer_groups(&mut self, now_ms: i64) {
         for group in self.groups.values_mut() {
+            let group_id = group.group_id.clone();
             let Some(consumer) = group.consumer.as_mut() else {
                 continue;
             };
@@ -342,6 +423,7 @@ impl Coordinator {
                 consumer.target.remove(member_id);
             }
             consumer.group_epoch += 1;
+            persist_if_changed(&mut self.outputs, &group_id, consumer, now_ms);
         }
     }
 
@@ -373,13 +455,56 @@ impl Coordinator {
                     client_id: member.client_id.clone(),
                     client_host: member.client_host.clone(),
                     subscribed_topic_names: member.subscribed_topic_names.clone(),
-                    subscribed_topic_regex: member.subscribed_topic_regex.as_ref().map(|r| r.as_str().to_string()),
+                    subscribed_topic_regex: member.subscribed_topic_regex.as_ref().map(pattern_of),
                     assignment: member.current(),
                     target_assignment: consumer.target.get(&member.member_id).cloned().unwrap_or_default(),
                 })
                 .collect(),
         })
     }
+}
+
+/// Queues the group's snapshot if it differs from the last one written.
+fn persist_if_changed(outputs: &mut Vec<Output>, group_id: &str, consumer: &mut ConsumerGroup, now_ms: i64) {
+    if consumer.members.is_empty() && consumer.emptied_at_ms < 0 {
+        consumer.emptied_at_ms = now_ms;
+    } else if !consumer.members.is_empty() {
+        consumer.emptied_at_ms = -1;
+    }
+    let snapshot = consumer.snapshot();
+    if consumer.last_persisted.as_ref() == Some(&snapshot) {
+        return;
+    }
+    consumer.last_persisted = Some(snapshot.clone());
+    outputs.push(Output::Persist(Record::ConsumerGroup {
+        group_id: group_id.to_string(),
+        snapshot: Some(snapshot),
+    }));
+}
+
+fn stored(assignment: &Assignment) -> StoredAssignment {
+    assignment
+        .iter()
+        .map(|(topic, partitions)| (topic.clone(), partitions.iter().copied().collect()))
+        .collect()
+}
+
+fn unstored(assignment: &StoredAssignment) -> Assignment {
+    assignment
+        .iter()
+        .filter(|(_, partitions)| !partitions.is_empty())
+        .map(|(topic, partitions)| (topic.clone(), partitions.iter().copied().collect()))
+        .collect()
+}
+
+/// The pattern as the member sent it, without the anchors `compile` adds.
+fn pattern_of(regex: &regex::Regex) -> String {
+    let anchored = regex.as_str();
+    anchored
+        .strip_prefix("^(?:")
+        .and_then(|rest| rest.strip_suffix(")$"))
+        .unwrap_or(anchored)
+        .to_string()
 }
 
 /// Kafka's regexes are Java's (RE2/J in KIP-848); the `regex` crate takes the common subset.

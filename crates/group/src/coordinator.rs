@@ -231,7 +231,7 @@ pub enum Output {
 pub struct Coordinator {
     pub(crate) config: GroupConfig,
     pub(crate) groups: BTreeMap<String, Group>,
-    outputs: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
     /// Member ids are `<client id>-<uuid-shaped hex>`, drawn from this generator.
     id_state: u64,
     join_seq: u64,
@@ -980,8 +980,14 @@ impl Coordinator {
         for group in self.groups.values() {
             let protocol = group.protocol_name.as_deref().unwrap_or("");
             let consumer_members = group.consumer.as_ref().map(|consumer| &consumer.members);
+            let consumer_emptied_at = group
+                .consumer
+                .as_ref()
+                .filter(|consumer| consumer.members.is_empty() && group.members.is_empty())
+                .map(|consumer| consumer.emptied_at_ms);
             let expired = |topic: &str, commit: &OffsetCommit| match group.state {
                 GroupState::Dead => false,
+                _ if consumer_emptied_at.is_some() => now_ms - consumer_emptied_at.unwrap_or(now_ms) >= retention_ms,
                 _ if group.has_consumer_members() => {
                     let in_use = consumer_members
                         .into_iter()
@@ -1014,6 +1020,12 @@ impl Coordinator {
                         commit: None,
                     }),
             );
+            if consumer_emptied_at.is_some_and(|emptied_at| now_ms - emptied_at >= retention_ms) {
+                tombstones.push(Record::ConsumerGroup {
+                    group_id: group.group_id.clone(),
+                    snapshot: None,
+                });
+            }
             if group.is(GroupState::Empty)
                 && !group.has_consumer_members()
                 && group.protocol_type.is_some()
@@ -1071,6 +1083,12 @@ impl Coordinator {
             group_id: group_id.to_string(),
             metadata: None,
         });
+        if group.consumer.is_some() {
+            records.push(Record::ConsumerGroup {
+                group_id: group_id.to_string(),
+                snapshot: None,
+            });
+        }
         Ok(records)
     }
 
@@ -1104,6 +1122,28 @@ impl Coordinator {
                 Some(metadata) => self.load_membership(now_ms, group_id, metadata),
                 None => {
                     self.groups.remove(&group_id);
+                }
+            },
+            Record::ConsumerGroup { group_id, snapshot } => match snapshot {
+                Some(snapshot) => {
+                    let session_timeout_ms = self.config.consumer.session_timeout_ms;
+                    let group = self
+                        .groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Group::new(group_id, now_ms));
+                    group.consumer = Some(crate::consumer::ConsumerGroup::restore(
+                        snapshot,
+                        now_ms,
+                        session_timeout_ms,
+                    ));
+                }
+                None => {
+                    if let Some(group) = self.groups.get_mut(&group_id) {
+                        group.consumer = None;
+                        if group.offsets.is_empty() && group.members.is_empty() {
+                            self.groups.remove(&group_id);
+                        }
+                    }
                 }
             },
         }

@@ -29,4 +29,6 @@ pub use coordinator::{
     JoinedMember, LeavingMember, MemberRef, OffsetToCommit, Output, SyncAnswer, SyncRequest,
 };
 pub use group::{GroupState, Token};
-pub use records::{partition_for, GroupMetadata, MemberMetadata, OffsetCommit, Record};
+pub use records::{
+    partition_for, ConsumerGroupSnapshot, ConsumerMemberSnapshot, GroupMetadata, MemberMetadata, OffsetCommit, Record,
+};

@@ -9,6 +9,11 @@
 //! | --- | --- | --- |
 //! | 1 (0 read too) | group, topic, partition | 3: offset, leader epoch, metadata, commit time (1 read too) |
 //! | 2 | group | 3: protocol type, generation, protocol, leader, state time, members |
+//! | 0x5354 ("ST", Strom's own) | group | 0: a KIP-848 consumer group's whole state |
+//!
+//! Kafka spreads a KIP-848 group over six record types written as they change; Strom writes
+//! one snapshot of the group whenever its epochs or assignments change, which for the group
+//! sizes a single coordinator serves is small, and is replayed the same way.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -16,6 +21,8 @@ const OFFSET_KEY_VERSION: i16 = 1;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_KEY_VERSION: i16 = 2;
 const GROUP_VALUE_VERSION: i16 = 3;
+const CONSUMER_GROUP_KEY_VERSION: i16 = 0x5354;
+const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
@@ -76,6 +83,38 @@ pub struct MemberMetadata {
     pub assignment: Bytes,
 }
 
+/// Partitions by topic, as stored.
+pub type StoredAssignment = Vec<(String, Vec<i32>)>;
+
+/// A KIP-848 consumer group as stored: everything but session timers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerGroupSnapshot {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    /// When the group last lost its last member (for offset retention); -1 if it has members.
+    pub emptied_at_ms: i64,
+    pub subscribed_metadata: Vec<(String, i32)>,
+    pub members: Vec<ConsumerMemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberSnapshot {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub assigned: StoredAssignment,
+    pub revoking: StoredAssignment,
+    pub target: StoredAssignment,
+}
+
 /// One record of the offsets topic, decoded. `None` values are tombstones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -89,12 +128,18 @@ pub enum Record {
         group_id: String,
         metadata: Option<GroupMetadata>,
     },
+    ConsumerGroup {
+        group_id: String,
+        snapshot: Option<ConsumerGroupSnapshot>,
+    },
 }
 
 impl Record {
     pub fn group_id(&self) -> &str {
         match self {
-            Record::Offset { group_id, .. } | Record::Group { group_id, .. } => group_id,
+            Record::Offset { group_id, .. }
+            | Record::Group { group_id, .. }
+            | Record::ConsumerGroup { group_id, .. } => group_id,
         }
     }
 
@@ -149,6 +194,44 @@ impl Record {
                 });
                 (key.freeze(), value)
             }
+            Record::ConsumerGroup { group_id, snapshot } => {
+                key.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_string(&mut key, group_id);
+                let value = snapshot.as_ref().map(|group| {
+                    let mut value = BytesMut::new();
+                    value.put_i16(CONSUMER_GROUP_VALUE_VERSION);
+                    value.put_i32(group.group_epoch);
+                    value.put_i32(group.assignment_epoch);
+                    put_string(&mut value, &group.assignor);
+                    value.put_i64(group.emptied_at_ms);
+                    value.put_i32(group.subscribed_metadata.len() as i32);
+                    for (topic, partitions) in &group.subscribed_metadata {
+                        put_string(&mut value, topic);
+                        value.put_i32(*partitions);
+                    }
+                    value.put_i32(group.members.len() as i32);
+                    for member in &group.members {
+                        put_string(&mut value, &member.member_id);
+                        put_nullable_string(&mut value, member.instance_id.as_deref());
+                        put_nullable_string(&mut value, member.rack_id.as_deref());
+                        put_string(&mut value, &member.client_id);
+                        put_string(&mut value, &member.client_host);
+                        value.put_i32(member.member_epoch);
+                        value.put_i32(member.previous_member_epoch);
+                        value.put_i32(member.rebalance_timeout_ms);
+                        value.put_i32(member.subscribed_topic_names.len() as i32);
+                        for topic in &member.subscribed_topic_names {
+                            put_string(&mut value, topic);
+                        }
+                        put_nullable_string(&mut value, member.subscribed_topic_regex.as_deref());
+                        for assignment in [&member.assigned, &member.revoking, &member.target] {
+                            put_assignment(&mut value, assignment);
+                        }
+                    }
+                    value.freeze()
+                });
+                (key.freeze(), value)
+            }
         }
     }
 
@@ -172,9 +255,113 @@ impl Record {
                 let metadata = value.map(decode_group_value).transpose()?;
                 Ok(Record::Group { group_id, metadata })
             }
+            CONSUMER_GROUP_KEY_VERSION => {
+                let group_id = get_string(&mut key)?;
+                let snapshot = value.map(decode_consumer_group_value).transpose()?;
+                Ok(Record::ConsumerGroup { group_id, snapshot })
+            }
             other => Err(RecordError::UnknownKeyVersion(other)),
         }
     }
+}
+
+fn put_assignment(buf: &mut BytesMut, assignment: &StoredAssignment) {
+    buf.put_i32(assignment.len() as i32);
+    for (topic, partitions) in assignment {
+        put_string(buf, topic);
+        buf.put_i32(partitions.len() as i32);
+        for partition in partitions {
+            buf.put_i32(*partition);
+        }
+    }
+}
+
+/// An array count, refused when the bytes left could not hold that many elements of at least
+/// `element_bytes_min` each: a corrupt count must not become a huge allocation.
+fn get_count(buf: &mut Bytes, element_bytes_min: usize) -> Result<usize, RecordError> {
+    let count = get_i32(buf)?;
+    if count < 0 {
+        return Err(RecordError::NegativeLength(count));
+    }
+    if count as usize > buf.remaining() / element_bytes_min {
+        return Err(RecordError::Truncated);
+    }
+    Ok(count as usize)
+}
+
+fn get_assignment(buf: &mut Bytes) -> Result<StoredAssignment, RecordError> {
+    let topics = get_count(buf, 6)?;
+    let mut assignment = Vec::with_capacity(topics);
+    for _ in 0..topics {
+        let topic = get_string(buf)?;
+        let count = get_count(buf, 4)?;
+        let mut partitions = Vec::with_capacity(count);
+        for _ in 0..count {
+            partitions.push(get_i32(buf)?);
+        }
+        assignment.push((topic, partitions));
+    }
+    Ok(assignment)
+}
+
+fn decode_consumer_group_value(mut value: Bytes) -> Result<ConsumerGroupSnapshot, RecordError> {
+    let version = get_i16(&mut value)?;
+    if version != CONSUMER_GROUP_VALUE_VERSION {
+        return Err(RecordError::UnknownValueVersion {
+            key_version: CONSUMER_GROUP_KEY_VERSION,
+            version,
+        });
+    }
+    let group_epoch = get_i32(&mut value)?;
+    let assignment_epoch = get_i32(&mut value)?;
+    let assignor = get_string(&mut value)?;
+    let emptied_at_ms = get_i64(&mut value)?;
+    let topics = get_count(&mut value, 6)?;
+    let mut subscribed_metadata = Vec::with_capacity(topics);
+    for _ in 0..topics {
+        subscribed_metadata.push((get_string(&mut value)?, get_i32(&mut value)?));
+    }
+    let count = get_count(&mut value, 40)?;
+    let mut members = Vec::with_capacity(count);
+    for _ in 0..count {
+        let member_id = get_string(&mut value)?;
+        let instance_id = get_nullable_string(&mut value)?;
+        let rack_id = get_nullable_string(&mut value)?;
+        let client_id = get_string(&mut value)?;
+        let client_host = get_string(&mut value)?;
+        let member_epoch = get_i32(&mut value)?;
+        let previous_member_epoch = get_i32(&mut value)?;
+        let rebalance_timeout_ms = get_i32(&mut value)?;
+        let names = get_count(&mut value, 2)?;
+        let mut subscribed_topic_names = Vec::with_capacity(names);
+        for _ in 0..names {
+            subscribed_topic_names.push(get_string(&mut value)?);
+        }
+        let subscribed_topic_regex = get_nullable_string(&mut value)?;
+        members.push(ConsumerMemberSnapshot {
+            member_id,
+            instance_id,
+            rack_id,
+            client_id,
+            client_host,
+            member_epoch,
+            previous_member_epoch,
+            rebalance_timeout_ms,
+            subscribed_topic_names,
+            subscribed_topic_regex,
+            assigned: get_assignment(&mut value)?,
+            revoking: get_assignment(&mut value)?,
+            target: get_assignment(&mut value)?,
+        });
+    }
+    Ok(ConsumerGroupSnapshot {
+        group_epoch,
+        assignment_epoch,
+        assignor,
+        emptied_at_ms,
+        subscribed_metadata,
+        members,
+    })
 }
 
 fn decode_offset_value(key_version: i16, mut value: Bytes) -> Result<OffsetCommit, RecordError> {
@@ -429,7 +616,68 @@ mod tests {
                     },
                 ),
             });
-        prop_oneof![offset, group]
+        let assignment = || prop::collection::vec((string(), prop::collection::vec(any::<i32>(), 0..4)), 0..3);
+        let consumer_member = (
+            (
+                string(),
+                prop::option::of(string()),
+                prop::option::of(string()),
+                string(),
+                string(),
+            ),
+            (any::<i32>(), any::<i32>(), any::<i32>()),
+            (prop::collection::vec(string(), 0..3), prop::option::of(string())),
+            (assignment(), assignment(), assignment()),
+        )
+            .prop_map(
+                |(
+                    (member_id, instance_id, rack_id, client_id, client_host),
+                    (member_epoch, previous_member_epoch, rebalance_timeout_ms),
+                    (subscribed_topic_names, subscribed_topic_regex),
+                    (assigned, revoking, target),
+                )| ConsumerMemberSnapshot {
+                    member_id,
+                    instance_id,
+                    rack_id,
+                    client_id,
+                    client_host,
+                    member_epoch,
+                    previous_member_epoch,
+                    rebalance_timeout_ms,
+                    subscribed_topic_names,
+                    subscribed_topic_regex,
+                    assigned,
+                    revoking,
+                    target,
+                },
+            );
+        let consumer_group = (
+            string(),
+            prop::option::of((
+                any::<i32>(),
+                any::<i32>(),
+                string(),
+                any::<i64>(),
+                prop::collection::vec((string(), any::<i32>()), 0..3),
+                prop::collection::vec(consumer_member, 0..3),
+            )),
+        )
+            .prop_map(|(group_id, snapshot)| Record::ConsumerGroup {
+                group_id,
+                snapshot: snapshot.map(
+                    |(group_epoch, assignment_epoch, assignor, emptied_at_ms, subscribed_metadata, members)| {
+                        ConsumerGroupSnapshot {
+                            group_epoch,
+                            assignment_epoch,
+                            assignor,
+                            emptied_at_ms,
+                            subscribed_metadata,
+                            members,
+                        }
+                    },
+                ),
+            });
+        prop_oneof![offset, group, consumer_group]
     }
 
     proptest! {

@@ -273,11 +273,13 @@ pub fn consumer_heartbeat(broker: &Broker, request: ConsumerHeartbeat) -> Result
         .filter(|topic| !topic.is_internal())
         .map(|topic| (topic.name.clone(), topic.partition_count()))
         .collect();
-    let answer = broker
-        .groups
-        .lock()
-        .coordinator
-        .consumer_heartbeat(now_ms(), request, &topics);
+    let answer = {
+        let mut state = broker.groups.lock();
+        let answer = state.coordinator.consumer_heartbeat(now_ms(), request, &topics);
+        // The group's new snapshot is written before the member hears of its new state.
+        carry_out(broker, &mut state);
+        answer
+    };
     // A join or leave moves the next session deadline.
     broker.groups.deadline_changed.notify_one();
     answer

@@ -498,3 +498,45 @@ fn classic_and_kip_848_groups_coexist() {
     const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     assert_eq!(wire.call(&join, 5).unwrap().error_code, INCONSISTENT_GROUP_PROTOCOL);
 }
+
+fn describe_consumer_group(broker: &Broker, group: &'static str) -> (String, i32, BTreeSet<String>) {
+    let mut request = kafka_protocol::messages::ConsumerGroupDescribeRequest::default();
+    request.group_ids = vec![GroupId(StrBytes::from_static_str(group))];
+    let response = broker.wire().call(&request, 0).expect("ConsumerGroupDescribe");
+    let described = &response.groups[0];
+    (
+        described.group_state.to_string(),
+        described.group_epoch,
+        described.members.iter().map(|m| m.member_id.to_string()).collect(),
+    )
+}
+
+/// A KIP-848 group's state is written to `__consumer_offsets`: after a broker SIGKILL the
+/// members carry on with the same ids and the group keeps its epoch (no rebalance).
+#[test]
+fn a_kip_848_group_survives_a_broker_sigkill_without_rebalancing() {
+    let mut broker = start();
+    let bootstrap = broker.bootstrap();
+    let a = GroupMember::join(&bootstrap, "survivor", &[TOPIC], &CONSUMER_PROTOCOL);
+    let b = GroupMember::join(&bootstrap, "survivor", &[TOPIC], &CONSUMER_PROTOCOL);
+    settle(
+        &[&a, &b],
+        "two KIP-848 members sharing the partitions",
+        split_disjointly,
+    );
+    let (state, epoch, members) = poll_until(SETTLE_TIMEOUT, "a stable group", || {
+        let described = describe_consumer_group(&broker, "survivor");
+        (described.0 == "Stable").then_some(described)
+    });
+    assert_eq!((state.as_str(), members.len()), ("Stable", 2));
+    broker.sigkill();
+    broker.restart();
+    let after = describe_consumer_group(&broker, "survivor");
+    assert_eq!((after.1, &after.2), (epoch, &members), "restored from the log");
+    // The members reconnect and heartbeat on in the same epoch.
+    let sent = produce(&broker, "after-restart", 20);
+    let read = read_all(&[&a, &b], sent.len());
+    assert_eq!(read.iter().map(Vec::len).sum::<usize>(), sent.len());
+    let (state, epoch_now, members_now) = describe_consumer_group(&broker, "survivor");
+    assert_eq!((state.as_str(), epoch_now, &members_now), ("Stable", epoch, &members));
+}

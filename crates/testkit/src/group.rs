@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{base_config, consumed, Consumed, CALL_TIMEOUT};
@@ -79,10 +79,14 @@ impl GroupMember {
         }
     }
 
-    /// One poll: a record, or `None` (nothing yet, or end of partition).
+    /// One poll: a record, or `None` (nothing yet, end of partition, or the broker briefly
+    /// unreachable, as while a test restarts it).
     pub fn poll(&self, timeout: Duration) -> Option<Consumed> {
         match self.inner.poll(timeout) {
             None | Some(Err(KafkaError::PartitionEOF(_))) => None,
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
+            ))) => None,
             Some(Err(e)) => panic!("group member poll: {e}"),
             Some(Ok(message)) => Some(consumed(&message)),
         }
