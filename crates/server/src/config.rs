@@ -50,7 +50,9 @@ pub struct BrokerConfig {
     /// for this long is forgotten there (checked with retention).
     pub producer_id_expiration_ms: i64,
     /// Consumer group settings: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
-    /// `group.initial.rebalance.delay.ms`, `group.max.size`, `offset.metadata.max.bytes`.
+    /// `group.initial.rebalance.delay.ms`, `group.max.size`, `offset.metadata.max.bytes`, and
+    /// for KIP-848 groups `group.consumer.session.timeout.ms` and
+    /// `group.consumer.heartbeat.interval.ms`.
     pub groups: strom_group::GroupConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed when it is
     /// first created.
@@ -203,6 +205,10 @@ impl BrokerConfig {
                     });
                 }
             }
+            "group.consumer.session.timeout.ms" => self.groups.consumer.session_timeout_ms = positive(key, value)?,
+            "group.consumer.heartbeat.interval.ms" => {
+                self.groups.consumer.heartbeat_interval_ms = positive(key, value)?;
+            }
             "group.max.size" => self.groups.max_size = positive(key, value)? as usize,
             "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = parse(key, value)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(key, value)?,
@@ -321,6 +327,29 @@ mod tests {
         assert_eq!(config.topic_defaults["retention.ms"], "1000");
         assert!(config.set("log.retention.ms", "soon").is_err());
         assert!(matches!(config.set("no.such.thing", "1"), Err(ConfigError::Unknown(_))));
+    }
+
+    #[test]
+    fn group_properties() {
+        let mut config = BrokerConfig::default();
+        config.set("group.initial.rebalance.delay.ms", "0").unwrap();
+        config.set("group.consumer.heartbeat.interval.ms", "250").unwrap();
+        config.set("group.consumer.session.timeout.ms", "10000").unwrap();
+        config.set("offsets.retention.minutes", "2").unwrap();
+        config.set("offsets.topic.num.partitions", "3").unwrap();
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(config.groups.consumer.heartbeat_interval_ms, 250);
+        assert_eq!(config.groups.consumer.session_timeout_ms, 10_000);
+        assert_eq!(config.offsets_retention_ms, 120_000);
+        assert_eq!(config.offsets_topic_num_partitions, 3);
+        for (key, bad) in [
+            ("group.initial.rebalance.delay.ms", "-1"),
+            ("group.consumer.heartbeat.interval.ms", "0"),
+            ("offsets.topic.num.partitions", "0"),
+            ("group.max.size", "none"),
+        ] {
+            assert!(config.set(key, bad).is_err(), "{key}={bad}");
+        }
     }
 
     #[test]
