@@ -92,7 +92,7 @@ pub(crate) async fn serve(
             }
             // Admission control: memory for the request is granted before its body is read,
             // and held until its response is encoded.
-            let _permit = admission.admit(frame_len.saturating_mul(memory_weight(api_key))).await;
+            let permit = admission.admit(frame_len.saturating_mul(memory_weight(api_key))).await;
             if read_buf.len() < SIZE_PREFIX_LEN + frame_len {
                 if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
                     return;
@@ -111,7 +111,7 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-            if let Err(reason) = answer(&broker, frame, peer, &mut outbox).await {
+            if let Err(reason) = answer(&broker, frame, permit, peer, &mut outbox).await {
                 close_with(&mut stream, &mut outbox, peer, &reason).await;
                 return;
             }
@@ -171,9 +171,19 @@ async fn close_with(
 
 /// Handles one frame, queueing its response (if any) in `outbox`. An error means the connection
 /// must close.
+/// Requests whose answer waits on other clients (a JoinGroup until the whole group has
+/// rejoined, a SyncGroup until the leader assigns), for as long as a rebalance timeout.
+const WAITS_ON_OTHER_CLIENTS: [ApiKey; 2] = [ApiKey::JoinGroup, ApiKey::SyncGroup];
+
+/// Decodes a request, answers it into the outbox, and holds the admission `permit` until the
+/// answer is encoded; except for requests that wait on other clients, which give it back once
+/// decoded. Those hold their frame while they wait (at most 2 MiB, one per connection), not
+/// the decode-and-answer weight they were admitted with: otherwise a group's parked joins
+/// could exhaust admission and stall every other client until the rebalance times out.
 async fn answer(
     broker: &Arc<Broker>,
     frame: bytes::Bytes,
+    permit: tokio::sync::SemaphorePermit<'_>,
     peer: SocketAddr,
     outbox: &mut Outbox,
 ) -> Result<(), String> {
@@ -191,6 +201,7 @@ async fn answer(
     let correlation_id = request.correlation_id();
     let api_version = request.api_version;
     let api_key = request.api_key;
+    let _permit = (!WAITS_ON_OTHER_CLIENTS.contains(&api_key)).then_some(permit);
     tracing::trace!(
         ?api_key,
         api_version,

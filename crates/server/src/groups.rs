@@ -30,6 +30,8 @@ use crate::topics::{Topic, TopicRegistry};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// `max.message.bytes` of `__consumer_offsets`.
+const OFFSETS_RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// How much of an offsets partition is read at a time while loading.
 const LOAD_READ_BYTES: usize = 16 * 1024 * 1024;
 /// The timer task wakes at least this often, so a missed notification costs at most this.
@@ -506,7 +508,10 @@ fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, PersistError> {
     if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
         return Ok(topic);
     }
+    // A group's record carries every member's metadata, each up to a 2 MiB request: it must
+    // not be refused by the topic's own size limit.
     let overrides = BTreeMap::from([
+        ("max.message.bytes".to_string(), OFFSETS_RECORD_BYTES_MAX.to_string()),
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
             "segment.bytes".to_string(),

@@ -540,3 +540,60 @@ fn a_kip_848_group_survives_a_broker_sigkill_without_rebalancing() {
     let (state, epoch_now, members_now) = describe_consumer_group(&broker, "survivor");
     assert_eq!((state.as_str(), epoch_now, &members_now), ("Stable", epoch, &members));
 }
+
+/// Members with 1 MiB of protocol metadata each: the group forms, and its record (3 MiB,
+/// beyond the default max.message.bytes) is still written, so a restarted broker knows the
+/// group with all its metadata.
+#[test]
+fn oversized_member_metadata_is_kept_across_a_restart() {
+    const MEMBERS: usize = 3;
+    let mut broker = Broker::builder(strom_testkit::bin!())
+        .set("group.initial.rebalance.delay.ms", "1000")
+        .start();
+    let mut request = join_request("", 10_000);
+    request.group_id = GroupId(StrBytes::from_static_str("big"));
+    request.protocols[0].metadata = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let mut connections: Vec<WireClient> = (0..MEMBERS).map(|_| broker.wire()).collect();
+    let member_ids: Vec<StrBytes> = connections
+        .iter_mut()
+        .map(|wire| wire.call(&request, 5).expect("first join").member_id)
+        .collect();
+    // All second joins go out before any answer is read, so they land in one generation.
+    let mut correlation_ids = Vec::new();
+    for (wire, member_id) in connections.iter_mut().zip(member_ids) {
+        let mut join = request.clone();
+        join.member_id = member_id;
+        let (correlation_id, body) = wire.encode(&join, 5).unwrap();
+        wire.send_body(&body).unwrap();
+        correlation_ids.push(correlation_id);
+    }
+    let answers: Vec<JoinGroupResponse> = connections
+        .iter_mut()
+        .zip(correlation_ids)
+        .map(|(wire, id)| decode_response::<JoinGroupRequest>(wire.read_frame().unwrap(), 5, id).unwrap())
+        .collect();
+    let leader_index = answers.iter().position(|a| a.leader == a.member_id).expect("a leader");
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(StrBytes::from_static_str("big"));
+    sync.generation_id = answers[leader_index].generation_id;
+    sync.member_id = answers[leader_index].member_id.clone();
+    assert_eq!(
+        connections[leader_index].call(&sync, 3).unwrap().error_code,
+        0,
+        "leader sync"
+    );
+    let describe = |broker: &Broker| {
+        let mut described = DescribeGroupsRequest::default();
+        described.groups = vec![GroupId(StrBytes::from_static_str("big"))];
+        let response = broker.wire().call(&described, 5).unwrap();
+        let group = &response.groups[0];
+        let metadata: Vec<usize> = group.members.iter().map(|m| m.member_metadata.len()).collect();
+        (group.group_state.to_string(), metadata)
+    };
+    let before = describe(&broker);
+    assert_eq!(before, ("Stable".to_string(), vec![1 << 20; MEMBERS]));
+    drop(connections);
+    broker.sigkill();
+    broker.restart();
+    assert_eq!(describe(&broker), before, "the group and its metadata came back");
+}
