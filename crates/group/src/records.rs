@@ -305,13 +305,7 @@ fn get_assignment(buf: &mut Bytes) -> Result<StoredAssignment, RecordError> {
 }
 
 fn decode_consumer_group_value(mut value: Bytes) -> Result<ConsumerGroupSnapshot, RecordError> {
-    let version = get_i16(&mut value)?;
-    if version != CONSUMER_GROUP_VALUE_VERSION {
-        return Err(RecordError::UnknownValueVersion {
-            key_version: CONSUMER_GROUP_KEY_VERSION,
-            version,
-        });
-    }
+    expect_version(&mut value, CONSUMER_GROUP_KEY_VERSION, CONSUMER_GROUP_VALUE_VERSION)?;
     let group_epoch = get_i32(&mut value)?;
     let assignment_epoch = get_i32(&mut value)?;
     let assignor = get_string(&mut value)?;
@@ -389,25 +383,24 @@ fn decode_offset_value(key_version: i16, mut value: Bytes) -> Result<OffsetCommi
     }
 }
 
-fn decode_group_value(mut value: Bytes) -> Result<GroupMetadata, RecordError> {
-    let version = get_i16(&mut value)?;
-    if version != GROUP_VALUE_VERSION {
-        return Err(RecordError::UnknownValueVersion {
-            key_version: GROUP_KEY_VERSION,
-            version,
-        });
+/// Reads a value's version, which must be the one this key version is written with.
+fn expect_version(value: &mut Bytes, key_version: i16, expected: i16) -> Result<(), RecordError> {
+    match get_i16(value)? {
+        version if version == expected => Ok(()),
+        version => Err(RecordError::UnknownValueVersion { key_version, version }),
     }
+}
+
+fn decode_group_value(mut value: Bytes) -> Result<GroupMetadata, RecordError> {
+    expect_version(&mut value, GROUP_KEY_VERSION, GROUP_VALUE_VERSION)?;
     let protocol_type = get_string(&mut value)?;
     let generation_id = get_i32(&mut value)?;
     let protocol_name = get_nullable_string(&mut value)?;
     let leader = get_nullable_string(&mut value)?;
     let state_timestamp_ms = get_i64(&mut value)?;
-    let count = get_i32(&mut value)?;
-    // Each member takes at least 20 bytes, so a count beyond what is left is a lie.
-    if count < 0 || count as usize > value.remaining() / 20 {
-        return Err(RecordError::NegativeLength(count.min(-1)));
-    }
-    let mut members = Vec::with_capacity(count as usize);
+    // Each member takes at least 20 bytes.
+    let count = get_count(&mut value, 20)?;
+    let mut members = Vec::with_capacity(count);
     for _ in 0..count {
         members.push(MemberMetadata {
             member_id: get_string(&mut value)?,
