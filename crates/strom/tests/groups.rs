@@ -597,3 +597,34 @@ fn oversized_member_metadata_is_kept_across_a_restart() {
     broker.restart();
     assert_eq!(describe(&broker), before, "the group and its metadata came back");
 }
+
+/// A KIP-848 subscription by regular expression is resolved by the broker, including topics
+/// created after the member joined.
+#[test]
+fn kip_848_regex_subscription_follows_new_topics() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    common::create_topic(&broker, "metrics.cpu", 2);
+    let member = GroupMember::join(&bootstrap, "by-pattern", &["^metrics\\..*"], &CONSUMER_PROTOCOL);
+    settle(&[&member], "the member owning metrics.cpu", |assignments| {
+        assignments[0]
+            .iter()
+            .filter(|(topic, _)| topic == "metrics.cpu")
+            .count()
+            == 2
+    });
+    assert!(member
+        .assignment()
+        .iter()
+        .all(|(topic, _)| topic.starts_with("metrics.")));
+    let mut request = kafka_protocol::messages::ConsumerGroupDescribeRequest::default();
+    request.group_ids = vec![GroupId(StrBytes::from_static_str("by-pattern"))];
+    let described = broker.wire().call(&request, 0).expect("ConsumerGroupDescribe");
+    let regex = described.groups[0].members[0].subscribed_topic_regex.clone();
+    // librdkafka sends the pattern parenthesised; the broker matches it against topic names.
+    assert_eq!(regex.as_deref(), Some("(^metrics\\..*)"));
+    common::create_topic(&broker, "metrics.disk", 3);
+    settle(&[&member], "the member owning the new topic too", |assignments| {
+        assignments[0].len() == 5
+    });
+}
