@@ -191,6 +191,7 @@ impl ConsumerGroup {
         } else if self
             .members
             .values()
+            .filter(|member| member.member_epoch != STATIC_LEAVING_EPOCH)
             .any(|member| member.member_epoch != self.assignment_epoch || !member.revoking.is_empty())
         {
             "Reconciling"
@@ -292,6 +293,25 @@ impl Coordinator {
         });
         let member_id = new_member_id.unwrap_or_else(|| request.member_id.clone());
         match request.member_epoch {
+            STATIC_LEAVING_EPOCH
+                if consumer
+                    .members
+                    .get(&member_id)
+                    .is_some_and(|member| member.instance_id.is_some()) =>
+            {
+                // A static member going away for a restart: its partitions stay reserved for
+                // the instance until it returns or its session ends; nobody rebalances.
+                let member = consumer.members.get_mut(&member_id).expect("checked above");
+                member.previous_member_epoch = member.member_epoch;
+                member.member_epoch = STATIC_LEAVING_EPOCH;
+                persist_if_changed(&mut self.outputs, &request.group_id, consumer, now_ms);
+                return Ok(ConsumerHeartbeatAnswer {
+                    member_id,
+                    member_epoch: STATIC_LEAVING_EPOCH,
+                    heartbeat_interval_ms,
+                    assignment: None,
+                });
+            }
             LEAVING_EPOCH | STATIC_LEAVING_EPOCH => {
                 if consumer.members.remove(&member_id).is_none() {
                     return Err(GroupError::UnknownMemberId);
@@ -310,12 +330,19 @@ impl Coordinator {
                 if request.subscribed_topic_names.is_none() && regex.is_none() {
                     return Err(GroupError::InvalidRequest("a joining member must subscribe"));
                 }
+                let mut returning = None;
                 if let Some(instance_id) = &request.instance_id {
-                    let holder = consumer.members.values().find(|member| {
-                        member.instance_id.as_ref() == Some(instance_id) && member.member_id != member_id
-                    });
-                    if holder.is_some() {
-                        return Err(GroupError::UnreleasedInstanceId);
+                    let holder = consumer
+                        .members
+                        .values()
+                        .find(|member| {
+                            member.instance_id.as_ref() == Some(instance_id) && member.member_id != member_id
+                        })
+                        .map(|member| (member.member_id.clone(), member.member_epoch));
+                    match holder {
+                        Some((holder_id, STATIC_LEAVING_EPOCH)) => returning = consumer.members.remove(&holder_id),
+                        Some(_) => return Err(GroupError::UnreleasedInstanceId),
+                        None => {}
                     }
                 }
                 if !consumer.members.contains_key(&member_id) && consumer.members.len() >= max_size {
@@ -338,12 +365,39 @@ impl Coordinator {
                     session_deadline_ms: 0,
                     revocation_deadline_ms: None,
                 };
-                // A member joining again (after being fenced) starts over with nothing.
-                consumer.members.insert(member_id.clone(), member);
                 if let Some(assignor) = &request.server_assignor {
                     consumer.assignor = assignor.clone();
                 }
-                consumer.group_epoch += 1;
+                match returning {
+                    // A static member back from a restart takes over its instance's place:
+                    // same partitions, same epoch, no new group epoch unless it subscribes
+                    // differently.
+                    Some(previous) => {
+                        let unchanged = previous.subscribed_topic_names == member.subscribed_topic_names
+                            && previous.subscribed_topic_regex.as_ref().map(regex::Regex::as_str)
+                                == member.subscribed_topic_regex.as_ref().map(regex::Regex::as_str);
+                        let target = consumer.target.remove(&previous.member_id).unwrap_or_default();
+                        consumer.target.insert(member_id.clone(), target);
+                        consumer.members.insert(
+                            member_id.clone(),
+                            ConsumerMember {
+                                member_epoch: previous.previous_member_epoch,
+                                previous_member_epoch: previous.previous_member_epoch,
+                                assigned: previous.assigned,
+                                revoking: previous.revoking,
+                                ..member
+                            },
+                        );
+                        if !unchanged {
+                            consumer.group_epoch += 1;
+                        }
+                    }
+                    // A member joining again (after being fenced) starts over with nothing.
+                    None => {
+                        consumer.members.insert(member_id.clone(), member);
+                        consumer.group_epoch += 1;
+                    }
+                }
             }
             epoch => {
                 let member = consumer

@@ -365,6 +365,49 @@ fn replaying_the_snapshots_restores_the_group() {
     assert_eq!(clients.iter().map(|c| count(&c.owned)).sum::<usize>(), 4);
 }
 
+/// KIP-848 static membership: a member with an instance id that leaves with epoch -2 keeps
+/// its partitions reserved; its next incarnation gets them back, and the group epoch and the
+/// other member are untouched.
+#[test]
+fn a_static_member_returns_to_its_partitions_without_a_new_epoch() {
+    let mut h = Harness::new(4);
+    let mut static_join = join(&["t"]);
+    static_join.instance_id = Some("instance-a".into());
+    let answer = h.send(static_join.clone()).unwrap();
+    let mut clients = vec![
+        Client {
+            member_id: answer.member_id,
+            epoch: answer.member_epoch,
+            owned: answer.assignment.unwrap(),
+        },
+        h.join(&["t"]),
+    ];
+    h.settle(&mut clients);
+    let group_epoch = h.coordinator.describe_consumer_group(GROUP).unwrap().group_epoch;
+    let kept = clients[0].owned.clone();
+    let leave = ConsumerHeartbeat {
+        member_id: clients[0].member_id.clone(),
+        member_epoch: -2,
+        instance_id: Some("instance-a".into()),
+        ..join(&[])
+    };
+    assert_eq!(h.send(leave).unwrap().member_epoch, -2);
+    // The other member keeps its share; nothing moves while the instance is away.
+    let mut other = vec![clients[1].clone()];
+    h.settle(&mut other);
+    assert_eq!(count(&other[0].owned), 2);
+    // Back with a new member id: the same partitions at once.
+    let back = h.send(static_join.clone()).unwrap();
+    assert_ne!(back.member_id, clients[0].member_id);
+    assert_eq!(back.assignment.as_ref(), Some(&kept));
+    assert_eq!(
+        h.coordinator.describe_consumer_group(GROUP).unwrap().group_epoch,
+        group_epoch
+    );
+    // While the instance is held by a live member, another claim is refused.
+    assert_eq!(h.send(static_join), Err(GroupError::UnreleasedInstanceId));
+}
+
 proptest! {
     /// Whatever members join, leave and heartbeat, no partition is ever held by two members,
     /// and once everyone heartbeats enough the group is balanced and owns every partition.

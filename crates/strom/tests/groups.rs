@@ -628,3 +628,41 @@ fn kip_848_regex_subscription_follows_new_topics() {
         assignments[0].len() == 5
     });
 }
+
+/// KIP-848 static membership through librdkafka: a static member that closes (epoch -2) and
+/// comes back gets its partitions again, and the other member sees no rebalance.
+#[test]
+fn kip_848_static_member_restarts_without_a_rebalance() {
+    let broker = start();
+    let bootstrap = broker.bootstrap();
+    let static_config = [("group.protocol", "consumer"), ("group.instance.id", "instance-a")];
+    let a = GroupMember::join(&bootstrap, "static-848", &[TOPIC], &static_config);
+    let b = GroupMember::join(&bootstrap, "static-848", &[TOPIC], &CONSUMER_PROTOCOL);
+    settle(
+        &[&a, &b],
+        "two KIP-848 members sharing the partitions",
+        split_disjointly,
+    );
+    let a_partitions = a.assignment();
+    let b_assignments = b.assignments_received();
+    let b_partitions = b.assignment();
+    drop(a);
+    let a2 = GroupMember::join(&bootstrap, "static-848", &[TOPIC], &static_config);
+    settle(
+        &[&a2, &b],
+        "the restarted member holding its old partitions",
+        |assignments| assignments[0] == a_partitions,
+    );
+    // Give a rebalance, had one started, the time to reach the other member.
+    let quiet_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet_until {
+        let _ = b.poll(POLL_STEP);
+        let _ = a2.poll(POLL_STEP);
+    }
+    assert_eq!(
+        b.assignments_received(),
+        b_assignments,
+        "the other member saw no rebalance"
+    );
+    assert_eq!(b.assignment(), b_partitions);
+}
