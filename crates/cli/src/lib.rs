@@ -16,7 +16,8 @@
 //! - `datetime.rs`: epoch milliseconds or RFC 3339 date-times given on the command line.
 //! - `produce.rs`: `strom produce`, lines from stdin to a topic.
 //! - `consume.rs`: `strom consume`, records to stdout as plain text or JSON lines.
-//! - `bench.rs`: `strom bench produce|consume|e2e`, throughput and latency.
+//! - `bench.rs`: `strom bench produce|consume|e2e`, throughput and latency; `bench/group.rs`:
+//!   `strom bench group`, consumer group rebalancing and commit load.
 //! - `payload.rs`: the bench payload format (send timestamp and run id) and latency math.
 //!
 //! # Errors
@@ -34,7 +35,7 @@ mod payload;
 mod produce;
 mod topic;
 
-pub use bench::{BenchArgs, BenchMode};
+pub use bench::{BenchArgs, BenchMode, GroupPhase, GroupProtocol};
 pub use connection::{AdminConnectionArgs, ConnectionArgs};
 pub use consume::{ConsumeArgs, OutputFormat};
 pub use group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetScope, ResetTarget, TopicPartitions};
@@ -52,7 +53,7 @@ pub enum ClientCommand {
     Produce(ProduceArgs),
     /// Consume records and print them to stdout.
     Consume(ConsumeArgs),
-    /// Measure produce, consume or end-to-end throughput and latency.
+    /// Measure produce, consume or end-to-end throughput and latency, or group rebalancing.
     Bench(BenchArgs),
 }
 

@@ -39,6 +39,8 @@ const IDLE_TIMEOUT_MS: u64 = 500;
 const BENCH_RECORD_SIZE: u64 = 100;
 /// How long a group member may take to join and receive its assignment, or to leave.
 const GROUP_DEADLINE: Duration = Duration::from_secs(20);
+/// How long one `strom bench group` run with a handful of members may take.
+const BENCH_GROUP_DEADLINE: Duration = Duration::from_secs(120);
 /// A fixed record timestamp (2023-11-14T22:13:20Z) for the `--to-datetime` tests, so the
 /// test can spell the same instants in RFC 3339; retention is off in those brokers.
 const FIXED_BASE_MS: i64 = 1_700_000_000_000;
@@ -895,6 +897,76 @@ fn bench_e2e_receives_every_record_it_sends() {
         summary["latency_ms"]["p50"].is_number(),
         "send-to-receive latency\n{bench}"
     );
+}
+
+/// `strom bench group --json`, with each group protocol, on a broker without the initial
+/// rebalance delay: every phase reports a positive time within the wait bound, the commit
+/// phase's commits of every partition were acknowledged without errors, and the summary
+/// describes the group asked for; the prefill is in the topic the bench created.
+#[test]
+fn bench_group_reports_every_phase_with_both_protocols() {
+    let broker = start_for_groups();
+    for protocol in ["classic", "consumer"] {
+        let topic = format!("bg-{protocol}");
+        let args = [
+            "bench",
+            "group",
+            topic.as_str(),
+            "--members",
+            "3",
+            "--partitions",
+            "6",
+            "--group-protocol",
+            protocol,
+            "--prefill",
+            "100",
+            "--commit-rate",
+            "20",
+            "--duration-s",
+            "1",
+            "--timeout-ms",
+            "30000",
+            "--json",
+        ];
+        let bench = Cli::spawn(&with_bootstrap(&args, &broker.bootstrap()), None).wait(BENCH_GROUP_DEADLINE);
+        bench.assert_success();
+        let summary = bench.json_summary();
+        assert_eq!(summary["mode"], "group", "{bench}");
+        assert_eq!(summary["group_protocol"], protocol, "{bench}");
+        assert_eq!(summary["members"], 3, "{bench}");
+        assert_eq!(summary["partitions"], 6, "{bench}");
+        assert_eq!(summary["prefilled"], 100, "{bench}");
+        for key in ["first_record_ms", "join_stable_ms", "leave_stable_ms", "leave_close_ms"] {
+            assert!(
+                summary[key].as_f64().is_some_and(|ms| ms > 0.0 && ms < 30_000.0),
+                "{key} should be a positive time within the wait bound\n{bench}"
+            );
+        }
+        let commit = &summary["commit"];
+        assert_eq!(commit["partitions"], 6, "{bench}");
+        assert_eq!(commit["errors"], 0, "{bench}");
+        let commits = commit["commits"].as_u64().unwrap_or(0);
+        // Paced at 20/s from t = 0 for 1 s: 20 sent, every one acknowledged.
+        assert_eq!((commits, commit["sent"].as_u64()), (20, Some(20)), "{bench}");
+        assert!(
+            commit["commits_per_s"].as_f64().is_some_and(|r| r > 0.0),
+            "commit rate\n{bench}"
+        );
+        let (p50, p99) = (
+            commit["latency_ms"]["p50"].as_f64(),
+            commit["latency_ms"]["p99"].as_f64(),
+        );
+        assert!(
+            p50.is_some_and(|p50| p50 > 0.0) && p99 >= p50,
+            "commit latency percentiles\n{bench}"
+        );
+        assert!(
+            bench.stderr_lines().contains(&"commit phase: start")
+                && bench.stderr_lines().contains(&"commit phase: end"),
+            "commit phase bounds on stderr\n{bench}"
+        );
+        assert_eq!(records_in(&broker, &topic, 6), 100, "the prefill is in {topic}");
+    }
 }
 
 /// `strom topic list` against a closed port fails within its `--timeout-ms` (plus slack)
