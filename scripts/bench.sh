@@ -137,6 +137,10 @@ if [ "$target" = group ]; then
     group_run "10 members over 100 partitions: one leaves" "$protocol" g100 --members 10 --partitions 100 \
       --phases join,leave
   done
+  # Classic members hear of a rebalance on their next heartbeat (librdkafka's default: every
+  # 3 s), so the client's heartbeat interval, not the broker, sets this row.
+  group_run "10 members over 100 partitions: one leaves, heartbeat.interval.ms=300" classic g100hb \
+    --members 10 --partitions 100 --phases join,leave -X heartbeat.interval.ms=300
   group_commits "${BENCH_COMMIT_S:-30}" 1000 10
 else
 echo "| workload | msgs/s | MB/s | latency p50 / p99 / p99.9 ms | broker CPU per record |"
