@@ -93,44 +93,8 @@ impl Groups {
         let mut loaded = 0usize;
         if let Some(topic) = topics.get(OFFSETS_TOPIC) {
             for partition in topic.partitions() {
-                let guard = partition.lock();
-                let Some(log) = guard.as_ref() else { continue };
-                let mut offset = log.log_start_offset();
-                let end = log.log_end_offset();
-                while offset < end {
-                    let bytes = match log
-                        .read(offset, LOAD_READ_BYTES, end, true)
-                        .map_err(|e| e.to_string())
-                        .and_then(|slice| slice.read_to_bytes().map_err(|e| e.to_string()))
-                    {
-                        Ok(bytes) if !bytes.is_empty() => bytes,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::error!(partition = partition.index, error = %e, "reading __consumer_offsets");
-                            break;
-                        }
-                    };
-                    for batch in BatchIter::new(&bytes) {
-                        let Ok(batch) = batch else { break };
-                        offset = batch.header.last_offset() + 1;
-                        let records = match strom_record::records::decode_records(batch.bytes) {
-                            Ok(records) => records,
-                            Err(e) => {
-                                tracing::warn!(partition = partition.index, error = %e, "undecodable offsets batch skipped");
-                                continue;
-                            }
-                        };
-                        for record in records {
-                            let Some(key) = record.key else { continue };
-                            match Record::decode(key, record.value) {
-                                Ok(record) => {
-                                    coordinator.apply(now, record);
-                                    loaded += 1;
-                                }
-                                Err(e) => tracing::warn!(error = %e, "undecodable offsets record skipped"),
-                            }
-                        }
-                    }
+                if let Some(log) = partition.lock().as_ref() {
+                    loaded += replay(log, partition.index, &mut coordinator, now);
                 }
             }
         }
@@ -156,6 +120,59 @@ impl Groups {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("group coordinator lock")
     }
+}
+
+/// Applies every record of one `__consumer_offsets` partition in order; returns how many.
+/// Stops, saying so, at anything it cannot read: a partition's records after a damaged batch
+/// are lost to the coordinator (recovery truncates torn tails before this runs).
+fn replay(log: &strom_storage::Log, partition: i32, coordinator: &mut Coordinator, now: i64) -> usize {
+    let mut applied = 0;
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let bytes = match log
+            .read(offset, LOAD_READ_BYTES, end, true)
+            .map_err(|e| e.to_string())
+            .and_then(|slice| slice.read_to_bytes().map_err(|e| e.to_string()))
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(partition, offset, error = %e, "reading __consumer_offsets");
+                break;
+            }
+        };
+        let read_from = offset;
+        for batch in BatchIter::new(&bytes) {
+            let Ok(batch) = batch else { break };
+            offset = batch.header.last_offset() + 1;
+            let records = match strom_record::records::decode_records(batch.bytes) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "undecodable offsets batch skipped");
+                    continue;
+                }
+            };
+            for record in records {
+                let Some(key) = record.key else { continue };
+                match Record::decode(key, record.value) {
+                    Ok(record) => {
+                        coordinator.apply(now, record);
+                        applied += 1;
+                    }
+                    Err(e) => tracing::warn!(partition, error = %e, "undecodable offsets record skipped"),
+                }
+            }
+        }
+        if offset == read_from {
+            tracing::error!(
+                partition,
+                offset,
+                "__consumer_offsets unreadable from here; the rest is not loaded"
+            );
+            break;
+        }
+    }
+    applied
 }
 
 /// JoinGroup: waits, if the group is rebalancing, until the new generation forms (bounded by
