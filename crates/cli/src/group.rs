@@ -2,17 +2,26 @@
 //! offsets, like Kafka's `kafka-consumer-groups.sh`.
 //!
 //! Only Kafka APIs are used (ListGroups, DescribeGroups, OffsetFetch, ListOffsets, Metadata,
-//! OffsetCommit, DeleteGroups), through librdkafka, so the command works against any Kafka
-//! broker. Lookups go through a consumer that carries the group's id but never subscribes:
-//! it reads and commits the group's offsets without ever joining the group.
+//! OffsetCommit, DeleteGroups through librdkafka; ApiVersions, FindCoordinator and
+//! ConsumerGroupDescribe directly, see below), so the command works against any Kafka broker.
+//! Lookups go through a consumer that carries the group's id but never subscribes: it reads
+//! and commits the group's offsets without ever joining the group.
 //!
-//! # Limits
+//! # KIP-848 groups
 //!
-//! Members and states come from DescribeGroups, which only speaks of classic groups: a group
-//! of the KIP-848 protocol (`group.protocol=consumer`) needs ConsumerGroupDescribe, which
-//! rdkafka 0.39 does not expose, so it shows as `Dead` with no members (its committed offsets
-//! are still shown). `reset-offsets --execute` then cannot see its members; the broker still
-//! refuses a commit from outside a group that has members.
+//! DescribeGroups only speaks of classic groups: a group of the KIP-848 protocol
+//! (`group.protocol=consumer`) comes back `Dead` with no members, and rdkafka 0.39 has no
+//! ConsumerGroupDescribe. So when DescribeGroups reports a group as `Dead` or not at all (and,
+//! for `describe` and `reset-offsets`, as `Empty` with no members, as an empty KIP-848 group
+//! may be), `describe`, `list` and `reset-offsets` ask again over the Kafka protocol directly
+//! (`wire.rs`): FindCoordinator at a bootstrap server, then ConsumerGroupDescribe (API 69) at
+//! the coordinator, if its ApiVersions lists it. A group the coordinator knows as a consumer
+//! group is then shown with its state, group and assignment epochs, assignor and members (each
+//! with its member epoch, subscription and assigned partitions); `reset-offsets --execute`
+//! sees those members. A broker without the API, or a group it does not know as a consumer
+//! group, keeps the DescribeGroups answer. That second path speaks plaintext only: with a
+//! `security.protocol` other than `plaintext` in `-X`, KIP-848 groups still show as `Dead`
+//! (the broker still refuses a commit from outside a group that has members).
 //!
 //! # Output
 //!
@@ -24,6 +33,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -33,6 +43,7 @@ use crate::consume::OutputFormat;
 use crate::consumer_protocol::decode_assignment;
 use crate::datetime::parse_epoch_ms;
 use crate::topic::{Admin, ADMIN_TIMEOUT_MS_DEFAULT};
+use crate::wire;
 
 /// The protocol type of groups whose members use Kafka's consumer protocol, and so whose
 /// assignments [`decode_assignment`] understands (Kafka Connect's groups use another).
@@ -227,7 +238,16 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<()> {
 
 fn list(connection: &ConnectionArgs, timeout: Duration, with_state: bool, format: OutputFormat) -> anyhow::Result<()> {
     let client = GroupClient::connect(connection, None, timeout)?;
-    let groups = client.all_groups()?;
+    let mut groups = client.all_groups()?;
+    if with_state || format == OutputFormat::Json {
+        for (group, state) in &mut groups {
+            if state.is_empty() || state == STATE_DEAD {
+                if let Some(described) = describe_consumer_group(connection, group, timeout)? {
+                    *state = described.state;
+                }
+            }
+        }
+    }
     let mut out = String::new();
     for (group, state) in &groups {
         match format {
@@ -245,7 +265,7 @@ fn list(connection: &ConnectionArgs, timeout: Duration, with_state: bool, format
 
 fn describe(connection: &ConnectionArgs, timeout: Duration, group: &str, format: OutputFormat) -> anyhow::Result<()> {
     let client = GroupClient::connect(connection, Some(group), timeout)?;
-    let description = client.describe_group(group)?;
+    let description = describe_any_group(&client, connection, group, timeout)?;
     let mut owners: HashMap<(String, i32), &str> = HashMap::new();
     for member in &description.members {
         for partition in member.partitions.iter().flatten() {
@@ -314,7 +334,7 @@ fn delete(connection: &ConnectionArgs, timeout: Duration, groups: &[String]) -> 
 fn reset_offsets(connection: &ConnectionArgs, timeout: Duration, args: ResetOffsetsArgs) -> anyhow::Result<()> {
     let target = args.target.reset_to()?;
     let client = GroupClient::connect(connection, Some(&args.group), timeout)?;
-    let description = client.describe_group(&args.group)?;
+    let description = describe_any_group(&client, connection, &args.group, timeout)?;
     // Kafka's rule: a group's offsets are only rewritten while nobody consumes with them.
     // The broker enforces it too (a commit from outside a non-empty group is refused).
     let active = !description.members.is_empty() || !matches!(description.state.as_str(), STATE_EMPTY | STATE_DEAD);
@@ -378,6 +398,92 @@ fn reset_offsets(connection: &ConnectionArgs, timeout: Duration, args: ResetOffs
     Ok(())
 }
 
+/// The group as DescribeGroups shows it, or, where that shows no members and says `Dead` (as
+/// it does of KIP-848 groups) or `Empty`, as ConsumerGroupDescribe does if the coordinator
+/// knows it as a consumer group.
+fn describe_any_group(
+    client: &GroupClient,
+    connection: &ConnectionArgs,
+    group: &str,
+    timeout: Duration,
+) -> anyhow::Result<GroupDescription> {
+    let classic = client.describe_group(group)?;
+    // An empty KIP-848 group may also be described as Empty (Strom does): ask then too, the
+    // coordinator answers GROUP_ID_NOT_FOUND for an empty classic group.
+    let maybe_consumer_group =
+        classic.members.is_empty() && matches!(classic.state.as_str(), "" | STATE_DEAD | STATE_EMPTY);
+    if !maybe_consumer_group {
+        return Ok(classic);
+    }
+    Ok(describe_consumer_group(connection, group, timeout)?.unwrap_or(classic))
+}
+
+/// ConsumerGroupDescribe of `group` at its coordinator (see the module doc); `None` where the
+/// broker has no such API, the group is not a consumer group, or the connection is not
+/// plaintext (the direct client speaks neither TLS nor SASL).
+fn describe_consumer_group(
+    connection: &ConnectionArgs,
+    group: &str,
+    timeout: Duration,
+) -> anyhow::Result<Option<GroupDescription>> {
+    let plaintext = connection
+        .config
+        .iter()
+        .filter(|(key, _)| key == "security.protocol")
+        .all(|(_, value)| value.eq_ignore_ascii_case("plaintext"));
+    if !plaintext {
+        return Ok(None);
+    }
+    let described = wire::consumer_group_describe(&connection.bootstrap_server, group, timeout)
+        .context("ConsumerGroupDescribe (KIP-848 groups)")?;
+    Ok(described.map(consumer_group_description))
+}
+
+/// A ConsumerGroupDescribe answer as a [`GroupDescription`]; members sorted by id, each one's
+/// partitions those assigned to it now (not its target assignment). A member with an
+/// assignment entry without a topic name has partitions `None` (unknown).
+fn consumer_group_description(described: DescribedGroup) -> GroupDescription {
+    let mut members: Vec<MemberDescription> = described
+        .members
+        .into_iter()
+        .map(|member| {
+            let mut partitions = Some(Vec::new());
+            for entry in &member.assignment.topic_partitions {
+                let topic = entry.topic_name.as_str();
+                match partitions.as_mut() {
+                    Some(list) if !topic.is_empty() => {
+                        list.extend(entry.partitions.iter().map(|p| (topic.to_string(), *p)));
+                    }
+                    _ => partitions = None,
+                }
+            }
+            MemberDescription {
+                member_id: member.member_id.to_string(),
+                client_id: member.client_id.to_string(),
+                host: member.client_host.to_string(),
+                partitions,
+                consumer: Some(ConsumerMember {
+                    member_epoch: member.member_epoch,
+                    subscribed_topics: member.subscribed_topic_names.iter().map(|t| t.to_string()).collect(),
+                    subscribed_regex: member.subscribed_topic_regex.map(|r| r.to_string()),
+                }),
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    GroupDescription {
+        state: described.group_state.to_string(),
+        protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+        protocol: String::new(),
+        members,
+        consumer: Some(ConsumerGroup {
+            group_epoch: described.group_epoch,
+            assignment_epoch: described.assignment_epoch,
+            assignor: described.assignor_name.to_string(),
+        }),
+    }
+}
+
 /// The offset a partition is reset to. `at_time` is the ListOffsets answer for
 /// [`ResetTo::Datetime`], `None` when no record is that late. The result is always within
 /// [log start, log end], as Kafka's tool does: a committed offset outside the log would only
@@ -404,13 +510,24 @@ fn new_offset(
     Ok(wanted.clamp(log_start, log_end))
 }
 
-/// What a group looks like, from DescribeGroups.
+/// What a group looks like, from DescribeGroups or (KIP-848 groups) ConsumerGroupDescribe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GroupDescription {
     state: String,
     protocol_type: String,
+    /// The classic protocol (assignment strategy); empty for KIP-848 groups.
     protocol: String,
     members: Vec<MemberDescription>,
+    /// What only KIP-848 groups have; `None` for classic groups.
+    consumer: Option<ConsumerGroup>,
+}
+
+/// A KIP-848 group's epochs and server-side assignor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConsumerGroup {
+    group_epoch: i32,
+    assignment_epoch: i32,
+    assignor: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,6 +537,16 @@ struct MemberDescription {
     host: String,
     /// `None` when the assignment is not in the consumer protocol or does not decode.
     partitions: Option<Vec<(String, i32)>>,
+    /// What only KIP-848 members have; `None` for classic groups.
+    consumer: Option<ConsumerMember>,
+}
+
+/// A KIP-848 member's epoch and subscription (topic names, or a regex, or both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConsumerMember {
+    member_epoch: i32,
+    subscribed_topics: Vec<String>,
+    subscribed_regex: Option<String>,
 }
 
 /// One row of `describe`'s offsets.
@@ -482,16 +609,32 @@ fn describe_plain(group: &str, description: &GroupDescription, offsets: &[Partit
     let _ = writeln!(out, "state: {}", description.state);
     let _ = writeln!(out, "protocol-type: {}", or_empty(&description.protocol_type));
     let _ = writeln!(out, "protocol: {}", or_empty(&description.protocol));
+    if let Some(consumer) = &description.consumer {
+        let _ = writeln!(out, "group-epoch: {}", consumer.group_epoch);
+        let _ = writeln!(out, "assignment-epoch: {}", consumer.assignment_epoch);
+        let _ = writeln!(out, "assignor: {}", or_empty(&consumer.assignor));
+    }
     let _ = writeln!(out, "members: {}", description.members.len());
     for member in &description.members {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  member {} client {} host {} partitions {}",
+            "  member {} client {} host {}",
             member.member_id,
             or_empty(&member.client_id),
             or_empty(&member.host),
-            partitions_text(member.partitions.as_deref())
         );
+        if let Some(consumer) = &member.consumer {
+            let _ = write!(
+                out,
+                " member-epoch {} subscribed {}",
+                consumer.member_epoch,
+                or_empty(&consumer.subscribed_topics.join(","))
+            );
+            if let Some(regex) = &consumer.subscribed_regex {
+                let _ = write!(out, " subscribed-regex {regex}");
+            }
+        }
+        let _ = writeln!(out, " partitions {}", partitions_text(member.partitions.as_deref()));
     }
     let _ = writeln!(out, "offsets: {}", offsets.len());
     for row in offsets {
@@ -527,12 +670,24 @@ fn describe_json(group: &str, description: &GroupDescription, offsets: &[Partiti
                     .map(|(topic, partition)| serde_json::json!({"topic": topic, "partition": partition}))
                     .collect::<Vec<_>>()
             });
-            serde_json::json!({
+            let mut value = serde_json::json!({
                 "member_id": member.member_id,
                 "client_id": member.client_id,
                 "host": member.host,
                 "partitions": partitions,
-            })
+            });
+            if let (Some(consumer), Some(object)) = (&member.consumer, value.as_object_mut()) {
+                let _ = object.insert("member_epoch".to_string(), consumer.member_epoch.into());
+                let _ = object.insert(
+                    "subscribed_topics".to_string(),
+                    serde_json::json!(consumer.subscribed_topics),
+                );
+                let _ = object.insert(
+                    "subscribed_topic_regex".to_string(),
+                    serde_json::json!(consumer.subscribed_regex),
+                );
+            }
+            value
         })
         .collect();
     let offsets: Vec<serde_json::Value> = offsets
@@ -548,14 +703,20 @@ fn describe_json(group: &str, description: &GroupDescription, offsets: &[Partiti
             })
         })
         .collect();
-    serde_json::json!({
+    let mut value = serde_json::json!({
         "group": group,
         "state": description.state,
         "protocol_type": description.protocol_type,
         "protocol": description.protocol,
         "members": members,
         "offsets": offsets,
-    })
+    });
+    if let (Some(consumer), Some(object)) = (&description.consumer, value.as_object_mut()) {
+        let _ = object.insert("group_epoch".to_string(), consumer.group_epoch.into());
+        let _ = object.insert("assignment_epoch".to_string(), consumer.assignment_epoch.into());
+        let _ = object.insert("assignor".to_string(), consumer.assignor.clone().into());
+    }
+    value
 }
 
 fn reset_text(plan: &[PlannedReset], format: OutputFormat) -> String {
@@ -645,6 +806,7 @@ impl GroupClient {
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: Vec::new(),
+                consumer: None,
             });
         };
         let consumer_protocol = info.protocol_type() == CONSUMER_PROTOCOL_TYPE;
@@ -658,6 +820,7 @@ impl GroupClient {
                 partitions: consumer_protocol
                     .then(|| decode_assignment(member.assignment().unwrap_or_default()).ok())
                     .flatten(),
+                consumer: None,
             })
             .collect();
         members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
@@ -666,6 +829,7 @@ impl GroupClient {
             protocol_type: info.protocol_type().to_string(),
             protocol: info.protocol().to_string(),
             members,
+            consumer: None,
         })
     }
 
@@ -1012,14 +1176,17 @@ mod tests {
                     client_id: "app".to_string(),
                     host: "/127.0.0.1".to_string(),
                     partitions: Some(vec![("t".to_string(), 1), ("t".to_string(), 0), ("u".to_string(), 3)]),
+                    consumer: None,
                 },
                 MemberDescription {
                     member_id: "m-2".to_string(),
                     client_id: String::new(),
                     host: "/127.0.0.1".to_string(),
                     partitions: None,
+                    consumer: None,
                 },
             ],
+            consumer: None,
         };
         let offsets = [
             PartitionOffsets {
@@ -1065,6 +1232,100 @@ mod tests {
         assert_eq!(
             reset_text(&plan, OutputFormat::Json),
             "{\"committed\":null,\"new\":4,\"partition\":0,\"topic\":\"t\"}\n"
+        );
+    }
+
+    #[test]
+    fn consumer_group_describe_renders_epochs_subscriptions_and_partitions() {
+        use kafka_protocol::messages::consumer_group_describe_response::{Assignment, Member, TopicPartitions};
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::protocol::StrBytes;
+        let text = |s: &str| StrBytes::from_string(s.to_string());
+        let assignment = |entries: &[(&str, &[i32])]| {
+            let mut out = Assignment::default();
+            out.topic_partitions = entries
+                .iter()
+                .map(|(topic, partitions)| {
+                    let mut entry = TopicPartitions::default();
+                    entry.topic_name = TopicName(text(topic));
+                    entry.partitions = partitions.to_vec();
+                    entry
+                })
+                .collect();
+            out
+        };
+        let mut b = Member::default();
+        b.member_id = text("m-b");
+        b.client_id = text("app");
+        b.client_host = text("/10.0.0.2");
+        b.member_epoch = 6;
+        b.subscribed_topic_names = vec![TopicName(text("t")), TopicName(text("u"))];
+        b.assignment = assignment(&[("u", &[0]), ("t", &[2, 0])]);
+        let mut a = Member::default();
+        a.member_id = text("m-a");
+        a.member_epoch = 5;
+        a.subscribed_topic_regex = Some(text("^t.*"));
+        a.assignment = assignment(&[("", &[1])]);
+        let mut described = DescribedGroup::default();
+        described.group_state = text("Reconciling");
+        described.group_epoch = 6;
+        described.assignment_epoch = 6;
+        described.assignor_name = text("uniform");
+        described.members = vec![b, a];
+        let description = consumer_group_description(described);
+        let offsets = [PartitionOffsets {
+            topic: "t".to_string(),
+            partition: 0,
+            committed: Some(1),
+            log_end: 4,
+            member: Some("m-b".to_string()),
+        }];
+        assert_eq!(
+            describe_plain("g", &description, &offsets),
+            "group: g\nstate: Reconciling\nprotocol-type: consumer\nprotocol: -\n\
+             group-epoch: 6\nassignment-epoch: 6\nassignor: uniform\nmembers: 2\n\
+             \x20 member m-a client - host - member-epoch 5 subscribed - subscribed-regex ^t.* \
+             partitions (unknown)\n\
+             \x20 member m-b client app host /10.0.0.2 member-epoch 6 subscribed t,u partitions t:0,2 u:0\n\
+             offsets: 1\n\
+             \x20 topic t partition 0 committed 1 log-end 4 lag 3 member m-b\n"
+        );
+        let json = describe_json("g", &description, &offsets);
+        assert_eq!(json["group_epoch"], 6);
+        assert_eq!(json["assignment_epoch"], 6);
+        assert_eq!(json["assignor"], "uniform");
+        assert_eq!(json["protocol"], "");
+        assert_eq!(json["members"][0]["member_epoch"], 5);
+        assert_eq!(json["members"][0]["subscribed_topic_regex"], "^t.*");
+        assert_eq!(json["members"][0]["subscribed_topics"], serde_json::json!([]));
+        assert!(json["members"][0]["partitions"].is_null());
+        assert_eq!(json["members"][1]["subscribed_topics"], serde_json::json!(["t", "u"]));
+        assert!(json["members"][1]["subscribed_topic_regex"].is_null());
+        assert_eq!(
+            json["members"][1]["partitions"],
+            serde_json::json!([
+                {"topic": "u", "partition": 0},
+                {"topic": "t", "partition": 2},
+                {"topic": "t", "partition": 0}
+            ])
+        );
+        assert_eq!(json["offsets"][0]["member"], "m-b");
+    }
+
+    #[test]
+    fn classic_descriptions_have_no_kip_848_fields() {
+        let description = GroupDescription {
+            state: "Empty".to_string(),
+            protocol_type: "consumer".to_string(),
+            protocol: String::new(),
+            members: Vec::new(),
+            consumer: None,
+        };
+        let json = describe_json("g", &description, &[]);
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["group", "members", "offsets", "protocol", "protocol_type", "state"]
         );
     }
 }

@@ -1,8 +1,9 @@
 //! Strom's client-side commands: topic and consumer group administration, produce, consume
 //! and bench.
 //!
-//! Every command speaks the Kafka protocol through librdkafka (the `rdkafka` crate), so it
-//! works against any Kafka-compatible broker, not only Strom. The `strom` binary flattens
+//! Every command speaks the Kafka protocol through librdkafka (the `rdkafka` crate), and
+//! directly (`wire.rs`) for the few APIs librdkafka does not expose, so it works against any
+//! Kafka-compatible broker, not only Strom. The `strom` binary flattens
 //! [`ClientCommand`] into `strom <command>` and calls [`run`].
 //!
 //! # Layout
@@ -19,6 +20,8 @@
 //! - `bench.rs`: `strom bench produce|consume|e2e`, throughput and latency; `bench/group.rs`:
 //!   `strom bench group`, consumer group rebalancing and commit load.
 //! - `payload.rs`: the bench payload format (send timestamp and run id) and latency math.
+//! - `wire.rs`: a minimal blocking Kafka request/response client (kafka-protocol) for the APIs
+//!   librdkafka does not expose: FindCoordinator and ConsumerGroupDescribe for KIP-848 groups.
 //!
 //! # Errors
 //!
@@ -34,6 +37,7 @@ mod group;
 mod payload;
 mod produce;
 mod topic;
+mod wire;
 
 pub use bench::{BenchArgs, BenchMode, GroupPhase, GroupProtocol};
 pub use connection::{AdminConnectionArgs, ConnectionArgs};

@@ -1409,6 +1409,182 @@ fn group_reset_offsets_refuses_an_active_group_and_bad_partitions() {
     assert_eq!(committed(&broker, "fresh", "busy", &[0]), [None]);
 }
 
+/// A KIP-848 group (`group.protocol=consumer`), which DescribeGroups calls Dead: `strom group
+/// describe` shows it as ConsumerGroupDescribe does (state, epochs, assignor, both members with
+/// their ids, member epochs, subscriptions and partitions, exactly as the broker reports them)
+/// with the committed offsets and lag; `list --state` shows its live state; `reset-offsets
+/// --execute` is refused while it has members and goes through once they left (Empty).
+#[test]
+fn group_commands_see_a_kip_848_group() {
+    let broker = start_for_groups();
+    let bootstrap = broker.bootstrap();
+    create_topic(&broker, "events", 4);
+    let producer = Producer::new(&bootstrap, &[("acks", "all")]);
+    let log_ends: [i64; 4] = [5, 3, 2, 1];
+    for (partition, count) in log_ends.iter().enumerate() {
+        let partition = i32::try_from(partition).expect("partition");
+        let count = usize::try_from(*count).expect("count");
+        let _ = producer.send_all_ok("events", &common::numbered("e", count, partition));
+    }
+    let join = |client_id: &str| {
+        GroupMember::join(
+            &bootstrap,
+            "modern",
+            &["events"],
+            &[("group.protocol", "consumer"), ("client.id", client_id)],
+        )
+    };
+    let (a, b) = (join("modern-a"), join("modern-b"));
+    // Both members own partitions, the broker's view is Stable with every member at the group
+    // epoch, and the members' own assignments match it.
+    let described = poll_until(GROUP_DEADLINE, "a stable two-member KIP-848 group", || {
+        let _ = a.poll(Duration::from_millis(50));
+        let _ = b.poll(Duration::from_millis(50));
+        let (owned_a, owned_b) = (a.assignment(), b.assignment());
+        if owned_a.is_empty() || owned_b.is_empty() || owned_a.len() + owned_b.len() != 4 {
+            return None;
+        }
+        let group = consumer_group_describe(&broker, "modern");
+        let settled = group.group_state.as_str() == "Stable"
+            && group.members.len() == 2
+            && group.members.iter().all(|m| m.member_epoch == group.group_epoch);
+        settled.then_some(group)
+    });
+    let first = |member: &GroupMember| member.assignment().into_iter().next().expect("a partition");
+    let (committed_a, committed_b) = (first(&a), first(&b));
+    a.commit_offset("events", committed_a.1, 1).expect("commit by a");
+    b.commit_offset("events", committed_b.1, 0).expect("commit by b");
+
+    let mut members: Vec<_> = described.members.iter().collect();
+    members.sort_by(|x, y| x.member_id.as_str().cmp(y.member_id.as_str()));
+    let mut owner = HashMap::new();
+    let mut member_lines = Vec::new();
+    for member in &members {
+        let mut partitions: Vec<i32> = member
+            .assignment
+            .topic_partitions
+            .iter()
+            .inspect(|entry| assert_eq!(entry.topic_name.as_str(), "events"))
+            .flat_map(|entry| entry.partitions.iter().copied())
+            .collect();
+        partitions.sort_unstable();
+        for partition in &partitions {
+            let _ = owner.insert(*partition, member.member_id.to_string());
+        }
+        let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+        member_lines.push(format!(
+            "  member {} client {} host {} member-epoch {} subscribed events partitions events:{}",
+            member.member_id.as_str(),
+            member.client_id.as_str(),
+            member.client_host.as_str(),
+            member.member_epoch,
+            list.join(",")
+        ));
+    }
+    assert_eq!(owner.len(), 4, "every partition assigned: {owner:?}");
+    let mut expected = vec![
+        "group: modern".to_string(),
+        "state: Stable".to_string(),
+        "protocol-type: consumer".to_string(),
+        "protocol: -".to_string(),
+        format!("group-epoch: {}", described.group_epoch),
+        format!("assignment-epoch: {}", described.assignment_epoch),
+        format!("assignor: {}", described.assignor_name.as_str()),
+        "members: 2".to_string(),
+    ];
+    expected.extend(member_lines);
+    expected.push("offsets: 4".to_string());
+    for (partition, log_end) in (0..4).zip(log_ends) {
+        let committed = if partition == committed_a.1 {
+            Some(1)
+        } else if partition == committed_b.1 {
+            Some(0)
+        } else {
+            None
+        };
+        let text = |value: Option<i64>| value.map_or_else(|| "-".to_string(), |v| v.to_string());
+        expected.push(format!(
+            "  topic events partition {partition} committed {} log-end {log_end} lag {} member {}",
+            text(committed),
+            text(committed.map(|c| log_end - c)),
+            owner[&partition]
+        ));
+    }
+    let shown = strom(&broker, &["group", "describe", "modern"]);
+    shown.assert_success();
+    assert_eq!(shown.stdout_lines(), expected, "{shown}");
+
+    let json = strom(&broker, &["group", "describe", "modern", "--format", "json"]);
+    json.assert_success();
+    let value = json.json_summary();
+    assert_eq!(value["state"], "Stable", "{json}");
+    assert_eq!(value["group_epoch"], described.group_epoch, "{json}");
+    assert_eq!(value["assignment_epoch"], described.assignment_epoch, "{json}");
+    assert_eq!(value["assignor"], described.assignor_name.as_str(), "{json}");
+    for (index, member) in members.iter().enumerate() {
+        let shown = &value["members"][index];
+        assert_eq!(shown["member_id"], member.member_id.as_str(), "{json}");
+        assert_eq!(shown["member_epoch"], member.member_epoch, "{json}");
+        assert_eq!(shown["subscribed_topics"], serde_json::json!(["events"]), "{json}");
+        assert!(shown["subscribed_topic_regex"].is_null(), "{json}");
+    }
+    assert_eq!(value["offsets"][committed_a.1 as usize]["committed"], 1, "{json}");
+
+    let listed = strom(&broker, &["group", "list", "--state"]);
+    listed.assert_success();
+    assert_eq!(listed.stdout_lines(), ["modern Stable"], "{listed}");
+
+    let reset = [
+        "group",
+        "reset-offsets",
+        "modern",
+        "--topic",
+        "events",
+        "--to-earliest",
+        "--execute",
+    ];
+    let refused = strom(&broker, &reset);
+    refused.assert_failure("strom: reset offsets of group `modern`: the group is Stable with 2 member(s)");
+    assert_eq!(
+        committed(&broker, "modern", "events", &[committed_a.1, committed_b.1]),
+        [Some(1), Some(0)],
+        "a refused reset changed offsets"
+    );
+
+    drop((a, b));
+    wait_for_group_state(&broker, "modern", "Empty");
+    let emptied = strom(&broker, &["group", "describe", "modern"]);
+    emptied.assert_success();
+    let lines = emptied.stdout_lines();
+    assert_eq!(lines[1], "state: Empty", "{emptied}");
+    assert_eq!(lines[2], "protocol-type: consumer", "{emptied}");
+    assert!(lines[4].starts_with("group-epoch: "), "{emptied}");
+    assert_eq!(lines[7], "members: 0", "{emptied}");
+    let done = strom(&broker, &reset);
+    done.assert_success();
+    assert_eq!(
+        committed(&broker, "modern", "events", &[0, 1, 2, 3]),
+        [Some(0); 4],
+        "reset of the empty KIP-848 group"
+    );
+}
+
+/// ConsumerGroupDescribe v0 of `group`, straight from the broker.
+fn consumer_group_describe(
+    broker: &Broker,
+    group: &'static str,
+) -> kafka_protocol::messages::consumer_group_describe_response::DescribedGroup {
+    let mut request = kafka_protocol::messages::ConsumerGroupDescribeRequest::default();
+    request.group_ids = vec![kafka_protocol::messages::GroupId(
+        kafka_protocol::protocol::StrBytes::from_static_str(group),
+    )];
+    let mut response = broker.wire().call(&request, 0).expect("ConsumerGroupDescribe");
+    assert_eq!(response.groups.len(), 1, "{response:?}");
+    let described = response.groups.remove(0);
+    assert_eq!(described.error_code, 0, "{described:?}");
+    described
+}
+
 /// `strom consume --group` commits what it printed and no more, and the next run with the
 /// same group resumes there: a first run stopped by `--max-messages` commits exactly the
 /// records it printed per partition (not the ones librdkafka fetched meanwhile), a second
