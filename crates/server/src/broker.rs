@@ -85,10 +85,12 @@ impl Broker {
     }
 
     /// Ends every waiting fetch now (they answer with what they have) and makes new ones
-    /// answer without waiting, so a graceful shutdown is not held up by long polls.
+    /// answer without waiting, and does the same for parked JoinGroup and SyncGroup requests,
+    /// so a graceful shutdown is not held up by long polls.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
         self.notify_appended();
+        crate::groups::release_waiters(self);
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -175,12 +175,42 @@ fn replay(log: &strom_storage::Log, partition: i32, coordinator: &mut Coordinato
     applied
 }
 
+/// At shutdown, answers every parked JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE,
+/// as Kafka does when a coordinator unloads its groups: the clients look for a coordinator
+/// again instead of holding the shutdown for up to a rebalance timeout.
+pub fn release_waiters(broker: &Broker) {
+    let mut state = broker.groups.lock();
+    for (_, waiter) in state.waiters.drain() {
+        match waiter {
+            Waiter::Join(sender) => {
+                let _ = sender.send(JoinAnswer {
+                    error: Some(GroupError::CoordinatorNotAvailable),
+                    generation_id: -1,
+                    ..JoinAnswer::default()
+                });
+            }
+            Waiter::Sync(sender) => {
+                let _ = sender.send(Err(GroupError::CoordinatorNotAvailable));
+            }
+        }
+    }
+}
+
 /// JoinGroup: waits, if the group is rebalancing, until the new generation forms (bounded by
 /// the rebalance timeout) or the member is answered otherwise.
 pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
     let (sender, receiver) = oneshot::channel();
     {
         let mut state = broker.groups.lock();
+        // Checked under the lock `release_waiters` takes, so no request parks after it ran.
+        if broker.is_shutting_down() {
+            return JoinAnswer {
+                error: Some(GroupError::CoordinatorNotAvailable),
+                generation_id: -1,
+                member_id: request.member_id,
+                ..JoinAnswer::default()
+            };
+        }
         let token = register(&mut state, Waiter::Join(sender));
         state.coordinator.join(now_ms(), token, request);
         carry_out(broker, &mut state);
@@ -198,6 +228,9 @@ pub async fn sync(broker: &Broker, request: SyncRequest) -> Result<SyncAnswer, G
     let (sender, receiver) = oneshot::channel();
     {
         let mut state = broker.groups.lock();
+        if broker.is_shutting_down() {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
         let token = register(&mut state, Waiter::Sync(sender));
         state.coordinator.sync(now_ms(), token, request);
         carry_out(broker, &mut state);

@@ -666,3 +666,33 @@ fn kip_848_static_member_restarts_without_a_rebalance() {
     );
     assert_eq!(b.assignment(), b_partitions);
 }
+
+/// A JoinGroup parked for a minute (the initial rebalance delay) does not hold up a graceful
+/// shutdown: it is answered COORDINATOR_NOT_AVAILABLE, so the client looks for a coordinator
+/// again, and the broker exits well within its drain time.
+#[test]
+fn shutdown_answers_parked_joins_instead_of_waiting_for_them() {
+    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    let mut broker = Broker::builder(strom_testkit::bin!())
+        .set("group.initial.rebalance.delay.ms", "60000")
+        .start();
+    let mut wire = broker.wire();
+    let mut join = join_request("", 10_000);
+    join.rebalance_timeout_ms = 60_000;
+    join.member_id = wire.call(&join, 5).expect("first join").member_id;
+    let (correlation_id, body) = wire.encode(&join, 5).unwrap();
+    wire.send_body(&body).unwrap();
+    // The join is parked once the group is waiting out its initial delay.
+    poll_until(SETTLE_TIMEOUT, "the group preparing a rebalance", || {
+        let mut described = DescribeGroupsRequest::default();
+        described.groups = vec![GroupId(StrBytes::from_static_str("wire"))];
+        let response = broker.wire().call(&described, 5).ok()?;
+        (response.groups[0].group_state.as_str() == "PreparingRebalance").then_some(())
+    });
+    let stopping = Instant::now();
+    broker.sigterm_and_wait();
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let answer = decode_response::<JoinGroupRequest>(wire.read_frame().expect("an answer"), 5, correlation_id).unwrap();
+    assert_eq!(answer.error_code, COORDINATOR_NOT_AVAILABLE);
+}
