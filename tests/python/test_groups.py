@@ -348,3 +348,81 @@ def test_confluent_kip848_members_split_leave_and_describe(group_broker, topic_n
     committed = a.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)
     assert sum(tp.offset for tp in committed) == len(sent)
     a.close()
+
+
+def test_kafka_python_two_members_split_and_read_once(group_broker, topic_name):
+    topic, group = topic_name("kp2"), f"g-{uuid.uuid4().hex[:8]}"
+    create_topic(group_broker, topic)
+    members = [
+        KafkaConsumer(
+            topic,
+            bootstrap_servers=group_broker.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=300,
+        )
+        for _ in range(2)
+    ]
+    try:
+        # Poll long enough for a join round to finish (see the kafka-python note above).
+        def split_reached():
+            for member in members:
+                member.poll(timeout_ms=1000)
+            return split([{tp.partition for tp in m.assignment()} for m in members])
+
+        wait_until(split_reached, DEFAULT_WAIT_S, "two kafka-python members sharing the partitions")
+        sent = produce(group_broker, topic, "kp2", 40)
+        got: list[list[str]] = [[], []]
+
+        def all_read():
+            for index, member in enumerate(members):
+                for records in member.poll(timeout_ms=500).values():
+                    got[index].extend(r.value.decode() for r in records)
+            return sum(map(len, got)) >= len(sent)
+
+        wait_until(all_read, DEFAULT_WAIT_S, "every record")
+        assert got[0] and got[1], "both members read"
+        assert sorted(got[0] + got[1]) == sorted(sent)
+    finally:
+        for member in members:
+            member.close()
+
+
+def test_aiokafka_two_members_split_and_read_once(group_broker, topic_name):
+    topic, group = topic_name("aio2"), f"g-{uuid.uuid4().hex[:8]}"
+    create_topic(group_broker, topic)
+
+    async def scenario():
+        members = [
+            AIOKafkaConsumer(
+                topic,
+                bootstrap_servers=group_broker.bootstrap,
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=300,
+            )
+            for _ in range(2)
+        ]
+        for member in members:
+            await member.start()
+        try:
+            while not split([{tp.partition for tp in m.assignment()} for m in members]):
+                await asyncio.sleep(0.05)  # polled condition, bounded by the wait_for below
+            sent = produce(group_broker, topic, "aio2", 40)
+            got: list[list[str]] = [[], []]
+            while sum(map(len, got)) < len(sent):
+                for index, member in enumerate(members):
+                    for records in (await member.getmany(timeout_ms=200)).values():
+                        got[index].extend(r.value.decode() for r in records)
+            return sent, got
+        finally:
+            for member in members:
+                await member.stop()
+
+    sent, got = asyncio.run(asyncio.wait_for(scenario(), DEFAULT_WAIT_S))
+    assert got[0] and got[1], "both members read"
+    assert sorted(got[0] + got[1]) == sorted(sent)

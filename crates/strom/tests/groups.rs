@@ -696,3 +696,39 @@ fn shutdown_answers_parked_joins_instead_of_waiting_for_them() {
     let answer = decode_response::<JoinGroupRequest>(wire.read_frame().expect("an answer"), 5, correlation_id).unwrap();
     assert_eq!(answer.error_code, COORDINATOR_NOT_AVAILABLE);
 }
+
+/// offsets.retention.minutes at work in a real broker: an offset committed outside any group
+/// membership is kept for the retention and removed after it (here 1 minute, checked every
+/// 200 ms), durably.
+#[test]
+fn committed_offsets_expire_after_the_retention() {
+    const RETENTION: Duration = Duration::from_secs(60);
+    let mut broker = Broker::builder(strom_testkit::bin!())
+        .set("offsets.retention.minutes", "1")
+        .set("offsets.retention.check.interval.ms", "200")
+        .start();
+    common::create_topic(&broker, TOPIC, PARTITIONS);
+    let committer = GroupMember::join(&broker.bootstrap(), "expiring", &["unrelated"], &[]);
+    let committed_at = Instant::now();
+    committer.commit_offset(TOPIC, 0, 9).expect("commit");
+    drop(committer);
+    let reader = GroupMember::join(&broker.bootstrap(), "expiring", &["unrelated"], &[]);
+    assert_eq!(reader.committed(TOPIC, &[0]).unwrap(), vec![Some(9)]);
+    poll_until(RETENTION + Duration::from_secs(30), "the offset to expire", || {
+        (reader.committed(TOPIC, &[0]).ok()? == vec![None]).then_some(())
+    });
+    assert!(
+        committed_at.elapsed() >= RETENTION,
+        "expired early: {:?}",
+        committed_at.elapsed()
+    );
+    drop(reader);
+    broker.sigkill();
+    broker.restart();
+    let reader = GroupMember::join(&broker.bootstrap(), "expiring", &["unrelated"], &[]);
+    assert_eq!(
+        reader.committed(TOPIC, &[0]).unwrap(),
+        vec![None],
+        "still gone after a restart"
+    );
+}
