@@ -156,17 +156,30 @@ fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
     let a = GroupMember::join(&bootstrap, "static", &[TOPIC], &[("group.instance.id", "a")]);
     let b = GroupMember::join(&bootstrap, "static", &[TOPIC], &[("group.instance.id", "b")]);
     settle(&[&a, &b], "two static members sharing the partitions", split_disjointly);
+    // A static member closing does not leave the group (KIP-345); its successor takes its place.
+    assert_static_restart_without_rebalance(&bootstrap, "static", a, &b, &[("group.instance.id", "a")]);
+}
+
+/// Closes static member `a` and starts its successor with `a_config`: the successor gets `a`'s
+/// partitions back, and `b` sees no rebalance (no new assignment, same partitions).
+fn assert_static_restart_without_rebalance(
+    bootstrap: &str,
+    group: &str,
+    a: GroupMember,
+    b: &GroupMember,
+    a_config: &[(&str, &str)],
+) {
     let a_partitions = a.assignment();
     let b_assignments = b.assignments_received();
-    // A static member closing does not leave the group (KIP-345); its successor takes its place.
+    let b_partitions = b.assignment();
     drop(a);
-    let a2 = GroupMember::join(&bootstrap, "static", &[TOPIC], &[("group.instance.id", "a")]);
+    let a2 = GroupMember::join(bootstrap, group, &[TOPIC], a_config);
     settle(
-        &[&a2, &b],
+        &[&a2, b],
         "the restarted member holding its old partitions",
         |assignments| assignments[0] == a_partitions,
     );
-    // Give a rebalance, if one had been started, the time to reach the other member.
+    // Give a rebalance, had one started, the time to reach the other member.
     let quiet_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < quiet_until {
         let _ = b.poll(POLL_STEP);
@@ -177,7 +190,7 @@ fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
         b_assignments,
         "the other member saw no rebalance"
     );
-    assert_eq!(a2.assignment(), a_partitions);
+    assert_eq!((a2.assignment(), b.assignment()), (a_partitions, b_partitions));
 }
 
 #[test]
@@ -643,28 +656,7 @@ fn kip_848_static_member_restarts_without_a_rebalance() {
         "two KIP-848 members sharing the partitions",
         split_disjointly,
     );
-    let a_partitions = a.assignment();
-    let b_assignments = b.assignments_received();
-    let b_partitions = b.assignment();
-    drop(a);
-    let a2 = GroupMember::join(&bootstrap, "static-848", &[TOPIC], &static_config);
-    settle(
-        &[&a2, &b],
-        "the restarted member holding its old partitions",
-        |assignments| assignments[0] == a_partitions,
-    );
-    // Give a rebalance, had one started, the time to reach the other member.
-    let quiet_until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < quiet_until {
-        let _ = b.poll(POLL_STEP);
-        let _ = a2.poll(POLL_STEP);
-    }
-    assert_eq!(
-        b.assignments_received(),
-        b_assignments,
-        "the other member saw no rebalance"
-    );
-    assert_eq!(b.assignment(), b_partitions);
+    assert_static_restart_without_rebalance(&bootstrap, "static-848", a, &b, &static_config);
 }
 
 /// A JoinGroup parked for a minute (the initial rebalance delay) does not hold up a graceful
