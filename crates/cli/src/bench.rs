@@ -825,7 +825,7 @@ mod tests {
     use crate::tests::{parse, parse_error};
     use crate::ClientCommand;
 
-    fn bench(args: &[&str]) -> BenchArgs {
+    pub(super) fn bench(args: &[&str]) -> BenchArgs {
         match parse(args) {
             ClientCommand::Bench(args) => args,
             other => panic!("expected bench, got {other:?}"),

@@ -455,6 +455,16 @@ fn group_max_size_refuses_the_extra_member() {
     assert_eq!(answer.error, Some(GroupError::GroupMaxSizeReached));
 }
 
+/// A member of this generation, as Heartbeat and OffsetCommit name it.
+fn member_ref(member_id: impl Into<String>, generation_id: i32) -> MemberRef {
+    MemberRef {
+        group_id: GROUP.into(),
+        generation_id,
+        member_id: member_id.into(),
+        group_instance_id: None,
+    }
+}
+
 fn commit(
     h: &mut Harness,
     committer: &MemberRef,
@@ -508,12 +518,7 @@ fn offsets_are_committed_by_members_of_the_current_generation_only() {
         Err(GroupError::UnknownMemberId),
         "the group has members now"
     );
-    let member = MemberRef {
-        group_id: GROUP.into(),
-        generation_id: generation,
-        member_id: members[0].clone(),
-        group_instance_id: None,
-    };
+    let member = member_ref(members[0].clone(), generation);
     assert_eq!(commit(&mut h, &member, 7, "meta"), Ok(vec![Ok(())]));
     assert_eq!(committed(&h), Some(7));
     let stale = MemberRef {
@@ -536,12 +541,7 @@ fn offsets_are_committed_by_members_of_the_current_generation_only() {
 fn a_group_deletes_only_when_empty_and_its_tombstones_forget_everything() {
     let mut h = Harness::new();
     let (members, _) = h.stable_group(1);
-    let member = MemberRef {
-        group_id: GROUP.into(),
-        generation_id: 1,
-        member_id: members[0].clone(),
-        group_instance_id: None,
-    };
+    let member = member_ref(members[0].clone(), 1);
     commit(&mut h, &member, 3, "").unwrap();
     assert_eq!(
         h.coordinator.prepare_group_delete(GROUP),
@@ -575,12 +575,7 @@ fn a_group_deletes_only_when_empty_and_its_tombstones_forget_everything() {
 fn offset_delete_refuses_topics_the_members_subscribe_to() {
     let mut h = Harness::new();
     let (members, generation) = h.stable_group(1);
-    let member = MemberRef {
-        group_id: GROUP.into(),
-        generation_id: generation,
-        member_id: members[0].clone(),
-        group_instance_id: None,
-    };
+    let member = member_ref(members[0].clone(), generation);
     commit(&mut h, &member, 3, "").unwrap();
     let subscribed = |metadata: &Bytes, topic: &str| {
         std::str::from_utf8(metadata)
@@ -612,12 +607,7 @@ fn offset_delete_refuses_topics_the_members_subscribe_to() {
 fn replaying_the_persisted_records_restores_the_group() {
     let mut h = Harness::new();
     let (members, generation) = h.stable_group(2);
-    let member = MemberRef {
-        group_id: GROUP.into(),
-        generation_id: generation,
-        member_id: members[0].clone(),
-        group_instance_id: None,
-    };
+    let member = member_ref(members[0].clone(), generation);
     commit(&mut h, &member, 11, "m").unwrap();
     let before = h.coordinator.describe_group(GROUP).unwrap();
     let mut restarted = Coordinator::new(GroupConfig::default(), 7);
@@ -632,12 +622,7 @@ fn replaying_the_persisted_records_restores_the_group() {
         Some(11)
     );
     // The members carry on in the same generation without rejoining.
-    let request = MemberRef {
-        group_id: GROUP.into(),
-        generation_id: generation,
-        member_id: members[1].clone(),
-        group_instance_id: None,
-    };
+    let request = member_ref(members[1].clone(), generation);
     assert_eq!(restarted.heartbeat(h.now_ms, &request), Ok(()));
 }
 
@@ -681,12 +666,7 @@ fn offsets_expire_after_the_retention_by_kip_211_rules() {
 
     // A group with a member subscribed to the topic keeps its offsets however old they are.
     let (members, generation) = h.stable_group(1);
-    let member = MemberRef {
-        group_id: GROUP.into(),
-        generation_id: generation,
-        member_id: members[0].clone(),
-        group_instance_id: None,
-    };
+    let member = member_ref(members[0].clone(), generation);
     commit(&mut h, &member, 7, "").unwrap();
     let subscribed_to_t = |metadata: &Bytes, topic: &str| metadata.ends_with(topic.as_bytes());
     let later = h.now_ms + 10 * RETENTION_MS;

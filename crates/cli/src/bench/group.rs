@@ -682,16 +682,9 @@ impl GroupSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::tests::bench;
     use crate::bench::BenchMode;
-    use crate::tests::{parse, parse_error};
-    use crate::ClientCommand;
-
-    fn bench(args: &[&str]) -> BenchArgs {
-        match parse(args) {
-            ClientCommand::Bench(args) => args,
-            other => panic!("expected bench, got {other:?}"),
-        }
-    }
+    use crate::tests::parse_error;
 
     #[test]
     fn group_defaults() {
