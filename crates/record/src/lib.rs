@@ -11,6 +11,7 @@
 //! - [`iter`]: walks a buffer of concatenated batches (log segments, fetch responses).
 //! - [`decompress`]: streams a compressed batch's records, with a ceiling on expansion.
 //! - [`records`]: decodes individual records (needs decompression; used by compaction).
+//! - [`control`]: transaction markers (commit/abort control batches).
 //!
 //! ```text
 //!  offset  size  field                   owner
@@ -30,6 +31,7 @@
 //!  61      ..    records
 //! ```
 
+pub mod control;
 pub mod decompress;
 pub mod header;
 pub mod iter;

@@ -24,6 +24,7 @@ pub(crate) enum Kind {
     Offset = 1,
     LeaderEpochs = 2,
     ProducerSnapshot = 3,
+    ProducerSnapshotV2 = 4,
 }
 
 pub(crate) fn encode_frame(kind: Kind, body: &[u8]) -> Vec<u8> {

@@ -16,8 +16,14 @@
 //!   every survivor keeps its offset and sequence and producer state still lines up. A batch
 //!   that loses every record is dropped; the segment keeps its base offset, so file names stay
 //!   right.
-//! - Control batches, and the last batch of each producer id, are kept whole, so producer
-//!   state survives (as in Kafka). Other idempotent batches are compacted like any other.
+//! - The last batch of each producer id is kept whole, so producer state survives (as in
+//!   Kafka). Other idempotent batches are compacted like any other.
+//! - Transactions: nothing at or past the last stable offset is cleaned (an open
+//!   transaction's records may yet be aborted, so they must not supersede anything). Batches
+//!   of aborted transactions (by the segments' aborted-transaction indexes) are removed and
+//!   never enter the key map. A marker is kept until no record of its transaction is left in
+//!   the log and `delete.retention.ms` has passed since it was written, so a consumer that
+//!   read the transaction's records also sees its end; then it goes too.
 //! - Tombstones (null values) follow KIP-534: the first clean that keeps one rewrites its batch
 //!   with a delete horizon (now + `delete.retention.ms`, in the batch's base timestamp, with
 //!   the delete-horizon attribute bit); a clean after the horizon removes it. So a consumer
@@ -41,6 +47,7 @@ use crate::checkpoint;
 use crate::error::StorageError;
 use crate::log::{Log, CLEANER_OFFSET_FILE};
 use crate::segment::{self, IndexConfig, Segment};
+use crate::txn_index::AbortedTxn;
 
 /// Memory bound of one pass's key map, counting key bytes plus per-entry overhead.
 pub const KEY_MAP_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -65,6 +72,7 @@ pub struct CompactionJob {
     delete_retention_ms: i64,
     index_config: IndexConfig,
     key_map_bytes_max: usize,
+    aborted: Vec<AbortedTxn>,
 }
 
 /// Cleaned segments waiting to be installed.
@@ -96,11 +104,12 @@ impl Log {
         }
         let active_base = self.active().base_offset;
         let lag_limit_ms = now_ms.saturating_sub(self.config.min_compaction_lag_ms.max(0));
+        let stable = self.last_stable_offset();
         let cleanable: Vec<&Segment> = self
             .segments
             .range(..active_base)
             .map(|(_, s)| s)
-            .take_while(|s| s.next_offset <= self.high_watermark && s.max_timestamp_ms <= lag_limit_ms)
+            .take_while(|s| s.next_offset <= stable && s.max_timestamp_ms <= lag_limit_ms)
             .collect();
         let dirty_bytes: u64 = cleanable
             .iter()
@@ -127,6 +136,12 @@ impl Log {
             delete_retention_ms: self.config.delete_retention_ms,
             index_config: self.config.index_config(),
             key_map_bytes_max: KEY_MAP_BYTES_MAX,
+            aborted: self
+                .segments
+                .values()
+                .flat_map(|s| s.aborted.entries())
+                .copied()
+                .collect(),
         })
     }
 
@@ -153,6 +168,9 @@ impl Log {
         for (original, mut cleaned) in result.cleaned {
             cleaned.sync()?;
             cleaned.install_as_real(&self.dir)?;
+            if let Some(current) = self.segments.get(&original.base_offset) {
+                cleaned.aborted.adopt(&current.aborted)?;
+            }
             report.segments_cleaned += 1;
             report.bytes_before += original.size_bytes;
             report.bytes_after += cleaned.size_bytes;
@@ -182,6 +200,15 @@ impl CompactionJob {
     /// Builds the key map over the dirty section, then writes a cleaned copy of every segment
     /// it covers. Reads only the closed segments captured in the job.
     pub fn run(self) -> Result<CompactionResult, StorageError> {
+        let is_aborted = |header: &BatchHeader| {
+            header.is_transactional()
+                && !header.is_control()
+                && self.aborted.iter().any(|a| {
+                    a.producer_id == header.producer_id
+                        && a.first_offset <= header.base_offset
+                        && header.base_offset < a.last_offset
+                })
+        };
         let mut last_batch_of_producer: HashMap<i64, i64> = HashMap::new();
         for snapshot in &self.segments {
             for_each_batch(snapshot, |_, header| {
@@ -198,7 +225,7 @@ impl CompactionJob {
         'map: for snapshot in &self.segments {
             let mut stop = false;
             for_each_batch(snapshot, |position, header| {
-                if header.next_offset() <= self.first_dirty_offset || header.is_control() {
+                if header.next_offset() <= self.first_dirty_offset || header.is_control() || is_aborted(header) {
                     map_end = map_end.max(header.next_offset());
                     return Ok(true);
                 }
@@ -231,6 +258,8 @@ impl CompactionJob {
 
         let mut cleaned = Vec::new();
         let mut records_removed = 0u64;
+        // Per producer: whether records of its current transaction survive this pass so far.
+        let mut txn_has_records: HashMap<i64, bool> = HashMap::new();
         for snapshot in self.segments.iter().filter(|s| s.base_offset < map_end) {
             let mut output = Segment::create(
                 &self.dir,
@@ -239,9 +268,24 @@ impl CompactionJob {
                 &format!(".{}", segment::CLEANED_SUFFIX),
             )?;
             let written = for_each_batch(snapshot, |position, header| {
-                let keep_whole = header.is_control()
-                    || header.next_offset() > map_end
-                    || last_batch_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+                let last_of_producer = last_batch_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+                if header.is_control() {
+                    let had_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
+                    let aged = header.max_timestamp.saturating_add(self.delete_retention_ms.max(0)) <= self.now_ms;
+                    if !had_records && aged && !last_of_producer && header.next_offset() <= map_end {
+                        records_removed += 1;
+                        return Ok(true);
+                    }
+                } else if is_aborted(header) && !last_of_producer && header.next_offset() <= map_end {
+                    records_removed += header.records_count.max(0) as u64;
+                    return Ok(true);
+                }
+                let keep_whole = header.is_control() || header.next_offset() > map_end || last_of_producer;
+                if header.is_transactional() && !header.is_control() {
+                    // Keeps the transaction's marker (conservatively, even if this batch then
+                    // loses every record to newer keys).
+                    let _ = txn_has_records.insert(header.producer_id, true);
+                }
                 let original = read_batch(snapshot, position, header)?;
                 let records = if keep_whole {
                     None

@@ -11,7 +11,9 @@
 //! - `recovery`: `Log::open`: validate, truncate torn tails, rebuild indexes and state.
 //! - `retention`: `retention.ms`, `retention.bytes`, DeleteRecords.
 //! - `compaction`: `cleanup.policy=compact` as job (under lock) / run (no lock) / install.
-//! - `producer_state`: idempotent producer sequences and their `.snapshot` files.
+//! - `producer_state`: idempotent producer sequences, open transactions, and their
+//!   `.snapshot` files.
+//! - `txn_index`: the per-segment `.txnindex` of aborted transactions.
 //! - `epoch_checkpoint`: the leader epoch cache and `leader-epoch-checkpoint`.
 //! - `checkpoint`: framed, checksummed, atomically written small files.
 //! - `config`: [`LogConfig`], named after Kafka's topic configs.
@@ -36,7 +38,8 @@
 //! offset).
 //!
 //! # Directory
-//! `<base>.log`, `<base>.index`, `<base>.timeindex` per segment; `<offset>.snapshot` producer
+//! `<base>.log`, `<base>.index`, `<base>.timeindex` (and `<base>.txnindex` once a transaction
+//! aborted there) per segment; `<offset>.snapshot` producer
 //! state; `leader-epoch-checkpoint`, `log-start-offset`, `recovery-point`, `cleaner-offset`
 //! checkpoints; `clean-shutdown` while closed cleanly. Temp files end in `.tmp` or `.cleaned`.
 //!
@@ -59,9 +62,12 @@ mod recovery;
 mod retention;
 mod segment;
 mod time_index;
+mod txn_index;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 pub use compaction::{CompactionJob, CompactionReport, CompactionResult, KEY_MAP_BYTES_MAX};
 pub use config::{CleanupPolicy, LogConfig, DAY_MS};
@@ -69,3 +75,4 @@ pub use error::{AppendError, ReadError, StorageError};
 pub use log::{AppendOutcome, FileChunk, FlushJob, Log, ReadSlice, RecoveryReport, TimestampOffset};
 pub use producer_state::BATCHES_PER_PRODUCER_MAX;
 pub use retention::RetentionReport;
+pub use txn_index::AbortedTxn;

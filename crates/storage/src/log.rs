@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strom_record::control::{encode_marker, Marker};
 use strom_record::header::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
 use strom_record::{BatchHeader, TimestampType, ValidatedBatches, HEADER_LEN};
 
@@ -23,6 +24,7 @@ use crate::epoch_checkpoint::LeaderEpochCache;
 use crate::error::{AppendError, IoContext, ReadError, StorageError};
 use crate::producer_state::{ProducerState, SequenceCheck};
 use crate::segment::Segment;
+use crate::txn_index::AbortedTxn;
 
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
@@ -243,13 +245,38 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, AppendError> {
+        self.append_checked(batches, leader_epoch, now_ms, true)
+    }
+
+    /// Appends batches a coordinator wrote on a producer's behalf (transactional offset
+    /// commits): they carry the producer's id and epoch but no sequence, so only the epoch is
+    /// checked, and they open a transaction here like the producer's own writes.
+    pub fn append_for_producer(
+        &mut self,
+        batches: &ValidatedBatches,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.append_checked(batches, leader_epoch, now_ms, false)
+    }
+
+    fn append_checked(
+        &mut self,
+        batches: &ValidatedBatches,
+        leader_epoch: i32,
+        now_ms: i64,
+        check_sequence: bool,
+    ) -> Result<AppendOutcome, AppendError> {
         self.check_writable()?;
         let headers = batches.batches();
         assert!(!headers.is_empty(), "validated batches are never empty");
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         if let Some((_, idempotent)) = headers.iter().find(|(_, h)| h.has_producer_id()) {
             assert_eq!(headers.len(), 1, "validation allows one idempotent batch per append");
-            if let SequenceCheck::Duplicate(original) = self.producer_state.check(idempotent)? {
+            if !check_sequence {
+                self.producer_state
+                    .check_epoch(idempotent.producer_id, idempotent.producer_epoch)?;
+            } else if let SequenceCheck::Duplicate(original) = self.producer_state.check(idempotent)? {
                 return Ok(AppendOutcome {
                     base_offset: original.first_offset,
                     last_offset: original.last_offset,
@@ -302,7 +329,7 @@ impl Log {
             }
         }
         for header in &written {
-            self.producer_state.update(header);
+            let _ = self.producer_state.update(header);
         }
         if self.active().size_bytes == batches.len_bytes() as u64 {
             // First append to this segment: a producer's old timestamps must not make every
@@ -322,6 +349,96 @@ impl Log {
             log_start_offset: self.log_start_offset,
             duplicate: false,
         })
+    }
+
+    /// Writes a transaction marker for `producer_id` at the log end, ending its open
+    /// transaction here (if any). An abort records the transaction in the active segment's
+    /// aborted-transaction index. A marker older than the producer's epoch is refused; a newer
+    /// one fences the producer's older epoch.
+    pub fn append_marker(
+        &mut self,
+        marker: Marker,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.check_writable()?;
+        self.producer_state.check_epoch(producer_id, producer_epoch)?;
+        let mut batch = encode_marker(marker, producer_id, producer_epoch, coordinator_epoch, now_ms)
+            .map_err(|e| StorageError::corrupt(&self.dir, "transaction marker", e.to_string()))?
+            .to_vec();
+        self.roll_if_needed(batch.len() as u64, 1, now_ms)?;
+        let offset = self.log_end_offset();
+        if self.epoch_cache.assign(leader_epoch, offset) {
+            self.epoch_cache.persist()?;
+        }
+        set_base_offset(&mut batch, offset);
+        set_partition_leader_epoch(&mut batch, leader_epoch);
+        let header = BatchHeader::parse(&batch).expect("an encoded marker parses");
+        self.active_mut().append_whole(&batch, &header)?;
+        if self.active().size_bytes == batch.len() as u64 {
+            self.active_mut().roll_start_ms = Some(now_ms);
+        }
+        if let Some(first_offset) = self.producer_state.update(&header) {
+            if marker == Marker::Abort {
+                let entry = AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: offset,
+                };
+                if let Err(e) = self.active_mut().aborted.append(entry) {
+                    self.poison(&e);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.unflushed_messages = self.unflushed_messages.saturating_add(1);
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush()?;
+        }
+        Ok(AppendOutcome {
+            base_offset: offset,
+            last_offset: offset,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark if it comes first. A read_committed consumer reads only below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.producer_state
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark))
+    }
+
+    /// The producer's epoch and the first offset of its open transaction here, if one is open.
+    pub fn open_transaction(&self, producer_id: i64) -> Option<(i16, i64)> {
+        self.producer_state.open_transaction(producer_id)
+    }
+
+    /// Every open transaction here: (producer id, first offset), oldest first.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.producer_state.open_transactions()
+    }
+
+    /// Aborted transactions a read of `[from, upper)` must tell a read_committed consumer
+    /// about: those whose marker is at or after `from` and whose first offset is below `upper`.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let first_base = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        self.segments
+            .range(first_base..)
+            .flat_map(|(_, s)| s.aborted.entries())
+            .filter(|e| e.last_offset >= from && e.first_offset < upper)
+            .copied()
+            .collect()
     }
 
     fn roll_if_needed(&mut self, bytes: u64, offset_count: i64, now_ms: i64) -> Result<(), StorageError> {
@@ -668,6 +785,19 @@ impl Log {
         offset: i64,
         f: &mut dyn FnMut(&BatchHeader),
     ) -> Result<(), StorageError> {
+        self.for_each_batch_from(offset, &mut |_, _, header| {
+            f(header);
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with each batch's segment, position and header, from the batch containing
+    /// `offset` to the log end.
+    pub(crate) fn for_each_batch_from(
+        &self,
+        offset: i64,
+        f: &mut dyn FnMut(&Segment, u64, &BatchHeader) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let first_base = self
             .segments
             .range(..=offset)
@@ -678,7 +808,7 @@ impl Log {
                 continue;
             };
             while let Some(header) = segment.read_header_at(position)? {
-                f(&header);
+                f(segment, position, &header)?;
                 position += header.total_len() as u64;
             }
         }

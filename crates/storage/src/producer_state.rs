@@ -1,14 +1,17 @@
-//! Idempotent producer state: per producer id, its epoch and its last
-//! [`BATCHES_PER_PRODUCER_MAX`] batches, so a retried batch is answered with its original
-//! offsets instead of being written twice, and gaps or zombies are refused.
+//! Producer state: per producer id, its epoch, its last [`BATCHES_PER_PRODUCER_MAX`] batches
+//! (so a retried batch is answered with its original offsets instead of being written twice,
+//! and gaps or zombies are refused), and the first offset of its open transaction in this
+//! partition. The smallest open first offset bounds the last stable offset.
 //!
 //! Snapshots (`<offset>.snapshot`, 20-digit offset) hold the state of everything below that
 //! offset; recovery loads the newest snapshot at or below the log end offset and replays batch
-//! headers from there. Body: `count u32 | producer*`, producer = `id i64 | epoch i16 |
+//! headers from there. Body (frame kind `ProducerSnapshotV2`): `count u32 | producer*`,
+//! producer = `id i64 | epoch i16 | last_timestamp i64 | txn_first_offset i64 (-1: none) |
 //! batches u8 | (first_seq i32, last_seq i32, first_offset i64, last_offset i64,
-//! timestamp i64) * batches`, inside a checksummed frame.
+//! timestamp i64) * batches`, inside a checksummed frame. Version 1 snapshots (kind
+//! `ProducerSnapshot`, without the two middle fields) are still read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +37,10 @@ pub(crate) struct BatchMetadata {
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<BatchMetadata>,
+    /// The newest timestamp written by this producer (batches and markers), for expiry.
+    pub(crate) last_timestamp_ms: i64,
+    /// The first offset of its open transaction here, if one is open.
+    pub(crate) txn_first_offset: Option<i64>,
 }
 
 /// What an incoming idempotent batch is.
@@ -48,6 +55,8 @@ pub(crate) enum SequenceCheck {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every open transaction.
+    ongoing: BTreeSet<(i64, i64)>,
 }
 
 fn next_sequence(seq: i32) -> i32 {
@@ -113,11 +122,25 @@ impl ProducerState {
         Ok(SequenceCheck::Fresh)
     }
 
+    /// A write that carries no sequence (a marker, or transactional offsets the group
+    /// coordinator writes) is refused only if its epoch is older than the producer's.
+    pub(crate) fn check_epoch(&self, producer_id: i64, epoch: i16) -> Result<(), AppendError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(AppendError::InvalidProducerEpoch {
+                producer_id,
+                current: entry.epoch,
+                received: epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Records a written batch; `header` carries its assigned offsets. Also used on replay,
-    /// where nothing is checked: the log is the truth.
-    pub(crate) fn update(&mut self, header: &BatchHeader) {
+    /// where nothing is checked: the log is the truth. For a marker (control batch) that ended
+    /// an open transaction, returns that transaction's first offset.
+    pub(crate) fn update(&mut self, header: &BatchHeader) -> Option<i64> {
         if !header.has_producer_id() {
-            return;
+            return None;
         }
         let entry = self
             .producers
@@ -125,10 +148,26 @@ impl ProducerState {
             .or_insert_with(|| ProducerEntry {
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER_MAX),
+                last_timestamp_ms: header.max_timestamp,
+                txn_first_offset: None,
             });
-        if header.producer_epoch != entry.epoch {
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
+        if header.producer_epoch > entry.epoch || (header.producer_epoch != entry.epoch && !header.is_control()) {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.is_control() {
+            let first = entry.txn_first_offset.take()?;
+            let _ = self.ongoing.remove(&(first, header.producer_id));
+            return Some(first);
+        }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+            let _ = self.ongoing.insert((header.base_offset, header.producer_id));
+        }
+        // Writes without a sequence (the coordinator's) take no part in deduplication.
+        if header.base_sequence < 0 {
+            return None;
         }
         if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
             let _ = entry.batches.pop_front();
@@ -140,22 +179,34 @@ impl ProducerState {
             last_offset: header.last_offset(),
             timestamp_ms: header.max_timestamp,
         });
+        None
     }
 
-    /// Forgets producers whose newest batch is older than `now_ms - expiration_ms`
+    /// The first offset of the oldest open transaction: nothing at or after it is stable.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|(offset, _)| *offset)
+    }
+
+    /// The producer's epoch and the first offset of its open transaction here, if any.
+    pub(crate) fn open_transaction(&self, producer_id: i64) -> Option<(i16, i64)> {
+        let entry = self.producers.get(&producer_id)?;
+        Some((entry.epoch, entry.txn_first_offset?))
+    }
+
+    /// Every open transaction: (producer id, first offset), oldest first.
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.ongoing.iter().map(|(first, pid)| (*pid, *first)).collect()
+    }
+
+    /// Forgets producers that have not written for `expiration_ms`
     /// (`producer.id.expiration.ms`), as Kafka does, so the table cannot grow without bound.
-    /// Returns how many were forgotten.
+    /// A producer with an open transaction is kept: its transaction still bounds the last
+    /// stable offset until a marker ends it. Returns how many were forgotten.
     pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
         let horizon = now_ms.saturating_sub(expiration_ms);
-        self.producers.retain(|_, entry| {
-            entry
-                .batches
-                .iter()
-                .map(|b| b.timestamp_ms)
-                .max()
-                .is_some_and(|t| t > horizon)
-        });
+        self.producers
+            .retain(|_, entry| entry.txn_first_offset.is_some() || entry.last_timestamp_ms > horizon);
         before - self.producers.len()
     }
 
@@ -172,6 +223,8 @@ impl ProducerState {
             let entry = &self.producers[id];
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&entry.epoch.to_be_bytes());
+            out.extend_from_slice(&entry.last_timestamp_ms.to_be_bytes());
+            out.extend_from_slice(&entry.txn_first_offset.unwrap_or(-1).to_be_bytes());
             out.push(entry.batches.len() as u8);
             for b in &entry.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -184,13 +237,16 @@ impl ProducerState {
         out
     }
 
-    pub(crate) fn decode(body: &[u8]) -> Option<ProducerState> {
+    /// Decodes a snapshot body; `v1` is the layout without timestamps and transactions.
+    pub(crate) fn decode(body: &[u8], v1: bool) -> Option<ProducerState> {
         let mut r = Reader(body);
         let count = r.u32()?;
         let mut producers = HashMap::new();
+        let mut ongoing = BTreeSet::new();
         for _ in 0..count {
             let id = r.i64()?;
             let epoch = r.i16()?;
+            let (last_timestamp, txn_first_offset) = if v1 { (None, -1) } else { (Some(r.i64()?), r.i64()?) };
             let n = r.u8()? as usize;
             if n > BATCHES_PER_PRODUCER_MAX {
                 return None;
@@ -205,15 +261,30 @@ impl ProducerState {
                     timestamp_ms: r.i64()?,
                 });
             }
-            let _ = producers.insert(id, ProducerEntry { epoch, batches });
+            let txn_first_offset = (txn_first_offset >= 0).then_some(txn_first_offset);
+            if let Some(first) = txn_first_offset {
+                let _ = ongoing.insert((first, id));
+            }
+            let last_timestamp_ms =
+                last_timestamp.unwrap_or_else(|| batches.iter().map(|b| b.timestamp_ms).max().unwrap_or(-1));
+            let entry = ProducerEntry {
+                epoch,
+                batches,
+                last_timestamp_ms,
+                txn_first_offset,
+            };
+            let _ = producers.insert(id, entry);
         }
-        r.0.is_empty().then_some(ProducerState { producers })
+        r.0.is_empty().then_some(ProducerState { producers, ongoing })
     }
 
     /// Writes `<offset>.snapshot` atomically.
     pub(crate) fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<(), StorageError> {
         let path = snapshot_path(dir, offset);
-        checkpoint::write_atomically(&path, &checkpoint::encode_frame(Kind::ProducerSnapshot, &self.encode()))
+        checkpoint::write_atomically(
+            &path,
+            &checkpoint::encode_frame(Kind::ProducerSnapshotV2, &self.encode()),
+        )
     }
 }
 
@@ -265,8 +336,11 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
 /// Loads the snapshot at `offset`; `None` if it is unreadable or corrupt.
 pub(crate) fn read_snapshot(dir: &Path, offset: i64) -> Option<ProducerState> {
     let path = snapshot_path(dir, offset);
+    if let Ok(Some(body)) = checkpoint::read_frame(&path, Kind::ProducerSnapshotV2) {
+        return ProducerState::decode(&body, false);
+    }
     let body = checkpoint::read_frame(&path, Kind::ProducerSnapshot).ok()??;
-    ProducerState::decode(&body)
+    ProducerState::decode(&body, true)
 }
 
 #[cfg(test)]
@@ -346,7 +420,7 @@ mod tests {
         assert_eq!(read_snapshot(dir.path(), 13).unwrap(), state);
         let body = state.encode();
         for cut in 0..body.len() {
-            assert!(ProducerState::decode(&body[..cut]).is_none());
+            assert!(ProducerState::decode(&body[..cut], false).is_none());
         }
         std::fs::write(snapshot_path(dir.path(), 13), b"bad").unwrap();
         assert!(read_snapshot(dir.path(), 13).is_none());

@@ -29,6 +29,7 @@ use crate::log::{
 };
 use crate::producer_state::{self, ProducerState};
 use crate::segment::{self, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
+use crate::txn_index::{AbortedTxn, TXN_INDEX_SUFFIX};
 
 impl Log {
     /// Opens (creating if absent) the log in `dir`, running crash recovery. `now_ms` is not
@@ -60,7 +61,9 @@ impl Log {
             };
             match (segment::parse_offset(stem), suffix) {
                 (Some(base), LOG_SUFFIX) => bases.push(base),
-                (Some(base), segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX) => index_files.push((base, path)),
+                (Some(base), segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX) => {
+                    index_files.push((base, path))
+                }
                 _ => {}
             }
         }
@@ -103,7 +106,12 @@ impl Log {
         let mut previous_end = i64::MIN;
         for (i, base) in bases.iter().copied().enumerate() {
             if cut {
-                for suffix in [LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
+                for suffix in [
+                    LOG_SUFFIX,
+                    segment::INDEX_SUFFIX,
+                    segment::TIME_INDEX_SUFFIX,
+                    TXN_INDEX_SUFFIX,
+                ] {
                     remove_if_exists(&dir.join(segment::file_name(base, suffix)))?;
                 }
                 report.deleted_segments += 1;
@@ -271,12 +279,34 @@ impl Log {
             Some((offset, state)) => (offset, state),
             None => (self.log_start_offset, ProducerState::default()),
         };
+        // Aborts from `from` on are re-derived below, so entries there are dropped first
+        // (entries past the log end point at data a crash took).
+        for segment in self.segments.values_mut() {
+            segment.aborted.truncate_from(from)?;
+        }
+        let mut aborted = Vec::new();
         if from < log_end_offset {
-            self.for_each_header_from(from, &mut |h| {
-                if h.base_offset >= from {
-                    state.update(h)
+            self.for_each_batch_from(from, &mut |segment, position, h| {
+                if h.base_offset < from {
+                    return Ok(());
                 }
+                if let Some(first_offset) = state.update(h) {
+                    let batch = segment.read_batch_at(position, h)?;
+                    if strom_record::control::parse_marker(&batch) == Some(strom_record::control::Marker::Abort) {
+                        aborted.push(AbortedTxn {
+                            producer_id: h.producer_id,
+                            first_offset,
+                            last_offset: h.base_offset,
+                        });
+                    }
+                }
+                Ok(())
             })?;
+        }
+        for entry in aborted {
+            if let Some((_, segment)) = self.segments.range_mut(..=entry.last_offset).next_back() {
+                segment.aborted.ensure(entry)?;
+            }
         }
         self.producer_state = state;
         Ok(snapshot_offset)

@@ -16,6 +16,7 @@ use strom_record::{BatchHeader, HEADER_LEN};
 use crate::error::{IoContext, StorageError};
 use crate::offset_index::OffsetIndex;
 use crate::time_index::TimeIndex;
+use crate::txn_index::{TxnIndex, TXN_INDEX_SUFFIX};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -68,6 +69,8 @@ pub(crate) struct Segment {
     pub(crate) roll_start_ms: Option<i64>,
     bytes_since_index_entry: u64,
     config: IndexConfig,
+    /// Transactions aborted by markers in this segment.
+    pub(crate) aborted: TxnIndex,
 }
 
 /// What a scan of a segment's batches found.
@@ -108,6 +111,7 @@ impl Segment {
             roll_start_ms: None,
             bytes_since_index_entry: 0,
             config,
+            aborted: TxnIndex::empty(dir.join(format!("{}{extra}", file_name(base_offset, TXN_INDEX_SUFFIX)))),
         })
     }
 
@@ -144,6 +148,10 @@ impl Segment {
                 TimeIndex::create(&time_path, base_offset, config.index_bytes_max)?,
             ),
         };
+        let (aborted, aborted_damaged) = TxnIndex::open(dir.join(file_name(base_offset, TXN_INDEX_SUFFIX)))?;
+        if aborted_damaged {
+            notes.push(format!("cut the damaged tail of {}", aborted.path().display()));
+        }
         let mut segment = Segment {
             base_offset,
             log_path,
@@ -157,6 +165,7 @@ impl Segment {
             roll_start_ms: None,
             bytes_since_index_entry: 0,
             config,
+            aborted,
         };
         let outcome = segment.scan(rebuild, on_batch)?;
         if !rebuild {
@@ -366,6 +375,7 @@ impl Segment {
         self.file.set_len(position).at(&self.log_path)?;
         self.size_bytes = position;
         let _ = self.scan(true, &mut |_| {})?;
+        self.aborted.truncate_from(offset)?;
         Ok(removed)
     }
 
@@ -409,7 +419,7 @@ impl Segment {
                 Err(e) => return Err(StorageError::io(path, e)),
             }
         }
-        Ok(())
+        self.aborted.delete_file()
     }
 
     /// Moves a ".cleaned" segment onto the real names. Indexes of the old segment are removed
@@ -431,6 +441,9 @@ impl Segment {
         self.offset_index.renamed(&index_path);
         fs::rename(self.time_index.path(), &time_path).at(&time_path)?;
         self.time_index.renamed(&time_path);
+        // A cleaned segment never writes its own transaction index: it adopts the original's.
+        self.aborted
+            .renamed(&dir.join(file_name(self.base_offset, TXN_INDEX_SUFFIX)));
         Ok(())
     }
 
