@@ -880,14 +880,43 @@ impl Coordinator {
                 }
             }
         }
-        Ok(offsets
+        Ok(self.offset_records(now_ms, &committer.group_id, offsets))
+    }
+
+    /// Checks a TxnOffsetCommit (KIP-98, KIP-447). A producer that names no member (older
+    /// clients, or no group metadata) is not checked against the group's membership, as in
+    /// Kafka: the transaction coordinator has already fenced zombie producers. One that does
+    /// is checked like an OffsetCommit, so a consumer fenced out of the group cannot commit
+    /// through a transaction either. The records take effect only when the transaction commits.
+    pub fn prepare_txn_commit(
+        &mut self,
+        now_ms: i64,
+        committer: &MemberRef,
+        offsets: &[OffsetToCommit],
+    ) -> Result<Vec<Result<Record, GroupError>>, GroupError> {
+        if committer.group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if committer.generation_id < 0 && committer.member_id.is_empty() {
+            return Ok(self.offset_records(now_ms, &committer.group_id, offsets));
+        }
+        self.prepare_commit(now_ms, committer, offsets)
+    }
+
+    fn offset_records(
+        &self,
+        now_ms: i64,
+        group_id: &str,
+        offsets: &[OffsetToCommit],
+    ) -> Vec<Result<Record, GroupError>> {
+        offsets
             .iter()
             .map(|offset| {
                 if offset.metadata.len() > self.config.offset_metadata_max_bytes {
                     return Err(GroupError::OffsetMetadataTooLarge);
                 }
                 Ok(Record::Offset {
-                    group_id: committer.group_id.clone(),
+                    group_id: group_id.to_string(),
                     topic: offset.topic.clone(),
                     partition: offset.partition,
                     commit: Some(OffsetCommit {
@@ -898,7 +927,7 @@ impl Coordinator {
                     }),
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// Committed offsets of a group: the asked partitions (`None` where nothing is committed),

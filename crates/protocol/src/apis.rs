@@ -26,8 +26,9 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 /// - Produce 11 and Fetch 12: later versions address topics by id only.
 /// - ListOffsets 8: v9+ adds tiered-storage offset specs Strom does not have yet.
 /// - Metadata 12: v13 adds a top-level error code for KIP-1102 rebootstrap we do not emit.
-/// - InitProducerId 4: v5+ belongs to transactions v2 (KIP-890), which come with the
-///   transaction coordinator.
+/// - InitProducerId 4, EndTxn 4, TxnOffsetCommit 4: v5 signals transactions v2 (KIP-890
+///   part 2, with Produce 12), which Strom does not run; AddPartitionsToTxn 3: v4+ is the
+///   brokers' batched verification form and v5 transactions v2.
 /// - DescribeCluster 1: v2 adds endpoint types for controllers.
 /// - FindCoordinator 5: v6 adds share groups.
 /// - OffsetCommit 9 and OffsetFetch 9: v10 addresses topics by id.
@@ -61,6 +62,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The supported range for an API key, if Strom implements it.

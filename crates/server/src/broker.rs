@@ -25,6 +25,7 @@ pub struct Broker {
     pub topics: TopicRegistry,
     pub producer_ids: ProducerIdAllocator,
     pub groups: crate::groups::Groups,
+    pub txns: crate::txns::Txns,
     /// Bumped after every append, so waiting fetches wake as soon as data arrives rather than
     /// when their max wait runs out.
     appended: watch::Sender<u64>,
@@ -71,6 +72,12 @@ impl Broker {
             config.offsets_topic_num_partitions,
             config.offsets_topic_segment_bytes,
         );
+        let txns = crate::txns::Txns::load(
+            &topics,
+            config.transactions.clone(),
+            config.transaction_state_num_partitions,
+            config.transaction_state_segment_bytes,
+        );
         let (appended, _) = watch::channel(0);
         Ok(Broker {
             config,
@@ -78,6 +85,7 @@ impl Broker {
             topics,
             producer_ids,
             groups,
+            txns,
             appended,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             _dir_lock: dir_lock,

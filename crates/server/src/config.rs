@@ -64,6 +64,17 @@ pub struct BrokerConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`
     pub offsets_retention_check_interval_ms: u64,
+    /// Transaction coordinator settings: `transaction.max.timeout.ms`,
+    /// `transactional.id.expiration.ms`.
+    pub transactions: strom_txn::TxnConfig,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`, fixed when
+    /// it is first created.
+    pub transaction_state_num_partitions: i32,
+    /// `transaction.state.log.segment.bytes`
+    pub transaction_state_segment_bytes: u64,
+    /// `transactional.id.expiration.ms` is checked this often
+    /// (`transaction.remove.expired.transaction.cleanup.interval.ms`).
+    pub transaction_id_expiration_check_interval_ms: u64,
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
@@ -92,6 +103,10 @@ impl Default for BrokerConfig {
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 10 * 60 * 1000,
+            transactions: strom_txn::TxnConfig::default(),
+            transaction_state_num_partitions: 50,
+            transaction_state_segment_bytes: 100 * 1024 * 1024,
+            transaction_id_expiration_check_interval_ms: 60 * 60 * 1000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -219,6 +234,15 @@ impl BrokerConfig {
                 self.offsets_retention_check_interval_ms = positive(key, value)? as u64;
             }
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes = positive(key, value)? as u64,
+            "transaction.max.timeout.ms" => self.transactions.max_timeout_ms = positive(key, value)?,
+            "transactional.id.expiration.ms" => self.transactions.id_expiration_ms = i64::from(positive(key, value)?),
+            "transaction.state.log.num.partitions" => self.transaction_state_num_partitions = positive(key, value)?,
+            "transaction.state.log.segment.bytes" => {
+                self.transaction_state_segment_bytes = positive(key, value)? as u64;
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                self.transaction_id_expiration_check_interval_ms = positive(key, value)? as u64;
+            }
             "log.retention.hours" => {
                 let hours: i64 = parse(key, value)?;
                 self.set_topic_default(key, "retention.ms", &(hours * 3_600_000).to_string())?;
@@ -227,7 +251,9 @@ impl BrokerConfig {
                 let minutes: i64 = parse(key, value)?;
                 self.set_topic_default(key, "retention.ms", &(minutes * 60_000).to_string())?;
             }
-            "default.replication.factor" | "offsets.topic.replication.factor" => {
+            "default.replication.factor"
+            | "offsets.topic.replication.factor"
+            | "transaction.state.log.replication.factor" => {
                 let factor: i16 = parse(key, value)?;
                 if factor != 1 {
                     return Err(ConfigError::Invalid {

@@ -7,48 +7,36 @@
 //! visible to OffsetFetch only once it is in the log. `__consumer_offsets` is an ordinary
 //! compacted topic, created on first use with `offsets.topic.num.partitions` partitions; at
 //! start-up its records are replayed into the coordinator.
+//!
+//! Offsets committed inside a transaction (TxnOffsetCommit) are written at once, as a
+//! transactional batch under the producer's id, and held pending; the transaction's marker in
+//! the same partition makes them take effect (commit) or drops them (abort). Replay follows
+//! the same rule, and transactions still open at start-up stay pending until the transaction
+//! coordinator ends them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
-use kafka_protocol::records::TimestampType;
 use strom_group::{
     ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatAnswer, Coordinator, GroupConfig, GroupDescription,
     GroupError, GroupListing, JoinAnswer, JoinRequest, LeavingMember, MemberRef, OffsetCommit, OffsetToCommit, Output,
     Record, SyncAnswer, SyncRequest, Token,
 };
-use strom_record::records::{CodecCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions};
-use strom_record::{validate_batches, BatchIter};
+use strom_record::control::{parse_marker, Marker};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::broker::{now_ms, Broker};
-use crate::topics::{Topic, TopicRegistry};
+use crate::internal_topic::{self, InternalTopic, PersistError};
+use crate::topics::TopicRegistry;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// `max.message.bytes` of `__consumer_offsets`.
-const OFFSETS_RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// How much of an offsets partition is read at a time while loading.
-const LOAD_READ_BYTES: usize = 16 * 1024 * 1024;
 /// The timer task wakes at least this often, so a missed notification costs at most this.
 const TICK_INTERVAL_MAX_MS: i64 = 1000;
-
-/// Why a record could not be written to `__consumer_offsets`.
-#[derive(Debug, thiserror::Error)]
-pub enum PersistError {
-    #[error("offsets topic: {0}")]
-    Topic(String),
-    #[error("offsets partition {0} is closed")]
-    PartitionClosed(i32),
-    #[error("offsets batch: {0}")]
-    Batch(String),
-    #[error("offsets append: {0}")]
-    Append(String),
-}
 
 enum Waiter {
     Join(oneshot::Sender<JoinAnswer>),
@@ -59,6 +47,8 @@ struct State {
     coordinator: Coordinator,
     waiters: HashMap<Token, Waiter>,
     next_token: Token,
+    /// Offsets written in open transactions, by producer id, in the order written.
+    pending_txn: HashMap<i64, Vec<Record>>,
 }
 
 pub struct Groups {
@@ -77,6 +67,8 @@ pub enum CommitError {
     Group(GroupError),
     UnknownTopicOrPartition,
     Storage,
+    /// A transactional commit from an epoch the partition has already seen superseded.
+    ProducerFenced,
 }
 
 impl Groups {
@@ -91,10 +83,15 @@ impl Groups {
         let mut coordinator = Coordinator::new(config, seed);
         let now = now_ms();
         let mut loaded = 0usize;
+        let mut pending_txn: HashMap<i64, Vec<Record>> = HashMap::new();
         if let Some(topic) = topics.get(OFFSETS_TOPIC) {
             for partition in topic.partitions() {
                 if let Some(log) = partition.lock().as_ref() {
-                    loaded += replay(log, partition.index, &mut coordinator, now);
+                    let (applied, open) = replay(log, partition.index, &mut coordinator, now);
+                    loaded += applied;
+                    for (producer_id, records) in open {
+                        pending_txn.entry(producer_id).or_default().extend(records);
+                    }
                 }
             }
         }
@@ -110,6 +107,7 @@ impl Groups {
                 coordinator,
                 waiters: HashMap::new(),
                 next_token: 0,
+                pending_txn,
             }),
             deadline_changed: Notify::new(),
             offsets_partitions,
@@ -122,57 +120,49 @@ impl Groups {
     }
 }
 
-/// Applies every record of one `__consumer_offsets` partition in order; returns how many.
-/// Stops, saying so, at anything it cannot read: a partition's records after a damaged batch
-/// are lost to the coordinator (recovery truncates torn tails before this runs).
-fn replay(log: &strom_storage::Log, partition: i32, coordinator: &mut Coordinator, now: i64) -> usize {
+/// Applies every record of one `__consumer_offsets` partition in order; returns how many, and
+/// the records of transactions still open at the end, by producer id.
+fn replay(
+    log: &strom_storage::Log,
+    partition: i32,
+    coordinator: &mut Coordinator,
+    now: i64,
+) -> (usize, HashMap<i64, Vec<Record>>) {
     let mut applied = 0;
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let bytes = match log
-            .read(offset, LOAD_READ_BYTES, end, true)
-            .map_err(|e| e.to_string())
-            .and_then(|slice| slice.read_to_bytes().map_err(|e| e.to_string()))
-        {
-            Ok(bytes) => bytes,
+    let mut open: HashMap<i64, Vec<Record>> = HashMap::new();
+    internal_topic::for_each_batch(log, OFFSETS_TOPIC, partition, &mut |header, bytes| {
+        if header.is_control() {
+            let records = open.remove(&header.producer_id).unwrap_or_default();
+            if parse_marker(bytes) == Some(Marker::Commit) {
+                for record in records {
+                    coordinator.apply(now, record);
+                    applied += 1;
+                }
+            }
+            return;
+        }
+        let records = match strom_record::records::decode_records(bytes) {
+            Ok(records) => records,
             Err(e) => {
-                tracing::error!(partition, offset, error = %e, "reading __consumer_offsets");
-                break;
+                tracing::warn!(partition, error = %e, "undecodable offsets batch skipped");
+                return;
             }
         };
-        let read_from = offset;
-        for batch in BatchIter::new(&bytes) {
-            let Ok(batch) = batch else { break };
-            offset = batch.header.last_offset() + 1;
-            let records = match strom_record::records::decode_records(batch.bytes) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::warn!(partition, error = %e, "undecodable offsets batch skipped");
-                    continue;
+        for record in records {
+            let Some(key) = record.key else { continue };
+            match Record::decode(key, record.value) {
+                Ok(record) if header.is_transactional() => {
+                    open.entry(header.producer_id).or_default().push(record);
                 }
-            };
-            for record in records {
-                let Some(key) = record.key else { continue };
-                match Record::decode(key, record.value) {
-                    Ok(record) => {
-                        coordinator.apply(now, record);
-                        applied += 1;
-                    }
-                    Err(e) => tracing::warn!(partition, error = %e, "undecodable offsets record skipped"),
+                Ok(record) => {
+                    coordinator.apply(now, record);
+                    applied += 1;
                 }
+                Err(e) => tracing::warn!(partition, error = %e, "undecodable offsets record skipped"),
             }
         }
-        if offset == read_from {
-            tracing::error!(
-                partition,
-                offset,
-                "__consumer_offsets unreadable from here; the rest is not loaded"
-            );
-            break;
-        }
-    }
-    applied
+    });
+    (applied, open)
 }
 
 /// At shutdown, answers every parked JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE,
@@ -306,6 +296,102 @@ pub fn commit(
         }
     }
     Ok(results)
+}
+
+/// TxnOffsetCommit: offsets are written now as part of the producer's transaction and take
+/// effect when its commit marker reaches the group's partition. The caller holds the
+/// transaction coordinator's lock and has checked the partition is in the transaction, so no
+/// marker can slip in between.
+pub fn txn_commit(
+    broker: &Broker,
+    committer: &MemberRef,
+    producer: (i64, i16),
+    offsets: &[OffsetToCommit],
+) -> Result<Vec<CommitResult>, GroupError> {
+    let mut results: Vec<CommitResult> = vec![Ok(()); offsets.len()];
+    let mut known = Vec::with_capacity(offsets.len());
+    let mut known_at = Vec::with_capacity(offsets.len());
+    for (index, offset) in offsets.iter().enumerate() {
+        if broker.topics.partition(&offset.topic, offset.partition).is_some() {
+            known.push(offset.clone());
+            known_at.push(index);
+        } else {
+            results[index] = Err(CommitError::UnknownTopicOrPartition);
+        }
+    }
+    let mut state = broker.groups.lock();
+    let prepared = state.coordinator.prepare_txn_commit(now_ms(), committer, &known)?;
+    let mut to_write = Vec::new();
+    let mut written_at = Vec::new();
+    for (record, index) in prepared.into_iter().zip(known_at) {
+        match record {
+            Ok(record) => {
+                to_write.push(record);
+                written_at.push(index);
+            }
+            Err(error) => results[index] = Err(CommitError::Group(error)),
+        }
+    }
+    if to_write.is_empty() {
+        return Ok(results);
+    }
+    match persist_batch(broker, &committer.group_id, &to_write, Some(producer)) {
+        Ok(()) => state.pending_txn.entry(producer.0).or_default().extend(to_write),
+        Err(e) => {
+            let error = if matches!(e, PersistError::Fenced) {
+                CommitError::ProducerFenced
+            } else {
+                tracing::error!(group = committer.group_id, error = %e, "transactional offset commit not written");
+                CommitError::Storage
+            };
+            for index in written_at {
+                results[index] = Err(error);
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// After a marker for `producer_id` was written to `__consumer_offsets` partition
+/// `partition`: the producer's pending offsets of groups in that partition take effect
+/// (commit) or are dropped (abort).
+pub fn end_txn(broker: &Broker, partition: i32, producer_id: i64, commit: bool) {
+    let partition_count = offsets_partition_count(broker);
+    let mut state = broker.groups.lock();
+    let Some(records) = state.pending_txn.remove(&producer_id) else {
+        return;
+    };
+    let (ours, others): (Vec<Record>, Vec<Record>) = records
+        .into_iter()
+        .partition(|record| strom_group::partition_for(record.group_id(), partition_count) == partition);
+    if !others.is_empty() {
+        let _ = state.pending_txn.insert(producer_id, others);
+    }
+    if commit {
+        let now = now_ms();
+        for record in ours {
+            state.coordinator.apply(now, record);
+        }
+    }
+}
+
+/// Partitions of a group with offsets pending in an open transaction.
+pub fn pending_txn_offsets(broker: &Broker, group_id: &str) -> HashSet<(String, i32)> {
+    let state = broker.groups.lock();
+    state
+        .pending_txn
+        .values()
+        .flatten()
+        .filter_map(|record| match record {
+            Record::Offset {
+                group_id: group,
+                topic,
+                partition,
+                ..
+            } if group == group_id => Some((topic.clone(), *partition)),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn fetch_offsets(
@@ -534,88 +620,39 @@ fn carry_out(broker: &Broker, state: &mut State) {
 
 /// Appends records of one group as one batch to the group's offsets partition.
 fn persist(broker: &Broker, group_id: &str, records: &[Record]) -> Result<(), PersistError> {
-    let topic = offsets_topic(broker)?;
-    let index = strom_group::partition_for(group_id, topic.partition_count());
-    let partition = topic
-        .partition(index)
-        .ok_or_else(|| PersistError::Topic(format!("partition {index} missing")))?;
-    let now = now_ms();
-    let batch = encode_batch(records, now)?;
-    let validated =
-        validate_batches(batch, &topic.produce_options().validate).map_err(|e| PersistError::Batch(e.to_string()))?;
-    let mut guard = partition.lock();
-    let log = guard.as_mut().ok_or(PersistError::PartitionClosed(index))?;
-    log.append(&validated, partition.leader_epoch(), now)
-        .map_err(|e| PersistError::Append(e.to_string()))?;
-    let log_end_offset = log.log_end_offset();
-    log.set_high_watermark(log_end_offset);
-    drop(guard);
-    broker.notify_appended();
-    Ok(())
+    persist_batch(broker, group_id, records, None)
 }
 
-fn offsets_topic(broker: &Broker) -> Result<Arc<Topic>, PersistError> {
-    if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
-        return Ok(topic);
-    }
-    // A group's record carries every member's metadata, each up to a 2 MiB request: it must
-    // not be refused by the topic's own size limit.
-    let overrides = BTreeMap::from([
-        ("max.message.bytes".to_string(), OFFSETS_RECORD_BYTES_MAX.to_string()),
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        (
-            "segment.bytes".to_string(),
-            broker.groups.offsets_segment_bytes.to_string(),
-        ),
-    ]);
-    match broker.topics.create(
-        OFFSETS_TOPIC,
-        broker.groups.offsets_partitions,
-        overrides,
-        false,
-        now_ms(),
-    ) {
-        Ok(Some(topic)) => Ok(topic),
-        Ok(None) => unreachable!("not validate-only"),
-        Err(e) => broker
-            .topics
-            .get(OFFSETS_TOPIC)
-            .ok_or_else(|| PersistError::Topic(e.to_string())),
-    }
+/// Appends records as one batch, transactional under `producer` (id, epoch) if given.
+fn persist_batch(
+    broker: &Broker,
+    group_id: &str,
+    records: &[Record],
+    producer: Option<(i64, i16)>,
+) -> Result<(), PersistError> {
+    let offsets = offsets_topic(broker);
+    let index = strom_group::partition_for(group_id, offsets.get_or_create(broker)?.partition_count());
+    let encoded: Vec<(Bytes, Option<Bytes>)> = records.iter().map(Record::encode).collect();
+    offsets.append(broker, index, &encoded, producer)
 }
 
-fn encode_batch(records: &[Record], now: i64) -> Result<Bytes, PersistError> {
-    let batch_records: Vec<BatchRecord> = records
-        .iter()
-        .enumerate()
-        .map(|(index, record)| {
-            let (key, value) = record.encode();
-            BatchRecord {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                sequence: index as i32 - 1,
-                timestamp: now,
-                key: Some(key),
-                value,
-                headers: Default::default(),
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &batch_records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: CodecCompression::None,
-        },
-    )
-    .map_err(|e| PersistError::Batch(e.to_string()))?;
-    Ok(buf.freeze())
+/// The `__consumer_offsets` partition that holds a group (AddOffsetsToTxn adds it to a
+/// transaction).
+pub fn offsets_partition_of(broker: &Broker, group_id: &str) -> i32 {
+    strom_group::partition_for(group_id, offsets_partition_count(broker))
+}
+
+fn offsets_partition_count(broker: &Broker) -> i32 {
+    broker
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map_or(broker.groups.offsets_partitions, |topic| topic.partition_count())
+}
+
+fn offsets_topic(broker: &Broker) -> InternalTopic {
+    InternalTopic {
+        name: OFFSETS_TOPIC,
+        partitions: broker.groups.offsets_partitions,
+        segment_bytes: broker.groups.offsets_segment_bytes,
+    }
 }

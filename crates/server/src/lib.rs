@@ -11,6 +11,9 @@
 //! - [`partition`]: one partition's log behind its lock.
 //! - [`groups`]: the group coordinator (`strom-group`) behind its lock, writing to and loading
 //!   from `__consumer_offsets`, with its timer task.
+//! - [`txns`]: the transaction coordinator (`strom-txn`) behind its lock, writing to and
+//!   loading from `__transaction_state`, writing markers, with its timer task.
+//! - [`internal_topic`]: creating, appending to and replaying the coordinators' topics.
 //! - `connection`: one client connection's read-answer-write loop, with admission control.
 //! - `handlers`: one module per Kafka API.
 //! - `outbox`: responses queued for a connection; fetched records leave by `sendfile`.
@@ -21,11 +24,13 @@ pub mod config;
 mod connection;
 pub mod groups;
 mod handlers;
+pub mod internal_topic;
 mod outbox;
 pub mod partition;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
+pub mod txns;
 
 pub use config::BrokerConfig;
 pub use server::{run, ServerError};

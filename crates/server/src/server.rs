@@ -30,9 +30,15 @@ pub enum ServerError {
 /// let connections finish the request in hand, and flush and close every log.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let listen_addr = config.listener;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .expect("broker start-up task panicked")?;
+    let broker = tokio::task::spawn_blocking(move || {
+        let broker = Broker::open(config)?;
+        // Transactions a crash left between decision and markers are finished before any
+        // client is served.
+        crate::txns::tick(&broker);
+        Ok::<_, ServerError>(broker)
+    })
+    .await
+    .expect("broker start-up task panicked")?;
     let broker = Arc::new(broker);
     let listener = TcpListener::bind(listen_addr)
         .await
@@ -140,6 +146,13 @@ fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch:
         stop.clone(),
         crate::groups::expire_offsets,
     ));
+    tasks.spawn(every(
+        config.transaction_id_expiration_check_interval_ms.max(10),
+        broker.clone(),
+        stop.clone(),
+        crate::txns::expire_ids,
+    ));
+    tasks.spawn(crate::txns::run_timers(broker.clone(), stop.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop));
 }
 

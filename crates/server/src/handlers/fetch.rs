@@ -1,4 +1,6 @@
-//! Fetch (key 1): read whole batches from each requested partition, up to the high watermark.
+//! Fetch (key 1): read whole batches from each requested partition, up to the high watermark
+//! (read_uncommitted) or the last stable offset (read_committed, which also gets the aborted
+//! transactions overlapping what it reads, so the consumer can drop their records).
 //!
 //! A fetch that finds fewer than `min_bytes` waits, up to `max_wait_ms`, for the broker's
 //! append signal and reads again, so a consumer sees a record as soon as it is appended.
@@ -12,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use strom_protocol::response::records_placeholder;
 use strom_storage::{ReadError, ReadSlice};
@@ -24,6 +26,8 @@ use crate::partition::Partition;
 
 /// Bound on how long any fetch may park, whatever the client asks for.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// FetchRequest.isolation_level (KIP-98).
+const READ_COMMITTED: i8 = 1;
 
 /// Returns the response and, in placeholder order, the file slices behind its record sets.
 pub(super) async fn handle(
@@ -86,6 +90,7 @@ fn read_partitions(broker: &Broker, request: &FetchRequest, version: i16) -> Fet
         record_bytes: 0,
         any_error: false,
     };
+    let read_committed = request.isolation_level == READ_COMMITTED;
     for topic in &request.topics {
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
@@ -98,7 +103,12 @@ fn read_partitions(broker: &Broker, request: &FetchRequest, version: i16) -> Fet
                     let limit = (fetch.partition_max_bytes.max(0) as usize).min(budget);
                     // KIP-74: the first batch of the response is returned whole even if it
                     // exceeds the limits, so a large batch can never stall a consumer.
-                    read_partition(&partition, fetch, limit, pass.record_bytes == 0, &mut pass.slices)
+                    let read = PartitionRead {
+                        limit,
+                        min_one_batch: pass.record_bytes == 0,
+                        read_committed,
+                    };
+                    read_partition(&partition, fetch, read, &mut pass.slices)
                 }
             };
             pass.any_error |= data.error_code != 0;
@@ -124,13 +134,24 @@ fn error_data(index: i32, error: ResponseError) -> PartitionData {
     data
 }
 
+/// How one partition is read.
+#[derive(Clone, Copy)]
+struct PartitionRead {
+    limit: usize,
+    min_one_batch: bool,
+    read_committed: bool,
+}
+
 /// Reads one partition's position and limits under its lock; returns its response entry and
 /// the number of record bytes it carries.
 fn read_partition(
     partition: &Partition,
     fetch: &FetchPartition,
-    limit: usize,
-    min_one_batch: bool,
+    PartitionRead {
+        limit,
+        min_one_batch,
+        read_committed,
+    }: PartitionRead,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
     let current_epoch = partition.leader_epoch();
@@ -147,15 +168,40 @@ fn read_partition(
         return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
     };
     let high_watermark = log.high_watermark();
+    let last_stable_offset = log.last_stable_offset();
     let log_start_offset = log.log_start_offset();
-    let read = log.read(fetch.fetch_offset, limit, high_watermark, min_one_batch);
+    let bound = if read_committed {
+        last_stable_offset
+    } else {
+        high_watermark
+    };
+    let read = log.read(fetch.fetch_offset, limit, bound, min_one_batch);
+    let aborted = match &read {
+        // The consumer needs the aborts overlapping what it gets; listing up to the bound
+        // rather than exactly to the last batch returned is a superset it filters itself.
+        Ok(slice) if read_committed && !slice.is_empty() => Some(log.aborted_transactions(fetch.fetch_offset, bound)),
+        _ => None,
+    };
     drop(guard);
     let mut data = PartitionData::default();
     data.partition_index = fetch.partition;
     data.high_watermark = high_watermark;
-    // No transactions yet: everything below the high watermark is stable.
-    data.last_stable_offset = high_watermark;
+    data.last_stable_offset = last_stable_offset;
     data.log_start_offset = log_start_offset;
+    if read_committed {
+        data.aborted_transactions = Some(
+            aborted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    let mut entry = AbortedTransaction::default();
+                    entry.producer_id = ProducerId(a.producer_id);
+                    entry.first_offset = a.first_offset;
+                    entry
+                })
+                .collect(),
+        );
+    }
     let storage_error = |e: &dyn std::fmt::Display| {
         tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "reading log failed");
         code(ResponseError::KafkaStorageError)

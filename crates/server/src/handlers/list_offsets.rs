@@ -13,9 +13,12 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+/// ListOffsetsRequest.isolation_level (v2+).
+const READ_COMMITTED: i8 = 1;
 
 pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
+    let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default();
         let known = broker.topics.get(&topic.name);
@@ -33,10 +36,14 @@ pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16)
                         None => out.error_code = code(ResponseError::UnknownTopicOrPartition),
                         Some(log) => {
                             out.leader_epoch = partition.leader_epoch();
+                            // What a consumer of this isolation level can read up to.
+                            let end = if read_committed {
+                                log.last_stable_offset()
+                            } else {
+                                log.high_watermark()
+                            };
                             match wanted.timestamp {
-                                // Without transactions the last stable offset is the high
-                                // watermark, so both isolation levels get the same answer.
-                                LATEST => out.offset = log.high_watermark(),
+                                LATEST => out.offset = end,
                                 EARLIEST | EARLIEST_LOCAL => out.offset = log.log_start_offset(),
                                 MAX_TIMESTAMP => {
                                     if let Some(found) = log.max_timestamp() {
@@ -46,7 +53,7 @@ pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16)
                                     }
                                 }
                                 timestamp if timestamp >= 0 => match log.offset_for_timestamp(timestamp) {
-                                    Ok(Some(found)) if found.offset < log.high_watermark() => {
+                                    Ok(Some(found)) if found.offset < end => {
                                         out.offset = found.offset;
                                         out.timestamp = found.timestamp;
                                         out.leader_epoch = found.leader_epoch;

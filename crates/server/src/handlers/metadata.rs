@@ -78,8 +78,8 @@ fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool, version: i16
     if let Some(topic) = broker.topics.get(name) {
         return describe_topic(broker, &topic, version);
     }
-    let error = if name == crate::groups::OFFSETS_TOPIC {
-        // Created on first use by the group coordinator, compacted; never with topic defaults.
+    let error = if crate::internal_topic::is_coordinator_topic(name) {
+        // Created on first use by its coordinator, compacted; never with topic defaults.
         code(ResponseError::UnknownTopicOrPartition)
     } else if auto_create {
         match broker

@@ -41,6 +41,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod transactions;
 
 /// What a handler produced.
 pub(crate) enum Reply {
@@ -77,7 +78,15 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version)),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(broker, &r, version)),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, &r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version)),
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(transactions::add_partitions(broker, r)),
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(transactions::add_offsets(broker, &r)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, &r)),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(transactions::offset_commit(broker, r, version))
+        }
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(transactions::describe(broker, r)),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(transactions::list(broker, r, version)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
         }
@@ -150,6 +159,7 @@ pub(crate) fn commit_error_code(error: CommitError) -> i16 {
         CommitError::Group(error) => group_error_code(error),
         CommitError::UnknownTopicOrPartition => code(kafka_protocol::ResponseError::UnknownTopicOrPartition),
         CommitError::Storage => code(kafka_protocol::ResponseError::CoordinatorNotAvailable),
+        CommitError::ProducerFenced => code(kafka_protocol::ResponseError::ProducerFenced),
     }
 }
 
@@ -191,6 +201,12 @@ mod tests {
             ApiKey::DeleteGroups,
             ApiKey::ConsumerGroupHeartbeat,
             ApiKey::ConsumerGroupDescribe,
+            ApiKey::AddPartitionsToTxn,
+            ApiKey::AddOffsetsToTxn,
+            ApiKey::EndTxn,
+            ApiKey::TxnOffsetCommit,
+            ApiKey::DescribeTransactions,
+            ApiKey::ListTransactions,
         ];
         for api in SUPPORTED_APIS {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);

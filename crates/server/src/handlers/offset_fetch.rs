@@ -1,23 +1,39 @@
 //! OffsetFetch (key 9): committed offsets of a group (v1-7) or of several (v8+), for the named
-//! partitions or, with a null topic list, for every partition with a commit.
+//! partitions or, with a null topic list, for every partition with a commit. With
+//! `require_stable` (v7+), a partition with an offset pending in an open transaction answers
+//! UNSTABLE_OFFSET_COMMIT, so the consumer retries rather than start from an offset the
+//! transaction is about to replace.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::ResponseError;
 use strom_group::OffsetCommit;
 
-use super::{str_bytes, topic_name};
+use super::{code, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::groups;
 
 const FIRST_MULTI_GROUP_VERSION: i16 = 8;
 
+/// A partition's committed offset, or `Err` when a transaction holds a newer one pending.
+type PartitionOffset = Result<Option<OffsetCommit>, ResponseError>;
 /// One group's committed offsets, topic by topic, in the order asked (or by name for all).
-type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetCommit>)>)>;
+type TopicOffsets = Vec<(String, Vec<(i32, PartitionOffset)>)>;
 
-fn offsets_of(broker: &Broker, group_id: &str, asked: Option<Vec<(String, Vec<i32>)>>) -> TopicOffsets {
+fn offsets_of(
+    broker: &Broker,
+    group_id: &str,
+    asked: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> TopicOffsets {
+    let unstable = if require_stable {
+        groups::pending_txn_offsets(broker, group_id)
+    } else {
+        Default::default()
+    };
     let partitions: Option<Vec<(String, i32)>> = asked.map(|topics| {
         topics
             .into_iter()
@@ -26,6 +42,11 @@ fn offsets_of(broker: &Broker, group_id: &str, asked: Option<Vec<(String, Vec<i3
     });
     let mut grouped: TopicOffsets = Vec::new();
     for (topic, partition, commit) in groups::fetch_offsets(broker, group_id, partitions.as_deref()) {
+        let commit = if unstable.contains(&(topic.clone(), partition)) {
+            Err(ResponseError::UnstableOffsetCommit)
+        } else {
+            Ok(commit)
+        };
         match grouped.last_mut() {
             Some((last, entries)) if *last == topic => entries.push((partition, commit)),
             _ => grouped.push((topic, vec![(partition, commit)])),
@@ -34,12 +55,15 @@ fn offsets_of(broker: &Broker, group_id: &str, asked: Option<Vec<(String, Vec<i3
     grouped
 }
 
-/// Offset, leader epoch and metadata as the answer carries them: -1, -1, "" when nothing is
-/// committed.
-fn fields(commit: Option<OffsetCommit>) -> (i64, i32, String) {
-    commit.map_or((-1, -1, String::new()), |commit| {
-        (commit.offset, commit.leader_epoch, commit.metadata)
-    })
+/// Error code, offset, leader epoch and metadata as the answer carries them: -1, -1, "" when
+/// nothing is committed.
+fn fields(commit: PartitionOffset) -> (i16, i64, i32, String) {
+    match commit {
+        Err(error) => (code(error), -1, -1, String::new()),
+        Ok(commit) => commit.map_or((0, -1, -1, String::new()), |commit| {
+            (0, commit.offset, commit.leader_epoch, commit.metadata)
+        }),
+    }
 }
 
 pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
@@ -56,7 +80,7 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default();
-                out.topics = offsets_of(broker, &group.group_id, asked)
+                out.topics = offsets_of(broker, &group.group_id, asked, request.require_stable)
                     .into_iter()
                     .map(|(topic, partitions)| {
                         let mut topic_out = OffsetFetchResponseTopics::default();
@@ -64,8 +88,9 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
                         topic_out.partitions = partitions
                             .into_iter()
                             .map(|(index, commit)| {
-                                let (offset, leader_epoch, metadata) = fields(commit);
+                                let (error_code, offset, leader_epoch, metadata) = fields(commit);
                                 let mut partition = OffsetFetchResponsePartitions::default();
+                                partition.error_code = error_code;
                                 partition.partition_index = index;
                                 partition.committed_offset = offset;
                                 partition.committed_leader_epoch = leader_epoch;
@@ -88,7 +113,8 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             .map(|topic| (topic.name.to_string(), topic.partition_indexes))
             .collect()
     });
-    response.topics = offsets_of(broker, &request.group_id, asked)
+    let require_stable = version >= 7 && request.require_stable;
+    response.topics = offsets_of(broker, &request.group_id, asked, require_stable)
         .into_iter()
         .map(|(topic, partitions)| {
             let mut topic_out = OffsetFetchResponseTopic::default();
@@ -96,8 +122,9 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             topic_out.partitions = partitions
                 .into_iter()
                 .map(|(index, commit)| {
-                    let (offset, leader_epoch, metadata) = fields(commit);
+                    let (error_code, offset, leader_epoch, metadata) = fields(commit);
                     let mut partition = OffsetFetchResponsePartition::default();
+                    partition.error_code = error_code;
                     partition.partition_index = index;
                     partition.committed_offset = offset;
                     if version >= 5 {

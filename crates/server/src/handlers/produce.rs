@@ -1,5 +1,10 @@
 //! Produce (key 0): validate each partition's record set, append it as received, answer with
 //! the assigned base offset. Nothing is re-encoded on this path.
+//!
+//! A transactional batch is appended only if its partition belongs to the producer's open
+//! transaction (KIP-890's server-side defence): a write that raced its transaction's end, or
+//! came from a producer that never added the partition, would otherwise open a transaction
+//! no marker will ever close and hold back every read_committed consumer.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -22,12 +27,13 @@ pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> 
         for partition in topic.partition_data {
             let result = if !acks_valid {
                 error_response(partition.index, ResponseError::InvalidRequiredAcks, None)
-            } else if request.transactional_id.is_some() {
-                // Transactions arrive with the transaction coordinator; until then a
-                // transactional write is refused rather than stored without its guarantees.
-                error_response(partition.index, ResponseError::TransactionalIdAuthorizationFailed, None)
             } else {
-                let context = RequestContext { version, acks, now };
+                let context = RequestContext {
+                    version,
+                    acks,
+                    now,
+                    transactional_id: request.transactional_id.as_ref().map(|id| id.as_str()),
+                };
                 let result = produce_partition(broker, &topic.name, partition.index, partition.records, context);
                 appended_any |= result.error_code == 0;
                 result
@@ -55,7 +61,11 @@ fn fit_to_version(mut response: PartitionProduceResponse, version: i16) -> Parti
 }
 
 /// Kafka's rules for what a client may send in Produce v3+, beyond the batch format itself.
-fn check_client_batch(validated: &ValidatedBatches, version: i16) -> Result<(), (ResponseError, &'static str)> {
+fn check_client_batch(
+    validated: &ValidatedBatches,
+    version: i16,
+    transactional: bool,
+) -> Result<(), (ResponseError, &'static str)> {
     let [(_, header)] = validated.batches() else {
         return Err((
             ResponseError::InvalidRecord,
@@ -68,10 +78,22 @@ fn check_client_batch(validated: &ValidatedBatches, version: i16) -> Result<(), 
             "the base offset of a produced batch must be 0",
         ));
     }
-    if header.is_transactional() {
+    if header.has_producer_id() && header.base_sequence < 0 {
         return Err((
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "transactions are not supported yet",
+            ResponseError::InvalidRecord,
+            "an idempotent or transactional batch needs a sequence number",
+        ));
+    }
+    if header.is_transactional() && !header.has_producer_id() {
+        return Err((
+            ResponseError::InvalidRecord,
+            "a transactional batch needs a producer id",
+        ));
+    }
+    if header.is_transactional() != transactional {
+        return Err((
+            ResponseError::InvalidTxnState,
+            "transactional batches come with a transactional id, and only they do",
         ));
     }
     // Clients older than Produce v7 cannot read zstd (KIP-110), so brokers refuse to store it
@@ -98,10 +120,11 @@ fn error_response(index: i32, error: ResponseError, message: Option<String>) -> 
 
 /// What every partition of one produce request shares.
 #[derive(Clone, Copy)]
-struct RequestContext {
+struct RequestContext<'a> {
     version: i16,
     acks: i16,
     now: i64,
+    transactional_id: Option<&'a str>,
 }
 
 fn produce_partition(
@@ -109,9 +132,14 @@ fn produce_partition(
     topic_name: &str,
     index: i32,
     records: Option<Bytes>,
-    RequestContext { version, acks, now }: RequestContext,
+    RequestContext {
+        version,
+        acks,
+        now,
+        transactional_id,
+    }: RequestContext<'_>,
 ) -> PartitionProduceResponse {
-    if topic_name == crate::groups::OFFSETS_TOPIC {
+    if crate::internal_topic::is_coordinator_topic(topic_name) {
         // Only the group coordinator writes there, as in Kafka.
         return error_response(
             index,
@@ -151,18 +179,39 @@ fn produce_partition(
             return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
         }
     };
-    if let Err((error, message)) = check_client_batch(&validated, version) {
+    if let Err((error, message)) = check_client_batch(&validated, version, transactional_id.is_some()) {
         return error_response(index, error, Some(message.to_string()));
     }
-    let mut guard = partition.lock();
-    let Some(log) = guard.as_mut() else {
+    let leader_epoch = partition.leader_epoch();
+    let append = |log: &mut strom_storage::Log| {
+        let result = log.append(&validated, leader_epoch, now);
+        // A single node is the whole ISR: what is in its log is committed.
+        let log_end_offset = log.log_end_offset();
+        log.set_high_watermark(log_end_offset);
+        result
+    };
+    let appended = match transactional_id {
+        None => partition.lock().as_mut().map(append),
+        Some(transactional_id) => {
+            let (_, header) = validated.batches()[0];
+            let producer = (header.producer_id, header.producer_epoch);
+            match crate::txns::verified_write(broker, transactional_id, producer, &partition, append) {
+                Ok(appended) => appended,
+                Err(error) => {
+                    return error_response(
+                        index,
+                        super::transactions::txn_response_error(error),
+                        Some("the partition is not part of the producer's open transaction".to_string()),
+                    );
+                }
+            }
+        }
+    };
+    let Some(appended) = appended else {
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
-    match log.append(&validated, partition.leader_epoch(), now) {
+    match appended {
         Ok(outcome) => {
-            // A single node is the whole ISR: what is in its log is committed.
-            let log_end_offset = log.log_end_offset();
-            log.set_high_watermark(log_end_offset);
             let mut response = PartitionProduceResponse::default();
             response.index = index;
             response.base_offset = outcome.base_offset;

@@ -1,0 +1,297 @@
+//! The transactional APIs (KIP-98): AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn
+//! (26), TxnOffsetCommit (28), DescribeTransactions (65), ListTransactions (66). The work is
+//! in `crate::txns`; this module maps requests and answers.
+//!
+//! Versions stop before transactions v2 (KIP-890 part 2: AddPartitionsToTxn 4+ is the
+//! brokers' batched form, and EndTxn/TxnOffsetCommit 5 come with Produce 12), so every client
+//! runs the classic protocol: AddPartitionsToTxn before its first write to a partition.
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTransaction;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProducerId, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::ResponseError;
+use strom_group::{MemberRef, OffsetToCommit};
+use strom_txn::{TxnError, TxnState};
+
+use super::{code, commit_error_code, str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::groups::CommitError;
+use crate::txns;
+
+pub(crate) fn txn_error_code(error: TxnError) -> i16 {
+    code(txn_response_error(error))
+}
+
+/// The Kafka error for each of the transaction coordinator's refusals.
+pub(crate) fn txn_response_error(error: TxnError) -> ResponseError {
+    match error {
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::ProducerFenced => ResponseError::ProducerFenced,
+        TxnError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        TxnError::InvalidRequest(_) => ResponseError::InvalidRequest,
+    }
+}
+
+pub(super) fn add_partitions(broker: &Broker, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    let partitions: Vec<(String, i32)> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|topic| {
+            let name = topic.name.to_string();
+            topic.partitions.iter().map(move |index| (name.clone(), *index))
+        })
+        .collect();
+    // Kafka refuses the whole request when any partition is unknown, naming it; the others
+    // get OPERATION_NOT_ATTEMPTED.
+    let unknown: Vec<bool> = partitions
+        .iter()
+        .map(|(topic, index)| {
+            broker.topics.partition(topic, *index).is_none() || crate::internal_topic::is_coordinator_topic(topic)
+        })
+        .collect();
+    let result = if unknown.iter().any(|u| *u) {
+        Err(None)
+    } else {
+        txns::add_partitions(
+            broker,
+            &request.v3_and_below_transactional_id,
+            (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch),
+            &partitions,
+        )
+        .map_err(Some)
+    };
+    let mut unknown = unknown.into_iter();
+    let mut response = AddPartitionsToTxnResponse::default();
+    response.results_by_topic_v3_and_below = request
+        .v3_and_below_topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = AddPartitionsToTxnTopicResult::default();
+            out.results_by_partition = topic
+                .partitions
+                .iter()
+                .map(|index| {
+                    let mut partition = AddPartitionsToTxnPartitionResult::default();
+                    partition.partition_index = *index;
+                    let this_unknown = unknown.next().unwrap_or(false);
+                    partition.partition_error_code = match result {
+                        Ok(()) => 0,
+                        Err(Some(error)) => txn_error_code(error),
+                        Err(None) if this_unknown => code(ResponseError::UnknownTopicOrPartition),
+                        Err(None) => code(ResponseError::OperationNotAttempted),
+                    };
+                    partition
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect();
+    response
+}
+
+pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let mut response = AddOffsetsToTxnResponse::default();
+    if request.group_id.is_empty() {
+        response.error_code = code(ResponseError::InvalidGroupId);
+        return response;
+    }
+    if let Err(error) = txns::add_offsets(
+        broker,
+        &request.transactional_id,
+        (request.producer_id.0, request.producer_epoch),
+        &request.group_id,
+    ) {
+        response.error_code = txn_error_code(error);
+    }
+    response
+}
+
+pub(super) fn end(broker: &Broker, request: &EndTxnRequest) -> EndTxnResponse {
+    let mut response = EndTxnResponse::default();
+    response.producer_id = ProducerId(-1);
+    response.producer_epoch = -1;
+    if let Err(error) = txns::end_txn(
+        broker,
+        &request.transactional_id,
+        (request.producer_id.0, request.producer_epoch),
+        request.committed,
+    ) {
+        response.error_code = txn_error_code(error);
+    }
+    response
+}
+
+pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+    let committer = MemberRef {
+        group_id: request.group_id.to_string(),
+        generation_id: if version >= 3 { request.generation_id } else { -1 },
+        member_id: if version >= 3 {
+            request.member_id.to_string()
+        } else {
+            String::new()
+        },
+        group_instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
+    };
+    let offsets: Vec<OffsetToCommit> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| OffsetToCommit {
+                topic: topic.name.to_string(),
+                partition: partition.partition_index,
+                offset: partition.committed_offset,
+                leader_epoch: if version >= 2 {
+                    partition.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: partition
+                    .committed_metadata
+                    .as_ref()
+                    .map(|metadata| metadata.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let codes: Vec<i16> = match txns::txn_offset_commit(
+        broker,
+        &request.transactional_id,
+        (request.producer_id.0, request.producer_epoch),
+        &committer,
+        &offsets,
+    ) {
+        Ok(Ok(results)) => results
+            .into_iter()
+            .map(|result| result.err().map_or(0, commit_error_code))
+            .collect(),
+        Ok(Err(error)) => vec![commit_error_code(CommitError::Group(error)); offsets.len()],
+        Err(error) => vec![txn_error_code(error); offsets.len()],
+    };
+    let mut codes = codes.into_iter();
+    let mut response = TxnOffsetCommitResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = TxnOffsetCommitResponseTopic::default();
+            out.partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let mut answer = TxnOffsetCommitResponsePartition::default();
+                    answer.partition_index = partition.partition_index;
+                    answer.error_code = codes.next().unwrap_or(0);
+                    answer
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect();
+    response
+}
+
+pub(super) fn describe(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let mut response = DescribeTransactionsResponse::default();
+    response.transaction_states = request
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let mut state = TransactionState::default();
+            match txns::describe(broker, &id) {
+                None => {
+                    state.error_code = code(ResponseError::TransactionalIdNotFound);
+                    state.producer_id = ProducerId(-1);
+                    state.producer_epoch = -1;
+                    state.transaction_start_time_ms = -1;
+                }
+                Some(txn) => {
+                    state.transaction_state = str_bytes(txn.state.name());
+                    state.transaction_timeout_ms = txn.timeout_ms;
+                    state.transaction_start_time_ms = txn.txn_start_ms;
+                    state.producer_id = ProducerId(txn.producer_id);
+                    state.producer_epoch = txn.producer_epoch;
+                    let mut topics: Vec<TopicData> = Vec::new();
+                    for (topic, partition) in txn.partitions {
+                        match topics.last_mut() {
+                            Some(last) if last.topic.as_str() == topic => last.partitions.push(partition),
+                            _ => {
+                                let mut data = TopicData::default();
+                                data.topic = topic_name(&topic);
+                                data.partitions = vec![partition];
+                                topics.push(data);
+                            }
+                        }
+                    }
+                    state.topics = topics;
+                }
+            }
+            state.transactional_id = id;
+            state
+        })
+        .collect();
+    response
+}
+
+pub(super) fn list(broker: &Broker, request: ListTransactionsRequest, version: i16) -> ListTransactionsResponse {
+    let mut response = ListTransactionsResponse::default();
+    let mut states = Vec::new();
+    for name in &request.state_filters {
+        match TxnState::from_name(name) {
+            Some(state) => states.push(state),
+            None => response.unknown_state_filters.push(name.clone()),
+        }
+    }
+    // Filtering only by unknown states matches nothing.
+    if !request.state_filters.is_empty() && states.is_empty() {
+        return response;
+    }
+    let producer_ids: Vec<i64> = request.producer_id_filters.iter().map(|id| id.0).collect();
+    let duration = (version >= 1 && request.duration_filter >= 0).then_some(request.duration_filter);
+    let pattern = match request
+        .transactional_id_pattern
+        .as_deref()
+        .filter(|p| version >= 2 && !p.is_empty())
+    {
+        None => None,
+        Some(pattern) => match regex::Regex::new(pattern) {
+            Ok(regex) => Some(regex),
+            Err(_) => {
+                response.error_code = code(ResponseError::InvalidRegularExpression);
+                return response;
+            }
+        },
+    };
+    response.transaction_states = txns::list(broker, &states, &producer_ids, duration)
+        .into_iter()
+        .filter(|listing| {
+            pattern
+                .as_ref()
+                .is_none_or(|regex| regex.is_match(&listing.transactional_id))
+        })
+        .map(|listing| {
+            let mut out = ListedTransaction::default();
+            out.transactional_id = TransactionalId(str_bytes(&listing.transactional_id));
+            out.producer_id = ProducerId(listing.producer_id);
+            out.transaction_state = str_bytes(listing.state.name());
+            out
+        })
+        .collect();
+    response
+}

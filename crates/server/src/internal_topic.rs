@@ -1,0 +1,179 @@
+//! Topics only coordinators write: `__consumer_offsets` and `__transaction_state`. Both are
+//! ordinary compacted topics, created on first use, whose records a coordinator appends under
+//! its own lock (so the log's order is the order of its decisions) and replays at start-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::TimestampType;
+use strom_record::records::{CodecCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions};
+use strom_record::{validate_batches, BatchHeader, BatchIter};
+
+use crate::broker::{now_ms, Broker};
+use crate::topics::Topic;
+
+/// `max.message.bytes` of internal topics: a group's record carries every member's metadata
+/// (each up to a 2 MiB request) and a transaction's its partition list, so a coordinator's
+/// write must not be refused by the topic's own size limit.
+const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How much of a partition is read at a time while replaying.
+const LOAD_READ_BYTES: usize = 16 * 1024 * 1024;
+
+/// Whether only a coordinator may write to (or create) this topic.
+pub fn is_coordinator_topic(name: &str) -> bool {
+    name == crate::groups::OFFSETS_TOPIC || name == crate::txns::TXN_STATE_TOPIC
+}
+
+/// Why records could not be written to an internal topic.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("internal topic: {0}")]
+    Topic(String),
+    #[error("internal topic partition {0} is closed")]
+    PartitionClosed(i32),
+    #[error("internal batch: {0}")]
+    Batch(String),
+    #[error("internal append: {0}")]
+    Append(String),
+    #[error("the producer's epoch is fenced")]
+    Fenced,
+}
+
+/// How an internal topic is created.
+#[derive(Debug, Clone, Copy)]
+pub struct InternalTopic {
+    pub name: &'static str,
+    pub partitions: i32,
+    pub segment_bytes: u64,
+}
+
+impl InternalTopic {
+    /// The topic, created now if it does not exist yet.
+    pub fn get_or_create(&self, broker: &Broker) -> Result<Arc<Topic>, PersistError> {
+        if let Some(topic) = broker.topics.get(self.name) {
+            return Ok(topic);
+        }
+        let overrides = BTreeMap::from([
+            ("max.message.bytes".to_string(), RECORD_BYTES_MAX.to_string()),
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), self.segment_bytes.to_string()),
+        ]);
+        match broker
+            .topics
+            .create(self.name, self.partitions, overrides, false, now_ms())
+        {
+            Ok(Some(topic)) => Ok(topic),
+            Ok(None) => unreachable!("not validate-only"),
+            // Created concurrently by another request: use that one.
+            Err(e) => broker
+                .topics
+                .get(self.name)
+                .ok_or_else(|| PersistError::Topic(e.to_string())),
+        }
+    }
+
+    /// Appends `(key, value)` records as one batch to partition `index`; transactional under
+    /// `producer` (id, epoch) if given, in which case only the epoch is checked.
+    pub fn append(
+        &self,
+        broker: &Broker,
+        index: i32,
+        records: &[(Bytes, Option<Bytes>)],
+        producer: Option<(i64, i16)>,
+    ) -> Result<(), PersistError> {
+        let topic = self.get_or_create(broker)?;
+        let partition = topic
+            .partition(index)
+            .ok_or_else(|| PersistError::Topic(format!("partition {index} missing")))?;
+        let now = now_ms();
+        let batch = encode_batch(records, now, producer)?;
+        let validated = validate_batches(batch, &topic.produce_options().validate)
+            .map_err(|e| PersistError::Batch(e.to_string()))?;
+        let mut guard = partition.lock();
+        let log = guard.as_mut().ok_or(PersistError::PartitionClosed(index))?;
+        let appended = match producer {
+            Some(_) => log.append_for_producer(&validated, partition.leader_epoch(), now),
+            None => log.append(&validated, partition.leader_epoch(), now),
+        };
+        appended.map_err(|e| match e {
+            strom_storage::AppendError::InvalidProducerEpoch { .. } => PersistError::Fenced,
+            e => PersistError::Append(e.to_string()),
+        })?;
+        let log_end_offset = log.log_end_offset();
+        log.set_high_watermark(log_end_offset);
+        drop(guard);
+        broker.notify_appended();
+        Ok(())
+    }
+}
+
+/// Calls `f` with every batch of a partition, in order. Stops, saying so, at anything it
+/// cannot read: records after a damaged batch are lost to the coordinator (recovery truncates
+/// torn tails before this runs).
+pub fn for_each_batch(log: &strom_storage::Log, topic: &str, partition: i32, f: &mut dyn FnMut(&BatchHeader, &[u8])) {
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let bytes = match log
+            .read(offset, LOAD_READ_BYTES, end, true)
+            .map_err(|e| e.to_string())
+            .and_then(|slice| slice.read_to_bytes().map_err(|e| e.to_string()))
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(topic, partition, offset, error = %e, "reading an internal topic");
+                break;
+            }
+        };
+        let read_from = offset;
+        for batch in BatchIter::new(&bytes) {
+            let Ok(batch) = batch else { break };
+            offset = batch.header.last_offset() + 1;
+            f(&batch.header, batch.bytes);
+        }
+        if offset == read_from {
+            tracing::error!(topic, partition, offset, "unreadable from here; the rest is not loaded");
+            break;
+        }
+    }
+}
+
+fn encode_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    now: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, PersistError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let batch_records: Vec<BatchRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(index, (key, value))| BatchRecord {
+            transactional: producer.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // No sequence: the encoder derives the batch's base sequence (-1) from this.
+            sequence: index as i32 - 1,
+            timestamp: now,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &batch_records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: CodecCompression::None,
+        },
+    )
+    .map_err(|e| PersistError::Batch(e.to_string()))?;
+    Ok(buf.freeze())
+}
