@@ -200,13 +200,20 @@ impl CompactionJob {
     /// Builds the key map over the dirty section, then writes a cleaned copy of every segment
     /// it covers. Reads only the closed segments captured in the job.
     pub fn run(self) -> Result<CompactionResult, StorageError> {
+        let mut aborted_ranges: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in &self.aborted {
+            aborted_ranges
+                .entry(a.producer_id)
+                .or_default()
+                .push((a.first_offset, a.last_offset));
+        }
         let is_aborted = |header: &BatchHeader| {
             header.is_transactional()
                 && !header.is_control()
-                && self.aborted.iter().any(|a| {
-                    a.producer_id == header.producer_id
-                        && a.first_offset <= header.base_offset
-                        && header.base_offset < a.last_offset
+                && aborted_ranges.get(&header.producer_id).is_some_and(|ranges| {
+                    ranges
+                        .iter()
+                        .any(|(first, last)| *first <= header.base_offset && header.base_offset < *last)
                 })
         };
         let mut last_batch_of_producer: HashMap<i64, i64> = HashMap::new();

@@ -408,11 +408,14 @@ impl Log {
     }
 
     /// The last stable offset: the first offset of the oldest open transaction, or the high
-    /// watermark if it comes first. A read_committed consumer reads only below it.
+    /// watermark if it comes first. A read_committed consumer reads only below it. Retention
+    /// may have deleted an open transaction's first records; the LSO never falls below the
+    /// log start offset.
     pub fn last_stable_offset(&self) -> i64 {
         self.producer_state
             .first_unstable_offset()
             .map_or(self.high_watermark, |first| first.min(self.high_watermark))
+            .max(self.log_start_offset)
     }
 
     /// The producer's epoch and the first offset of its open transaction here, if one is open.

@@ -279,3 +279,19 @@ fn compaction_removes_aborted_data_and_then_old_markers() {
     assert!(data_records(&log).contains(&(open_first, "k1".to_string())));
     assert_eq!(log.last_stable_offset(), log.log_end_offset());
 }
+
+#[test]
+fn last_stable_offset_never_falls_below_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(false), 0).unwrap().0;
+    let first = append(&mut log, &txn_batch(3, 0, 0, &["open"], 1), 1);
+    for i in 0..5 {
+        append(&mut log, &plain(&[&format!("p{i}")], 1), 1);
+    }
+    assert_eq!(log.last_stable_offset(), first);
+    // DeleteRecords (or retention) removes the open transaction's first record.
+    log.delete_records_before(4).unwrap();
+    assert_eq!(log.last_stable_offset(), 4);
+    marker(&mut log, Marker::Abort, 3, 0, 2);
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+}
