@@ -425,4 +425,34 @@ mod tests {
         std::fs::write(snapshot_path(dir.path(), 13), b"bad").unwrap();
         assert!(read_snapshot(dir.path(), 13).is_none());
     }
+
+    #[test]
+    fn open_transactions_round_trip_and_version_1_snapshots_still_load() {
+        let mut state = ProducerState::default();
+        let mut txn = header(8, 2, 0, 3, 40);
+        txn.attributes = 0x10;
+        let _ = state.update(&txn);
+        assert_eq!(state.first_unstable_offset(), Some(40));
+        let decoded = ProducerState::decode(&state.encode(), false).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(decoded.open_transaction(8), Some((2, 40)));
+
+        // Version 1: count | id | epoch | batches | batch fields, nothing else.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&5i64.to_be_bytes());
+        v1.extend_from_slice(&3i16.to_be_bytes());
+        v1.push(1);
+        for field in [0i32, 1] {
+            v1.extend_from_slice(&field.to_be_bytes());
+        }
+        for field in [10i64, 11, 99] {
+            v1.extend_from_slice(&field.to_be_bytes());
+        }
+        let old = ProducerState::decode(&v1, true).unwrap();
+        assert_eq!(old.producers[&5].epoch, 3);
+        assert_eq!(old.producers[&5].last_timestamp_ms, 99);
+        assert_eq!(old.first_unstable_offset(), None);
+        assert!(ProducerState::decode(&v1, false).is_none());
+    }
 }
