@@ -44,6 +44,12 @@ fn default_body(key: strom_protocol::ApiKey) -> RequestKind {
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default()),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::default()),
+        ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default()),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(DescribeTransactionsRequest::default()),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()),
         other => panic!("no seed body for {other:?}"),
     }
 }
@@ -106,4 +112,27 @@ fn main() {
         .unwrap();
         fs::write(batches.join(format!("batch-{name}")), &batch).unwrap();
     }
+    // A transactional producer's batch: producer id, epoch and sequence set, transactional bit.
+    let transactional: Vec<Record> = records
+        .iter()
+        .cloned()
+        .map(|record| Record {
+            transactional: true,
+            producer_id: 7,
+            producer_epoch: 1,
+            sequence: record.offset as i32,
+            ..record
+        })
+        .collect();
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        transactional.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    fs::write(batches.join("batch-transactional"), &batch).unwrap();
 }
