@@ -125,6 +125,9 @@ pub fn init_producer_id(
     };
     let plan = coordinator.prepare_init_producer_id(now_ms(), transactional_id, timeout_ms, expected, &mut allocate)?;
     let outcome = carry_out(broker, &mut coordinator, plan.steps);
+    if let (Carried::All, Some(expected)) = (&outcome, expected) {
+        coordinator.remember_bump(transactional_id, expected);
+    }
     drop(coordinator);
     broker.txns.deadline_changed.notify_one();
     match outcome {

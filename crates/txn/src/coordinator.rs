@@ -125,6 +125,12 @@ pub struct TxnListing {
 pub struct TxnCoordinator {
     config: TxnConfig,
     transactions: BTreeMap<String, TransactionMetadata>,
+    /// Per id, the producer id and epoch a KIP-360 producer named when it asked for its
+    /// current epoch (see [`TxnCoordinator::remember_bump`]). If the answer was lost, its
+    /// retry names them again and gets the same epoch instead of being fenced by its own
+    /// bump. Forgotten at the id's next producer change, and, as in Kafka, not persisted: a
+    /// retry across a broker restart is fenced.
+    previous_producer: BTreeMap<String, (i64, i16)>,
 }
 
 impl TxnCoordinator {
@@ -132,6 +138,7 @@ impl TxnCoordinator {
         TxnCoordinator {
             config,
             transactions: BTreeMap::new(),
+            previous_producer: BTreeMap::new(),
         }
     }
 
@@ -187,6 +194,17 @@ impl TxnCoordinator {
             });
         };
         // Kafka answers PRODUCER_FENCED for either mismatch: another producer took the id over.
+        // A retry of a bump that already happened: the same answer again, nothing to write.
+        let retried = expected.is_some_and(|expected| {
+            txn.state == TxnState::Empty && self.previous_producer.get(transactional_id) == Some(&expected)
+        });
+        if retried {
+            return Ok(InitPlan {
+                steps: Vec::new(),
+                producer_id: txn.producer_id,
+                producer_epoch: txn.producer_epoch,
+            });
+        }
         if let Some((producer_id, producer_epoch)) = expected {
             if producer_id != txn.producer_id || producer_epoch != txn.producer_epoch {
                 return Err(TxnError::ProducerFenced);
@@ -409,13 +427,31 @@ impl TxnCoordinator {
                 state: TxnState::Dead, ..
             }) => {
                 let _removed = self.transactions.remove(&transactional_id);
+                let _ = self.previous_producer.remove(&transactional_id);
             }
             Some(mut txn) => {
                 if txn.state == TxnState::PrepareEpochFence {
                     txn.state = TxnState::PrepareAbort;
                 }
+                let changed = self
+                    .transactions
+                    .get(&transactional_id)
+                    .is_none_or(|old| (old.producer_id, old.producer_epoch) != (txn.producer_id, txn.producer_epoch));
+                if changed {
+                    let _ = self.previous_producer.remove(&transactional_id);
+                }
                 let _replaced = self.transactions.insert(transactional_id, txn);
             }
+        }
+    }
+
+    /// Called once an InitProducerId with a KIP-360 `expected` producer was carried out, so a
+    /// retry of that same request (its answer lost) is answered with the epoch it got.
+    /// Fresh producers (no `expected`) leave nothing: a zombie must not be handed the epoch of
+    /// the producer that fenced it.
+    pub fn remember_bump(&mut self, transactional_id: &str, expected: (i64, i16)) {
+        if expected.0 >= 0 && expected.1 >= 0 && self.transactions.contains_key(transactional_id) {
+            let _ = self.previous_producer.insert(transactional_id.to_string(), expected);
         }
     }
 

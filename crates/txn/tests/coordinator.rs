@@ -75,9 +75,14 @@ impl Harness {
         self.init_expecting(id, None).unwrap()
     }
 
+    /// InitProducerId as the server runs it: the plan, then (for a KIP-360 producer) the note
+    /// that lets a retry of the same request get the same answer.
     fn init_expecting(&mut self, id: &str, expected: Option<(i64, i16)>) -> Result<(i64, i16), TxnError> {
         let plan = self.prepare_init(id, expected)?;
         self.carry_out(plan.steps);
+        if let Some(expected) = expected {
+            self.coordinator.remember_bump(id, expected);
+        }
         Ok((plan.producer_id, plan.producer_epoch))
     }
 
@@ -270,13 +275,39 @@ fn kip_360_expected_producer_must_be_the_current_one() {
     );
     let bumped = h.init_expecting(ID, Some(current)).unwrap();
     assert_eq!(bumped, (current.0, current.1 + 1));
-    // The previous epoch is now stale.
-    assert_eq!(h.init_expecting(ID, Some(current)), Err(TxnError::ProducerFenced));
-    // (-1, -1) is a fresh producer, always let in.
+    // A retry of that bump (its answer lost) gets the same answer, and nothing is written.
+    let log_len = h.log.len();
+    assert_eq!(h.init_expecting(ID, Some(current)), Ok(bumped));
+    assert_eq!(h.log.len(), log_len);
+    // Any other epoch is not this producer's.
+    assert_eq!(
+        h.init_expecting(ID, Some((current.0, bumped.1 + 1))),
+        Err(TxnError::ProducerFenced)
+    );
+    // (-1, -1) is a fresh producer, always let in; after it, the retry window is gone.
     assert_eq!(
         h.init_expecting(ID, Some((-1, -1))).unwrap(),
         (current.0, current.1 + 2)
     );
+    assert_eq!(h.init_expecting(ID, Some(current)), Err(TxnError::ProducerFenced));
+}
+
+#[test]
+fn only_a_kip_360_bump_can_be_retried_and_only_until_a_transaction_starts() {
+    let mut h = Harness::new();
+    let zombie = h.init(ID);
+    // A fresh producer fences the zombie; the zombie naming its old epoch is not a retry.
+    let fresh = h.init(ID);
+    assert_eq!(h.init_expecting(ID, Some(zombie)), Err(TxnError::ProducerFenced));
+
+    // A KIP-360 bump while a transaction is open aborts it; its retry gets the same epoch.
+    h.add(ID, fresh, &[("t", 0)]).unwrap();
+    let bumped = h.init_expecting(ID, Some(fresh)).unwrap();
+    assert_eq!(bumped.1, fresh.1 + 2);
+    assert_eq!(h.init_expecting(ID, Some(fresh)), Ok(bumped));
+    // Once the bumped producer starts a transaction, the old epoch is fenced for good.
+    h.add(ID, bumped, &[("t", 1)]).unwrap();
+    assert_eq!(h.init_expecting(ID, Some(fresh)), Err(TxnError::ProducerFenced));
 }
 
 #[test]

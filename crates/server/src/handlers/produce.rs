@@ -197,6 +197,16 @@ fn produce_partition(
             let producer = (header.producer_id, header.producer_epoch);
             match crate::txns::verified_write(broker, transactional_id, producer, &partition, append) {
                 Ok(appended) => appended,
+                // A fenced producer gets INVALID_PRODUCER_EPOCH, as from Kafka (whose produce
+                // answers never carry PRODUCER_FENCED): librdkafka treats PRODUCER_FENCED on a
+                // produce as abortable, so a zombie would not learn it is fenced there.
+                Err(strom_txn::TxnError::ProducerFenced) => {
+                    return error_response(
+                        index,
+                        ResponseError::InvalidProducerEpoch,
+                        Some("a newer producer owns this transactional id".to_string()),
+                    );
+                }
                 Err(error) => {
                     return error_response(
                         index,
