@@ -38,6 +38,26 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The timer task wakes at least this often, so a missed notification costs at most this.
 const TICK_INTERVAL_MAX_MS: i64 = 1000;
 
+/// One open transaction's offsets, keyed by (group, topic, partition): a later commit of a
+/// partition replaces the earlier, as it would on commit, so they stay bounded by the
+/// partitions a transaction commits, not by how often it commits them.
+type PendingOffsets = HashMap<(String, String, i32), Record>;
+
+fn hold_pending(pending: &mut PendingOffsets, records: Vec<Record>) {
+    for record in records {
+        if let Record::Offset {
+            group_id,
+            topic,
+            partition,
+            ..
+        } = &record
+        {
+            let key = (group_id.clone(), topic.clone(), *partition);
+            let _ = pending.insert(key, record);
+        }
+    }
+}
+
 enum Waiter {
     Join(oneshot::Sender<JoinAnswer>),
     Sync(oneshot::Sender<Result<SyncAnswer, GroupError>>),
@@ -47,8 +67,8 @@ struct State {
     coordinator: Coordinator,
     waiters: HashMap<Token, Waiter>,
     next_token: Token,
-    /// Offsets written in open transactions, by producer id, in the order written.
-    pending_txn: HashMap<i64, Vec<Record>>,
+    /// Offsets written in open transactions, by producer id; the latest per partition.
+    pending_txn: HashMap<i64, PendingOffsets>,
 }
 
 pub struct Groups {
@@ -83,14 +103,14 @@ impl Groups {
         let mut coordinator = Coordinator::new(config, seed);
         let now = now_ms();
         let mut loaded = 0usize;
-        let mut pending_txn: HashMap<i64, Vec<Record>> = HashMap::new();
+        let mut pending_txn: HashMap<i64, PendingOffsets> = HashMap::new();
         if let Some(topic) = topics.get(OFFSETS_TOPIC) {
             for partition in topic.partitions() {
                 if let Some(log) = partition.lock().as_ref() {
                     let (applied, open) = replay(log, partition.index, &mut coordinator, now);
                     loaded += applied;
                     for (producer_id, records) in open {
-                        pending_txn.entry(producer_id).or_default().extend(records);
+                        hold_pending(pending_txn.entry(producer_id).or_default(), records);
                     }
                 }
             }
@@ -336,7 +356,7 @@ pub fn txn_commit(
         return Ok(results);
     }
     match persist_batch(broker, &committer.group_id, &to_write, Some(producer)) {
-        Ok(()) => state.pending_txn.entry(producer.0).or_default().extend(to_write),
+        Ok(()) => hold_pending(state.pending_txn.entry(producer.0).or_default(), to_write),
         Err(e) => {
             let error = if matches!(e, PersistError::Fenced) {
                 CommitError::ProducerFenced
@@ -358,18 +378,18 @@ pub fn txn_commit(
 pub fn end_txn(broker: &Broker, partition: i32, producer_id: i64, commit: bool) {
     let partition_count = offsets_partition_count(broker);
     let mut state = broker.groups.lock();
-    let Some(records) = state.pending_txn.remove(&producer_id) else {
+    let Some(pending) = state.pending_txn.remove(&producer_id) else {
         return;
     };
-    let (ours, others): (Vec<Record>, Vec<Record>) = records
+    let (ours, others): (PendingOffsets, PendingOffsets) = pending
         .into_iter()
-        .partition(|record| strom_group::partition_for(record.group_id(), partition_count) == partition);
+        .partition(|((group_id, _, _), _)| strom_group::partition_for(group_id, partition_count) == partition);
     if !others.is_empty() {
         let _ = state.pending_txn.insert(producer_id, others);
     }
     if commit {
         let now = now_ms();
-        for record in ours {
+        for record in ours.into_values() {
             state.coordinator.apply(now, record);
         }
     }
@@ -381,16 +401,9 @@ pub fn pending_txn_offsets(broker: &Broker, group_id: &str) -> HashSet<(String, 
     state
         .pending_txn
         .values()
-        .flatten()
-        .filter_map(|record| match record {
-            Record::Offset {
-                group_id: group,
-                topic,
-                partition,
-                ..
-            } if group == group_id => Some((topic.clone(), *partition)),
-            _ => None,
-        })
+        .flat_map(HashMap::keys)
+        .filter(|(group, _, _)| group == group_id)
+        .map(|(_, topic, partition)| (topic.clone(), *partition))
         .collect()
 }
 
