@@ -131,6 +131,11 @@ pub struct TxnCoordinator {
     /// bump. Forgotten at the id's next producer change, and, as in Kafka, not persisted: a
     /// retry across a broker restart is fenced.
     previous_producer: BTreeMap<String, (i64, i16)>,
+    /// (timeout deadline, id) of every Ongoing transaction, so the timer's questions cost a
+    /// lookup, not a scan of every id.
+    deadlines: BTreeSet<(i64, String)>,
+    /// Ids in PrepareCommit or PrepareAbort: markers still to write.
+    preparing: BTreeSet<String>,
 }
 
 impl TxnCoordinator {
@@ -139,6 +144,8 @@ impl TxnCoordinator {
             config,
             transactions: BTreeMap::new(),
             previous_producer: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            preparing: BTreeSet::new(),
         }
     }
 
@@ -364,30 +371,31 @@ impl TxnCoordinator {
     /// epoch bumped so the abandoned producer is fenced. Plans are independent: one failing
     /// does not stop the others.
     pub fn prepare_timed_out(&self, now_ms: i64) -> Vec<Plan> {
-        self.transactions
+        self.deadlines
             .iter()
-            .filter(|(_, txn)| txn.state == TxnState::Ongoing && timeout_deadline(txn) <= now_ms)
-            .map(|(transactional_id, txn)| abort_fenced(transactional_id, txn, now_ms))
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .filter_map(|(_, transactional_id)| {
+                let txn = self.transactions.get(transactional_id)?;
+                Some(abort_fenced(transactional_id, txn, now_ms))
+            })
             .collect()
     }
 
     /// The earliest time [`TxnCoordinator::prepare_timed_out`] has something to abort.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.transactions
-            .values()
-            .filter(|txn| txn.state == TxnState::Ongoing)
-            .map(timeout_deadline)
-            .min()
+        self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
     /// Finishes every transaction whose outcome is decided but whose markers are not all
     /// written: after replaying the log at start-up, and on each timer tick after a marker
     /// write failed.
     pub fn pending_completions(&self, now_ms: i64) -> Vec<Plan> {
-        self.transactions
+        self.preparing
             .iter()
-            .filter(|(_, txn)| matches!(txn.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
-            .map(|(transactional_id, txn)| complete(transactional_id, txn, now_ms))
+            .filter_map(|transactional_id| {
+                let txn = self.transactions.get(transactional_id)?;
+                Some(complete(transactional_id, txn, now_ms))
+            })
             .collect()
     }
 
@@ -421,6 +429,14 @@ impl TxnCoordinator {
             transactional_id,
             value,
         } = record;
+        if let Some(old) = self.transactions.get(&transactional_id) {
+            if old.state == TxnState::Ongoing {
+                let _ = self
+                    .deadlines
+                    .remove(&(timeout_deadline(old), transactional_id.clone()));
+            }
+        }
+        let _ = self.preparing.remove(&transactional_id);
         match value {
             None
             | Some(TransactionMetadata {
@@ -439,6 +455,17 @@ impl TxnCoordinator {
                     .is_none_or(|old| (old.producer_id, old.producer_epoch) != (txn.producer_id, txn.producer_epoch));
                 if changed {
                     let _ = self.previous_producer.remove(&transactional_id);
+                }
+                match txn.state {
+                    TxnState::Ongoing => {
+                        let _ = self
+                            .deadlines
+                            .insert((timeout_deadline(&txn), transactional_id.clone()));
+                    }
+                    TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                        let _ = self.preparing.insert(transactional_id.clone());
+                    }
+                    _ => {}
                 }
                 let _replaced = self.transactions.insert(transactional_id, txn);
             }
