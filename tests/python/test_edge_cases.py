@@ -1,6 +1,7 @@
 """Behaviour at the edges, driven with confluent-kafka (and kafka-python where its handling
 differs): empty versus null, record size limits, LogAppendTime, long polling, out-of-range
-fetches, retention, topic re-creation, and the idempotent producer across a broker restart.
+fetches, retention, topic re-creation, the idempotent producer across a broker restart, and a
+transactional producer asking for a timeout above the broker's maximum.
 """
 
 from __future__ import annotations
@@ -482,17 +483,28 @@ def test_retention_bytes_deletes_oldest_segments(broker_factory, topic_name):
     assert b.partition_log_bytes(topic, 0) <= 4096 + 2048
 
 
-def test_transactional_producer_fails_fast(broker):
-    """Strom has no transactions yet: librdkafka must fail init_transactions quickly and
-    cleanly, not hang. FindCoordinator names this broker for the transactional id, and
-    InitProducerId with a transactional id is refused with a fatal, non-retriable error."""
-    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "strom-pytest"})
+def test_transactional_producer_with_a_timeout_above_the_maximum_fails_fast(broker_factory):
+    """A transaction.timeout.ms above the broker's transaction.max.timeout.ms: librdkafka's
+    init_transactions must fail quickly and cleanly with INVALID_TRANSACTION_TIMEOUT, a fatal
+    error, not hang retrying; a producer asking for exactly the maximum is accepted."""
+    limited = broker_factory({"transaction.max.timeout.ms": 20000})
+
+    def transactional(timeout_ms: int) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": limited.bootstrap,
+                "transactional.id": f"strom-pytest-{timeout_ms}",
+                "transaction.timeout.ms": timeout_ms,
+            }
+        )
+
     started = time.monotonic()
     with pytest.raises(KafkaException) as failed:
-        p.init_transactions(20)
-    assert failed.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        transactional(20001).init_transactions(20)
+    assert failed.value.args[0].code() == KafkaError.INVALID_TRANSACTION_TIMEOUT
     assert failed.value.args[0].fatal()
     assert time.monotonic() - started < 10
+    transactional(20000).init_transactions(20)
 
 
 def test_many_acks_zero_produces_interleaved_with_other_requests(broker, topic_name):
