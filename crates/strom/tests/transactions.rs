@@ -1676,3 +1676,130 @@ fn wire_a_retried_epoch_bump_gets_the_bumped_epoch() {
     assert_eq!(bump(), (0, producer_id, epoch + 1), "the retry of the same bump");
     assert_eq!(describe(&broker, "bumper").epoch, epoch + 1);
 }
+
+// ------------------------------------------------------------------ decided, then crashed
+
+/// Appends `record` to `__transaction_state`'s only partition while the broker is down, as if
+/// the coordinator had written its decision and the process died before any marker: a valid
+/// batch at the log end of the active segment, which recovery then reads like any other.
+fn append_decision(data_dir: &std::path::Path, record: &strom_txn::TxnRecord) {
+    let dir = data_dir.join("__transaction_state-0");
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("transaction state partition")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    segments.sort();
+    let active = segments.pop().expect("a segment");
+    let existing = std::fs::read(&active).expect("read segment");
+    let next_offset = strom_record::BatchIter::new(&existing)
+        .map(|batch| batch.expect("intact segment").header.next_offset())
+        .last()
+        .unwrap_or_else(|| {
+            let stem = active.file_stem().expect("stem").to_string_lossy();
+            stem.parse().expect("segment named by offset")
+        });
+    let (key, value) = record.encode();
+    let batch_record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: next_offset,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: Some(key),
+        value,
+        headers: Default::default(),
+    };
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        std::slice::from_ref(&batch_record),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode decision");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .expect("open segment");
+    std::io::Write::write_all(&mut file, &batch).expect("append decision");
+}
+
+/// A transaction whose outcome reached `__transaction_state` but none of whose markers were
+/// written before the broker died is finished by the restarted broker before it serves
+/// anyone: committed in every partition (PrepareCommit) or aborted in every one
+/// (PrepareAbort), and its producer's id moves on.
+#[test]
+fn a_decision_without_markers_is_finished_after_the_restart() {
+    for commit in [true, false] {
+        let mut broker = Broker::builder(strom_testkit::bin!())
+            .set("transaction.state.log.num.partitions", "1")
+            .start();
+        let topic = if commit { "decided-commit" } else { "decided-abort" };
+        create_topic(&broker, topic, 2);
+        let id = format!("decided-{commit}");
+        let mut wire = broker.wire();
+        let producer = init_txn_ok(&mut wire, &id, 60_000);
+        let added = add_partitions(&mut wire, &id, producer, &[(topic, &[0, 1])]);
+        assert!(added.iter().all(|(_, _, error)| *error == 0), "{added:?}");
+        for partition in 0..2 {
+            let answer = txn_produce(&mut wire, &id, topic, partition, txn_batch(&["in-txn"], producer, 0));
+            assert_eq!(answer.error_code, 0, "{answer:?}");
+        }
+        let ongoing = describe(&broker, &id);
+        assert_eq!(ongoing.state, "Ongoing");
+        drop(wire);
+        broker.sigkill();
+
+        let decided = strom_txn::TransactionMetadata {
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            timeout_ms: 60_000,
+            state: if commit {
+                strom_txn::TxnState::PrepareCommit
+            } else {
+                strom_txn::TxnState::PrepareAbort
+            },
+            partitions: partitions_of(topic, &[0, 1]),
+            txn_start_ms: 1_700_000_000_000,
+            last_update_ms: 1_700_000_000_000,
+        };
+        append_decision(
+            broker.data_dir(),
+            &strom_txn::TxnRecord {
+                transactional_id: id.clone(),
+                value: Some(decided),
+            },
+        );
+        broker.restart();
+
+        // Finished before the listener opened: no waiting, no timeout involved.
+        let finished = describe(&broker, &id);
+        let expected = if commit { "CompleteCommit" } else { "CompleteAbort" };
+        assert_eq!(finished.state, expected, "{}", broker.log_tail());
+        for partition in 0..2 {
+            let (high_watermark, stable) = ends(&broker, topic, partition);
+            assert_eq!(stable, high_watermark, "{topic}/{partition} still held back");
+            assert_eq!(high_watermark, 2, "one record and one marker in {topic}/{partition}");
+        }
+        let committed = values(&read_all(&broker, topic, 2, "read_committed"));
+        let expected_values: Vec<String> = if commit {
+            vec!["in-txn".to_string(); 2]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(committed, expected_values, "{topic} under read_committed");
+        assert_eq!(values(&read_all(&broker, topic, 2, "read_uncommitted")).len(), 2);
+        // The producer that wrote the transaction is still the id's owner: the restart
+        // finished its transaction, it did not fence it.
+        let mut wire = broker.wire();
+        assert_eq!(end_txn(&mut wire, &id, producer, commit), 0, "retry of the same end");
+    }
+}
