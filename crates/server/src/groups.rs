@@ -274,48 +274,7 @@ pub fn commit(
     committer: &MemberRef,
     offsets: &[OffsetToCommit],
 ) -> Result<Vec<CommitResult>, GroupError> {
-    let mut results: Vec<CommitResult> = vec![Ok(()); offsets.len()];
-    let mut known = Vec::with_capacity(offsets.len());
-    let mut known_at = Vec::with_capacity(offsets.len());
-    for (index, offset) in offsets.iter().enumerate() {
-        if broker.topics.partition(&offset.topic, offset.partition).is_some() {
-            known.push(offset.clone());
-            known_at.push(index);
-        } else {
-            results[index] = Err(CommitError::UnknownTopicOrPartition);
-        }
-    }
-    let mut state = broker.groups.lock();
-    let prepared = state.coordinator.prepare_commit(now_ms(), committer, &known)?;
-    let mut to_write = Vec::new();
-    let mut written_at = Vec::new();
-    for (record, index) in prepared.into_iter().zip(known_at) {
-        match record {
-            Ok(record) => {
-                to_write.push(record);
-                written_at.push(index);
-            }
-            Err(error) => results[index] = Err(CommitError::Group(error)),
-        }
-    }
-    if to_write.is_empty() {
-        return Ok(results);
-    }
-    match persist(broker, &committer.group_id, &to_write) {
-        Ok(()) => {
-            let now = now_ms();
-            for record in to_write {
-                state.coordinator.apply(now, record);
-            }
-        }
-        Err(e) => {
-            tracing::error!(group = committer.group_id, error = %e, "offset commit not written");
-            for index in written_at {
-                results[index] = Err(CommitError::Storage);
-            }
-        }
-    }
-    Ok(results)
+    commit_with(broker, committer, offsets, None)
 }
 
 /// TxnOffsetCommit: offsets are written now as part of the producer's transaction and take
@@ -327,6 +286,18 @@ pub fn txn_commit(
     committer: &MemberRef,
     producer: (i64, i16),
     offsets: &[OffsetToCommit],
+) -> Result<Vec<CommitResult>, GroupError> {
+    commit_with(broker, committer, offsets, Some(producer))
+}
+
+/// Both commits: offsets of unknown partitions are refused, the coordinator checks the rest,
+/// those it accepts are written as one batch (transactional under `producer`), and only then
+/// take effect (plain) or are held until the transaction ends (transactional).
+fn commit_with(
+    broker: &Broker,
+    committer: &MemberRef,
+    offsets: &[OffsetToCommit],
+    producer: Option<(i64, i16)>,
 ) -> Result<Vec<CommitResult>, GroupError> {
     let mut results: Vec<CommitResult> = vec![Ok(()); offsets.len()];
     let mut known = Vec::with_capacity(offsets.len());
@@ -340,7 +311,10 @@ pub fn txn_commit(
         }
     }
     let mut state = broker.groups.lock();
-    let prepared = state.coordinator.prepare_txn_commit(now_ms(), committer, &known)?;
+    let prepared = match producer {
+        None => state.coordinator.prepare_commit(now_ms(), committer, &known)?,
+        Some(_) => state.coordinator.prepare_txn_commit(now_ms(), committer, &known)?,
+    };
     let mut to_write = Vec::new();
     let mut written_at = Vec::new();
     for (record, index) in prepared.into_iter().zip(known_at) {
@@ -355,13 +329,24 @@ pub fn txn_commit(
     if to_write.is_empty() {
         return Ok(results);
     }
-    match persist_batch(broker, &committer.group_id, &to_write, Some(producer)) {
-        Ok(()) => hold_pending(state.pending_txn.entry(producer.0).or_default(), to_write),
-        Err(e) => {
+    match (
+        persist_batch(broker, &committer.group_id, &to_write, producer),
+        producer,
+    ) {
+        (Ok(()), None) => {
+            let now = now_ms();
+            for record in to_write {
+                state.coordinator.apply(now, record);
+            }
+        }
+        (Ok(()), Some((producer_id, _))) => {
+            hold_pending(state.pending_txn.entry(producer_id).or_default(), to_write);
+        }
+        (Err(e), _) => {
             let error = if matches!(e, PersistError::Fenced) {
                 CommitError::ProducerFenced
             } else {
-                tracing::error!(group = committer.group_id, error = %e, "transactional offset commit not written");
+                tracing::error!(group = committer.group_id, error = %e, "offset commit not written");
                 CommitError::Storage
             };
             for index in written_at {

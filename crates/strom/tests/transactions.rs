@@ -37,7 +37,7 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use strom_testkit::client::CALL_TIMEOUT;
 use strom_testkit::wire::{
-    partition_response, produce_request, record_batch, topic_name, BatchProducer, PRODUCE_VERSION,
+    partition_response, produce_request, record_batch, topic_name, transactional_batch, BatchProducer, PRODUCE_VERSION,
 };
 use strom_testkit::{poll_until, Broker, Consumer, GroupMember, Producer, Rec, WireClient};
 
@@ -215,36 +215,13 @@ fn end_txn(wire: &mut WireClient, transactional_id: &str, (producer_id, epoch): 
 
 /// One transactional v2 batch (the attribute's transactional bit set) of `values`.
 fn txn_batch(values: &[&str], (producer_id, epoch): (i64, i16), base_sequence: i32) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode transactional batch");
-    buf.freeze()
+    let values: Vec<&[u8]> = values.iter().map(|value| value.as_bytes()).collect();
+    let producer = BatchProducer {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence,
+    };
+    transactional_batch(&values, producer, 1_700_000_000_000)
 }
 
 /// A Produce carrying a transactional id, for one partition.

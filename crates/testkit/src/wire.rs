@@ -243,13 +243,29 @@ impl BatchProducer {
 /// Exactly one v2 record batch (base offset 0) of `values` (keys `key-<i>`), timestamps from
 /// `timestamp_ms` on.
 pub fn record_batch(values: &[&[u8]], producer: BatchProducer, compression: Compression, timestamp_ms: i64) -> Bytes {
+    encode_batch(values, producer, false, compression, timestamp_ms)
+}
+
+/// As [`record_batch`], uncompressed, with the transactional attribute set: what a
+/// transactional producer sends inside a transaction.
+pub fn transactional_batch(values: &[&[u8]], producer: BatchProducer, timestamp_ms: i64) -> Bytes {
+    encode_batch(values, producer, true, Compression::None, timestamp_ms)
+}
+
+fn encode_batch(
+    values: &[&[u8]],
+    producer: BatchProducer,
+    transactional: bool,
+    compression: Compression,
+    timestamp_ms: i64,
+) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, value)| {
             let i32_index = i32::try_from(i).expect("batch index fits i32");
             Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
