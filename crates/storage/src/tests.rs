@@ -18,6 +18,8 @@ pub(crate) struct Spec<'a> {
     pub(crate) timestamp_ms: i64,
     pub(crate) codec: Codec,
     pub(crate) producer: Option<(i64, i16, i32)>,
+    /// A transactional producer's batch (needs `producer`).
+    pub(crate) transactional: bool,
 }
 
 pub(crate) fn encode(spec: &Spec<'_>) -> Vec<u8> {
@@ -27,7 +29,7 @@ pub(crate) fn encode(spec: &Spec<'_>) -> Vec<u8> {
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional: spec.transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -75,6 +77,7 @@ pub(crate) fn simple(n: usize, timestamp_ms: i64) -> ValidatedBatches {
         timestamp_ms,
         codec: Codec::None,
         producer: None,
+        transactional: false,
     }))
 }
 
@@ -560,6 +563,7 @@ fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> ValidatedBatches {
         timestamp_ms: 0,
         codec: Codec::None,
         producer: Some((pid, epoch, seq)),
+        transactional: false,
     }))
 }
 
@@ -686,6 +690,7 @@ fn keyed(records: &[(&str, Option<&str>)], timestamp_ms: i64, codec: Codec) -> V
         timestamp_ms,
         codec,
         producer: None,
+        transactional: false,
     }))
 }
 
@@ -1079,6 +1084,7 @@ mod model {
                             timestamp_ms: counter as i64,
                             codec: Codec::None,
                             producer: None,
+                            transactional: false,
                         }));
                     }
                     let outcome = current.append(&validated(bytes.clone()), 3, 0).unwrap();

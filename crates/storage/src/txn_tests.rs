@@ -4,10 +4,7 @@
 
 use std::fs;
 
-use bytes::Bytes;
-use kafka_protocol::records::{
-    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as RecordTimestampType,
-};
+use kafka_protocol::records::Compression as Codec;
 use strom_record::control::Marker;
 use strom_record::ValidatedBatches;
 
@@ -16,45 +13,21 @@ use crate::{AbortedTxn, AppendError, CleanupPolicy, Log, LogConfig};
 
 /// A transactional batch of `keys` (value = key) from producer `pid`.
 fn txn_batch(pid: i64, epoch: i16, seq: i32, keys: &[&str], timestamp_ms: i64) -> ValidatedBatches {
-    let records: Vec<Record> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: RecordTimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: timestamp_ms,
-            key: Some(Bytes::copy_from_slice(key.as_bytes())),
-            value: Some(Bytes::copy_from_slice(key.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = Vec::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Codec::None,
-        },
-    )
-    .unwrap();
-    validated(out)
+    batch_of(keys, timestamp_ms, Some((pid, epoch, seq)))
 }
 
+/// A plain batch of `keys` (value = key).
 fn plain(keys: &[&str], timestamp_ms: i64) -> ValidatedBatches {
-    let records: Vec<(Option<&str>, Option<&str>)> = keys.iter().map(|k| (Some(*k), Some(*k))).collect();
+    batch_of(keys, timestamp_ms, None)
+}
+
+fn batch_of(keys: &[&str], timestamp_ms: i64, producer: Option<(i64, i16, i32)>) -> ValidatedBatches {
     validated(crate::tests::encode(&crate::tests::Spec {
-        records,
+        records: keys.iter().map(|k| (Some(*k), Some(*k))).collect(),
         timestamp_ms,
         codec: Codec::None,
-        producer: None,
+        producer,
+        transactional: producer.is_some(),
     }))
 }
 
