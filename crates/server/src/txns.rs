@@ -23,7 +23,7 @@ use strom_group::OffsetToCommit;
 use strom_record::control::Marker;
 use strom_storage::AppendError;
 use strom_txn::{Markers, Plan, Step, TxnConfig, TxnCoordinator, TxnError, TxnRecord};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::broker::{now_ms, Broker};
 use crate::groups::{self, CommitResult, OFFSETS_TOPIC};
@@ -33,13 +33,13 @@ use crate::topics::TopicRegistry;
 
 pub const TXN_STATE_TOPIC: &str = "__transaction_state";
 
-/// The timer task wakes at least this often, to retry markers that could not be written.
+/// The timer task wakes at least this often: to retry markers that could not be written, and
+/// to notice a transaction started since it went to sleep. A timeout is thus acted on at most
+/// this late (Kafka checks every 10 s), and starting a transaction costs no wake-up.
 const TICK_INTERVAL_MAX_MS: i64 = 1000;
 
 pub struct Txns {
     coordinator: Mutex<TxnCoordinator>,
-    /// Woken when a request may have brought the next timeout closer.
-    deadline_changed: Notify,
     state_topic: InternalTopic,
 }
 
@@ -94,7 +94,6 @@ impl Txns {
         }
         Txns {
             coordinator: Mutex::new(coordinator),
-            deadline_changed: Notify::new(),
             state_topic: InternalTopic {
                 name: TXN_STATE_TOPIC,
                 partitions,
@@ -128,8 +127,6 @@ pub fn init_producer_id(
     if let (Carried::All, Some(expected)) = (&outcome, expected) {
         coordinator.remember_bump(transactional_id, expected);
     }
-    drop(coordinator);
-    broker.txns.deadline_changed.notify_one();
     match outcome {
         Carried::All => Ok((plan.producer_id, plan.producer_epoch)),
         // The fenced transaction's abort finishes on the timer; the client retries.
@@ -147,10 +144,7 @@ pub fn add_partitions(
 ) -> Result<(), TxnError> {
     let mut coordinator = broker.txns.lock();
     let plan = coordinator.prepare_add_partitions(now_ms(), transactional_id, producer.0, producer.1, partitions)?;
-    let outcome = carry_out(broker, &mut coordinator, plan);
-    drop(coordinator);
-    broker.txns.deadline_changed.notify_one();
-    match outcome {
+    match carry_out(broker, &mut coordinator, plan) {
         Carried::NotPersisted => Err(TxnError::CoordinatorNotAvailable),
         Carried::All | Carried::MarkersPending => Ok(()),
     }
@@ -273,8 +267,7 @@ pub fn expire_ids(broker: &Broker) {
     let _ = carry_out(broker, &mut coordinator, plan);
 }
 
-/// Ticks whenever a transaction times out (and at least every second, to retry markers),
-/// until `stop` changes.
+/// Ticks whenever a transaction times out (and at least every second), until `stop` changes.
 pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     loop {
         let wait_ms = {
@@ -285,7 +278,6 @@ pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-            _ = broker.txns.deadline_changed.notified() => continue,
             _ = stop.changed() => return,
         }
         let ticking = broker.clone();
