@@ -23,7 +23,9 @@
 //!   of aborted transactions (by the segments' aborted-transaction indexes) are removed and
 //!   never enter the key map. A marker is kept until no record of its transaction is left in
 //!   the log and `delete.retention.ms` has passed since it was written, so a consumer that
-//!   read the transaction's records also sees its end; then it goes too.
+//!   read the transaction's records also sees its end; then it goes too. (Never while it is
+//!   its producer's last batch: a replay from a snapshot taken while the transaction was open
+//!   relies on a later marker of that producer to close it.)
 //! - Tombstones (null values) follow KIP-534: the first clean that keeps one rewrites its batch
 //!   with a delete horizon (now + `delete.retention.ms`, in the batch's base timestamp, with
 //!   the delete-horizon attribute bit); a clean after the horizon removes it. So a consumer

@@ -268,3 +268,69 @@ fn last_stable_offset_never_falls_below_the_log_start() {
     marker(&mut log, Marker::Abort, 3, 0, 2);
     assert_eq!(log.last_stable_offset(), log.log_end_offset());
 }
+
+/// Appends plain batches until the log rolls to a new segment.
+fn append_until_roll(log: &mut Log, tag: &str) {
+    let segments = log.segment_count();
+    for i in 0..100 {
+        if log.segment_count() > segments {
+            return;
+        }
+        append(log, &plain(&[&format!("{tag}-{i}")], 0), 0);
+    }
+    panic!("no roll after 100 batches");
+}
+
+/// Recovery from a producer snapshot taken while a transaction was open, after compaction
+/// removed that transaction's records and its abort marker: the snapshot reopens it, but it
+/// must not stay open (holding the LSO back for good). A marker is only removed when it is
+/// not the producer's last batch, so a later marker of the same producer is still in the log
+/// and closes it on replay.
+#[test]
+fn removing_a_marker_does_not_leave_a_snapshot_that_reopens_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments large enough that the marker and the producer's next transaction share one.
+    let config = || LogConfig {
+        segment_bytes: 1000,
+        ..config(true)
+    };
+    let mut log = Log::open(dir.path(), config(), 0).unwrap().0;
+    append(&mut log, &txn_batch(9, 0, 0, &["k"], 0), 0);
+    // The roll snapshots producer state with the transaction open.
+    append_until_roll(&mut log, "open");
+    let abort_at = marker(&mut log, Marker::Abort, 9, 0, 0);
+    // A later write from the producer, so the marker is not its last batch.
+    append(&mut log, &txn_batch(9, 0, 1, &["other"], 0), 0);
+    marker(&mut log, Marker::Commit, 9, 0, 0);
+    append_until_roll(&mut log, "after");
+    let result = log.compaction_job(5_000).unwrap().run().unwrap();
+    assert!(log.install_compaction(result).unwrap().installed);
+    let markers: Vec<i64> = read_batches(&log, 0)
+        .iter()
+        .filter(|(h, _)| h.is_control())
+        .map(|(h, _)| h.base_offset)
+        .collect();
+    assert!(
+        !markers.contains(&abort_at),
+        "the abort marker should be gone: {markers:?}"
+    );
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+
+    // A crash that also damaged the newest snapshot: producer state comes from whatever
+    // snapshot is left, plus replay.
+    drop(log);
+    let mut snapshots: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snapshot"))
+        .collect();
+    snapshots.sort();
+    fs::write(snapshots.last().expect("a snapshot"), b"damaged").unwrap();
+    let (log, report) = Log::open(dir.path(), config(), 0).unwrap();
+    assert!(
+        report.producer_snapshot_offset.is_some_and(|at| at < abort_at),
+        "{report}"
+    );
+    assert_eq!(log.open_transactions(), Vec::<(i64, i64)>::new());
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+}
