@@ -48,6 +48,7 @@ fn default_body(key: strom_protocol::ApiKey) -> RequestKind {
         ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::default()),
         ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default()),
         ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
+        ApiKey::DescribeProducers => RequestKind::DescribeProducers(DescribeProducersRequest::default()),
         ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(DescribeTransactionsRequest::default()),
         ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()),
         other => panic!("no seed body for {other:?}"),

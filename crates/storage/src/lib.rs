@@ -73,6 +73,6 @@ pub use compaction::{CompactionJob, CompactionReport, CompactionResult, KEY_MAP_
 pub use config::{CleanupPolicy, LogConfig, DAY_MS};
 pub use error::{AppendError, ReadError, StorageError};
 pub use log::{AppendOutcome, FileChunk, FlushJob, Log, ReadSlice, RecoveryReport, TimestampOffset};
-pub use producer_state::BATCHES_PER_PRODUCER_MAX;
+pub use producer_state::{ProducerDescription, BATCHES_PER_PRODUCER_MAX};
 pub use retention::RetentionReport;
 pub use txn_index::AbortedTxn;

@@ -423,6 +423,11 @@ impl Log {
         self.producer_state.open_transaction(producer_id)
     }
 
+    /// Every producer this partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::ProducerDescription> {
+        self.producer_state.describe()
+    }
+
     /// Every open transaction here: (producer id, first offset), oldest first.
     pub fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.producer_state.open_transactions()

@@ -52,6 +52,18 @@ pub(crate) enum SequenceCheck {
     Duplicate(BatchMetadata),
 }
 
+/// What a partition knows of one producer, as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// -1 when no batch with a sequence is remembered.
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+    /// The first offset of its open transaction here, or -1.
+    pub current_txn_start_offset: i64,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
@@ -191,6 +203,23 @@ impl ProducerState {
     pub(crate) fn open_transaction(&self, producer_id: i64) -> Option<(i16, i64)> {
         let entry = self.producers.get(&producer_id)?;
         Some((entry.epoch, entry.txn_first_offset?))
+    }
+
+    /// Every producer known here, by id (DescribeProducers).
+    pub(crate) fn describe(&self) -> Vec<ProducerDescription> {
+        let mut producers: Vec<ProducerDescription> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| ProducerDescription {
+                producer_id: *id,
+                producer_epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp_ms: entry.last_timestamp_ms,
+                current_txn_start_offset: entry.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        producers
     }
 
     /// Every open transaction: (producer id, first offset), oldest first.

@@ -1482,6 +1482,7 @@ fn wire_api_versions_and_transaction_timeout_limits() {
         (ApiKey::EndTxn, 4),
         (ApiKey::TxnOffsetCommit, 4),
         (ApiKey::DescribeTransactions, 0),
+        (ApiKey::DescribeProducers, 0),
         (ApiKey::ListTransactions, 2),
     ] {
         let listed = versions
@@ -1779,4 +1780,68 @@ fn a_decision_without_markers_is_finished_after_the_restart() {
         let mut wire = broker.wire();
         assert_eq!(end_txn(&mut wire, &id, producer, commit), 0, "retry of the same end");
     }
+}
+
+/// DescribeProducers (KIP-664), with ListTransactions the way to find a hanging transaction:
+/// each partition lists its producers, and an open transaction's first offset until its
+/// marker; unknown partitions are named as such.
+#[test]
+fn describe_producers_shows_open_transactions_per_partition() {
+    let broker = start();
+    create_topic(&broker, "producers", 2);
+    let mut wire = broker.wire();
+    let producer = init_txn_ok(&mut wire, "described", 60_000);
+    let added = add_partitions(&mut wire, "described", producer, &[("producers", &[1])]);
+    assert!(added.iter().all(|(_, _, error)| *error == 0), "{added:?}");
+    for batch in 0..2 {
+        let answer = txn_produce(
+            &mut wire,
+            "described",
+            "producers",
+            1,
+            txn_batch(&["a", "b"], producer, batch * 2),
+        );
+        assert_eq!(answer.error_code, 0, "{answer:?}");
+    }
+    let describe_producers = |wire: &mut WireClient| {
+        let mut topic = kafka_protocol::messages::describe_producers_request::TopicRequest::default();
+        topic.name = topic_name("producers");
+        topic.partition_indexes = vec![0, 1, 7];
+        let mut request = kafka_protocol::messages::DescribeProducersRequest::default();
+        request.topics = vec![topic];
+        let response = wire.call(&request, 0).expect("DescribeProducers");
+        response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                let producers: Vec<(i64, i32, i32, i64)> = p
+                    .active_producers
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.producer_id.0,
+                            a.producer_epoch,
+                            a.last_sequence,
+                            a.current_txn_start_offset,
+                        )
+                    })
+                    .collect();
+                (p.partition_index, p.error_code, producers)
+            })
+            .collect::<Vec<_>>()
+    };
+    let epoch = i32::from(producer.1);
+    assert_eq!(
+        describe_producers(&mut wire),
+        vec![
+            (0, 0, vec![]),
+            (1, 0, vec![(producer.0, epoch, 3, 0)]),
+            (7, UNKNOWN_TOPIC_OR_PARTITION, vec![]),
+        ]
+    );
+    assert_eq!(end_txn(&mut wire, "described", producer, true), 0);
+    assert_eq!(
+        describe_producers(&mut wire)[1],
+        (1, 0, vec![(producer.0, epoch, 3, -1)])
+    );
 }

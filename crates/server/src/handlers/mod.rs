@@ -85,6 +85,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::TxnOffsetCommit(r) => {
             ResponseKind::TxnOffsetCommit(transactions::offset_commit(broker, r, version))
         }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(transactions::describe_producers(broker, r))
+        }
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(transactions::describe(broker, r)),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(transactions::list(broker, r, version)),
         RequestKind::OffsetForLeaderEpoch(r) => {
@@ -206,6 +209,7 @@ mod tests {
             ApiKey::EndTxn,
             ApiKey::TxnOffsetCommit,
             ApiKey::DescribeTransactions,
+            ApiKey::DescribeProducers,
             ApiKey::ListTransactions,
         ];
         for api in SUPPORTED_APIS {

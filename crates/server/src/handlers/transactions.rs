@@ -1,6 +1,9 @@
 //! The transactional APIs (KIP-98): AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn
-//! (26), TxnOffsetCommit (28), DescribeTransactions (65), ListTransactions (66). The work is
-//! in `crate::txns`; this module maps requests and answers.
+//! (26), TxnOffsetCommit (28), DescribeProducers (61), DescribeTransactions (65),
+//! ListTransactions (66). The work is in `crate::txns` and the partitions' logs; this module
+//! maps requests and answers. DescribeProducers and ListTransactions together find a hanging
+//! transaction (KIP-664): a producer whose transaction is open in a partition but that the
+//! coordinator does not list as Ongoing.
 //!
 //! Versions stop before transactions v2 (KIP-890 part 2: AddPartitionsToTxn 4+ is the
 //! brokers' batched form, and EndTxn/TxnOffsetCommit 5 come with Produce 12), so every client
@@ -9,6 +12,9 @@
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState as DescribedProducer, TopicResponse,
+};
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTransaction;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -16,8 +22,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProducerId, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::ResponseError;
 use strom_group::{MemberRef, OffsetToCommit};
@@ -290,6 +297,53 @@ pub(super) fn list(broker: &Broker, request: ListTransactionsRequest, version: i
             out.transactional_id = TransactionalId(str_bytes(&listing.transactional_id));
             out.producer_id = ProducerId(listing.producer_id);
             out.transaction_state = str_bytes(listing.state.name());
+            out
+        })
+        .collect();
+    response
+}
+
+pub(super) fn describe_producers(broker: &Broker, request: DescribeProducersRequest) -> DescribeProducersResponse {
+    let mut response = DescribeProducersResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = TopicResponse::default();
+            out.partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|index| {
+                    let mut partition = PartitionResponse::default();
+                    partition.partition_index = *index;
+                    let producers = broker
+                        .topics
+                        .partition(&topic.name, *index)
+                        .and_then(|p| p.lock().as_ref().map(strom_storage::Log::producers));
+                    match producers {
+                        None => partition.error_code = code(ResponseError::UnknownTopicOrPartition),
+                        Some(producers) => {
+                            partition.active_producers = producers
+                                .into_iter()
+                                .map(|p| {
+                                    let mut described = DescribedProducer::default();
+                                    described.producer_id = ProducerId(p.producer_id);
+                                    described.producer_epoch = i32::from(p.producer_epoch);
+                                    described.last_sequence = p.last_sequence;
+                                    described.last_timestamp = p.last_timestamp_ms;
+                                    // Markers carry no coordinator epoch worth reporting on a
+                                    // single node.
+                                    described.coordinator_epoch = -1;
+                                    described.current_txn_start_offset = p.current_txn_start_offset;
+                                    described
+                                })
+                                .collect();
+                        }
+                    }
+                    partition
+                })
+                .collect();
+            out.name = topic.name;
             out
         })
         .collect();
