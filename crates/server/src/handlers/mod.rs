@@ -155,6 +155,24 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
     })
 }
 
+/// One partition of an OffsetCommit or TxnOffsetCommit, as the group coordinator takes it;
+/// `leader_epoch` is -1 for versions that do not carry one.
+pub(crate) fn offset_to_commit(
+    topic: &TopicName,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&StrBytes>,
+) -> strom_group::OffsetToCommit {
+    strom_group::OffsetToCommit {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        leader_epoch,
+        metadata: metadata.map(|metadata| metadata.to_string()).unwrap_or_default(),
+    }
+}
+
 /// Offsets that could not be written to `__consumer_offsets` are reported as Kafka reports a
 /// failed write to its offsets topic: the coordinator is not available, so clients retry.
 pub(crate) fn commit_error_code(error: CommitError) -> i16 {

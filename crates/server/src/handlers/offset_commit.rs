@@ -5,7 +5,7 @@ use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponseParti
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use strom_group::{MemberRef, OffsetToCommit};
 
-use super::commit_error_code;
+use super::{commit_error_code, offset_to_commit};
 use crate::broker::Broker;
 use crate::groups::{self, CommitError};
 
@@ -20,20 +20,19 @@ pub(super) fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16
         .topics
         .iter()
         .flat_map(|topic| {
-            topic.partitions.iter().map(|partition| OffsetToCommit {
-                topic: topic.name.to_string(),
-                partition: partition.partition_index,
-                offset: partition.committed_offset,
-                leader_epoch: if version >= 6 {
+            topic.partitions.iter().map(|partition| {
+                let leader_epoch = if version >= 6 {
                     partition.committed_leader_epoch
                 } else {
                     -1
-                },
-                metadata: partition
-                    .committed_metadata
-                    .as_ref()
-                    .map(|metadata| metadata.to_string())
-                    .unwrap_or_default(),
+                };
+                offset_to_commit(
+                    &topic.name,
+                    partition.partition_index,
+                    partition.committed_offset,
+                    leader_epoch,
+                    partition.committed_metadata.as_ref(),
+                )
             })
         })
         .collect();

@@ -30,7 +30,7 @@ use kafka_protocol::ResponseError;
 use strom_group::{MemberRef, OffsetToCommit};
 use strom_txn::{TxnError, TxnState};
 
-use super::{code, commit_error_code, str_bytes, topic_name};
+use super::{code, commit_error_code, offset_to_commit, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::groups::CommitError;
 use crate::txns;
@@ -159,20 +159,19 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
         .topics
         .iter()
         .flat_map(|topic| {
-            topic.partitions.iter().map(|partition| OffsetToCommit {
-                topic: topic.name.to_string(),
-                partition: partition.partition_index,
-                offset: partition.committed_offset,
-                leader_epoch: if version >= 2 {
+            topic.partitions.iter().map(|partition| {
+                let leader_epoch = if version >= 2 {
                     partition.committed_leader_epoch
                 } else {
                     -1
-                },
-                metadata: partition
-                    .committed_metadata
-                    .as_ref()
-                    .map(|metadata| metadata.to_string())
-                    .unwrap_or_default(),
+                };
+                offset_to_commit(
+                    &topic.name,
+                    partition.partition_index,
+                    partition.committed_offset,
+                    leader_epoch,
+                    partition.committed_metadata.as_ref(),
+                )
             })
         })
         .collect();
