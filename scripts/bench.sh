@@ -130,8 +130,9 @@ PY
 }
 
 # `scripts/bench.sh txn`: for each producer count in BENCH_PRODUCERS (default "1 4"),
-# BENCH_RUNS (default 3) pairs of produce runs of the same records (2,000,000 of 100 B in all,
-# split between the producers, acks=all; BENCH_SCALE applies), each pair an idempotent run and
+# BENCH_RUNS (default 3) pairs of produce runs of the same records (2,000,000 of
+# BENCH_RECORD_SIZE bytes, default 100, in all, split between the producers, acks=all;
+# BENCH_SCALE applies), each pair an idempotent run and
 # then one in transactions of 1,000 records, on the broker's default settings (so the default
 # flush policy). A run with N producers writes a topic of N partitions, producer i partition i,
 # in both modes: every transaction touches one partition, as with one producer. One row per
@@ -143,9 +144,9 @@ PY
 txn_runs() {
   local messages="$1" runs="$2" producers="$3"
   python3 - "$strom" "$bootstrap" "$broker_pid" "$ticks_per_s" "$messages" "$runs" "$data/bench.log" \
-    $producers <<'PY'
+    "${BENCH_RECORD_SIZE:-100}" $producers <<'PY'
 import json, resource, statistics, subprocess, sys
-strom, bootstrap, pid, hz, messages, runs, log, *producer_counts = sys.argv[1:]
+strom, bootstrap, pid, hz, messages, runs, log, record_size, *producer_counts = sys.argv[1:]
 hz, runs = int(hz), int(runs)
 
 def ticks():
@@ -165,7 +166,7 @@ def children_cpu():
 def bench(topic, producers, *extra):
     before, machine_before, client_before = ticks(), machine(), children_cpu()
     out = subprocess.run(
-        [strom, "bench", "produce", topic, "--messages", messages, "--record-size", "100",
+        [strom, "bench", "produce", topic, "--messages", messages, "--record-size", record_size,
          "--acks", "all", "--producers", producers, "--partitions", producers, *extra,
          "--bootstrap-server", bootstrap, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

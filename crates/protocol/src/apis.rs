@@ -23,18 +23,19 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 }
 
 /// Why each ceiling is where it is:
-/// - Produce 11 and Fetch 12: later versions address topics by id only.
+/// - Produce 12 and Fetch 12: later versions address topics by id only.
 /// - ListOffsets 8: v9+ adds tiered-storage offset specs Strom does not have yet.
 /// - Metadata 12: v13 adds a top-level error code for KIP-1102 rebootstrap we do not emit.
-/// - InitProducerId 4, EndTxn 4, TxnOffsetCommit 4: v5 signals transactions v2 (KIP-890
-///   part 2, with Produce 12), which Strom does not run; AddPartitionsToTxn 3: v4+ is the
-///   brokers' batched verification form and v5 transactions v2.
+/// - InitProducerId 4: v5 adds two-phase commit (KIP-939). EndTxn 5, TxnOffsetCommit 5 and
+///   Produce 12 are transactions v2 (KIP-890 part 2); clients use them when ApiVersions
+///   finalizes `transaction.version` 2. AddPartitionsToTxn 3: v4+ is the brokers' batched
+///   verification form.
 /// - DescribeCluster 1: v2 adds endpoint types for controllers.
 /// - FindCoordinator 5: v6 adds share groups.
 /// - OffsetCommit 9 and OffsetFetch 9: v10 addresses topics by id.
 /// - DescribeGroups 5: v6 answers unknown groups with GROUP_ID_NOT_FOUND and a message.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    api(ApiKey::Produce, 3, 11),
+    api(ApiKey::Produce, 3, 12),
     api(ApiKey::Fetch, 4, 12),
     api(ApiKey::ListOffsets, 1, 8),
     api(ApiKey::Metadata, 0, 12),
@@ -64,8 +65,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
     api(ApiKey::AddPartitionsToTxn, 0, 3),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
-    api(ApiKey::EndTxn, 0, 4),
-    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::EndTxn, 0, 5),
+    api(ApiKey::TxnOffsetCommit, 0, 5),
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 2),

@@ -9,7 +9,7 @@
 //! of one pass over its lengths.
 //!
 //! This is not a codec: it reads only the lengths and counts of the Produce request layout
-//! (v3 to v11, compact encodings from v9) and decides nothing else. Anything it cannot follow
+//! (v3 to v12, compact encodings from v9) and decides nothing else. Anything it cannot follow
 //! is left to the codec, which stays the one judge of well-formedness.
 
 /// Produce entries without a record batch cost the broker an answer each (about a hundred
@@ -213,7 +213,7 @@ mod tests {
             topics in prop::collection::vec(("[a-z.]{0,12}", prop::collection::vec(records_len(), 0..6)), 0..6),
             transactional_id in prop::option::of("[a-z]{0,10}"),
             tagged in any::<bool>(),
-            version in 3i16..=11,
+            version in 3i16..=12,
         ) {
             let body = encode(&topics, transactional_id.as_deref(), tagged, version);
             prop_assert_eq!(count(&body, version), Some(expected_empty(&topics)));
@@ -222,7 +222,7 @@ mod tests {
         #[test]
         fn a_cut_body_is_left_to_the_codec(
             topics in prop::collection::vec(("[a-z]{0,4}", prop::collection::vec(records_len(), 0..4)), 1..4),
-            version in 3i16..=11,
+            version in 3i16..=12,
             cut in any::<prop::sample::Index>(),
         ) {
             let body = encode(&topics, None, true, version);
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn refuses_only_beyond_the_maximum() {
-        for version in [3, 8, 9, 11] {
+        for version in [3, 8, 9, 11, 12] {
             let at_most = vec![("t".to_string(), vec![None; PRODUCE_EMPTY_ENTRIES_MAX])];
             assert!(!has_too_many_empty_entries(
                 &encode(&at_most, None, false, version),

@@ -26,6 +26,10 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     pub groups: crate::groups::Groups,
     pub txns: crate::txns::Txns,
+    /// When this broker process started (ms since the epoch): the epoch of the feature levels
+    /// ApiVersions finalizes. Clients keep the levels of the highest epoch they have seen, so
+    /// it must grow when a restart may have changed them.
+    pub started_ms: i64,
     /// Bumped after every append, so waiting fetches wake as soon as data arrives rather than
     /// when their max wait runs out.
     appended: watch::Sender<u64>,
@@ -86,6 +90,7 @@ impl Broker {
             producer_ids,
             groups,
             txns,
+            started_ms: now_ms(),
             appended,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             _dir_lock: dir_lock,

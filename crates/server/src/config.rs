@@ -75,6 +75,11 @@ pub struct BrokerConfig {
     /// `transactional.id.expiration.ms` is checked this often
     /// (`transaction.remove.expired.transaction.cleanup.interval.ms`).
     pub transaction_id_expiration_check_interval_ms: u64,
+    /// `transaction.version`: the level of Kafka's feature of that name that ApiVersions
+    /// finalizes (in Kafka it is set with `kafka-features`). At 2, clients that know
+    /// transactions v2 (KIP-890 part 2; the Java client from 4.0) use it; at 0 or 1 they keep
+    /// to v1. Either way the broker answers each request by its version.
+    pub transaction_version: i16,
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
@@ -107,10 +112,14 @@ impl Default for BrokerConfig {
             transaction_state_num_partitions: 50,
             transaction_state_segment_bytes: 100 * 1024 * 1024,
             transaction_id_expiration_check_interval_ms: 60 * 60 * 1000,
+            transaction_version: TRANSACTION_VERSION_MAX,
             topic_defaults: BTreeMap::new(),
         }
     }
 }
+
+/// The highest `transaction.version` Strom implements (transactions v2, KIP-890 part 2).
+pub const TRANSACTION_VERSION_MAX: i16 = 2;
 
 /// `STROM_*` variables that belong to the client commands, the tests or logging, not to the
 /// broker: `STROM_BOOTSTRAP_SERVER`, `STROM_BIN`, `STROM_LOG`.
@@ -239,6 +248,16 @@ impl BrokerConfig {
             "transaction.state.log.num.partitions" => self.transaction_state_num_partitions = positive(key, value)?,
             "transaction.state.log.segment.bytes" => {
                 self.transaction_state_segment_bytes = positive(key, value)? as u64;
+            }
+            "transaction.version" => {
+                let level: i16 = parse(key, value)?;
+                if !(0..=TRANSACTION_VERSION_MAX).contains(&level) {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: format!("must be between 0 and {TRANSACTION_VERSION_MAX}"),
+                    });
+                }
+                self.transaction_version = level;
             }
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
                 self.transaction_id_expiration_check_interval_ms = positive(key, value)? as u64;

@@ -22,7 +22,7 @@ use strom_group::MemberRef;
 use strom_group::OffsetToCommit;
 use strom_record::control::Marker;
 use strom_storage::AppendError;
-use strom_txn::{Markers, Plan, Step, TxnConfig, TxnCoordinator, TxnError, TxnRecord};
+use strom_txn::{Markers, Plan, Step, TxnConfig, TxnCoordinator, TxnError, TxnProtocol, TxnRecord};
 use tokio::sync::watch;
 
 use crate::broker::{now_ms, Broker};
@@ -107,6 +107,17 @@ impl Txns {
     }
 }
 
+/// A new producer id, or `None` (logged) if its block could not be reserved.
+fn allocate_producer_id(broker: &Broker) -> Option<i64> {
+    match broker.producer_ids.allocate() {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::error!(error = %e, "could not persist producer id block");
+            None
+        }
+    }
+}
+
 /// InitProducerId with a transactional id: the producer id and the new epoch.
 pub fn init_producer_id(
     broker: &Broker,
@@ -115,13 +126,7 @@ pub fn init_producer_id(
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), TxnError> {
     let mut coordinator = broker.txns.lock();
-    let mut allocate = || match broker.producer_ids.allocate() {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::error!(error = %e, "could not persist producer id block");
-            None
-        }
-    };
+    let mut allocate = || allocate_producer_id(broker);
     let plan = coordinator.prepare_init_producer_id(now_ms(), transactional_id, timeout_ms, expected, &mut allocate)?;
     let outcome = carry_out(broker, &mut coordinator, plan.steps);
     if let (Carried::All, Some(expected)) = (&outcome, expected) {
@@ -143,8 +148,26 @@ pub fn add_partitions(
     partitions: &[(String, i32)],
 ) -> Result<(), TxnError> {
     let mut coordinator = broker.txns.lock();
-    let plan = coordinator.prepare_add_partitions(now_ms(), transactional_id, producer.0, producer.1, partitions)?;
-    match carry_out(broker, &mut coordinator, plan) {
+    add_locked(
+        broker,
+        &mut coordinator,
+        transactional_id,
+        producer,
+        partitions,
+        TxnProtocol::V1,
+    )
+}
+
+fn add_locked(
+    broker: &Broker,
+    coordinator: &mut TxnCoordinator,
+    transactional_id: &str,
+    producer: (i64, i16),
+    partitions: &[(String, i32)],
+    protocol: TxnProtocol,
+) -> Result<(), TxnError> {
+    let plan = coordinator.prepare_add_partitions(now_ms(), transactional_id, producer, partitions, protocol)?;
+    match carry_out(broker, coordinator, plan) {
         Carried::NotPersisted => Err(TxnError::CoordinatorNotAvailable),
         Carried::All | Carried::MarkersPending => Ok(()),
     }
@@ -175,31 +198,67 @@ pub fn end_txn(broker: &Broker, transactional_id: &str, producer: (i64, i16), co
     }
 }
 
-/// TxnOffsetCommit: checked against the transaction (its offsets partition must have been
-/// added) and written under the coordinator lock, so no marker slips in between.
+/// EndTxn v5 (transactions v2): the producer id and epoch of the client's next transaction.
+/// Answered, like v1, once the outcome is durable.
+pub fn end_txn_v2(
+    broker: &Broker,
+    transactional_id: &str,
+    producer: (i64, i16),
+    commit: bool,
+) -> Result<(i64, i16), TxnError> {
+    let mut coordinator = broker.txns.lock();
+    let mut allocate = || allocate_producer_id(broker);
+    let plan = coordinator.prepare_end_txn_v2(now_ms(), transactional_id, producer, commit, &mut allocate)?;
+    match carry_out(broker, &mut coordinator, plan.steps) {
+        Carried::NotPersisted => Err(TxnError::CoordinatorNotAvailable),
+        Carried::All | Carried::MarkersPending => Ok((plan.producer_id, plan.producer_epoch)),
+    }
+}
+
+/// TxnOffsetCommit: checked against the transaction (v1: its offsets partition must have been
+/// added; v2: the commit adds it) and written under the coordinator lock, so no marker slips
+/// in between.
 pub fn txn_offset_commit(
     broker: &Broker,
     transactional_id: &str,
     producer: (i64, i16),
     committer: &MemberRef,
     offsets: &[OffsetToCommit],
+    protocol: TxnProtocol,
 ) -> Result<Result<Vec<CommitResult>, strom_group::GroupError>, TxnError> {
-    let coordinator = broker.txns.lock();
+    let mut coordinator = broker.txns.lock();
     let partition = groups::offsets_partition_of(broker, &committer.group_id);
-    coordinator.verify_partition(transactional_id, producer.0, producer.1, OFFSETS_TOPIC, partition)?;
+    match protocol {
+        TxnProtocol::V1 => {
+            coordinator.verify_partition(transactional_id, producer.0, producer.1, OFFSETS_TOPIC, partition)?;
+        }
+        TxnProtocol::V2 => {
+            let offsets_partition = [(OFFSETS_TOPIC.to_string(), partition)];
+            add_locked(
+                broker,
+                &mut coordinator,
+                transactional_id,
+                producer,
+                &offsets_partition,
+                protocol,
+            )?;
+        }
+    }
     Ok(groups::txn_commit(broker, committer, producer, offsets))
 }
 
 /// Runs `append` for a transactional write to `partition` if the producer may write there now
 /// (KIP-890's server-side check): its open transaction there already holds this epoch, or
-/// the coordinator says the partition was added to its open transaction. The check and the
-/// append happen under the locks markers take, so a write can never land after its
-/// transaction's marker and start a transaction nobody will end.
+/// the coordinator says the partition was added to its open transaction; for a transactions
+/// v2 client (Produce 12), the coordinator adds it now. The check and the append happen under
+/// the locks markers take, so a write can never land after its transaction's marker and
+/// start a transaction nobody will end.
 pub fn verified_write<R>(
     broker: &Broker,
     transactional_id: &str,
     producer: (i64, i16),
     partition: &Partition,
+    protocol: TxnProtocol,
     append: impl FnOnce(&mut strom_storage::Log) -> R,
 ) -> Result<Option<R>, TxnError> {
     {
@@ -212,14 +271,20 @@ pub fn verified_write<R>(
             return Ok(Some(append(log)));
         }
     }
-    let coordinator = broker.txns.lock();
-    coordinator.verify_partition(
-        transactional_id,
-        producer.0,
-        producer.1,
-        &partition.topic,
-        partition.index,
-    )?;
+    let mut coordinator = broker.txns.lock();
+    match protocol {
+        TxnProtocol::V1 => coordinator.verify_partition(
+            transactional_id,
+            producer.0,
+            producer.1,
+            &partition.topic,
+            partition.index,
+        )?,
+        TxnProtocol::V2 => {
+            let added = [(partition.topic.clone(), partition.index)];
+            add_locked(broker, &mut coordinator, transactional_id, producer, &added, protocol)?;
+        }
+    }
     let mut guard = partition.lock();
     Ok(guard.as_mut().map(append))
 }
@@ -245,7 +310,8 @@ pub fn tick(broker: &Broker) {
     for plan in coordinator.pending_completions(now) {
         let _ = carry_out(broker, &mut coordinator, plan);
     }
-    let timed_out = coordinator.prepare_timed_out(now);
+    let mut allocate = || allocate_producer_id(broker);
+    let timed_out = coordinator.prepare_timed_out(now, &mut allocate);
     if !timed_out.is_empty() {
         tracing::info!(
             transactions = timed_out.len(),

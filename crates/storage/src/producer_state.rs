@@ -41,6 +41,12 @@ pub(crate) struct ProducerEntry {
     pub(crate) last_timestamp_ms: i64,
     /// The first offset of its open transaction here, if one is open.
     pub(crate) txn_first_offset: Option<i64>,
+    /// A marker raised the epoch (a coordinator's fencing abort, or transactions v2's bump at
+    /// every commit), so the producer's next batch starts its sequence over at 0. Derived
+    /// while appending and replaying, not kept in snapshots: a snapshot taken between such a
+    /// marker and the next batch leaves the first sequence unchecked, as an empty entry was
+    /// before.
+    pub(crate) sequence_reset: bool,
 }
 
 /// What an incoming idempotent batch is.
@@ -121,6 +127,13 @@ impl ProducerState {
         {
             return Ok(SequenceCheck::Duplicate(*dup));
         }
+        if entry.sequence_reset && header.base_sequence != 0 {
+            return Err(AppendError::OutOfOrderSequence {
+                producer_id,
+                expected: 0,
+                received: header.base_sequence,
+            });
+        }
         if let Some(last) = entry.batches.back() {
             let expected = next_sequence(last.last_seq);
             if header.base_sequence != expected {
@@ -162,11 +175,13 @@ impl ProducerState {
                 batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER_MAX),
                 last_timestamp_ms: header.max_timestamp,
                 txn_first_offset: None,
+                sequence_reset: header.is_control(),
             });
         entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
         if header.producer_epoch > entry.epoch || (header.producer_epoch != entry.epoch && !header.is_control()) {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+            entry.sequence_reset = header.is_control();
         }
         if header.is_control() {
             let first = entry.txn_first_offset.take()?;
@@ -181,6 +196,7 @@ impl ProducerState {
         if header.base_sequence < 0 {
             return None;
         }
+        entry.sequence_reset = false;
         if entry.batches.len() == BATCHES_PER_PRODUCER_MAX {
             let _ = entry.batches.pop_front();
         }
@@ -301,6 +317,7 @@ impl ProducerState {
                 batches,
                 last_timestamp_ms,
                 txn_first_offset,
+                sequence_reset: false,
             };
             let _ = producers.insert(id, entry);
         }
@@ -424,6 +441,33 @@ mod tests {
             state.check(&header(1, 3, 4, 1, 3)),
             Err(AppendError::OutOfOrderSequence { .. })
         ));
+    }
+
+    #[test]
+    fn a_marker_that_raises_the_epoch_restarts_the_sequence_at_zero() {
+        let mut state = ProducerState::default();
+        state.update(&header(1, 0, 0, 3, 0));
+        let mut marker = header(1, 1, -1, 1, 3);
+        marker.attributes = 0x30; // transactional control batch
+        state.update(&marker);
+        assert!(matches!(
+            state.check(&header(1, 1, 3, 1, 4)),
+            Err(AppendError::OutOfOrderSequence { expected: 0, .. })
+        ));
+        assert_eq!(state.check(&header(1, 1, 0, 2, 4)).unwrap(), SequenceCheck::Fresh);
+        state.update(&header(1, 1, 0, 2, 4));
+        assert_eq!(state.check(&header(1, 1, 2, 1, 6)).unwrap(), SequenceCheck::Fresh);
+        // A marker of the same epoch (transactions v1) leaves the sequence running.
+        let mut same = header(1, 1, -1, 1, 6);
+        same.attributes = 0x30;
+        state.update(&same);
+        assert_eq!(state.check(&header(1, 1, 2, 1, 7)).unwrap(), SequenceCheck::Fresh);
+        // A producer first seen through a marker starts at 0 too.
+        let mut first = header(2, 4, -1, 1, 8);
+        first.attributes = 0x30;
+        state.update(&first);
+        assert!(state.check(&header(2, 4, 5, 1, 9)).is_err());
+        assert_eq!(state.check(&header(2, 4, 0, 1, 9)).unwrap(), SequenceCheck::Fresh);
     }
 
     #[test]

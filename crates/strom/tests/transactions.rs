@@ -204,13 +204,18 @@ fn add_partitions(
         .collect()
 }
 
-fn end_txn(wire: &mut WireClient, transactional_id: &str, (producer_id, epoch): (i64, i16), commit: bool) -> i16 {
+fn end_txn(wire: &mut WireClient, transactional_id: &str, producer: (i64, i16), commit: bool) -> i16 {
+    let request = end_txn_request(transactional_id, producer, commit);
+    wire.call(&request, 3).expect("EndTxn").error_code
+}
+
+fn end_txn_request(transactional_id: &str, (producer_id, epoch): (i64, i16), commit: bool) -> EndTxnRequest {
     let mut request = EndTxnRequest::default();
     request.transactional_id = TransactionalId(str_bytes(transactional_id));
     request.producer_id = ProducerId(producer_id);
     request.producer_epoch = epoch;
     request.committed = commit;
-    wire.call(&request, 3).expect("EndTxn").error_code
+    request
 }
 
 /// One transactional v2 batch (the attribute's transactional bit set) of `values`.
@@ -224,7 +229,7 @@ fn txn_batch(values: &[&str], (producer_id, epoch): (i64, i16), base_sequence: i
     transactional_batch(&values, producer, 1_700_000_000_000)
 }
 
-/// A Produce carrying a transactional id, for one partition.
+/// A Produce carrying a transactional id, for one partition (a transactions v1 version).
 fn txn_produce(
     wire: &mut WireClient,
     transactional_id: &str,
@@ -232,9 +237,20 @@ fn txn_produce(
     partition: i32,
     batch: Bytes,
 ) -> PartitionProduceResponse {
+    txn_produce_at(wire, PRODUCE_VERSION, transactional_id, topic, partition, batch)
+}
+
+fn txn_produce_at(
+    wire: &mut WireClient,
+    version: i16,
+    transactional_id: &str,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> PartitionProduceResponse {
     let mut request: ProduceRequest = produce_request(topic, partition, batch, -1);
     request.transactional_id = Some(TransactionalId(str_bytes(transactional_id)));
-    let response = wire.call(&request, PRODUCE_VERSION).expect("Produce");
+    let response = wire.call(&request, version).expect("Produce");
     partition_response(response, topic, partition).expect("partition answer")
 }
 
@@ -1466,8 +1482,9 @@ fn transactional_offsets_survive_a_crash_as_committed_aborted_or_pending() {
 
 // ------------------------------------------------------------------ the wire
 
-/// ApiVersions lists every transactional API, and InitProducerId refuses a transaction
-/// timeout that is not positive or above `transaction.max.timeout.ms`.
+/// ApiVersions lists every transactional API and finalizes `transaction.version` (2, or what
+/// the broker is told), and InitProducerId refuses a transaction timeout that is not positive
+/// or above `transaction.max.timeout.ms`.
 #[test]
 fn wire_api_versions_and_transaction_timeout_limits() {
     let broker = Broker::builder(strom_testkit::bin!())
@@ -1475,23 +1492,50 @@ fn wire_api_versions_and_transaction_timeout_limits() {
         .start();
     let mut wire = broker.wire();
     let versions = wire.api_versions().expect("ApiVersions");
-    for (key, max) in [
-        (ApiKey::InitProducerId, 4),
-        (ApiKey::AddPartitionsToTxn, 3),
-        (ApiKey::AddOffsetsToTxn, 4),
-        (ApiKey::EndTxn, 4),
-        (ApiKey::TxnOffsetCommit, 4),
-        (ApiKey::DescribeTransactions, 0),
-        (ApiKey::DescribeProducers, 0),
-        (ApiKey::ListTransactions, 2),
+    for (key, min, max) in [
+        (ApiKey::Produce, 3, 12),
+        (ApiKey::InitProducerId, 0, 4),
+        (ApiKey::AddPartitionsToTxn, 0, 3),
+        (ApiKey::AddOffsetsToTxn, 0, 4),
+        (ApiKey::EndTxn, 0, 5),
+        (ApiKey::TxnOffsetCommit, 0, 5),
+        (ApiKey::DescribeTransactions, 0, 0),
+        (ApiKey::DescribeProducers, 0, 0),
+        (ApiKey::ListTransactions, 0, 2),
     ] {
         let listed = versions
             .api_keys
             .iter()
             .find(|api| api.api_key == key as i16)
             .unwrap_or_else(|| panic!("{key:?} missing from ApiVersions"));
-        assert_eq!((listed.min_version, listed.max_version), (0, max), "{key:?}");
+        assert_eq!((listed.min_version, listed.max_version), (min, max), "{key:?}");
     }
+    // Transactions v2 is finalized, so clients that know it use it. A supported range from 0
+    // is listed only to v4 requests (older clients refuse a minimum of 0).
+    let finalized = |versions: &kafka_protocol::messages::ApiVersionsResponse| -> Vec<(String, i16, i16)> {
+        versions
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+            .collect()
+    };
+    assert_eq!(finalized(&versions), [("transaction.version".to_string(), 2, 2)]);
+    assert!(versions.finalized_features_epoch > 0, "{versions:?}");
+    assert!(versions.supported_features.is_empty(), "{versions:?}");
+    let v4: kafka_protocol::messages::ApiVersionsResponse = wire
+        .call(&kafka_protocol::messages::ApiVersionsRequest::default(), 4)
+        .expect("ApiVersions v4");
+    let supported: Vec<(String, i16, i16)> = v4
+        .supported_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+        .collect();
+    assert_eq!(supported, [("transaction.version".to_string(), 0, 2)]);
+    let v1_only = Broker::builder(strom_testkit::bin!())
+        .set("transaction.version", "1")
+        .start();
+    let pinned = v1_only.wire().api_versions().expect("ApiVersions");
+    assert_eq!(finalized(&pinned), [("transaction.version".to_string(), 1, 1)]);
 
     for timeout_ms in [10_001, 0, -5] {
         let refused = init_txn(&mut wire, "limits", timeout_ms);
@@ -1748,6 +1792,9 @@ fn a_decision_without_markers_is_finished_after_the_restart() {
             partitions: partitions_of(topic, &[0, 1]),
             txn_start_ms: 1_700_000_000_000,
             last_update_ms: 1_700_000_000_000,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_transaction_version: 0,
         };
         append_decision(
             broker.data_dir(),
@@ -1803,36 +1850,9 @@ fn describe_producers_shows_open_transactions_per_partition() {
         );
         assert_eq!(answer.error_code, 0, "{answer:?}");
     }
-    let describe_producers = |wire: &mut WireClient| {
-        let mut topic = kafka_protocol::messages::describe_producers_request::TopicRequest::default();
-        topic.name = topic_name("producers");
-        topic.partition_indexes = vec![0, 1, 7];
-        let mut request = kafka_protocol::messages::DescribeProducersRequest::default();
-        request.topics = vec![topic];
-        let response = wire.call(&request, 0).expect("DescribeProducers");
-        response.topics[0]
-            .partitions
-            .iter()
-            .map(|p| {
-                let producers: Vec<(i64, i32, i32, i64)> = p
-                    .active_producers
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.producer_id.0,
-                            a.producer_epoch,
-                            a.last_sequence,
-                            a.current_txn_start_offset,
-                        )
-                    })
-                    .collect();
-                (p.partition_index, p.error_code, producers)
-            })
-            .collect::<Vec<_>>()
-    };
     let epoch = i32::from(producer.1);
     assert_eq!(
-        describe_producers(&mut wire),
+        describe_producers(&mut wire, "producers", &[0, 1, 7]),
         vec![
             (0, 0, vec![]),
             (1, 0, vec![(producer.0, epoch, 3, 0)]),
@@ -1841,7 +1861,286 @@ fn describe_producers_shows_open_transactions_per_partition() {
     );
     assert_eq!(end_txn(&mut wire, "described", producer, true), 0);
     assert_eq!(
-        describe_producers(&mut wire)[1],
-        (1, 0, vec![(producer.0, epoch, 3, -1)])
+        describe_producers(&mut wire, "producers", &[1]),
+        [(1, 0, vec![(producer.0, epoch, 3, -1)])]
     );
+}
+
+/// DescribeProducers of `partitions` of `topic`: per partition its index, error code and
+/// (producer id, epoch, last sequence, open transaction's first offset) of each producer.
+#[allow(clippy::type_complexity)]
+fn describe_producers(
+    wire: &mut WireClient,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<(i32, i16, Vec<(i64, i32, i32, i64)>)> {
+    let mut wanted = kafka_protocol::messages::describe_producers_request::TopicRequest::default();
+    wanted.name = topic_name(topic);
+    wanted.partition_indexes = partitions.to_vec();
+    let mut request = kafka_protocol::messages::DescribeProducersRequest::default();
+    request.topics = vec![wanted];
+    let response = wire.call(&request, 0).expect("DescribeProducers");
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            let producers = p
+                .active_producers
+                .iter()
+                .map(|a| {
+                    (
+                        a.producer_id.0,
+                        a.producer_epoch,
+                        a.last_sequence,
+                        a.current_txn_start_offset,
+                    )
+                })
+                .collect();
+            (p.partition_index, p.error_code, producers)
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ transactions v2
+
+/// The codes of a transactions v2 client's errors.
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+/// EndTxn v5 (transactions v2): (error, producer id, epoch) of the answer.
+fn end_txn_v5(wire: &mut WireClient, transactional_id: &str, producer: (i64, i16), commit: bool) -> (i16, i64, i16) {
+    let request = end_txn_request(transactional_id, producer, commit);
+    let response = wire.call(&request, 5).expect("EndTxn");
+    (response.error_code, response.producer_id.0, response.producer_epoch)
+}
+
+/// TxnOffsetCommit of one offset for a group with no members (generation -1), at `version`.
+#[allow(clippy::too_many_arguments)]
+fn txn_offset_commit(
+    wire: &mut WireClient,
+    version: i16,
+    transactional_id: &str,
+    (producer_id, epoch): (i64, i16),
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> i16 {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let mut committed = TxnOffsetCommitRequestPartition::default();
+    committed.partition_index = partition;
+    committed.committed_offset = offset;
+    committed.committed_leader_epoch = -1;
+    let mut entry = TxnOffsetCommitRequestTopic::default();
+    entry.name = topic_name(topic);
+    entry.partitions = vec![committed];
+    let mut request = kafka_protocol::messages::TxnOffsetCommitRequest::default();
+    request.transactional_id = TransactionalId(str_bytes(transactional_id));
+    request.group_id = GroupId(str_bytes(group));
+    request.producer_id = ProducerId(producer_id);
+    request.producer_epoch = epoch;
+    request.generation_id = -1;
+    request.topics = vec![entry];
+    let response = wire.call(&request, version).expect("TxnOffsetCommit");
+    response.topics[0].partitions[0].error_code
+}
+
+/// A transactions v2 client (KIP-890 part 2, as the Java client from 4.0 runs it): Produce 12
+/// adds its partition to the transaction by writing, every EndTxn 5 bumps the epoch (the
+/// markers carry the new one, the answer hands it to the client), a lost answer is retried
+/// with the old epoch and answered again, the ended transaction's late writes are refused, and
+/// the next transaction's sequences start at 0. Produce 11 keeps v1's rule.
+#[test]
+fn wire_transactions_v2_writes_add_their_partitions_and_every_end_bumps_the_epoch() {
+    const TOPIC: &str = "v2";
+    let broker = start();
+    create_topic(&broker, TOPIC, 3);
+    let mut wire = broker.wire();
+    let first = init_txn_ok(&mut wire, "v2", 60_000);
+    for partition in 0..2 {
+        let written = txn_produce_at(&mut wire, 12, "v2", TOPIC, partition, txn_batch(&["one"], first, 0));
+        assert_eq!(written.error_code, 0, "{written:?}");
+    }
+    let open = describe(&broker, "v2");
+    assert_eq!(
+        (open.state.as_str(), open.partitions),
+        ("Ongoing", partitions_of(TOPIC, &[0, 1]))
+    );
+    assert_eq!(ends(&broker, TOPIC, 0), (1, 0), "held back by the open transaction");
+    let v1 = txn_produce(&mut wire, "v2", TOPIC, 2, txn_batch(&["v1"], first, 0));
+    assert_eq!(v1.error_code, INVALID_TXN_STATE, "Produce 11 does not add: {v1:?}");
+
+    let (error, producer_id, epoch) = end_txn_v5(&mut wire, "v2", first, true);
+    assert_eq!((error, producer_id, epoch), (0, first.0, first.1 + 1));
+    let second = (producer_id, epoch);
+    for partition in 0..2 {
+        assert_eq!(
+            ends(&broker, TOPIC, partition),
+            (2, 2),
+            "record and marker in {partition}"
+        );
+    }
+    assert_eq!(
+        describe_producers(&mut wire, TOPIC, &[0]),
+        [(0, 0, vec![(first.0, i32::from(second.1), -1, -1)])],
+        "the marker carries the bumped epoch and restarts the sequence"
+    );
+    // The answer was lost: the retry is answered again and writes nothing.
+    assert_eq!(end_txn_v5(&mut wire, "v2", first, true), (0, second.0, second.1));
+    assert_eq!(end_txn_v5(&mut wire, "v2", first, false).0, INVALID_TXN_STATE);
+    assert_eq!(ends(&broker, TOPIC, 0), (2, 2));
+    // A late write of the ended transaction is refused.
+    let late = txn_produce_at(&mut wire, 12, "v2", TOPIC, 0, txn_batch(&["late"], first, 1));
+    assert_eq!(late.error_code, INVALID_PRODUCER_EPOCH, "{late:?}");
+
+    let continued = txn_produce_at(&mut wire, 12, "v2", TOPIC, 0, txn_batch(&["two"], second, 1));
+    assert_eq!(continued.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER, "{continued:?}");
+    let restarted = txn_produce_at(&mut wire, 12, "v2", TOPIC, 0, txn_batch(&["two"], second, 0));
+    assert_eq!(restarted.error_code, 0, "{restarted:?}");
+    assert_eq!(end_txn_v5(&mut wire, "v2", second, false), (0, second.0, second.1 + 1));
+    let third = (second.0, second.1 + 1);
+    assert_eq!(values(&read_all(&broker, TOPIC, 3, "read_committed")), ["one", "one"]);
+    assert_eq!(
+        values(&read_all(&broker, TOPIC, 3, "read_uncommitted")),
+        ["one", "two", "one"]
+    );
+
+    // Nothing written: a commit is refused, an abort still bumps the epoch (the client cannot
+    // know whether a failed write added a partition).
+    assert_eq!(end_txn_v5(&mut wire, "v2", third, true).0, INVALID_TXN_STATE);
+    assert_eq!(end_txn_v5(&mut wire, "v2", third, false), (0, third.0, third.1 + 1));
+    assert_eq!(
+        end_txn_v5(&mut wire, "v2", third, false).0,
+        0,
+        "the retry of that abort"
+    );
+    assert_eq!(
+        end_txn_v5(&mut wire, "v2", (third.0 + 1000, third.1), false).0,
+        INVALID_PRODUCER_ID_MAPPING
+    );
+    assert_eq!(end_txn_v5(&mut wire, "v2", first, false).0, PRODUCER_FENCED);
+    assert_eq!(ends(&broker, TOPIC, 0), (4, 4), "the empty abort wrote no marker");
+}
+
+/// Transactions v2 offsets: TxnOffsetCommit 5 adds the group's offsets partition itself (no
+/// AddOffsetsToTxn), the offsets stay unstable until the end, vanish with an abort and count
+/// with a commit. TxnOffsetCommit 4 still needs AddOffsetsToTxn first.
+#[test]
+fn wire_transactions_v2_offsets_join_the_transaction_by_committing() {
+    const TOPIC: &str = "v2-in";
+    let broker = start();
+    create_topic(&broker, TOPIC, 1);
+    let mut wire = broker.wire();
+    let mut producer = init_txn_ok(&mut wire, "v2-offsets", 60_000);
+    assert_eq!(
+        txn_offset_commit(&mut wire, 4, "v2-offsets", producer, "g", TOPIC, 0, 7),
+        INVALID_TXN_STATE,
+        "v1 needs AddOffsetsToTxn"
+    );
+    for (offset, commit) in [(5, false), (9, true)] {
+        assert_eq!(
+            txn_offset_commit(&mut wire, 5, "v2-offsets", producer, "g", TOPIC, 0, offset),
+            0
+        );
+        let open = describe(&broker, "v2-offsets");
+        assert_eq!(open.state, "Ongoing");
+        assert!(
+            open.partitions.iter().all(|(topic, _)| topic == "__consumer_offsets") && open.partitions.len() == 1,
+            "{open:?}"
+        );
+        assert_eq!(
+            offset_fetch(&broker, "g", TOPIC, &[0], true),
+            [(UNSTABLE_OFFSET_COMMIT, -1)]
+        );
+        let (error, producer_id, epoch) = end_txn_v5(&mut wire, "v2-offsets", producer, commit);
+        assert_eq!((error, producer_id, epoch), (0, producer.0, producer.1 + 1));
+        let expected = if commit { offset } else { -1 };
+        assert_eq!(offset_fetch(&broker, "g", TOPIC, &[0], true), [(0, expected)]);
+        let fenced = txn_offset_commit(&mut wire, 5, "v2-offsets", producer, "g", TOPIC, 0, 1);
+        assert_eq!(fenced, INVALID_PRODUCER_EPOCH, "the ended transaction's epoch");
+        producer = (producer_id, epoch);
+    }
+}
+
+/// A transactions v2 transaction aborted by its timeout: the client's writes are fenced, its
+/// commit is PRODUCER_FENCED, and its abort is answered with the epoch the timeout's abort
+/// took, after which it carries on.
+#[test]
+fn wire_transactions_v2_a_timed_out_transaction_answers_its_clients_abort() {
+    const TOPIC: &str = "v2-timeout";
+    let broker = start();
+    create_topic(&broker, TOPIC, 1);
+    let mut wire = broker.wire();
+    let producer = init_txn_ok(&mut wire, "v2-slow", 1_000);
+    let written = txn_produce_at(&mut wire, 12, "v2-slow", TOPIC, 0, txn_batch(&["slow"], producer, 0));
+    assert_eq!(written.error_code, 0, "{written:?}");
+    poll_until(Duration::from_secs(15), "the timeout to abort the transaction", || {
+        (describe(&broker, "v2-slow").state == "CompleteAbort").then_some(())
+    });
+    let late = txn_produce_at(&mut wire, 12, "v2-slow", TOPIC, 0, txn_batch(&["late"], producer, 1));
+    assert_eq!(late.error_code, INVALID_PRODUCER_EPOCH, "{late:?}");
+    assert_eq!(end_txn_v5(&mut wire, "v2-slow", producer, true).0, PRODUCER_FENCED);
+    let (error, producer_id, epoch) = end_txn_v5(&mut wire, "v2-slow", producer, false);
+    assert_eq!((error, producer_id, epoch), (0, producer.0, producer.1 + 1));
+    let next = (producer_id, epoch);
+    let again = txn_produce_at(&mut wire, 12, "v2-slow", TOPIC, 0, txn_batch(&["again"], next, 0));
+    assert_eq!(again.error_code, 0, "{again:?}");
+    assert_eq!(end_txn_v5(&mut wire, "v2-slow", next, true), (0, next.0, next.1 + 1));
+    assert_eq!(values(&read_all(&broker, TOPIC, 1, "read_committed")), ["again"]);
+}
+
+/// An EndTxn 5 whose bump would leave no epoch to bump moves the id to a new producer id at
+/// epoch 0 (the markers carry the old id at `i16::MAX`), and the retry of its lost answer,
+/// naming the old id, is still recognised after a broker crash.
+#[test]
+fn wire_transactions_v2_an_overflowing_end_is_recognised_after_a_crash() {
+    const TOPIC: &str = "v2-overflow";
+    const LAST: i16 = i16::MAX - 1;
+    let mut broker = Broker::builder(strom_testkit::bin!())
+        .set("transaction.state.log.num.partitions", "1")
+        .start();
+    create_topic(&broker, TOPIC, 1);
+    let mut wire = broker.wire();
+    let (producer_id, _) = init_txn_ok(&mut wire, "v2-old", 60_000);
+    drop(wire);
+    broker.sigkill();
+    // The id as a long-lived v2 client leaves it: a transaction open at the last epoch.
+    append_decision(
+        broker.data_dir(),
+        &strom_txn::TxnRecord {
+            transactional_id: "v2-old".into(),
+            value: Some(strom_txn::TransactionMetadata {
+                state: strom_txn::TxnState::Ongoing,
+                partitions: partitions_of(TOPIC, &[0]),
+                txn_start_ms: 4_000_000_000_000,
+                client_transaction_version: 2,
+                ..strom_txn::TransactionMetadata::empty(producer_id, LAST, 60_000, 4_000_000_000_000)
+            }),
+        },
+    );
+    broker.restart();
+    let mut wire = broker.wire();
+    let (error, new_id, epoch) = end_txn_v5(&mut wire, "v2-old", (producer_id, LAST), true);
+    assert_eq!((error, epoch), (0, 0), "{}", broker.log_tail());
+    assert_ne!(new_id, producer_id);
+    assert_eq!(
+        describe_producers(&mut wire, TOPIC, &[0]),
+        [(0, 0, vec![(producer_id, i32::from(i16::MAX), -1, -1)])],
+        "the marker carries the old id at the last epoch"
+    );
+    drop(wire);
+    broker.sigkill();
+    broker.restart();
+
+    let mut wire = broker.wire();
+    assert_eq!(
+        end_txn_v5(&mut wire, "v2-old", (producer_id, LAST), true),
+        (0, new_id, 0)
+    );
+    let written = txn_produce_at(&mut wire, 12, "v2-old", TOPIC, 0, txn_batch(&["new"], (new_id, 0), 0));
+    assert_eq!(written.error_code, 0, "{written:?}");
+    assert_eq!(end_txn_v5(&mut wire, "v2-old", (new_id, 0), true), (0, new_id, 1));
+    assert_eq!(values(&read_all(&broker, TOPIC, 1, "read_committed")), ["new"]);
 }

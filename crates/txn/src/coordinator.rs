@@ -16,6 +16,17 @@
 //! Epochs near `i16::MAX` are kept for those fencing bumps: a producer is never handed an epoch
 //! at or above [`PRODUCER_EPOCH_EXHAUSTED`]; it gets a new producer id at epoch 0 instead.
 //!
+//! # Transactions v2 (KIP-890 part 2)
+//! A client of the second protocol ([`TxnProtocol::V2`], told by its request versions) adds no
+//! partitions itself: its first write to a partition, or its first transactional offset
+//! commit, adds it ([`TxnCoordinator::prepare_add_partitions`] on its behalf). Every EndTxn
+//! bumps the epoch ([`TxnCoordinator::prepare_end_txn_v2`]): the markers carry the new epoch,
+//! so a write of the ended transaction still in flight is refused by the partition, and the
+//! answer hands the client the epoch (or, past [`PRODUCER_EPOCH_EXHAUSTED`], the new producer
+//! id) of its next transaction. An EndTxn retried with the epoch before such a bump is
+//! recognised and answered again, as is the client's abort of a transaction the coordinator
+//! already aborted for it (a timeout bumps the epoch the same way).
+//!
 //! # Carrying out a plan
 //! Steps run in order, and the server stops at the first that fails:
 //! - a failed [`Step::Persist`] changed nothing the coordinator knows; answer
@@ -112,6 +123,36 @@ pub struct InitPlan {
     pub producer_epoch: i16,
 }
 
+/// EndTxn's plan and, once every step is carried out, the producer id and epoch its answer
+/// gives for the client's next transaction (transactions v2; v1 answers carry none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndPlan {
+    pub steps: Plan,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// Which transaction protocol a request belongs to, as its version tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnProtocol {
+    /// KIP-98: the client adds each partition with AddPartitionsToTxn before writing to it and
+    /// keeps its epoch from one InitProducerId to the next.
+    V1,
+    /// KIP-890 part 2 (Produce 12, TxnOffsetCommit 5, EndTxn 5): writes add their partitions
+    /// and every end of a transaction bumps the epoch.
+    V2,
+}
+
+impl TxnProtocol {
+    /// Kafka's `transaction.version` level for the protocol, as `__transaction_state` keeps it.
+    pub fn client_transaction_version(self) -> i16 {
+        match self {
+            TxnProtocol::V1 => 0,
+            TxnProtocol::V2 => 2,
+        }
+    }
+}
+
 /// One entry of a ListTransactions answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnListing {
@@ -193,7 +234,7 @@ impl TxnCoordinator {
             // An unknown id with an expected producer is a producer whose id expired while it
             // was idle (KIP-360); like Kafka, it simply starts over under a new producer id.
             let producer_id = allocate_id().ok_or(TxnError::CoordinatorNotAvailable)?;
-            let empty = empty(producer_id, 0, timeout_ms, now_ms);
+            let empty = TransactionMetadata::empty(producer_id, 0, timeout_ms, now_ms);
             return Ok(InitPlan {
                 steps: vec![persist(transactional_id, empty)],
                 producer_id,
@@ -213,14 +254,21 @@ impl TxnCoordinator {
             });
         }
         if let Some((producer_id, producer_epoch)) = expected {
-            if producer_id != txn.producer_id || producer_epoch != txn.producer_epoch {
+            // A transactions v2 client whose last end overflowed the epoch may not have seen
+            // the answer naming its new producer id; its old id at the last epoch is its own.
+            let before_overflow = producer_id == txn.previous_producer_id
+                && producer_id != txn.producer_id
+                && producer_epoch >= PRODUCER_EPOCH_EXHAUSTED
+                && txn.producer_epoch == 0;
+            let current = producer_id == txn.producer_id && producer_epoch == txn.producer_epoch;
+            if !current && !before_overflow {
                 return Err(TxnError::ProducerFenced);
             }
         }
         match txn.state {
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
                 let (producer_id, producer_epoch) = next_producer(txn.producer_id, txn.producer_epoch, allocate_id)?;
-                let empty = empty(producer_id, producer_epoch, timeout_ms, now_ms);
+                let empty = TransactionMetadata::empty(producer_id, producer_epoch, timeout_ms, now_ms);
                 Ok(InitPlan {
                     steps: vec![persist(transactional_id, empty)],
                     producer_id,
@@ -232,10 +280,10 @@ impl TxnCoordinator {
                 // sees, then the new producer gets the epoch after it.
                 let fencing_epoch = fencing_epoch(txn.producer_epoch);
                 let (producer_id, producer_epoch) = next_producer(txn.producer_id, fencing_epoch, allocate_id)?;
-                let mut steps = abort_fenced(transactional_id, txn, now_ms);
+                let mut steps = abort_fenced(transactional_id, txn, now_ms, None);
                 steps.push(persist(
                     transactional_id,
-                    empty(producer_id, producer_epoch, timeout_ms, now_ms),
+                    TransactionMetadata::empty(producer_id, producer_epoch, timeout_ms, now_ms),
                 ));
                 Ok(InitPlan {
                     steps,
@@ -248,17 +296,26 @@ impl TxnCoordinator {
         }
     }
 
-    /// AddPartitionsToTxn: the producer is about to write to these partitions inside its
+    /// AddPartitionsToTxn, or for a [`TxnProtocol::V2`] client the write or offset commit
+    /// that adds its partition: the producer is about to write to these partitions inside its
     /// transaction, which starts with the first of them. The server answers every partition of
     /// the request with the same result.
     pub fn prepare_add_partitions(
         &self,
         now_ms: i64,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         partitions: &[(String, i32)],
+        protocol: TxnProtocol,
     ) -> Result<Plan, TxnError> {
+        if let Some(txn) = self.transactions.get(transactional_id) {
+            // Markers still being written: the producer's next transaction waits for them, even
+            // when it already holds the epoch (or producer id) the end gave it.
+            let preparing = matches!(txn.state, TxnState::PrepareCommit | TxnState::PrepareAbort);
+            if preparing && (producer_id == txn.producer_id || producer_id == txn.next_producer_id) {
+                return Err(TxnError::ConcurrentTransactions);
+            }
+        }
         let txn = self.owned(transactional_id, producer_id, producer_epoch)?;
         match txn.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => return Err(TxnError::ConcurrentTransactions),
@@ -274,10 +331,16 @@ impl TxnCoordinator {
         if partitions.iter().all(known) {
             return Ok(Vec::new());
         }
+        let version = protocol.client_transaction_version();
         let mut added = TransactionMetadata {
             state: TxnState::Ongoing,
             txn_start_ms: if ongoing { txn.txn_start_ms } else { now_ms },
             last_update_ms: now_ms,
+            client_transaction_version: if ongoing {
+                txn.client_transaction_version.max(version)
+            } else {
+                version
+            },
             ..txn.clone()
         };
         if !ongoing {
@@ -301,9 +364,9 @@ impl TxnCoordinator {
         self.prepare_add_partitions(
             now_ms,
             transactional_id,
-            producer_id,
-            producer_epoch,
+            (producer_id, producer_epoch),
             &[offsets_partition],
+            TxnProtocol::V1,
         )
     }
 
@@ -342,6 +405,132 @@ impl TxnCoordinator {
         }
     }
 
+    /// EndTxn v5 (transactions v2): commit or abort, bumping the epoch. The answer's producer
+    /// id and epoch are those of the client's next transaction: the bumped epoch, or a new
+    /// producer id at epoch 0 once the bump reaches `i16::MAX`.
+    ///
+    /// | state | commit | abort |
+    /// | --- | --- | --- |
+    /// | Ongoing, current epoch | end it | end it |
+    /// | Empty, Complete*, current epoch | INVALID_TXN_STATE | an empty abort: the epoch is bumped, no markers |
+    /// | CompleteCommit, epoch before the bump | answered again | INVALID_TXN_STATE |
+    /// | CompleteAbort, epoch before the bump | PRODUCER_FENCED (the coordinator aborted it) | answered again |
+    /// | Prepare* | CONCURRENT_TRANSACTIONS | CONCURRENT_TRANSACTIONS |
+    ///
+    /// Any other epoch is PRODUCER_FENCED. "The epoch before the bump" is the current epoch
+    /// minus one, or after an overflow the previous producer id at the exhausted epoch.
+    pub fn prepare_end_txn_v2(
+        &self,
+        now_ms: i64,
+        transactional_id: &str,
+        (producer_id, producer_epoch): (i64, i16),
+        commit: bool,
+        allocate_id: &mut dyn FnMut() -> Option<i64>,
+    ) -> Result<EndPlan, TxnError> {
+        let txn = self
+            .transactions
+            .get(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        let retried_bump = producer_id == txn.producer_id && producer_epoch.checked_add(1) == Some(txn.producer_epoch);
+        let retried_overflow = producer_id == txn.previous_producer_id
+            && producer_id != txn.producer_id
+            && producer_epoch >= PRODUCER_EPOCH_EXHAUSTED
+            && txn.producer_epoch == 0;
+        if matches!(txn.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+            && (producer_id == txn.producer_id || producer_id == txn.next_producer_id)
+        {
+            return Err(TxnError::ConcurrentTransactions);
+        }
+        if producer_id != txn.producer_id && !retried_overflow {
+            return Err(TxnError::InvalidProducerIdMapping);
+        }
+        let current = producer_id == txn.producer_id && producer_epoch == txn.producer_epoch;
+        let answered_again = || EndPlan {
+            steps: Vec::new(),
+            producer_id: txn.producer_id,
+            producer_epoch: txn.producer_epoch,
+        };
+        match txn.state {
+            TxnState::Ongoing if current => self.end_bumped(now_ms, transactional_id, txn, commit, allocate_id),
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort if current => {
+                if commit {
+                    Err(TxnError::InvalidTxnState)
+                } else {
+                    // The client may not know whether a failed write added a partition, so it
+                    // aborts; the bump fences any such write still in flight.
+                    self.end_bumped(now_ms, transactional_id, txn, false, allocate_id)
+                }
+            }
+            TxnState::CompleteCommit if retried_bump || retried_overflow => {
+                if commit {
+                    Ok(answered_again())
+                } else {
+                    Err(TxnError::InvalidTxnState)
+                }
+            }
+            TxnState::CompleteAbort if retried_bump || retried_overflow => {
+                if commit {
+                    Err(TxnError::ProducerFenced)
+                } else {
+                    Ok(answered_again())
+                }
+            }
+            TxnState::Dead | TxnState::PrepareEpochFence => Err(TxnError::InvalidTxnState),
+            _ => Err(TxnError::ProducerFenced),
+        }
+    }
+
+    /// Ends `txn` under a bumped epoch (transactions v2): the Prepare record, the markers, the
+    /// Complete record.
+    fn end_bumped(
+        &self,
+        now_ms: i64,
+        transactional_id: &str,
+        txn: &TransactionMetadata,
+        commit: bool,
+        allocate_id: &mut dyn FnMut() -> Option<i64>,
+    ) -> Result<EndPlan, TxnError> {
+        let next_producer_id = if txn.producer_epoch >= PRODUCER_EPOCH_EXHAUSTED {
+            allocate_id().ok_or(TxnError::CoordinatorNotAvailable)?
+        } else {
+            -1
+        };
+        let ongoing = txn.state == TxnState::Ongoing;
+        let prepared = TransactionMetadata {
+            producer_epoch: fencing_epoch(txn.producer_epoch),
+            state: if commit {
+                TxnState::PrepareCommit
+            } else {
+                TxnState::PrepareAbort
+            },
+            partitions: if ongoing {
+                txn.partitions.clone()
+            } else {
+                BTreeSet::new()
+            },
+            txn_start_ms: if ongoing { txn.txn_start_ms } else { now_ms },
+            last_update_ms: now_ms,
+            next_producer_id,
+            client_transaction_version: TxnProtocol::V2.client_transaction_version(),
+            ..txn.clone()
+        };
+        let steps = complete(transactional_id, &prepared, now_ms);
+        let Some(Step::Persist(TxnRecord {
+            value: Some(completed), ..
+        })) = steps.last()
+        else {
+            unreachable!("a completion ends with its Complete record");
+        };
+        let (producer_id, producer_epoch) = (completed.producer_id, completed.producer_epoch);
+        let mut plan = vec![persist(transactional_id, prepared)];
+        plan.extend(steps);
+        Ok(EndPlan {
+            steps: plan,
+            producer_id,
+            producer_epoch,
+        })
+    }
+
     /// KIP-890's server-side check before a transactional producer's first write to a
     /// partition, and TxnOffsetCommit's check of its offsets partition: the producer must own
     /// the id at its current epoch and have added the partition to its open transaction.
@@ -370,13 +559,23 @@ impl TxnCoordinator {
     /// Aborts every open transaction that has run past its timeout, one plan each, with the
     /// epoch bumped so the abandoned producer is fenced. Plans are independent: one failing
     /// does not stop the others.
-    pub fn prepare_timed_out(&self, now_ms: i64) -> Vec<Plan> {
+    ///
+    /// A bump that reaches `i16::MAX` (only a transactions v2 client gets that close) also
+    /// moves the id to a new producer id from `allocate_id`, so the client's own abort can be
+    /// answered with an epoch it can still bump; if none can be had the abort goes ahead
+    /// without one.
+    pub fn prepare_timed_out(&self, now_ms: i64, allocate_id: &mut dyn FnMut() -> Option<i64>) -> Vec<Plan> {
         self.deadlines
             .iter()
             .take_while(|(deadline, _)| *deadline <= now_ms)
             .filter_map(|(_, transactional_id)| {
                 let txn = self.transactions.get(transactional_id)?;
-                Some(abort_fenced(transactional_id, txn, now_ms))
+                let next_producer_id = if txn.producer_epoch >= PRODUCER_EPOCH_EXHAUSTED {
+                    allocate_id()
+                } else {
+                    None
+                };
+                Some(abort_fenced(transactional_id, txn, now_ms, next_producer_id))
             })
             .collect()
     }
@@ -582,24 +781,14 @@ fn persist(transactional_id: &str, txn: TransactionMetadata) -> Step {
     })
 }
 
-fn empty(producer_id: i64, producer_epoch: i16, timeout_ms: i32, now_ms: i64) -> TransactionMetadata {
-    TransactionMetadata {
-        producer_id,
-        producer_epoch,
-        timeout_ms,
-        state: TxnState::Empty,
-        partitions: BTreeSet::new(),
-        txn_start_ms: -1,
-        last_update_ms: now_ms,
-    }
-}
-
-/// Aborts an open transaction on its producer's behalf, under a bumped epoch that fences it.
-fn abort_fenced(transactional_id: &str, txn: &TransactionMetadata, now_ms: i64) -> Plan {
+/// Aborts an open transaction on its producer's behalf, under a bumped epoch that fences it;
+/// with `next_producer_id`, the id completes under that producer id at epoch 0.
+fn abort_fenced(transactional_id: &str, txn: &TransactionMetadata, now_ms: i64, next_producer_id: Option<i64>) -> Plan {
     let prepared = TransactionMetadata {
         producer_epoch: fencing_epoch(txn.producer_epoch),
         state: TxnState::PrepareAbort,
         last_update_ms: now_ms,
+        next_producer_id: next_producer_id.unwrap_or(-1),
         ..txn.clone()
     };
     let mut steps = vec![persist(transactional_id, prepared.clone())];
@@ -607,16 +796,21 @@ fn abort_fenced(transactional_id: &str, txn: &TransactionMetadata, now_ms: i64) 
     steps
 }
 
-/// Writes the markers of a transaction in a Prepare state, then records it complete.
+/// Writes the markers of a transaction in a Prepare state (if it has partitions), then records
+/// it complete: under its next producer id at epoch 0 if the Prepare record named one.
 fn complete(transactional_id: &str, prepared: &TransactionMetadata, now_ms: i64) -> Plan {
     let commit = prepared.state == TxnState::PrepareCommit;
-    let markers = Markers {
-        transactional_id: transactional_id.to_string(),
-        producer_id: prepared.producer_id,
-        producer_epoch: prepared.producer_epoch,
-        commit,
-        partitions: prepared.partitions.iter().cloned().collect(),
-    };
+    let mut steps = Vec::with_capacity(2);
+    if !prepared.partitions.is_empty() {
+        steps.push(Step::WriteMarkers(Markers {
+            transactional_id: transactional_id.to_string(),
+            producer_id: prepared.producer_id,
+            producer_epoch: prepared.producer_epoch,
+            commit,
+            partitions: prepared.partitions.iter().cloned().collect(),
+        }));
+    }
+    let rotated = prepared.next_producer_id >= 0;
     let completed = TransactionMetadata {
         state: if commit {
             TxnState::CompleteCommit
@@ -626,7 +820,20 @@ fn complete(transactional_id: &str, prepared: &TransactionMetadata, now_ms: i64)
         partitions: BTreeSet::new(),
         txn_start_ms: -1,
         last_update_ms: now_ms,
+        producer_id: if rotated {
+            prepared.next_producer_id
+        } else {
+            prepared.producer_id
+        },
+        producer_epoch: if rotated { 0 } else { prepared.producer_epoch },
+        previous_producer_id: if rotated {
+            prepared.producer_id
+        } else {
+            prepared.previous_producer_id
+        },
+        next_producer_id: -1,
         ..prepared.clone()
     };
-    vec![Step::WriteMarkers(markers), persist(transactional_id, completed)]
+    steps.push(persist(transactional_id, completed));
+    steps
 }

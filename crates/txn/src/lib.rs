@@ -22,7 +22,8 @@
 //!
 //! # Layout
 //! - [`coordinator`]: the operations (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
-//!   EndTxn, the KIP-890 partition check, timeouts, id expiration, admin) and their plans.
+//!   EndTxn in both protocols, the KIP-890 partition check, timeouts, id expiration, admin)
+//!   and their plans.
 //! - [`state`]: a transactional id's metadata and the transaction states, with Kafka's codes
 //!   and names.
 //! - [`records`]: the `__transaction_state` key and value layouts (Kafka's), and which
@@ -32,6 +33,8 @@ pub mod coordinator;
 pub mod records;
 pub mod state;
 
-pub use coordinator::{InitPlan, Markers, Plan, Step, TxnConfig, TxnCoordinator, TxnError, TxnListing};
+pub use coordinator::{
+    EndPlan, InitPlan, Markers, Plan, Step, TxnConfig, TxnCoordinator, TxnError, TxnListing, TxnProtocol,
+};
 pub use records::{partition_for, TxnRecord, TxnRecordError};
 pub use state::{TransactionMetadata, TxnState};

@@ -8,12 +8,14 @@
 //! | part | version | fields |
 //! | --- | --- | --- |
 //! | key | 0 | transactional id (STRING: `i16` length, UTF-8) |
-//! | value | 0 (written) | producer id `i64`, producer epoch `i16`, timeout ms `i32`, state `i8`, partitions (nullable ARRAY of topic STRING and ARRAY of `i32` partition ids), last update ms `i64`, start ms `i64` |
-//! | value | 1 (read) | the same fields, flexible: compact strings and arrays, tagged fields |
+//! | value | 0 | producer id `i64`, producer epoch `i16`, timeout ms `i32`, state `i8`, partitions (nullable ARRAY of topic STRING and ARRAY of `i32` partition ids), last update ms `i64`, start ms `i64` |
+//! | value | 1 | the same fields, flexible (compact strings and arrays), then tagged fields: 0 previous producer id `i64`, 1 next producer id `i64`, 2 client transaction version `i16` |
 //!
-//! Strom writes version 0: version 1 adds only tagged fields (previous and next producer id,
-//! the client's transaction version for KIP-890 part 2) that Strom does not track. Version 1 is
-//! decoded so a log written by a newer Kafka replays; its tagged fields are skipped.
+//! Strom writes the oldest version that holds the record: version 0 for transactions v1, whose
+//! tagged fields would all be defaults, version 1 once a client used transactions v2 (KIP-890
+//! part 2) or an epoch overflow left a previous or next producer id. Kafka itself writes only
+//! tag 2; tags 0 and 1 are in its schema, so its readers accept them, and keeping them lets a
+//! restarted Strom finish an overflowing end, and recognise its retry, as the live one would.
 //!
 //! Decoding never trusts a count: an array longer than the bytes left could hold is refused
 //! before anything is allocated, so a corrupt record is an error, not an abort.
@@ -96,30 +98,103 @@ impl TxnRecord {
 /// The longest string Kafka's `i16`-length STRING can hold.
 pub(crate) const STRING_BYTES_MAX: usize = i16::MAX as usize;
 
+/// Tagged fields of value version 1.
+const TAG_PREVIOUS_PRODUCER_ID: u32 = 0;
+const TAG_NEXT_PRODUCER_ID: u32 = 1;
+const TAG_CLIENT_TRANSACTION_VERSION: u32 = 2;
+
 fn encode_value(txn: &TransactionMetadata) -> Bytes {
-    let mut value = BytesMut::with_capacity(64 + txn.partitions.len() * 8);
-    value.put_i16(VALUE_VERSION);
+    let flexible = txn.client_transaction_version != 0 || txn.previous_producer_id >= 0 || txn.next_producer_id >= 0;
+    let mut value = BytesMut::with_capacity(80 + txn.partitions.len() * 8);
+    value.put_i16(if flexible {
+        VALUE_VERSION_FLEXIBLE
+    } else {
+        VALUE_VERSION
+    });
     value.put_i64(txn.producer_id);
     value.put_i16(txn.producer_epoch);
     value.put_i32(txn.timeout_ms);
     value.put_i8(txn.state.code());
     // Kafka writes a null partition list for an Empty transaction, and only then.
     if txn.state == TxnState::Empty && txn.partitions.is_empty() {
-        value.put_i32(-1);
+        if flexible {
+            put_unsigned_varint(&mut value, 0);
+        } else {
+            value.put_i32(-1);
+        }
     } else {
         let topics = partitions_by_topic(&txn.partitions);
-        value.put_i32(topics.len() as i32);
+        put_array_length(&mut value, topics.len(), flexible);
         for (topic, partitions) in topics {
-            put_string(&mut value, topic);
-            value.put_i32(partitions.len() as i32);
+            if flexible {
+                put_compact_length(&mut value, topic.len());
+                value.put_slice(topic.as_bytes());
+            } else {
+                put_string(&mut value, topic);
+            }
+            put_array_length(&mut value, partitions.len(), flexible);
             for partition in partitions {
                 value.put_i32(partition);
+            }
+            if flexible {
+                put_unsigned_varint(&mut value, 0);
             }
         }
     }
     value.put_i64(txn.last_update_ms);
     value.put_i64(txn.txn_start_ms);
+    if flexible {
+        put_tagged_fields(&mut value, txn);
+    }
     value.freeze()
+}
+
+fn put_array_length(buf: &mut BytesMut, n: usize, flexible: bool) {
+    if flexible {
+        put_compact_length(buf, n);
+    } else {
+        buf.put_i32(i32::try_from(n).expect("array length fits an i32"));
+    }
+}
+
+/// Version 1's tagged fields, each only when it differs from its default.
+fn put_tagged_fields(value: &mut BytesMut, txn: &TransactionMetadata) {
+    let mut tagged: Vec<(u32, Vec<u8>)> = Vec::new();
+    if txn.previous_producer_id >= 0 {
+        tagged.push((
+            TAG_PREVIOUS_PRODUCER_ID,
+            txn.previous_producer_id.to_be_bytes().to_vec(),
+        ));
+    }
+    if txn.next_producer_id >= 0 {
+        tagged.push((TAG_NEXT_PRODUCER_ID, txn.next_producer_id.to_be_bytes().to_vec()));
+    }
+    if txn.client_transaction_version != 0 {
+        tagged.push((
+            TAG_CLIENT_TRANSACTION_VERSION,
+            txn.client_transaction_version.to_be_bytes().to_vec(),
+        ));
+    }
+    put_unsigned_varint(value, tagged.len() as u32);
+    for (tag, bytes) in tagged {
+        put_unsigned_varint(value, tag);
+        put_unsigned_varint(value, bytes.len() as u32);
+        value.put_slice(&bytes);
+    }
+}
+
+/// A compact length: `n + 1` as an unsigned varint (0 is null). The coordinator's strings and
+/// lists are far below `u32::MAX`.
+fn put_compact_length(buf: &mut BytesMut, n: usize) {
+    put_unsigned_varint(buf, u32::try_from(n + 1).expect("length fits a u32"));
+}
+
+fn put_unsigned_varint(buf: &mut BytesMut, mut n: u32) {
+    while n >= 0x80 {
+        buf.put_u8((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    buf.put_u8(n as u8);
 }
 
 /// Groups a sorted set of partitions by topic, as the value stores them.
@@ -153,10 +228,7 @@ fn decode_value(mut value: Bytes) -> Result<TransactionMetadata, TxnRecordError>
     };
     let last_update_ms = get_i64(&mut value)?;
     let txn_start_ms = get_i64(&mut value)?;
-    if flexible {
-        skip_tagged_fields(&mut value)?;
-    }
-    Ok(TransactionMetadata {
+    let mut txn = TransactionMetadata {
         producer_id,
         producer_epoch,
         timeout_ms,
@@ -164,7 +236,22 @@ fn decode_value(mut value: Bytes) -> Result<TransactionMetadata, TxnRecordError>
         partitions,
         txn_start_ms,
         last_update_ms,
-    })
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        client_transaction_version: 0,
+    };
+    if flexible {
+        for_each_tagged_field(&mut value, &mut |tag, mut field| {
+            match tag {
+                TAG_PREVIOUS_PRODUCER_ID => txn.previous_producer_id = get_i64(&mut field)?,
+                TAG_NEXT_PRODUCER_ID => txn.next_producer_id = get_i64(&mut field)?,
+                TAG_CLIENT_TRANSACTION_VERSION => txn.client_transaction_version = get_i16(&mut field)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    Ok(txn)
 }
 
 /// Version 0's nullable ARRAY of { topic STRING, partition ids ARRAY of `i32` }; null reads as
@@ -243,16 +330,24 @@ fn get_unsigned_varint(buf: &mut Bytes) -> Result<u32, TxnRecordError> {
     Err(TxnRecordError::VarintTooLong)
 }
 
-/// Skips a flexible version's tagged fields: a count, then per field its tag, size and bytes.
-/// None of them is one Strom keeps.
+/// Skips a flexible version's tagged fields (of a nested structure, none of which Strom keeps).
 fn skip_tagged_fields(buf: &mut Bytes) -> Result<(), TxnRecordError> {
+    for_each_tagged_field(buf, &mut |_, _| Ok(()))
+}
+
+/// Reads a flexible version's tagged fields: a count, then per field its tag, size and bytes,
+/// each handed to `f`.
+fn for_each_tagged_field(
+    buf: &mut Bytes,
+    f: &mut dyn FnMut(u32, Bytes) -> Result<(), TxnRecordError>,
+) -> Result<(), TxnRecordError> {
     let count = get_unsigned_varint(buf)?;
     // Each field takes at least a tag and a size byte; refusing larger counts bounds the loop.
     let count = bounded_count(i64::from(count), buf, 2)?;
     for _ in 0..count {
-        let _tag = get_unsigned_varint(buf)?;
+        let tag = get_unsigned_varint(buf)?;
         let size = get_unsigned_varint(buf)? as usize;
-        let _field = take(buf, size)?;
+        f(tag, take(buf, size)?)?;
     }
     Ok(())
 }
@@ -319,6 +414,9 @@ mod tests {
                 .collect(),
             txn_start_ms: 100,
             last_update_ms: 200,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_transaction_version: 0,
         }
     }
 
@@ -408,8 +506,44 @@ mod tests {
         let record = TxnRecord::decode(Bytes::from_static(&[0, 0, 0, 1, b't']), Some(value.freeze())).unwrap();
         assert_eq!(
             record.value.unwrap(),
-            metadata(TxnState::PrepareCommit, &[("a", 0), ("a", 1), ("b", 2)])
+            TransactionMetadata {
+                previous_producer_id: 5,
+                ..metadata(TxnState::PrepareCommit, &[("a", 0), ("a", 1), ("b", 2)])
+            }
         );
+    }
+
+    #[test]
+    fn transactions_v2_fields_are_written_as_version_1_tags() {
+        let txn = TransactionMetadata {
+            next_producer_id: 9,
+            client_transaction_version: 2,
+            ..metadata(TxnState::PrepareAbort, &[("a", 0)])
+        };
+        let (_, value) = TxnRecord {
+            transactional_id: "t".into(),
+            value: Some(txn.clone()),
+        }
+        .encode();
+        let value = value.unwrap();
+        #[rustfmt::skip]
+        let expected: &[u8] = &[
+            0, 1, // version 1
+            0, 0, 0, 0, 0, 0, 0, 7, 0, 3, 0, 0, 0xea, 0x60, 3, // producer, epoch, timeout, state
+            2, 2, b'a', 2, 0, 0, 0, 0, 0, // one topic "a", partition 0, no tags
+            0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 100, // last update, start
+            2, 1, 8, 0, 0, 0, 0, 0, 0, 0, 9, 2, 2, 0, 2, // tag 1: next id 9; tag 2: version 2
+        ];
+        assert_eq!(&value[..], expected);
+        let decoded = TxnRecord::decode(Bytes::from_static(&[0, 0, 0, 1, b't']), Some(value)).unwrap();
+        assert_eq!(decoded.value, Some(txn));
+        // Transactions v1 records stay version 0, byte for byte what Kafka writes.
+        let (_, v0) = TxnRecord {
+            transactional_id: "t".into(),
+            value: Some(metadata(TxnState::PrepareAbort, &[("a", 0)])),
+        }
+        .encode();
+        assert_eq!(&v0.unwrap()[..2], &[0, 0]);
     }
 
     #[test]
@@ -457,9 +591,16 @@ mod tests {
             prop::sample::select(TxnState::ALL.to_vec()),
             prop::collection::btree_set(("[a-zA-Z0-9._ü-]{0,12}", any::<i32>()), 0..8),
             (any::<i64>(), any::<i64>()),
+            (-1..i64::MAX, -1..i64::MAX, 0..3i16),
         )
             .prop_map(
-                |((producer_id, producer_epoch, timeout_ms), state, partitions, (txn_start_ms, last_update_ms))| {
+                |(
+                    (producer_id, producer_epoch, timeout_ms),
+                    state,
+                    partitions,
+                    (txn_start_ms, last_update_ms),
+                    (previous_producer_id, next_producer_id, client_transaction_version),
+                )| {
                     TransactionMetadata {
                         producer_id,
                         producer_epoch,
@@ -468,6 +609,9 @@ mod tests {
                         partitions,
                         txn_start_ms,
                         last_update_ms,
+                        previous_producer_id,
+                        next_producer_id,
+                        client_transaction_version,
                     }
                 },
             )

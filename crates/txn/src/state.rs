@@ -109,6 +109,36 @@ pub struct TransactionMetadata {
     /// When the current transaction's first partition was added; -1 when none is open.
     pub txn_start_ms: i64,
     pub last_update_ms: i64,
+    /// The producer id this id had before an epoch overflow gave it a new one at an end of
+    /// transactions v2, so a retried EndTxn that still names the old one is recognised; -1
+    /// when there was none.
+    pub previous_producer_id: i64,
+    /// In a Prepare state whose epoch bump overflowed: the producer id the transaction
+    /// completes under, at epoch 0. Kept in the record so a restart completes it the same
+    /// way; -1 otherwise.
+    pub next_producer_id: i64,
+    /// The transaction protocol the client used for its current or last transaction, in
+    /// Kafka's `transaction.version` levels: 0 for v1 (KIP-98), 2 for v2 (KIP-890 part 2,
+    /// whose every end bumps the epoch).
+    pub client_transaction_version: i16,
+}
+
+impl TransactionMetadata {
+    /// The metadata of an id with no transaction open and no transactions v2 history.
+    pub fn empty(producer_id: i64, producer_epoch: i16, timeout_ms: i32, now_ms: i64) -> TransactionMetadata {
+        TransactionMetadata {
+            producer_id,
+            producer_epoch,
+            timeout_ms,
+            state: TxnState::Empty,
+            partitions: BTreeSet::new(),
+            txn_start_ms: -1,
+            last_update_ms: now_ms,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_transaction_version: 0,
+        }
+    }
 }
 
 #[cfg(test)]

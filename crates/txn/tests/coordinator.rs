@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use strom_txn::coordinator::PRODUCER_EPOCH_EXHAUSTED;
 use strom_txn::{
-    InitPlan, Markers, Plan, Step, TransactionMetadata, TxnConfig, TxnCoordinator, TxnError, TxnListing, TxnRecord,
-    TxnState,
+    EndPlan, InitPlan, Markers, Plan, Step, TransactionMetadata, TxnConfig, TxnCoordinator, TxnError, TxnListing,
+    TxnProtocol, TxnRecord, TxnState,
 };
 
 const ID: &str = "txn-a";
@@ -93,12 +93,54 @@ impl Harness {
         partitions: &[(&str, i32)],
     ) -> Result<usize, TxnError> {
         let partitions: Vec<(String, i32)> = partitions.iter().map(|(t, p)| (t.to_string(), *p)).collect();
-        let plan = self
-            .coordinator
-            .prepare_add_partitions(self.now_ms, id, producer_id, epoch, &partitions)?;
+        let plan = self.coordinator.prepare_add_partitions(
+            self.now_ms,
+            id,
+            (producer_id, epoch),
+            &partitions,
+            TxnProtocol::V1,
+        )?;
         let steps = plan.len();
         self.carry_out(plan);
         Ok(steps)
+    }
+
+    /// A transactions v2 write or offset commit adding its partitions.
+    fn add_v2(&mut self, id: &str, producer: (i64, i16), partitions: &[(&str, i32)]) -> Result<usize, TxnError> {
+        let partitions: Vec<(String, i32)> = partitions.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        let plan = self
+            .coordinator
+            .prepare_add_partitions(self.now_ms, id, producer, &partitions, TxnProtocol::V2)?;
+        let steps = plan.len();
+        self.carry_out(plan);
+        Ok(steps)
+    }
+
+    fn prepare_end_v2(&mut self, id: &str, producer: (i64, i16), commit: bool) -> Result<EndPlan, TxnError> {
+        let next = &mut self.next_producer_id;
+        let mut allocate = || {
+            *next += 1;
+            Some(*next)
+        };
+        self.coordinator
+            .prepare_end_txn_v2(self.now_ms, id, producer, commit, &mut allocate)
+    }
+
+    /// EndTxn v5 carried out; the answer's producer id and epoch, and the plan.
+    fn end_v2(&mut self, id: &str, producer: (i64, i16), commit: bool) -> Result<((i64, i16), Plan), TxnError> {
+        let plan = self.prepare_end_v2(id, producer, commit)?;
+        self.carry_out(plan.steps.clone());
+        Ok(((plan.producer_id, plan.producer_epoch), plan.steps))
+    }
+
+    /// Rebuilds a coordinator from the log, through the byte layout, as a restart does.
+    fn replayed(&self) -> TxnCoordinator {
+        let mut replayed = TxnCoordinator::new(TxnConfig::default());
+        for record in &self.log {
+            let (key, value) = record.encode();
+            replayed.apply(TxnRecord::decode(key, value).unwrap());
+        }
+        replayed
     }
 
     fn end(&mut self, id: &str, (producer_id, epoch): (i64, i16), commit: bool) -> Result<Plan, TxnError> {
@@ -112,6 +154,11 @@ impl Harness {
     fn state(&self, id: &str) -> &TransactionMetadata {
         self.coordinator.describe(id).expect("known transactional id")
     }
+}
+
+/// For plans that must not need a new producer id.
+fn no_allocation() -> Option<i64> {
+    panic!("no producer id should be needed here")
 }
 
 fn partitions(list: &[(&str, i32)]) -> Vec<(String, i32)> {
@@ -345,6 +392,9 @@ fn epoch_overflow_allocates_a_new_producer_id() {
             partitions: BTreeSet::new(),
             txn_start_ms: -1,
             last_update_ms: h.now_ms,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_transaction_version: 0,
         }),
     });
     assert_eq!(h.init(ID), (5, near_end + 1));
@@ -363,6 +413,9 @@ fn epoch_overflow_allocates_a_new_producer_id() {
             partitions: [("t".to_string(), 0)].into(),
             txn_start_ms: h.now_ms,
             last_update_ms: h.now_ms,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_transaction_version: 0,
         }),
     });
     let plan = h.prepare_init(ID, None).unwrap();
@@ -564,9 +617,12 @@ fn a_timed_out_transaction_is_aborted_and_its_producer_fenced() {
     let deadline = h.now_ms + i64::from(TIMEOUT_MS);
     assert_eq!(h.coordinator.next_deadline(), Some(deadline));
 
-    assert!(h.coordinator.prepare_timed_out(deadline - 1).is_empty());
+    assert!(h
+        .coordinator
+        .prepare_timed_out(deadline - 1, &mut no_allocation)
+        .is_empty());
     h.now_ms = deadline;
-    let plans = h.coordinator.prepare_timed_out(h.now_ms);
+    let plans = h.coordinator.prepare_timed_out(h.now_ms, &mut no_allocation);
     assert_eq!(plans.len(), 1);
     assert_eq!(
         shape(&plans[0]),
@@ -581,7 +637,10 @@ fn a_timed_out_transaction_is_aborted_and_its_producer_fenced() {
         h.carry_out(plan);
     }
     assert_eq!(h.coordinator.next_deadline(), None);
-    assert!(h.coordinator.prepare_timed_out(h.now_ms + 1_000_000).is_empty());
+    assert!(h
+        .coordinator
+        .prepare_timed_out(h.now_ms + 1_000_000, &mut no_allocation)
+        .is_empty());
 
     assert_eq!(h.add(ID, producer, &[("t", 0)]), Err(TxnError::ProducerFenced));
     assert_eq!(h.end(ID, producer, true), Err(TxnError::ProducerFenced));
@@ -750,7 +809,7 @@ fn replaying_the_log_rebuilds_the_live_state() {
     let c = h.init("c");
     h.add("c", c, &[("t", 3)]).unwrap();
     h.now_ms += i64::from(TIMEOUT_MS);
-    for plan in h.coordinator.prepare_timed_out(h.now_ms) {
+    for plan in h.coordinator.prepare_timed_out(h.now_ms, &mut no_allocation) {
         h.carry_out(plan); // times out "a" and "c"
     }
     let d = h.init("d");
@@ -808,4 +867,203 @@ fn apply_never_holds_kafkas_in_memory_states() {
         value: Some(fenced),
     });
     assert!(h.coordinator.is_empty());
+}
+
+// ------------------------------------------------------------------- transactions v2
+
+/// An id whose transaction is open at `epoch` under producer 6, as a v2 client left it.
+fn ongoing_v2_at(h: &mut Harness, epoch: i16) {
+    h.coordinator.apply(TxnRecord {
+        transactional_id: ID.into(),
+        value: Some(TransactionMetadata {
+            state: TxnState::Ongoing,
+            partitions: [("t".to_string(), 0)].into(),
+            txn_start_ms: h.now_ms,
+            client_transaction_version: 2,
+            ..TransactionMetadata::empty(6, epoch, TIMEOUT_MS, h.now_ms)
+        }),
+    });
+}
+
+#[test]
+fn v2_every_end_bumps_the_epoch_and_its_markers_carry_the_new_one() {
+    let mut h = Harness::new();
+    let producer = h.init(ID);
+    assert_eq!(h.add_v2(ID, producer, &[("t", 0), ("t", 1)]), Ok(1));
+    assert_eq!(h.add_v2(ID, producer, &[("t", 1)]), Ok(0), "already in the transaction");
+    assert_eq!(h.state(ID).client_transaction_version, 2);
+
+    let (next, plan) = h.end_v2(ID, producer, true).unwrap();
+    assert_eq!(next, (producer.0, 1));
+    assert_eq!(
+        shape(&plan),
+        [
+            "Persist(PrepareCommit, 1)",
+            "Markers(commit, 1)",
+            "Persist(CompleteCommit, 1)"
+        ]
+    );
+    assert_eq!(markers_of(&plan)[0].partitions, partitions(&[("t", 0), ("t", 1)]));
+    // The ended transaction's epoch can no longer start one: a late write is fenced.
+    assert_eq!(h.add_v2(ID, producer, &[("t", 0)]), Err(TxnError::ProducerFenced));
+
+    assert_eq!(h.add_v2(ID, next, &[("t", 2)]), Ok(1));
+    assert_eq!(h.state(ID).partitions, partitions(&[("t", 2)]).into_iter().collect());
+    let (after_abort, plan) = h.end_v2(ID, next, false).unwrap();
+    assert_eq!(after_abort, (producer.0, 2));
+    assert_eq!(
+        shape(&plan),
+        [
+            "Persist(PrepareAbort, 2)",
+            "Markers(abort, 2)",
+            "Persist(CompleteAbort, 2)"
+        ]
+    );
+    let replayed = h.replayed();
+    assert_eq!(replayed.describe(ID), h.coordinator.describe(ID));
+}
+
+#[test]
+fn v2_a_retried_end_is_answered_again_and_other_epochs_are_fenced() {
+    let mut h = Harness::new();
+    let producer = h.init(ID);
+    h.add_v2(ID, producer, &[("t", 0)]).unwrap();
+    let (next, _) = h.end_v2(ID, producer, true).unwrap();
+
+    // The answer was lost; the client sends the same request again.
+    let retried = h.prepare_end_v2(ID, producer, true).unwrap();
+    assert!(retried.steps.is_empty());
+    assert_eq!((retried.producer_id, retried.producer_epoch), next);
+    assert_eq!(h.prepare_end_v2(ID, producer, false), Err(TxnError::InvalidTxnState));
+    // At the new epoch nothing is open: a commit is refused, an abort is an empty abort.
+    assert_eq!(h.prepare_end_v2(ID, next, true), Err(TxnError::InvalidTxnState));
+    assert_eq!(
+        h.prepare_end_v2(ID, (next.0, next.1 + 1), true),
+        Err(TxnError::ProducerFenced)
+    );
+    assert_eq!(
+        h.prepare_end_v2(ID, (next.0 + 1, next.1), true),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        h.prepare_end_v2("unknown", next, true),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+
+    h.add_v2(ID, next, &[("t", 0)]).unwrap();
+    let (third, _) = h.end_v2(ID, next, true).unwrap();
+    assert_eq!(third, (producer.0, 2));
+    // Two bumps ago is not a retry.
+    assert_eq!(h.prepare_end_v2(ID, producer, true), Err(TxnError::ProducerFenced));
+}
+
+#[test]
+fn v2_an_abort_with_nothing_added_bumps_the_epoch_without_markers() {
+    let mut h = Harness::new();
+    let producer = h.init(ID);
+    assert_eq!(h.prepare_end_v2(ID, producer, true), Err(TxnError::InvalidTxnState));
+    let (next, plan) = h.end_v2(ID, producer, false).unwrap();
+    assert_eq!(next, (producer.0, 1));
+    assert_eq!(shape(&plan), ["Persist(PrepareAbort, 1)", "Persist(CompleteAbort, 1)"]);
+    assert_eq!(h.state(ID).state, TxnState::CompleteAbort);
+    assert_eq!(h.state(ID).txn_start_ms, -1);
+    // ...and again from CompleteAbort at the current epoch.
+    let (again, _) = h.end_v2(ID, next, false).unwrap();
+    assert_eq!(again, (producer.0, 2));
+}
+
+#[test]
+fn v2_a_timed_out_transaction_answers_its_clients_abort_with_the_new_epoch() {
+    let mut h = Harness::new();
+    let producer = h.init(ID);
+    h.add_v2(ID, producer, &[("t", 0)]).unwrap();
+    h.advance(i64::from(TIMEOUT_MS));
+    let plans = h.coordinator.prepare_timed_out(h.now_ms, &mut no_allocation);
+    assert_eq!(plans.len(), 1);
+    h.carry_out(plans.into_iter().next().unwrap());
+    assert_eq!(
+        (h.state(ID).state, h.state(ID).producer_epoch),
+        (TxnState::CompleteAbort, 1)
+    );
+
+    // Its writes are fenced; it learns so, aborts, and carries on at the epoch the abort took.
+    assert_eq!(h.add_v2(ID, producer, &[("t", 0)]), Err(TxnError::ProducerFenced));
+    assert_eq!(h.prepare_end_v2(ID, producer, true), Err(TxnError::ProducerFenced));
+    let answer = h.prepare_end_v2(ID, producer, false).unwrap();
+    assert!(answer.steps.is_empty());
+    assert_eq!((answer.producer_id, answer.producer_epoch), (producer.0, 1));
+    assert_eq!(h.add_v2(ID, (producer.0, 1), &[("t", 0)]), Ok(1));
+}
+
+#[test]
+fn v2_an_end_that_overflows_the_epoch_moves_to_a_new_producer_id() {
+    let mut h = Harness::new();
+    ongoing_v2_at(&mut h, PRODUCER_EPOCH_EXHAUSTED);
+    let old = (6, PRODUCER_EPOCH_EXHAUSTED);
+    let (next, plan) = h.end_v2(ID, old, true).unwrap();
+    assert_eq!(next, (1001, 0));
+    let markers = markers_of(&plan)[0];
+    assert_eq!((markers.producer_id, markers.producer_epoch), (6, i16::MAX));
+    let completed = h.state(ID).clone();
+    assert_eq!(
+        (
+            completed.producer_id,
+            completed.producer_epoch,
+            completed.previous_producer_id
+        ),
+        (1001, 0, 6)
+    );
+    // The retry names the old producer id and epoch.
+    let retried = h.prepare_end_v2(ID, old, true).unwrap();
+    assert!(retried.steps.is_empty());
+    assert_eq!((retried.producer_id, retried.producer_epoch), next);
+    // A restart keeps what recognises it.
+    let replayed = h.replayed();
+    assert_eq!(replayed.describe(ID), Some(&completed));
+    // So does a KIP-360 InitProducerId naming the old producer.
+    assert_eq!(h.init_expecting(ID, Some(old)), Ok((1001, 1)));
+}
+
+#[test]
+fn v2_markers_still_pending_hold_the_next_transaction_back() {
+    let mut h = Harness::new();
+    ongoing_v2_at(&mut h, PRODUCER_EPOCH_EXHAUSTED);
+    let plan = h.prepare_end_v2(ID, (6, PRODUCER_EPOCH_EXHAUSTED), true).unwrap();
+    let next = (plan.producer_id, plan.producer_epoch);
+    h.carry_out_until_markers_fail(plan.steps, true);
+    let prepared = h.state(ID).clone();
+    assert_eq!(
+        (prepared.state, prepared.next_producer_id),
+        (TxnState::PrepareCommit, 1001)
+    );
+    // The client already holds the new producer id; it waits rather than being told the id is
+    // not its own.
+    assert_eq!(h.add_v2(ID, next, &[("t", 0)]), Err(TxnError::ConcurrentTransactions));
+    assert_eq!(h.prepare_end_v2(ID, next, false), Err(TxnError::ConcurrentTransactions));
+    // A restart finishes the end the same way, under the recorded next producer id.
+    let replayed = h.replayed();
+    assert_eq!(
+        replayed.pending_completions(h.now_ms),
+        h.coordinator.pending_completions(h.now_ms)
+    );
+    for plan in h.coordinator.pending_completions(h.now_ms) {
+        h.carry_out(plan);
+    }
+    assert_eq!((h.state(ID).producer_id, h.state(ID).producer_epoch), next);
+    assert_eq!(h.add_v2(ID, next, &[("t", 0)]), Ok(1));
+}
+
+#[test]
+fn v2_a_timeout_at_the_last_epoch_moves_to_a_new_producer_id() {
+    let mut h = Harness::new();
+    ongoing_v2_at(&mut h, PRODUCER_EPOCH_EXHAUSTED);
+    h.advance(i64::from(TIMEOUT_MS));
+    let mut allocate = || Some(77);
+    let plans = h.coordinator.prepare_timed_out(h.now_ms, &mut allocate);
+    let markers = markers_of(&plans[0])[0];
+    assert_eq!((markers.producer_id, markers.producer_epoch), (6, i16::MAX));
+    h.carry_out(plans.into_iter().next().unwrap());
+    assert_eq!((h.state(ID).producer_id, h.state(ID).producer_epoch), (77, 0));
+    let answer = h.prepare_end_v2(ID, (6, PRODUCER_EPOCH_EXHAUSTED), false).unwrap();
+    assert_eq!((answer.producer_id, answer.producer_epoch), (77, 0));
 }

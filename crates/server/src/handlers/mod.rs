@@ -56,7 +56,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
     let version = request.api_version;
     let client_id = request.client_id().to_string();
     let response = match request.body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(broker, &r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
         RequestKind::Produce(r) => match produce::handle(broker, r, version) {
             Some(response) => ResponseKind::Produce(response),
@@ -81,7 +81,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version)),
         RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(transactions::add_partitions(broker, r)),
         RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(transactions::add_offsets(broker, &r)),
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, &r)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, &r, version)),
         RequestKind::TxnOffsetCommit(r) => {
             ResponseKind::TxnOffsetCommit(transactions::offset_commit(broker, r, version))
         }

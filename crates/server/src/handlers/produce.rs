@@ -4,7 +4,8 @@
 //! A transactional batch is appended only if its partition belongs to the producer's open
 //! transaction (KIP-890's server-side defence): a write that raced its transaction's end, or
 //! came from a producer that never added the partition, would otherwise open a transaction
-//! no marker will ever close and hold back every read_committed consumer.
+//! no marker will ever close and hold back every read_committed consumer. From Produce 12
+//! (transactions v2) the write itself adds the partition to the transaction.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -195,7 +196,13 @@ fn produce_partition(
         Some(transactional_id) => {
             let (_, header) = validated.batches()[0];
             let producer = (header.producer_id, header.producer_epoch);
-            match crate::txns::verified_write(broker, transactional_id, producer, &partition, append) {
+            // Produce 12 is transactions v2: the write adds its partition itself.
+            let protocol = if version >= 12 {
+                strom_txn::TxnProtocol::V2
+            } else {
+                strom_txn::TxnProtocol::V1
+            };
+            match crate::txns::verified_write(broker, transactional_id, producer, &partition, protocol, append) {
                 Ok(appended) => appended,
                 // A fenced producer gets INVALID_PRODUCER_EPOCH, as from Kafka (whose produce
                 // answers never carry PRODUCER_FENCED): librdkafka treats PRODUCER_FENCED on a
@@ -207,11 +214,26 @@ fn produce_partition(
                         Some("a newer producer owns this transactional id".to_string()),
                     );
                 }
+                // Kafka's answer when the coordinator could not be reached to add the partition:
+                // retriable, and no client takes it for a lost producer.
+                Err(strom_txn::TxnError::CoordinatorNotAvailable) => {
+                    return error_response(
+                        index,
+                        ResponseError::NotEnoughReplicas,
+                        Some("the transaction coordinator could not record the partition".to_string()),
+                    );
+                }
                 Err(error) => {
+                    let message = match error {
+                        strom_txn::TxnError::ConcurrentTransactions => {
+                            "the producer's previous transaction is still completing"
+                        }
+                        _ => "the partition is not part of the producer's open transaction",
+                    };
                     return error_response(
                         index,
                         super::transactions::txn_response_error(error),
-                        Some("the partition is not part of the producer's open transaction".to_string()),
+                        Some(message.to_string()),
                     );
                 }
             }

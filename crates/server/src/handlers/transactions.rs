@@ -5,9 +5,11 @@
 //! transaction (KIP-664): a producer whose transaction is open in a partition but that the
 //! coordinator does not list as Ongoing.
 //!
-//! Versions stop before transactions v2 (KIP-890 part 2: AddPartitionsToTxn 4+ is the
-//! brokers' batched form, and EndTxn/TxnOffsetCommit 5 come with Produce 12), so every client
-//! runs the classic protocol: AddPartitionsToTxn before its first write to a partition.
+//! A request's version says which transaction protocol its client runs: EndTxn 5 and
+//! TxnOffsetCommit 5 (with Produce 12) are transactions v2 (KIP-890 part 2), in which the
+//! commit adds its offsets partition and every end bumps the epoch, the new one (or a new
+//! producer id) going back in EndTxn's answer. AddPartitionsToTxn stops at 3: 4 and later are
+//! the brokers' batched verification form, which no client sends.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
@@ -28,7 +30,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 use strom_group::{MemberRef, OffsetToCommit};
-use strom_txn::{TxnError, TxnState};
+use strom_txn::{TxnError, TxnProtocol, TxnState};
 
 use super::{code, commit_error_code, offset_to_commit, str_bytes, topic_name};
 use crate::broker::Broker;
@@ -129,19 +131,33 @@ pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest) -> 
     response
 }
 
-pub(super) fn end(broker: &Broker, request: &EndTxnRequest) -> EndTxnResponse {
+pub(super) fn end(broker: &Broker, request: &EndTxnRequest, version: i16) -> EndTxnResponse {
     let mut response = EndTxnResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
-    if let Err(error) = txns::end_txn(
-        broker,
-        &request.transactional_id,
-        (request.producer_id.0, request.producer_epoch),
-        request.committed,
-    ) {
-        response.error_code = txn_error_code(error);
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let ended = if version >= 5 {
+        txns::end_txn_v2(broker, &request.transactional_id, producer, request.committed)
+    } else {
+        txns::end_txn(broker, &request.transactional_id, producer, request.committed).map(|()| (-1, -1))
+    };
+    match ended {
+        Ok((producer_id, producer_epoch)) => {
+            response.producer_id = ProducerId(producer_id);
+            response.producer_epoch = producer_epoch;
+        }
+        Err(error) => response.error_code = txn_error_code(error),
     }
     response
+}
+
+/// Which transaction protocol a TxnOffsetCommit of this version belongs to.
+fn offset_commit_protocol(version: i16) -> TxnProtocol {
+    if version >= 5 {
+        TxnProtocol::V2
+    } else {
+        TxnProtocol::V1
+    }
 }
 
 pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
@@ -175,18 +191,25 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
             })
         })
         .collect();
+    let protocol = offset_commit_protocol(version);
     let codes: Vec<i16> = match txns::txn_offset_commit(
         broker,
         &request.transactional_id,
         (request.producer_id.0, request.producer_epoch),
         &committer,
         &offsets,
+        protocol,
     ) {
         Ok(Ok(results)) => results
             .into_iter()
             .map(|result| result.err().map_or(0, commit_error_code))
             .collect(),
         Ok(Err(error)) => vec![commit_error_code(CommitError::Group(error)); offsets.len()],
+        // Adding the offsets partition for a v2 client is a write's verification in Kafka,
+        // which answers a fenced producer with INVALID_PRODUCER_EPOCH.
+        Err(TxnError::ProducerFenced) if protocol == TxnProtocol::V2 => {
+            vec![code(ResponseError::InvalidProducerEpoch); offsets.len()]
+        }
         Err(error) => vec![txn_error_code(error); offsets.len()],
     };
     let mut codes = codes.into_iter();
