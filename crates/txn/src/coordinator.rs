@@ -451,14 +451,14 @@ impl TxnCoordinator {
             producer_epoch: txn.producer_epoch,
         };
         match txn.state {
-            TxnState::Ongoing if current => self.end_bumped(now_ms, transactional_id, txn, commit, allocate_id),
+            TxnState::Ongoing if current => end_bumped(now_ms, transactional_id, txn, commit, allocate_id),
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort if current => {
                 if commit {
                     Err(TxnError::InvalidTxnState)
                 } else {
                     // The client may not know whether a failed write added a partition, so it
                     // aborts; the bump fences any such write still in flight.
-                    self.end_bumped(now_ms, transactional_id, txn, false, allocate_id)
+                    end_bumped(now_ms, transactional_id, txn, false, allocate_id)
                 }
             }
             TxnState::CompleteCommit if retried_bump || retried_overflow => {
@@ -478,57 +478,6 @@ impl TxnCoordinator {
             TxnState::Dead | TxnState::PrepareEpochFence => Err(TxnError::InvalidTxnState),
             _ => Err(TxnError::ProducerFenced),
         }
-    }
-
-    /// Ends `txn` under a bumped epoch (transactions v2): the Prepare record, the markers, the
-    /// Complete record.
-    fn end_bumped(
-        &self,
-        now_ms: i64,
-        transactional_id: &str,
-        txn: &TransactionMetadata,
-        commit: bool,
-        allocate_id: &mut dyn FnMut() -> Option<i64>,
-    ) -> Result<EndPlan, TxnError> {
-        let next_producer_id = if txn.producer_epoch >= PRODUCER_EPOCH_EXHAUSTED {
-            allocate_id().ok_or(TxnError::CoordinatorNotAvailable)?
-        } else {
-            -1
-        };
-        let ongoing = txn.state == TxnState::Ongoing;
-        let prepared = TransactionMetadata {
-            producer_epoch: fencing_epoch(txn.producer_epoch),
-            state: if commit {
-                TxnState::PrepareCommit
-            } else {
-                TxnState::PrepareAbort
-            },
-            partitions: if ongoing {
-                txn.partitions.clone()
-            } else {
-                BTreeSet::new()
-            },
-            txn_start_ms: if ongoing { txn.txn_start_ms } else { now_ms },
-            last_update_ms: now_ms,
-            next_producer_id,
-            client_transaction_version: TxnProtocol::V2.client_transaction_version(),
-            ..txn.clone()
-        };
-        let steps = complete(transactional_id, &prepared, now_ms);
-        let Some(Step::Persist(TxnRecord {
-            value: Some(completed), ..
-        })) = steps.last()
-        else {
-            unreachable!("a completion ends with its Complete record");
-        };
-        let (producer_id, producer_epoch) = (completed.producer_id, completed.producer_epoch);
-        let mut plan = vec![persist(transactional_id, prepared)];
-        plan.extend(steps);
-        Ok(EndPlan {
-            steps: plan,
-            producer_id,
-            producer_epoch,
-        })
     }
 
     /// KIP-890's server-side check before a transactional producer's first write to a
@@ -781,6 +730,49 @@ fn persist(transactional_id: &str, txn: TransactionMetadata) -> Step {
     })
 }
 
+/// Ends `txn` under a bumped epoch (transactions v2): the Prepare record, the markers, the
+/// Complete record, and the producer id and epoch the Complete record hands the client.
+fn end_bumped(
+    now_ms: i64,
+    transactional_id: &str,
+    txn: &TransactionMetadata,
+    commit: bool,
+    allocate_id: &mut dyn FnMut() -> Option<i64>,
+) -> Result<EndPlan, TxnError> {
+    let next_producer_id = if txn.producer_epoch >= PRODUCER_EPOCH_EXHAUSTED {
+        allocate_id().ok_or(TxnError::CoordinatorNotAvailable)?
+    } else {
+        -1
+    };
+    let ongoing = txn.state == TxnState::Ongoing;
+    let prepared = TransactionMetadata {
+        producer_epoch: fencing_epoch(txn.producer_epoch),
+        state: if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        },
+        partitions: if ongoing {
+            txn.partitions.clone()
+        } else {
+            BTreeSet::new()
+        },
+        txn_start_ms: if ongoing { txn.txn_start_ms } else { now_ms },
+        last_update_ms: now_ms,
+        next_producer_id,
+        client_transaction_version: TxnProtocol::V2.client_transaction_version(),
+        ..txn.clone()
+    };
+    let next = completed(&prepared, now_ms);
+    let mut steps = vec![persist(transactional_id, prepared.clone())];
+    steps.extend(complete(transactional_id, &prepared, now_ms));
+    Ok(EndPlan {
+        steps,
+        producer_id: next.producer_id,
+        producer_epoch: next.producer_epoch,
+    })
+}
+
 /// Aborts an open transaction on its producer's behalf, under a bumped epoch that fences it;
 /// with `next_producer_id`, the id completes under that producer id at epoch 0.
 fn abort_fenced(transactional_id: &str, txn: &TransactionMetadata, now_ms: i64, next_producer_id: Option<i64>) -> Plan {
@@ -810,8 +802,15 @@ fn complete(transactional_id: &str, prepared: &TransactionMetadata, now_ms: i64)
             partitions: prepared.partitions.iter().cloned().collect(),
         }));
     }
+    steps.push(persist(transactional_id, completed(prepared, now_ms)));
+    steps
+}
+
+/// The Complete record that follows a Prepare record once its markers are written.
+fn completed(prepared: &TransactionMetadata, now_ms: i64) -> TransactionMetadata {
+    let commit = prepared.state == TxnState::PrepareCommit;
     let rotated = prepared.next_producer_id >= 0;
-    let completed = TransactionMetadata {
+    TransactionMetadata {
         state: if commit {
             TxnState::CompleteCommit
         } else {
@@ -833,7 +832,5 @@ fn complete(transactional_id: &str, prepared: &TransactionMetadata, now_ms: i64)
         },
         next_producer_id: -1,
         ..prepared.clone()
-    };
-    steps.push(persist(transactional_id, completed));
-    steps
+    }
 }
