@@ -1067,3 +1067,239 @@ fn v2_a_timeout_at_the_last_epoch_moves_to_a_new_producer_id() {
     let answer = h.prepare_end_v2(ID, (6, PRODUCER_EPOCH_EXHAUSTED), false).unwrap();
     assert_eq!((answer.producer_id, answer.producer_epoch), (77, 0));
 }
+
+// ------------------------------------------------------------------- transactions v2, a model
+
+/// What a transactions v2 client and the world around it do next.
+#[derive(Debug, Clone)]
+enum ClientOp {
+    /// Writes to partition `0..4` of "t" (Produce 12 adds it to the transaction).
+    Write(i32),
+    /// EndTxn 5.
+    End { commit: bool },
+    /// EndTxn 5 whose markers cannot be written yet; the answer still comes back.
+    EndWithMarkersFailing { commit: bool },
+    /// The last EndTxn sent again, as after a lost answer.
+    RetryLastEnd,
+    /// The transaction's timeout passes and the timer runs.
+    TimeOut,
+    /// The timer finishes markers left pending.
+    Tick,
+    /// The broker restarts: the coordinator is rebuilt from its log.
+    Restart,
+}
+
+fn any_client_op() -> impl proptest::strategy::Strategy<Value = ClientOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..4i32).prop_map(ClientOp::Write),
+        3 => any::<bool>().prop_map(|commit| ClientOp::End { commit }),
+        1 => any::<bool>().prop_map(|commit| ClientOp::EndWithMarkersFailing { commit }),
+        1 => Just(ClientOp::RetryLastEnd),
+        1 => Just(ClientOp::TimeOut),
+        1 => Just(ClientOp::Tick),
+        1 => Just(ClientOp::Restart),
+    ]
+}
+
+/// What the client knows, and what it may therefore expect.
+struct ClientModel {
+    producer: (i64, i16),
+    /// Partitions written in its open transaction.
+    written: BTreeSet<i32>,
+    /// The last EndTxn (producer, commit), and whether a retry of it is still a retry.
+    last_end: Option<((i64, i16), bool)>,
+    retry_valid: bool,
+    /// The coordinator aborted the open transaction since the client last heard from it.
+    timed_out: bool,
+    /// Markers of an answered end are still to be written.
+    markers_pending: bool,
+}
+
+/// Runs `ops` against the coordinator as a v2 client would, starting at `start_epoch`, and
+/// checks each answer against what the client can know, and the log against the live state.
+fn run_v2_model(start_epoch: i16, ops: &[ClientOp]) {
+    let mut h = Harness::new();
+    let (producer_id, _) = h.init(ID);
+    // An id that has already been through many transactions.
+    let record = TxnRecord {
+        transactional_id: ID.into(),
+        value: Some(TransactionMetadata::empty(
+            producer_id,
+            start_epoch,
+            TIMEOUT_MS,
+            h.now_ms,
+        )),
+    };
+    h.log.push(record.clone());
+    h.coordinator.apply(record);
+    let mut client = ClientModel {
+        producer: (producer_id, start_epoch),
+        written: BTreeSet::new(),
+        last_end: None,
+        retry_valid: false,
+        timed_out: false,
+        markers_pending: false,
+    };
+    for op in ops {
+        h.advance(1);
+        let log_before = h.log.len();
+        match op {
+            ClientOp::Write(partition) => {
+                let result = h.add_v2(ID, client.producer, &[("t", *partition)]);
+                if client.markers_pending {
+                    assert_eq!(result, Err(TxnError::ConcurrentTransactions), "{op:?}");
+                } else if client.timed_out {
+                    // A timeout past the last epoch moved the id to a new producer id, which
+                    // Kafka reports as a mapping error rather than a fence.
+                    let expected = if client.producer.1 >= PRODUCER_EPOCH_EXHAUSTED {
+                        TxnError::InvalidProducerIdMapping
+                    } else {
+                        TxnError::ProducerFenced
+                    };
+                    assert_eq!(result, Err(expected), "{op:?}");
+                } else {
+                    assert!(result.is_ok(), "{op:?}: {result:?}");
+                    client.written.insert(*partition);
+                    client.retry_valid = false;
+                }
+            }
+            ClientOp::End { commit } | ClientOp::EndWithMarkersFailing { commit } => {
+                let markers_fail = matches!(op, ClientOp::EndWithMarkersFailing { .. });
+                let sent = client.producer;
+                let result = h.prepare_end_v2(ID, sent, *commit);
+                if client.markers_pending {
+                    assert_eq!(result, Err(TxnError::ConcurrentTransactions), "{op:?}");
+                    continue;
+                }
+                if client.timed_out {
+                    if *commit {
+                        assert_eq!(result, Err(TxnError::ProducerFenced), "{op:?}");
+                        continue;
+                    }
+                    let answer = result.expect("the abort of a timed-out transaction");
+                    assert!(answer.steps.is_empty(), "answered again: {answer:?}");
+                    client.producer = (answer.producer_id, answer.producer_epoch);
+                    client.timed_out = false;
+                    client.last_end = Some((sent, false));
+                    client.retry_valid = true;
+                    continue;
+                }
+                if client.written.is_empty() && *commit {
+                    assert_eq!(result, Err(TxnError::InvalidTxnState), "{op:?}");
+                    continue;
+                }
+                let plan = result.unwrap_or_else(|e| panic!("{op:?}: {e:?}"));
+                let markers: Vec<Markers> = markers_of(&plan.steps).into_iter().cloned().collect();
+                let expected_partitions: Vec<(String, i32)> =
+                    client.written.iter().map(|p| ("t".to_string(), *p)).collect();
+                match &markers[..] {
+                    [] => assert!(expected_partitions.is_empty(), "{plan:?}"),
+                    [m] => {
+                        assert_eq!(m.partitions, expected_partitions);
+                        assert_eq!((m.producer_id, m.commit), (sent.0, *commit));
+                        assert_eq!(m.producer_epoch, sent.1 + 1, "the markers carry the bumped epoch");
+                    }
+                    _ => panic!("one marker batch per end: {plan:?}"),
+                }
+                let next = (plan.producer_id, plan.producer_epoch);
+                if sent.1 >= PRODUCER_EPOCH_EXHAUSTED {
+                    assert_eq!(next.1, 0, "past the last epoch, a new producer id");
+                    assert_ne!(next.0, sent.0);
+                } else {
+                    assert_eq!(next, (sent.0, sent.1 + 1));
+                }
+                h.carry_out_until_markers_fail(plan.steps, markers_fail);
+                client.markers_pending = markers_fail && !markers.is_empty();
+                client.producer = next;
+                client.written.clear();
+                client.last_end = Some((sent, *commit));
+                client.retry_valid = !client.markers_pending;
+            }
+            ClientOp::RetryLastEnd => {
+                let Some((sent, commit)) = client.last_end else {
+                    continue;
+                };
+                let result = h.prepare_end_v2(ID, sent, commit);
+                if client.retry_valid {
+                    let answer = result.expect("a retry answered again");
+                    assert!(answer.steps.is_empty(), "{answer:?}");
+                    assert_eq!((answer.producer_id, answer.producer_epoch), client.producer);
+                } else if let Ok(answer) = result {
+                    // Whatever it is told, a stale retry changes nothing.
+                    assert!(answer.steps.is_empty(), "{answer:?}");
+                }
+            }
+            ClientOp::TimeOut => {
+                h.advance(i64::from(TIMEOUT_MS));
+                let mut next = h.next_producer_id;
+                let mut allocate = || {
+                    next += 1;
+                    Some(next)
+                };
+                let plans = h.coordinator.prepare_timed_out(h.now_ms, &mut allocate);
+                h.next_producer_id = next;
+                let open = !client.written.is_empty() && !client.markers_pending && !client.timed_out;
+                assert_eq!(plans.len(), usize::from(open), "{op:?}");
+                for plan in plans {
+                    h.carry_out(plan);
+                }
+                if open {
+                    client.timed_out = true;
+                    client.written.clear();
+                    client.retry_valid = false;
+                }
+            }
+            ClientOp::Tick => {
+                for plan in h.coordinator.pending_completions(h.now_ms) {
+                    h.carry_out(plan);
+                }
+                // The end whose markers were pending is complete now: its retry is one again.
+                if client.markers_pending {
+                    client.markers_pending = false;
+                    client.retry_valid = true;
+                }
+            }
+            ClientOp::Restart => {
+                let before = h.coordinator.describe(ID).cloned();
+                h.coordinator = h.replayed();
+                assert_eq!(h.coordinator.describe(ID).cloned(), before, "a restart changes nothing");
+            }
+        }
+        // The log alone rebuilds what the live coordinator holds.
+        let replayed = h.replayed();
+        assert_eq!(replayed.describe(ID), h.coordinator.describe(ID), "after {op:?}");
+        assert_eq!(
+            replayed.pending_completions(h.now_ms),
+            h.coordinator.pending_completions(h.now_ms)
+        );
+        assert!(client.producer.1 < i16::MAX, "a client never holds the last epoch");
+        if matches!(op, ClientOp::RetryLastEnd | ClientOp::Restart) {
+            assert_eq!(h.log.len(), log_before, "{op:?} writes nothing");
+        }
+    }
+    // Per producer id, markers never go back in epoch.
+    let mut last_epoch: std::collections::BTreeMap<i64, i16> = std::collections::BTreeMap::new();
+    for markers in &h.markers {
+        let last = last_epoch.entry(markers.producer_id).or_insert(markers.producer_epoch);
+        assert!(markers.producer_epoch >= *last, "{:?}", h.markers);
+        *last = markers.producer_epoch;
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+    /// Random runs of a transactions v2 client (writes, ends, lost answers, timeouts, failing
+    /// markers, restarts), from a fresh id and from ids a few ends from the last epoch.
+    #[test]
+    fn v2_clients_always_get_answers_they_can_use(
+        start_epoch in proptest::prop_oneof![
+            proptest::strategy::Just(0i16),
+            (PRODUCER_EPOCH_EXHAUSTED - 3)..=PRODUCER_EPOCH_EXHAUSTED,
+        ],
+        ops in proptest::collection::vec(any_client_op(), 1..40),
+    ) {
+        run_v2_model(start_epoch, &ops);
+    }
+}
