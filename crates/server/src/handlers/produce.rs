@@ -196,12 +196,8 @@ fn produce_partition(
         Some(transactional_id) => {
             let (_, header) = validated.batches()[0];
             let producer = (header.producer_id, header.producer_epoch);
-            // Produce 12 is transactions v2: the write adds its partition itself.
-            let protocol = if version >= 12 {
-                strom_txn::TxnProtocol::V2
-            } else {
-                strom_txn::TxnProtocol::V1
-            };
+            // From Produce 12 (transactions v2) the write adds its partition itself.
+            let protocol = super::transactions::txn_protocol(version, 12);
             match crate::txns::verified_write(broker, transactional_id, producer, &partition, protocol, append) {
                 Ok(appended) => appended,
                 // A fenced producer gets INVALID_PRODUCER_EPOCH, as from Kafka (whose produce

@@ -136,7 +136,7 @@ pub(super) fn end(broker: &Broker, request: &EndTxnRequest, version: i16) -> End
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
     let producer = (request.producer_id.0, request.producer_epoch);
-    let ended = if version >= 5 {
+    let ended = if txn_protocol(version, 5) == TxnProtocol::V2 {
         txns::end_txn_v2(broker, &request.transactional_id, producer, request.committed)
     } else {
         txns::end_txn(broker, &request.transactional_id, producer, request.committed).map(|()| (-1, -1))
@@ -151,9 +151,10 @@ pub(super) fn end(broker: &Broker, request: &EndTxnRequest, version: i16) -> End
     response
 }
 
-/// Which transaction protocol a TxnOffsetCommit of this version belongs to.
-fn offset_commit_protocol(version: i16) -> TxnProtocol {
-    if version >= 5 {
+/// Which transaction protocol a request of `version` belongs to, given the first version of
+/// its API that is transactions v2 (Produce 12, TxnOffsetCommit 5, EndTxn 5).
+pub(super) fn txn_protocol(version: i16, first_v2_version: i16) -> TxnProtocol {
+    if version >= first_v2_version {
         TxnProtocol::V2
     } else {
         TxnProtocol::V1
@@ -191,7 +192,7 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
             })
         })
         .collect();
-    let protocol = offset_commit_protocol(version);
+    let protocol = txn_protocol(version, 5);
     let codes: Vec<i16> = match txns::txn_offset_commit(
         broker,
         &request.transactional_id,
