@@ -175,7 +175,9 @@ impl ProducerState {
                 batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER_MAX),
                 last_timestamp_ms: header.max_timestamp,
                 txn_first_offset: None,
-                sequence_reset: header.is_control(),
+                // A producer first seen through a marker may be one whose earlier batches
+                // compaction removed: its sequence is not known to restart.
+                sequence_reset: false,
             });
         entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
         if header.producer_epoch > entry.epoch || (header.producer_epoch != entry.epoch && !header.is_control()) {
@@ -462,12 +464,12 @@ mod tests {
         same.attributes = 0x30;
         state.update(&same);
         assert_eq!(state.check(&header(1, 1, 2, 1, 7)).unwrap(), SequenceCheck::Fresh);
-        // A producer first seen through a marker starts at 0 too.
+        // A producer first seen through a marker (its batches compacted away, say) is not
+        // known to have restarted: its next sequence is taken as it comes.
         let mut first = header(2, 4, -1, 1, 8);
         first.attributes = 0x30;
         state.update(&first);
-        assert!(state.check(&header(2, 4, 5, 1, 9)).is_err());
-        assert_eq!(state.check(&header(2, 4, 0, 1, 9)).unwrap(), SequenceCheck::Fresh);
+        assert_eq!(state.check(&header(2, 4, 5, 1, 9)).unwrap(), SequenceCheck::Fresh);
     }
 
     #[test]
