@@ -303,3 +303,21 @@ def test_describe_broker_configs(admin):
     entries = admin.describe_configs([resource], config_filter="all")["broker"]["1"]
     assert entries["auto.create.topics.enable"]["value"] == "true"
     assert "num.partitions" in entries
+
+
+def test_describe_features_shows_the_transaction_version(broker, admin, broker_factory):
+    """KIP-584 feature levels as kafka-python's admin reads them: `transaction.version` is
+    supported up to 2 and finalized at 2 (so clients that know transactions v2 use it), or at
+    the level the broker is told."""
+    features = admin.describe_features()
+    txn = features["transaction.version"]
+    assert txn["supported"] == (0, 2), features
+    assert txn["finalized"] == (2, 2), features
+    assert txn["finalized_epoch"] is not None and txn["finalized_epoch"] > 0, features
+
+    pinned = broker_factory({"transaction.version": 1})
+    client = KafkaAdminClient(bootstrap_servers=pinned.bootstrap, request_timeout_ms=20000)
+    try:
+        assert client.describe_features()["transaction.version"]["finalized"] == (1, 1)
+    finally:
+        client.close()
