@@ -33,6 +33,9 @@
 //! poisons the store (as fjall does): every later write fails and openraft stops the node, which
 //! on restart truncates whatever tail the failure left.
 
+// openraft's storage traits return its `StorageError` (224 bytes); the helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs;

@@ -17,6 +17,9 @@
 //! data_len: u64, crc32c(data): u32, data     StateMachine::snapshot() bytes
 //! ```
 
+// openraft's storage traits return its `StorageError` (224 bytes); the helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::path::Path;
 use std::path::PathBuf;

@@ -48,10 +48,21 @@ pub fn texts(sm: &Shared) -> Vec<String> {
     sm.read().unwrap().commands.iter().map(|(_, t)| t.clone()).collect()
 }
 
-/// A free loopback port: bind port 0, read it, release it.
+/// A free loopback port. Port 0 would hand out one from the ephemeral range, which outgoing
+/// connections of a parallel test can take before the node binds it; so pick below that range
+/// (spread by process id) and check that it binds now.
 pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
+    use std::sync::atomic::AtomicU16;
+    use std::sync::atomic::Ordering;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    for _ in 0..1000 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free loopback port found");
 }
 
 /// Fast timings for loopback tests.
