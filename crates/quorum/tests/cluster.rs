@@ -24,9 +24,11 @@ const WAIT: Duration = Duration::from_secs(10);
 fn no_tweak(_: &mut QuorumConfig) {}
 
 async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
+    let started = Instant::now();
     tokio::time::timeout(TEST_TIMEOUT, test)
         .await
         .expect("test finished within its time bound");
+    eprintln!("measure: test body took {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
