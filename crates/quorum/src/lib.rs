@@ -53,6 +53,7 @@ pub use config::QuorumConfig;
 pub use config::FRAME_BYTES_MAX;
 pub use error::QuorumError;
 pub use log_store::LogStore;
+pub use quorum::CallHandler;
 pub use quorum::Membership;
 pub use quorum::Metrics;
 pub use quorum::Quorum;

@@ -175,12 +175,29 @@ impl PeerPool {
     }
 }
 
+impl PeerPool {
+    /// Hands an application request to the node at `addr`.
+    pub(crate) async fn call_app(
+        &self,
+        addr: &str,
+        request: String,
+        timeout: Duration,
+    ) -> Result<Result<String, String>, CallError> {
+        // A fresh connection, as for forwarded proposals: the request may not be idempotent.
+        match self.call(None, addr, &Request::Call(request), timeout, false).await? {
+            Response::Call(result) => Ok(result),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
 fn unexpected(response: &Response) -> CallError {
     let what = match response {
         Response::AppendEntries(_) => "AppendEntries",
         Response::Vote(_) => "Vote",
         Response::InstallSnapshot(_) => "InstallSnapshot",
         Response::Forward(_) => "Forward",
+        Response::Call(_) => "Call",
     };
     CallError::Network(io::Error::new(
         io::ErrorKind::InvalidData,

@@ -41,6 +41,15 @@ use crate::types::NodeId;
 use crate::types::Raft;
 use crate::wire::ForwardError;
 
+/// The application's side of [`Quorum::call_leader`]: a request in the application's own
+/// protocol, answered on the node that receives it (the leader, as the caller believed; the
+/// handler checks and answers "not here" in its own terms if leadership moved).
+pub trait CallHandler: Send + Sync + 'static {
+    fn call(&self, request: String) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+}
+
+pub(crate) type CallSlot = Arc<RwLock<Option<Arc<dyn CallHandler>>>>;
+
 /// openraft's metrics of this node, for [`Quorum::wait_for`].
 pub type Metrics = openraft::RaftMetrics<NodeId, Node>;
 
@@ -111,6 +120,7 @@ pub struct Quorum {
     server_stop: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
+    calls: CallSlot,
 }
 
 fn check_dir_meta(config: &QuorumConfig) -> Result<(), QuorumError> {
@@ -240,7 +250,8 @@ impl Quorum {
             .await
             .map_err(fatal_error)?;
         let (server_stop, stop_rx) = watch::channel(false);
-        let server = server::spawn(listener, raft.clone(), config.propose_timeout, stop_rx);
+        let calls: CallSlot = Arc::default();
+        let server = server::spawn(listener, raft.clone(), config.propose_timeout, calls.clone(), stop_rx);
         let quorum = Quorum {
             node_id: config.node_id,
             raft,
@@ -250,6 +261,7 @@ impl Quorum {
             server_stop,
             server: Mutex::new(Some(server)),
             stopped: AtomicBool::new(false),
+            calls,
         };
         quorum.initialize_if_new().await?;
         tracing::info!(node_id = quorum.node_id, addr = %local_addr, "quorum node started");
@@ -356,6 +368,59 @@ impl Quorum {
                         }
                     }
                 }
+            }
+            let step = LEADER_WAIT_STEP.min(deadline.saturating_duration_since(Instant::now()));
+            let _ = tokio::time::timeout(step, metrics.changed()).await;
+        }
+    }
+
+    /// Sets the handler of [`Quorum::call_leader`] requests arriving at this node.
+    pub fn set_call_handler(&self, handler: Arc<dyn CallHandler>) {
+        *self.calls.write().expect("call handler lock") = Some(handler);
+    }
+
+    /// Sends an application request to the current leader's [`CallHandler`] (this node's own if
+    /// it leads) and returns its answer. Waits up to `timeout` for a leader to be known and
+    /// reachable; a request that reached a handler is never sent twice.
+    pub async fn call_leader(&self, request: String, timeout: Duration) -> Result<String, QuorumError> {
+        let deadline = Instant::now() + timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            self.check_running()?;
+            let (leader, addr) = {
+                let m = metrics.borrow_and_update();
+                let leader = m.current_leader;
+                let addr = leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+                (leader, addr)
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(QuorumError::Timeout {
+                    what: "waiting for a reachable quorum leader to answer; is a majority of voters up?".to_string(),
+                    after_ms: timeout.as_millis() as u64,
+                    leader,
+                });
+            }
+            match (leader, addr) {
+                (Some(leader), _) if leader == self.node_id => {
+                    let handler = self.calls.read().expect("call handler lock").clone();
+                    if let Some(handler) = handler {
+                        return Ok(handler.call(request).await);
+                    }
+                }
+                (Some(leader), Some(addr)) => match self.pool.call_app(&addr, request.clone(), remaining).await {
+                    Ok(Ok(answer)) => return Ok(answer),
+                    // Its handler is not set up yet: ask again shortly.
+                    Ok(Err(_)) | Err(CallError::Unreachable(_)) => {}
+                    Err(CallError::Network(e)) => {
+                        return Err(QuorumError::Forward {
+                            leader,
+                            addr,
+                            reason: e.to_string(),
+                        })
+                    }
+                },
+                _ => {}
             }
             let step = LEADER_WAIT_STEP.min(deadline.saturating_duration_since(Instant::now()));
             let _ = tokio::time::timeout(step, metrics.changed()).await;

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::task::JoinSet;
 
 use crate::quorum::propose_local;
+use crate::quorum::CallSlot;
 use crate::quorum::LocalWriteError;
 use crate::types::Raft;
 use crate::wire;
@@ -34,6 +35,7 @@ pub(crate) fn spawn(
     listener: TcpListener,
     raft: Raft,
     propose_timeout: Duration,
+    calls: CallSlot,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -50,8 +52,9 @@ pub(crate) fn spawn(
                             continue;
                         };
                         let raft = raft.clone();
+                        let calls = calls.clone();
                         connections.spawn(async move {
-                            serve(stream, peer, raft, propose_timeout).await;
+                            serve(stream, peer, raft, propose_timeout, calls).await;
                             drop(permit);
                         });
                     }
@@ -73,7 +76,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
 }
 
-async fn serve(mut stream: TcpStream, peer: SocketAddr, raft: Raft, propose_timeout: Duration) {
+async fn serve(mut stream: TcpStream, peer: SocketAddr, raft: Raft, propose_timeout: Duration, calls: CallSlot) {
     let _ = stream.set_nodelay(true);
     loop {
         let len = match wire::read_frame_len(&mut stream).await {
@@ -102,7 +105,7 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, raft: Raft, propose_time
                 return;
             }
         };
-        let response = handle(&raft, request, propose_timeout).await;
+        let response = handle(&raft, request, propose_timeout, &calls).await;
         let payload = serde_json::to_vec(&response).expect("responses encode");
         if let Err(e) = wire::write_frame(&mut stream, &payload).await {
             tracing::debug!(%peer, "quorum listener: could not answer: {e}");
@@ -111,7 +114,7 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, raft: Raft, propose_time
     }
 }
 
-async fn handle(raft: &Raft, request: Request, propose_timeout: Duration) -> Response {
+async fn handle(raft: &Raft, request: Request, propose_timeout: Duration, calls: &CallSlot) -> Response {
     match request {
         Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
         Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
@@ -123,5 +126,12 @@ async fn handle(raft: &Raft, request: Request, propose_timeout: Duration) -> Res
             }
             Err(LocalWriteError::Other(e)) => Err(ForwardError::Failed(e.to_string())),
         }),
+        Request::Call(request) => {
+            let handler = calls.read().expect("call handler lock").clone();
+            Response::Call(match handler {
+                Some(handler) => Ok(handler.call(request).await),
+                None => Err("this node serves no application calls yet".to_string()),
+            })
+        }
     }
 }

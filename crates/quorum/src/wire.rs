@@ -35,6 +35,9 @@ pub(crate) enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// Propose `command` on the receiver, which must be the leader.
     Forward(Command),
+    /// An application request for the receiver's [`crate::CallHandler`] (the leader's, as the
+    /// caller believes): the application's own protocol, opaque here.
+    Call(String),
 }
 
 /// The answer to a [`Request`] of the same name.
@@ -45,6 +48,8 @@ pub(crate) enum Response {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     /// The log index the command was applied at on the leader.
     Forward(Result<u64, ForwardError>),
+    /// The handler's answer, or why there was none.
+    Call(Result<String, String>),
 }
 
 /// Why a forwarded proposal was not applied.

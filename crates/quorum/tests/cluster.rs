@@ -395,3 +395,46 @@ async fn without_a_quorum_proposals_time_out_with_a_clear_error() {
     })
     .await;
 }
+
+/// Answers with the node it ran on.
+struct Echo(u64);
+
+impl strom_quorum::CallHandler for Echo {
+    fn call(&self, request: String) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> {
+        let id = self.0;
+        Box::pin(async move { format!("{id}:{request}") })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_calls_reach_the_leader_from_any_node() {
+    bounded(async {
+        let mut cluster = Cluster::start(3, no_tweak).await;
+        let leader = cluster.leader(WAIT).await;
+        for node in cluster.running() {
+            let id = node.quorum().node_id();
+            node.quorum().set_call_handler(std::sync::Arc::new(Echo(id)));
+        }
+        for node in cluster.running() {
+            let answer = node.quorum().call_leader("hello".into(), WAIT).await.expect("call");
+            assert_eq!(answer, format!("{leader}:hello"));
+        }
+        // The leader goes: calls reach the next one.
+        cluster.stop(leader).await;
+        let next = cluster.leader(WAIT).await;
+        assert_ne!(next, leader);
+        let follower = cluster
+            .running()
+            .map(|n| n.quorum().node_id())
+            .find(|id| *id != next)
+            .unwrap();
+        let answer = cluster
+            .node(follower)
+            .quorum()
+            .call_leader("again".into(), WAIT)
+            .await
+            .expect("call");
+        assert_eq!(answer, format!("{next}:again"));
+    })
+    .await;
+}
