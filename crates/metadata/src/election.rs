@@ -18,7 +18,7 @@
 use crate::records::{BrokerId, LeaderRecoveryState, PartitionChange, PartitionState, NO_LEADER};
 
 /// What may be chosen, beyond keeping a usable leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Election {
     /// Keep the current leader if it can serve; otherwise elect from the ISR, then the ELR.
     Clean,

@@ -15,7 +15,7 @@ use crate::records::{BrokerId, BrokerRegistration, Endpoint, MetadataRecord, Par
 /// preferred partitions once more than this share of them is led elsewhere.
 const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE: usize = 10;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerRegistrationRequest {
     pub id: BrokerId,
     pub incarnation_id: Uuid,
@@ -29,13 +29,13 @@ pub struct BrokerRegistrationRequest {
 
 /// The answer to a registration: the broker epoch is the log index its record commits at,
 /// known only then, unless the registration was already there (a retry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Registered {
     AtCommitIndex,
     Existing { epoch: i64 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerHeartbeat {
     pub id: BrokerId,
     pub epoch: i64,
@@ -45,14 +45,14 @@ pub struct BrokerHeartbeat {
     pub want_shutdown: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeartbeatReply {
     pub is_caught_up: bool,
     pub is_fenced: bool,
     pub should_shut_down: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProducerIdBlock {
     pub first_producer_id: i64,
     pub size: i64,

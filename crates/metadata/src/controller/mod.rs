@@ -91,7 +91,7 @@ impl<R> Plan<R> {
 }
 
 /// Why the controller refused; the server maps each to its Kafka error code (named here).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ControllerError {
     /// BROKER_ID_NOT_REGISTERED
     #[error("broker {0} is not registered")]

@@ -11,13 +11,13 @@ use crate::records::{BrokerId, LeaderRecoveryState, MetadataRecord, PartitionCha
 
 /// A member of the ISR a leader proposes, with the broker epoch the leader saw it at
 /// (-1 if unknown), so a replica that restarted meanwhile is not taken back in by mistake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IsrMember {
     pub id: BrokerId,
     pub broker_epoch: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartition {
     pub broker_id: BrokerId,
     pub broker_epoch: i64,
@@ -29,7 +29,7 @@ pub struct AlterPartition {
     pub leader_recovery_state: LeaderRecoveryState,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionReassignment {
     pub topic: String,
     pub partition: i32,

@@ -37,7 +37,7 @@ pub fn collision_key(name: &str) -> String {
     name.replace('.', "_")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopic {
     pub name: String,
     /// Chosen by the caller (random), so planning stays deterministic.
@@ -52,14 +52,14 @@ pub struct CreateTopic {
     pub configs: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreatedTopic {
     pub id: Uuid,
     pub num_partitions: i32,
     pub replication_factor: i16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreatePartitions {
     pub name: String,
     /// The new total.
@@ -69,7 +69,7 @@ pub struct CreatePartitions {
 }
 
 /// One config to set (`Some`) or remove (`None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigOp {
     pub name: String,
     pub value: Option<String>,
