@@ -464,3 +464,117 @@ fn acks_all_needs_min_insync_replicas() {
         "acks=1 appends at offset 0"
     );
 }
+
+/// KIP-430's "not provided" value of an authorized-operations field.
+const NOT_PROVIDED: i32 = i32::MIN;
+
+/// A bit field with bit `i` set for the ACL operation of code `i`.
+fn operations(codes: &[i32]) -> i32 {
+    codes.iter().map(|code| 1 << code).sum()
+}
+
+/// Without an authorizer Kafka answers every operation the resource type supports when a
+/// request asks for authorized operations (KIP-430), and "not provided" when it does not.
+/// kafka-python's admin always asks, and reads the sentinel as no operations at all (None).
+#[test]
+fn authorized_operations_are_every_supported_operation_when_asked() {
+    use kafka_protocol::messages::{
+        ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, DescribeClusterRequest, DescribeGroupsRequest,
+        GroupId,
+    };
+    // READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
+    // DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+    let topic_ops = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
+    let group_ops = operations(&[3, 6, 8, 10, 11]);
+    let cluster_ops = operations(&[5, 7, 8, 9, 10, 11, 12]);
+
+    let broker = start();
+    create_topic(&broker, "guarded", 1);
+    let mut wire = broker.wire();
+
+    // Metadata: v8-10 carry the cluster's operations, v8+ each topic's.
+    for (version, asked) in [(8, true), (10, true), (12, true), (8, false), (12, false)] {
+        let mut request = MetadataRequest::default();
+        let mut named = MetadataRequestTopic::default();
+        named.name = Some(topic_name("guarded"));
+        let mut missing = MetadataRequestTopic::default();
+        missing.name = Some(topic_name("not-there"));
+        request.topics = Some(vec![named, missing]);
+        request.allow_auto_topic_creation = false;
+        request.include_cluster_authorized_operations = asked && version <= 10;
+        request.include_topic_authorized_operations = asked;
+        let response = wire.call(&request, version).expect("Metadata");
+        let expected = if asked { topic_ops } else { NOT_PROVIDED };
+        let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(
+            codes,
+            [0, UNKNOWN_TOPIC_OR_PARTITION],
+            "the unknown topic is answered too"
+        );
+        for topic in &response.topics {
+            assert_eq!(
+                topic.topic_authorized_operations, expected,
+                "v{version} asked={asked}: {topic:?}"
+            );
+        }
+        if version <= 10 {
+            let expected = if asked { cluster_ops } else { NOT_PROVIDED };
+            assert_eq!(
+                response.cluster_authorized_operations, expected,
+                "v{version} asked={asked}"
+            );
+        }
+    }
+
+    for version in [0, 1] {
+        for asked in [true, false] {
+            let mut request = DescribeClusterRequest::default();
+            request.include_cluster_authorized_operations = asked;
+            let response = wire.call(&request, version).expect("DescribeCluster");
+            let expected = if asked { cluster_ops } else { NOT_PROVIDED };
+            assert_eq!(
+                response.cluster_authorized_operations, expected,
+                "v{version} asked={asked}"
+            );
+        }
+    }
+
+    // A KIP-848 group with one member, and a classic group id nobody uses (described Dead,
+    // without an error, so with operations, as Kafka does).
+    let mut heartbeat = ConsumerGroupHeartbeatRequest::default();
+    heartbeat.group_id = GroupId(StrBytes::from_static_str("ops-group"));
+    heartbeat.member_id = StrBytes::from_static_str("ops-member-0000000000");
+    heartbeat.member_epoch = 0;
+    heartbeat.rebalance_timeout_ms = 30_000;
+    heartbeat.subscribed_topic_names = Some(vec![topic_name("guarded")]);
+    heartbeat.topic_partitions = Some(vec![]);
+    let joined = wire.call(&heartbeat, 0).expect("ConsumerGroupHeartbeat");
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+
+    for asked in [true, false] {
+        let mut request = DescribeGroupsRequest::default();
+        request.groups = vec![GroupId(StrBytes::from_static_str("nobody-here"))];
+        request.include_authorized_operations = asked;
+        let response = wire.call(&request, 5).expect("DescribeGroups v5");
+        let expected = if asked { group_ops } else { NOT_PROVIDED };
+        assert_eq!(response.groups[0].error_code, 0);
+        assert_eq!(response.groups[0].authorized_operations, expected, "asked={asked}");
+
+        let mut request = ConsumerGroupDescribeRequest::default();
+        request.group_ids = vec![
+            GroupId(StrBytes::from_static_str("ops-group")),
+            GroupId(StrBytes::from_static_str("no-such-group")),
+        ];
+        request.include_authorized_operations = asked;
+        let response = wire.call(&request, 0).expect("ConsumerGroupDescribe");
+        let [known, unknown] = &response.groups[..] else {
+            panic!("two groups: {response:?}")
+        };
+        assert_eq!((known.error_code, known.members.len()), (0, 1), "{known:?}");
+        let expected = if asked { group_ops } else { NOT_PROVIDED };
+        assert_eq!(known.authorized_operations, expected, "asked={asked}");
+        // Kafka leaves a group it could not describe without operations.
+        assert_ne!(unknown.error_code, 0);
+        assert_eq!(unknown.authorized_operations, NOT_PROVIDED);
+    }
+}
