@@ -127,6 +127,11 @@ def test_cluster_and_topics_lifecycle(broker, admin, topic_name):
     # A manual assignment names one replica list per new partition, on this broker only.
     admin.create_partitions({topic: {"count": 6, "assignments": [[1], [1]]}})
     wait_until(lambda: partition_count(admin, topic) == 6, DEFAULT_WAIT_S, "6 partitions")
+    with pytest.raises(InvalidReplicationAssignmentError):
+        admin.create_partitions({topic: {"count": 7, "assignments": [[1], [1]]}})
+    with pytest.raises(InvalidReplicationAssignmentError):
+        admin.create_partitions({topic: {"count": 7, "assignments": [[2]]}})
+    assert partition_count(admin, topic) == 6
 
     admin.delete_topics([topic, defaulted])
     wait_until(

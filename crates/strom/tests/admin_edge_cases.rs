@@ -4,7 +4,7 @@
 mod common;
 
 use common::{create_topic, produce_numbered, start};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -145,16 +145,8 @@ fn create_partitions_rejects_no_growth_and_honours_validate_only() {
     let broker = start();
     create_topic(&broker, "fixed", 2);
     let mut wire = broker.wire();
-    let grow = |count: i32, validate_only: bool| {
-        let mut topic = CreatePartitionsTopic::default();
-        topic.name = topic_name("fixed");
-        topic.count = count;
-        let mut request = CreatePartitionsRequest::default();
-        request.topics = vec![topic];
-        request.timeout_ms = 10_000;
-        request.validate_only = validate_only;
-        request
-    };
+    // No assignment (null: clients send null, not an empty list, which names no partition).
+    let grow = |count: i32, validate_only: bool| grow("fixed", count, None, validate_only);
     let response = wire.call(&grow(2, false), 3).expect("CreatePartitions v3");
     assert_eq!(response.results[0].error_code, INVALID_PARTITIONS, "same count");
     let response = wire.call(&grow(5, true), 3).unwrap();
@@ -576,5 +568,109 @@ fn authorized_operations_are_every_supported_operation_when_asked() {
         // Kafka leaves a group it could not describe without operations.
         assert_ne!(unknown.error_code, 0);
         assert_eq!(unknown.authorized_operations, NOT_PROVIDED);
+    }
+}
+
+fn grow(name: &str, count: i32, assignments: Option<&[&[i32]]>, validate_only: bool) -> CreatePartitionsRequest {
+    let mut topic = CreatePartitionsTopic::default();
+    topic.name = topic_name(name);
+    topic.count = count;
+    topic.assignments = assignments.map(|lists| {
+        lists
+            .iter()
+            .map(|brokers| {
+                let mut assignment = CreatePartitionsAssignment::default();
+                assignment.broker_ids = brokers.iter().map(|&id| BrokerId(id)).collect();
+                assignment
+            })
+            .collect()
+    });
+    let mut request = CreatePartitionsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 10_000;
+    request.validate_only = validate_only;
+    request
+}
+
+/// CreatePartitions checks a manual assignment as Kafka's controller does: one replica list
+/// per new partition, each non-empty, naming only registered brokers, none twice, with the
+/// topic's replication factor; INVALID_REPLICA_ASSIGNMENT otherwise, validate_only or not, and
+/// the topic keeps its partitions.
+#[test]
+fn create_partitions_checks_a_manual_assignment() {
+    let broker = start();
+    create_topic(&broker, "grown", 2);
+    let mut wire = broker.wire();
+    let refused: [(&str, &[&[i32]]); 6] = [
+        ("more lists than new partitions", &[&[1], &[1], &[1]]),
+        ("fewer lists than new partitions", &[&[1]]),
+        ("no lists", &[]),
+        ("an empty list", &[&[1], &[]]),
+        ("an unknown broker", &[&[1], &[2]]),
+        ("a broker twice", &[&[1], &[1, 1]]),
+    ];
+    for validate_only in [true, false] {
+        for (what, lists) in refused {
+            let response = wire
+                .call(&grow("grown", 4, Some(lists), validate_only), 3)
+                .expect("CreatePartitions v3");
+            let result = &response.results[0];
+            assert_eq!(
+                result.error_code, INVALID_REPLICA_ASSIGNMENT,
+                "{what} (validate_only {validate_only}): {result:?}"
+            );
+            assert!(
+                result.error_message.as_ref().is_some_and(|m| !m.is_empty()),
+                "{what}: a message says why"
+            );
+        }
+    }
+    // A count that is no increase is INVALID_PARTITIONS, whatever the assignment says (Kafka
+    // checks the count first).
+    let response = wire.call(&grow("grown", 2, Some(&[&[1]]), false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, INVALID_PARTITIONS);
+    assert_eq!(topics(&broker).get("grown"), Some(&2), "nothing was added");
+
+    let response = wire.call(&grow("grown", 4, Some(&[&[1], &[1]]), true), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    assert_eq!(topics(&broker).get("grown"), Some(&2), "validate_only added partitions");
+    let response = wire.call(&grow("grown", 4, Some(&[&[1], &[1]]), false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    let response = wire.call(&grow("grown", 5, None, false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    assert_eq!(topics(&broker).get("grown"), Some(&5));
+}
+
+/// CreateTopics' manual assignment goes through the same checks, and its partitions must be
+/// numbered 0, 1, ... each once.
+#[test]
+fn create_topics_checks_a_manual_assignment() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let mut gap = assigned("gap", &[&[1], &[1]]);
+    gap.assignments[1].partition_index = 2;
+    let mut twice = assigned("index-twice", &[&[1], &[1]]);
+    twice.assignments[1].partition_index = 0;
+    let response = create(
+        &mut wire,
+        vec![
+            assigned("empty-list", &[&[1], &[]]),
+            assigned("broker-twice", &[&[1, 1]]),
+            gap,
+            twice,
+            assigned("valid", &[&[1], &[1], &[1]]),
+        ],
+    );
+    let valid = response.topics.iter().find(|t| t.name.0.as_str() == "valid").unwrap();
+    assert_eq!((valid.error_code, valid.num_partitions), (0, 3), "{valid:?}");
+    let listed = topics(&broker);
+    assert_eq!(listed.get("valid"), Some(&3));
+    for name in ["empty-list", "broker-twice", "gap", "index-twice"] {
+        assert_eq!(
+            error_of(&response, name),
+            INVALID_REPLICA_ASSIGNMENT,
+            "{name}: {response:?}"
+        );
+        assert!(!listed.contains_key(name), "{name} was created");
     }
 }
