@@ -356,11 +356,14 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Grows a topic to `new_count` partitions (Kafka never shrinks).
+    /// Grows a topic to `new_count` partitions (Kafka never shrinks). Once the new count is known
+    /// to be a valid increase, `check_new` is given the current count, under the admin lock, and
+    /// may refuse the growth (CreatePartitions checks a manual assignment there).
     pub fn add_partitions(
         &self,
         name: &str,
         new_count: i32,
+        check_new: impl FnOnce(i32) -> Result<(), TopicError>,
         validate_only: bool,
         now_ms: i64,
     ) -> Result<(), TopicError> {
@@ -377,6 +380,7 @@ impl TopicRegistry {
                 "at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"
             )));
         }
+        check_new(current)?;
         if validate_only {
             return Ok(());
         }

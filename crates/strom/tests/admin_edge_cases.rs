@@ -4,7 +4,7 @@
 mod common;
 
 use common::{create_topic, produce_numbered, start};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -145,16 +145,8 @@ fn create_partitions_rejects_no_growth_and_honours_validate_only() {
     let broker = start();
     create_topic(&broker, "fixed", 2);
     let mut wire = broker.wire();
-    let grow = |count: i32, validate_only: bool| {
-        let mut topic = CreatePartitionsTopic::default();
-        topic.name = topic_name("fixed");
-        topic.count = count;
-        let mut request = CreatePartitionsRequest::default();
-        request.topics = vec![topic];
-        request.timeout_ms = 10_000;
-        request.validate_only = validate_only;
-        request
-    };
+    // No assignment (null: clients send null, not an empty list, which names no partition).
+    let grow = |count: i32, validate_only: bool| grow("fixed", count, None, validate_only);
     let response = wire.call(&grow(2, false), 3).expect("CreatePartitions v3");
     assert_eq!(response.results[0].error_code, INVALID_PARTITIONS, "same count");
     let response = wire.call(&grow(5, true), 3).unwrap();
@@ -463,4 +455,222 @@ fn acks_all_needs_min_insync_replicas() {
         (0, 0),
         "acks=1 appends at offset 0"
     );
+}
+
+/// KIP-430's "not provided" value of an authorized-operations field.
+const NOT_PROVIDED: i32 = i32::MIN;
+
+/// A bit field with bit `i` set for the ACL operation of code `i`.
+fn operations(codes: &[i32]) -> i32 {
+    codes.iter().map(|code| 1 << code).sum()
+}
+
+/// Without an authorizer Kafka answers every operation the resource type supports when a
+/// request asks for authorized operations (KIP-430), and "not provided" when it does not.
+/// kafka-python's admin always asks, and reads the sentinel as no operations at all (None).
+#[test]
+fn authorized_operations_are_every_supported_operation_when_asked() {
+    use kafka_protocol::messages::{
+        ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, DescribeClusterRequest, DescribeGroupsRequest,
+        GroupId,
+    };
+    // READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
+    // DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+    let topic_ops = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
+    let group_ops = operations(&[3, 6, 8, 10, 11]);
+    let cluster_ops = operations(&[5, 7, 8, 9, 10, 11, 12]);
+
+    let broker = start();
+    create_topic(&broker, "guarded", 1);
+    let mut wire = broker.wire();
+
+    // Metadata: v8-10 carry the cluster's operations, v8+ each topic's.
+    for (version, asked) in [(8, true), (10, true), (12, true), (8, false), (12, false)] {
+        let mut request = MetadataRequest::default();
+        let mut named = MetadataRequestTopic::default();
+        named.name = Some(topic_name("guarded"));
+        let mut missing = MetadataRequestTopic::default();
+        missing.name = Some(topic_name("not-there"));
+        request.topics = Some(vec![named, missing]);
+        request.allow_auto_topic_creation = false;
+        request.include_cluster_authorized_operations = asked && version <= 10;
+        request.include_topic_authorized_operations = asked;
+        let response = wire.call(&request, version).expect("Metadata");
+        let expected = if asked { topic_ops } else { NOT_PROVIDED };
+        let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(
+            codes,
+            [0, UNKNOWN_TOPIC_OR_PARTITION],
+            "the unknown topic is answered too"
+        );
+        for topic in &response.topics {
+            assert_eq!(
+                topic.topic_authorized_operations, expected,
+                "v{version} asked={asked}: {topic:?}"
+            );
+        }
+        if version <= 10 {
+            let expected = if asked { cluster_ops } else { NOT_PROVIDED };
+            assert_eq!(
+                response.cluster_authorized_operations, expected,
+                "v{version} asked={asked}"
+            );
+        }
+    }
+
+    for version in [0, 1] {
+        for asked in [true, false] {
+            let mut request = DescribeClusterRequest::default();
+            request.include_cluster_authorized_operations = asked;
+            let response = wire.call(&request, version).expect("DescribeCluster");
+            let expected = if asked { cluster_ops } else { NOT_PROVIDED };
+            assert_eq!(
+                response.cluster_authorized_operations, expected,
+                "v{version} asked={asked}"
+            );
+        }
+    }
+
+    // A KIP-848 group with one member, and a classic group id nobody uses (described Dead,
+    // without an error, so with operations, as Kafka does).
+    let mut heartbeat = ConsumerGroupHeartbeatRequest::default();
+    heartbeat.group_id = GroupId(StrBytes::from_static_str("ops-group"));
+    heartbeat.member_id = StrBytes::from_static_str("ops-member-0000000000");
+    heartbeat.member_epoch = 0;
+    heartbeat.rebalance_timeout_ms = 30_000;
+    heartbeat.subscribed_topic_names = Some(vec![topic_name("guarded")]);
+    heartbeat.topic_partitions = Some(vec![]);
+    let joined = wire.call(&heartbeat, 0).expect("ConsumerGroupHeartbeat");
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+
+    for asked in [true, false] {
+        let mut request = DescribeGroupsRequest::default();
+        request.groups = vec![GroupId(StrBytes::from_static_str("nobody-here"))];
+        request.include_authorized_operations = asked;
+        let response = wire.call(&request, 5).expect("DescribeGroups v5");
+        let expected = if asked { group_ops } else { NOT_PROVIDED };
+        assert_eq!(response.groups[0].error_code, 0);
+        assert_eq!(response.groups[0].authorized_operations, expected, "asked={asked}");
+
+        let mut request = ConsumerGroupDescribeRequest::default();
+        request.group_ids = vec![
+            GroupId(StrBytes::from_static_str("ops-group")),
+            GroupId(StrBytes::from_static_str("no-such-group")),
+        ];
+        request.include_authorized_operations = asked;
+        let response = wire.call(&request, 0).expect("ConsumerGroupDescribe");
+        let [known, unknown] = &response.groups[..] else {
+            panic!("two groups: {response:?}")
+        };
+        assert_eq!((known.error_code, known.members.len()), (0, 1), "{known:?}");
+        let expected = if asked { group_ops } else { NOT_PROVIDED };
+        assert_eq!(known.authorized_operations, expected, "asked={asked}");
+        // Kafka leaves a group it could not describe without operations.
+        assert_ne!(unknown.error_code, 0);
+        assert_eq!(unknown.authorized_operations, NOT_PROVIDED);
+    }
+}
+
+fn grow(name: &str, count: i32, assignments: Option<&[&[i32]]>, validate_only: bool) -> CreatePartitionsRequest {
+    let mut topic = CreatePartitionsTopic::default();
+    topic.name = topic_name(name);
+    topic.count = count;
+    topic.assignments = assignments.map(|lists| {
+        lists
+            .iter()
+            .map(|brokers| {
+                let mut assignment = CreatePartitionsAssignment::default();
+                assignment.broker_ids = brokers.iter().map(|&id| BrokerId(id)).collect();
+                assignment
+            })
+            .collect()
+    });
+    let mut request = CreatePartitionsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 10_000;
+    request.validate_only = validate_only;
+    request
+}
+
+/// CreatePartitions checks a manual assignment as Kafka's controller does: one replica list
+/// per new partition, each non-empty, naming only registered brokers, none twice, with the
+/// topic's replication factor; INVALID_REPLICA_ASSIGNMENT otherwise, validate_only or not, and
+/// the topic keeps its partitions.
+#[test]
+fn create_partitions_checks_a_manual_assignment() {
+    let broker = start();
+    create_topic(&broker, "grown", 2);
+    let mut wire = broker.wire();
+    let refused: [(&str, &[&[i32]]); 6] = [
+        ("more lists than new partitions", &[&[1], &[1], &[1]]),
+        ("fewer lists than new partitions", &[&[1]]),
+        ("no lists", &[]),
+        ("an empty list", &[&[1], &[]]),
+        ("an unknown broker", &[&[1], &[2]]),
+        ("a broker twice", &[&[1], &[1, 1]]),
+    ];
+    for validate_only in [true, false] {
+        for (what, lists) in refused {
+            let response = wire
+                .call(&grow("grown", 4, Some(lists), validate_only), 3)
+                .expect("CreatePartitions v3");
+            let result = &response.results[0];
+            assert_eq!(
+                result.error_code, INVALID_REPLICA_ASSIGNMENT,
+                "{what} (validate_only {validate_only}): {result:?}"
+            );
+            assert!(
+                result.error_message.as_ref().is_some_and(|m| !m.is_empty()),
+                "{what}: a message says why"
+            );
+        }
+    }
+    // A count that is no increase is INVALID_PARTITIONS, whatever the assignment says (Kafka
+    // checks the count first).
+    let response = wire.call(&grow("grown", 2, Some(&[&[1]]), false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, INVALID_PARTITIONS);
+    assert_eq!(topics(&broker).get("grown"), Some(&2), "nothing was added");
+
+    let response = wire.call(&grow("grown", 4, Some(&[&[1], &[1]]), true), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    assert_eq!(topics(&broker).get("grown"), Some(&2), "validate_only added partitions");
+    let response = wire.call(&grow("grown", 4, Some(&[&[1], &[1]]), false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    let response = wire.call(&grow("grown", 5, None, false), 3).unwrap();
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    assert_eq!(topics(&broker).get("grown"), Some(&5));
+}
+
+/// CreateTopics' manual assignment goes through the same checks, and its partitions must be
+/// numbered 0, 1, ... each once.
+#[test]
+fn create_topics_checks_a_manual_assignment() {
+    let broker = start();
+    let mut wire = broker.wire();
+    let mut gap = assigned("gap", &[&[1], &[1]]);
+    gap.assignments[1].partition_index = 2;
+    let mut twice = assigned("index-twice", &[&[1], &[1]]);
+    twice.assignments[1].partition_index = 0;
+    let response = create(
+        &mut wire,
+        vec![
+            assigned("empty-list", &[&[1], &[]]),
+            assigned("broker-twice", &[&[1, 1]]),
+            gap,
+            twice,
+            assigned("valid", &[&[1], &[1], &[1]]),
+        ],
+    );
+    let valid = response.topics.iter().find(|t| t.name.0.as_str() == "valid").unwrap();
+    assert_eq!((valid.error_code, valid.num_partitions), (0, 3), "{valid:?}");
+    let listed = topics(&broker);
+    assert_eq!(listed.get("valid"), Some(&3));
+    for name in ["empty-list", "broker-twice", "gap", "index-twice"] {
+        assert_eq!(
+            error_of(&response, name),
+            INVALID_REPLICA_ASSIGNMENT,
+            "{name}: {response:?}"
+        );
+        assert!(!listed.contains_key(name), "{name} was created");
+    }
 }

@@ -8,12 +8,11 @@ use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescri
 use kafka_protocol::ResponseError;
 use strom_group::Assignment;
 
+use super::authorized_operations::{self, Resource};
 use super::{code, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::groups;
 
-/// Not computed: ACLs do not exist yet.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// `member_type` (v1): this member speaks the consumer protocol.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 
@@ -37,19 +36,22 @@ pub(super) fn handle(
             .collect();
         out
     };
+    let include_authorized_operations = request.include_authorized_operations;
     let mut response = ConsumerGroupDescribeResponse::default();
     response.groups = request
         .group_ids
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
-            out.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
             match groups::describe_consumer_group(broker, &group_id) {
                 None => {
                     out.error_code = code(ResponseError::GroupIdNotFound);
                     out.error_message = Some(str_bytes(&format!("{} is not a consumer group", group_id.as_str())));
                 }
                 Some(group) => {
+                    // As Kafka: only groups described without an error carry them.
+                    out.authorized_operations =
+                        authorized_operations::answer(include_authorized_operations, Resource::Group);
                     out.group_state = str_bytes(group.state);
                     out.group_epoch = group.group_epoch;
                     out.assignment_epoch = group.assignment_epoch;

@@ -2,32 +2,78 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::topic_config;
 use crate::topics::TopicError;
 
-/// A manual assignment may only name this broker, once per partition.
+/// Kafka's checks of a manual assignment (the controller's validateManualPartitionAssignment),
+/// for CreateTopics and CreatePartitions alike: each partition's replica list is non-empty,
+/// names only registered brokers (on a single node: this one), none of them twice, and has as
+/// many replicas as every other partition of the topic: `replication_factor` when the topic
+/// has one already, else the first list's length.
 pub(super) fn check_assignments<'a>(
     broker: &Broker,
-    assignments: impl Iterator<Item = &'a [kafka_protocol::messages::BrokerId]>,
+    assignments: impl IntoIterator<Item = (i32, &'a [BrokerId])>,
+    mut replication_factor: Option<usize>,
 ) -> Result<(), TopicError> {
-    for replicas in assignments {
-        if let Some(other) = replicas.iter().find(|b| b.0 != broker.node_id()) {
-            return Err(TopicError::InvalidReplicaAssignment(format!(
-                "the assignment names broker {}, but only broker {} is registered",
-                other.0,
-                broker.node_id()
-            )));
+    let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
+    for (partition, replicas) in assignments {
+        if replicas.is_empty() {
+            return invalid(format!(
+                "the manual assignment gives partition {partition} an empty replica list"
+            ));
         }
-        if replicas.len() != 1 {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {} is larger than the 1 available broker",
-                replicas.len()
-            )));
+        let mut sorted: Vec<i32> = replicas.iter().map(|b| b.0).collect();
+        sorted.sort_unstable();
+        for (i, &id) in sorted.iter().enumerate() {
+            if id != broker.node_id() {
+                return invalid(format!(
+                    "the manual assignment of partition {partition} names broker {id}, but only broker {} is registered",
+                    broker.node_id()
+                ));
+            }
+            if i > 0 && sorted[i - 1] == id {
+                return invalid(format!(
+                    "the manual assignment of partition {partition} names broker {id} more than once"
+                ));
+            }
+        }
+        match replication_factor {
+            Some(factor) if factor != replicas.len() => {
+                return invalid(format!(
+                    "the manual assignment gives partition {partition} {} replica(s), but the topic's other partitions have {factor}",
+                    replicas.len()
+                ));
+            }
+            _ => replication_factor = Some(replicas.len()),
+        }
+    }
+    Ok(())
+}
+
+/// A manual assignment must name partitions 0, 1, ... each once, as Kafka requires.
+fn check_partition_indexes(assignments: &[CreatableReplicaAssignment]) -> Result<(), TopicError> {
+    let mut seen = vec![false; assignments.len()];
+    for assignment in assignments {
+        let index = assignment.partition_index;
+        match usize::try_from(index).ok().and_then(|i| seen.get_mut(i)) {
+            Some(true) => {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "the manual assignment names partition {index} more than once"
+                )))
+            }
+            Some(slot) => *slot = true,
+            None => {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "the manual assignment names partition {index}; partitions must be numbered 0 to {} without gaps",
+                    assignments.len() - 1
+                )))
+            }
         }
     }
     Ok(())
@@ -43,7 +89,10 @@ pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
         let name = topic.name.to_string();
-        let partitions = if topic.num_partitions == -1 {
+        // A manual assignment fixes the count (and the answer's num_partitions).
+        let partitions = if !topic.assignments.is_empty() {
+            topic.assignments.len() as i32
+        } else if topic.num_partitions == -1 {
             broker.config.num_partitions
         } else {
             topic.num_partitions
@@ -69,16 +118,15 @@ pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16
                 Err(TopicError::InvalidPartitions(
                     "give either assignments or partition count and replication factor".into(),
                 ))
-            } else if let Err(e) = check_assignments(broker, topic.assignments.iter().map(|a| &a.broker_ids[..])) {
+            } else if let Err(e) = check_partition_indexes(&topic.assignments).and_then(|()| {
+                let lists = topic.assignments.iter().map(|a| (a.partition_index, &a.broker_ids[..]));
+                check_assignments(broker, lists, None)
+            }) {
                 Err(e)
             } else {
-                broker.topics.create(
-                    &name,
-                    topic.assignments.len() as i32,
-                    overrides.clone(),
-                    request.validate_only,
-                    now_ms(),
-                )
+                broker
+                    .topics
+                    .create(&name, partitions, overrides.clone(), request.validate_only, now_ms())
             }
         } else if topic.replication_factor != -1 && topic.replication_factor != 1 {
             Err(TopicError::InvalidReplicationFactor(format!(

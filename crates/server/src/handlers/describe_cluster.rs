@@ -3,11 +3,14 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
+use super::authorized_operations::{self, Resource};
 use super::str_bytes;
 use crate::broker::Broker;
 
-pub(super) fn handle(broker: &Broker, _request: &DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+pub(super) fn handle(broker: &Broker, request: &DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
+    response.cluster_authorized_operations =
+        authorized_operations::answer(request.include_cluster_authorized_operations, Resource::Cluster);
     response.cluster_id = str_bytes(&broker.cluster_id);
     response.controller_id = BrokerId(broker.node_id());
     if version >= 1 {

@@ -4,21 +4,23 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
+use super::authorized_operations::{self, Resource};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::groups;
 
-/// DescribeGroups v3+ asks for authorized operations; this value means "not computed".
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
 pub(super) fn handle(broker: &Broker, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    // From v3 a client may ask for its authorized operations; Kafka answers for every group
+    // without an error, unknown (Dead) ones included.
+    let authorized_operations =
+        authorized_operations::answer(version >= 3 && request.include_authorized_operations, Resource::Group);
     let mut response = DescribeGroupsResponse::default();
     response.groups = request
         .groups
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
-            out.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+            out.authorized_operations = authorized_operations;
             match groups::describe(broker, &group_id) {
                 None => out.group_state = str_bytes("Dead"),
                 Some(description) => {

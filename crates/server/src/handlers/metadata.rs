@@ -7,6 +7,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorized_operations::{self, Resource};
 use super::{code, str_bytes, topic_name};
 use crate::broker::{now_ms, Broker};
 use crate::topics::{Topic, TopicError};
@@ -40,6 +41,15 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
                 .collect(),
         ),
     };
+    // v8-10 may ask for the cluster's authorized operations, v8+ for each topic's (KIP-430).
+    if (8..=10).contains(&version) {
+        response.cluster_authorized_operations =
+            authorized_operations::answer(request.include_cluster_authorized_operations, Resource::Cluster);
+    }
+    let topic_authorized_operations = authorized_operations::answer(
+        version >= 8 && request.include_topic_authorized_operations,
+        Resource::Topic,
+    );
     let auto_create = broker.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
     response.topics = match requested {
         None => broker
@@ -56,6 +66,11 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
             })
             .collect(),
     };
+    // As Kafka: every topic answered by name, found or not; an unknown topic id keeps "not
+    // provided".
+    for topic in response.topics.iter_mut().filter(|topic| topic.name.is_some()) {
+        topic.topic_authorized_operations = topic_authorized_operations;
+    }
     response
 }
 

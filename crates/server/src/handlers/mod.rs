@@ -17,6 +17,7 @@ use strom_group::GroupError;
 
 mod admin_configs;
 mod api_versions;
+mod authorized_operations;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod create_partitions;
