@@ -48,6 +48,18 @@ pub struct LogConfig {
     pub flush_messages: u64,
 }
 
+/// How a log is opened: properties of the broker's role for the partition, not topic configs,
+/// so they are not in [`LogConfig`] (which the server rebuilds from topic configs and replaces
+/// with [`crate::Log::set_config`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOpenOptions {
+    /// Replicated semantics: the high watermark starts at the `high-watermark` checkpoint
+    /// (clamped to the log's offsets; the log start offset if there is none) instead of the
+    /// log end offset, and [`crate::Log::close`] writes the checkpoint. Off (the default), a
+    /// single node's log is committed up to its end.
+    pub high_watermark_from_checkpoint: bool,
+}
+
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Default for LogConfig {

@@ -17,7 +17,7 @@ pub(crate) struct EpochEntry {
     pub(crate) start_offset: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct LeaderEpochCache {
     path: PathBuf,
     /// Epochs and start offsets both strictly increase.
@@ -43,9 +43,23 @@ impl LeaderEpochCache {
         )
     }
 
-    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[EpochEntry] {
         &self.entries
+    }
+
+    /// The first offset written in `epoch`, if the cache knows that exact epoch.
+    pub(crate) fn start_offset_of(&self, epoch: i32) -> Option<i64> {
+        self.entries.iter().find(|e| e.epoch == epoch).map(|e| e.start_offset)
+    }
+
+    /// The latest epoch that began below `offset`: the newest epoch that owns data in a log
+    /// ending at `offset` (an epoch starting at the log end was assigned but wrote nothing).
+    pub(crate) fn latest_epoch_below(&self, offset: i64) -> Option<i32> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.start_offset < offset)
+            .map(|e| e.epoch)
     }
 
     pub(crate) fn latest_start_offset(&self) -> Option<i64> {

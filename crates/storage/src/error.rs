@@ -102,3 +102,45 @@ pub enum ReadError {
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+/// Why a follower refused batches from its leader ([`crate::Log::append_replicated`]). Apart
+/// from `Storage`, nothing was written. A separate type from [`AppendError`]: a follower never
+/// refuses for producer state (the leader already checked), and it has its own refusals.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicatedAppendError {
+    /// Damaged or malformed bytes (CRC mismatch, torn batch, bad header): refetch.
+    #[error("replicated batch at byte {position}: {source}")]
+    InvalidBatch {
+        position: usize,
+        #[source]
+        source: strom_record::BatchError,
+    },
+    /// A header field no leader writes (negative offsets, a record count beyond the offsets).
+    #[error("replicated batch at byte {position}: {reason}")]
+    InvalidHeader { position: usize, reason: &'static str },
+    /// The batches start below the log end offset: the follower must truncate (after
+    /// OffsetForLeaderEpoch) or fetch from its log end.
+    #[error("replicated batches start at offset {base_offset}, below the log end offset {log_end_offset}")]
+    UnexpectedBaseOffset { base_offset: i64, log_end_offset: i64 },
+    /// Within one record set, a batch starts at or below the previous batch's last offset.
+    #[error("replicated batch at offset {base_offset} does not follow the previous batch, which ended at {previous_last_offset}")]
+    OffsetsOutOfOrder {
+        previous_last_offset: i64,
+        base_offset: i64,
+    },
+    /// A batch's leader epoch is below one the log already holds data of (or below an earlier
+    /// batch of the same record set): the follower has diverged and must truncate.
+    #[error("replicated batch at offset {base_offset} has leader epoch {received}, below the latest epoch {latest}")]
+    EpochRegression {
+        base_offset: i64,
+        received: i32,
+        latest: i32,
+    },
+    /// The gap between an empty active segment's base offset and the batch is more than a
+    /// segment's relative offsets can hold (a follower far behind a leader whose log starts
+    /// much later): the follower has to start its log over at the leader's log start offset.
+    #[error("replicated batch at offset {base_offset} is beyond the reach of segment {segment_base_offset}")]
+    OffsetGapTooLarge { base_offset: i64, segment_base_offset: i64 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -9,6 +9,8 @@
 //! - `time_index`: the sparse `.timeindex` file (max timestamp so far -> relative offset).
 //! - `index_file`: fixed-size entries in memory and on disk, shared by both indexes.
 //! - `recovery`: `Log::open`: validate, truncate torn tails, rebuild indexes and state.
+//! - `replication`: a follower's append of the leader's batches as they are, leader epoch
+//!   queries and assignment, and the `high-watermark` checkpoint.
 //! - `retention`: `retention.ms`, `retention.bytes`, DeleteRecords.
 //! - `compaction`: `cleanup.policy=compact` as job (under lock) / run (no lock) / install.
 //! - `producer_state`: idempotent producer sequences, open transactions, and their
@@ -35,19 +37,22 @@
 //! offset may sit inside the first segment (DeleteRecords); reads below it or above the log
 //! end offset are `OffsetOutOfRange`; a read at the log end offset is empty. Fetches are
 //! bounded by the high watermark, which the server advances (on open it equals the log end
-//! offset).
+//! offset, or for a replicated partition the `high-watermark` checkpoint). A follower's log
+//! may have offset gaps between batches (its leader compacted them away).
 //!
 //! # Directory
 //! `<base>.log`, `<base>.index`, `<base>.timeindex` (and `<base>.txnindex` once a transaction
 //! aborted there) per segment; `<offset>.snapshot` producer
 //! state; `leader-epoch-checkpoint`, `log-start-offset`, `recovery-point`, `cleaner-offset`
-//! checkpoints; `clean-shutdown` while closed cleanly. Temp files end in `.tmp` or `.cleaned`.
+//! checkpoints; `high-watermark` once written (`Log::checkpoint_high_watermark`, and `close`
+//! for a log opened for replication); `clean-shutdown` while closed cleanly. Temp files end in `.tmp` or `.cleaned`.
 //!
 //! # Appends
 //! Batches are stored byte for byte as validated; the broker patches only the base offset,
 //! the partition leader epoch and, for `LogAppendTime` topics, the timestamp (with the CRC).
 //! The patched header and the untouched rest are written with one vectored write, so the
-//! payload is not copied (except for `LogAppendTime`).
+//! payload is not copied (except for `LogAppendTime`). A follower patches nothing: it stores
+//! the leader's batches byte for byte (`replication`).
 
 mod checkpoint;
 mod compaction;
@@ -59,20 +64,24 @@ pub mod log;
 mod offset_index;
 mod producer_state;
 mod recovery;
+mod replication;
 mod retention;
 mod segment;
 mod time_index;
 mod txn_index;
 
 #[cfg(test)]
+mod replication_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod txn_tests;
 
 pub use compaction::{CompactionJob, CompactionReport, CompactionResult, KEY_MAP_BYTES_MAX};
-pub use config::{CleanupPolicy, LogConfig, DAY_MS};
-pub use error::{AppendError, ReadError, StorageError};
+pub use config::{CleanupPolicy, LogConfig, LogOpenOptions, DAY_MS};
+pub use error::{AppendError, ReadError, ReplicatedAppendError, StorageError};
 pub use log::{AppendOutcome, FileChunk, FlushJob, Log, ReadSlice, RecoveryReport, TimestampOffset};
 pub use producer_state::{ProducerDescription, BATCHES_PER_PRODUCER_MAX};
+pub use replication::{ReplicatedAppend, ReplicatedBatches};
 pub use retention::RetentionReport;
 pub use txn_index::AbortedTxn;

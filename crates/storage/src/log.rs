@@ -30,6 +30,7 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset";
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +164,12 @@ pub struct Log {
     pub(crate) poisoned: bool,
     /// Compaction's progress: the first offset not yet cleaned.
     pub(crate) cleaner_offset: i64,
+    /// Opened with [`crate::LogOpenOptions::high_watermark_from_checkpoint`]: `close` writes
+    /// the `high-watermark` checkpoint.
+    pub(crate) high_watermark_checkpoint_on_close: bool,
+    /// What the `high-watermark` file holds, as far as this log knows (read on open or last
+    /// written), so an unchanged value is not written again.
+    pub(crate) high_watermark_checkpointed: Option<i64>,
 }
 
 impl Log {
@@ -189,8 +196,10 @@ impl Log {
         self.active().next_offset
     }
 
-    /// After open this equals the log end offset: a single node acknowledges only what it has
-    /// written, so everything in the log is committed. Replication will persist it instead.
+    /// After a plain open this equals the log end offset: a single node acknowledges only what
+    /// it has written, so everything in the log is committed. Opened with
+    /// [`crate::LogOpenOptions::high_watermark_from_checkpoint`] it starts at the last
+    /// checkpointed value (see [`Log::checkpoint_high_watermark`]).
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }
@@ -481,10 +490,20 @@ impl Log {
     /// Starts a new empty active segment at the log end offset, snapshotting producer state
     /// there so recovery replays at most one segment. No-op if the active segment is empty.
     pub(crate) fn roll(&mut self) -> Result<(), StorageError> {
+        self.roll_at(self.log_end_offset())
+    }
+
+    /// [`Log::roll`] with the new segment starting at `base_offset`, at or above the log end
+    /// offset: a follower starts it at the next batch's base offset, which a compacted leader
+    /// may have placed above the log end.
+    pub(crate) fn roll_at(&mut self, base_offset: i64) -> Result<(), StorageError> {
         if self.active().is_empty() {
             return Ok(());
         }
-        let base_offset = self.log_end_offset();
+        assert!(
+            base_offset >= self.log_end_offset(),
+            "a new segment starts at or above the log end offset"
+        );
         self.producer_state.write_snapshot(&self.dir, base_offset)?;
         self.remove_old_snapshots(base_offset)?;
         let segment = Segment::create(&self.dir, base_offset, self.config.index_config(), "")?;
@@ -729,13 +748,17 @@ impl Log {
         Ok(())
     }
 
-    /// Flushes, snapshots producer state at the log end, and marks a clean shutdown so the next
-    /// open trusts the indexes instead of scanning.
+    /// Flushes, snapshots producer state at the log end, writes the high watermark checkpoint
+    /// (if opened for replication), and marks a clean shutdown so the next open trusts the
+    /// indexes instead of scanning.
     pub fn close(mut self) -> Result<(), StorageError> {
         self.flush()?;
         let log_end_offset = self.log_end_offset();
         self.producer_state.write_snapshot(&self.dir, log_end_offset)?;
         self.remove_old_snapshots(log_end_offset)?;
+        if self.high_watermark_checkpoint_on_close {
+            self.checkpoint_high_watermark()?;
+        }
         checkpoint::write_offset(&self.dir.join(CLEAN_SHUTDOWN_FILE), log_end_offset)
     }
 

@@ -9,6 +9,8 @@
 //! - missing or damaged indexes are rebuilt;
 //! - stray files of an interrupted compaction or checkpoint write (`*.cleaned`, `*.tmp`) are
 //!   removed;
+//! - with [`LogOpenOptions::high_watermark_from_checkpoint`], the high watermark is the
+//!   `high-watermark` checkpoint clamped to the recovered log (else the log end offset);
 //! - the leader epoch cache is truncated to the log end (or rebuilt from batch headers if its
 //!   file is missing or corrupt), and producer state is loaded from the newest usable snapshot
 //!   and replayed from batch headers up to the log end.
@@ -20,12 +22,12 @@ use std::fs;
 use std::path::Path;
 
 use crate::checkpoint;
-use crate::config::LogConfig;
+use crate::config::{LogConfig, LogOpenOptions};
 use crate::epoch_checkpoint::{self, LeaderEpochCache};
 use crate::error::{IoContext, StorageError};
 use crate::log::{
-    remove_if_exists, Log, RecoveryReport, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE,
-    RECOVERY_POINT_FILE,
+    remove_if_exists, Log, RecoveryReport, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 use crate::producer_state::{self, ProducerState};
 use crate::segment::{self, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
@@ -35,6 +37,16 @@ impl Log {
     /// Opens (creating if absent) the log in `dir`, running crash recovery. `now_ms` is not
     /// read yet; it is part of the signature so time-based repairs stay injectable.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport), StorageError> {
+        Log::open_with(dir, config, LogOpenOptions::default(), now_ms)
+    }
+
+    /// [`Log::open`] with options; see [`LogOpenOptions`].
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        options: LogOpenOptions,
+        now_ms: i64,
+    ) -> Result<(Log, RecoveryReport), StorageError> {
         let _ = now_ms;
         fs::create_dir_all(dir).at(dir)?;
         let mut report = RecoveryReport::default();
@@ -85,6 +97,11 @@ impl Log {
         let recovery_point = read_checkpoint(dir, RECOVERY_POINT_FILE, &mut report, &mut repair).unwrap_or(i64::MIN);
         let log_start_checkpoint = read_checkpoint(dir, LOG_START_OFFSET_FILE, &mut report, &mut repair);
         let cleaner_checkpoint = read_checkpoint(dir, CLEANER_OFFSET_FILE, &mut report, &mut repair);
+        let high_watermark_checkpoint = if options.high_watermark_from_checkpoint {
+            read_checkpoint(dir, HIGH_WATERMARK_FILE, &mut report, &mut repair)
+        } else {
+            None
+        };
 
         let index_config = config.index_config();
         let mut segments = BTreeMap::new();
@@ -176,12 +193,26 @@ impl Log {
             unflushed_messages: 0,
             poisoned: false,
             cleaner_offset: 0,
+            high_watermark_checkpoint_on_close: options.high_watermark_from_checkpoint,
+            high_watermark_checkpointed: high_watermark_checkpoint,
         };
         let log_end_offset = log.log_end_offset();
         log.log_start_offset = log_start_checkpoint
             .unwrap_or(first_base)
             .clamp(first_base, log_end_offset);
-        log.high_watermark = log_end_offset;
+        log.high_watermark = if options.high_watermark_from_checkpoint {
+            // No checkpoint: nothing is known to be committed (Kafka starts at 0, clamped).
+            let checkpointed = high_watermark_checkpoint.unwrap_or(log.log_start_offset);
+            if checkpointed > log_end_offset {
+                repair(
+                    &mut report,
+                    format!("high watermark checkpoint {checkpointed} is above the log end offset {log_end_offset}: clamped"),
+                );
+            }
+            checkpointed.clamp(log.log_start_offset, log_end_offset)
+        } else {
+            log_end_offset
+        };
         log.cleaner_offset = cleaner_checkpoint
             .unwrap_or(log.log_start_offset)
             .clamp(log.log_start_offset, log_end_offset);
