@@ -66,6 +66,11 @@ pub fn settle(
                 isr = vec![from_elr];
                 elr.retain(|r| *r != from_elr);
                 from_elr
+            } else if let Some(recovered) = balanced_recovery(state, &elr, &usable) {
+                isr = vec![recovered];
+                elr.clear();
+                recovery = LeaderRecoveryState::Recovering;
+                recovered
             } else if election == Election::Unclean || ctx.unclean_enabled {
                 match unclean_candidate(state, &usable) {
                     Some(candidate) => {
@@ -164,6 +169,22 @@ fn next_elr(state: &PartitionState, isr: &[BrokerId], min_isr: usize) -> Vec<Bro
     )
 }
 
+/// KIP-966's balanced unclean recovery: with no ISR and no ELR left, once every replica of
+/// the last known ELR is back, the first of them leads again, marked `Recovering` (an unclean
+/// stop may have cost it records it had not flushed). Without this a partition whose only
+/// replica crashed would stay offline for good; with it, no replica that was out of sync
+/// when the last ISR member left is ever preferred.
+fn balanced_recovery(state: &PartitionState, elr: &[BrokerId], usable: &dyn Fn(BrokerId) -> bool) -> Option<BrokerId> {
+    if !elr.is_empty() || state.last_known_elr.is_empty() {
+        return None;
+    }
+    state
+        .last_known_elr
+        .iter()
+        .all(|b| usable(*b))
+        .then(|| state.last_known_elr[0])
+}
+
 /// The replica an unclean election picks: a usable one from the last known ELR first, then
 /// any usable assigned replica in assignment order.
 fn unclean_candidate(state: &PartitionState, usable: &dyn Fn(BrokerId) -> bool) -> Option<BrokerId> {
@@ -248,6 +269,26 @@ mod tests {
         assert_eq!((back.leader, back.isr.clone()), (1, vec![1]));
         assert!(back.elr.is_empty());
         assert_eq!(back.leader_recovery_state, LeaderRecoveryState::Recovered);
+    }
+
+    #[test]
+    fn the_last_known_replicas_recover_the_partition_once_all_are_back() {
+        // The only replica stopped uncleanly and lost its eligibility; once it is back it
+        // leads again, marked recovering; an out-of-sync replica never does.
+        let state = PartitionState {
+            isr: vec![],
+            elr: vec![],
+            last_known_elr: vec![1, 3],
+            leader: NO_LEADER,
+            ..PartitionState::new(vec![1, 2, 3])
+        };
+        let only_2_and_3 = |b| b != 1;
+        assert!(settle(&state, &[], Election::Clean, &ctx(1, &only_2_and_3)).is_none());
+        let all = |_| true;
+        let s = after(&state, settle(&state, &[], Election::Clean, &ctx(1, &all)));
+        assert_eq!((s.leader, s.isr.clone()), (1, vec![1]));
+        assert_eq!(s.leader_recovery_state, LeaderRecoveryState::Recovering);
+        assert!(s.last_known_elr.is_empty());
     }
 
     #[test]

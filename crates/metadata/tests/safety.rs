@@ -114,6 +114,11 @@ impl Sim {
         let (_, errors) = self.image.apply_batch(offset, &plan.records);
         assert!(errors.is_empty(), "plan did not apply: {errors:?}");
         self.check(&before);
+        for (_, partition, state) in self.image.partitions() {
+            if state.leader_recovery_state == LeaderRecoveryState::Recovering {
+                self.complete[partition as usize] = BTreeSet::from([state.leader]);
+            }
+        }
     }
 
     fn start(&mut self, broker: BrokerId) {
@@ -299,7 +304,19 @@ impl Sim {
                     );
                 }
             }
-            assert_eq!(state.leader_recovery_state, LeaderRecoveryState::Recovered);
+            if state.leader_recovery_state == LeaderRecoveryState::Recovering {
+                // KIP-966's recovery of the last known replicas after they all stopped
+                // uncleanly: the only way back, and one that may have lost what they had not
+                // flushed. What it holds is the partition's truth from here on.
+                assert!(
+                    before
+                        .partition(&topic.id, partition)
+                        .is_some_and(|old| old.leader == NO_LEADER
+                            || old.leader_recovery_state == LeaderRecoveryState::Recovering),
+                    "a recovering leader replaced a live one: {state:?}"
+                );
+                continue;
+            }
             let complete = &self.complete[p];
             for b in state.isr.iter().chain(state.elr.iter()).chain([state.leader].iter()) {
                 if *b != NO_LEADER && self.alive.contains(b) && self.image.is_usable(*b) {

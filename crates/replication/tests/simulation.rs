@@ -242,6 +242,7 @@ struct Stats {
     crashes: usize,
     elections: usize,
     truncations: usize,
+    recoveries: usize,
 }
 
 fn loss_free(payload: &Payload) -> bool {
@@ -549,6 +550,15 @@ impl World {
                             proposal_sent_ms: None,
                         };
                         lost_waiters = true;
+                        if state.leader_recovery_state == LeaderRecoveryState::Recovering {
+                            // Every replica stopped uncleanly and KIP-966's recovery brought the
+                            // last known one back: what the replicas lost with their unflushed
+                            // tails is lost (Kafka's contract without fsync per write). Checks
+                            // start over from this leader's log.
+                            self.committed[partition as usize].clear();
+                            self.acked[partition as usize].clear();
+                            self.stats.recoveries += 1;
+                        }
                         let key = (partition, state.leader_epoch);
                         let previous = self.leaders_by_epoch.insert(key, id);
                         assert!(
@@ -1229,6 +1239,7 @@ fn replication_under_faults_loses_no_committed_record() {
                 total.crashes += stats.crashes;
                 total.elections += stats.elections;
                 total.truncations += stats.truncations;
+                total.recoveries += stats.recoveries;
             }
             Err(e) => {
                 eprintln!("simulation seed {seed} failed; reproduce with STROM_SIM_SEED={seed}");

@@ -17,6 +17,12 @@ pub enum StartupError {
     Locked(String),
     #[error(transparent)]
     Topics(#[from] crate::topics::TopicError),
+    #[error("data directory {path} belongs to cluster {found}, but the controller voters make this cluster {expected}; refusing to start")]
+    OtherCluster {
+        path: String,
+        found: String,
+        expected: String,
+    },
 }
 
 pub struct Broker {
@@ -26,6 +32,10 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     pub groups: crate::groups::Groups,
     pub txns: crate::txns::Txns,
+    /// In a cluster: the metadata quorum, the image and the way to the controller.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// In a cluster: this broker's session with the controller, once registered.
+    pub session: watch::Receiver<Option<crate::cluster::lifecycle::Session>>,
     /// When this broker process started (ms since the epoch): the epoch of the feature levels
     /// ApiVersions finalizes. Clients keep the levels of the highest epoch they have seen, so
     /// it must grow when a restart may have changed them.
@@ -55,21 +65,48 @@ fn dir_error(path: &Path, e: impl std::fmt::Display) -> StartupError {
 impl Broker {
     /// Opens the data directory (creating it on first start) and recovers every log.
     pub fn open(config: BrokerConfig) -> Result<Broker, StartupError> {
+        let dir_lock = lock_data_dir(&config.data_dir)?;
+        let (_, session) = watch::channel(None);
+        Broker::open_locked(config, dir_lock, None, session)
+    }
+
+    /// [`Broker::open`] with the data directory already locked ([`lock_data_dir`]) and, in a
+    /// cluster, the node's quorum started.
+    pub fn open_locked(
+        config: BrokerConfig,
+        dir_lock: std::fs::File,
+        cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+        session: watch::Receiver<Option<crate::cluster::lifecycle::Session>>,
+    ) -> Result<Broker, StartupError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| dir_error(&data_dir, e))?;
-        let lock_path = data_dir.join(".lock");
-        let dir_lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| dir_error(&lock_path, e))?;
-        dir_lock
-            .try_lock()
-            .map_err(|_| StartupError::Locked(data_dir.display().to_string()))?;
-        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
-        let producer_ids = ProducerIdAllocator::open(&data_dir.join("__strom"))?;
-        let topics = TopicRegistry::open(&data_dir, config.topic_defaults.clone(), now_ms())?;
+        let cluster_id = match &cluster {
+            None => load_or_create_cluster_id(&data_dir, config.node_id)?,
+            Some(cluster) => {
+                let found = load_or_create_cluster_id_as(&data_dir, config.node_id, &cluster.cluster_id)?;
+                if found != cluster.cluster_id {
+                    return Err(StartupError::OtherCluster {
+                        path: data_dir.display().to_string(),
+                        found,
+                        expected: cluster.cluster_id.clone(),
+                    });
+                }
+                found
+            }
+        };
+        let producer_ids = match &cluster {
+            None => ProducerIdAllocator::open(&data_dir.join("__strom"))?,
+            Some(cluster) => ProducerIdAllocator::from_controller(producer_id_blocks(
+                cluster.clone(),
+                session.clone(),
+                config.node_id,
+            )),
+        };
+        let topics = TopicRegistry::open(
+            &data_dir,
+            config.topic_defaults.clone(),
+            now_ms(),
+            config.cluster.is_cluster(),
+        )?;
         let groups = crate::groups::Groups::load(
             &topics,
             config.groups.clone(),
@@ -90,6 +127,8 @@ impl Broker {
             producer_ids,
             groups,
             txns,
+            cluster,
+            session,
             started_ms: now_ms(),
             appended,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
@@ -124,22 +163,75 @@ impl Broker {
     }
 }
 
+/// Asks the active controller for the next block (blocking this thread: a block lasts a
+/// thousand producers).
+fn producer_id_blocks(
+    cluster: std::sync::Arc<crate::cluster::Cluster>,
+    session: watch::Receiver<Option<crate::cluster::lifecycle::Session>>,
+    broker_id: i32,
+) -> BlockSource {
+    use crate::cluster::protocol::{ControllerReply, ControllerRequest};
+    Box::new(move || {
+        let Some(current) = *session.borrow() else {
+            return Err(std::io::Error::other(
+                "this broker is not registered with the controller yet",
+            ));
+        };
+        let request = ControllerRequest::AllocateProducerIds {
+            broker_id,
+            broker_epoch: current.epoch,
+        };
+        let handle = tokio::runtime::Handle::current();
+        let reply =
+            tokio::task::block_in_place(|| handle.block_on(cluster.call(&request, std::time::Duration::from_secs(10))));
+        match reply {
+            Ok(ControllerReply::ProducerIds(block)) => Ok((block.first_producer_id, block.size)),
+            Ok(other) => Err(std::io::Error::other(format!(
+                "the controller gave no producer ids: {other:?}"
+            ))),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    })
+}
+
+/// Creates the data directory if needed and locks it for this process: two brokers on one
+/// data directory would corrupt it.
+pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartupError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| dir_error(data_dir, e))?;
+    let lock_path = data_dir.join(".lock");
+    let dir_lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| dir_error(&lock_path, e))?;
+    dir_lock
+        .try_lock()
+        .map_err(|_| StartupError::Locked(data_dir.display().to_string()))?;
+    Ok(dir_lock)
+}
+
 /// `meta.properties` holds the cluster id (a random id made on first start) as Kafka's does.
 fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String, StartupError> {
+    load_or_create_cluster_id_as(data_dir, node_id, &base64_url(uuid::Uuid::new_v4().as_bytes()))
+}
+
+/// The cluster id in `meta.properties`, written as `new_id` if there is none yet.
+fn load_or_create_cluster_id_as(data_dir: &Path, node_id: i32, new_id: &str) -> Result<String, StartupError> {
     let path = data_dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
             return Ok(id.trim().to_string());
         }
     }
-    let id = base64_url(uuid::Uuid::new_v4().as_bytes());
+    let id = new_id.to_string();
     let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
     std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
     Ok(id)
 }
 
 /// Kafka prints cluster ids as URL-safe base64 of a UUID without padding.
-fn base64_url(bytes: &[u8]) -> String {
+pub(crate) fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -159,7 +251,13 @@ fn base64_url(bytes: &[u8]) -> String {
 pub struct ProducerIdAllocator {
     path: std::path::PathBuf,
     state: Mutex<(i64, i64)>,
+    /// In a cluster, blocks come from the controller (AllocateProducerIds), so ids are unique
+    /// across brokers; a single node reserves them in its own file.
+    remote: Option<BlockSource>,
 }
+
+/// Where a cluster node gets its next block of producer ids: (first id, size).
+pub type BlockSource = Box<dyn Fn() -> std::io::Result<(i64, i64)> + Send + Sync>;
 
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -175,13 +273,30 @@ impl ProducerIdAllocator {
         Ok(ProducerIdAllocator {
             path,
             state: Mutex::new((next, next)),
+            remote: None,
         })
+    }
+
+    fn from_controller(remote: BlockSource) -> Self {
+        ProducerIdAllocator {
+            path: std::path::PathBuf::new(),
+            state: Mutex::new((0, 0)),
+            remote: Some(remote),
+        }
     }
 
     pub fn allocate(&self) -> std::io::Result<i64> {
         let mut state = self.state.lock().expect("producer id lock");
         let (next, block_end) = &mut *state;
         if *next == *block_end {
+            if let Some(remote) = &self.remote {
+                let (first, size) = remote()?;
+                *next = first;
+                *block_end = first + size;
+                let id = *next;
+                *next += 1;
+                return Ok(id);
+            }
             let new_end = *block_end + PRODUCER_ID_BLOCK;
             let tmp = self.path.with_extension("tmp");
             std::fs::write(&tmp, new_end.to_string())?;

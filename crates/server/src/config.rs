@@ -83,6 +83,9 @@ pub struct BrokerConfig {
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
+    /// This node's roles and the cluster it belongs to; without `process.roles` the broker
+    /// runs as a single node.
+    pub cluster: crate::cluster_config::ClusterConfig,
 }
 
 impl Default for BrokerConfig {
@@ -114,6 +117,7 @@ impl Default for BrokerConfig {
             transaction_id_expiration_check_interval_ms: 60 * 60 * 1000,
             transaction_version: TRANSACTION_VERSION_MAX,
             topic_defaults: BTreeMap::new(),
+            cluster: crate::cluster_config::ClusterConfig::default(),
         }
     }
 }
@@ -270,17 +274,7 @@ impl BrokerConfig {
                 let minutes: i64 = parse(key, value)?;
                 self.set_topic_default(key, "retention.ms", &(minutes * 60_000).to_string())?;
             }
-            "default.replication.factor"
-            | "offsets.topic.replication.factor"
-            | "transaction.state.log.replication.factor" => {
-                let factor: i16 = parse(key, value)?;
-                if factor != 1 {
-                    return Err(ConfigError::Invalid {
-                        key: key.into(),
-                        reason: "a single-node broker has replication factor 1".into(),
-                    });
-                }
-            }
+            _ if crate::cluster_config::CLUSTER_KEYS.contains(&key) => self.cluster.set(key, value)?,
             _ => {
                 let topic_key = TOPIC_DEFAULT_PROPERTIES
                     .iter()
@@ -291,6 +285,11 @@ impl BrokerConfig {
             }
         }
         Ok(())
+    }
+
+    /// Checks the settings together, once every source is applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate(self.node_id)
     }
 
     fn set_topic_default(&mut self, broker_key: &str, topic_key: &str, value: &str) -> Result<(), ConfigError> {

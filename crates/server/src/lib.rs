@@ -7,6 +7,8 @@
 //! - [`config`]: broker properties by Kafka name, from file, environment and flags.
 //! - [`topic_config`]: topic-level configs, validation, translation to storage `LogConfig`.
 //! - [`broker`]: the shared state of a broker process (topics, ids, the append signal).
+//! - [`cluster`]: in a cluster, the metadata quorum, the image of the committed metadata, the
+//!   active controller, registration and heartbeats; [`cluster_config`] its settings.
 //! - [`topics`]: the topic registry, persisted under `<data-dir>/__strom/topics`.
 //! - [`partition`]: one partition's log behind its lock.
 //! - [`groups`]: the group coordinator (`strom-group`) behind its lock, writing to and loading
@@ -20,6 +22,8 @@
 //! - [`server`]: the listener, background maintenance, graceful shutdown.
 
 pub mod broker;
+pub mod cluster;
+pub mod cluster_config;
 pub mod config;
 mod connection;
 pub mod groups;

@@ -1,27 +1,62 @@
-//! One partition of a topic on this broker: its log, guarded for concurrent handlers.
+//! One partition of a topic on this broker: its log, guarded for concurrent handlers, and this
+//! broker's role for it.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use strom_storage::Log;
 
 /// Leader epoch of every partition on a single-node broker: leadership never moves, so it
-/// never changes. Replication will make this per partition and persistent.
+/// never changes.
 pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+
+/// What this broker is for the partition, from the committed metadata (always the leader on a
+/// single node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader {
+        leader_epoch: i32,
+    },
+    Follower {
+        leader: i32,
+        leader_epoch: i32,
+    },
+    /// Not a replica here (or no leader anywhere): requests go elsewhere.
+    None {
+        leader: i32,
+        leader_epoch: i32,
+    },
+}
 
 pub struct Partition {
     pub topic: String,
     pub index: i32,
-    /// `None` once the partition has been deleted or closed: late requests holding this
-    /// partition get UNKNOWN_TOPIC_OR_PARTITION instead of writing into a removed directory.
+    /// `None` once the partition has been deleted or closed, or if this broker holds no replica
+    /// of it: late requests holding this partition get UNKNOWN_TOPIC_OR_PARTITION instead of
+    /// writing into a removed directory.
     log: Mutex<Option<Log>>,
+    role: RwLock<Role>,
 }
 
 impl Partition {
+    /// A partition this broker leads (a single node leads everything).
     pub fn new(topic: String, index: i32, log: Log) -> Self {
         Partition {
             topic,
             index,
             log: Mutex::new(Some(log)),
+            role: RwLock::new(Role::Leader {
+                leader_epoch: SINGLE_NODE_LEADER_EPOCH,
+            }),
+        }
+    }
+
+    /// A partition of the cluster with no replica on this broker.
+    pub fn elsewhere(topic: String, index: i32, leader: i32, leader_epoch: i32) -> Self {
+        Partition {
+            topic,
+            index,
+            log: Mutex::new(None),
+            role: RwLock::new(Role::None { leader, leader_epoch }),
         }
     }
 
@@ -38,7 +73,29 @@ impl Partition {
         self.lock().take()
     }
 
+    /// Puts a log (newly hosted here) into service.
+    pub fn install_log(&self, log: Log) {
+        *self.lock() = Some(log);
+    }
+
+    pub fn role(&self) -> Role {
+        *self.role.read().expect("role lock")
+    }
+
+    pub fn set_role(&self, role: Role) {
+        *self.role.write().expect("role lock") = role;
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role(), Role::Leader { .. })
+    }
+
+    /// The current leader epoch as this broker knows it.
     pub fn leader_epoch(&self) -> i32 {
-        SINGLE_NODE_LEADER_EPOCH
+        match self.role() {
+            Role::Leader { leader_epoch } | Role::Follower { leader_epoch, .. } | Role::None { leader_epoch, .. } => {
+                leader_epoch
+            }
+        }
     }
 }

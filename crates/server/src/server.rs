@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::{now_ms, Broker, StartupError};
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::connection::{self, Admission};
 
@@ -19,6 +20,8 @@ const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 pub enum ServerError {
     #[error(transparent)]
     Startup(#[from] StartupError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -30,8 +33,16 @@ pub enum ServerError {
 /// let connections finish the request in hand, and flush and close every log.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let listen_addr = config.listener;
+    let dir_lock = crate::broker::lock_data_dir(&config.data_dir)?;
+    // In a cluster the quorum node starts first: the broker's topics come from its metadata.
+    let cluster = match config.cluster.is_cluster() {
+        true => Some(Cluster::start(&config).await?),
+        false => None,
+    };
+    let (session_tx, session_rx) = watch::channel(None);
+    let opening = cluster.clone();
     let broker = tokio::task::spawn_blocking(move || {
-        let broker = Broker::open(config)?;
+        let broker = Broker::open_locked(config, dir_lock, opening, session_rx)?;
         // Transactions a crash left between decision and markers are finished before any
         // client is served.
         crate::txns::tick(&broker);
@@ -57,6 +68,24 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     spawn_maintenance(&mut background, &broker, stop_rx.clone());
+    // In a cluster: follow the metadata, run the controller's timer where it is active, and
+    // keep this broker registered. The lifecycle task ends with the controlled shutdown.
+    let (lifecycle_stop, lifecycle_stop_rx) = watch::channel(false);
+    let lifecycle = cluster.as_ref().map(|cluster| {
+        background.spawn(crate::cluster::replicas::follow_metadata(
+            broker.clone(),
+            cluster.clone(),
+            stop_rx.clone(),
+        ));
+        background.spawn(cluster.clone().run_controller_timer(stop_rx.clone()));
+        let registration = crate::cluster::replicas::registration(&broker, cluster);
+        tokio::spawn(crate::cluster::lifecycle::run(
+            cluster.clone(),
+            registration,
+            session_tx,
+            lifecycle_stop_rx,
+        ))
+    });
 
     let admission = Arc::new(Admission::new(
         broker
@@ -88,6 +117,12 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
             () = &mut shutdown => break,
         }
     }
+    if let Some(lifecycle) = lifecycle {
+        // Leaderships move to other brokers while this one still answers: clients learn the
+        // new leaders from its NOT_LEADER_OR_FOLLOWER answers and from Metadata.
+        let _ = lifecycle_stop.send(true);
+        let _ = lifecycle.await;
+    }
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
     broker.begin_shutdown();
@@ -106,6 +141,9 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     tokio::task::spawn_blocking(move || closing.topics.close_all())
         .await
         .expect("close task panicked");
+    if let Some(cluster) = &cluster {
+        cluster.shutdown().await;
+    }
     tracing::info!("shutdown complete: logs flushed and closed");
     Ok(())
 }

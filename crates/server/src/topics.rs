@@ -170,8 +170,15 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 impl TopicRegistry {
-    /// Loads every topic recorded under the data directory and opens (recovers) its logs.
-    pub fn open(data_dir: &Path, broker_defaults: BTreeMap<String, String>, now_ms: i64) -> Result<Self, TopicError> {
+    /// Loads every topic recorded under the data directory and opens (recovers) its logs. A
+    /// cluster node (`cluster`) keeps only its internal topics there; the others come from the
+    /// cluster's metadata ([`TopicRegistry::apply_metadata`]).
+    pub fn open(
+        data_dir: &Path,
+        broker_defaults: BTreeMap<String, String>,
+        now_ms: i64,
+        cluster: bool,
+    ) -> Result<Self, TopicError> {
         let meta_dir = data_dir.join("__strom").join("topics");
         std::fs::create_dir_all(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
         let registry = TopicRegistry {
@@ -194,6 +201,13 @@ impl TopicRegistry {
             let record: TopicRecord =
                 toml::from_str(&text).map_err(|e| io_error(&format!("topic metadata {}", path.display()), e))?;
             let id = Uuid::parse_str(&record.id).map_err(|e| io_error(&path.display().to_string(), e))?;
+            if cluster && !name.starts_with("__") {
+                return Err(TopicError::Storage(format!(
+                    "{} holds topic {name} of a single-node broker; opening such a data directory as a \
+                     cluster node is not supported yet (start it without --process-roles)",
+                    data_dir.display()
+                )));
+            }
             let topic = registry.open_topic(&name, id, record.partitions, record.configs, now_ms)?;
             registry.topics.write().expect("registry lock").insert(name, topic);
         }
@@ -413,6 +427,130 @@ impl TopicRegistry {
         for partition in topic.partitions() {
             if let Some(log) = partition.lock().as_mut() {
                 log.set_config(config.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: makes this node's topics and logs match the committed metadata. Partitions
+    /// with a replica here get a log (opened, or created empty); the others are known but hold
+    /// nothing; each partition's role follows its leader. Topics gone from the metadata are
+    /// deleted here. Internal topics (`__*`) stay local until coordinators move with leadership.
+    pub fn apply_metadata(
+        &self,
+        image: &strom_metadata::MetadataImage,
+        node_id: i32,
+        now_ms: i64,
+    ) -> Result<(), TopicError> {
+        use crate::partition::Role;
+        let _admin = self.admin.lock().expect("admin lock");
+        for topic_image in image.topics() {
+            let name = &topic_image.name;
+            if name.starts_with("__") {
+                continue;
+            }
+            let overrides: BTreeMap<String, String> = image
+                .configs(&strom_metadata::ConfigResource::Topic(name.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let existing = self.get(name).filter(|t| t.id == topic_image.id);
+            if existing.is_none() && self.get(name).is_some() {
+                // Deleted and created again under a new id: the old data goes.
+                self.remove_local(name)?;
+            }
+            let topic = match existing {
+                Some(topic) => topic,
+                None => {
+                    let topic = Arc::new(Topic {
+                        name: name.clone(),
+                        id: topic_image.id,
+                        partitions: RwLock::new(Vec::new()),
+                        produce_options: RwLock::new(self.produce_options_for(&overrides)),
+                        overrides: RwLock::new(overrides.clone()),
+                    });
+                    self.topics
+                        .write()
+                        .expect("registry lock")
+                        .insert(name.clone(), topic.clone());
+                    tracing::info!(topic = %name, partitions = topic_image.partitions.len(), "topic from the cluster metadata");
+                    topic
+                }
+            };
+            if topic.overrides() != overrides {
+                *topic.produce_options.write().expect("topic lock") = self.produce_options_for(&overrides);
+                *topic.overrides.write().expect("topic lock") = overrides.clone();
+                let config = topic_config::log_config(&self.broker_defaults, &overrides);
+                for partition in topic.partitions() {
+                    if let Some(log) = partition.lock().as_mut() {
+                        log.set_config(config.clone());
+                    }
+                }
+            }
+            for (&index, state) in &topic_image.partitions {
+                let hosted = state.replicas.contains(&node_id);
+                let role = if state.leader == node_id {
+                    Role::Leader {
+                        leader_epoch: state.leader_epoch,
+                    }
+                } else if hosted {
+                    Role::Follower {
+                        leader: state.leader,
+                        leader_epoch: state.leader_epoch,
+                    }
+                } else {
+                    Role::None {
+                        leader: state.leader,
+                        leader_epoch: state.leader_epoch,
+                    }
+                };
+                let partition = match topic.partition(index) {
+                    Some(partition) => partition,
+                    None => {
+                        let mut partitions = topic.partitions.write().expect("topic lock");
+                        while partitions.len() as i32 <= index {
+                            let next = partitions.len() as i32;
+                            partitions.push(Arc::new(Partition::elsewhere(name.clone(), next, -1, -1)));
+                        }
+                        partitions[index as usize].clone()
+                    }
+                };
+                let has_log = partition.lock().is_some();
+                if hosted && !has_log {
+                    let opened = self.open_partition(name, index, &overrides, now_ms)?;
+                    if let Some(log) = opened.take_log() {
+                        partition.install_log(log);
+                    }
+                } else if !hosted && has_log {
+                    if let Some(log) = partition.take_log() {
+                        log.delete()
+                            .map_err(|e| io_error(&format!("deleting {name}-{index}"), e))?;
+                    }
+                }
+                partition.set_role(role);
+            }
+        }
+        let gone: Vec<String> = self
+            .list()
+            .iter()
+            .filter(|t| !t.name.starts_with("__") && image.topic_by_name(&t.name).is_none_or(|i| i.id != t.id))
+            .map(|t| t.name.clone())
+            .collect();
+        for name in gone {
+            self.remove_local(&name)?;
+            tracing::info!(topic = %name, "topic deleted by the cluster metadata");
+        }
+        Ok(())
+    }
+
+    /// Forgets a topic here and deletes its local data (its metadata is elsewhere).
+    fn remove_local(&self, name: &str) -> Result<(), TopicError> {
+        let Some(topic) = self.topics.write().expect("registry lock").remove(name) else {
+            return Ok(());
+        };
+        for partition in topic.partitions() {
+            if let Some(log) = partition.take_log() {
+                log.delete()
+                    .map_err(|e| io_error(&format!("deleting {name}-{}", partition.index), e))?;
             }
         }
         Ok(())

@@ -45,6 +45,16 @@ struct ServerArgs {
     /// Node id (Kafka's `node.id`).
     #[arg(long)]
     node_id: Option<i32>,
+    /// This node's roles in a cluster: broker, controller, or both (Kafka's `process.roles`).
+    /// Without it the broker runs as a single node.
+    #[arg(long)]
+    process_roles: Option<String>,
+    /// Where the metadata quorum and the controller listen, host:port.
+    #[arg(long)]
+    controller_listener: Option<String>,
+    /// The controller quorum's voters, id@host:port,... (Kafka's `controller.quorum.voters`).
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
     /// TOML file of broker properties by Kafka name, e.g. `"log.retention.ms" = 60000`.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -71,12 +81,16 @@ fn broker_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
         ("advertised.listeners", args.advertised_listeners.clone()),
         ("log.dirs", args.data_dir.as_ref().map(|p| p.display().to_string())),
         ("node.id", args.node_id.map(|n| n.to_string())),
+        ("process.roles", args.process_roles.clone()),
+        ("controller.listener", args.controller_listener.clone()),
+        ("controller.quorum.voters", args.controller_quorum_voters.clone()),
     ];
     for (key, value) in flags {
         if let Some(value) = value {
             config.set(key, &value)?;
         }
     }
+    config.validate()?;
     Ok(config)
 }
 
@@ -110,7 +124,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -73,7 +73,9 @@ impl Controller {
                 self.last_heartbeat_ms.insert(id, now_ms);
                 return Ok(Plan::new(Vec::new(), Registered::Existing { epoch: existing.epoch }));
             }
-            if !existing.fenced && self.is_alive(id, now_ms) {
+            // A session that shut down under the controller's control has ended: its successor
+            // need not wait for it to time out.
+            if !existing.fenced && !existing.in_controlled_shutdown && self.is_alive(id, now_ms) {
                 return Err(ControllerError::DuplicateBrokerRegistration(id));
             }
         }
@@ -97,6 +99,12 @@ impl Controller {
             let mut next = state.clone();
             if !clean_restart && next.elr.contains(&id) {
                 next.elr.retain(|b| *b != id);
+                // It was among the last to hold everything: if nobody else is eligible, only
+                // a recovery of the last known replicas (or an operator's unclean election) can
+                // bring the partition back, and it should prefer this one.
+                if next.elr.is_empty() && next.isr.is_empty() && !next.last_known_elr.contains(&id) {
+                    next.last_known_elr.push(id);
+                }
             }
             let usable = |b: BrokerId| image.is_usable(b) && !gone.contains(&b);
             let isr: Vec<BrokerId> = next.isr.iter().copied().filter(|b| *b != id).collect();

@@ -480,6 +480,10 @@ fn controlled_shutdown_moves_leadership_before_the_broker_may_stop() {
         ..request
     };
     assert!(c.heartbeat(&image, 300, &caught_up).unwrap().reply.should_shut_down);
+    // Its next process registers at once, without waiting for the old session to time out.
+    assert!(c
+        .register_broker(&image, 400, registration(solo_leader, 999, -1))
+        .is_ok());
 }
 
 #[test]
@@ -702,4 +706,36 @@ fn deleting_topics_removes_them_and_their_configs() {
     commit(&mut image, &plan);
     assert!(image.topic_by_name("t").is_none());
     assert!(image.configs(&ConfigResource::Topic("t".into())).is_none());
+}
+
+#[test]
+fn a_single_replica_partition_comes_back_after_its_broker_crashed() {
+    let mut image = cluster(2, 0);
+    let mut c = controller(&image);
+    let assignment = CreateTopic {
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, vec![1])],
+        ..topic("solo", 1, 1)
+    };
+    let id = create(&mut c, &mut image, assignment);
+    heartbeat_all(&mut c, &mut image, &[2], 5_000);
+    let plan = c.tick(&image, SESSION_MS);
+    commit(&mut image, &plan);
+    let state = partition(&image, id, 0);
+    assert_eq!((state.leader, state.elr.clone()), (NO_LEADER, vec![1]));
+
+    // It restarts after a crash (no clean shutdown epoch): not eligible any more, but the
+    // last known replica; once it is back it leads again, recovering.
+    let plan = c.register_broker(&image, 20_000, registration(1, 111, -1)).unwrap();
+    commit(&mut image, &plan);
+    let state = partition(&image, id, 0);
+    assert_eq!(
+        (state.leader, state.elr.clone(), state.last_known_elr.clone()),
+        (NO_LEADER, vec![], vec![1])
+    );
+    heartbeat_all(&mut c, &mut image, &[1], 20_000);
+    let state = partition(&image, id, 0);
+    assert_eq!(state.leader, 1);
+    assert_eq!(state.leader_recovery_state, LeaderRecoveryState::Recovering);
 }

@@ -154,6 +154,9 @@ fn read_partition(
     }: PartitionRead,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
+    if !partition.is_leader() {
+        return (error_data(fetch.partition, ResponseError::NotLeaderOrFollower), 0);
+    }
     let current_epoch = partition.leader_epoch();
     if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
         let error = if fetch.current_leader_epoch > current_epoch {

@@ -78,11 +78,26 @@ fn answer(broker: &Broker, key_type: i8, key: &StrBytes) -> Answer {
 fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
     match key_type {
         KEY_TYPE_GROUP if key.is_empty() => Err(ResponseError::InvalidGroupId),
-        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok((
-            BrokerId(broker.node_id()),
-            str_bytes(&broker.config.advertised_host),
-            i32::from(broker.config.advertised_port),
-        )),
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => match &broker.cluster {
+            None => Ok((
+                BrokerId(broker.node_id()),
+                str_bytes(&broker.config.advertised_host),
+                i32::from(broker.config.advertised_port),
+            )),
+            // Until coordinators move with the leadership of their partitions, one broker
+            // coordinates every group and transactional id: the lowest-numbered live one.
+            Some(cluster) => {
+                let image = cluster.image();
+                let coordinator = image
+                    .brokers()
+                    .filter(|b| !b.fenced && !b.in_controlled_shutdown)
+                    .find_map(|b| b.endpoints.first().map(|e| (b.id, e.host.clone(), e.port)));
+                match coordinator {
+                    Some((id, host, port)) => Ok((BrokerId(id), str_bytes(&host), i32::from(port))),
+                    None => Err(ResponseError::CoordinatorNotAvailable),
+                }
+            }
+        },
         _ => Err(ResponseError::InvalidRequest),
     }
 }

@@ -30,6 +30,7 @@ pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16)
             out.leader_epoch = -1;
             match known.as_ref().and_then(|t| t.partition(wanted.partition_index)) {
                 None => out.error_code = code(ResponseError::UnknownTopicOrPartition),
+                Some(partition) if !partition.is_leader() => out.error_code = code(ResponseError::NotLeaderOrFollower),
                 Some(partition) => {
                     let guard = partition.lock();
                     match guard.as_ref() {

@@ -18,6 +18,7 @@ use strom_group::GroupError;
 mod admin_configs;
 mod api_versions;
 mod authorized_operations;
+mod cluster_admin;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod create_partitions;
@@ -56,7 +57,23 @@ pub(crate) enum Reply {
 pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Reply {
     let version = request.api_version;
     let client_id = request.client_id().to_string();
+    let clustered = broker.cluster.is_some();
     let response = match request.body {
+        RequestKind::Metadata(r) if clustered => {
+            ResponseKind::Metadata(cluster_admin::metadata(broker, r, version).await)
+        }
+        RequestKind::DescribeCluster(r) if clustered => {
+            ResponseKind::DescribeCluster(cluster_admin::describe_cluster(broker, &r, version))
+        }
+        RequestKind::CreateTopics(r) if clustered => {
+            ResponseKind::CreateTopics(cluster_admin::create_topics(broker, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) if clustered => {
+            ResponseKind::DeleteTopics(cluster_admin::delete_topics(broker, r, version).await)
+        }
+        RequestKind::CreatePartitions(r) if clustered => {
+            ResponseKind::CreatePartitions(cluster_admin::create_partitions(broker, r).await)
+        }
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(broker, &r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
         RequestKind::Produce(r) => match produce::handle(broker, r, version) {

@@ -154,6 +154,9 @@ fn produce_partition(
     let Some(partition) = topic.partition(index) else {
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
+    if !partition.is_leader() {
+        return error_response(index, ResponseError::NotLeaderOrFollower, None);
+    }
     let Some(records) = records else {
         return error_response(
             index,

@@ -1,0 +1,254 @@
+//! The active controller: runs on whichever node leads the metadata quorum, answering brokers'
+//! [`ControllerRequest`]s one at a time with `strom_metadata::Controller`'s plans, committed
+//! through the quorum before the answer goes out.
+//!
+//! One operation at a time, each against an image holding everything committed before it: the
+//! controller waits until the image has applied the whole local log (entries of earlier terms
+//! included) before it decides, and a plan's records are applied here before the next
+//! operation starts (`Quorum::propose` returns once they are). A node that becomes leader
+//! starts a fresh `Controller`, which gives every broker a full session before fencing it.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use strom_metadata::controller::Registered;
+use strom_metadata::{encode_batch, Controller, ControllerConfig, MetadataImage, Plan};
+use strom_quorum::{Quorum, Role};
+use tokio::sync::{watch, Mutex};
+
+use super::protocol::{ControllerReply, ControllerRequest};
+use crate::broker::now_ms;
+
+/// How long the controller waits for its image to catch up with the log before deciding.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the active controller looks for expired broker sessions and leader imbalance.
+pub(crate) const TICK_INTERVAL: Duration = Duration::from_millis(250);
+
+struct Active {
+    term: u64,
+    controller: Controller,
+}
+
+pub(crate) struct ControllerService {
+    node_id: u64,
+    quorum: Weak<Quorum>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    config: ControllerConfig,
+    active: Mutex<Option<Active>>,
+}
+
+impl ControllerService {
+    pub(crate) fn new(
+        node_id: u64,
+        quorum: Weak<Quorum>,
+        image: watch::Receiver<Arc<MetadataImage>>,
+        config: ControllerConfig,
+    ) -> ControllerService {
+        ControllerService {
+            node_id,
+            quorum,
+            image,
+            config,
+            active: Mutex::new(None),
+        }
+    }
+
+    /// Answers one request on the active controller.
+    pub(crate) async fn handle(&self, request: ControllerRequest) -> ControllerReply {
+        let mut active = self.active.lock().await;
+        let Some((quorum, term)) = self.leadership().await else {
+            *active = None;
+            return ControllerReply::NotController;
+        };
+        let image = self.image.borrow().clone();
+        let now = now_ms();
+        if active.as_ref().is_none_or(|a| a.term != term) {
+            tracing::info!(node_id = self.node_id, term, "this node is the active controller");
+            *active = Some(Active {
+                term,
+                controller: Controller::new(self.config.clone(), &image, now),
+            });
+        }
+        let controller = &mut active.as_mut().expect("set above").controller;
+        let metadata_addr = match &request {
+            ControllerRequest::Register { request, metadata_addr } => {
+                metadata_addr.clone().map(|addr| (request.id, addr))
+            }
+            _ => None,
+        };
+        let reply = match decide(controller, &image, now, request) {
+            Ok((records, reply)) => {
+                if records.is_empty() {
+                    return reply;
+                }
+                match quorum.propose(encode_batch(&records)).await {
+                    Ok(index) => match reply {
+                        ControllerReply::Registered { .. } => ControllerReply::Registered { epoch: index as i64 },
+                        other => other,
+                    },
+                    Err(e) => ControllerReply::Unavailable(e.to_string()),
+                }
+            }
+            Err(reply) => reply,
+        };
+        if let (Some((id, addr)), ControllerReply::Registered { .. }) = (metadata_addr, &reply) {
+            add_learner_if_new(&quorum, id, addr);
+        }
+        reply
+    }
+
+    /// Fences silent brokers and rebalances leaders, if this node is the active controller.
+    pub(crate) async fn tick(&self) {
+        let mut active = self.active.lock().await;
+        let Some((quorum, term)) = self.leadership().await else {
+            *active = None;
+            return;
+        };
+        let image = self.image.borrow().clone();
+        let now = now_ms();
+        let controller = match active.as_mut() {
+            Some(a) if a.term == term => &mut a.controller,
+            _ => {
+                tracing::info!(node_id = self.node_id, term, "this node is the active controller");
+                *active = Some(Active {
+                    term,
+                    controller: Controller::new(self.config.clone(), &image, now),
+                });
+                &mut active.as_mut().expect("set above").controller
+            }
+        };
+        let plan = controller.tick(&image, now);
+        if !plan.records.is_empty() {
+            if let Err(e) = quorum.propose(encode_batch(&plan.records)).await {
+                tracing::warn!(error = %e, "the controller's timer could not commit its decisions");
+            }
+        }
+    }
+
+    /// The quorum and the term if this node leads and its image has caught up with its log.
+    async fn leadership(&self) -> Option<(Arc<Quorum>, u64)> {
+        let quorum = self.quorum.upgrade()?;
+        let status = quorum.status().await.ok()?;
+        if status.role != Role::Leader {
+            return None;
+        }
+        let term = status.term;
+        if let Some(index) = status.last_log_index {
+            if let Err(e) = quorum.wait_for_applied(index, CATCH_UP_TIMEOUT).await {
+                tracing::warn!(error = %e, "the controller's image did not catch up with the log");
+                return None;
+            }
+        }
+        let still = quorum
+            .status()
+            .await
+            .ok()
+            .is_some_and(|s| s.role == Role::Leader && s.term == term);
+        still.then_some((quorum, term))
+    }
+}
+
+fn add_learner_if_new(quorum: &Arc<Quorum>, id: i32, addr: String) {
+    let id = id as u64;
+    let membership = quorum.membership();
+    if membership.voters.contains_key(&id) || membership.learners.contains_key(&id) {
+        return;
+    }
+    let quorum = quorum.clone();
+    tokio::spawn(async move {
+        if let Err(e) = quorum.add_learner(id, addr.clone()).await {
+            tracing::warn!(node_id = id, %addr, error = %e, "could not add the broker as a metadata learner");
+        }
+    });
+}
+
+type Decision = Result<(Vec<strom_metadata::MetadataRecord>, ControllerReply), ControllerReply>;
+
+fn plan<R>(plan: Plan<R>, reply: impl FnOnce(R) -> ControllerReply) -> Decision {
+    Ok((plan.records, reply(plan.reply)))
+}
+
+fn decide(controller: &mut Controller, image: &MetadataImage, now: i64, request: ControllerRequest) -> Decision {
+    let refused = ControllerReply::Refused;
+    match request {
+        ControllerRequest::Register { request, .. } => {
+            let p = controller.register_broker(image, now, request).map_err(refused)?;
+            plan(p, |r| match r {
+                Registered::Existing { epoch } => ControllerReply::Registered { epoch },
+                // Filled in with the commit index once committed.
+                Registered::AtCommitIndex => ControllerReply::Registered { epoch: -1 },
+            })
+        }
+        ControllerRequest::Heartbeat(h) => plan(
+            controller.heartbeat(image, now, &h).map_err(refused)?,
+            ControllerReply::Heartbeat,
+        ),
+        ControllerRequest::CreateTopics { topics, validate_only } => plan(
+            controller.create_topics(image, topics, validate_only),
+            ControllerReply::CreateTopics,
+        ),
+        ControllerRequest::DeleteTopics(names) => {
+            plan(controller.delete_topics(image, names), ControllerReply::DeleteTopics)
+        }
+        ControllerRequest::CreatePartitions {
+            requests,
+            validate_only,
+        } => plan(
+            controller.create_partitions(image, requests, validate_only),
+            ControllerReply::CreatePartitions,
+        ),
+        ControllerRequest::AlterConfigs {
+            resource,
+            ops,
+            replace,
+            validate_only,
+        } => plan(
+            controller
+                .alter_configs(image, resource, ops, replace, validate_only)
+                .map_err(refused)?,
+            |()| ControllerReply::Done,
+        ),
+        ControllerRequest::AlterPartition(request) => plan(
+            controller.alter_partition(image, &request).map_err(refused)?,
+            |state| ControllerReply::AlterPartition(Box::new(state)),
+        ),
+        ControllerRequest::ElectLeaders { election, partitions } => plan(
+            controller.elect_leaders(image, election, partitions),
+            ControllerReply::Elections,
+        ),
+        ControllerRequest::AlterReassignments(requests) => plan(
+            controller.alter_reassignments(image, requests),
+            ControllerReply::Elections,
+        ),
+        ControllerRequest::AllocateProducerIds {
+            broker_id,
+            broker_epoch,
+        } => plan(
+            controller
+                .allocate_producer_ids(image, broker_id, broker_epoch)
+                .map_err(refused)?,
+            ControllerReply::ProducerIds,
+        ),
+        ControllerRequest::UnregisterBroker(id) => {
+            plan(controller.unregister_broker(image, id).map_err(refused)?, |()| {
+                ControllerReply::Done
+            })
+        }
+    }
+}
+
+/// The quorum's application calls, decoded and handed to the service.
+pub(crate) struct CallHandler(pub(crate) Arc<ControllerService>);
+
+impl strom_quorum::CallHandler for CallHandler {
+    fn call(&self, request: String) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> {
+        let service = self.0.clone();
+        Box::pin(async move {
+            let reply = match serde_json::from_str::<ControllerRequest>(&request) {
+                Ok(request) => service.handle(request).await,
+                Err(e) => ControllerReply::Unavailable(format!("request does not decode: {e}")),
+            };
+            serde_json::to_string(&reply).expect("replies encode")
+        })
+    }
+}

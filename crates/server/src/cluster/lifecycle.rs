@@ -1,0 +1,176 @@
+//! A broker's life in the cluster: it registers with the active controller, heartbeats every
+//! `broker.heartbeat.interval.ms` (reporting how far its metadata has caught up; the controller
+//! unfences it once it has seen its own registration), and on SIGTERM asks for a controlled
+//! shutdown, waiting until the controller has moved its leaderships elsewhere.
+//!
+//! The epoch of a session closed by a controlled shutdown is kept in
+//! `__cluster_metadata/clean-shutdown-epoch` and named at the next registration: only then does
+//! the broker keep the KIP-966 eligibility of its replicas (an unclean stop may have lost
+//! records it held unflushed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strom_metadata::controller::{BrokerHeartbeat, BrokerRegistrationRequest};
+use strom_metadata::ControllerError;
+use tokio::sync::watch;
+
+use super::protocol::{ControllerReply, ControllerRequest};
+use super::Cluster;
+
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown-epoch";
+/// How long a controlled shutdown waits for the controller to move leaderships away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+const CONTROLLED_SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+/// What the broker knows of its own session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub epoch: i64,
+    pub fenced: bool,
+}
+
+/// Reads and removes the epoch a controlled shutdown left (-1 if the last stop was not one).
+pub(crate) fn take_clean_shutdown_epoch(dir: &Path) -> i64 {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    let epoch = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(-1);
+    let _ = std::fs::remove_file(&path);
+    epoch
+}
+
+fn record_clean_shutdown(dir: &Path, epoch: i64) {
+    let path: PathBuf = dir.join(CLEAN_SHUTDOWN_FILE);
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::write(&tmp, epoch.to_string())
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record the clean shutdown");
+    }
+}
+
+/// Registers and heartbeats until `stop` turns true, then shuts down under the controller's
+/// control. `session` tells the rest of the broker its epoch and whether it is fenced.
+pub(crate) async fn run(
+    cluster: Arc<Cluster>,
+    registration: BrokerRegistrationRequest,
+    session: watch::Sender<Option<Session>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(cluster.config.broker_heartbeat_interval_ms as u64);
+    let call_timeout = Duration::from_millis(cluster.config.broker_session_timeout_ms as u64);
+    let id = registration.id;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let current = *session.borrow();
+        match current {
+            None => {
+                let request = ControllerRequest::Register {
+                    request: registration.clone(),
+                    metadata_addr: cluster.metadata_addr.clone(),
+                };
+                match cluster.call(&request, call_timeout).await {
+                    Ok(ControllerReply::Registered { epoch }) => {
+                        tracing::info!(node_id = id, broker_epoch = epoch, "registered with the controller");
+                        session.send_replace(Some(Session { epoch, fenced: true }));
+                        continue;
+                    }
+                    Ok(ControllerReply::Refused(ControllerError::DuplicateBrokerRegistration(_))) => {
+                        tracing::error!(
+                            node_id = id,
+                            "node id {id} is in use by another live broker; retrying until its session ends"
+                        );
+                    }
+                    Ok(other) => tracing::warn!(node_id = id, reply = ?other, "registration not accepted yet"),
+                    Err(e) => tracing::warn!(node_id = id, error = %e, "cannot reach the controller to register"),
+                }
+            }
+            Some(Session { epoch, .. }) => {
+                let request = ControllerRequest::Heartbeat(BrokerHeartbeat {
+                    id,
+                    epoch,
+                    metadata_offset: cluster.image().offset,
+                    want_fence: false,
+                    want_shutdown: false,
+                });
+                match cluster.call(&request, call_timeout).await {
+                    Ok(ControllerReply::Heartbeat(reply)) => {
+                        let next = Some(Session {
+                            epoch,
+                            fenced: reply.is_fenced,
+                        });
+                        if next != current {
+                            tracing::info!(node_id = id, fenced = reply.is_fenced, "broker session changed");
+                        }
+                        session.send_replace(next);
+                    }
+                    Ok(ControllerReply::Refused(
+                        ControllerError::StaleBrokerEpoch { .. } | ControllerError::BrokerNotRegistered(_),
+                    )) => {
+                        tracing::warn!(
+                            node_id = id,
+                            broker_epoch = epoch,
+                            "the controller ended this session; registering again"
+                        );
+                        session.send_replace(None);
+                        continue;
+                    }
+                    Ok(other) => tracing::warn!(node_id = id, reply = ?other, "heartbeat not accepted"),
+                    Err(e) => tracing::warn!(node_id = id, error = %e, "cannot reach the controller to heartbeat"),
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    controlled_shutdown(&cluster, id, &session).await;
+}
+
+async fn controlled_shutdown(cluster: &Cluster, id: i32, session: &watch::Sender<Option<Session>>) {
+    let Some(Session { epoch, .. }) = *session.borrow() else {
+        return;
+    };
+    let started = Instant::now();
+    let deadline = started + CONTROLLED_SHUTDOWN_TIMEOUT;
+    while Instant::now() < deadline {
+        let request = ControllerRequest::Heartbeat(BrokerHeartbeat {
+            id,
+            epoch,
+            metadata_offset: cluster.image().offset,
+            want_fence: false,
+            want_shutdown: true,
+        });
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match cluster.call(&request, remaining).await {
+            Ok(ControllerReply::Heartbeat(reply)) if reply.should_shut_down => {
+                record_clean_shutdown(&cluster.dir, epoch);
+                tracing::info!(
+                    node_id = id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "controlled shutdown: the controller moved every leadership away"
+                );
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(node_id = id, error = %e, "controlled shutdown: controller unreachable; stopping anyway");
+                return;
+            }
+        }
+        // Waiting for the controller's records to reach this node's image.
+        let mut image = cluster.subscribe();
+        let _ = tokio::time::timeout(CONTROLLED_SHUTDOWN_POLL, image.changed()).await;
+    }
+    tracing::warn!(
+        node_id = id,
+        "controlled shutdown did not finish in time; stopping anyway"
+    );
+}

@@ -1,0 +1,207 @@
+//! This node's part in a cluster: the metadata quorum (strom-quorum on openraft), the image of
+//! the committed metadata (strom-metadata), the active controller when this node leads the
+//! quorum, and the broker's registration and heartbeats.
+//!
+//! ```text
+//!   broker handlers ──► Cluster::call ──► quorum leader's ControllerService ──► Controller (plan)
+//!                                                   │ records
+//!                                                   ▼
+//!                     Quorum::propose ──► every node's MetadataStore ──► MetadataImage (watch)
+//! ```
+//!
+//! Every node runs a quorum node: voters (`process.roles` with `controller`) take part in
+//! elections, other brokers are learners the controller adds when they register. Quorum data
+//! lives in `<data-dir>/__cluster_metadata/`.
+//!
+//! # Layout
+//! - `protocol`: the requests brokers send the active controller, and its answers.
+//! - `metadata_store`: the quorum's state machine, publishing the image.
+//! - `controller_service`: the active controller, one decision at a time.
+//! - `lifecycle`: registration, heartbeats, controlled shutdown.
+
+mod controller_service;
+pub mod lifecycle;
+mod metadata_store;
+pub(crate) mod protocol;
+pub(crate) mod replicas;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use strom_metadata::{ControllerConfig, MetadataImage};
+use strom_quorum::{Quorum, QuorumConfig, QuorumError};
+use tokio::sync::watch;
+
+use crate::cluster_config::ClusterConfig;
+use crate::config::BrokerConfig;
+use controller_service::{CallHandler, ControllerService};
+use metadata_store::MetadataStore;
+use protocol::{ControllerReply, ControllerRequest};
+
+/// Where a retried call waits between "not the controller" answers (a new leader is being
+/// elected or has not caught up yet).
+const NOT_CONTROLLER_BACKOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("metadata quorum: {0}")]
+    Quorum(#[from] QuorumError),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub struct Cluster {
+    pub(crate) config: ClusterConfig,
+    /// `<data-dir>/__cluster_metadata`.
+    pub(crate) dir: PathBuf,
+    pub(crate) cluster_id: String,
+    pub(crate) quorum: Arc<Quorum>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+    /// This node's quorum address, for the controller to add it as a learner (non-voters).
+    pub(crate) metadata_addr: Option<String>,
+    service: Arc<ControllerService>,
+}
+
+/// Every node of a cluster derives the same id from the initial voters, so nodes of two
+/// clusters (or a node pointed at the wrong voters) refuse each other's data directories.
+pub fn cluster_id_for(voters: &BTreeMap<i32, crate::cluster_config::Voter>) -> String {
+    // FNV-1a over the voter list, twice with different seeds, as 16 bytes in Kafka's base64.
+    let text: String = voters
+        .values()
+        .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let fnv = |seed: u64| {
+        text.bytes().fold(seed, |hash, b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+        })
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
+    bytes[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_be_bytes());
+    crate::broker::base64_url(&bytes)
+}
+
+impl Cluster {
+    /// Starts this node's quorum node and controller service. Returns once the quorum node is
+    /// up (not once a leader is known).
+    pub async fn start(broker: &BrokerConfig) -> Result<Arc<Cluster>, ClusterError> {
+        let config = broker.cluster.clone();
+        let node_id = broker.node_id;
+        let dir = broker.data_dir.join("__cluster_metadata");
+        let cluster_id = cluster_id_for(&config.voters);
+        let voters: BTreeMap<u64, String> = config.voters.values().map(|v| (v.id as u64, v.address())).collect();
+        let listen = config
+            .controller_listener
+            .ok_or_else(|| ClusterError::Config("a cluster node needs --controller-listener".into()))?;
+        let advertised = voters
+            .get(&(node_id as u64))
+            .cloned()
+            .unwrap_or_else(|| listen.to_string());
+        let mut quorum_config = QuorumConfig::new(
+            node_id as u64,
+            cluster_id.clone(),
+            listen.to_string(),
+            &dir,
+            voters.clone(),
+        );
+        quorum_config.advertised_addr = Some(advertised.clone());
+        quorum_config.snapshot_logs_since_last = config.metadata_snapshot_interval_records;
+        let store = MetadataStore::new();
+        let image = store.subscribe();
+        let store = Arc::new(RwLock::new(store));
+        let quorum = Arc::new(Quorum::start(quorum_config, store).await?);
+        let service = Arc::new(ControllerService::new(
+            node_id as u64,
+            Arc::downgrade(&quorum),
+            image.clone(),
+            controller_config(broker),
+        ));
+        quorum.set_call_handler(Arc::new(CallHandler(service.clone())));
+        let metadata_addr = (!voters.contains_key(&(node_id as u64))).then_some(advertised);
+        tracing::info!(node_id, %cluster_id, controller_listener = %listen, "joined the metadata quorum");
+        Ok(Arc::new(Cluster {
+            config,
+            dir,
+            cluster_id,
+            quorum,
+            image,
+            metadata_addr,
+            service,
+        }))
+    }
+
+    /// The active controller's timer, on whichever node leads; runs until `stop`.
+    pub(crate) async fn run_controller_timer(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(controller_service::TICK_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+            self.service.tick().await;
+        }
+    }
+
+    /// The latest committed metadata this node has applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.clone()
+    }
+
+    /// Asks the active controller, wherever it is, retrying while leadership moves.
+    pub(crate) async fn call(&self, request: &ControllerRequest, timeout: Duration) -> Result<ControllerReply, String> {
+        let deadline = Instant::now() + timeout;
+        let text = serde_json::to_string(request).expect("requests encode");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(format!("no active controller answered within {timeout:?}"));
+            }
+            let answer = self
+                .quorum
+                .call_leader(text.clone(), remaining)
+                .await
+                .map_err(|e| e.to_string())?;
+            match serde_json::from_str::<ControllerReply>(&answer) {
+                Ok(ControllerReply::NotController) => {
+                    tokio::time::sleep(NOT_CONTROLLER_BACKOFF.min(remaining)).await;
+                }
+                Ok(reply) => return Ok(reply),
+                Err(e) => return Err(format!("the controller's answer does not decode: {e}")),
+            }
+        }
+    }
+
+    /// Stops the quorum node (after the broker's controlled shutdown).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.quorum.shutdown().await {
+            tracing::warn!(error = %e, "stopping the metadata quorum node");
+        }
+    }
+}
+
+/// The controller's settings from the broker's.
+fn controller_config(broker: &BrokerConfig) -> ControllerConfig {
+    let cluster = &broker.cluster;
+    let min_isr = broker
+        .topic_defaults
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    ControllerConfig {
+        broker_session_timeout_ms: cluster.broker_session_timeout_ms,
+        default_replication_factor: cluster.default_replication_factor,
+        default_num_partitions: broker.num_partitions,
+        min_insync_replicas: min_isr,
+        unclean_leader_election_enable: cluster.unclean_leader_election_enable,
+        auto_leader_rebalance_enable: cluster.auto_leader_rebalance_enable,
+        leader_imbalance_check_interval_ms: cluster.leader_imbalance_check_interval_ms,
+        producer_id_block_size: 1000,
+        partitions_per_topic_max: crate::topics::PARTITIONS_PER_TOPIC_MAX,
+    }
+}

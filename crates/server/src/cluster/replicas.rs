@@ -1,0 +1,52 @@
+//! The broker side of the metadata: as committed metadata arrives, this node's topics, logs
+//! and partition roles follow it ([`crate::topics::TopicRegistry::apply_metadata`]).
+
+use std::sync::Arc;
+
+use strom_metadata::controller::BrokerRegistrationRequest;
+use strom_metadata::Endpoint;
+use tokio::sync::watch;
+
+use super::Cluster;
+use crate::broker::{now_ms, Broker};
+
+/// Applies each new image to the broker's topics until `stop`.
+pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    let mut images = cluster.subscribe();
+    let mut applied = 0u64;
+    loop {
+        let image = images.borrow_and_update().clone();
+        if image.offset != applied {
+            applied = image.offset;
+            let applying = broker.clone();
+            let node_id = broker.node_id();
+            let result = tokio::task::spawn_blocking(move || applying.topics.apply_metadata(&image, node_id, now_ms()))
+                .await
+                .expect("metadata task panicked");
+            if let Err(e) = result {
+                tracing::error!(error = %e, offset = applied, "could not apply the cluster metadata to local logs");
+            }
+            broker.notify_appended();
+        }
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// What this broker tells the controller about itself.
+pub(crate) fn registration(broker: &Broker, cluster: &Cluster) -> BrokerRegistrationRequest {
+    BrokerRegistrationRequest {
+        id: broker.node_id(),
+        incarnation_id: uuid::Uuid::new_v4(),
+        endpoints: vec![Endpoint {
+            name: "PLAINTEXT".to_string(),
+            host: broker.config.advertised_host.clone(),
+            port: broker.config.advertised_port,
+            security_protocol: 0,
+        }],
+        rack: cluster.config.rack.clone(),
+        previous_broker_epoch: super::lifecycle::take_clean_shutdown_epoch(&cluster.dir),
+    }
+}
