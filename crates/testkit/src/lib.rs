@@ -8,6 +8,8 @@
 //!
 //! - [`broker`]: start, stop (SIGTERM / SIGKILL), restart a `strom server` process; its stderr
 //!   is captured to a file whose tail is printed when a test panics.
+//! - [`cluster`]: several `strom server` processes forming one cluster (every node a broker and
+//!   a controller voter), each on its own ports and data directory.
 //! - [`wait`]: [`wait::poll_until`], the one way tests wait for something.
 //! - [`client`]: blocking wrappers over `rdkafka` (producer, assigned consumer, admin) whose
 //!   every call has a timeout.
@@ -31,12 +33,14 @@
 
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod group;
 pub mod wait;
 pub mod wire;
 
 pub use broker::{Broker, BrokerBuilder};
 pub use client::{Admin, Consumed, Consumer, Producer, Rec};
+pub use cluster::Cluster;
 pub use group::GroupMember;
 pub use wait::poll_until;
 pub use wire::WireClient;
