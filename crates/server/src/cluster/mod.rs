@@ -46,7 +46,7 @@ const NOT_CONTROLLER_BACKOFF: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("metadata quorum: {0}")]
+    #[error("metadata quorum")]
     Quorum(#[from] QuorumError),
     #[error("{0}")]
     Config(String),
