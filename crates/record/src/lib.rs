@@ -61,12 +61,32 @@ pub enum BatchError {
     InvalidRecord(&'static str),
     #[error("batch of {size} bytes exceeds max.message.bytes {limit}")]
     TooLarge { size: usize, limit: usize },
-    #[error("compacted topic requires every record to have a key")]
-    MissingKey,
+    /// Records the batch is well formed around but that the topic refuses (KIP-467): each
+    /// with its index in the batch. The whole batch is refused; the client may send the others
+    /// again.
+    #[error("{} of the batch's records rejected, the first at index {}: {}", .0.len(), .0[0].batch_index, .0[0].reason)]
+    RecordErrors(Vec<RecordError>),
     #[error("unknown compression codec {0}")]
     UnknownCompression(u8),
     #[error("batch decompresses to more than {limit} bytes")]
     ExpandsTooFar { limit: u64 },
     #[error("could not decode records: {0}")]
     Decode(String),
+}
+
+/// One record a topic refuses, by its index within its batch (KIP-467's `batch_index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub reason: RecordErrorReason,
+}
+
+/// Why a well-formed record is refused; Kafka reports these per record. (Kafka's other
+/// per-record check, timestamps outside `message.timestamp.before.max.ms` /
+/// `after.max.ms`, needs configs Strom does not have.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordErrorReason {
+    /// A compacted topic needs a key on every record.
+    #[error("compacted topic cannot accept a record without key")]
+    MissingKey,
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::decompress;
 use crate::header::{compute_crc, BatchHeader, Compression, HEADER_LEN};
 use crate::iter::BatchIter;
-use crate::BatchError;
+use crate::{BatchError, RecordError, RecordErrorReason};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ValidateOptions {
@@ -331,8 +331,12 @@ impl<S: RecordSource> RecordReader<'_, S> {
     }
 }
 
+/// Walks every record of the batch. Framing errors stop the walk; records that are well formed
+/// but refused by the topic (a missing key on a compacted topic) are collected, as Kafka does,
+/// and refuse the batch at the end with every index.
 fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
     let mut found = 0i32;
+    let mut refused = Vec::new();
     while !source.at_end()? {
         if found == header.records_count {
             return Err(BatchError::RecordCountMismatch {
@@ -356,9 +360,15 @@ fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_k
         if record.varint()? != found {
             return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
         }
-        check_record_body(&mut record, require_keys)?;
+        let has_key = check_record_body(&mut record)?;
         if record.remaining() != 0 {
             return Err(BatchError::InvalidRecord("record length does not match its fields"));
+        }
+        if require_keys && !has_key {
+            refused.push(RecordError {
+                batch_index: found,
+                reason: RecordErrorReason::MissingKey,
+            });
         }
         found += 1;
     }
@@ -368,16 +378,16 @@ fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_k
             found,
         });
     }
+    if !refused.is_empty() {
+        return Err(BatchError::RecordErrors(refused));
+    }
     Ok(())
 }
 
 /// Walks a record's key, value and headers (after its offset delta), checking each length
-/// against the record's own.
-fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>, require_keys: bool) -> Result<(), BatchError> {
+/// against the record's own; true if the record has a key.
+fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>) -> Result<bool, BatchError> {
     let key_length = record.varint()?;
-    if key_length < 0 && require_keys {
-        return Err(BatchError::MissingKey);
-    }
     record.skip_nullable(key_length, "key length out of range")?;
     let value_length = record.varint()?;
     record.skip_nullable(value_length, "value length out of range")?;
@@ -396,7 +406,7 @@ fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>, require_
         let value_length = record.varint()?;
         record.skip_nullable(value_length, "header value length out of range")?;
     }
-    Ok(())
+    Ok(key_length >= 0)
 }
 
 #[cfg(test)]
@@ -459,7 +469,16 @@ mod tests {
         };
         assert_eq!(
             validate_batches(Bytes::from(batch), &keyed).unwrap_err(),
-            BatchError::MissingKey
+            BatchError::RecordErrors(vec![
+                RecordError {
+                    batch_index: 0,
+                    reason: RecordErrorReason::MissingKey
+                },
+                RecordError {
+                    batch_index: 1,
+                    reason: RecordErrorReason::MissingKey
+                }
+            ])
         );
     }
 
@@ -560,6 +579,24 @@ mod tests {
         use crate::records::CodecCompression::*;
         [Gzip, Snappy, Lz4, Zstd]
     };
+
+    /// Every keyless record is named, by its index in the batch, compressed or not (KIP-467).
+    #[test]
+    fn names_every_keyless_record_of_every_codec() {
+        let keyed = ValidateOptions {
+            require_keys: true,
+            ..ValidateOptions::default()
+        };
+        for codec in CODECS {
+            let batch = Bytes::from(encoded(codec, 50));
+            let Err(BatchError::RecordErrors(errors)) = validate_batches(batch, &keyed) else {
+                panic!("{codec:?}: keyless records accepted");
+            };
+            let indexes: Vec<i32> = errors.iter().map(|e| e.batch_index).collect();
+            assert_eq!(indexes, (0..50).step_by(3).collect::<Vec<i32>>(), "{codec:?}");
+            assert!(errors.iter().all(|e| e.reason == RecordErrorReason::MissingKey));
+        }
+    }
 
     #[test]
     fn walks_records_of_every_codec() {

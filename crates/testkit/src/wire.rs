@@ -252,8 +252,35 @@ pub fn transactional_batch(values: &[&[u8]], producer: BatchProducer, timestamp_
     encode_batch(values, producer, true, Compression::None, timestamp_ms)
 }
 
+/// One v2 batch (base offset 0, no producer) of `(key, value)` records, a key of `None`
+/// meaning a record without key.
+pub fn batch_of(records: &[(Option<&[u8]>, &[u8])], compression: Compression, timestamp_ms: i64) -> Bytes {
+    let values: Vec<&[u8]> = records.iter().map(|(_, value)| *value).collect();
+    let keys: Vec<Option<Bytes>> = records.iter().map(|(key, _)| key.map(Bytes::copy_from_slice)).collect();
+    encode_records(
+        &values,
+        Some(&keys),
+        BatchProducer::NONE,
+        false,
+        compression,
+        timestamp_ms,
+    )
+}
+
 fn encode_batch(
     values: &[&[u8]],
+    producer: BatchProducer,
+    transactional: bool,
+    compression: Compression,
+    timestamp_ms: i64,
+) -> Bytes {
+    encode_records(values, None, producer, transactional, compression, timestamp_ms)
+}
+
+/// Keys are `key-<i>` unless given.
+fn encode_records(
+    values: &[&[u8]],
+    keys: Option<&[Option<Bytes>]>,
     producer: BatchProducer,
     transactional: bool,
     compression: Compression,
@@ -278,7 +305,10 @@ fn encode_batch(
                 // carries the first one (-1, "none").
                 sequence: producer.base_sequence.wrapping_add(i32_index),
                 timestamp: timestamp_ms + i64::from(i32_index),
-                key: Some(Bytes::from(format!("key-{i}"))),
+                key: match keys {
+                    Some(keys) => keys[i].clone(),
+                    None => Some(Bytes::from(format!("key-{i}"))),
+                },
                 value: Some(Bytes::copy_from_slice(value)),
                 headers: Default::default(),
             }

@@ -8,7 +8,9 @@
 //! (transactions v2) the write itself adds the partition to the transaction.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strom_record::{validate_batches, Compression, ValidatedBatches};
@@ -57,6 +59,7 @@ fn fit_to_version(mut response: PartitionProduceResponse, version: i16) -> Parti
     }
     if version < 8 {
         response.error_message = None;
+        response.record_errors.clear();
     }
     response
 }
@@ -173,11 +176,29 @@ fn produce_partition(
             )),
         );
     }
+    let batch_len = records.len();
     let validated = match validate_batches(records, &options.validate) {
         Ok(v) => v,
         Err(e) => {
             tracing::debug!(topic = topic_name, partition = index, error = %e, "rejected record set");
-            return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
+            let code = strom_protocol::errors::batch_error_code(&e);
+            let limit = strom_protocol::errors::record_errors_limit(batch_len);
+            let Some(answer) = strom_protocol::errors::record_errors(&e, topic_name, index, limit) else {
+                return error_response(index, code, Some(e.to_string()));
+            };
+            // KIP-467: which records were refused, so the client fails only those.
+            let mut response = error_response(index, code, Some(answer.error_message));
+            response.record_errors = answer
+                .records
+                .into_iter()
+                .map(|(batch_index, message)| {
+                    let mut error = BatchIndexAndErrorMessage::default();
+                    error.batch_index = batch_index;
+                    error.batch_index_error_message = Some(message);
+                    error
+                })
+                .collect();
+            return response;
         }
     };
     if let Err((error, message)) = check_client_batch(&validated, version, transactional_id.is_some()) {
