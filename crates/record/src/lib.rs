@@ -10,6 +10,8 @@
 //! - [`validate`]: checks a produce request's record set and yields [`ValidatedBatches`].
 //! - [`iter`]: walks a buffer of concatenated batches (log segments, fetch responses).
 //! - [`decompress`]: streams a compressed batch's records, with a ceiling on expansion.
+//! - [`compress`]: rewrites a batch in a topic's `compression.type` (the one exception to
+//!   storing batches as produced).
 //! - [`records`]: decodes individual records (needs decompression; used by compaction).
 //! - [`control`]: transaction markers (commit/abort control batches).
 //!
@@ -31,6 +33,7 @@
 //!  61      ..    records
 //! ```
 
+pub mod compress;
 pub mod control;
 pub mod decompress;
 pub mod header;
@@ -38,6 +41,7 @@ pub mod iter;
 pub mod records;
 pub mod validate;
 
+pub use compress::TargetCompression;
 pub use header::{BatchHeader, Compression, TimestampType, HEADER_LEN};
 pub use iter::{BatchIter, BatchRef};
 pub use validate::{validate_batches, ValidateOptions, ValidatedBatches};

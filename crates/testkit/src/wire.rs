@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, InitProducerIdRequest, ProduceRequest,
+    ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
@@ -166,6 +167,37 @@ impl WireClient {
         let request = produce_request(topic, partition, batch, acks);
         let response: ProduceResponse = self.call(&request, PRODUCE_VERSION)?;
         partition_response(response, topic, partition)
+    }
+}
+
+impl WireClient {
+    /// Fetch v12 of one partition from `offset`, without waiting: the record set as stored,
+    /// whole batches (up to 32 MiB), for tests that look at the bytes on disk.
+    pub fn fetch_records(&mut self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<Bytes> {
+        let mut fetch_partition = FetchPartition::default();
+        fetch_partition.partition = partition;
+        fetch_partition.current_leader_epoch = -1;
+        fetch_partition.fetch_offset = offset;
+        fetch_partition.last_fetched_epoch = -1;
+        fetch_partition.log_start_offset = -1;
+        fetch_partition.partition_max_bytes = 32 << 20;
+        let mut fetch_topic = FetchTopic::default();
+        fetch_topic.topic = topic_name(topic);
+        fetch_topic.partitions = vec![fetch_partition];
+        let mut request = FetchRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.max_bytes = 32 << 20;
+        request.session_epoch = -1;
+        request.topics = vec![fetch_topic];
+        let response = self.call(&request, 12)?;
+        let answer = response
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == partition)
+            .with_context(|| format!("no fetch answer for {topic}/{partition}"))?;
+        anyhow::ensure!(answer.error_code == 0, "fetch error {}", answer.error_code);
+        Ok(answer.records.unwrap_or_default())
     }
 }
 

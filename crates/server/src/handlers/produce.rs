@@ -1,5 +1,6 @@
 //! Produce (key 0): validate each partition's record set, append it as received, answer with
-//! the assigned base offset. Nothing is re-encoded on this path.
+//! the assigned base offset. Nothing is re-encoded on this path, unless the topic's
+//! `compression.type` names a codec the batch is not in: then it is recompressed first.
 //!
 //! A transactional batch is appended only if its partition belongs to the producer's open
 //! transaction (KIP-890's server-side defence): a write that raced its transaction's end, or
@@ -204,6 +205,18 @@ fn produce_partition(
     if let Err((error, message)) = check_client_batch(&validated, version, transactional_id.is_some()) {
         return error_response(index, error, Some(message.to_string()));
     }
+    // The topic's compression.type, unless `producer`: a batch in another codec is rewritten
+    // in it (outside the partition lock); one already in it is kept as sent.
+    let validated = match options.compression {
+        None => validated,
+        Some(target) => match validated.recompressed(target, &options.validate) {
+            Ok(recompressed) => recompressed,
+            Err(e) => {
+                tracing::debug!(topic = topic_name, partition = index, error = %e, "recompression failed");
+                return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
+            }
+        },
+    };
     let leader_epoch = partition.leader_epoch();
     let append = |log: &mut strom_storage::Log| {
         let result = log.append(&validated, leader_epoch, now);
