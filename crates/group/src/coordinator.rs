@@ -517,6 +517,14 @@ impl Coordinator {
                 joined_during_period: false,
             });
             group.rebalance_deadline_ms = Some(now_ms + initial_delay_ms.min(timeout_ms));
+        } else if was_empty {
+            // A group's first generation is ended by its initial delay alone, as in Kafka (whose
+            // delayed join fires even at 0 ms): not by "everyone joined", which also waits for
+            // member ids handed out with MEMBER_ID_REQUIRED. A client that abandons one (librdkafka
+            // discards an outdated answer when its subscription changed meanwhile) would hold
+            // the generation up until that id expired, a session timeout later.
+            group.initial_delay = None;
+            self.complete_join(now_ms, group_id);
         } else {
             group.initial_delay = None;
             group.rebalance_deadline_ms = Some(now_ms + timeout_ms);
@@ -750,6 +758,8 @@ impl Coordinator {
                     Some(id) => Ok(id.clone()),
                 },
                 None if group.pending.remove(&leaving.member_id).is_some() => {
+                    // A rebalance may have been waiting only for this id.
+                    self.maybe_complete_join(now_ms, group_id);
                     results.push(Ok(()));
                     continue;
                 }
@@ -776,7 +786,14 @@ impl Coordinator {
         let group_ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in group_ids {
             let group = self.groups.get_mut(&group_id).expect("listed above");
+            let pending_before = group.pending.len();
             group.pending.retain(|_, pending| pending.deadline_ms > now_ms);
+            if group.pending.len() < pending_before {
+                // A rebalance waiting only for member ids handed out and never used completes
+                // now (as Kafka's pending member expiry does), not at the rebalance timeout.
+                self.maybe_complete_join(now_ms, &group_id);
+            }
+            let group = self.groups.get_mut(&group_id).expect("listed above");
             let expired: Vec<String> = group
                 .members
                 .values()

@@ -704,3 +704,133 @@ fn offsets_expire_after_the_retention_by_kip_211_rules() {
     }
     assert!(h.coordinator.describe_group(GROUP).is_none());
 }
+
+/// librdkafka's rapid resubscription (its test 0045 "many updates"): one member replaces its
+/// subscription step after step, and every seventh step unsubscribes (LeaveGroup) and comes
+/// back as a new member. Coming back, the client may send a JoinGroup without member id whose
+/// MEMBER_ID_REQUIRED answer it then discards as outdated, and join again: the first id is
+/// never used. As in Kafka 4.4 (checked on the wire):
+/// - the group's first generation is ended by the initial delay alone (Kafka's delayed join
+///   fires even at 0 ms), so the abandoned id does not hold it up; before, with
+///   `group.initial.rebalance.delay.ms=0`, it waited for everyone including that id;
+/// - a later rebalance does wait for the abandoned id, but only until it expires (a session
+///   timeout after it was handed out); before, it waited for the whole rebalance timeout
+///   (librdkafka's: `max.poll.interval.ms`, 300 s).
+#[test]
+fn resubscribing_again_and_again_is_held_up_by_an_abandoned_member_id_at_most_until_it_expires() {
+    for delay_ms in [0, 3_000] {
+        let mut h = Harness::with(GroupConfig {
+            initial_rebalance_delay_ms: delay_ms,
+            ..GroupConfig::default()
+        });
+        let mut member: Option<String> = None;
+        // When the last abandoned member id expires.
+        let mut abandoned_expiry_ms = 0;
+        for step in 0..20 {
+            let topics = format!("t{step}..t{}", step + 4);
+            let first_generation = member.is_none();
+            let join = match &member {
+                // A subscription change: the sole member (and leader) rejoins with new metadata.
+                Some(member_id) => {
+                    let member_id = member_id.clone();
+                    h.send_join(h.join_request(&member_id, None, &topics))
+                }
+                // Back after an unsubscribe: the first member id handed out is abandoned.
+                None => {
+                    let abandoned = h.send_join(h.join_request("", None, &topics));
+                    let answer = Harness::join_answer(&h.drain(), &abandoned).expect("answered at once");
+                    assert_eq!(answer.error, Some(GroupError::MemberIdRequired));
+                    abandoned_expiry_ms = h.now_ms + i64::from(SESSION_MS);
+                    h.join_new(&topics).1
+                }
+            };
+            let started_ms = h.now_ms;
+            let mut answers = h.drain();
+            if Harness::join_answer(&answers, &join).is_none() {
+                if first_generation {
+                    assert!(
+                        delay_ms > 0,
+                        "step {step}: no initial delay, yet the first generation waits"
+                    );
+                    answers = h.advance(i64::from(delay_ms));
+                } else {
+                    assert!(
+                        h.now_ms < abandoned_expiry_ms,
+                        "step {step}: waits with no member id pending"
+                    );
+                    answers = h.advance(abandoned_expiry_ms - h.now_ms - 1);
+                    assert!(
+                        Harness::join_answer(&answers, &join).is_none(),
+                        "step {step}: answered before the abandoned id expired"
+                    );
+                    answers = h.advance(1);
+                }
+            }
+            let answer = Harness::join_answer(&answers, &join).unwrap_or_else(|| {
+                panic!(
+                    "delay {delay_ms}, step {step}: join not answered after {} ms",
+                    h.now_ms - started_ms
+                )
+            });
+            assert_eq!(answer.error, None, "step {step}");
+            assert_eq!(answer.leader, answer.member_id, "step {step}: the sole member leads");
+            let metadata: Vec<&Bytes> = answer.members.iter().map(|m| &m.metadata).collect();
+            assert_eq!(
+                metadata,
+                [&Bytes::from(format!("range:{topics}"))],
+                "step {step}: the leader assigns for the latest subscription"
+            );
+            let member_id = answer.member_id.clone();
+            let sync = h.send_sync(answer.generation_id, &member_id, &[(&member_id, &topics)]);
+            let assignment = Harness::sync_answer(&h.drain(), &sync).unwrap().unwrap().assignment;
+            assert_eq!(assignment, Bytes::from(topics.clone()), "step {step}");
+            assert_eq!(h.state(), GroupState::Stable);
+            member = Some(member_id);
+            if step % 7 == 0 {
+                let member_id = member.take().expect("joined above");
+                let left = h.coordinator.leave(
+                    h.now_ms,
+                    GROUP,
+                    &[LeavingMember {
+                        member_id,
+                        group_instance_id: None,
+                    }],
+                );
+                assert_eq!(left, Ok(vec![Ok(())]));
+                h.drain();
+                // Without members the rebalance ends at once (its timeout is the members'
+                // longest, none) and the group is empty.
+                h.advance(0);
+                assert_eq!(h.state(), GroupState::Empty, "step {step}");
+            }
+            h.advance(50);
+        }
+    }
+}
+
+/// A member id handed out with MEMBER_ID_REQUIRED and then given up with LeaveGroup no longer
+/// holds up a rebalance (Kafka: removing a pending member completes the join phase).
+#[test]
+fn leaving_with_a_pending_member_id_lets_the_waiting_rebalance_complete() {
+    let mut h = Harness::new();
+    let (ids, _) = h.stable_group(1);
+    let pending = h.send_join(h.join_request("", None, "t"));
+    let pending_id = Harness::join_answer(&h.drain(), &pending).unwrap().member_id;
+    let rejoin = h.send_join(h.join_request(&ids[0], None, "t,u"));
+    assert!(
+        Harness::join_answer(&h.drain(), &rejoin).is_none(),
+        "waits for the pending id"
+    );
+    let left = h.coordinator.leave(
+        h.now_ms,
+        GROUP,
+        &[LeavingMember {
+            member_id: pending_id,
+            group_instance_id: None,
+        }],
+    );
+    assert_eq!(left, Ok(vec![Ok(())]));
+    let answer = Harness::join_answer(&h.drain(), &rejoin).expect("answered once the id is gone");
+    assert_eq!(answer.error, None);
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+}

@@ -189,6 +189,22 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[CRC_START..])
 }
 
+/// After a recompression: the codec bits of the attributes, the batch length, and the CRC.
+pub(crate) fn set_codec_length_and_crc(batch: &mut [u8], codec: Compression, batch_length: i32) {
+    let code: i16 = match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    };
+    let attributes = (read_i16(batch, OFFSET_ATTRIBUTES) & !ATTR_COMPRESSION_MASK) | code;
+    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Writes the broker-owned base offset into a batch header.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[OFFSET_BASE_OFFSET..OFFSET_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());

@@ -10,6 +10,8 @@
 //! - [`validate`]: checks a produce request's record set and yields [`ValidatedBatches`].
 //! - [`iter`]: walks a buffer of concatenated batches (log segments, fetch responses).
 //! - [`decompress`]: streams a compressed batch's records, with a ceiling on expansion.
+//! - [`compress`]: rewrites a batch in a topic's `compression.type` (the one exception to
+//!   storing batches as produced).
 //! - [`records`]: decodes individual records (needs decompression; used by compaction).
 //! - [`control`]: transaction markers (commit/abort control batches).
 //!
@@ -31,6 +33,7 @@
 //!  61      ..    records
 //! ```
 
+pub mod compress;
 pub mod control;
 pub mod decompress;
 pub mod header;
@@ -38,6 +41,7 @@ pub mod iter;
 pub mod records;
 pub mod validate;
 
+pub use compress::TargetCompression;
 pub use header::{BatchHeader, Compression, TimestampType, HEADER_LEN};
 pub use iter::{BatchIter, BatchRef};
 pub use validate::{validate_batches, ValidateOptions, ValidatedBatches};
@@ -61,12 +65,32 @@ pub enum BatchError {
     InvalidRecord(&'static str),
     #[error("batch of {size} bytes exceeds max.message.bytes {limit}")]
     TooLarge { size: usize, limit: usize },
-    #[error("compacted topic requires every record to have a key")]
-    MissingKey,
+    /// Records the batch is well formed around but that the topic refuses (KIP-467): each
+    /// with its index in the batch. The whole batch is refused; the client may send the others
+    /// again.
+    #[error("{} of the batch's records rejected, the first at index {}: {}", .0.len(), .0[0].batch_index, .0[0].reason)]
+    RecordErrors(Vec<RecordError>),
     #[error("unknown compression codec {0}")]
     UnknownCompression(u8),
     #[error("batch decompresses to more than {limit} bytes")]
     ExpandsTooFar { limit: u64 },
     #[error("could not decode records: {0}")]
     Decode(String),
+}
+
+/// One record a topic refuses, by its index within its batch (KIP-467's `batch_index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub reason: RecordErrorReason,
+}
+
+/// Why a well-formed record is refused; Kafka reports these per record. (Kafka's other
+/// per-record check, timestamps outside `message.timestamp.before.max.ms` /
+/// `after.max.ms`, needs configs Strom does not have.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordErrorReason {
+    /// A compacted topic needs a key on every record.
+    #[error("compacted topic cannot accept a record without key")]
+    MissingKey,
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::decompress;
 use crate::header::{compute_crc, BatchHeader, Compression, HEADER_LEN};
 use crate::iter::BatchIter;
-use crate::BatchError;
+use crate::{BatchError, RecordError, RecordErrorReason, TargetCompression};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ValidateOptions {
@@ -65,6 +65,48 @@ impl ValidatedBatches {
 
     pub fn len_bytes(&self) -> usize {
         self.bytes.len()
+    }
+}
+
+impl ValidatedBatches {
+    /// The same batches in `target` (a topic's `compression.type`), as Kafka's broker
+    /// recompresses: a batch already in the target codec keeps its bytes, any other is
+    /// decompressed and compressed again ([`crate::compress::recompress`]: same offsets,
+    /// sequences, producer fields and records; new codec bits, length and CRC). A batch
+    /// recompressed past `max.message.bytes` is refused, as in Kafka.
+    pub fn recompressed(
+        self,
+        target: TargetCompression,
+        options: &ValidateOptions,
+    ) -> Result<ValidatedBatches, BatchError> {
+        if self.batches.iter().all(|(_, h)| h.compression() == Ok(target.codec)) {
+            return Ok(self);
+        }
+        let limit = decompress::expansion_limit(options.max_batch_bytes);
+        let mut bytes = Vec::with_capacity(self.bytes.len());
+        let mut batches = Vec::with_capacity(self.batches.len());
+        for (position, header) in &self.batches {
+            let batch = &self.bytes[*position..*position + header.total_len()];
+            let start = bytes.len();
+            if header.compression()? == target.codec {
+                bytes.extend_from_slice(batch);
+            } else {
+                bytes.extend_from_slice(&crate::compress::recompress(batch, target, limit)?);
+            }
+            let size = bytes.len() - start;
+            if size > options.max_batch_bytes {
+                return Err(BatchError::TooLarge {
+                    size,
+                    limit: options.max_batch_bytes,
+                });
+            }
+            batches.push((start, BatchHeader::parse(&bytes[start..])?));
+        }
+        Ok(ValidatedBatches {
+            bytes: Bytes::from(bytes),
+            batches,
+            record_count: self.record_count,
+        })
     }
 }
 
@@ -331,8 +373,12 @@ impl<S: RecordSource> RecordReader<'_, S> {
     }
 }
 
+/// Walks every record of the batch. Framing errors stop the walk; records that are well formed
+/// but refused by the topic (a missing key on a compacted topic) are collected, as Kafka does,
+/// and refuse the batch at the end with every index.
 fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_keys: bool) -> Result<(), BatchError> {
     let mut found = 0i32;
+    let mut refused = Vec::new();
     while !source.at_end()? {
         if found == header.records_count {
             return Err(BatchError::RecordCountMismatch {
@@ -356,9 +402,15 @@ fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_k
         if record.varint()? != found {
             return Err(BatchError::InvalidRecord("offset deltas are not consecutive"));
         }
-        check_record_body(&mut record, require_keys)?;
+        let has_key = check_record_body(&mut record)?;
         if record.remaining() != 0 {
             return Err(BatchError::InvalidRecord("record length does not match its fields"));
+        }
+        if require_keys && !has_key {
+            refused.push(RecordError {
+                batch_index: found,
+                reason: RecordErrorReason::MissingKey,
+            });
         }
         found += 1;
     }
@@ -368,16 +420,16 @@ fn walk_records<S: RecordSource>(source: &mut S, header: &BatchHeader, require_k
             found,
         });
     }
+    if !refused.is_empty() {
+        return Err(BatchError::RecordErrors(refused));
+    }
     Ok(())
 }
 
 /// Walks a record's key, value and headers (after its offset delta), checking each length
-/// against the record's own.
-fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>, require_keys: bool) -> Result<(), BatchError> {
+/// against the record's own; true if the record has a key.
+fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>) -> Result<bool, BatchError> {
     let key_length = record.varint()?;
-    if key_length < 0 && require_keys {
-        return Err(BatchError::MissingKey);
-    }
     record.skip_nullable(key_length, "key length out of range")?;
     let value_length = record.varint()?;
     record.skip_nullable(value_length, "value length out of range")?;
@@ -396,7 +448,7 @@ fn check_record_body<S: RecordSource>(record: &mut RecordReader<'_, S>, require_
         let value_length = record.varint()?;
         record.skip_nullable(value_length, "header value length out of range")?;
     }
-    Ok(())
+    Ok(key_length >= 0)
 }
 
 #[cfg(test)]
@@ -459,7 +511,16 @@ mod tests {
         };
         assert_eq!(
             validate_batches(Bytes::from(batch), &keyed).unwrap_err(),
-            BatchError::MissingKey
+            BatchError::RecordErrors(vec![
+                RecordError {
+                    batch_index: 0,
+                    reason: RecordErrorReason::MissingKey
+                },
+                RecordError {
+                    batch_index: 1,
+                    reason: RecordErrorReason::MissingKey
+                }
+            ])
         );
     }
 
@@ -561,6 +622,24 @@ mod tests {
         [Gzip, Snappy, Lz4, Zstd]
     };
 
+    /// Every keyless record is named, by its index in the batch, compressed or not (KIP-467).
+    #[test]
+    fn names_every_keyless_record_of_every_codec() {
+        let keyed = ValidateOptions {
+            require_keys: true,
+            ..ValidateOptions::default()
+        };
+        for codec in CODECS {
+            let batch = Bytes::from(encoded(codec, 50));
+            let Err(BatchError::RecordErrors(errors)) = validate_batches(batch, &keyed) else {
+                panic!("{codec:?}: keyless records accepted");
+            };
+            let indexes: Vec<i32> = errors.iter().map(|e| e.batch_index).collect();
+            assert_eq!(indexes, (0..50).step_by(3).collect::<Vec<i32>>(), "{codec:?}");
+            assert!(errors.iter().all(|e| e.reason == RecordErrorReason::MissingKey));
+        }
+    }
+
     #[test]
     fn walks_records_of_every_codec() {
         for codec in CODECS {
@@ -654,5 +733,127 @@ mod tests {
         fn never_panics_on_arbitrary_input(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let _ = validate_batches(Bytes::from(data), &ValidateOptions { max_batch_bytes: 1 << 20, require_keys: true });
         }
+    }
+}
+
+#[cfg(test)]
+mod recompression_tests {
+    use super::*;
+    use crate::records::{decode_records, CodecCompression};
+
+    fn batch(codec: CodecCompression) -> Bytes {
+        use crate::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+        let records: Vec<Record> = (0..40)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: 7,
+                producer_epoch: 2,
+                timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                offset: i,
+                sequence: 100 + i as i32,
+                timestamp: 1_700_000_000_000 + i,
+                key: (i % 4 != 0).then(|| Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from("compressible ".repeat(20))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        RecordBatchEncoder::encode(
+            &mut out,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: codec,
+            },
+        )
+        .unwrap();
+        Bytes::from(out)
+    }
+
+    fn target(codec: Compression, level: Option<i32>) -> TargetCompression {
+        TargetCompression { codec, level }
+    }
+
+    const ALL: [(CodecCompression, Compression); 5] = [
+        (CodecCompression::None, Compression::None),
+        (CodecCompression::Gzip, Compression::Gzip),
+        (CodecCompression::Snappy, Compression::Snappy),
+        (CodecCompression::Lz4, Compression::Lz4),
+        (CodecCompression::Zstd, Compression::Zstd),
+    ];
+
+    /// Every codec into every other: the new batch validates, carries the target's codec bits
+    /// and every header field but codec, length and CRC unchanged, and holds the same records;
+    /// a batch already in the target codec is kept byte for byte.
+    #[test]
+    fn every_codec_into_every_other_keeps_records_and_producer_fields() {
+        let options = ValidateOptions::default();
+        for (from, _) in ALL {
+            let original = batch(from);
+            let want = decode_records(&original).unwrap();
+            for (_, to) in ALL {
+                let validated = validate_batches(original.clone(), &options).unwrap();
+                let out = validated.recompressed(target(to, None), &options).unwrap();
+                let bytes = out.bytes().clone();
+                let header = BatchHeader::parse(&bytes).unwrap();
+                assert_eq!(header.compression(), Ok(to), "{from:?} -> {to:?}");
+                let before = BatchHeader::parse(&original).unwrap();
+                assert_eq!(
+                    (
+                        header.base_sequence,
+                        header.producer_id,
+                        header.producer_epoch,
+                        header.records_count
+                    ),
+                    (
+                        before.base_sequence,
+                        before.producer_id,
+                        before.producer_epoch,
+                        before.records_count
+                    )
+                );
+                assert_eq!(
+                    (header.base_timestamp, header.max_timestamp, header.last_offset_delta),
+                    (before.base_timestamp, before.max_timestamp, before.last_offset_delta)
+                );
+                validate_batches(bytes.clone(), &options).unwrap();
+                assert_eq!(decode_records(&bytes).unwrap(), want, "{from:?} -> {to:?}");
+                if before.compression() == Ok(to) {
+                    assert_eq!(bytes, original, "{to:?} kept byte for byte");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn levels_change_the_output() {
+        let options = ValidateOptions::default();
+        let size = |codec, level| {
+            let validated = validate_batches(batch(CodecCompression::None), &options).unwrap();
+            validated
+                .recompressed(target(codec, Some(level)), &options)
+                .unwrap()
+                .len_bytes()
+        };
+        assert!(size(Compression::Zstd, 19) < size(Compression::Zstd, 1));
+        assert!(size(Compression::Gzip, 9) < size(Compression::Gzip, 1));
+        assert!(size(Compression::Lz4, 12) < size(Compression::Lz4, 1));
+    }
+
+    #[test]
+    fn a_batch_that_grows_past_the_limit_is_refused() {
+        let original = batch(CodecCompression::Zstd);
+        let options = ValidateOptions {
+            max_batch_bytes: original.len() + 10,
+            require_keys: false,
+        };
+        let validated = validate_batches(original, &options).unwrap();
+        assert!(matches!(
+            validated.recompressed(target(Compression::None, None), &options),
+            Err(BatchError::TooLarge { .. })
+        ));
     }
 }

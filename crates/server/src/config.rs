@@ -144,6 +144,10 @@ pub const TOPIC_DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("log.message.timestamp.type", "message.timestamp.type"),
     ("log.flush.interval.messages", "flush.messages"),
     ("message.max.bytes", "max.message.bytes"),
+    ("compression.type", "compression.type"),
+    ("compression.gzip.level", "compression.gzip.level"),
+    ("compression.lz4.level", "compression.lz4.level"),
+    ("compression.zstd.level", "compression.zstd.level"),
 ];
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>

@@ -44,10 +44,28 @@ const fn key(name: &'static str, default: &'static str, config_type: ConfigType,
 pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
     key("cleanup.policy", "delete", ConfigType::List, "delete, compact, or both"),
     key(
+        "compression.gzip.level",
+        "-1",
+        ConfigType::Int,
+        "the gzip level batches are recompressed with when compression.type is gzip: 1-9, or -1 for the codec's default",
+    ),
+    key(
+        "compression.lz4.level",
+        "9",
+        ConfigType::Int,
+        "the lz4 level batches are recompressed with when compression.type is lz4: 1-17",
+    ),
+    key(
         "compression.type",
         "producer",
         ConfigType::String,
-        "Strom keeps batches as produced; only 'producer'",
+        "the codec batches are stored in: gzip, snappy, lz4, zstd, uncompressed (no codec), or producer (as the producer compressed them); a batch in another codec is recompressed",
+    ),
+    key(
+        "compression.zstd.level",
+        "3",
+        ConfigType::Int,
+        "the zstd level batches are recompressed with when compression.type is zstd: -131072 to 22",
     ),
     key(
         "delete.retention.ms",
@@ -144,6 +162,23 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
     let key = lookup(name).ok_or_else(|| format!("unknown topic config {name}"))?;
     let value = value.trim();
     let bad = |what: &str| Err(format!("invalid value {value:?} for {name}: {what}"));
+    // KIP-390's levels take negative values, unlike other ints.
+    let level = |range: std::ops::RangeInclusive<i32>, extra: Option<i32>| match value.parse::<i32>() {
+        Ok(v) if range.contains(&v) || Some(v) == extra => Ok(()),
+        _ => bad(&format!(
+            "expected an integer in [{}, {}]{}",
+            range.start(),
+            range.end(),
+            extra.map_or(String::new(), |v| format!(" or {v}"))
+        )),
+    };
+    use strom_record::compress::{GZIP_LEVELS, GZIP_LEVEL_DEFAULT, LZ4_LEVELS, ZSTD_LEVELS};
+    match name {
+        "compression.gzip.level" => return level(GZIP_LEVELS, Some(GZIP_LEVEL_DEFAULT)),
+        "compression.lz4.level" => return level(LZ4_LEVELS, None),
+        "compression.zstd.level" => return level(ZSTD_LEVELS, None),
+        _ => {}
+    }
     match key.config_type {
         ConfigType::Long => match value.parse::<i64>() {
             Ok(v) if v >= -1 => {}
@@ -173,14 +208,51 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
         "message.timestamp.type" if value != "CreateTime" && value != "LogAppendTime" => {
             return bad("expected CreateTime or LogAppendTime")
         }
-        "compression.type" if value != "producer" => {
-            return bad("Strom stores batches as the producer compressed them; only 'producer' is supported")
+        "compression.type" if target_compression(value).is_none() && value != "producer" => {
+            return bad("expected uncompressed, zstd, lz4, snappy, gzip or producer")
         }
         "segment.bytes" if value.parse::<i64>().unwrap_or(0) < 1024 => return bad("must be at least 1024"),
         "unclean.leader.election.enable" if value == "true" => return bad("unclean leader election is not supported"),
         _ => {}
     }
     Ok(())
+}
+
+/// The codec a `compression.type` stores batches in; `None` for `producer` (as produced).
+fn target_compression(value: &str) -> Option<strom_record::Compression> {
+    use strom_record::Compression;
+    Some(match value {
+        "uncompressed" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        _ => return None,
+    })
+}
+
+/// What the produce path recompresses batches into (`compression.type` and the codec's
+/// level), or `None` to store them as produced.
+pub fn produce_compression(
+    broker_defaults: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
+) -> Option<strom_record::TargetCompression> {
+    use strom_record::Compression;
+    let get = |name: &str| {
+        overrides
+            .get(name)
+            .or_else(|| broker_defaults.get(name))
+            .map(|v| v.trim())
+    };
+    let codec = target_compression(get("compression.type")?)?;
+    let level_key = match codec {
+        Compression::Gzip => Some("compression.gzip.level"),
+        Compression::Lz4 => Some("compression.lz4.level"),
+        Compression::Zstd => Some("compression.zstd.level"),
+        Compression::None | Compression::Snappy => None,
+    };
+    let level = level_key.and_then(get).and_then(|v| v.parse().ok());
+    Some(strom_record::TargetCompression { codec, level })
 }
 
 fn parse_cleanup_policy(value: &str) -> Result<CleanupPolicy, String> {
@@ -290,7 +362,15 @@ mod tests {
         assert!(validate_value("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_value("cleanup.policy", "shred").is_err());
         assert!(validate_value("no.such.config", "1").is_err());
-        assert!(validate_value("compression.type", "gzip").is_err());
+        assert!(validate_value("compression.type", "gzip").is_ok());
+        assert!(validate_value("compression.type", "uncompressed").is_ok());
+        assert!(validate_value("compression.type", "brotli").is_err());
+        assert!(validate_value("compression.gzip.level", "-1").is_ok());
+        assert!(validate_value("compression.gzip.level", "0").is_err());
+        assert!(validate_value("compression.zstd.level", "-5").is_ok());
+        assert!(validate_value("compression.zstd.level", "23").is_err());
+        assert!(validate_value("compression.lz4.level", "17").is_ok());
+        assert!(validate_value("compression.lz4.level", "18").is_err());
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct ProduceOptions {
     pub validate: ValidateOptions,
     /// `min.insync.replicas`: acks=all is refused while the ISR is smaller.
     pub min_insync_replicas: i32,
+    /// `compression.type` (and its level) when not `producer`: batches in another codec are
+    /// recompressed before they are appended.
+    pub compression: Option<strom_record::TargetCompression>,
 }
 
 impl Topic {
@@ -276,6 +279,7 @@ impl TopicRegistry {
                     .compact,
             },
             min_insync_replicas: number("min.insync.replicas").map_or(1, |n| n.clamp(1, i64::from(i32::MAX)) as i32),
+            compression: topic_config::produce_compression(&self.broker_defaults, overrides),
         }
     }
 

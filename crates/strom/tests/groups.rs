@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
     DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::Consumer as _;
 use strom_testkit::wire::decode_response;
 use strom_testkit::{poll_until, Broker, GroupMember, Producer, Rec, WireClient};
 
@@ -723,4 +724,84 @@ fn committed_offsets_expire_after_the_retention() {
         vec![None],
         "still gone after a restart"
     );
+}
+
+/// librdkafka's `0045-subscribe_update` "many updates": one classic member (range assignor)
+/// replaces its subscription step after step (topics i..i+5), unsubscribing right after the
+/// subscribe every seventh step, and must reach its latest subscription's partitions each
+/// time (librdkafka checks every fifth step, within 10 s). In that race librdkafka sometimes
+/// discards a MEMBER_ID_REQUIRED answer as outdated and joins again, leaving a member id that
+/// is never used; here a wire client leaves one deterministically before the member starts.
+/// Kafka ends a group's first generation by the initial delay alone and waits for such an id
+/// only until it expires; Strom waited for it with no delay, and then for the whole rebalance
+/// timeout (librdkafka's `max.poll.interval.ms`, 300 s) instead of the id's session.
+fn subscription_changes_reach_the_latest_assignment(initial_delay_ms: &str) {
+    const STEPS: usize = 20;
+    const WINDOW: usize = 5;
+    const TOPIC_PARTITIONS: i32 = 2;
+    const ABANDONED_SESSION_MS: i32 = 6_000;
+    const GROUP: &str = "resubscribe";
+    let mut broker = Broker::builder(strom_testkit::bin!())
+        .set("group.initial.rebalance.delay.ms", initial_delay_ms)
+        .start();
+    let bootstrap = broker.bootstrap();
+    let topics: Vec<String> = (0..STEPS + WINDOW).map(|i| format!("resub-{i}")).collect();
+    for topic in &topics {
+        common::create_topic(&broker, topic, TOPIC_PARTITIONS);
+    }
+    let mut abandon = join_request("", ABANDONED_SESSION_MS);
+    abandon.group_id = GroupId(StrBytes::from_static_str(GROUP));
+    let answer = broker.wire().call(&abandon, 5).expect("join without member id");
+    assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
+    let member = GroupMember::join(
+        &bootstrap,
+        GROUP,
+        &[&topics[0]],
+        &[
+            ("partition.assignment.strategy", "range"),
+            ("group.protocol", "classic"),
+            // librdkafka's defaults, as in its test: the rebalance timeout is 300 s.
+            ("session.timeout.ms", "45000"),
+            ("heartbeat.interval.ms", "3000"),
+        ],
+    );
+    let mut step_times = Vec::new();
+    for step in 0..STEPS {
+        let started = Instant::now();
+        let subscription: Vec<&str> = topics[step..step + WINDOW].iter().map(String::as_str).collect();
+        member.inner().subscribe(&subscription).expect("subscribe");
+        let unsubscribe = step % 7 == 0;
+        if unsubscribe {
+            member.inner().unsubscribe();
+        }
+        let expected: BTreeSet<(String, i32)> = if unsubscribe {
+            BTreeSet::new()
+        } else {
+            subscription
+                .iter()
+                .flat_map(|topic| (0..TOPIC_PARTITIONS).map(move |p| (topic.to_string(), p)))
+                .collect()
+        };
+        poll_until(
+            SETTLE_TIMEOUT,
+            &format!("step {step}: the assignment of {subscription:?}"),
+            || {
+                member.poll(POLL_STEP);
+                (member.assignment() == expected).then_some(())
+            },
+        );
+        step_times.push(started.elapsed().as_millis());
+    }
+    eprintln!("group.initial.rebalance.delay.ms={initial_delay_ms}: ms per step {step_times:?}");
+    broker.assert_healthy();
+}
+
+#[test]
+fn repeated_subscription_changes_reach_the_latest_assignment_without_initial_delay() {
+    subscription_changes_reach_the_latest_assignment("0");
+}
+
+#[test]
+fn repeated_subscription_changes_reach_the_latest_assignment_with_initial_delay() {
+    subscription_changes_reach_the_latest_assignment("3000");
 }

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, InitProducerIdRequest, ProduceRequest,
+    ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
@@ -169,6 +170,37 @@ impl WireClient {
     }
 }
 
+impl WireClient {
+    /// Fetch v12 of one partition from `offset`, without waiting: the record set as stored,
+    /// whole batches (up to 32 MiB), for tests that look at the bytes on disk.
+    pub fn fetch_records(&mut self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<Bytes> {
+        let mut fetch_partition = FetchPartition::default();
+        fetch_partition.partition = partition;
+        fetch_partition.current_leader_epoch = -1;
+        fetch_partition.fetch_offset = offset;
+        fetch_partition.last_fetched_epoch = -1;
+        fetch_partition.log_start_offset = -1;
+        fetch_partition.partition_max_bytes = 32 << 20;
+        let mut fetch_topic = FetchTopic::default();
+        fetch_topic.topic = topic_name(topic);
+        fetch_topic.partitions = vec![fetch_partition];
+        let mut request = FetchRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.max_bytes = 32 << 20;
+        request.session_epoch = -1;
+        request.topics = vec![fetch_topic];
+        let response = self.call(&request, 12)?;
+        let answer = response
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == partition)
+            .with_context(|| format!("no fetch answer for {topic}/{partition}"))?;
+        anyhow::ensure!(answer.error_code == 0, "fetch error {}", answer.error_code);
+        Ok(answer.records.unwrap_or_default())
+    }
+}
+
 /// The Produce version the raw tests use (flexible, before topic ids).
 pub const PRODUCE_VERSION: i16 = 9;
 
@@ -252,8 +284,35 @@ pub fn transactional_batch(values: &[&[u8]], producer: BatchProducer, timestamp_
     encode_batch(values, producer, true, Compression::None, timestamp_ms)
 }
 
+/// One v2 batch (base offset 0, no producer) of `(key, value)` records, a key of `None`
+/// meaning a record without key.
+pub fn batch_of(records: &[(Option<&[u8]>, &[u8])], compression: Compression, timestamp_ms: i64) -> Bytes {
+    let values: Vec<&[u8]> = records.iter().map(|(_, value)| *value).collect();
+    let keys: Vec<Option<Bytes>> = records.iter().map(|(key, _)| key.map(Bytes::copy_from_slice)).collect();
+    encode_records(
+        &values,
+        Some(&keys),
+        BatchProducer::NONE,
+        false,
+        compression,
+        timestamp_ms,
+    )
+}
+
 fn encode_batch(
     values: &[&[u8]],
+    producer: BatchProducer,
+    transactional: bool,
+    compression: Compression,
+    timestamp_ms: i64,
+) -> Bytes {
+    encode_records(values, None, producer, transactional, compression, timestamp_ms)
+}
+
+/// Keys are `key-<i>` unless given.
+fn encode_records(
+    values: &[&[u8]],
+    keys: Option<&[Option<Bytes>]>,
     producer: BatchProducer,
     transactional: bool,
     compression: Compression,
@@ -278,7 +337,10 @@ fn encode_batch(
                 // carries the first one (-1, "none").
                 sequence: producer.base_sequence.wrapping_add(i32_index),
                 timestamp: timestamp_ms + i64::from(i32_index),
-                key: Some(Bytes::from(format!("key-{i}"))),
+                key: match keys {
+                    Some(keys) => keys[i].clone(),
+                    None => Some(Bytes::from(format!("key-{i}"))),
+                },
                 value: Some(Bytes::copy_from_slice(value)),
                 headers: Default::default(),
             }

@@ -1,5 +1,6 @@
 //! Produce (key 0): validate each partition's record set, append it as received, answer with
-//! the assigned base offset. Nothing is re-encoded on this path.
+//! the assigned base offset. Nothing is re-encoded on this path, unless the topic's
+//! `compression.type` names a codec the batch is not in: then it is recompressed first.
 //!
 //! A transactional batch is appended only if its partition belongs to the producer's open
 //! transaction (KIP-890's server-side defence): a write that raced its transaction's end, or
@@ -8,7 +9,9 @@
 //! (transactions v2) the write itself adds the partition to the transaction.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strom_record::{validate_batches, Compression, ValidatedBatches};
@@ -57,6 +60,7 @@ fn fit_to_version(mut response: PartitionProduceResponse, version: i16) -> Parti
     }
     if version < 8 {
         response.error_message = None;
+        response.record_errors.clear();
     }
     response
 }
@@ -176,16 +180,46 @@ fn produce_partition(
             )),
         );
     }
+    let batch_len = records.len();
     let validated = match validate_batches(records, &options.validate) {
         Ok(v) => v,
         Err(e) => {
             tracing::debug!(topic = topic_name, partition = index, error = %e, "rejected record set");
-            return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
+            let code = strom_protocol::errors::batch_error_code(&e);
+            let limit = strom_protocol::errors::record_errors_limit(batch_len);
+            let Some(answer) = strom_protocol::errors::record_errors(&e, topic_name, index, limit) else {
+                return error_response(index, code, Some(e.to_string()));
+            };
+            // KIP-467: which records were refused, so the client fails only those.
+            let mut response = error_response(index, code, Some(answer.error_message));
+            response.record_errors = answer
+                .records
+                .into_iter()
+                .map(|(batch_index, message)| {
+                    let mut error = BatchIndexAndErrorMessage::default();
+                    error.batch_index = batch_index;
+                    error.batch_index_error_message = Some(message);
+                    error
+                })
+                .collect();
+            return response;
         }
     };
     if let Err((error, message)) = check_client_batch(&validated, version, transactional_id.is_some()) {
         return error_response(index, error, Some(message.to_string()));
     }
+    // The topic's compression.type, unless `producer`: a batch in another codec is rewritten
+    // in it (outside the partition lock); one already in it is kept as sent.
+    let validated = match options.compression {
+        None => validated,
+        Some(target) => match validated.recompressed(target, &options.validate) {
+            Ok(recompressed) => recompressed,
+            Err(e) => {
+                tracing::debug!(topic = topic_name, partition = index, error = %e, "recompression failed");
+                return error_response(index, strom_protocol::errors::batch_error_code(&e), Some(e.to_string()));
+            }
+        },
+    };
     let leader_epoch = partition.leader_epoch();
     let append = |log: &mut strom_storage::Log| {
         let result = log.append(&validated, leader_epoch, now);
