@@ -374,6 +374,24 @@ impl Quorum {
         }
     }
 
+    /// Confirms that this node leads now (a heartbeat round answered by a majority: a leader
+    /// restarted from its old vote, or cut off and replaced, fails here) and waits until its
+    /// state machine has applied everything committed before. Reads that must reflect the
+    /// whole committed log, such as a controller's decisions, call this first.
+    pub async fn ensure_leader(&self, timeout: Duration) -> Result<(), QuorumError> {
+        self.check_running()?;
+        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(e))) => Err(QuorumError::Raft(format!("not the leader: {e}"))),
+            Ok(Err(RaftError::Fatal(fatal))) => Err(fatal_error(fatal)),
+            Err(_) => Err(QuorumError::Timeout {
+                what: "confirming leadership with a majority of voters".to_string(),
+                after_ms: timeout.as_millis() as u64,
+                leader: self.raft.metrics().borrow().current_leader,
+            }),
+        }
+    }
+
     /// Sets the handler of [`Quorum::call_leader`] requests arriving at this node.
     pub fn set_call_handler(&self, handler: Arc<dyn CallHandler>) {
         *self.calls.write().expect("call handler lock") = Some(handler);

@@ -2,9 +2,10 @@
 //! [`ControllerRequest`]s one at a time with `strom_metadata::Controller`'s plans, committed
 //! through the quorum before the answer goes out.
 //!
-//! One operation at a time, each against an image holding everything committed before it: the
-//! controller waits until the image has applied the whole local log (entries of earlier terms
-//! included) before it decides, and a plan's records are applied here before the next
+//! One operation at a time, each against an image holding everything committed before it:
+//! before deciding, the controller confirms its leadership with a majority (a leader restarted
+//! from its old vote, or cut off and replaced, fails that) and waits until its image has applied
+//! everything committed; a plan's records are applied here before the next
 //! operation starts (`Quorum::propose` returns once they are). A node that becomes leader
 //! starts a fresh `Controller`, which gives every broker a full session before fencing it.
 
@@ -19,7 +20,7 @@ use tokio::sync::{watch, Mutex};
 use super::protocol::{ControllerReply, ControllerRequest};
 use crate::broker::now_ms;
 
-/// How long the controller waits for its image to catch up with the log before deciding.
+/// How long the controller waits to confirm its leadership and catch its image up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the active controller looks for expired broker sessions and leader imbalance.
 pub(crate) const TICK_INTERVAL: Duration = Duration::from_millis(250);
@@ -133,11 +134,12 @@ impl ControllerService {
             return None;
         }
         let term = status.term;
-        if let Some(index) = status.last_log_index {
-            if let Err(e) = quorum.wait_for_applied(index, CATCH_UP_TIMEOUT).await {
-                tracing::warn!(error = %e, "the controller's image did not catch up with the log");
-                return None;
-            }
+        // A leader restarted from its old vote, or cut off and replaced, believes it leads for
+        // a moment: only a majority's answer proves it, and the image must hold everything
+        // committed before this node decides anything.
+        if let Err(e) = quorum.ensure_leader(CATCH_UP_TIMEOUT).await {
+            tracing::debug!(error = %e, "not confirmed as the quorum leader");
+            return None;
         }
         let still = quorum
             .status()
