@@ -1,6 +1,7 @@
 //! `strom`: the broker and its client commands in one binary.
 
 mod alloc;
+mod dev_cluster;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Start a broker (with no flags: 127.0.0.1:9092, data in ./strom-data).
     Server(ServerArgs),
+    /// Start a local cluster of combined nodes on loopback for trying Strom out; prints the
+    /// bootstrap servers and stops every node on Ctrl-C.
+    DevCluster(dev_cluster::DevClusterArgs),
     #[command(flatten)]
     Client(strom_cli::ClientCommand),
 }
@@ -104,7 +108,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => run_server(args),
+        Command::DevCluster(args) => dev_cluster::run(args),
         Command::Client(command) => strom_cli::run(command),
     };
     match result {

@@ -251,3 +251,62 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A base port whose node ports (base + 10 * i and the one above, for three nodes) are free
+/// now, below the ephemeral range.
+fn free_base_port() -> u16 {
+    let mut seed = std::process::id() as u64 ^ 0x9E37_79B9;
+    for _ in 0..200 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let base = 20_000 + (seed >> 33) as u16 % 10_000;
+        let ports = (0..3u16).flat_map(|i| [base + 10 * i, base + 10 * i + 1]);
+        let held: Vec<_> = ports.map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
+        if held.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+#[test]
+fn dev_cluster_starts_three_nodes_and_stops_them_on_ctrl_c() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let mut child = std::process::Command::new(strom_testkit::bin!())
+        .args([
+            "dev-cluster",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dev-cluster starts");
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let bootstrap = first_line.trim().to_string();
+    assert_eq!(bootstrap.split(',').count(), 3, "{bootstrap}");
+    poll_until(WAIT, "a topic created on the dev cluster", || {
+        Admin::new(&bootstrap).create_topic("dev", 3, &[]).ok()
+    });
+    let sent = produce(&bootstrap, "dev", 3, 5, "d");
+    assert_holds(&bootstrap, "dev", &sent);
+    // Ctrl-C stops every node.
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own unreaped child; plain integers.
+    let signalled = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(signalled, 0);
+    let status = poll_until(WAIT, "dev-cluster to exit", || child.try_wait().ok().flatten());
+    assert!(status.success(), "{status}");
+    let running = std::fs::read_to_string("/proc/self/status").is_ok()
+        && (0..3u16).any(|i| std::net::TcpStream::connect(("127.0.0.1", base + 10 * i)).is_ok());
+    assert!(!running, "a node still answers after dev-cluster exited");
+}
