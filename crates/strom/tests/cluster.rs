@@ -141,6 +141,57 @@ fn three_nodes_spread_partitions_and_serve_them_from_their_leaders() {
     );
 }
 
+/// DescribeQuorum's answer: (leader, epoch, high watermark, each voter's id and log end).
+type QuorumAnswer = (i32, i32, i64, Vec<(i32, i64)>);
+
+/// DescribeQuorum as any node answers it.
+fn describe_quorum(node: &Broker) -> Option<QuorumAnswer> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let mut partition = PartitionData::default();
+    partition.partition_index = 0;
+    let mut topic = TopicData::default();
+    topic.topic_name = strom_testkit::wire::topic_name("__cluster_metadata");
+    topic.partitions = vec![partition];
+    let mut request = kafka_protocol::messages::DescribeQuorumRequest::default();
+    request.topics = vec![topic];
+    let response = node.wire().call(&request, 2).ok()?;
+    let p = response.topics.first()?.partitions.first()?;
+    (response.error_code == 0 && p.error_code == 0).then(|| {
+        let voters = p
+            .current_voters
+            .iter()
+            .map(|v| (v.replica_id.0, v.log_end_offset))
+            .collect();
+        (p.leader_id.0, p.leader_epoch, p.high_watermark, voters)
+    })
+}
+
+#[test]
+fn describe_quorum_shows_the_leader_and_every_voter_caught_up() {
+    let cluster = cluster(3);
+    let controller = cluster.controller(WAIT);
+    let (leader, epoch, high_watermark, voters) = poll_until(WAIT, "every voter caught up", || {
+        describe_quorum(&cluster.nodes[2])
+            .filter(|(_, _, hw, voters)| voters.len() == 3 && voters.iter().all(|(_, end)| end == hw))
+    });
+    assert_eq!(leader as usize, controller);
+    assert!(epoch >= 1 && high_watermark > 0, "{epoch} {high_watermark}");
+    let ids: BTreeSet<i32> = voters.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, BTreeSet::from([1, 2, 3]));
+    // Asking for another partition than the metadata log's gets an error there.
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let mut topic = TopicData::default();
+    topic.topic_name = strom_testkit::wire::topic_name("orders");
+    topic.partitions = vec![PartitionData::default()];
+    let mut request = kafka_protocol::messages::DescribeQuorumRequest::default();
+    request.topics = vec![topic];
+    let response = cluster.nodes[0].wire().call(&request, 2).expect("an answer");
+    assert_eq!(
+        response.topics[0].partitions[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+}
+
 #[test]
 fn the_active_controller_dies_and_another_takes_over() {
     let mut cluster = cluster(3);

@@ -251,6 +251,9 @@ fn empty_request(key: ApiKey) -> Option<kafka_protocol::messages::RequestKind> {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(kafka_protocol::messages::DescribeQuorumRequest::default())
+        }
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         _ => return None,
     })

@@ -61,6 +61,9 @@ impl ControllerService {
             *active = None;
             return ControllerReply::NotController;
         };
+        if matches!(request, ControllerRequest::DescribeQuorum) {
+            return describe_quorum(&quorum).await;
+        }
         let image = self.image.borrow().clone();
         let now = now_ms();
         if active.as_ref().is_none_or(|a| a.term != term) {
@@ -150,6 +153,28 @@ impl ControllerService {
     }
 }
 
+/// The quorum as this node, its leader, sees it.
+async fn describe_quorum(quorum: &Quorum) -> ControllerReply {
+    let status = match quorum.status().await {
+        Ok(status) => status,
+        Err(e) => return ControllerReply::Unavailable(e.to_string()),
+    };
+    let now = now_ms();
+    let member = |r: &strom_quorum::ReplicaStatus| super::protocol::QuorumMember {
+        id: r.id,
+        addr: r.addr.clone(),
+        log_end_offset: r.matched_index.map_or(-1, |i| i as i64),
+        last_fetch_ms: r.last_contact_ms_ago.map_or(-1, |ago| now - ago as i64),
+    };
+    ControllerReply::Quorum(super::protocol::QuorumView {
+        leader: status.node_id,
+        term: status.term,
+        committed: status.committed.map_or(-1, |c| c as i64),
+        voters: status.voters.iter().map(member).collect(),
+        observers: status.learners.iter().map(member).collect(),
+    })
+}
+
 fn add_learner_if_new(quorum: &Arc<Quorum>, id: i32, addr: String) {
     let id = id as u64;
     let membership = quorum.membership();
@@ -237,6 +262,7 @@ fn decide(controller: &mut Controller, image: &MetadataImage, now: i64, request:
                 ControllerReply::Done
             })
         }
+        ControllerRequest::DescribeQuorum => unreachable!("answered before deciding"),
     }
 }
 

@@ -44,6 +44,28 @@ pub(crate) enum ControllerRequest {
         broker_epoch: i64,
     },
     UnregisterBroker(BrokerId),
+    /// The quorum as its leader sees it (DescribeQuorum).
+    DescribeQuorum,
+}
+
+/// One quorum member as the leader sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct QuorumMember {
+    pub(crate) id: u64,
+    pub(crate) addr: String,
+    /// The highest log index known to be on it (-1 unknown).
+    pub(crate) log_end_offset: i64,
+    /// When it last answered the leader (ms since the epoch; -1 unknown).
+    pub(crate) last_fetch_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct QuorumView {
+    pub(crate) leader: u64,
+    pub(crate) term: u64,
+    pub(crate) committed: i64,
+    pub(crate) voters: Vec<QuorumMember>,
+    pub(crate) observers: Vec<QuorumMember>,
 }
 
 pub(crate) type Results<T> = Vec<(String, Result<T, ControllerError>)>;
@@ -66,4 +88,5 @@ pub(crate) enum ControllerReply {
     AlterPartition(Box<PartitionState>),
     Elections(Vec<((String, i32), Result<(), ControllerError>)>),
     ProducerIds(ProducerIdBlock),
+    Quorum(QuorumView),
 }
