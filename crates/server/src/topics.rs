@@ -14,8 +14,6 @@ use uuid::Uuid;
 use crate::partition::Partition;
 use crate::topic_config;
 
-/// Kafka's limit on topic name length.
-pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// An upper bound on partitions per topic, so a request cannot make a broker create millions of
 /// directories.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
@@ -60,25 +58,9 @@ impl TopicError {
     }
 }
 
-/// Kafka's rule: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// Kafka's rule for topic names (one definition, the controller's).
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |why| Err(TopicError::InvalidName(name.to_string(), why));
-    if name.is_empty() {
-        return invalid("empty");
-    }
-    if name == "." || name == ".." {
-        return invalid("'.' and '..' are not allowed");
-    }
-    if name.len() > TOPIC_NAME_LENGTH_MAX {
-        return invalid("longer than 249 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
+    strom_metadata::controller::validate_topic_name(name).map_err(|why| TopicError::InvalidName(name.to_string(), why))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,8 +314,12 @@ impl TopicRegistry {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
         // Kafka refuses names equal up to '.' versus '_': their metric names would collide.
-        let folded = name.replace('.', "_");
-        if self.list().iter().any(|t| t.name.replace('.', "_") == folded) {
+        let folded = strom_metadata::controller::collision_key(name);
+        if self
+            .list()
+            .iter()
+            .any(|t| strom_metadata::controller::collision_key(&t.name) == folded)
+        {
             return Err(TopicError::InvalidName(
                 name.to_string(),
                 "collides with an existing topic up to '.' and '_'",

@@ -224,6 +224,19 @@ fn a_stopped_broker_gets_its_partitions_back_with_their_data() {
         leaders(&cluster.nodes[0], "kept").filter(|l| l.values().all(|id| *id > 0))
     });
     let sent = produce(&bootstrap, "kept", 3, 30, "c");
+    // A topic config set through one node reaches every node, and survives their restarts.
+    Admin::new(&cluster.nodes[0].bootstrap())
+        .alter_topic_configs("kept", &[("retention.ms", "3600000")])
+        .expect("AlterConfigs");
+    let retention = |node: &Broker| {
+        Admin::new(&node.bootstrap())
+            .describe_topic_configs("kept")
+            .ok()
+            .and_then(|configs| configs.get("retention.ms").cloned().flatten())
+    };
+    poll_until(WAIT, "the config on node 3", || {
+        (retention(&cluster.nodes[2]).as_deref() == Some("3600000")).then_some(())
+    });
     // Node 3 stops under the controller's control, then node 2 crashes (one at a time: two of
     // the three voters keep the quorum).
     let status = cluster.node(3).sigterm_and_wait();
@@ -235,6 +248,7 @@ fn a_stopped_broker_gets_its_partitions_back_with_their_data() {
     wait_offline(&cluster, &before, 2);
     cluster.node(2).restart();
     wait_led_as(&cluster, &before);
+    assert_eq!(retention(&cluster.nodes[2]).as_deref(), Some("3600000"));
     let bootstrap = cluster.bootstrap();
     assert_holds(&bootstrap, "kept", &sent);
 }

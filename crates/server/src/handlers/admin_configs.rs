@@ -198,8 +198,9 @@ fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
     props
 }
 
-/// Outcome of altering one resource: an error code and message, or success.
-fn alter_resource(
+/// Outcome of altering one resource: an error code and message, or success. In a cluster a
+/// topic's new overrides go to the controller, which commits them for every broker.
+async fn alter_resource(
     broker: &Broker,
     resource_type: i8,
     resource_name: &str,
@@ -215,9 +216,21 @@ fn alter_resource(
                 ));
             };
             let mut overrides = topic.overrides();
-            let result = change(&mut overrides)
-                .and_then(|()| broker.topics.set_overrides(resource_name, overrides, validate_only));
-            result.err().map(|e| (e.code(), e.to_string()))
+            if let Err(e) = change(&mut overrides) {
+                return Some((e.code(), e.to_string()));
+            }
+            match &broker.cluster {
+                Some(cluster) if !topic.is_internal() => {
+                    if let Err(e) = crate::topics::TopicRegistry::validate_overrides(&overrides) {
+                        return Some((e.code(), e.to_string()));
+                    }
+                    super::cluster_admin::alter_topic_configs(cluster, resource_name, overrides, validate_only).await
+                }
+                _ => {
+                    let result = broker.topics.set_overrides(resource_name, overrides, validate_only);
+                    result.err().map(|e| (e.code(), e.to_string()))
+                }
+            }
         }
         RESOURCE_BROKER => Some((
             code(ResponseError::InvalidRequest),
@@ -230,7 +243,7 @@ fn alter_resource(
     }
 }
 
-pub(super) fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(super) async fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     for resource in request.resources {
         // AlterConfigs replaces the whole set of overrides.
@@ -248,7 +261,8 @@ pub(super) fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfi
                 *overrides = replacement;
                 Ok(())
             },
-        );
+        )
+        .await;
         let mut result = alter_configs_response::AlterConfigsResourceResponse::default();
         if let Some((error, message)) = outcome {
             result.error_code = error;
@@ -266,7 +280,7 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub(super) fn incremental_alter(
+pub(super) async fn incremental_alter(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -332,7 +346,8 @@ pub(super) fn incremental_alter(
                 }
                 Ok(())
             },
-        );
+        )
+        .await;
         let mut result = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         if let Some((error, message)) = outcome {
             result.error_code = error;

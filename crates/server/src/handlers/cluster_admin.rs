@@ -19,8 +19,8 @@ use kafka_protocol::messages::{
     MetadataResponse,
 };
 use kafka_protocol::ResponseError;
-use strom_metadata::controller::{CreatePartitions, CreateTopic};
-use strom_metadata::{ControllerError, MetadataImage, TopicImage, NO_LEADER};
+use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
+use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
 
 use super::authorized_operations::{self, Resource};
 use super::{code, str_bytes, topic_name};
@@ -484,6 +484,43 @@ pub(super) async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest,
     };
     await_image(cluster, |image| names.iter().all(|n| image.topic_by_name(n).is_none())).await;
     response
+}
+
+/// Replaces a topic's config overrides through the controller; the outcome as an error code
+/// and message, or `None` once this node's image shows the change.
+pub(super) async fn alter_topic_configs(
+    cluster: &Cluster,
+    topic: &str,
+    overrides: std::collections::BTreeMap<String, String>,
+    validate_only: bool,
+) -> Option<(i16, String)> {
+    let ops: Vec<ConfigOp> = overrides
+        .iter()
+        .map(|(name, value)| ConfigOp {
+            name: name.clone(),
+            value: Some(value.clone()),
+        })
+        .collect();
+    let request = ControllerRequest::AlterConfigs {
+        resource: ConfigResource::Topic(topic.to_string()),
+        ops,
+        replace: true,
+        validate_only,
+    };
+    match ask(cluster, request).await {
+        Ok(ControllerReply::Done) => {
+            if !validate_only {
+                let resource = ConfigResource::Topic(topic.to_string());
+                await_image(cluster, |image| {
+                    image.configs(&resource).cloned().unwrap_or_default() == overrides
+                })
+                .await;
+            }
+            None
+        }
+        Ok(other) => Some(unavailable(&format!("unexpected answer {other:?}"))),
+        Err(failure) => Some(failure),
+    }
 }
 
 pub(super) async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {

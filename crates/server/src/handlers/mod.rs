@@ -90,9 +90,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version)),
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(broker, r)),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin_configs::describe(broker, r, version)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin_configs::alter(broker, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin_configs::alter(broker, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(admin_configs::incremental_alter(broker, r))
+            ResponseKind::IncrementalAlterConfigs(admin_configs::incremental_alter(broker, r).await)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version)),
