@@ -95,11 +95,15 @@ class Broker:
     # Brokers owned by live fixtures, running or stopped; a failing test shows their logs.
     in_use: list["Broker"] = []
 
-    def __init__(self, root: Path, settings: dict[str, str] | None = None):
+    def __init__(
+        self, root: Path, settings: dict[str, str] | None = None, args: list[str] | None = None
+    ):
         self.root = root
         self.data_dir = root / "data"
         self.log_path = root / "broker.log"
         self.settings = dict(settings or {})
+        # More `strom server` arguments, e.g. a cluster node's id, roles and quorum voters.
+        self.args = list(args or [])
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.starts = 0
@@ -141,6 +145,7 @@ class Broker:
             self.bootstrap,
             "--data-dir",
             str(self.data_dir),
+            *self.args,
         ]
         for key, value in self.settings.items():
             # "{port}" in a value stands for the broker's port, known only at start.
