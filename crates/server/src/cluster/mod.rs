@@ -40,6 +40,9 @@ use controller_service::{CallHandler, ControllerService};
 use metadata_store::MetadataStore;
 use protocol::{ControllerReply, ControllerRequest};
 
+/// Worker threads of the quorum's runtime: openraft's core fsyncs the log on one of them.
+const QUORUM_THREADS: usize = 2;
+
 /// Where a retried call waits between "not the controller" answers (a new leader is being
 /// elected or has not caught up yet).
 const NOT_CONTROLLER_BACKOFF: Duration = Duration::from_millis(50);
@@ -58,6 +61,9 @@ pub struct Cluster {
     pub(crate) dir: PathBuf,
     pub(crate) cluster_id: String,
     pub(crate) quorum: Arc<Quorum>,
+    /// The quorum runs on threads of its own, so request handlers that block (file I/O on the
+    /// broker's workers) cannot delay its heartbeats into elections.
+    runtime: Option<tokio::runtime::Runtime>,
     image: watch::Receiver<Arc<MetadataImage>>,
     /// This node's quorum address, for the controller to add it as a learner (non-voters).
     pub(crate) metadata_addr: Option<String>,
@@ -112,7 +118,17 @@ impl Cluster {
         let store = MetadataStore::new();
         let image = store.subscribe();
         let store = Arc::new(RwLock::new(store));
-        let quorum = Arc::new(Quorum::start(quorum_config, store).await?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(QUORUM_THREADS)
+            .thread_name("strom-quorum")
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Config(format!("starting the quorum's threads: {e}")))?;
+        let quorum = runtime
+            .spawn(Quorum::start(quorum_config, store))
+            .await
+            .expect("quorum start-up task panicked")?;
+        let quorum = Arc::new(quorum);
         let service = Arc::new(ControllerService::new(
             node_id as u64,
             Arc::downgrade(&quorum),
@@ -127,6 +143,7 @@ impl Cluster {
             dir,
             cluster_id,
             quorum,
+            runtime: Some(runtime),
             image,
             metadata_addr,
             service,
@@ -181,6 +198,15 @@ impl Cluster {
     pub async fn shutdown(&self) {
         if let Err(e) = self.quorum.shutdown().await {
             tracing::warn!(error = %e, "stopping the metadata quorum node");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Dropped from async code at the end of `server::run`: a plain drop would block.
+            runtime.shutdown_background();
         }
     }
 }
