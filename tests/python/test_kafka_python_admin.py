@@ -7,11 +7,13 @@ turns the bit field into operation names (`authorized_operations`); the "not pro
 (i32::MIN) becomes None. Strom has no authorizer, so like Kafka without one it answers every
 operation the resource type supports.
 
-DescribeLogDirs is not among Strom's APIs, so `describe_log_dirs` is not called.
+`describe_log_dirs` (DescribeLogDirs v4) lists the broker's one data directory with every hosted
+partition's log size and the volume's total and usable bytes.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -224,3 +226,38 @@ def test_consumer_group_list_describe_offsets_delete(broker, admin, topic_name):
     gone = admin.describe_groups([group])[group]
     assert (gone["group_state"], gone["members"], gone["error"]) == ("Dead", [], None)
     assert admin.delete_groups([group]) == {group: "GroupIdNotFoundError"}
+
+
+def test_describe_log_dirs_lists_the_data_dir_and_partition_sizes(broker, admin, topic_name):
+    topic, empty = topic_name("sized"), topic_name("empty")
+    admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}})
+    admin.create_topics({empty: {"num_partitions": 1, "replication_factor": 1}})
+    produce(broker, topic, 10, partitions=2)
+
+    def segment_bytes(partition: int) -> int:
+        directory = broker.data_dir / f"{topic}-{partition}"
+        return sum(p.stat().st_size for p in directory.glob("*.log"))
+
+    [answer] = admin.describe_log_dirs()
+    assert answer["broker"] == 1
+    [log_dir] = answer["log_dirs"]
+    assert log_dir["error_code"] == 0
+    assert log_dir["log_dir"] == os.path.abspath(broker.data_dir)
+    assert log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
+    sizes = {
+        (t["name"], p["partition_index"]): (p["partition_size"], p["offset_lag"], p["is_future_key"])
+        for t in log_dir["topics"]
+        for p in t["partitions"]
+    }
+    assert sizes[(topic, 0)] == (segment_bytes(0), 0, False)
+    assert sizes[(topic, 1)] == (segment_bytes(1), 0, False)
+    assert segment_bytes(0) > 0 and segment_bytes(1) > 0
+    assert sizes[(empty, 0)] == (0, 0, False)
+
+    # Named partitions: only those asked for.
+    [answer] = admin.describe_log_dirs({topic: [1]})
+    [log_dir] = answer["log_dirs"]
+    assert [
+        (t["name"], [(p["partition_index"], p["partition_size"]) for p in t["partitions"]])
+        for t in log_dir["topics"]
+    ] == [(topic, [(1, segment_bytes(1))])]

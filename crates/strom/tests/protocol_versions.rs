@@ -254,6 +254,7 @@ fn empty_request(key: ApiKey) -> Option<kafka_protocol::messages::RequestKind> {
         ApiKey::DescribeQuorum => {
             RequestKind::DescribeQuorum(kafka_protocol::messages::DescribeQuorumRequest::default())
         }
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         _ => return None,
     })

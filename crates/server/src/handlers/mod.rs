@@ -28,6 +28,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_quorum;
 mod fetch;
 mod find_coordinator;
@@ -96,6 +97,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version)),
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r, version)),
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
         }
@@ -230,6 +232,7 @@ mod tests {
             ApiKey::DeleteRecords,
             ApiKey::DescribeCluster,
             ApiKey::DescribeQuorum,
+            ApiKey::DescribeLogDirs,
             ApiKey::FindCoordinator,
             ApiKey::InitProducerId,
             ApiKey::OffsetForLeaderEpoch,
