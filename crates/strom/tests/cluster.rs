@@ -120,6 +120,39 @@ fn three_nodes_spread_partitions_and_serve_them_from_their_leaders() {
     );
     let response = wire.produce("spread", partition, batch, -1).expect("produce answer");
     assert_eq!(response.error_code, 6, "NOT_LEADER_OR_FOLLOWER from a non-leader");
+    // KIP-951: from Produce 10 and Fetch 12 the refusal names the leader and its address.
+    let batch = strom_testkit::wire::record_batch(
+        &[b"x"],
+        strom_testkit::wire::BatchProducer::NONE,
+        kafka_protocol::records::Compression::None,
+        0,
+    );
+    let request = strom_testkit::wire::produce_request("spread", partition, batch, -1);
+    let response: kafka_protocol::messages::ProduceResponse = wire.call(&request, 10).expect("Produce v10");
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 6);
+    assert_eq!(answer.current_leader.leader_id.0, leader);
+    let endpoint = response
+        .node_endpoints
+        .iter()
+        .find(|n| n.node_id.0 == leader)
+        .expect("the leader's endpoint");
+    assert_eq!(endpoint.port, i32::from(cluster.nodes[leader as usize - 1].port()));
+    let mut fetch_partition = kafka_protocol::messages::fetch_request::FetchPartition::default();
+    fetch_partition.partition = partition;
+    fetch_partition.partition_max_bytes = 1024;
+    fetch_partition.current_leader_epoch = -1;
+    let mut fetch_topic = kafka_protocol::messages::fetch_request::FetchTopic::default();
+    fetch_topic.topic = strom_testkit::wire::topic_name("spread");
+    fetch_topic.partitions = vec![fetch_partition];
+    let mut fetch = kafka_protocol::messages::FetchRequest::default();
+    fetch.replica_id = kafka_protocol::messages::BrokerId(-1);
+    fetch.max_bytes = 1024;
+    fetch.topics = vec![fetch_topic];
+    let response: kafka_protocol::messages::FetchResponse = wire.call(&fetch, 12).expect("Fetch v12");
+    let answer = &response.responses[0].partitions[0];
+    assert_eq!(answer.error_code, 6);
+    assert_eq!(answer.current_leader.leader_id.0, leader);
 
     // Replication factors above 1 are refused until replication lands.
     let admin = Admin::new(&bootstrap);

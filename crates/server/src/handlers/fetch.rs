@@ -15,14 +15,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use strom_protocol::response::records_placeholder;
 use strom_storage::{ReadError, ReadSlice};
 
 use super::code;
 use crate::broker::Broker;
-use crate::partition::Partition;
+use crate::partition::{Partition, Role};
 
 /// Bound on how long any fetch may park, whatever the client asks for.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -117,6 +117,9 @@ fn read_partitions(broker: &Broker, request: &FetchRequest, version: i16) -> Fet
             if version < 5 {
                 data.log_start_offset = -1;
             }
+            if version < 12 {
+                data.current_leader = Default::default();
+            }
             topic_response.partitions.push(data);
         }
         pass.response.responses.push(topic_response);
@@ -155,7 +158,13 @@ fn read_partition(
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
     if !partition.is_leader() {
-        return (error_data(fetch.partition, ResponseError::NotLeaderOrFollower), 0);
+        // KIP-951: name the leader as this broker knows it (Fetch 12+ carries it).
+        let mut data = error_data(fetch.partition, ResponseError::NotLeaderOrFollower);
+        if let Role::Follower { leader, leader_epoch } | Role::None { leader, leader_epoch } = partition.role() {
+            data.current_leader.leader_id = BrokerId(leader);
+            data.current_leader.leader_epoch = leader_epoch;
+        }
+        return (data, 0);
     }
     let current_epoch = partition.leader_epoch();
     if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {

@@ -10,15 +10,16 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strom_record::{validate_batches, Compression, ValidatedBatches};
 use strom_storage::AppendError;
 
 use super::{code, str_bytes};
 use crate::broker::{now_ms, Broker};
+use crate::partition::Role;
 
 pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
@@ -47,14 +48,50 @@ pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> 
         topic_response.name = topic.name;
         response.responses.push(topic_response);
     }
+    if version >= 10 {
+        response.node_endpoints = leader_endpoints(broker, &response);
+    }
     if appended_any {
         broker.notify_appended();
     }
     (acks != 0).then_some(response)
 }
 
+/// The addresses of the leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951).
+fn leader_endpoints(broker: &Broker, response: &ProduceResponse) -> Vec<NodeEndpoint> {
+    let Some(cluster) = &broker.cluster else {
+        return Vec::new();
+    };
+    let mut leaders: Vec<i32> = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .map(|p| p.current_leader.leader_id.0)
+        .filter(|id| *id >= 0)
+        .collect();
+    leaders.sort_unstable();
+    leaders.dedup();
+    let image = cluster.image();
+    leaders
+        .into_iter()
+        .filter_map(|id| {
+            let registration = image.broker(id)?;
+            let endpoint = registration.endpoints.first()?;
+            let mut node = NodeEndpoint::default();
+            node.node_id = BrokerId(id);
+            node.host = super::str_bytes(&endpoint.host);
+            node.port = i32::from(endpoint.port);
+            node.rack = registration.rack.as_deref().map(super::str_bytes);
+            Some(node)
+        })
+        .collect()
+}
+
 /// Clears fields the negotiated version does not carry; the codec refuses to encode them.
 fn fit_to_version(mut response: PartitionProduceResponse, version: i16) -> PartitionProduceResponse {
+    if version < 10 {
+        response.current_leader = Default::default();
+    }
     if version < 5 {
         response.log_start_offset = -1;
     }
@@ -159,7 +196,14 @@ fn produce_partition(
         return error_response(index, ResponseError::UnknownTopicOrPartition, None);
     };
     if !partition.is_leader() {
-        return error_response(index, ResponseError::NotLeaderOrFollower, None);
+        // KIP-951: name the leader as this broker knows it, so the client need not refresh
+        // its metadata first (Produce 10+; the leader's address goes in `node_endpoints`).
+        let mut response = error_response(index, ResponseError::NotLeaderOrFollower, None);
+        if let Role::Follower { leader, leader_epoch } | Role::None { leader, leader_epoch } = partition.role() {
+            response.current_leader.leader_id = BrokerId(leader);
+            response.current_leader.leader_epoch = leader_epoch;
+        }
+        return response;
     }
     let Some(records) = records else {
         return error_response(
