@@ -66,14 +66,7 @@ impl ControllerService {
         }
         let image = self.image.borrow().clone();
         let now = now_ms();
-        if active.as_ref().is_none_or(|a| a.term != term) {
-            tracing::info!(node_id = self.node_id, term, "this node is the active controller");
-            *active = Some(Active {
-                term,
-                controller: Controller::new(self.config.clone(), &image, now),
-            });
-        }
-        let controller = &mut active.as_mut().expect("set above").controller;
+        let controller = self.controller_for(&mut active, term, &image, now);
         let metadata_addr = match &request {
             ControllerRequest::Register { request, metadata_addr } => {
                 metadata_addr.clone().map(|addr| (request.id, addr))
@@ -110,23 +103,31 @@ impl ControllerService {
         };
         let image = self.image.borrow().clone();
         let now = now_ms();
-        let controller = match active.as_mut() {
-            Some(a) if a.term == term => &mut a.controller,
-            _ => {
-                tracing::info!(node_id = self.node_id, term, "this node is the active controller");
-                *active = Some(Active {
-                    term,
-                    controller: Controller::new(self.config.clone(), &image, now),
-                });
-                &mut active.as_mut().expect("set above").controller
-            }
-        };
+        let controller = self.controller_for(&mut active, term, &image, now);
         let plan = controller.tick(&image, now);
         if !plan.records.is_empty() {
             if let Err(e) = quorum.propose(encode_batch(&plan.records)).await {
                 tracing::warn!(error = %e, "the controller's timer could not commit its decisions");
             }
         }
+    }
+
+    /// The controller of `term`: a node that has just become leader starts a fresh one.
+    fn controller_for<'a>(
+        &self,
+        active: &'a mut Option<Active>,
+        term: u64,
+        image: &MetadataImage,
+        now: i64,
+    ) -> &'a mut Controller {
+        if active.as_ref().is_none_or(|a| a.term != term) {
+            tracing::info!(node_id = self.node_id, term, "this node is the active controller");
+            *active = Some(Active {
+                term,
+                controller: Controller::new(self.config.clone(), image, now),
+            });
+        }
+        &mut active.as_mut().expect("set above").controller
     }
 
     /// The quorum and the term if this node leads and its image has caught up with its log.

@@ -66,9 +66,14 @@ fn leader_endpoints(broker: &Broker, response: &ProduceResponse) -> Vec<NodeEndp
         .responses
         .iter()
         .flat_map(|t| t.partition_responses.iter())
+        .filter(|p| p.error_code == code(ResponseError::NotLeaderOrFollower))
         .map(|p| p.current_leader.leader_id.0)
         .filter(|id| *id >= 0)
         .collect();
+    if leaders.is_empty() {
+        // The common case: every partition was ours. Nothing to look up.
+        return Vec::new();
+    }
     leaders.sort_unstable();
     leaders.dedup();
     let image = cluster.image();
