@@ -12,8 +12,10 @@
 //! - [`produce_shape`]: counts a Produce body's entries without a batch before it is decoded.
 //! - [`response`]: response header and body encoding, and the ApiVersions v0 fallback.
 //! - [`errors`]: Kafka error codes, and the mapping from record batch errors to them.
+//! - [`client`]: a request out and its response in, for brokers asking other brokers.
 
 pub mod apis;
+pub mod client;
 pub mod errors;
 pub mod frame;
 pub mod produce_shape;

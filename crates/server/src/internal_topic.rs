@@ -100,8 +100,7 @@ impl InternalTopic {
             strom_storage::AppendError::InvalidProducerEpoch { .. } => PersistError::Fenced,
             e => PersistError::Append(e.to_string()),
         })?;
-        let log_end_offset = log.log_end_offset();
-        log.set_high_watermark(log_end_offset);
+        partition.after_local_append(log);
         drop(guard);
         broker.notify_appended();
         Ok(())

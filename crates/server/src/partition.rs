@@ -1,8 +1,15 @@
-//! One partition of a topic on this broker: its log, guarded for concurrent handlers, and this
-//! broker's role for it.
+//! One partition of a topic on this broker: its log, guarded for concurrent handlers, this
+//! broker's role for it and, while it leads the partition in a cluster, the replication
+//! leader's state (strom-replication's [`Leader`]: followers' progress, high watermark, ISR
+//! changes).
+//!
+//! Lock order: the log, then the leadership. Nothing takes the log while holding the
+//! leadership.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
+use strom_replication::{AcksAll, Assignment, Leader, ReplicaConfig};
 use strom_storage::Log;
 
 /// Leader epoch of every partition on a single-node broker: leadership never moves, so it
@@ -35,6 +42,21 @@ pub struct Partition {
     /// writing into a removed directory.
     log: Mutex<Option<Log>>,
     role: RwLock<Role>,
+    /// `Some` while this broker leads the partition in a cluster; `None` on a single node and
+    /// for the local internal topics, where what is appended is committed at once.
+    leadership: Mutex<Option<Leader>>,
+    /// An AlterPartition for this partition is on its way to the controller.
+    pub(crate) isr_change_in_flight: AtomicBool,
+}
+
+/// Where an acks=all produce stands, as the partition's leader sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcksAllState {
+    Waiting,
+    Acknowledged,
+    NotEnoughReplicasAfterAppend,
+    /// Leadership moved (or the epoch changed) since the append: the client retries elsewhere.
+    NotLeader,
 }
 
 impl Partition {
@@ -47,6 +69,8 @@ impl Partition {
             role: RwLock::new(Role::Leader {
                 leader_epoch: SINGLE_NODE_LEADER_EPOCH,
             }),
+            leadership: Mutex::new(None),
+            isr_change_in_flight: AtomicBool::new(false),
         }
     }
 
@@ -57,6 +81,8 @@ impl Partition {
             index,
             log: Mutex::new(None),
             role: RwLock::new(Role::None { leader, leader_epoch }),
+            leadership: Mutex::new(None),
+            isr_change_in_flight: AtomicBool::new(false),
         }
     }
 
@@ -97,5 +123,145 @@ impl Partition {
                 leader_epoch
             }
         }
+    }
+
+    /// The replication leader's state, if this broker leads the partition in a cluster. Taken
+    /// after the log's lock when both are needed.
+    pub fn leadership(&self) -> MutexGuard<'_, Option<Leader>> {
+        self.leadership.lock().expect("leadership lock poisoned")
+    }
+
+    /// Becomes (or stops being) the replication leader.
+    pub fn set_leadership(&self, leader: Option<Leader>) {
+        *self.leadership() = leader;
+        self.isr_change_in_flight.store(false, Ordering::Release);
+    }
+
+    /// After a local append (a produce, a marker, a coordinator's write), with the log still
+    /// locked: moves the high watermark as far as the replicas allow. On a single node, or for
+    /// a partition with no replication leader, what is appended is committed at once. Returns
+    /// whether the high watermark moved.
+    pub fn after_local_append(&self, log: &mut Log) -> bool {
+        let log_end_offset = log.log_end_offset();
+        let before = log.high_watermark();
+        match self.leadership().as_mut() {
+            Some(leader) => {
+                if let Some(high_watermark) = leader.on_append(log_end_offset) {
+                    log.set_high_watermark(high_watermark);
+                }
+            }
+            None => log.set_high_watermark(log_end_offset),
+        }
+        log.high_watermark() != before
+    }
+
+    /// Checked before an acks=all append: `Err((isr, min_isr))` when the ISR is too small.
+    /// `single_node_min_isr` applies when there is no replication leader (one replica).
+    pub fn check_acks_all(&self, single_node_min_isr: usize) -> Result<(), (usize, usize)> {
+        match self.leadership().as_ref() {
+            Some(leader) => leader.check_acks_all().map_err(|e| (e.isr, e.min_insync_replicas)),
+            None if single_node_min_isr > 1 => Err((1, single_node_min_isr)),
+            None => Ok(()),
+        }
+    }
+
+    /// Where an acks=all produce appended at `leader_epoch` whose last record is at
+    /// `last_offset` stands.
+    pub fn acks_all(&self, leader_epoch: i32, last_offset: i64) -> AcksAllState {
+        match self.leadership().as_ref() {
+            Some(leader) if leader.leader_epoch() == leader_epoch => match leader.acks_all(last_offset) {
+                AcksAll::Waiting => AcksAllState::Waiting,
+                AcksAll::Acknowledged => AcksAllState::Acknowledged,
+                AcksAll::NotEnoughReplicasAfterAppend => AcksAllState::NotEnoughReplicasAfterAppend,
+            },
+            Some(_) => AcksAllState::NotLeader,
+            // No replication leader: a single node, where the append itself commits, unless
+            // leadership was lost in a cluster.
+            None if self.is_leader() && self.leader_epoch() == leader_epoch => AcksAllState::Acknowledged,
+            None => AcksAllState::NotLeader,
+        }
+    }
+
+    /// Follows the committed metadata for this partition: the role, and, when this broker
+    /// leads, the replication leader's state (a new one when the leader epoch moves, written
+    /// into the log's epoch cache first, as Kafka's `makeLeader` does). Returns whether the
+    /// high watermark moved.
+    pub fn apply_state(
+        &self,
+        node_id: i32,
+        state: &strom_metadata::PartitionState,
+        config: ReplicaConfig,
+        now_ms: i64,
+    ) -> Result<bool, strom_storage::StorageError> {
+        let role = if state.leader == node_id {
+            Role::Leader {
+                leader_epoch: state.leader_epoch,
+            }
+        } else if state.replicas.contains(&node_id) {
+            Role::Follower {
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+            }
+        } else {
+            Role::None {
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+            }
+        };
+        if !matches!(role, Role::Leader { .. }) {
+            self.set_role(role);
+            self.set_leadership(None);
+            return Ok(false);
+        }
+        let assignment = Assignment {
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+        };
+        let mut guard = self.lock();
+        let Some(log) = guard.as_mut() else {
+            self.set_role(role);
+            self.set_leadership(None);
+            return Ok(false);
+        };
+        let before = log.high_watermark();
+        let mut leadership = self.leadership();
+        match leadership.as_mut() {
+            Some(leader) if leader.leader_epoch() == state.leader_epoch => {
+                let _ = leader.set_config(config);
+                let _ = leader.update_assignment(assignment, now_ms);
+            }
+            _ => {
+                log.assign_leader_epoch(state.leader_epoch)?;
+                let leader = Leader::new(
+                    node_id,
+                    config,
+                    assignment,
+                    log.log_end_offset(),
+                    log.high_watermark(),
+                    now_ms,
+                );
+                tracing::info!(
+                    topic = %self.topic,
+                    partition = self.index,
+                    leader_epoch = state.leader_epoch,
+                    isr = ?state.isr,
+                    log_end_offset = log.log_end_offset(),
+                    "leading the partition"
+                );
+                *leadership = Some(leader);
+                self.isr_change_in_flight.store(false, Ordering::Release);
+            }
+        }
+        let high_watermark = leadership.as_ref().map_or(before, Leader::high_watermark);
+        drop(leadership);
+        if high_watermark > log.high_watermark() {
+            log.set_high_watermark(high_watermark);
+        }
+        let moved = log.high_watermark() != before;
+        drop(guard);
+        self.set_role(role);
+        Ok(moved)
     }
 }

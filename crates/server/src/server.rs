@@ -78,6 +78,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
             stop_rx.clone(),
         ));
         background.spawn(cluster.clone().run_controller_timer(stop_rx.clone()));
+        background.spawn(crate::cluster::isr::run_timer(broker.clone(), stop_rx.clone()));
         let registration = crate::cluster::replicas::registration(&broker, cluster);
         tokio::spawn(crate::cluster::lifecycle::run(
             cluster.clone(),

@@ -129,6 +129,8 @@ pub struct TopicRegistry {
     /// Serialises create, delete and alter so two admin requests cannot interleave their file
     /// writes for one topic.
     admin: std::sync::Mutex<()>,
+    /// A cluster node: partitions are replicated (see [`TopicRegistry::apply_metadata`]).
+    cluster: bool,
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
@@ -172,6 +174,7 @@ impl TopicRegistry {
             broker_defaults,
             topics: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
+            cluster,
         };
         let entries = std::fs::read_dir(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
         for entry in entries {
@@ -230,7 +233,14 @@ impl TopicRegistry {
     ) -> Result<Partition, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
         let config = topic_config::log_config(&self.broker_defaults, overrides);
-        let (log, report) = Log::open(&dir, config, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
+        // A replicated partition is committed only up to its high watermark, which survives a
+        // restart in its checkpoint; a single node's (and a local internal topic's) log is
+        // committed to its end.
+        let options = strom_storage::LogOpenOptions {
+            high_watermark_from_checkpoint: self.cluster && !topic.starts_with("__"),
+        };
+        let (log, report) =
+            Log::open_with(&dir, config, options, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
         tracing::debug!(topic, partition = index, %report, "opened partition");
         Ok(Partition::new(topic.to_string(), index, log))
     }
@@ -424,16 +434,19 @@ impl TopicRegistry {
 
     /// Cluster mode: makes this node's topics and logs match the committed metadata. Partitions
     /// with a replica here get a log (opened, or created empty); the others are known but hold
-    /// nothing; each partition's role follows its leader. Topics gone from the metadata are
-    /// deleted here. Internal topics (`__*`) stay local until coordinators move with leadership.
+    /// nothing; each partition's role follows its leader, and the partitions led here get the
+    /// replication leader's state ([`Partition::apply_state`]). Topics gone from the metadata
+    /// are deleted here. Internal topics (`__*`) stay local until coordinators move with
+    /// leadership. Returns whether a high watermark moved.
     pub fn apply_metadata(
         &self,
         image: &strom_metadata::MetadataImage,
         node_id: i32,
+        replica_lag_time_max_ms: i64,
         now_ms: i64,
-    ) -> Result<(), TopicError> {
-        use crate::partition::Role;
+    ) -> Result<bool, TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
+        let mut hw_moved = false;
         for topic_image in image.topics() {
             let name = &topic_image.name;
             if name.starts_with("__") {
@@ -476,23 +489,9 @@ impl TopicRegistry {
                     }
                 }
             }
+            let min_insync_replicas = topic.produce_options().min_insync_replicas.max(1) as usize;
             for (&index, state) in &topic_image.partitions {
                 let hosted = state.replicas.contains(&node_id);
-                let role = if state.leader == node_id {
-                    Role::Leader {
-                        leader_epoch: state.leader_epoch,
-                    }
-                } else if hosted {
-                    Role::Follower {
-                        leader: state.leader,
-                        leader_epoch: state.leader_epoch,
-                    }
-                } else {
-                    Role::None {
-                        leader: state.leader,
-                        leader_epoch: state.leader_epoch,
-                    }
-                };
                 let partition = match topic.partition(index) {
                     Some(partition) => partition,
                     None => {
@@ -516,7 +515,13 @@ impl TopicRegistry {
                             .map_err(|e| io_error(&format!("deleting {name}-{index}"), e))?;
                     }
                 }
-                partition.set_role(role);
+                let config = strom_replication::ReplicaConfig {
+                    replica_lag_time_max_ms,
+                    min_insync_replicas,
+                };
+                hw_moved |= partition
+                    .apply_state(node_id, state, config, now_ms)
+                    .map_err(|e| io_error(&format!("leading {name}-{index}"), e))?;
             }
         }
         let gone: Vec<String> = self
@@ -529,7 +534,7 @@ impl TopicRegistry {
             self.remove_local(&name)?;
             tracing::info!(topic = %name, "topic deleted by the cluster metadata");
         }
-        Ok(())
+        Ok(hw_moved)
     }
 
     /// Forgets a topic here and deletes its local data (its metadata is elsewhere).

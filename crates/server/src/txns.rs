@@ -390,6 +390,17 @@ fn write_markers(broker: &Broker, markers: &Markers) -> bool {
         let Some(partition) = broker.topics.partition(topic, *index) else {
             continue;
         };
+        if !partition.is_leader() {
+            // The coordinator writes markers only into partitions led here; a follower's log
+            // takes only what its leader sends. Kept for a retry once leadership settles.
+            tracing::warn!(
+                topic,
+                partition = index,
+                "transaction marker waits: the partition is led elsewhere"
+            );
+            all = false;
+            continue;
+        }
         let mut guard = partition.lock();
         let Some(log) = guard.as_mut() else { continue };
         match log.append_marker(
@@ -401,8 +412,7 @@ fn write_markers(broker: &Broker, markers: &Markers) -> bool {
             now,
         ) {
             Ok(_) => {
-                let end = log.log_end_offset();
-                log.set_high_watermark(end);
+                partition.after_local_append(log);
             }
             // The partition has seen a newer epoch of this producer, whose own marker ends
             // anything this one would.

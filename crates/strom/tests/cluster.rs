@@ -6,7 +6,7 @@
 //! every acknowledged record is read back in order; the active controller can die and another
 //! takes over; a broker that stops (SIGTERM or SIGKILL) loses its leaderships and gets them
 //! back when it returns, with its data; bad cluster settings are refused in one line.
-//! Replication (replication factor above 1) is not there yet, and is refused as such.
+//! Replicated topics (replication factor above 1) are tested in `replication.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -153,25 +153,6 @@ fn three_nodes_spread_partitions_and_serve_them_from_their_leaders() {
     let answer = &response.responses[0].partitions[0];
     assert_eq!(answer.error_code, 6);
     assert_eq!(answer.current_leader.leader_id.0, leader);
-
-    // Replication factors above 1 are refused until replication lands.
-    let admin = Admin::new(&bootstrap);
-    let topic = rdkafka::admin::NewTopic::new("replicated", 1, rdkafka::admin::TopicReplication::Fixed(3));
-    let options = rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = runtime
-        .block_on(admin.inner().create_topics([&topic], &options))
-        .expect("an answer");
-    assert!(
-        matches!(
-            results[0],
-            Err((_, rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor))
-        ),
-        "{results:?}"
-    );
 }
 
 /// DescribeQuorum's answer: (leader, epoch, high watermark, each voter's id and log end).

@@ -413,7 +413,19 @@ impl Admin {
         configs: &[(&str, &str)],
         validate_only: bool,
     ) -> Result<(), RDKafkaErrorCode> {
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        self.create_replicated_topic(name, partitions, 1, configs, validate_only)
+    }
+
+    /// Creates a topic with `replication_factor` replicas of each partition.
+    pub fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &[(&str, &str)],
+        validate_only: bool,
+    ) -> Result<(), RDKafkaErrorCode> {
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor));
         for (key, value) in configs {
             topic = topic.set(key, value);
         }

@@ -18,8 +18,13 @@
 //! - `metadata_store`: the quorum's state machine, publishing the image.
 //! - `controller_service`: the active controller, one decision at a time.
 //! - `lifecycle`: registration, heartbeats, controlled shutdown.
+//! - `replicas`: the broker's topics and partition roles following the image.
+//! - `fetcher`: the follower's side of replication, one fetcher per leader broker.
+//! - `isr`: the leader's ISR changes to the controller, and the replication timer.
 
 mod controller_service;
+pub(crate) mod fetcher;
+pub(crate) mod isr;
 pub mod lifecycle;
 mod metadata_store;
 pub(crate) mod protocol;
@@ -68,6 +73,8 @@ pub struct Cluster {
     /// This node's quorum address, for the controller to add it as a learner (non-voters).
     pub(crate) metadata_addr: Option<String>,
     service: Arc<ControllerService>,
+    /// The partitions this broker follows, fetched from their leaders.
+    pub(crate) fetchers: fetcher::ReplicaFetchers,
 }
 
 /// Every node of a cluster derives the same id from the initial voters, so nodes of two
@@ -147,6 +154,7 @@ impl Cluster {
             image,
             metadata_addr,
             service,
+            fetchers: fetcher::ReplicaFetchers::default(),
         }))
     }
 

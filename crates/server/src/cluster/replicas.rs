@@ -1,5 +1,6 @@
 //! The broker side of the metadata: as committed metadata arrives, this node's topics, logs
-//! and partition roles follow it ([`crate::topics::TopicRegistry::apply_metadata`]).
+//! and partition roles follow it ([`crate::topics::TopicRegistry::apply_metadata`]), and the
+//! replica fetchers follow the partitions' leaders.
 
 use std::sync::Arc;
 
@@ -10,29 +11,34 @@ use tokio::sync::watch;
 use super::Cluster;
 use crate::broker::{now_ms, Broker};
 
-/// Applies each new image to the broker's topics until `stop`.
+/// Applies each new image to the broker's topics and replica fetchers until `stop`.
 pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     let mut images = cluster.subscribe();
     let mut applied = 0u64;
+    let lag_max_ms = cluster.config.replica_lag_time_max_ms;
     loop {
         let image = images.borrow_and_update().clone();
         if image.offset != applied {
             applied = image.offset;
             let applying = broker.clone();
             let node_id = broker.node_id();
-            let result = tokio::task::spawn_blocking(move || applying.topics.apply_metadata(&image, node_id, now_ms()))
-                .await
-                .expect("metadata task panicked");
+            let result = tokio::task::spawn_blocking(move || {
+                applying.topics.apply_metadata(&image, node_id, lag_max_ms, now_ms())
+            })
+            .await
+            .expect("metadata task panicked");
             if let Err(e) = result {
                 tracing::error!(error = %e, offset = applied, "could not apply the cluster metadata to local logs");
             }
+            cluster.fetchers.reconcile(&broker);
             broker.notify_appended();
         }
         tokio::select! {
-            changed = images.changed() => if changed.is_err() { return },
-            _ = stop.changed() => return,
+            changed = images.changed() => if changed.is_err() { break },
+            _ = stop.changed() => break,
         }
     }
+    cluster.fetchers.stop_all();
 }
 
 /// What this broker tells the controller about itself.

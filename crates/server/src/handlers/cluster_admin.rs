@@ -331,17 +331,6 @@ pub(super) async fn create_topics(broker: &Broker, request: CreateTopicsRequest,
         } else {
             topic.replication_factor
         };
-        let assignment_width = topic.assignments.first().map_or(0, |a| a.broker_ids.len());
-        if replication_factor > 1 || assignment_width > 1 {
-            // Followers do not copy their leaders' logs yet: a replica that holds nothing
-            // must not be offered as one.
-            result.error_code = code(ResponseError::InvalidReplicationFactor);
-            result.error_message = Some(str_bytes(
-                "replication factors above 1 need replication, which this Strom cluster does not do yet",
-            ));
-            results.push(result);
-            continue;
-        }
         asks.push(CreateTopic {
             name: topic.name.to_string(),
             id: uuid::Uuid::new_v4(),

@@ -18,6 +18,10 @@ pub(super) fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRe
             result.low_watermark = -1;
             match known.as_ref().and_then(|t| t.partition(wanted.partition_index)) {
                 None => result.error_code = code(ResponseError::UnknownTopicOrPartition),
+                // Only the leader moves the log start; followers follow it in their fetches.
+                Some(partition) if !partition.is_leader() => {
+                    result.error_code = code(ResponseError::NotLeaderOrFollower);
+                }
                 Some(partition) => {
                     let mut guard = partition.lock();
                     match guard.as_mut() {

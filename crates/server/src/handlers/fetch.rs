@@ -44,12 +44,13 @@ pub(super) async fn handle(
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    let replica = replica_of(broker, &request, version);
     let mut appended = broker.subscribe_appends();
     loop {
         // Mark the current append generation seen before reading, so an append that lands
         // between this read and the wait below still wakes us.
         appended.borrow_and_update();
-        let pass = read_partitions(broker, &request, version);
+        let pass = read_partitions(broker, &request, version, replica);
         if pass.record_bytes >= min_bytes
             || pass.any_error
             || broker.is_shutting_down()
@@ -62,6 +63,32 @@ pub(super) async fn handle(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+/// A follower's fetch, as the leader sees the follower.
+#[derive(Clone, Copy)]
+struct Replica {
+    id: i32,
+    /// Its broker epoch as the metadata has it (sent with ISR changes).
+    broker_epoch: i64,
+    /// Registered, unfenced and not shutting down: it may join the ISR.
+    eligible: bool,
+}
+
+/// A fetch from another broker of the cluster (a replica id of 0 or more; Fetch 15 and later
+/// carry it in `replica_state`, which Strom does not offer yet).
+fn replica_of(broker: &Broker, request: &FetchRequest, version: i16) -> Option<Replica> {
+    let id = request.replica_id.0;
+    if version >= 15 || id < 0 {
+        return None;
+    }
+    let image = broker.cluster.as_ref()?.image();
+    let registration = image.broker(id);
+    Some(Replica {
+        id,
+        broker_epoch: registration.map_or(-1, |b| b.epoch),
+        eligible: image.is_usable(id),
+    })
 }
 
 fn session_error(error: ResponseError) -> FetchResponse {
@@ -78,7 +105,7 @@ struct FetchPass {
     any_error: bool,
 }
 
-fn read_partitions(broker: &Broker, request: &FetchRequest, version: i16) -> FetchPass {
+fn read_partitions(broker: &Arc<Broker>, request: &FetchRequest, version: i16, replica: Option<Replica>) -> FetchPass {
     let mut budget = if version >= 3 && request.max_bytes > 0 {
         request.max_bytes as usize
     } else {
@@ -108,7 +135,12 @@ fn read_partitions(broker: &Broker, request: &FetchRequest, version: i16) -> Fet
                         min_one_batch: pass.record_bytes == 0,
                         read_committed,
                     };
-                    read_partition(&partition, fetch, read, &mut pass.slices)
+                    match (replica, known.as_ref()) {
+                        (Some(replica), Some(topic)) => {
+                            read_for_replica(broker, topic, &partition, fetch, replica, read, &mut pass.slices)
+                        }
+                        _ => read_partition(&partition, fetch, read, &mut pass.slices),
+                    }
                 }
             };
             pass.any_error |= data.error_code != 0;
@@ -179,14 +211,151 @@ fn read_partition(
     let Some(log) = guard.as_ref() else {
         return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
     };
+    let bound = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
+    read_log(
+        partition,
+        guard,
+        fetch,
+        bound,
+        limit,
+        min_one_batch,
+        read_committed,
+        slices,
+    )
+}
+
+/// A follower's fetch: checked against the leader's log for divergence, recorded as the
+/// follower's progress (which may move the high watermark and propose it into the ISR), and
+/// read up to the log end rather than the high watermark.
+fn read_for_replica(
+    broker: &Arc<Broker>,
+    topic: &crate::topics::Topic,
+    partition: &Arc<Partition>,
+    fetch: &FetchPartition,
+    replica: Replica,
+    PartitionRead {
+        limit, min_one_batch, ..
+    }: PartitionRead,
+    slices: &mut Vec<ReadSlice>,
+) -> (PartitionData, usize) {
+    if !partition.is_leader() {
+        let mut data = error_data(fetch.partition, ResponseError::NotLeaderOrFollower);
+        if let Role::Follower { leader, leader_epoch } | Role::None { leader, leader_epoch } = partition.role() {
+            data.current_leader.leader_id = BrokerId(leader);
+            data.current_leader.leader_epoch = leader_epoch;
+        }
+        return (data, 0);
+    }
+    let current_epoch = partition.leader_epoch();
+    if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
+        let error = if fetch.current_leader_epoch > current_epoch {
+            ResponseError::UnknownLeaderEpoch
+        } else {
+            ResponseError::FencedLeaderEpoch
+        };
+        return (error_data(fetch.partition, error), 0);
+    }
+    let mut guard = partition.lock();
+    let Some(log) = guard.as_mut() else {
+        return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
+    };
+    let log_end_offset = log.log_end_offset();
+    // Where the follower's log parts from this one (KIP-595's diverging epoch): it truncates
+    // there and fetches again. A follower ahead of this log end without epochs to compare is
+    // sent to its high watermark.
+    let leader_end = (fetch.last_fetched_epoch >= 0)
+        .then(|| log.end_offset_for_epoch(fetch.last_fetched_epoch))
+        .flatten();
+    let diverging =
+        strom_replication::diverging_epoch(fetch.last_fetched_epoch, fetch.fetch_offset, leader_end).or((fetch
+            .fetch_offset
+            > log_end_offset)
+            .then_some(strom_replication::EpochEndOffset {
+                epoch: -1,
+                end_offset: -1,
+            }));
+    if let Some(diverging) = diverging {
+        let mut data = PartitionData::default();
+        data.partition_index = fetch.partition;
+        data.high_watermark = log.high_watermark();
+        data.last_stable_offset = log.last_stable_offset();
+        data.log_start_offset = log.log_start_offset();
+        data.diverging_epoch.epoch = diverging.epoch;
+        // An epoch of -1 (nothing to compare) still has to read as present on the wire.
+        data.diverging_epoch.end_offset = if diverging.epoch < 0 {
+            log.log_start_offset()
+        } else {
+            diverging.end_offset
+        };
+        data.records = Some(Bytes::new());
+        return (data, 0);
+    }
+    if fetch.fetch_offset < log.log_start_offset() {
+        let mut data = error_data(fetch.partition, ResponseError::OffsetOutOfRange);
+        data.log_start_offset = log.log_start_offset();
+        data.high_watermark = log.high_watermark();
+        return (data, 0);
+    }
+    let before = log.high_watermark();
+    let outcome = partition.leadership().as_mut().map(|leader| {
+        leader.on_follower_fetch(
+            replica.id,
+            replica.broker_epoch,
+            fetch.fetch_offset,
+            replica.eligible,
+            crate::broker::now_ms(),
+        )
+    });
+    let mut moved = false;
+    if let Some(outcome) = &outcome {
+        if let Some(high_watermark) = outcome.high_watermark {
+            log.set_high_watermark(high_watermark);
+            moved = log.high_watermark() != before;
+        }
+    }
+    let answer = read_log(
+        partition,
+        guard,
+        fetch,
+        log_end_offset,
+        limit,
+        min_one_batch,
+        false,
+        slices,
+    );
+    if moved {
+        // Consumers waiting for the high watermark, and acks=all produces, may go on.
+        broker.notify_appended();
+    }
+    if let Some(proposal) = outcome.and_then(|o| o.proposal) {
+        crate::cluster::isr::propose(broker, partition.clone(), topic.id, proposal);
+    }
+    answer
+}
+
+/// Reads from `fetch.fetch_offset` up to `bound` with the log locked (the guard is released
+/// before any record byte is read), filling the partition's response entry.
+#[allow(clippy::too_many_arguments)]
+fn read_log(
+    partition: &Partition,
+    guard: std::sync::MutexGuard<'_, Option<strom_storage::Log>>,
+    fetch: &FetchPartition,
+    bound: i64,
+    limit: usize,
+    min_one_batch: bool,
+    read_committed: bool,
+    slices: &mut Vec<ReadSlice>,
+) -> (PartitionData, usize) {
+    let Some(log) = guard.as_ref() else {
+        return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
+    };
     let high_watermark = log.high_watermark();
     let last_stable_offset = log.last_stable_offset();
     let log_start_offset = log.log_start_offset();
-    let bound = if read_committed {
-        last_stable_offset
-    } else {
-        high_watermark
-    };
     let read = log.read(fetch.fetch_offset, limit, bound, min_one_batch);
     let aborted = match &read {
         // The consumer needs the aborts overlapping what it gets; listing up to the bound

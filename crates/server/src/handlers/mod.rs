@@ -78,7 +78,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         }
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(broker, &r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
-        RequestKind::Produce(r) => match produce::handle(broker, r, version) {
+        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
             Some(response) => ResponseKind::Produce(response),
             None => return Reply::None,
         },

@@ -17,16 +17,23 @@ use kafka_protocol::ResponseError;
 use strom_record::{validate_batches, Compression, ValidatedBatches};
 use strom_storage::AppendError;
 
+use std::sync::Arc;
+
 use super::{code, str_bytes};
 use crate::broker::{now_ms, Broker};
-use crate::partition::Role;
+use crate::partition::{AcksAllState, Partition, Role};
 
-pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+/// Bound on how long an acks=all produce may wait for its replicas, whatever the client asks.
+const ACKS_ALL_WAIT_MS_MAX: i64 = 300_000;
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = request.acks;
     let now = now_ms();
     let acks_valid = matches!(acks, -1..=1);
     let mut appended_any = false;
     let mut response = ProduceResponse::default();
+    // (topic position, partition position, what it waits for)
+    let mut waiting: Vec<(usize, usize, ReplicaWait)> = Vec::new();
     for topic in request.topic_data {
         let mut topic_response = TopicProduceResponse::default();
         for partition in topic.partition_data {
@@ -39,8 +46,19 @@ pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> 
                     now,
                     transactional_id: request.transactional_id.as_ref().map(|id| id.as_str()),
                 };
-                let result = produce_partition(broker, &topic.name, partition.index, partition.records, context);
+                let mut wait = None;
+                let result = produce_partition(
+                    broker,
+                    &topic.name,
+                    partition.index,
+                    partition.records,
+                    context,
+                    &mut wait,
+                );
                 appended_any |= result.error_code == 0;
+                if let Some(wait) = wait {
+                    waiting.push((response.responses.len(), topic_response.partition_responses.len(), wait));
+                }
                 result
             };
             topic_response.partition_responses.push(fit_to_version(result, version));
@@ -48,13 +66,82 @@ pub(super) fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> 
         topic_response.name = topic.name;
         response.responses.push(topic_response);
     }
-    if version >= 10 {
-        response.node_endpoints = leader_endpoints(broker, &response);
-    }
     if appended_any {
         broker.notify_appended();
     }
+    if !waiting.is_empty() {
+        let timeout_ms = i64::from(request.timeout_ms).clamp(0, ACKS_ALL_WAIT_MS_MAX);
+        for (t, p, error) in wait_for_replicas(broker, waiting, timeout_ms).await {
+            let entry = &mut response.responses[t].partition_responses[p];
+            let index = entry.index;
+            *entry = fit_to_version(error_response(index, error, None), version);
+        }
+    }
+    if version >= 10 {
+        response.node_endpoints = leader_endpoints(broker, &response);
+    }
     (acks != 0).then_some(response)
+}
+
+/// An acks=all append waiting for the ISR: answered once the high watermark passes its last
+/// record.
+struct ReplicaWait {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    last_offset: i64,
+}
+
+/// Waits (without holding anything the broker's other work needs) until every append is
+/// replicated to the ISR, or the request's timeout. Returns the errors of those that were not:
+/// REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND, or NOT_LEADER_OR_FOLLOWER when the
+/// leadership moved meanwhile (the record may or may not survive: the client retries, and an
+/// idempotent producer's retry is deduplicated).
+async fn wait_for_replicas(
+    broker: &Broker,
+    mut waiting: Vec<(usize, usize, ReplicaWait)>,
+    timeout_ms: i64,
+) -> Vec<(usize, usize, ResponseError)> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
+    let mut changes = broker.subscribe_appends();
+    let mut failed = Vec::new();
+    loop {
+        changes.borrow_and_update();
+        waiting.retain(
+            |(t, p, wait)| match wait.partition.acks_all(wait.leader_epoch, wait.last_offset) {
+                AcksAllState::Waiting => true,
+                AcksAllState::Acknowledged => false,
+                AcksAllState::NotEnoughReplicasAfterAppend => {
+                    failed.push((*t, *p, ResponseError::NotEnoughReplicasAfterAppend));
+                    false
+                }
+                AcksAllState::NotLeader => {
+                    failed.push((*t, *p, ResponseError::NotLeaderOrFollower));
+                    false
+                }
+            },
+        );
+        if waiting.is_empty() {
+            return failed;
+        }
+        if broker.is_shutting_down() {
+            failed.extend(
+                waiting
+                    .drain(..)
+                    .map(|(t, p, _)| (t, p, ResponseError::NotLeaderOrFollower)),
+            );
+            return failed;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    failed.extend(
+        waiting
+            .drain(..)
+            .map(|(t, p, _)| (t, p, ResponseError::RequestTimedOut)),
+    );
+    failed
 }
 
 /// The addresses of the leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951).
@@ -185,6 +272,7 @@ fn produce_partition(
         now,
         transactional_id,
     }: RequestContext<'_>,
+    wait: &mut Option<ReplicaWait>,
 ) -> PartitionProduceResponse {
     if crate::internal_topic::is_coordinator_topic(topic_name) {
         // Only the group coordinator writes there, as in Kafka.
@@ -218,16 +306,18 @@ fn produce_partition(
         );
     };
     let options = topic.produce_options();
-    // A single node is the whole ISR: one replica.
-    if acks == -1 && options.min_insync_replicas > 1 {
-        return error_response(
-            index,
-            ResponseError::NotEnoughReplicas,
-            Some(format!(
-                "min.insync.replicas is {} but the ISR has 1 replica",
-                options.min_insync_replicas
-            )),
-        );
+    if acks == -1 {
+        // A single node is the whole ISR: one replica.
+        if let Err((isr, min_isr)) = partition.check_acks_all(options.min_insync_replicas.max(1) as usize) {
+            return error_response(
+                index,
+                ResponseError::NotEnoughReplicas,
+                Some(format!(
+                    "min.insync.replicas is {min_isr} but the ISR has {isr} replica{}",
+                    if isr == 1 { "" } else { "s" }
+                )),
+            );
+        }
     }
     let batch_len = records.len();
     let validated = match validate_batches(records, &options.validate) {
@@ -272,9 +362,8 @@ fn produce_partition(
     let leader_epoch = partition.leader_epoch();
     let append = |log: &mut strom_storage::Log| {
         let result = log.append(&validated, leader_epoch, now);
-        // A single node is the whole ISR: what is in its log is committed.
-        let log_end_offset = log.log_end_offset();
-        log.set_high_watermark(log_end_offset);
+        // The high watermark follows: at once on a single node, with the ISR in a cluster.
+        partition.after_local_append(log);
         result
     };
     let appended = match transactional_id {
@@ -326,6 +415,13 @@ fn produce_partition(
     };
     match appended {
         Ok(outcome) => {
+            if acks == -1 {
+                *wait = Some(ReplicaWait {
+                    partition: partition.clone(),
+                    leader_epoch,
+                    last_offset: outcome.last_offset,
+                });
+            }
             let mut response = PartitionProduceResponse::default();
             response.index = index;
             response.base_offset = outcome.base_offset;

@@ -1,0 +1,141 @@
+//! The leader's ISR changes on their way to the controller (AlterPartition, KIP-497), and the
+//! replication timer: lagging followers leave the ISR, lost answers are asked again, high
+//! watermarks are checkpointed.
+//!
+//! The ISR itself changes only when the committed metadata says so (the partition's
+//! [`strom_replication::Leader`] learns it from the image); an answer here only tells whether
+//! to try again.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_metadata::controller::{AlterPartition, IsrMember};
+use strom_metadata::{ControllerError, LeaderRecoveryState};
+use strom_replication::IsrProposal;
+use tokio::sync::watch;
+
+use super::protocol::{ControllerReply, ControllerRequest};
+use crate::broker::{now_ms, Broker};
+use crate::partition::Partition;
+
+/// How long an AlterPartition may wait for the controller.
+const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(10);
+/// `replica.high.watermark.checkpoint.interval.ms`.
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
+
+/// Sends `proposal` for `partition` unless a change for it is already on its way.
+pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id: uuid::Uuid, proposal: IsrProposal) {
+    let Some(cluster) = broker.cluster.clone() else {
+        return;
+    };
+    if partition.isr_change_in_flight.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Some(session) = *broker.session.borrow() else {
+        partition.isr_change_in_flight.store(false, Ordering::Release);
+        return;
+    };
+    let request = ControllerRequest::AlterPartition(AlterPartition {
+        broker_id: broker.node_id(),
+        broker_epoch: session.epoch,
+        topic_id,
+        partition: partition.index,
+        leader_epoch: proposal.leader_epoch,
+        partition_epoch: proposal.partition_epoch,
+        new_isr: proposal
+            .isr
+            .iter()
+            .map(|&(id, broker_epoch)| IsrMember { id, broker_epoch })
+            .collect(),
+        // The leader holds everything it has: a partition recovering from an unclean election
+        // is recovered once its leader changes the ISR.
+        leader_recovery_state: LeaderRecoveryState::Recovered,
+    });
+    tracing::info!(
+        topic = %partition.topic,
+        partition = partition.index,
+        isr = ?proposal.isr.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        partition_epoch = proposal.partition_epoch,
+        "proposing an ISR change"
+    );
+    tokio::spawn(async move {
+        let answer = cluster.call(&request, ALTER_PARTITION_TIMEOUT).await;
+        match answer {
+            Ok(ControllerReply::AlterPartition(_)) => {}
+            // Refused at the current partition epoch: nothing was committed, propose afresh.
+            Ok(ControllerReply::Refused(
+                error @ (ControllerError::IneligibleReplica(_) | ControllerError::InvalidRequest(_)),
+            )) => {
+                tracing::info!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused");
+                if let Some(leader) = partition.leadership().as_mut() {
+                    if leader.leader_epoch() == proposal.leader_epoch {
+                        leader.on_proposal_refused();
+                    }
+                }
+            }
+            // The leadership or the partition epoch moved: the metadata saying so is coming.
+            Ok(other) => {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, reply = ?other, "ISR change not applied")
+            }
+            Err(e) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change unanswered")
+            }
+        }
+        partition.isr_change_in_flight.store(false, Ordering::Release);
+    });
+}
+
+/// Every half `replica.lag.time.max.ms` (at most every second): followers that stopped
+/// catching up are proposed out of the ISR, changes whose answers were lost are sent again,
+/// and, every few seconds, high watermarks are checkpointed. Runs until `stop`.
+pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let Some(cluster) = broker.cluster.clone() else {
+        return;
+    };
+    let period = Duration::from_millis((cluster.config.replica_lag_time_max_ms / 2).clamp(100, 1_000) as u64);
+    let mut last_checkpoint = now_ms();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        let now = now_ms();
+        for topic in broker.topics.list() {
+            if topic.is_internal() {
+                continue;
+            }
+            for partition in topic.partitions() {
+                let proposal = {
+                    let mut leadership = partition.leadership();
+                    let Some(leader) = leadership.as_mut() else { continue };
+                    leader.tick(now).or_else(|| leader.pending_proposal())
+                };
+                if let Some(proposal) = proposal {
+                    propose(&broker, partition.clone(), topic.id, proposal);
+                }
+            }
+        }
+        if now - last_checkpoint >= HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS {
+            last_checkpoint = now;
+            let checkpointing = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || checkpoint_high_watermarks(&checkpointing)).await;
+        }
+    }
+}
+
+/// Writes every replicated log's high watermark to its checkpoint (a no-op where unchanged).
+pub(crate) fn checkpoint_high_watermarks(broker: &Broker) {
+    for topic in broker.topics.list() {
+        if topic.is_internal() {
+            continue;
+        }
+        for partition in topic.partitions() {
+            if let Some(log) = partition.lock().as_mut() {
+                if let Err(e) = log.checkpoint_high_watermark() {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "high watermark checkpoint failed");
+                }
+            }
+        }
+    }
+}

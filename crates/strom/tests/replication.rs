@@ -1,0 +1,304 @@
+//! Replicated topics on clusters of `strom server` processes on loopback, driven by rdkafka and
+//! the raw wire client: followers copy their leaders' logs, the high watermark waits for the
+//! ISR, acks=all holds `min.insync.replicas`, and no acknowledged record is lost when a leader
+//! dies, stops or comes back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::Offset;
+use strom_testkit::cluster::metadata;
+use strom_testkit::wire::{record_batch, BatchProducer};
+use strom_testkit::{poll_until, Admin, Broker, Cluster, Consumer, Producer, Rec};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn cluster(size: usize) -> Cluster {
+    Cluster::start(
+        strom_testkit::bin!(),
+        size,
+        &[
+            ("broker.session.timeout.ms", "3000"),
+            ("broker.heartbeat.interval.ms", "500"),
+            ("replica.lag.time.max.ms", "3000"),
+        ],
+    )
+}
+
+/// Per partition of `topic`, as `node` answers Metadata: (leader, replicas, ISR).
+type Layout = BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)>;
+
+fn layout(node: &Broker, topic: &str) -> Option<Layout> {
+    let metadata = metadata(node)?;
+    let found = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))?;
+    Some(
+        found
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    (
+                        p.leader_id.0,
+                        p.replica_nodes.iter().map(|b| b.0).collect(),
+                        p.isr_nodes.iter().map(|b| b.0).collect(),
+                    ),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Waits until, as `node` sees it, every partition has a leader and an ISR of `isr_size`.
+fn wait_for_isr(node: &Broker, topic: &str, isr_size: usize) -> Layout {
+    poll_until(
+        WAIT,
+        &format!("every partition of {topic} with an ISR of {isr_size}"),
+        || {
+            layout(node, topic)
+                .filter(|l| !l.is_empty() && l.values().all(|(leader, _, isr)| *leader > 0 && isr.len() == isr_size))
+        },
+    )
+}
+
+/// Reads every partition to its end and returns the values, in offset order, per partition.
+fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<String>> {
+    let consumer = Consumer::new(bootstrap);
+    (0..partitions)
+        .map(|p| {
+            let values = consumer
+                .read_to_end(topic, p, Offset::Beginning)
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+                .collect();
+            (p, values)
+        })
+        .collect()
+}
+
+/// Every acknowledged value is there exactly once, in the order it was acknowledged within
+/// its partition; nothing is there twice.
+fn assert_acknowledged_read_once(acked: &BTreeMap<i32, Vec<String>>, read: &BTreeMap<i32, Vec<String>>) {
+    for (partition, values) in read {
+        let distinct: BTreeSet<&String> = values.iter().collect();
+        assert_eq!(distinct.len(), values.len(), "duplicates in partition {partition}");
+    }
+    for (partition, acknowledged) in acked {
+        let stored = read.get(partition).cloned().unwrap_or_default();
+        let position: BTreeMap<&String, usize> = stored.iter().enumerate().map(|(i, v)| (v, i)).collect();
+        let mut last = None;
+        for value in acknowledged {
+            let at = *position
+                .get(value)
+                .unwrap_or_else(|| panic!("acknowledged {value} lost from partition {partition}"));
+            assert!(
+                last.is_none_or(|l| l < at),
+                "{value} out of order in partition {partition}"
+            );
+            last = Some(at);
+        }
+    }
+}
+
+/// A producer writing acks=all, idempotent, in the background until stopped; it keeps what
+/// was acknowledged, per partition, in acknowledgement order.
+struct BackgroundProducer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeMap<i32, Vec<String>>>>,
+    count: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl BackgroundProducer {
+    fn start(bootstrap: &str, topic: &str, partitions: i32) -> BackgroundProducer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeMap::<i32, Vec<String>>::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+        let thread = {
+            let (stop, acked, count) = (stop.clone(), acked.clone(), count.clone());
+            std::thread::spawn(move || {
+                let producer = Producer::new(
+                    &bootstrap,
+                    &[
+                        ("acks", "all"),
+                        ("enable.idempotence", "true"),
+                        ("message.timeout.ms", "30000"),
+                    ],
+                );
+                let mut failed = 0;
+                // Bounded: at most this many rounds of 30 records.
+                for round in 0..2_000 {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let recs: Vec<Rec> = (0..30)
+                        .map(|i| Rec::value(format!("v-{round}-{i}")).partition(i % partitions))
+                        .collect();
+                    for (rec, result) in recs.iter().zip(producer.send_all(&topic, &recs)) {
+                        match result {
+                            Ok(delivered) => {
+                                let value = String::from_utf8(rec.value.clone().unwrap_or_default()).unwrap();
+                                acked
+                                    .lock()
+                                    .unwrap()
+                                    .entry(delivered.partition)
+                                    .or_default()
+                                    .push(value);
+                                count.fetch_add(1, Ordering::AcqRel);
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                }
+                failed
+            })
+        };
+        BackgroundProducer {
+            stop,
+            acked,
+            count,
+            thread: Some(thread),
+        }
+    }
+
+    fn wait_for(&self, count: usize, what: &str) {
+        poll_until(WAIT, what, || {
+            (self.count.load(Ordering::Acquire) >= count).then_some(())
+        });
+    }
+
+    /// Stops and returns what was acknowledged, and how many sends failed.
+    fn finish(mut self) -> (BTreeMap<i32, Vec<String>>, usize) {
+        self.stop.store(true, Ordering::Release);
+        let failed = self.thread.take().unwrap().join().expect("producer thread");
+        (self.acked.lock().unwrap().clone(), failed)
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_a_leaders_sigkill_and_the_restarted_broker_catches_up() {
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("r", 3, 3, &[("min.insync.replicas", "2")], false)
+        .expect("create a topic with three replicas");
+    let before = wait_for_isr(&cluster.nodes[0], "r", 3);
+    for (leader, replicas, _) in before.values() {
+        assert_eq!(replicas.len(), 3);
+        assert!(replicas.contains(leader));
+    }
+    // Every broker holds a copy of every partition.
+    for node in &cluster.nodes {
+        for partition in 0..3 {
+            assert!(node.data_dir().join(format!("r-{partition}")).exists());
+        }
+    }
+
+    let producer = BackgroundProducer::start(&bootstrap, "r", 3);
+    producer.wait_for(300, "records acknowledged before the crash");
+    let victim = before[&0].0 as usize;
+    cluster.node(victim).sigkill();
+    let at_crash = producer.count.load(Ordering::Acquire);
+    producer.wait_for(at_crash + 600, "records acknowledged after the crash");
+    let (acked, _failed) = producer.finish();
+
+    // Leadership moved off the dead broker, which left the ISR.
+    let survivor = if victim == 1 { 2 } else { 1 };
+    let after = wait_for_isr(&cluster.nodes[survivor - 1], "r", 2);
+    assert!(
+        after
+            .values()
+            .all(|(leader, _, isr)| *leader as usize != victim && !isr.contains(&(victim as i32))),
+        "{after:?}"
+    );
+    let live = cluster.nodes[survivor - 1].bootstrap();
+    assert_acknowledged_read_once(&acked, &read_all(&live, "r", 3));
+
+    // The dead broker returns, catches up and rejoins every ISR.
+    cluster.node(victim).restart();
+    wait_for_isr(&cluster.nodes[survivor - 1], "r", 3);
+    // Another broker dies: what is read now comes from the logs the restarted broker copied
+    // too (two of the three hold everything, and it is one of the two left).
+    let other = (1..=3).find(|n| *n != victim && *n != survivor).unwrap();
+    cluster.node(other).sigkill();
+    wait_for_isr(&cluster.nodes[victim - 1], "r", 2);
+    let read = read_all(&cluster.nodes[victim - 1].bootstrap(), "r", 3);
+    assert_acknowledged_read_once(&acked, &read);
+    // The restarted broker's own copy is whole: it leads some partitions now and follows the
+    // others with nothing missing (its log ends where the leader's does).
+    let total: usize = read.values().map(Vec::len).sum();
+    assert!(total >= acked.values().map(Vec::len).sum::<usize>());
+}
+
+#[test]
+fn acks_all_holds_min_insync_replicas_and_acks_one_does_not_wait() {
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("strict", 1, 3, &[("min.insync.replicas", "3")], false)
+        .expect("create");
+    let before = wait_for_isr(&cluster.nodes[0], "strict", 3);
+    let leader = before[&0].0 as usize;
+    let mut wire = cluster.nodes[leader - 1].wire();
+    let batch = |value: &str| {
+        record_batch(
+            &[value.as_bytes()],
+            BatchProducer::NONE,
+            kafka_protocol::records::Compression::None,
+            1_000,
+        )
+    };
+    // All three in sync: acks=all is answered once both followers have the batch.
+    let answer = wire.produce("strict", 0, batch("a"), -1).expect("produce");
+    assert_eq!((answer.error_code, answer.base_offset), (0, 0));
+
+    // A follower dies; once it is out of the ISR, acks=all is refused before the append...
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    cluster.node(follower).sigkill();
+    wait_for_isr(&cluster.nodes[leader - 1], "strict", 2);
+    let answer = wire.produce("strict", 0, batch("b"), -1).expect("produce");
+    assert_eq!(answer.error_code, 19, "NOT_ENOUGH_REPLICAS: {answer:?}");
+    // ... while acks=1 is answered by the leader alone.
+    let answer = wire.produce("strict", 0, batch("c"), 1).expect("produce");
+    assert_eq!((answer.error_code, answer.base_offset), (0, 1));
+    // A consumer sees only what every ISR member holds; the high watermark waits at 1 here
+    // (KIP-966: it does not move while the ISR is below min.insync.replicas).
+    let consumer = Consumer::new(&cluster.nodes[leader - 1].bootstrap());
+    assert_eq!(consumer.watermarks("strict", 0).expect("watermarks"), (0, 1));
+
+    // The follower returns: it catches up, rejoins, and the high watermark passes "c".
+    cluster.node(follower).restart();
+    wait_for_isr(&cluster.nodes[leader - 1], "strict", 3);
+    poll_until(WAIT, "the high watermark to pass the acks=1 record", || {
+        (consumer.watermarks("strict", 0).ok()? == (0, 2)).then_some(())
+    });
+    let answer = wire.produce("strict", 0, batch("d"), -1).expect("produce");
+    assert_eq!((answer.error_code, answer.base_offset), (0, 2));
+}
+
+#[test]
+fn a_controlled_shutdown_of_a_leader_loses_nothing_acknowledged() {
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("calm", 2, 3, &[("min.insync.replicas", "2")], false)
+        .expect("create");
+    let before = wait_for_isr(&cluster.nodes[0], "calm", 3);
+    let producer = BackgroundProducer::start(&bootstrap, "calm", 2);
+    producer.wait_for(200, "records acknowledged before the shutdown");
+    let leader = before[&0].0 as usize;
+    let status = cluster.node(leader).sigterm_and_wait();
+    assert!(status.success(), "SIGTERM exit status {status}");
+    let at_stop = producer.count.load(Ordering::Acquire);
+    producer.wait_for(at_stop + 400, "records acknowledged after the shutdown");
+    let (acked, failed) = producer.finish();
+    assert_eq!(failed, 0, "a controlled shutdown fails no send");
+    let survivor = if leader == 1 { 2 } else { 1 };
+    assert_acknowledged_read_once(&acked, &read_all(&cluster.nodes[survivor - 1].bootstrap(), "calm", 2));
+}
