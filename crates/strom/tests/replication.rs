@@ -105,6 +105,21 @@ fn assert_acknowledged_read_once(acked: &BTreeMap<i32, Vec<String>>, read: &BTre
     }
 }
 
+/// A partition's stored batches on one broker: its segment files' bytes, in offset order.
+fn stored_bytes(node: &Broker, partition_dir: &str) -> Option<Vec<u8>> {
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(node.data_dir().join(partition_dir))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(std::fs::read(segment).ok()?);
+    }
+    Some(bytes)
+}
+
 /// A producer writing acks=all, idempotent, in the background until stopped; it keeps what
 /// was acknowledged, per partition, in acknowledgement order.
 struct BackgroundProducer {
@@ -301,4 +316,80 @@ fn a_controlled_shutdown_of_a_leader_loses_nothing_acknowledged() {
     assert_eq!(failed, 0, "a controlled shutdown fails no send");
     let survivor = if leader == 1 { 2 } else { 1 };
     assert_acknowledged_read_once(&acked, &read_all(&cluster.nodes[survivor - 1].bootstrap(), "calm", 2));
+}
+
+#[test]
+fn a_paused_leader_replaced_meanwhile_acknowledges_nothing_and_rejoins_with_the_new_leaders_log() {
+    use strom_testkit::wire::{decode_response, partition_response, produce_request, WireClient, PRODUCE_VERSION};
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("paused", 1, 3, &[("min.insync.replicas", "2")], false)
+        .expect("create");
+    let before = wait_for_isr(&cluster.nodes[0], "paused", 3);
+    let old = before[&0].0 as usize;
+    let batch = |value: &str| {
+        record_batch(
+            &[value.as_bytes()],
+            BatchProducer::NONE,
+            kafka_protocol::records::Compression::None,
+            1_000,
+        )
+    };
+    let answer = cluster.nodes[old - 1]
+        .wire()
+        .produce("paused", 0, batch("a"), -1)
+        .expect("produce");
+    assert_eq!((answer.error_code, answer.base_offset), (0, 0));
+
+    // The leader pauses past the session timeout with an acks=all write waiting in its socket.
+    let stream = std::net::TcpStream::connect(cluster.nodes[old - 1].addr()).expect("connect");
+    let mut stale = WireClient::from_stream(stream, Duration::from_secs(30)).expect("client");
+    cluster.nodes[old - 1].sigstop();
+    let mut request = produce_request("paused", 0, batch("stale"), -1);
+    request.timeout_ms = 5_000;
+    let (correlation_id, body) = stale.encode(&request, PRODUCE_VERSION).expect("encode");
+    stale.send_body(&body).expect("send");
+
+    // Another replica takes over and acknowledges new writes.
+    let other = (1..=3).find(|n| *n != old).unwrap();
+    let moved = poll_until(WAIT, "a new leader", || {
+        layout(&cluster.nodes[other - 1], "paused").filter(|l| l[&0].0 > 0 && l[&0].0 as usize != old)
+    });
+    let new = moved[&0].0 as usize;
+    let mut fresh = cluster.nodes[new - 1].wire();
+    for (value, offset) in [("b", 1), ("c", 2)] {
+        let answer = fresh.produce("paused", 0, batch(value), -1).expect("produce");
+        assert_eq!((answer.error_code, answer.base_offset), (0, offset), "{value}");
+    }
+
+    // The old leader resumes: the write it held is not acknowledged (it can no longer reach
+    // the ISR it knew), whether it appended it before learning it was replaced or not.
+    cluster.nodes[old - 1].sigcont();
+    let frame = stale.read_frame().expect("an answer from the resumed broker");
+    let response = decode_response::<kafka_protocol::messages::ProduceRequest>(frame, PRODUCE_VERSION, correlation_id)
+        .expect("decode");
+    let answer = partition_response(response, "paused", 0).expect("partition");
+    assert!(
+        [6, 7].contains(&answer.error_code),
+        "NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT, got {answer:?}"
+    );
+
+    // It rejoins as a follower, and its log becomes the new leader's, byte for byte: any copy
+    // of the write it took while deposed is truncated away.
+    wait_for_isr(&cluster.nodes[new - 1], "paused", 3);
+    let log_bytes = |node: usize| stored_bytes(&cluster.nodes[node - 1], "paused-0");
+    let compared = strom_testkit::wait::try_poll_until(WAIT, || {
+        let (deposed, leading) = (log_bytes(old)?, log_bytes(new)?);
+        (deposed == leading).then_some(())
+    });
+    if compared.is_none() {
+        panic!(
+            "the old leader's log never equalled the new leader's:\n{:?}\n{:?}",
+            log_bytes(old),
+            log_bytes(new)
+        );
+    }
+    let read = read_all(&cluster.nodes[new - 1].bootstrap(), "paused", 1);
+    assert_eq!(read[&0], ["a", "b", "c"]);
 }

@@ -219,6 +219,17 @@ impl Broker {
         }
     }
 
+    /// Pauses the process (SIGSTOP): it keeps its sockets but answers nothing until
+    /// [`Broker::sigcont`].
+    pub fn sigstop(&self) {
+        send_signal(self.pid().expect("sigstop: broker not running"), libc::SIGSTOP);
+    }
+
+    /// Resumes a paused process (SIGCONT).
+    pub fn sigcont(&self) {
+        send_signal(self.pid().expect("sigcont: broker not running"), libc::SIGCONT);
+    }
+
     /// Kills the process with SIGKILL (a crash: nothing is flushed by the broker) and reaps it.
     pub fn sigkill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -461,6 +461,8 @@ fn apply_partition(state: &Followed, data: PartitionData, now: i64) -> Partition
             from = before,
             to = log.log_end_offset(),
             diverging_epoch = wanted.epoch,
+            diverging_end_offset = wanted.end_offset,
+            last_fetched_epoch = ?state.last_fetched_epoch,
             "truncated to where the log agrees with the leader's"
         );
         return PartitionOutcome::Truncated;

@@ -279,6 +279,16 @@ fn read_for_replica(
                 end_offset: -1,
             }));
     if let Some(diverging) = diverging {
+        tracing::info!(
+            topic = %partition.topic,
+            partition = partition.index,
+            replica = replica.id,
+            fetch_offset = fetch.fetch_offset,
+            last_fetched_epoch = fetch.last_fetched_epoch,
+            diverging_epoch = diverging.epoch,
+            diverging_end_offset = diverging.end_offset,
+            "a follower's log diverges from this leader's"
+        );
         let mut data = PartitionData::default();
         data.partition_index = fetch.partition;
         data.high_watermark = log.high_watermark();
