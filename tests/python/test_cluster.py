@@ -2,7 +2,8 @@
 clients: topics spread over the brokers, idempotent produce and group consumption with
 confluent-kafka, produce and consume with kafka-python and aiokafka over the whole bootstrap
 list, a broker SIGKILLed and restarted while a producer keeps writing to the other brokers'
-partitions, and the refusal of replication factors above 1.
+partitions, and a replicated topic that keeps every acknowledged record across a leader's
+SIGKILL, written by all three clients.
 
 The cluster is shared by the module: each node is one `strom server` process (conftest's
 `Broker` with the cluster arguments), so a test can SIGKILL and restart one node; the test that
@@ -384,15 +385,121 @@ def test_aiokafka_produce_and_group_consume(cluster, request):
     asyncio.run(asyncio.wait_for(scenario(), 45))
 
 
-def test_replication_factor_above_one_is_refused(cluster, request):
+def isr_sizes(admin: AdminClient, topic: str) -> dict[int, tuple[int, int]]:
+    """Partition -> (leader, ISR size) as one broker's metadata shows it."""
+    metadata = admin.list_topics(topic, timeout=3)
+    return {p.id: (p.leader, len(p.isrs)) for p in metadata.topics[topic].partitions.values()}
+
+
+def wait_isr(admin: AdminClient, topic: str, partitions: int, size: int) -> dict[int, int]:
+    """Until every partition has a leader and an ISR of `size`; returns partition -> leader."""
+    seen: dict = {}
+
+    def settled() -> bool:
+        seen.clear()
+        seen.update(isr_sizes(admin, topic))
+        return len(seen) == partitions and all(l > 0 and n == size for l, n in seen.values())
+
+    wait_until(
+        settled, CLUSTER_READY_TIMEOUT_S, lambda: f"{topic} with ISRs of {size} (saw {seen})"
+    )
+    return {p: leader for p, (leader, _) in seen.items()}
+
+
+def test_replicated_topic_keeps_every_acknowledged_record_when_a_leader_dies(cluster, request):
+    """Replication factor 3, min.insync.replicas 2: confluent-kafka writes with acks=all while
+    the leader of a partition is SIGKILLed, kafka-python and aiokafka write after the
+    failover, and every acknowledged record is read back once, in order, from the survivors.
+    The broker comes back and rejoins every ISR."""
     topic = topic_for(request)
-    admin = AdminClient({"bootstrap.servers": cluster.nodes[2].bootstrap})
-    future = admin.create_topics([NewTopic(topic, 3, 3)], operation_timeout=10)[topic]
-    with pytest.raises(Exception) as failure:
-        future.result(ADMIN_TIMEOUT_S)
-    error = failure.value.args[0]
-    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR, error
-    assert topic not in admin.list_topics(timeout=10).topics
+    partitions = 3
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})], operation_timeout=10
+    )
+    futures[topic].result(ADMIN_TIMEOUT_S)
+    leaders_before = wait_isr(admin, topic, partitions, 3)
+    # Not node 1: it coordinates the other tests' groups.
+    victim = next((l for l in leaders_before.values() if l != 1), 2)
+
+    acked: dict[int, list[str]] = {}
+    errors: list = []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            acked.setdefault(msg.partition(), []).append(msg.value().decode())
+
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 30000,
+        }
+    )
+    for i in range(300):
+        producer.produce(
+            topic, value=f"before-{i}", partition=i % partitions, on_delivery=on_delivery
+        )
+    assert producer.flush(DEFAULT_WAIT_S) == 0
+    for i in range(300):
+        producer.produce(
+            topic, value=f"during-{i}", partition=i % partitions, on_delivery=on_delivery
+        )
+        if i == 50:
+            cluster.nodes[victim].kill()
+        producer.poll(0)
+    assert producer.flush(45) == 0, "messages left undelivered"
+    assert not errors, f"idempotent acks=all sends failed across the failover: {errors[:3]}"
+
+    survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != victim)
+    wait_isr(AdminClient({"bootstrap.servers": survivors}), topic, partitions, 2)
+    kafka_python = KafkaProducer(bootstrap_servers=survivors, acks="all", linger_ms=5)
+    try:
+        values = [(i % partitions, f"kafka-python-{i}") for i in range(60)]
+        futures = [
+            (p, v, kafka_python.send(topic, value=v.encode(), partition=p)) for p, v in values
+        ]
+        for partition, value, future in futures:
+            assert future.get(DEFAULT_WAIT_S).partition == partition
+            acked.setdefault(partition, []).append(value)
+    finally:
+        kafka_python.close(timeout=10)
+
+    async def aiokafka_writes():
+        producer = AIOKafkaProducer(
+            bootstrap_servers=survivors, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            for i in range(60):
+                value = f"aiokafka-{i}"
+                metadata = await producer.send_and_wait(
+                    topic, value.encode(), partition=i % partitions
+                )
+                acked.setdefault(metadata.partition, []).append(value)
+        finally:
+            await producer.stop()
+
+    asyncio.run(asyncio.wait_for(aiokafka_writes(), 45))
+
+    stored = read_whole_log(survivors, topic, list(range(partitions)))
+    for partition in range(partitions):
+        values = [m.value().decode() for m in stored[partition]]
+        assert len(values) == len(set(values)), f"a record stored twice in partition {partition}"
+        position = {v: i for i, v in enumerate(values)}
+        missing = [v for v in acked.get(partition, []) if v not in position]
+        assert not missing, f"acknowledged records lost from partition {partition}: {missing[:5]}"
+        order = [position[v] for v in acked.get(partition, [])]
+        assert order == sorted(order), f"partition {partition} out of acknowledgement order"
+
+    # The broker returns, copies what it missed and rejoins every ISR.
+    cluster.nodes[victim].restart()
+    wait_isr(admin, topic, partitions, 3)
+    cluster.wait_whole()
 
 
 @pytest.mark.slow
