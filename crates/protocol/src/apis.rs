@@ -34,6 +34,7 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 /// - DescribeQuorum 2: every version Kafka 4.4 has (v2 adds the voters' listeners, KIP-853).
 /// - DescribeLogDirs 1-4: v0 is gone since Kafka 4.0; v5 adds KIP-1066's cordoned flag, which
 ///   `kafka-protocol` 0.18 does not have (and Strom cannot cordon its one data directory).
+/// - AlterPartitionReassignments 0: v1 adds KIP-860's `allow_replication_factor_change`.
 /// - FindCoordinator 5: v6 adds share groups.
 /// - OffsetCommit 9 and OffsetFetch 9: v10 addresses topics by id.
 /// - DescribeGroups 5: v6 answers unknown groups with GROUP_ID_NOT_FOUND and a message.
@@ -55,6 +56,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::DescribeQuorum, 0, 2),
     api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::AlterPartitionReassignments, 0, 0),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::FindCoordinator, 0, 5),
     api(ApiKey::JoinGroup, 0, 9),
     api(ApiKey::SyncGroup, 0, 5),

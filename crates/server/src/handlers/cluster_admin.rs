@@ -68,7 +68,7 @@ fn unavailable(reason: &str) -> (i16, String) {
     )
 }
 
-async fn ask(cluster: &Cluster, request: ControllerRequest) -> Result<ControllerReply, (i16, String)> {
+pub(super) async fn ask(cluster: &Cluster, request: ControllerRequest) -> Result<ControllerReply, (i16, String)> {
     match cluster.call(&request, CONTROLLER_TIMEOUT).await {
         Ok(ControllerReply::Unavailable(reason)) => Err(unavailable(&reason)),
         Ok(ControllerReply::Refused(e)) => Err((controller_error_code(&e), e.to_string())),

@@ -43,6 +43,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
+mod partition_admin;
 mod produce;
 mod sync_group;
 mod transactions;
@@ -114,6 +115,15 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         }
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(transactions::describe(broker, r)),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(transactions::list(broker, r, version)),
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(partition_admin::elect_leaders(broker, r, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(partition_admin::alter_reassignments(broker, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(partition_admin::list_reassignments(broker, r))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
         }
@@ -255,6 +265,9 @@ mod tests {
             ApiKey::DescribeTransactions,
             ApiKey::DescribeProducers,
             ApiKey::ListTransactions,
+            ApiKey::ElectLeaders,
+            ApiKey::AlterPartitionReassignments,
+            ApiKey::ListPartitionReassignments,
         ];
         for api in SUPPORTED_APIS {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);
