@@ -12,6 +12,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     NewTopic,
     ResourceType,
@@ -145,16 +146,64 @@ def test_admin_errors_on_unknown_topics_keys_and_partition_counts(broker, topic_
     assert error_of(a.incremental_alter_configs([altered])[altered]) == "INVALID_CONFIG"
 
 
-def test_broker_configs_are_static(broker):
-    """Strom refuses dynamic broker config changes (Kafka allows some); it must say so."""
+def broker_config(a, name: str, resource_name: str = "1"):
+    resource = ConfigResource(ResourceType.BROKER, resource_name)
+    entries = a.describe_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
+    return entries.get(name)
+
+
+def set_broker_config(a, name: str, value: str | None, resource_name: str = "1") -> None:
+    operation = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    entry = ConfigEntry(name, value or "", incremental_operation=operation)
+    resource = ConfigResource(ResourceType.BROKER, resource_name, incremental_configs=[entry])
+    a.incremental_alter_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
+
+
+def test_dynamic_broker_configs_take_effect_at_once_and_survive_a_restart(broker, topic_name):
+    """A broker's topic defaults change at run time; DescribeConfigs says where each value comes
+    from; properties that only apply at start-up are refused as in Kafka."""
+    topic = topic_name()
+    create_topic(broker, topic)
     a = admin(broker)
-    entry = ConfigEntry(
-        "log.retention.check.interval.ms", "1000", incremental_operation=AlterConfigOpType.SET
+    static = broker_config(a, "message.max.bytes")
+    assert static.source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert not static.is_read_only
+
+    # (confluent-kafka cannot name the cluster-wide default, the empty broker name: the Rust
+    # suite covers that layer.)
+    set_broker_config(a, "message.max.bytes", "1000")
+    entry = broker_config(a, "message.max.bytes")
+    assert (entry.value, entry.source) == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    topic_entry = a.describe_configs([resource])[resource].result(ADMIN_TIMEOUT_S)[
+        "max.message.bytes"
+    ]
+    assert (topic_entry.value, topic_entry.source) == (
+        "1000",
+        ConfigSource.DYNAMIC_BROKER_CONFIG.value,
     )
-    resource = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
+
+    # It applies to the topic at once: a 1,500-byte record is now too large.
+    p = producer(broker, message_timeout_ms=5000, retries=0)
+    failures: list = []
+    p.produce(topic, value=b"x" * 1500, on_delivery=lambda err, msg: failures.append(err))
+    p.flush(10)
+    assert failures and failures[0] is not None
+    assert failures[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, failures
+
+    # It is kept across a restart, and deleting it brings the default layer back.
+    broker.restart()
+    a = admin(broker)
+    assert broker_config(a, "message.max.bytes").value == "1000"
+    set_broker_config(a, "message.max.bytes", None)
+    entry = broker_config(a, "message.max.bytes")
+    assert (entry.value, entry.source) == (static.value, ConfigSource.STATIC_BROKER_CONFIG.value)
+
+    # Start-up-only properties are refused, with nothing changed.
     with pytest.raises(KafkaException) as refused:
-        a.incremental_alter_configs([resource])[resource].result(ADMIN_TIMEOUT_S)
+        set_broker_config(a, "log.retention.check.interval.ms", "1000")
     assert refused.value.args[0].name() == "INVALID_REQUEST"
+    assert broker_config(a, "log.retention.check.interval.ms").is_read_only
 
 
 def test_offsets_for_times_after_delete_records_start_at_log_start(broker, topic_name):

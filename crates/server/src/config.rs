@@ -144,6 +144,7 @@ pub const TOPIC_DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("log.message.timestamp.type", "message.timestamp.type"),
     ("log.flush.interval.messages", "flush.messages"),
     ("message.max.bytes", "max.message.bytes"),
+    ("min.insync.replicas", "min.insync.replicas"),
     ("compression.type", "compression.type"),
     ("compression.gzip.level", "compression.gzip.level"),
     ("compression.lz4.level", "compression.lz4.level"),

@@ -6,11 +6,12 @@
 //! # Layout
 //! - [`config`]: broker properties by Kafka name, from file, environment and flags.
 //! - [`topic_config`]: topic-level configs, validation, translation to storage `LogConfig`.
+//! - [`dynamic_config`]: broker configs changed at run time (AlterConfigs on a broker).
 //! - [`broker`]: the shared state of a broker process (topics, ids, the append signal).
 //! - [`cluster`]: in a cluster, the metadata quorum, the image of the committed metadata, the
 //!   active controller, registration and heartbeats; [`cluster_config`] its settings.
 //! - [`topics`]: the topic registry, persisted under `<data-dir>/__strom/topics`.
-//! - [`partition`]: one partition's log behind its lock.
+//! - [`partition`]: one partition's log behind its lock, and its replication leader's state.
 //! - [`groups`]: the group coordinator (`strom-group`) behind its lock, writing to and loading
 //!   from `__consumer_offsets`, with its timer task.
 //! - [`txns`]: the transaction coordinator (`strom-txn`) behind its lock, writing to and
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod cluster_config;
 pub mod config;
 mod connection;
+pub mod dynamic_config;
 pub mod groups;
 mod handlers;
 pub mod internal_topic;

@@ -20,6 +20,8 @@ pub enum ConfigType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     TopicOverride = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -80,10 +82,22 @@ pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
         "fsync after this many messages",
     ),
     key(
+        "follower.replication.throttled.replicas",
+        "",
+        ConfigType::List,
+        "replicas whose fetching is throttled during a reassignment (accepted for Kafka's tools; Strom does not throttle)",
+    ),
+    key(
         "index.interval.bytes",
         "4096",
         ConfigType::Int,
         "bytes between offset index entries",
+    ),
+    key(
+        "leader.replication.throttled.replicas",
+        "",
+        ConfigType::List,
+        "replicas whose replication from the leader is throttled during a reassignment (accepted for Kafka's tools; Strom does not throttle)",
     ),
     key(
         "max.message.bytes",

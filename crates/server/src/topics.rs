@@ -11,6 +11,7 @@ use strom_record::ValidateOptions;
 use strom_storage::Log;
 use uuid::Uuid;
 
+use crate::dynamic_config::DynamicBrokerConfigs;
 use crate::partition::Partition;
 use crate::topic_config;
 
@@ -124,7 +125,12 @@ impl Topic {
 pub struct TopicRegistry {
     data_dir: PathBuf,
     meta_dir: PathBuf,
-    broker_defaults: BTreeMap<String, String>,
+    /// The topic defaults from the broker's static configuration.
+    static_defaults: BTreeMap<String, String>,
+    /// Dynamic broker configs ([`crate::dynamic_config`]).
+    dynamic: RwLock<DynamicBrokerConfigs>,
+    /// The topic defaults in effect: the dynamic values over the static ones.
+    broker_defaults: RwLock<BTreeMap<String, String>>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises create, delete and alter so two admin requests cannot interleave their file
     /// writes for one topic.
@@ -142,7 +148,7 @@ fn io_error(context: &str, e: impl std::fmt::Display) -> TopicError {
 }
 
 /// Writes a file so that a crash leaves either the old or the new content.
-fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;
@@ -168,10 +174,18 @@ impl TopicRegistry {
     ) -> Result<Self, TopicError> {
         let meta_dir = data_dir.join("__strom").join("topics");
         std::fs::create_dir_all(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
+        // A cluster node's dynamic configs come with the metadata; a single node keeps its own.
+        let dynamic = if cluster {
+            DynamicBrokerConfigs::default()
+        } else {
+            crate::dynamic_config::load(data_dir).map_err(TopicError::Storage)?
+        };
         let registry = TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             meta_dir: meta_dir.clone(),
-            broker_defaults,
+            broker_defaults: RwLock::new(dynamic.topic_defaults(&broker_defaults)),
+            static_defaults: broker_defaults,
+            dynamic: RwLock::new(dynamic),
             topics: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
             cluster,
@@ -232,7 +246,7 @@ impl TopicRegistry {
         now_ms: i64,
     ) -> Result<Partition, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
-        let config = topic_config::log_config(&self.broker_defaults, overrides);
+        let config = topic_config::log_config(&self.broker_defaults(), overrides);
         // A replicated partition is committed only up to its high watermark, which survives a
         // restart in its checkpoint; a single node's (and a local internal topic's) log is
         // committed to its end.
@@ -257,26 +271,58 @@ impl TopicRegistry {
     }
 
     fn produce_options_for(&self, overrides: &BTreeMap<String, String>) -> ProduceOptions {
+        let defaults = self.broker_defaults();
         let number = |name: &str| -> Option<i64> {
             overrides
                 .get(name)
-                .or_else(|| self.broker_defaults.get(name))
+                .or_else(|| defaults.get(name))
                 .and_then(|v| v.parse().ok())
         };
         ProduceOptions {
             validate: ValidateOptions {
                 max_batch_bytes: number("max.message.bytes").map_or(1_048_588, |n| n.max(0) as usize),
-                require_keys: topic_config::log_config(&self.broker_defaults, overrides)
-                    .cleanup_policy
-                    .compact,
+                require_keys: topic_config::log_config(&defaults, overrides).cleanup_policy.compact,
             },
             min_insync_replicas: number("min.insync.replicas").map_or(1, |n| n.clamp(1, i64::from(i32::MAX)) as i32),
-            compression: topic_config::produce_compression(&self.broker_defaults, overrides),
+            compression: topic_config::produce_compression(&defaults, overrides),
         }
     }
 
-    pub fn broker_defaults(&self) -> &BTreeMap<String, String> {
-        &self.broker_defaults
+    /// The topic defaults in effect (static, under the dynamic broker configs).
+    pub fn broker_defaults(&self) -> BTreeMap<String, String> {
+        self.broker_defaults.read().expect("defaults lock").clone()
+    }
+
+    pub fn dynamic_configs(&self) -> DynamicBrokerConfigs {
+        self.dynamic.read().expect("dynamic configs lock").clone()
+    }
+
+    /// Replaces the dynamic broker configs and applies the new topic defaults to every topic
+    /// (its produce checks and its logs' settings) at once. A single node also persists them
+    /// (a cluster's are in its metadata log).
+    pub fn set_dynamic_configs(&self, dynamic: DynamicBrokerConfigs) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        if *self.dynamic.read().expect("dynamic configs lock") == dynamic {
+            return Ok(());
+        }
+        if !self.cluster {
+            crate::dynamic_config::save(&self.data_dir, &dynamic).map_err(TopicError::Storage)?;
+        }
+        *self.broker_defaults.write().expect("defaults lock") = dynamic.topic_defaults(&self.static_defaults);
+        *self.dynamic.write().expect("dynamic configs lock") = dynamic;
+        let defaults = self.broker_defaults();
+        for topic in self.list() {
+            let overrides = topic.overrides();
+            *topic.produce_options.write().expect("topic lock") = self.produce_options_for(&overrides);
+            let config = topic_config::log_config(&defaults, &overrides);
+            for partition in topic.partitions() {
+                if let Some(log) = partition.lock().as_mut() {
+                    log.set_config(config.clone());
+                }
+            }
+        }
+        tracing::info!("dynamic broker configs applied");
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -423,7 +469,7 @@ impl TopicRegistry {
         *topic.produce_options.write().expect("topic lock") = self.produce_options_for(&overrides);
         *topic.overrides.write().expect("topic lock") = overrides.clone();
         self.persist(&topic)?;
-        let config = topic_config::log_config(&self.broker_defaults, &overrides);
+        let config = topic_config::log_config(&self.broker_defaults(), &overrides);
         for partition in topic.partitions() {
             if let Some(log) = partition.lock().as_mut() {
                 log.set_config(config.clone());
@@ -482,7 +528,7 @@ impl TopicRegistry {
             if topic.overrides() != overrides {
                 *topic.produce_options.write().expect("topic lock") = self.produce_options_for(&overrides);
                 *topic.overrides.write().expect("topic lock") = overrides.clone();
-                let config = topic_config::log_config(&self.broker_defaults, &overrides);
+                let config = topic_config::log_config(&self.broker_defaults(), &overrides);
                 for partition in topic.partitions() {
                     if let Some(log) = partition.lock().as_mut() {
                         log.set_config(config.clone());

@@ -389,3 +389,80 @@ fn dev_cluster_starts_three_nodes_and_stops_them_on_ctrl_c() {
         && (0..3u16).any(|i| std::net::TcpStream::connect(("127.0.0.1", base + 10 * i)).is_ok());
     assert!(!running, "a node still answers after dev-cluster exited");
 }
+
+/// IncrementalAlterConfigs on a broker resource (`name`: a node id, or "" for the cluster-wide
+/// default) through `node`, with the raw wire client; returns the resource's error code.
+fn set_broker_config(node: &Broker, name: &str, key: &str, value: &str) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut config = AlterableConfig::default();
+    config.name = kafka_protocol::protocol::StrBytes::from_string(key.to_string());
+    config.config_operation = 0;
+    config.value = Some(kafka_protocol::protocol::StrBytes::from_string(value.to_string()));
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 4;
+    resource.resource_name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
+    resource.configs = vec![config];
+    let mut request = kafka_protocol::messages::IncrementalAlterConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = node.wire().call(&request, 1).expect("IncrementalAlterConfigs");
+    response.responses[0].error_code
+}
+
+/// DescribeConfigs of one key of a resource (type 2 topic, 4 broker) on `node`: value, source.
+fn describe_config(node: &Broker, resource_type: i8, name: &str, key: &str) -> Option<(String, i8)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = resource_type;
+    resource.resource_name = kafka_protocol::protocol::StrBytes::from_string(name.to_string());
+    resource.configuration_keys = Some(vec![kafka_protocol::protocol::StrBytes::from_string(key.to_string())]);
+    let mut request = kafka_protocol::messages::DescribeConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = node.wire().call(&request, 4).ok()?;
+    let entry = response.results.first()?.configs.first()?;
+    Some((entry.value.as_ref()?.to_string(), entry.config_source))
+}
+
+#[test]
+fn dynamic_broker_configs_reach_every_broker_through_the_metadata() {
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap).create_topic_ok("tuned", 3, &[]);
+    // The cluster-wide default, set through node 1, is every broker's topic default.
+    assert_eq!(
+        set_broker_config(&cluster.nodes[0], "", "log.retention.ms", "7200000"),
+        0
+    );
+    for node in &cluster.nodes {
+        poll_until(WAIT, "the cluster default on every node", || {
+            (describe_config(node, 2, "tuned", "retention.ms")? == ("7200000".to_string(), 3)).then_some(())
+        });
+    }
+    // Broker 2's own value, set through node 3 (forwarded to the controller), beats it on
+    // broker 2 only.
+    assert_eq!(
+        set_broker_config(&cluster.nodes[2], "2", "log.retention.ms", "3600000"),
+        0
+    );
+    poll_until(WAIT, "broker 2's value on broker 2", || {
+        (describe_config(&cluster.nodes[1], 4, "2", "log.retention.ms")? == ("3600000".to_string(), 2)).then_some(())
+    });
+    assert_eq!(
+        describe_config(&cluster.nodes[1], 2, "tuned", "retention.ms"),
+        Some(("3600000".to_string(), 2))
+    );
+    assert_eq!(
+        describe_config(&cluster.nodes[0], 2, "tuned", "retention.ms"),
+        Some(("7200000".to_string(), 3))
+    );
+    // A property only read at start-up is refused; a bad value is refused as INVALID_CONFIG.
+    assert_eq!(set_broker_config(&cluster.nodes[0], "1", "num.partitions", "3"), 42);
+    assert_eq!(
+        set_broker_config(&cluster.nodes[0], "1", "log.retention.ms", "soon"),
+        40
+    );
+    // Kept across a restart: it is in the metadata log.
+    cluster.node(2).restart();
+    poll_until(WAIT, "broker 2's value after its restart", || {
+        (describe_config(&cluster.nodes[1], 4, "2", "log.retention.ms")? == ("3600000".to_string(), 2)).then_some(())
+    });
+}

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use strom_metadata::controller::BrokerRegistrationRequest;
-use strom_metadata::Endpoint;
+use strom_metadata::{ConfigResource, Endpoint};
 use tokio::sync::watch;
 
 use super::Cluster;
 use crate::broker::{now_ms, Broker};
+use crate::dynamic_config::DynamicBrokerConfigs;
 
 /// Applies each new image to the broker's topics and replica fetchers until `stop`.
 pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
@@ -23,6 +24,18 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
             let applying = broker.clone();
             let node_id = broker.node_id();
             let result = tokio::task::spawn_blocking(move || {
+                // Dynamic broker configs first: they are topic defaults the logs then open with.
+                let dynamic = DynamicBrokerConfigs {
+                    broker: image
+                        .configs(&ConfigResource::Broker(node_id))
+                        .cloned()
+                        .unwrap_or_default(),
+                    default: image
+                        .configs(&ConfigResource::BrokerDefault)
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                applying.topics.set_dynamic_configs(dynamic)?;
                 applying.topics.apply_metadata(&image, node_id, lag_max_ms, now_ms())
             })
             .await

@@ -1,7 +1,9 @@
 //! DescribeConfigs (key 32), AlterConfigs (key 33) and IncrementalAlterConfigs (key 44).
 //!
-//! Topic configs are dynamic and persisted with the topic; broker configs are static (set at
-//! start-up) and described read-only.
+//! Topic configs are dynamic and persisted with the topic (in a cluster, in the metadata log).
+//! Broker configs are static (set at start-up) except the dynamic ones
+//! ([`crate::dynamic_config`]), which a broker resource's AlterConfigs changes for one broker
+//! (its node id) or as the cluster-wide default (the empty name).
 
 use std::collections::BTreeMap;
 
@@ -42,41 +44,52 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
                 }
                 Some(topic) => {
                     let defaults = broker.topics.broker_defaults();
-                    for config in topic_config::resolve(defaults, &topic.overrides()) {
+                    let dynamic = broker.topics.dynamic_configs();
+                    for config in topic_config::resolve(&defaults, &topic.overrides()) {
                         if !wanted(config.name) {
                             continue;
                         }
-                        let mut entry = entry(
-                            config.name,
-                            &config.value,
-                            config.source,
-                            config.config_type,
-                            false,
-                            version,
-                        );
+                        let source = match config.source {
+                            ConfigSource::StaticBroker => dynamic
+                                .topic_default_source(config.name)
+                                .map_or(ConfigSource::StaticBroker, |(source, _)| source),
+                            other => other,
+                        };
+                        let mut entry = entry(config.name, &config.value, source, config.config_type, false, version);
                         if request.include_documentation {
                             entry.documentation = Some(str_bytes(config.doc));
                         }
                         if request.include_synonyms {
-                            entry.synonyms = topic_synonyms(config.name, &topic.overrides(), defaults);
+                            entry.synonyms = topic_synonyms(broker, config.name, &topic.overrides());
                         }
                         result.configs.push(entry);
                     }
                 }
             },
-            RESOURCE_BROKER
-                if resource.resource_name.is_empty() || *resource.resource_name == *broker.node_id().to_string() =>
-            {
+            // The cluster-wide dynamic defaults, as Kafka describes the empty broker name.
+            RESOURCE_BROKER if resource.resource_name.is_empty() => {
+                for (name, value) in broker.topics.dynamic_configs().default {
+                    if wanted(&name) {
+                        let source = ConfigSource::DynamicDefaultBroker;
+                        result
+                            .configs
+                            .push(entry(&name, &value, source, ConfigType::String, false, version));
+                    }
+                }
+            }
+            RESOURCE_BROKER if *resource.resource_name == *broker.node_id().to_string() => {
+                let dynamic = broker.topics.dynamic_configs();
                 for (name, value) in broker_properties(broker) {
                     if wanted(&name) {
-                        result.configs.push(entry(
-                            &name,
-                            &value,
-                            ConfigSource::StaticBroker,
-                            ConfigType::String,
-                            true,
-                            version,
-                        ));
+                        let (source, value) = dynamic
+                            .source(&name)
+                            .map_or((ConfigSource::StaticBroker, value.as_str()), |(s, v)| (s, v));
+                        let read_only = !crate::dynamic_config::is_dynamic(&name);
+                        let mut entry = entry(&name, value, source, ConfigType::String, read_only, version);
+                        if request.include_synonyms {
+                            entry.synonyms = broker_synonyms(broker, &name, &dynamic);
+                        }
+                        result.configs.push(entry);
                     }
                 }
             }
@@ -118,31 +131,49 @@ fn entry(
     entry
 }
 
-fn topic_synonyms(
+fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+    let mut synonym = DescribeConfigsSynonym::default();
+    synonym.name = str_bytes(name);
+    synonym.value = Some(str_bytes(value));
+    synonym.source = source as i8;
+    synonym
+}
+
+/// Every layer a topic config's value could come from, highest precedence first.
+fn topic_synonyms(broker: &Broker, name: &str, overrides: &BTreeMap<String, String>) -> Vec<DescribeConfigsSynonym> {
+    let mut synonyms = Vec::new();
+    if let Some(v) = overrides.get(name) {
+        synonyms.push(synonym(name, v, ConfigSource::TopicOverride));
+    }
+    if let Some((broker_name, _)) = TOPIC_DEFAULT_PROPERTIES.iter().find(|(_, t)| *t == name) {
+        synonyms.extend(broker_synonyms(broker, broker_name, &broker.topics.dynamic_configs()));
+    } else if let Some(key) = topic_config::lookup(name) {
+        synonyms.push(synonym(name, key.default, ConfigSource::Default));
+    }
+    synonyms
+}
+
+/// A broker property's layers: this broker's dynamic value, the cluster default, the static
+/// value, Kafka's default.
+fn broker_synonyms(
+    broker: &Broker,
     name: &str,
-    overrides: &BTreeMap<String, String>,
-    defaults: &BTreeMap<String, String>,
+    dynamic: &crate::dynamic_config::DynamicBrokerConfigs,
 ) -> Vec<DescribeConfigsSynonym> {
     let mut synonyms = Vec::new();
-    let mut push = |syn_name: &str, value: &str, source: ConfigSource| {
-        let mut synonym = DescribeConfigsSynonym::default();
-        synonym.name = str_bytes(syn_name);
-        synonym.value = Some(str_bytes(value));
-        synonym.source = source as i8;
-        synonyms.push(synonym);
-    };
-    if let Some(v) = overrides.get(name) {
-        push(name, v, ConfigSource::TopicOverride);
+    if let Some(v) = dynamic.broker.get(name) {
+        synonyms.push(synonym(name, v, ConfigSource::DynamicBroker));
     }
-    if let Some(v) = defaults.get(name) {
-        let broker_name = TOPIC_DEFAULT_PROPERTIES
-            .iter()
-            .find(|(_, t)| *t == name)
-            .map_or(name, |(b, _)| *b);
-        push(broker_name, v, ConfigSource::StaticBroker);
+    if let Some(v) = dynamic.default.get(name) {
+        synonyms.push(synonym(name, v, ConfigSource::DynamicDefaultBroker));
     }
-    if let Some(key) = topic_config::lookup(name) {
-        push(name, key.default, ConfigSource::Default);
+    if let Some(topic_name) = crate::dynamic_config::topic_key(name) {
+        if let Some(v) = broker.config.topic_defaults.get(topic_name) {
+            synonyms.push(synonym(name, v, ConfigSource::StaticBroker));
+        }
+        if let Some(key) = topic_config::lookup(topic_name) {
+            synonyms.push(synonym(name, key.default, ConfigSource::Default));
+        }
     }
     synonyms
 }
@@ -195,6 +226,13 @@ fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
             .unwrap_or_default();
         props.push((broker_name.to_string(), value));
     }
+    for throttle in [
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+    ] {
+        props.push((throttle.to_string(), i64::MAX.to_string()));
+    }
     props
 }
 
@@ -224,7 +262,8 @@ async fn alter_resource(
                     if let Err(e) = crate::topics::TopicRegistry::validate_overrides(&overrides) {
                         return Some((e.code(), e.to_string()));
                     }
-                    super::cluster_admin::alter_topic_configs(cluster, resource_name, overrides, validate_only).await
+                    let resource = strom_metadata::ConfigResource::Topic(resource_name.to_string());
+                    super::cluster_admin::alter_configs(cluster, resource, overrides, validate_only).await
                 }
                 _ => {
                     let result = broker.topics.set_overrides(resource_name, overrides, validate_only);
@@ -232,10 +271,86 @@ async fn alter_resource(
                 }
             }
         }
-        RESOURCE_BROKER => Some((
-            code(ResponseError::InvalidRequest),
-            "broker configs are static in Strom; set them at start-up".to_string(),
-        )),
+        RESOURCE_BROKER => {
+            let cluster_default = resource_name.is_empty();
+            if !cluster_default && resource_name != broker.node_id().to_string() {
+                // As Kafka: a broker's own configs are changed through that broker, unless the
+                // cluster's metadata carries them (then any broker forwards the change).
+                if broker.cluster.is_none() {
+                    return Some((
+                        code(ResponseError::InvalidRequest),
+                        format!("this broker is node {}", broker.node_id()),
+                    ));
+                }
+            }
+            let dynamic = broker.topics.dynamic_configs();
+            let mut values = if cluster_default {
+                dynamic.default.clone()
+            } else if resource_name == broker.node_id().to_string() {
+                dynamic.broker.clone()
+            } else {
+                let cluster = broker.cluster.as_ref().expect("checked above");
+                let id: i32 = match resource_name.parse() {
+                    Ok(id) => id,
+                    Err(_) => {
+                        return Some((
+                            code(ResponseError::InvalidRequest),
+                            format!("no broker {resource_name:?}"),
+                        ))
+                    }
+                };
+                cluster
+                    .image()
+                    .configs(&strom_metadata::ConfigResource::Broker(id))
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            if let Err(e) = change(&mut values) {
+                return Some((e.code(), e.to_string()));
+            }
+            for (name, value) in &values {
+                if let Err(reason) = crate::dynamic_config::validate(name, value) {
+                    let error = if crate::dynamic_config::is_dynamic(name) {
+                        ResponseError::InvalidConfig
+                    } else {
+                        ResponseError::InvalidRequest
+                    };
+                    return Some((code(error), reason));
+                }
+            }
+            match &broker.cluster {
+                Some(cluster) => {
+                    let resource = if cluster_default {
+                        strom_metadata::ConfigResource::BrokerDefault
+                    } else {
+                        match resource_name.parse() {
+                            Ok(id) => strom_metadata::ConfigResource::Broker(id),
+                            Err(_) => {
+                                return Some((
+                                    code(ResponseError::InvalidRequest),
+                                    format!("no broker {resource_name:?}"),
+                                ))
+                            }
+                        }
+                    };
+                    super::cluster_admin::alter_configs(cluster, resource, values, validate_only).await
+                }
+                None if validate_only => None,
+                None => {
+                    let mut next = dynamic;
+                    if cluster_default {
+                        next.default = values;
+                    } else {
+                        next.broker = values;
+                    }
+                    broker
+                        .topics
+                        .set_dynamic_configs(next)
+                        .err()
+                        .map(|e| (e.code(), e.to_string()))
+                }
+            }
+        }
         other => Some((
             code(ResponseError::InvalidRequest),
             format!("resource type {other} is not supported"),

@@ -477,9 +477,11 @@ pub(super) async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest,
 
 /// Replaces a topic's config overrides through the controller; the outcome as an error code
 /// and message, or `None` once this node's image shows the change.
-pub(super) async fn alter_topic_configs(
+/// Replaces a resource's configs (a topic's overrides, a broker's or the cluster-wide dynamic
+/// configs) through the controller, and waits for this node's image to show them.
+pub(super) async fn alter_configs(
     cluster: &Cluster,
-    topic: &str,
+    resource: ConfigResource,
     overrides: std::collections::BTreeMap<String, String>,
     validate_only: bool,
 ) -> Option<(i16, String)> {
@@ -491,7 +493,7 @@ pub(super) async fn alter_topic_configs(
         })
         .collect();
     let request = ControllerRequest::AlterConfigs {
-        resource: ConfigResource::Topic(topic.to_string()),
+        resource: resource.clone(),
         ops,
         replace: true,
         validate_only,
@@ -499,7 +501,6 @@ pub(super) async fn alter_topic_configs(
     match ask(cluster, request).await {
         Ok(ControllerReply::Done) => {
             if !validate_only {
-                let resource = ConfigResource::Topic(topic.to_string());
                 await_image(cluster, |image| {
                     image.configs(&resource).cloned().unwrap_or_default() == overrides
                 })

@@ -146,7 +146,7 @@ pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16
                 if version >= 5 {
                     result.num_partitions = partitions;
                     result.replication_factor = 1;
-                    let configs = topic_config::resolve(broker.topics.broker_defaults(), &overrides);
+                    let configs = topic_config::resolve(&broker.topics.broker_defaults(), &overrides);
                     result.configs = Some(
                         configs
                             .into_iter()
