@@ -287,10 +287,12 @@ def test_spread_topic_idempotent_produce_and_group_consume(cluster, request):
     finally:
         consumer.close()
 
-    # The group is coordinated by the lowest-numbered live broker, whichever node is asked.
+    # The group is coordinated by the leader of its __consumer_offsets partition, whichever
+    # node is asked.
     admin = AdminClient({"bootstrap.servers": node3.bootstrap})  # alive until the answer
     description = admin.describe_consumer_groups([group])[group].result(ADMIN_TIMEOUT_S)
-    assert description.coordinator.id == 1
+    offsets_leaders = leaders(admin, "__consumer_offsets")
+    assert description.coordinator.id in offsets_leaders.values()
     assert node1.process.poll() is None
 
 
@@ -499,6 +501,82 @@ def test_replicated_topic_keeps_every_acknowledged_record_when_a_leader_dies(clu
     # The broker returns, copies what it missed and rejoins every ISR.
     cluster.nodes[victim].restart()
     wait_isr(admin, topic, partitions, 3)
+    cluster.wait_whole()
+
+
+def test_consumer_group_carries_on_when_its_coordinator_dies(cluster, request):
+    """A group's coordinator is the leader of its replicated __consumer_offsets partition. It
+    is SIGKILLed between two commits: the group finds the new leader, which has loaded the
+    committed offsets from its replica, and the consumer carries on from them; nothing is
+    skipped."""
+    topic = topic_for(request)
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    partitions = 3
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})], operation_timeout=10
+    )
+    futures[topic].result(ADMIN_TIMEOUT_S)
+    wait_isr(admin, topic, partitions, 3)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(300):
+        producer.produce(topic, value=f"g-{i}", partition=i % partitions)
+    assert producer.flush(DEFAULT_WAIT_S) == 0
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+            "session.timeout.ms": 10000,
+        }
+    )
+    seen: set[str] = set()
+    try:
+        consumer.subscribe([topic])
+        seen.update(m.value().decode() for m in consume_n(consumer, 150))
+        consumer.commit(asynchronous=False)
+        assignment = [TopicPartition(topic, p) for p in range(partitions)]
+        committed_before = {
+            tp.partition: tp.offset for tp in consumer.committed(assignment, timeout=10)
+        }
+        assert sum(o for o in committed_before.values() if o >= 0) == 150, committed_before
+        described = admin.describe_consumer_groups([group])[group].result(ADMIN_TIMEOUT_S)
+        victim = described.coordinator.id
+        wait_isr(admin, "__consumer_offsets", len(leaders(admin, "__consumer_offsets")), 3)
+        cluster.nodes[victim].kill()
+
+        survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != victim)
+        after = AdminClient({"bootstrap.servers": survivors})
+
+        def moved() -> bool:
+            try:
+                d = after.describe_consumer_groups([group])[group].result(5)
+            except Exception:  # the coordinator is moving: not yet
+                return False
+            return d.coordinator.id != victim
+
+        wait_until(moved, CLUSTER_READY_TIMEOUT_S, "the group's coordinator to move")
+        # The commits acknowledged before the crash are on the new coordinator.
+        after_failover = {
+            tp.partition: tp.offset for tp in consumer.committed(assignment, timeout=20)
+        }
+        assert after_failover == committed_before
+        deadline = time.monotonic() + CLUSTER_READY_TIMEOUT_S
+        while len(seen) < 300:
+            assert time.monotonic() < deadline, f"only {len(seen)} of 300 records after failover"
+            for m in consumer.consume(num_messages=100, timeout=0.5):
+                if not m.error():
+                    seen.add(m.value().decode())
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed(assignment, timeout=10)
+        assert sum(tp.offset for tp in committed) == 300, committed
+    finally:
+        consumer.close()
+    assert seen == {f"g-{i}" for i in range(300)}
+    cluster.nodes[victim].restart()
     cluster.wait_whole()
 
 

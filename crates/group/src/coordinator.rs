@@ -88,6 +88,12 @@ pub enum GroupError {
     InvalidRegularExpression,
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// The group's partition of `__consumer_offsets` is not led here (any more).
+    #[error("this broker does not coordinate the group")]
+    NotCoordinator,
+    /// The group's partition is being loaded after a change of leadership.
+    #[error("the group's coordinator is loading its state")]
+    CoordinatorLoadInProgress,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1239,6 +1245,23 @@ impl Coordinator {
             GroupState::Stable
         };
         group.set_state(state, metadata.state_timestamp_ms);
+    }
+
+    /// Forgets every group `belongs` selects (its `__consumer_offsets` partition is led
+    /// elsewhere now): members, state and offsets. Returns the tokens of the JoinGroup and
+    /// SyncGroup requests they had parked, for the caller to answer (NOT_COORDINATOR).
+    pub fn unload(&mut self, belongs: impl Fn(&str) -> bool) -> Vec<Token> {
+        let doomed: Vec<String> = self.groups.keys().filter(|id| belongs(id)).cloned().collect();
+        let mut tokens = Vec::new();
+        for id in doomed {
+            if let Some(group) = self.groups.remove(&id) {
+                for member in group.members.values() {
+                    tokens.extend(member.awaiting_join);
+                    tokens.extend(member.awaiting_sync);
+                }
+            }
+        }
+        tokens
     }
 
     // ---------------------------------------------------------------- admin

@@ -834,3 +834,21 @@ fn leaving_with_a_pending_member_id_lets_the_waiting_rebalance_complete() {
     assert_eq!(answer.error, None);
     assert_eq!(h.state(), GroupState::CompletingRebalance);
 }
+
+#[test]
+fn unloading_forgets_the_group_and_hands_back_its_parked_requests() {
+    let mut h = Harness::new();
+    let (first, generation) = h.stable_group(1);
+    commit(&mut h, &member_ref(&first[0], generation), 42, "").expect("commit");
+    let (_, parked) = h.join_new("t");
+    assert!(Harness::join_answer(&h.drain(), &parked).is_none(), "parked");
+    // Another group's partition is unloaded: nothing here changes.
+    assert!(h.coordinator.unload(|group| group != GROUP).is_empty());
+    assert_eq!(committed(&h), Some(42));
+    // This group's partition moves to another broker.
+    let tokens = h.coordinator.unload(|group| group == GROUP);
+    assert_eq!(tokens, vec![parked.token]);
+    assert_eq!(committed(&h), None);
+    assert!(h.coordinator.list_groups().is_empty());
+    assert_eq!(h.heartbeat(1, &first[0]), Err(GroupError::UnknownMemberId));
+}

@@ -112,6 +112,12 @@ impl Broker {
             config.groups.clone(),
             config.offsets_topic_num_partitions,
             config.offsets_topic_segment_bytes,
+            config
+                .cluster
+                .is_cluster()
+                .then_some(crate::internal_topic::ClusterLayout {
+                    replication_factor: config.cluster.offsets_topic_replication_factor,
+                }),
         );
         let txns = crate::txns::Txns::load(
             &topics,

@@ -14,7 +14,7 @@
 //! the same rule, and transactions still open at start-up stay pending until the transaction
 //! coordinator ends them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -63,8 +63,22 @@ enum Waiter {
     Sync(oneshot::Sender<Result<SyncAnswer, GroupError>>),
 }
 
+/// Which groups this broker coordinates: every group on a single node; in a cluster, the
+/// groups of the `__consumer_offsets` partitions it leads, once their records are loaded.
+enum Ownership {
+    All,
+    Partitions(BTreeMap<i32, Load>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Loading,
+    Loaded,
+}
+
 struct State {
     coordinator: Coordinator,
+    ownership: Ownership,
     waiters: HashMap<Token, Waiter>,
     next_token: Token,
     /// Offsets written in open transactions, by producer id; the latest per partition.
@@ -77,6 +91,8 @@ pub struct Groups {
     deadline_changed: Notify,
     offsets_partitions: i32,
     offsets_segment_bytes: u64,
+    /// In a cluster: `__consumer_offsets` is created by the controller and replicated.
+    cluster: Option<internal_topic::ClusterLayout>,
 }
 
 /// What an offset commit did for one partition.
@@ -92,19 +108,23 @@ pub enum CommitError {
 }
 
 impl Groups {
-    /// Builds the coordinator and replays `__consumer_offsets` into it, if it exists.
+    /// Builds the coordinator and replays `__consumer_offsets` into it, if it exists. In a
+    /// cluster (`cluster` set) it starts empty and loads each partition when it comes to lead
+    /// it ([`lead_partitions`]).
     pub fn load(
         topics: &TopicRegistry,
         config: GroupConfig,
         offsets_partitions: i32,
         offsets_segment_bytes: u64,
+        cluster: Option<internal_topic::ClusterLayout>,
     ) -> Groups {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut coordinator = Coordinator::new(config, seed);
         let now = now_ms();
         let mut loaded = 0usize;
         let mut pending_txn: HashMap<i64, PendingOffsets> = HashMap::new();
-        if let Some(topic) = topics.get(OFFSETS_TOPIC) {
+        let local = topics.get(OFFSETS_TOPIC).filter(|_| cluster.is_none());
+        if let Some(topic) = local {
             for partition in topic.partitions() {
                 if let Some(log) = partition.lock().as_ref() {
                     let (applied, open) = replay(log, partition.index, &mut coordinator, now);
@@ -125,6 +145,10 @@ impl Groups {
         Groups {
             state: Mutex::new(State {
                 coordinator,
+                ownership: match cluster {
+                    None => Ownership::All,
+                    Some(_) => Ownership::Partitions(BTreeMap::new()),
+                },
                 waiters: HashMap::new(),
                 next_token: 0,
                 pending_txn,
@@ -132,6 +156,7 @@ impl Groups {
             deadline_changed: Notify::new(),
             offsets_partitions,
             offsets_segment_bytes,
+            cluster,
         }
     }
 
@@ -148,16 +173,25 @@ fn replay(
     coordinator: &mut Coordinator,
     now: i64,
 ) -> (usize, HashMap<i64, Vec<Record>>) {
-    let mut applied = 0;
+    let (records, open) = read_partition(log, partition);
+    let applied = records.len();
+    for record in records {
+        coordinator.apply(now, record);
+    }
+    (applied, open)
+}
+
+/// The records of one `__consumer_offsets` partition that take effect, in order (a
+/// transaction's once its commit marker is read), and those of transactions still open at the
+/// end, by producer id.
+fn read_partition(log: &strom_storage::Log, partition: i32) -> (Vec<Record>, HashMap<i64, Vec<Record>>) {
+    let mut effective = Vec::new();
     let mut open: HashMap<i64, Vec<Record>> = HashMap::new();
     internal_topic::for_each_batch(log, OFFSETS_TOPIC, partition, &mut |header, bytes| {
         if header.is_control() {
             let records = open.remove(&header.producer_id).unwrap_or_default();
             if parse_marker(bytes) == Some(Marker::Commit) {
-                for record in records {
-                    coordinator.apply(now, record);
-                    applied += 1;
-                }
+                effective.extend(records);
             }
             return;
         }
@@ -174,15 +208,114 @@ fn replay(
                 Ok(record) if header.is_transactional() => {
                     open.entry(header.producer_id).or_default().push(record);
                 }
-                Ok(record) => {
-                    coordinator.apply(now, record);
-                    applied += 1;
-                }
+                Ok(record) => effective.push(record),
                 Err(e) => tracing::warn!(partition, error = %e, "undecodable offsets record skipped"),
             }
         }
     });
-    (applied, open)
+    (effective, open)
+}
+
+/// Whether this broker coordinates `group_id` now: NOT_COORDINATOR if its partition is led
+/// elsewhere, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
+fn owns(state: &State, partition_count: i32, group_id: &str) -> Result<(), GroupError> {
+    match &state.ownership {
+        Ownership::All => Ok(()),
+        Ownership::Partitions(partitions) => {
+            match partitions.get(&strom_group::partition_for(group_id, partition_count)) {
+                Some(Load::Loaded) => Ok(()),
+                Some(Load::Loading) => Err(GroupError::CoordinatorLoadInProgress),
+                None => Err(GroupError::NotCoordinator),
+            }
+        }
+    }
+}
+
+/// Whether this broker coordinates `group_id` now (for handlers that answer per group).
+pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), GroupError> {
+    let count = offsets_partition_count(broker);
+    owns(&broker.groups.lock(), count, group_id)
+}
+
+/// In a cluster, after the metadata moved: this broker's coordinator takes on the groups of
+/// the `__consumer_offsets` partitions it now leads (loading their records: meanwhile their
+/// requests get COORDINATOR_LOAD_IN_PROGRESS) and lets go of those it no longer leads (their
+/// parked requests get NOT_COORDINATOR, so clients look for the new coordinator).
+pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
+    let count = offsets_partition_count(broker);
+    let (gained, lost) = {
+        let mut state = broker.groups.lock();
+        let Ownership::Partitions(owned) = &mut state.ownership else {
+            return;
+        };
+        let gained: Vec<i32> = led.iter().copied().filter(|p| !owned.contains_key(p)).collect();
+        let lost: Vec<i32> = owned.keys().copied().filter(|p| !led.contains(p)).collect();
+        for partition in &gained {
+            owned.insert(*partition, Load::Loading);
+        }
+        for partition in &lost {
+            owned.remove(partition);
+        }
+        (gained, lost)
+    };
+    if !lost.is_empty() {
+        let mut state = broker.groups.lock();
+        let tokens = state
+            .coordinator
+            .unload(|group_id| lost.contains(&strom_group::partition_for(group_id, count)));
+        for pending in state.pending_txn.values_mut() {
+            pending.retain(|(group_id, _, _), _| !lost.contains(&strom_group::partition_for(group_id, count)));
+        }
+        state.pending_txn.retain(|_, pending| !pending.is_empty());
+        for token in tokens {
+            match state.waiters.remove(&token) {
+                Some(Waiter::Join(sender)) => {
+                    let _ = sender.send(JoinAnswer {
+                        error: Some(GroupError::NotCoordinator),
+                        generation_id: -1,
+                        ..JoinAnswer::default()
+                    });
+                }
+                Some(Waiter::Sync(sender)) => {
+                    let _ = sender.send(Err(GroupError::NotCoordinator));
+                }
+                None => {}
+            }
+        }
+        tracing::info!(partitions = ?lost, "no longer coordinating the groups of these __consumer_offsets partitions");
+    }
+    let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
+        return;
+    };
+    for partition in gained {
+        // Read outside the coordinator's lock: other groups carry on meanwhile.
+        let read = topic
+            .partition(partition)
+            .and_then(|p| p.lock().as_ref().map(|log| read_partition(log, partition)));
+        let mut state = broker.groups.lock();
+        let Ownership::Partitions(owned) = &mut state.ownership else {
+            return;
+        };
+        if owned.get(&partition) != Some(&Load::Loading) {
+            continue; // lost again meanwhile
+        }
+        owned.insert(partition, Load::Loaded);
+        let (records, open) = read.unwrap_or_default();
+        let count = records.len();
+        let now = now_ms();
+        for record in records {
+            state.coordinator.apply(now, record);
+        }
+        for (producer_id, records) in open {
+            hold_pending(state.pending_txn.entry(producer_id).or_default(), records);
+        }
+        tracing::info!(
+            partition,
+            records = count,
+            "coordinating the groups of a __consumer_offsets partition"
+        );
+    }
+    broker.groups.deadline_changed.notify_one();
 }
 
 /// At shutdown, answers every parked JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE,
@@ -211,11 +344,17 @@ pub fn release_waiters(broker: &Broker) {
 pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
     let (sender, receiver) = oneshot::channel();
     {
+        let count = offsets_partition_count(broker);
         let mut state = broker.groups.lock();
         // Checked under the lock `release_waiters` takes, so no request parks after it ran.
-        if broker.is_shutting_down() {
+        let refused = if broker.is_shutting_down() {
+            Some(GroupError::CoordinatorNotAvailable)
+        } else {
+            owns(&state, count, &request.group_id).err()
+        };
+        if let Some(error) = refused {
             return JoinAnswer {
-                error: Some(GroupError::CoordinatorNotAvailable),
+                error: Some(error),
                 generation_id: -1,
                 member_id: request.member_id,
                 ..JoinAnswer::default()
@@ -237,10 +376,12 @@ pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
 pub async fn sync(broker: &Broker, request: SyncRequest) -> Result<SyncAnswer, GroupError> {
     let (sender, receiver) = oneshot::channel();
     {
+        let count = offsets_partition_count(broker);
         let mut state = broker.groups.lock();
         if broker.is_shutting_down() {
             return Err(GroupError::CoordinatorNotAvailable);
         }
+        owns(&state, count, &request.group_id)?;
         let token = register(&mut state, Waiter::Sync(sender));
         state.coordinator.sync(now_ms(), token, request);
         carry_out(broker, &mut state);
@@ -250,7 +391,10 @@ pub async fn sync(broker: &Broker, request: SyncRequest) -> Result<SyncAnswer, G
 }
 
 pub fn heartbeat(broker: &Broker, request: &MemberRef) -> Result<(), GroupError> {
-    broker.groups.lock().coordinator.heartbeat(now_ms(), request)
+    let count = offsets_partition_count(broker);
+    let mut state = broker.groups.lock();
+    owns(&state, count, &request.group_id)?;
+    state.coordinator.heartbeat(now_ms(), request)
 }
 
 pub fn leave(
@@ -258,8 +402,10 @@ pub fn leave(
     group_id: &str,
     members: &[LeavingMember],
 ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+    let count = offsets_partition_count(broker);
     let result = {
         let mut state = broker.groups.lock();
+        owns(&state, count, group_id)?;
         let result = state.coordinator.leave(now_ms(), group_id, members);
         carry_out(broker, &mut state);
         result
@@ -310,7 +456,9 @@ fn commit_with(
             results[index] = Err(CommitError::UnknownTopicOrPartition);
         }
     }
+    let count = offsets_partition_count(broker);
     let mut state = broker.groups.lock();
+    owns(&state, count, &committer.group_id)?;
     let prepared = match producer {
         None => state.coordinator.prepare_commit(now_ms(), committer, &known)?,
         Some(_) => state.coordinator.prepare_txn_commit(now_ms(), committer, &known)?,
@@ -345,6 +493,8 @@ fn commit_with(
         (Err(e), _) => {
             let error = if matches!(e, PersistError::Fenced) {
                 CommitError::ProducerFenced
+            } else if matches!(e, PersistError::NotLeader(_)) {
+                CommitError::Group(GroupError::NotCoordinator)
             } else {
                 tracing::error!(group = committer.group_id, error = %e, "offset commit not written");
                 CommitError::Storage
@@ -409,8 +559,10 @@ pub fn consumer_heartbeat(broker: &Broker, request: ConsumerHeartbeat) -> Result
         .filter(|topic| !topic.is_internal())
         .map(|topic| (topic.name.clone(), topic.partition_count()))
         .collect();
+    let count = offsets_partition_count(broker);
     let answer = {
         let mut state = broker.groups.lock();
+        owns(&state, count, &request.group_id)?;
         let answer = state.coordinator.consumer_heartbeat(now_ms(), request, &topics);
         // The group's new snapshot is written before the member hears of its new state.
         carry_out(broker, &mut state);
@@ -453,7 +605,9 @@ pub fn describe(broker: &Broker, group_id: &str) -> Option<GroupDescription> {
 
 /// DeleteGroups for one group: its offsets and metadata are tombstoned, then forgotten.
 pub fn delete_group(broker: &Broker, group_id: &str) -> Result<(), CommitError> {
+    let count = offsets_partition_count(broker);
     let mut state = broker.groups.lock();
+    owns(&state, count, group_id).map_err(CommitError::Group)?;
     let tombstones = state
         .coordinator
         .prepare_group_delete(group_id)
@@ -476,7 +630,9 @@ pub fn delete_offsets(
     partitions: &[(String, i32)],
     subscribed: impl Fn(&Bytes, &str) -> bool,
 ) -> Result<Vec<CommitResult>, GroupError> {
+    let count = offsets_partition_count(broker);
     let mut state = broker.groups.lock();
+    owns(&state, count, group_id)?;
     let prepared = state
         .coordinator
         .prepare_offset_delete(group_id, partitions, subscribed)?;
@@ -652,5 +808,23 @@ fn offsets_topic(broker: &Broker) -> InternalTopic {
         name: OFFSETS_TOPIC,
         partitions: broker.groups.offsets_partitions,
         segment_bytes: broker.groups.offsets_segment_bytes,
+        cluster: broker.groups.cluster,
     }
+}
+
+/// Where the group's `__consumer_offsets` partition ends now, with its leader epoch: after a
+/// write, what must reach every in-sync replica before the write is acknowledged (in a
+/// cluster; `None` on a single node, where the append is the commitment).
+pub fn written_position(broker: &Broker, group_id: &str) -> Option<(Arc<crate::partition::Partition>, i32, i64)> {
+    let topic = broker.topics.get(OFFSETS_TOPIC).filter(|t| t.replicated)?;
+    let partition = topic.partition(strom_group::partition_for(group_id, topic.partition_count()))?;
+    let end = partition.lock().as_ref()?.log_end_offset();
+    let epoch = partition.leader_epoch();
+    Some((partition, epoch, end - 1))
+}
+
+/// Asks for the cluster's `__consumer_offsets` if it does not exist yet (FindCoordinator);
+/// true once it does.
+pub fn ensure_offsets_topic(broker: &Broker) -> bool {
+    offsets_topic(broker).get_or_create(broker).is_ok()
 }

@@ -17,6 +17,8 @@ use crate::topics::Topic;
 /// (each up to a 2 MiB request) and a transaction's its partition list, so a coordinator's
 /// write must not be refused by the topic's own size limit.
 const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How often a node asks the controller again for an internal topic that has not appeared.
+const CREATION_RETRY_MS: i64 = 5_000;
 /// How much of a partition is read at a time while replaying.
 const LOAD_READ_BYTES: usize = 16 * 1024 * 1024;
 
@@ -38,6 +40,19 @@ pub enum PersistError {
     Append(String),
     #[error("the producer's epoch is fenced")]
     Fenced,
+    /// In a cluster: the partition is led by another broker (whose coordinator owns it now).
+    #[error("internal topic partition {0} is led by another broker")]
+    NotLeader(i32),
+    /// In a cluster: the topic is being created by the controller; ask again.
+    #[error("internal topic {0} is being created")]
+    NotCreatedYet(&'static str),
+}
+
+/// Replication factor and partitions of an internal topic created through a cluster's
+/// controller.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterLayout {
+    pub replication_factor: i16,
 }
 
 /// How an internal topic is created.
@@ -46,19 +61,35 @@ pub struct InternalTopic {
     pub name: &'static str,
     pub partitions: i32,
     pub segment_bytes: u64,
+    /// Created through the controller, replicated, when set (a cluster's `__consumer_offsets`);
+    /// created locally otherwise.
+    pub cluster: Option<ClusterLayout>,
 }
 
 impl InternalTopic {
-    /// The topic, created now if it does not exist yet.
-    pub fn get_or_create(&self, broker: &Broker) -> Result<Arc<Topic>, PersistError> {
-        if let Some(topic) = broker.topics.get(self.name) {
-            return Ok(topic);
-        }
-        let overrides = BTreeMap::from([
+    fn overrides(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
             ("max.message.bytes".to_string(), RECORD_BYTES_MAX.to_string()),
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), self.segment_bytes.to_string()),
-        ]);
+        ])
+    }
+
+    /// The topic, created now if it does not exist yet. A cluster's replicated internal topic
+    /// is created by the controller: this asks for it and says it is not there yet.
+    pub fn get_or_create(&self, broker: &Broker) -> Result<Arc<Topic>, PersistError> {
+        if let Some(topic) = broker
+            .topics
+            .get(self.name)
+            .filter(|t| self.cluster.is_none() || t.replicated)
+        {
+            return Ok(topic);
+        }
+        if let (Some(layout), Some(cluster)) = (self.cluster, &broker.cluster) {
+            self.request_creation(cluster, layout);
+            return Err(PersistError::NotCreatedYet(self.name));
+        }
+        let overrides = self.overrides();
         match broker
             .topics
             .create(self.name, self.partitions, overrides, false, now_ms())
@@ -71,6 +102,55 @@ impl InternalTopic {
                 .get(self.name)
                 .ok_or_else(|| PersistError::Topic(e.to_string())),
         }
+    }
+
+    /// Asks the active controller to create the topic (replication factor capped at the live
+    /// brokers, as Kafka does for its internal topics), unless this node already asked within
+    /// the last few seconds.
+    fn request_creation(&self, cluster: &Arc<crate::cluster::Cluster>, layout: ClusterLayout) {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        static LAST_ASKED_MS: AtomicI64 = AtomicI64::new(0);
+        let now = now_ms();
+        let last = LAST_ASKED_MS.load(Ordering::Acquire);
+        if now - last < CREATION_RETRY_MS
+            || LAST_ASKED_MS
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let live = cluster
+            .image()
+            .brokers()
+            .filter(|b| !b.fenced && !b.in_controlled_shutdown)
+            .count();
+        let replication_factor = layout.replication_factor.min(live.max(1) as i16);
+        let topic = strom_metadata::controller::CreateTopic {
+            name: self.name.to_string(),
+            id: uuid::Uuid::new_v4(),
+            num_partitions: self.partitions,
+            replication_factor,
+            assignments: Vec::new(),
+            configs: self.overrides().into_iter().collect(),
+        };
+        let request = crate::cluster::protocol::ControllerRequest::CreateTopics {
+            topics: vec![topic],
+            validate_only: false,
+        };
+        let cluster = cluster.clone();
+        let name = self.name;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let answer = cluster.call(&request, std::time::Duration::from_secs(30)).await;
+            tracing::info!(
+                topic = name,
+                replication_factor,
+                ?answer,
+                "asked the controller to create an internal topic"
+            );
+        });
     }
 
     /// Appends `(key, value)` records as one batch to partition `index`; transactional under
@@ -86,6 +166,9 @@ impl InternalTopic {
         let partition = topic
             .partition(index)
             .ok_or_else(|| PersistError::Topic(format!("partition {index} missing")))?;
+        if !partition.is_leader() {
+            return Err(PersistError::NotLeader(index));
+        }
         let now = now_ms();
         let batch = encode_batch(records, now, producer)?;
         let validated = validate_batches(batch, &topic.produce_options().validate)

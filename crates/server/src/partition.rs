@@ -264,4 +264,27 @@ impl Partition {
         self.set_role(role);
         Ok(moved)
     }
+
+    /// Waits until an append at `leader_epoch` whose last record is at `last_offset` is on
+    /// every in-sync replica (or something else settles it), or `deadline`. `changes` is the
+    /// broker's append signal, which every high watermark move and metadata change bumps.
+    pub async fn until_replicated(
+        &self,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        leader_epoch: i32,
+        last_offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> AcksAllState {
+        loop {
+            changes.borrow_and_update();
+            let state = self.acks_all(leader_epoch, last_offset);
+            if state != AcksAllState::Waiting {
+                return state;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return state },
+                _ = tokio::time::sleep_until(deadline) => return AcksAllState::Waiting,
+            }
+        }
+    }
 }

@@ -75,6 +75,9 @@ struct TopicRecord {
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
+    /// A cluster's topic, from its metadata: replicated, led and followed per partition. Not
+    /// on a single node, nor for a cluster node's local internal topics.
+    pub replicated: bool,
     partitions: RwLock<Vec<Arc<Partition>>>,
     overrides: RwLock<BTreeMap<String, String>>,
     /// Derived from the overrides whenever they change, so the produce path reads a copy
@@ -119,6 +122,11 @@ impl Topic {
 
     pub fn is_internal(&self) -> bool {
         self.name.starts_with("__")
+    }
+
+    /// Whether clients may write to it: every topic but the coordinators' own.
+    pub fn is_coordinator_topic(&self) -> bool {
+        crate::internal_topic::is_coordinator_topic(&self.name)
     }
 }
 
@@ -226,12 +234,13 @@ impl TopicRegistry {
     ) -> Result<Arc<Topic>, TopicError> {
         let mut partitions = Vec::with_capacity(partition_count as usize);
         for index in 0..partition_count {
-            partitions.push(Arc::new(self.open_partition(name, index, &overrides, now_ms)?));
+            partitions.push(Arc::new(self.open_partition(name, index, &overrides, false, now_ms)?));
         }
         let produce_options = RwLock::new(self.produce_options_for(&overrides));
         Ok(Arc::new(Topic {
             name: name.to_string(),
             id,
+            replicated: false,
             partitions: RwLock::new(partitions),
             overrides: RwLock::new(overrides),
             produce_options,
@@ -243,6 +252,7 @@ impl TopicRegistry {
         topic: &str,
         index: i32,
         overrides: &BTreeMap<String, String>,
+        replicated: bool,
         now_ms: i64,
     ) -> Result<Partition, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
@@ -251,7 +261,7 @@ impl TopicRegistry {
         // restart in its checkpoint; a single node's (and a local internal topic's) log is
         // committed to its end.
         let options = strom_storage::LogOpenOptions {
-            high_watermark_from_checkpoint: self.cluster && !topic.starts_with("__"),
+            high_watermark_from_checkpoint: replicated,
         };
         let (log, report) =
             Log::open_with(&dir, config, options, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
@@ -447,7 +457,7 @@ impl TopicRegistry {
         let overrides = topic.overrides();
         let mut added = Vec::new();
         for index in current..new_count {
-            added.push(Arc::new(self.open_partition(name, index, &overrides, now_ms)?));
+            added.push(Arc::new(self.open_partition(name, index, &overrides, false, now_ms)?));
         }
         topic.partitions.write().expect("topic lock").extend(added);
         self.persist(&topic)
@@ -482,8 +492,9 @@ impl TopicRegistry {
     /// with a replica here get a log (opened, or created empty); the others are known but hold
     /// nothing; each partition's role follows its leader, and the partitions led here get the
     /// replication leader's state ([`Partition::apply_state`]). Topics gone from the metadata
-    /// are deleted here. Internal topics (`__*`) stay local until coordinators move with
-    /// leadership. Returns whether a high watermark moved.
+    /// are deleted here, except this node's local internal topics (`__transaction_state`, until
+    /// its coordinator moves with leadership); a local `__consumer_offsets` of an earlier
+    /// version gives way to the cluster's. Returns whether a high watermark moved.
     pub fn apply_metadata(
         &self,
         image: &strom_metadata::MetadataImage,
@@ -495,9 +506,6 @@ impl TopicRegistry {
         let mut hw_moved = false;
         for topic_image in image.topics() {
             let name = &topic_image.name;
-            if name.starts_with("__") {
-                continue;
-            }
             let overrides: BTreeMap<String, String> = image
                 .configs(&strom_metadata::ConfigResource::Topic(name.clone()))
                 .cloned()
@@ -513,6 +521,7 @@ impl TopicRegistry {
                     let topic = Arc::new(Topic {
                         name: name.clone(),
                         id: topic_image.id,
+                        replicated: true,
                         partitions: RwLock::new(Vec::new()),
                         produce_options: RwLock::new(self.produce_options_for(&overrides)),
                         overrides: RwLock::new(overrides.clone()),
@@ -551,7 +560,7 @@ impl TopicRegistry {
                 };
                 let has_log = partition.lock().is_some();
                 if hosted && !has_log {
-                    let opened = self.open_partition(name, index, &overrides, now_ms)?;
+                    let opened = self.open_partition(name, index, &overrides, true, now_ms)?;
                     if let Some(log) = opened.take_log() {
                         partition.install_log(log);
                     }
@@ -573,7 +582,12 @@ impl TopicRegistry {
         let gone: Vec<String> = self
             .list()
             .iter()
-            .filter(|t| !t.name.starts_with("__") && image.topic_by_name(&t.name).is_none_or(|i| i.id != t.id))
+            // A node's own internal topics (`__transaction_state` until its coordinator moves
+            // with leadership) are not in the metadata; every other topic here must be.
+            .filter(|t| {
+                let local_internal = t.is_internal() && !t.replicated && image.topic_by_name(&t.name).is_none();
+                !local_internal && image.topic_by_name(&t.name).is_none_or(|i| i.id != t.id)
+            })
             .map(|t| t.name.clone())
             .collect();
         for name in gone {

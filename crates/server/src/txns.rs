@@ -94,10 +94,13 @@ impl Txns {
         }
         Txns {
             coordinator: Mutex::new(coordinator),
+            // Local to the coordinating broker until transaction coordinators move with
+            // leadership.
             state_topic: InternalTopic {
                 name: TXN_STATE_TOPIC,
                 partitions,
                 segment_bytes,
+                cluster: None,
             },
         }
     }

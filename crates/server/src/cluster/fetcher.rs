@@ -81,7 +81,7 @@ impl ReplicaFetchers {
     pub(crate) fn reconcile(&self, broker: &Arc<Broker>) {
         let mut wanted: BTreeMap<i32, Vec<(Arc<Partition>, i32)>> = BTreeMap::new();
         for topic in broker.topics.list() {
-            if topic.is_internal() {
+            if !topic.replicated {
                 continue;
             }
             for partition in topic.partitions() {

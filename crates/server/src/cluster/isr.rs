@@ -102,7 +102,7 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<boo
         }
         let now = now_ms();
         for topic in broker.topics.list() {
-            if topic.is_internal() {
+            if !topic.replicated {
                 continue;
             }
             for partition in topic.partitions() {
@@ -127,7 +127,7 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<boo
 /// Writes every replicated log's high watermark to its checkpoint (a no-op where unchanged).
 pub(crate) fn checkpoint_high_watermarks(broker: &Broker) {
     for topic in broker.topics.list() {
-        if topic.is_internal() {
+        if !topic.replicated {
             continue;
         }
         for partition in topic.partitions() {

@@ -36,7 +36,22 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
                         .unwrap_or_default(),
                 };
                 applying.topics.set_dynamic_configs(dynamic)?;
-                applying.topics.apply_metadata(&image, node_id, lag_max_ms, now_ms())
+                let moved = applying.topics.apply_metadata(&image, node_id, lag_max_ms, now_ms());
+                // The group coordinator follows the leadership of `__consumer_offsets`.
+                let led: std::collections::BTreeSet<i32> = applying
+                    .topics
+                    .get(crate::groups::OFFSETS_TOPIC)
+                    .filter(|t| t.replicated)
+                    .map(|t| {
+                        t.partitions()
+                            .iter()
+                            .filter(|p| p.is_leader())
+                            .map(|p| p.index)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                crate::groups::lead_partitions(&applying, &led);
+                moved
             })
             .await
             .expect("metadata task panicked");

@@ -258,7 +258,7 @@ async fn alter_resource(
                 return Some((e.code(), e.to_string()));
             }
             match &broker.cluster {
-                Some(cluster) if !topic.is_internal() => {
+                Some(cluster) if topic.replicated => {
                     if let Err(e) = crate::topics::TopicRegistry::validate_overrides(&overrides) {
                         return Some((e.code(), e.to_string()));
                     }

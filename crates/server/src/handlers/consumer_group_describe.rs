@@ -43,6 +43,11 @@ pub(super) fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
+            if let Err(error) = groups::check_coordinator(broker, &group_id) {
+                out.error_code = super::group_error_code(error);
+                out.group_id = group_id;
+                return out;
+            }
             match groups::describe_consumer_group(broker, &group_id) {
                 None => {
                     out.error_code = code(ResponseError::GroupIdNotFound);

@@ -1,7 +1,8 @@
 //! FindCoordinator (key 10). A single broker is the coordinator of every group and
-//! transactional id, so the answer is always this broker. It is advertised before the group
-//! APIs because librdkafka only uses LZ4 (and other KIP-era features) with brokers that
-//! advertise it; transactional ids then meet InitProducerId's refusal.
+//! transactional id, so the answer is always this broker. In a cluster a group's coordinator
+//! is the leader of its `__consumer_offsets` partition (the topic is created through the
+//! controller on first use: COORDINATOR_NOT_AVAILABLE until then), and a transactional id's is
+//! the lowest-numbered live broker, until transaction coordinators move with leadership too.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -84,8 +85,28 @@ fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrB
                 str_bytes(&broker.config.advertised_host),
                 i32::from(broker.config.advertised_port),
             )),
-            // Until coordinators move with the leadership of their partitions, one broker
-            // coordinates every group and transactional id: the lowest-numbered live one.
+            Some(cluster) if key_type == KEY_TYPE_GROUP => {
+                if !crate::groups::ensure_offsets_topic(broker) {
+                    return Err(ResponseError::CoordinatorNotAvailable);
+                }
+                let image = cluster.image();
+                let leader = image
+                    .topic_by_name(crate::groups::OFFSETS_TOPIC)
+                    .and_then(|topic| {
+                        let partition = strom_group::partition_for(key, topic.partitions.len() as i32);
+                        topic.partitions.get(&partition).map(|p| p.leader)
+                    })
+                    .filter(|leader| *leader >= 0)
+                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
+                let registration = image.broker(leader).ok_or(ResponseError::CoordinatorNotAvailable)?;
+                let endpoint = registration
+                    .endpoints
+                    .first()
+                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
+                Ok((BrokerId(leader), str_bytes(&endpoint.host), i32::from(endpoint.port)))
+            }
+            // Until transaction coordinators move with the leadership of their partitions, one
+            // broker coordinates every transactional id: the lowest-numbered live one.
             Some(cluster) => {
                 let image = cluster.image();
                 let coordinator = image

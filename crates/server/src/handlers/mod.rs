@@ -133,7 +133,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(broker, r, version).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, &r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(broker, r, version)),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(broker, r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, &r, version)),
@@ -186,6 +186,8 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         GroupError::StaleMemberEpoch => E::StaleMemberEpoch,
         GroupError::InvalidRegularExpression => E::InvalidRegularExpression,
         GroupError::InvalidRequest(_) => E::InvalidRequest,
+        GroupError::NotCoordinator => E::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => E::CoordinatorLoadInProgress,
     })
 }
 

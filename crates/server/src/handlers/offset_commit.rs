@@ -1,5 +1,7 @@
 //! OffsetCommit (key 8): store consumed positions in `__consumer_offsets`. An offset is
-//! acknowledged once it is in the log (with the broker's flush policy, as for produce).
+//! acknowledged once it is in the log (with the broker's flush policy, as for produce); in a
+//! cluster, once it is on every in-sync replica of the group's partition, as an acks=all
+//! produce, so a new coordinator after a failover has it.
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
@@ -9,7 +11,10 @@ use super::{commit_error_code, offset_to_commit};
 use crate::broker::Broker;
 use crate::groups::{self, CommitError};
 
-pub(super) fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+/// How long a commit waits for the group's partition's in-sync replicas.
+const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(super) async fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let committer = MemberRef {
         group_id: request.group_id.to_string(),
         generation_id: request.generation_id_or_member_epoch,
@@ -36,10 +41,30 @@ pub(super) fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16
             })
         })
         .collect();
-    let results = match groups::commit(broker, &committer, &offsets) {
+    let mut results = match groups::commit(broker, &committer, &offsets) {
         Ok(results) => results,
         Err(error) => vec![Err(CommitError::Group(error)); offsets.len()],
     };
+    if results.iter().any(Result::is_ok) {
+        if let Some((partition, epoch, last)) = groups::written_position(broker, &committer.group_id) {
+            let mut changes = broker.subscribe_appends();
+            let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
+            let state = partition.until_replicated(&mut changes, epoch, last, deadline).await;
+            if state != crate::partition::AcksAllState::Acknowledged {
+                // Not known to survive a failover: the client commits again (with its new
+                // coordinator, if leadership moved).
+                let error = match state {
+                    crate::partition::AcksAllState::NotLeader => {
+                        CommitError::Group(strom_group::GroupError::NotCoordinator)
+                    }
+                    _ => CommitError::Storage,
+                };
+                for result in results.iter_mut().filter(|r| r.is_ok()) {
+                    *result = Err(error);
+                }
+            }
+        }
+    }
     let mut results = results.into_iter();
     let mut response = OffsetCommitResponse::default();
     response.topics = request

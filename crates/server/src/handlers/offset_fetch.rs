@@ -80,6 +80,11 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default();
+                if let Err(error) = groups::check_coordinator(broker, &group.group_id) {
+                    out.error_code = super::group_error_code(error);
+                    out.group_id = group.group_id;
+                    return out;
+                }
                 out.topics = offsets_of(broker, &group.group_id, asked, request.require_stable)
                     .into_iter()
                     .map(|(topic, partitions)| {
@@ -114,6 +119,12 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             .collect()
     });
     let require_stable = version >= 7 && request.require_stable;
+    if let Err(error) = groups::check_coordinator(broker, &request.group_id) {
+        if version >= 2 {
+            response.error_code = super::group_error_code(error);
+        }
+        return response;
+    }
     response.topics = offsets_of(broker, &request.group_id, asked, require_stable)
         .into_iter()
         .map(|(topic, partitions)| {
