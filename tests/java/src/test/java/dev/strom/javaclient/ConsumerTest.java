@@ -1,14 +1,11 @@
 package dev.strom.javaclient;
 
-import static dev.strom.javaclient.support.Clients.CALL_TIMEOUT;
 import static dev.strom.javaclient.support.Clients.get;
 import static dev.strom.javaclient.support.Clients.offsets;
 import static dev.strom.javaclient.support.Clients.pollExactly;
 import static dev.strom.javaclient.support.Clients.values;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.strom.javaclient.support.Await;
@@ -344,7 +341,10 @@ class ConsumerTest {
             });
             ConsumerGroupDescription described = get(admin.describeConsumerGroups(List.of(group)).describedGroups().get(group));
             assertEquals("range", described.partitionAssignor());
-            assertNotNull(described.groupEpoch().orElse(null), described.toString());
+            assertEquals(GroupType.CONSUMER, described.type());
+            assertTrue(described.groupEpoch().orElseThrow() > 0, described.toString());
+            assertEquals(Set.of(new TopicPartition(topic, 0), new TopicPartition(topic, 1), new TopicPartition(topic, 2)),
+                    described.members().iterator().next().assignment().topicPartitions());
         }
     }
 }

@@ -1,6 +1,5 @@
 package dev.strom.javaclient;
 
-import static dev.strom.javaclient.support.Clients.CALL_TIMEOUT;
 import static dev.strom.javaclient.support.Clients.get;
 import static dev.strom.javaclient.support.Clients.offsets;
 import static dev.strom.javaclient.support.Clients.pollToEnd;

@@ -2,7 +2,6 @@ package dev.strom.javaclient.support;
 
 import java.time.Duration;
 import java.util.Optional;
-import java.util.function.Supplier;
 
 /**
  * The only way these tests wait: a condition polled against a deadline. Nothing synchronises on
@@ -65,10 +64,5 @@ public final class Await {
 
     public static <T> T value(String what, Probe<T> probe) {
         return value(what, DEFAULT, probe);
-    }
-
-    /** A message for failures: what was seen so far. */
-    public static String describe(Supplier<?> seen) {
-        return String.valueOf(seen.get());
     }
 }
