@@ -44,6 +44,10 @@ pub(super) async fn handle(
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    // A fetch naming no partition has nothing to wait for and is answered at once, as in
+    // Kafka: the Java consumer closes its fetch session with one (epoch -1, no partitions)
+    // and waits for the answer as it closes.
+    let nothing_asked = request.topics.iter().all(|topic| topic.partitions.is_empty());
     let mut appended = broker.subscribe_appends();
     loop {
         // Mark the current append generation seen before reading, so an append that lands
@@ -51,6 +55,7 @@ pub(super) async fn handle(
         appended.borrow_and_update();
         let pass = read_partitions(broker, &request, version);
         if pass.record_bytes >= min_bytes
+            || nothing_asked
             || pass.any_error
             || broker.is_shutting_down()
             || tokio::time::Instant::now() >= deadline
