@@ -302,6 +302,14 @@ class AdminTest {
             assertEquals(GroupState.STABLE, listing.groupState().orElseThrow());
             assertEquals(GroupType.CLASSIC, listing.type().orElseThrow());
 
+            // KIP-1043's listGroups, filtered to consumer groups.
+            org.apache.kafka.clients.admin.GroupListing anyType = get(admin.listGroups(
+                    org.apache.kafka.clients.admin.ListGroupsOptions.forConsumerGroups()).all()).stream()
+                    .filter(g -> g.groupId().equals(group)).findFirst().orElseThrow();
+            assertEquals(java.util.Optional.of(GroupType.CLASSIC), anyType.type());
+            assertEquals("consumer", anyType.protocol());
+            assertEquals(java.util.Optional.of(GroupState.STABLE), anyType.groupState());
+
             ConsumerGroupDescription described = get(admin.describeConsumerGroups(List.of(group)).describedGroups().get(group));
             assertEquals(GroupState.STABLE, described.groupState());
             assertEquals(1, described.members().size());

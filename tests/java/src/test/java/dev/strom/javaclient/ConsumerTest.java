@@ -34,6 +34,7 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
 import org.apache.kafka.clients.consumer.OffsetOutOfRangeException;
+import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.GroupState;
@@ -324,6 +325,35 @@ class ConsumerTest {
 
     private static Set<TopicPartition> partitionsOf(Collection<ConsumerRecord<String, String>> records) {
         return records.stream().map(r -> new TopicPartition(r.topic(), r.partition())).collect(Collectors.toSet());
+    }
+
+    /** KIP-848's broker-side regular expressions: the broker resolves the pattern to topics. */
+    @Test
+    void consumerProtocolRegexSubscriptionIsResolvedByTheBroker(StromBroker broker) throws Exception {
+        String prefix = Clients.unique("regex");
+        Clients.createTopics(admin, Map.of(prefix + "-a", 1, prefix + "-b", 2, Clients.unique("unmatched"), 1), Map.of());
+        String group = Clients.unique("regex-group");
+        try (KafkaConsumer<String, String> consumer = Clients.consumer(broker, Map.of(
+                ConsumerConfig.GROUP_ID_CONFIG, group,
+                ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer"))) {
+            consumer.subscribe(new SubscriptionPattern(prefix + "-.*"));
+            Set<TopicPartition> matching = Set.of(
+                    new TopicPartition(prefix + "-a", 0), new TopicPartition(prefix + "-b", 0), new TopicPartition(prefix + "-b", 1));
+            Await.until("the partitions of the matching topics", () -> {
+                consumer.poll(Duration.ofMillis(50));
+                return consumer.assignment().equals(matching);
+            });
+            // A matching topic created later joins the subscription.
+            Clients.createTopics(admin, Map.of(prefix + "-c", 1), Map.of());
+            Set<TopicPartition> withNew = new HashSet<>(matching);
+            withNew.add(new TopicPartition(prefix + "-c", 0));
+            Await.until("the new matching topic's partition", () -> {
+                consumer.poll(Duration.ofMillis(50));
+                return consumer.assignment().equals(withNew);
+            });
+            produce(broker, prefix + "-c", 0, 2, System.currentTimeMillis());
+            assertEquals(List.of("p0-0", "p0-1"), values(pollExactly(consumer, 2)));
+        }
     }
 
     @Test
