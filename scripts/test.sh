@@ -49,7 +49,8 @@ if [ -d tests/java ]; then
   [ -z "$java_pid" ] || wait "$java_pid" || true
   java_rc="$(cat "$logdir/java.rc" 2>/dev/null || echo 1)"
   echo "== java test output (mvn -q: empty when every test passed)"
-  cat "$logdir/java.log"
+  # Without the colour codes Debian's Maven prints even in batch mode, and empty lines.
+  sed 's/\x1b\[[0-9;]*m//g' "$logdir/java.log" | grep -v '^$' || true
 fi
 
 # Surefire's reports (one XML file per test class): the sum of one attribute of every
