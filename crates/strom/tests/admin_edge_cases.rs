@@ -24,6 +24,7 @@ const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_REQUEST: i16 = 42;
+const UNKNOWN_TOPIC_ID: i16 = 100;
 
 fn creatable(name: &str, partitions: i32, replication_factor: i16) -> CreatableTopic {
     let mut topic = CreatableTopic::default();
@@ -242,6 +243,64 @@ fn metadata_null_lists_all_topics_and_empty_lists_none() {
     let none = wire.call(&request, 12).unwrap();
     assert!(none.topics.is_empty(), "{:?}", none.topics);
     assert_eq!(none.brokers.len(), 1);
+}
+
+/// Java's admin client describes topics by id with the name left empty (`""`, not null): the
+/// id must win, as in Kafka, or the answer is about a topic named "" and has no id, and the
+/// client fails the call ("Use errors() when managing topic using topic name").
+#[test]
+fn metadata_by_topic_id_ignores_an_empty_name() {
+    let broker = start();
+    create_topic(&broker, "by-id", 2);
+    create_topic(&broker, "deleted", 1);
+    let mut wire = broker.wire();
+    let by_name = {
+        let mut request = MetadataRequest::default();
+        request.topics = Some(
+            ["by-id", "deleted"]
+                .iter()
+                .map(|name| {
+                    let mut wanted = MetadataRequestTopic::default();
+                    wanted.name = Some(topic_name(name));
+                    wanted
+                })
+                .collect(),
+        );
+        wire.call(&request, 12).expect("Metadata v12 by name")
+    };
+    let id = by_name.topics[0].topic_id;
+    let unknown = by_name.topics[1].topic_id;
+    assert!(!id.is_nil() && !unknown.is_nil(), "{by_name:?}");
+    Admin::new(&broker.bootstrap()).delete_topic("deleted").expect("delete");
+
+    let mut request = MetadataRequest::default();
+    request.allow_auto_topic_creation = false;
+    request.topics = Some(
+        [id, unknown]
+            .into_iter()
+            .map(|topic_id| {
+                let mut wanted = MetadataRequestTopic::default();
+                wanted.topic_id = topic_id;
+                wanted.name = Some(topic_name(""));
+                wanted
+            })
+            .collect(),
+    );
+    let response = wire.call(&request, 12).expect("Metadata v12 by id");
+    assert_eq!(response.topics.len(), 2, "{response:?}");
+    let found = &response.topics[0];
+    assert_eq!(found.error_code, 0, "{found:?}");
+    assert_eq!(found.topic_id, id);
+    assert_eq!(found.name.as_ref().map(|n| n.0.as_str()), Some("by-id"));
+    assert_eq!(found.partitions.len(), 2);
+    let missing = &response.topics[1];
+    assert_eq!(missing.error_code, UNKNOWN_TOPIC_ID, "{missing:?}");
+    assert_eq!(missing.topic_id, unknown);
+    assert!(missing.name.is_none(), "{missing:?}");
+    assert!(
+        !topics(&broker).contains_key(""),
+        "nothing was created under the empty name"
+    );
 }
 
 #[test]

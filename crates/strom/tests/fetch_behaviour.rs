@@ -150,6 +150,28 @@ fn an_empty_fetch_waits_about_max_wait() {
     assert!(elapsed < Duration::from_secs(8), "long poll took {elapsed:?}");
 }
 
+/// A fetch naming no partition is answered at once, whatever max_wait_ms says, as in Kafka.
+/// The Java consumer sends one (session 0, epoch -1: close the session) when it closes, and
+/// waits for the answer, so a wait here made every close of a Java consumer half a second
+/// longer.
+#[test]
+fn a_fetch_naming_no_partition_is_answered_at_once() {
+    let broker = start();
+    let mut wire = broker.wire();
+    for topics in [Vec::new(), vec![FetchTopic::default()]] {
+        let mut request = fetch_request("unused", &[], 5000, 1, 1024 * 1024, 1024 * 1024);
+        request.topics = topics;
+        let started = Instant::now();
+        let response = wire.call(&request, FETCH_VERSION).expect("Fetch");
+        let elapsed = started.elapsed();
+        assert_eq!(response.error_code, 0, "{response:?}");
+        assert!(
+            elapsed < Duration::from_millis(2500),
+            "a fetch of nothing waited {elapsed:?} (max_wait_ms=5000)"
+        );
+    }
+}
+
 #[test]
 fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
     let broker = start();

@@ -45,6 +45,10 @@ pub(super) async fn handle(
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let replica = replica_of(broker, &request, version);
+    // A fetch naming no partition has nothing to wait for and is answered at once, as in
+    // Kafka: the Java consumer closes its fetch session with one (epoch -1, no partitions)
+    // and waits for the answer as it closes.
+    let nothing_asked = request.topics.iter().all(|topic| topic.partitions.is_empty());
     let mut appended = broker.subscribe_appends();
     loop {
         // Mark the current append generation seen before reading, so an append that lands
@@ -52,6 +56,7 @@ pub(super) async fn handle(
         appended.borrow_and_update();
         let pass = read_partitions(broker, &request, version, replica);
         if pass.record_bytes >= min_bytes
+            || nothing_asked
             || pass.any_error
             || broker.is_shutting_down()
             || tokio::time::Instant::now() >= deadline

@@ -27,7 +27,9 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
     }
 
     // v0 sends an empty list for "all topics"; v1+ sends null. From v10 a topic may be named
-    // by its id instead (KIP-516): consumers of KIP-848 groups learn assignments by id.
+    // by its id instead (KIP-516): consumers of KIP-848 groups learn assignments by id. As in
+    // Kafka, an id given wins over the name: Java's admin client (describeTopics by id) sends
+    // the id with an empty name, not a null one.
     let requested: Option<Vec<TopicRef>> = match request.topics {
         None => None,
         Some(topics) if version == 0 && topics.is_empty() => None,
@@ -35,8 +37,8 @@ pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) ->
             topics
                 .into_iter()
                 .map(|t| match t.name {
-                    Some(name) => TopicRef::Name(name.to_string()),
-                    None => TopicRef::Id(t.topic_id),
+                    Some(name) if t.topic_id.is_nil() => TopicRef::Name(name.to_string()),
+                    _ => TopicRef::Id(t.topic_id),
                 })
                 .collect(),
         ),
@@ -84,6 +86,8 @@ fn lookup_by_id(broker: &Broker, id: uuid::Uuid, version: i16) -> MetadataRespon
         return describe_topic(broker, topic, version);
     }
     let mut topic = MetadataResponseTopic::default();
+    // As Kafka: no name (the codec's default is an empty one).
+    topic.name = None;
     topic.topic_id = id;
     topic.error_code = code(ResponseError::UnknownTopicId);
     topic
