@@ -291,9 +291,8 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// newClient makes a kgo client for the broker, closed when the test ends.
-func newClient(t testing.TB, b *Broker, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
+// clientOpts are the options every client of the tests starts from.
+func clientOpts(b *Broker, opts ...kgo.Opt) []kgo.Opt {
 	all := append([]kgo.Opt{
 		kgo.SeedBrokers(b.Addr()),
 		kgo.ClientID("strom-go-test"),
@@ -304,7 +303,13 @@ func newClient(t testing.TB, b *Broker, opts ...kgo.Opt) *kgo.Client {
 	if os.Getenv("STROM_GO_TEST_DEBUG") != "" {
 		all = append(all, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
 	}
-	cl, err := kgo.NewClient(all...)
+	return all
+}
+
+// newClient makes a kgo client for the broker, closed when the test ends.
+func newClient(t testing.TB, b *Broker, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(clientOpts(b, opts...)...)
 	if err != nil {
 		t.Fatalf("kgo.NewClient: %v", err)
 	}
