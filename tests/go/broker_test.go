@@ -299,9 +299,12 @@ func clientOpts(b *Broker, opts ...kgo.Opt) []kgo.Opt {
 		// Records are wanted as soon as they exist, not after Kafka's 5 s long poll.
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RetryTimeout(waitTimeout),
+		// kgo answers metadata requests younger than this from its cache (default 5 s), which
+		// would hide admin changes from the next request for that long.
+		kgo.MetadataMinAge(100 * time.Millisecond),
 	}, opts...)
 	if os.Getenv("STROM_GO_TEST_DEBUG") != "" {
-		all = append(all, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+		all = append(all, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000 ") })))
 	}
 	return all
 }

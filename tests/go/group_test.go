@@ -3,6 +3,7 @@ package strom
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -366,4 +367,124 @@ func commitResponseErr(resp *kmsg.OffsetCommitResponse, err error) error {
 		}
 	}
 	return nil
+}
+
+// A member that leaves hands its partitions to the one that stays, which reads on from the
+// leaver's commits: every record is read exactly once across the two.
+func TestGroupMemberLeavesOtherTakesOver(t *testing.T) {
+	for _, protocol := range groupProtocols {
+		t.Run(protocol.name, func(t *testing.T) {
+			b := startBroker(t, groupSettings)
+			adm := newAdmin(t, b)
+			topic := topicName(t, "t")
+			group := topicName(t, "g")
+			createTopic(t, adm, topic, 3, nil)
+			consumerOpts := append([]kgo.Opt{
+				kgo.ConsumerGroup(group),
+				kgo.ConsumeTopics(topic),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+				kgo.DisableAutoCommit(),
+			}, protocol.opts...)
+			leaver, stayer := newClient(t, b, consumerOpts...), newClient(t, b, consumerOpts...)
+			waitUntil(t, waitTimeout, "two members with partitions", func() (bool, error) {
+				state, ms, err := describeGroup(testContext(t), adm, protocol.name, group, topic)
+				ok := err == nil && state == "Stable" && len(ms) == 2 && len(ms[0].partitions)+len(ms[1].partitions) == 3 &&
+					len(ms[0].partitions) > 0 && len(ms[1].partitions) > 0
+				return ok, fmt.Errorf("state %s members %+v err %v", state, ms, err)
+			})
+			producer := newClient(t, b, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			produceRound(t, producer, "r", 30)
+
+			// Each member reads what it was given and commits it.
+			var all []*kgo.Record
+			deadline := time.Now().Add(waitTimeout)
+			for len(all) < 30 {
+				if time.Now().After(deadline) {
+					t.Fatalf("timed out: %d of 30 records read", len(all))
+				}
+				for _, m := range []*kgo.Client{leaver, stayer} {
+					ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+					fetches := m.PollFetches(ctx)
+					cancel()
+					all = append(all, fetches.Records()...)
+					if err := m.CommitUncommittedOffsets(testContext(t)); err != nil {
+						t.Fatalf("commit: %v", err)
+					}
+				}
+			}
+			leaver.Close()
+			waitUntil(t, waitTimeout, "the stayer holding all 3 partitions", func() (bool, error) {
+				state, ms, err := describeGroup(testContext(t), adm, protocol.name, group, topic)
+				return err == nil && state == "Stable" && len(ms) == 1 && fmt.Sprint(ms[0].partitions) == "[0 1 2]",
+					fmt.Errorf("state %s members %+v err %v", state, ms, err)
+			})
+			produceRound(t, producer, "s", 30)
+			later := pollCount(t, stayer, 30)
+			checkRound(t, all, "r", 30, 0)
+			checkRound(t, later, "s", 30, 10)
+		})
+	}
+}
+
+// A regex subscription: with KIP-848 the broker resolves the pattern (and picks up a matching
+// topic created later); with the classic protocol the client does.
+func TestGroupRegexSubscription(t *testing.T) {
+	for _, protocol := range groupProtocols {
+		t.Run(protocol.name, func(t *testing.T) {
+			b := startBroker(t, groupSettings)
+			adm := newAdmin(t, b)
+			prefix := fmt.Sprintf("re%d", time.Now().UnixNano())
+			a, c, other := prefix+"-a", prefix+"-c", "other-"+prefix
+			for _, topic := range []string{a, c, other} {
+				createTopic(t, adm, topic, 1, nil)
+			}
+			producer := newClient(t, b)
+			produceSync(t, producer,
+				&kgo.Record{Topic: a, Value: []byte("a0")},
+				&kgo.Record{Topic: c, Value: []byte("c0")},
+				&kgo.Record{Topic: other, Value: []byte("other0")},
+			)
+			consumer := newClient(t, b, append([]kgo.Opt{
+				kgo.ConsumerGroup(topicName(t, "g")),
+				kgo.ConsumeRegex(),
+				kgo.ConsumeTopics("^" + regexp.QuoteMeta(prefix) + "-.*"),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			}, protocol.opts...)...)
+			got := pollCount(t, consumer, 2)
+			sorted := values(got)
+			sort.Strings(sorted)
+			if fmt.Sprint(sorted) != "[a0 c0]" {
+				t.Fatalf("regex consumer read %v, want [a0 c0]", sorted)
+			}
+			if protocol.name != "consumer" {
+				return // the classic client sees new topics only at its next metadata refresh
+			}
+			late := prefix + "-late"
+			createTopic(t, adm, late, 1, nil)
+			produceSync(t, producer, &kgo.Record{Topic: late, Value: []byte("late0")}, &kgo.Record{Topic: other, Value: []byte("other1")})
+			got = pollCount(t, consumer, 1)
+			if fmt.Sprint(values(got)) != "[late0]" {
+				t.Fatalf("after a matching topic was created the consumer read %v, want [late0]", values(got))
+			}
+		})
+	}
+}
+
+// A fetch from beyond the log end is answered OFFSET_OUT_OF_RANGE, and the consumer starts
+// again where its reset policy says.
+func TestConsumeOutOfRangeResets(t *testing.T) {
+	b := startBroker(t, nil)
+	adm := newAdmin(t, b)
+	topic := topicName(t, "t")
+	createTopic(t, adm, topic, 1, nil)
+	producer := newClient(t, b, kgo.DefaultProduceTopic(topic))
+	produceSync(t, producer, kgo.StringRecord("v0"), kgo.StringRecord("v1"), kgo.StringRecord("v2"))
+	consumer := newClient(t, b,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(100)}}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	got := pollCount(t, consumer, 3)
+	if fmt.Sprint(values(got)) != "[v0 v1 v2]" || got[0].Offset != 0 {
+		t.Fatalf("after an out-of-range start read %v from %d, want [v0 v1 v2] from 0", values(got), got[0].Offset)
+	}
 }

@@ -390,3 +390,42 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// A transaction left open past its transaction.timeout.ms is aborted by the broker: its
+// records never become visible, and the producer's commit is refused.
+func TestTransactionTimeoutAborts(t *testing.T) {
+	for _, version := range txnVersions {
+		t.Run(version.name, func(t *testing.T) {
+			b := startBroker(t, version.settings)
+			adm := newAdmin(t, b)
+			topic := topicName(t, "t")
+			txnID := topicName(t, "txn")
+			createTopic(t, adm, topic, 1, nil)
+			ctx := testContext(t)
+			producer := newClient(t, b, kgo.TransactionalID(txnID), kgo.TransactionTimeout(2*time.Second), kgo.DefaultProduceTopic(topic))
+			if err := producer.BeginTransaction(); err != nil {
+				t.Fatal(err)
+			}
+			produceSync(t, producer, kgo.StringRecord("abandoned"))
+			waitUntil(t, waitTimeout, "the broker aborting the transaction", func() (bool, error) {
+				described, err := adm.DescribeTransactions(ctx, txnID)
+				if err != nil {
+					return false, err
+				}
+				d := described[txnID]
+				return d.State == "CompleteAbort", fmt.Errorf("state %s", d.State)
+			})
+			if err := producer.EndTransaction(ctx, kgo.TryCommit); err == nil {
+				t.Fatal("commit of a transaction the broker aborted succeeded")
+			}
+			plain := newClient(t, b, kgo.DefaultProduceTopic(topic))
+			produceSync(t, plain, kgo.StringRecord("end"))
+			reader := newClient(t, b, kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+				kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+			got := pollThrough(t, reader, "end")
+			if fmt.Sprint(values(got)) != "[end]" {
+				t.Fatalf("read_committed: %v, want [end]", values(got))
+			}
+		})
+	}
+}
