@@ -247,8 +247,8 @@ class Broker {
  */
 async function startBroker(t, settings = {}) {
   const broker = new Broker({ ...GROUP_SETTINGS, ...settings })
-  t.brokers?.push(broker)
-  t.after(async () => {
+  t.brokers.push(broker)
+  t.cleanups.push(async () => {
     await broker.stop()
     if (process.env.STROM_JS_TEST_DEBUG) process.stderr.write(`${broker.logTail()}\n`)
     if (!process.env.STROM_JS_TEST_KEEP) fs.rmSync(broker.root, { recursive: true, force: true })
@@ -257,19 +257,30 @@ async function startBroker(t, settings = {}) {
   return broker
 }
 
+const CLEANUP_TIMEOUT_MS = 15_000
+
 /**
- * A node:test test bounded by TEST_OPTIONS; when it fails, the error carries the log tails of
- * the brokers it started.
+ * A node:test test bounded by TEST_OPTIONS. What it set up with `startBroker` and `cleanup` is
+ * torn down when it ends, last first (so clients disconnect before their broker stops); when
+ * it fails, the error carries the log tails of its brokers.
  */
 function stromTest(name, fn) {
   return test(name, TEST_OPTIONS, async t => {
     t.brokers = []
+    t.cleanups = []
     try {
       await fn(t)
     } catch (error) {
       const tails = t.brokers.map(b => b.logTail()).join('\n')
       if (tails && error instanceof Error) error.message += `\n${tails}`
       throw error
+    } finally {
+      for (const step of t.cleanups.reverse()) {
+        let timer
+        const bound = new Promise(resolve => (timer = setTimeout(resolve, CLEANUP_TIMEOUT_MS)))
+        await Promise.race([Promise.resolve().then(step).catch(() => {}), bound])
+        clearTimeout(timer)
+      }
     }
   })
 }
@@ -287,7 +298,7 @@ function kafkaFor(broker, options = {}) {
 
 /** Disconnects `client` when the test ends (before its broker stops). */
 function cleanup(t, client) {
-  t.after(() => client.disconnect().catch(() => {}))
+  t.cleanups.push(() => client.disconnect())
   return client
 }
 
