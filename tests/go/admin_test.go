@@ -413,6 +413,20 @@ func TestAdminGroups(t *testing.T) {
 		t.Fatalf("deleting a group with a member: %v, want NON_EMPTY_GROUP", deleteBusy[group].Err)
 	}
 
+	// An admin commit (no member id, generation -1) is refused while the group has members.
+	var early kadm.Offsets
+	early.AddOffset(topic, 0, 0, -1)
+	refused, err := adm.CommitOffsets(ctx, group, early)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := refused.Lookup(topic, 0); !errors.Is(o.Err, kerr.UnknownMemberID) {
+		t.Fatalf("admin commit to a group with a member: %+v, want UNKNOWN_MEMBER_ID", o)
+	}
+	if o := fetchCommitted(t, adm, group, topic, 0); o != 5 {
+		t.Fatalf("partition 0 committed %d after a refused commit, want 5", o)
+	}
+
 	produceEach(6) // 3 more per partition: lag 3 each
 	lags, err := adm.Lag(ctx, group)
 	if err != nil {
