@@ -1677,6 +1677,92 @@ fn wire_end_txn_refuses_stale_epochs_and_empty_transactions() {
     assert_eq!(describe(&broker, "ender").epoch, second.1 + 1);
 }
 
+/// A fenced producer is told so in the code its request's version knows: PRODUCER_FENCED came
+/// with KIP-588 (InitProducerId 4, AddPartitionsToTxn 2, AddOffsetsToTxn 2, EndTxn 2), and
+/// Kafka answers older versions INVALID_PRODUCER_EPOCH, which their clients treat the same way
+/// (KafkaJS, on EndTxn 1, knows no code 90 at all). TxnOffsetCommit answers a fenced producer
+/// INVALID_PRODUCER_EPOCH at every version, as Kafka's write verification does.
+#[test]
+fn wire_fenced_producer_gets_the_code_its_request_version_knows() {
+    use kafka_protocol::messages::AddOffsetsToTxnRequest;
+    const TOPIC: &str = "fenced-codes";
+    let broker = start();
+    create_topic(&broker, TOPIC, 1);
+    let mut wire = broker.wire();
+    let first = init_txn_ok(&mut wire, "fenced-codes", 60_000);
+    assert_eq!(
+        add_partitions(&mut wire, "fenced-codes", first, &[(TOPIC, &[0])]),
+        [(TOPIC.to_string(), 0, 0)]
+    );
+    let second = init_txn_ok(&mut wire, "fenced-codes", 60_000);
+    assert!(second.1 > first.1, "{first:?} then {second:?}");
+
+    let end_at = |wire: &mut WireClient, version: i16| {
+        let request = end_txn_request("fenced-codes", first, true);
+        wire.call(&request, version).expect("EndTxn").error_code
+    };
+    assert_eq!(end_at(&mut wire, 0), INVALID_PRODUCER_EPOCH);
+    assert_eq!(end_at(&mut wire, 1), INVALID_PRODUCER_EPOCH);
+    assert_eq!(end_at(&mut wire, 2), PRODUCER_FENCED);
+
+    let add_at = |wire: &mut WireClient, version: i16| {
+        let mut request = AddPartitionsToTxnRequest::default();
+        request.v3_and_below_transactional_id = TransactionalId(str_bytes("fenced-codes"));
+        request.v3_and_below_producer_id = ProducerId(first.0);
+        request.v3_and_below_producer_epoch = first.1;
+        let mut entry = AddPartitionsToTxnTopic::default();
+        entry.name = topic_name(TOPIC);
+        entry.partitions = vec![0];
+        request.v3_and_below_topics = vec![entry];
+        let response = wire.call(&request, version).expect("AddPartitionsToTxn");
+        response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    };
+    assert_eq!(add_at(&mut wire, 1), INVALID_PRODUCER_EPOCH);
+    assert_eq!(add_at(&mut wire, 2), PRODUCER_FENCED);
+
+    let add_offsets_at = |wire: &mut WireClient, version: i16| {
+        let mut request = AddOffsetsToTxnRequest::default();
+        request.transactional_id = TransactionalId(str_bytes("fenced-codes"));
+        request.producer_id = ProducerId(first.0);
+        request.producer_epoch = first.1;
+        request.group_id = GroupId(str_bytes("fenced-codes-group"));
+        wire.call(&request, version).expect("AddOffsetsToTxn").error_code
+    };
+    assert_eq!(add_offsets_at(&mut wire, 1), INVALID_PRODUCER_EPOCH);
+    assert_eq!(add_offsets_at(&mut wire, 2), PRODUCER_FENCED);
+
+    // KIP-360 (InitProducerId 3+): a producer naming an epoch that is not the current one.
+    let reinit_at = |wire: &mut WireClient, version: i16| {
+        let mut request = InitProducerIdRequest::default();
+        request.transactional_id = Some(TransactionalId(str_bytes("fenced-codes")));
+        request.transaction_timeout_ms = 60_000;
+        request.producer_id = ProducerId(first.0);
+        request.producer_epoch = first.1;
+        wire.call(&request, version).expect("InitProducerId").error_code
+    };
+    assert_eq!(reinit_at(&mut wire, 3), INVALID_PRODUCER_EPOCH);
+    assert_eq!(reinit_at(&mut wire, 4), PRODUCER_FENCED);
+
+    for version in [0, 1, 2, 3, 4] {
+        assert_eq!(
+            txn_offset_commit(
+                &mut wire,
+                version,
+                "fenced-codes",
+                first,
+                "fenced-codes-group",
+                TOPIC,
+                0,
+                1
+            ),
+            INVALID_PRODUCER_EPOCH,
+            "TxnOffsetCommit v{version}"
+        );
+    }
+    // None of it touched the successor's state.
+    assert_eq!(describe(&broker, "fenced-codes").epoch, second.1);
+}
+
 /// KIP-360: a producer that asks for an epoch bump and loses the answer retries with the epoch
 /// it had; Kafka's coordinator remembers the epoch before the bump (`lastProducerEpoch`) and
 /// answers the retry with the bumped epoch instead of fencing the producer that got it.

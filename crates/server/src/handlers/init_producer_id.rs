@@ -6,7 +6,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 
 use super::code;
-use super::transactions::txn_error_code;
+use super::transactions::{versioned_txn_error_code, INIT_PRODUCER_ID_FENCED_SINCE};
 use crate::broker::Broker;
 use crate::txns;
 
@@ -23,7 +23,7 @@ pub(super) fn handle(broker: &Broker, request: &InitProducerIdRequest, version: 
                 response.producer_id = ProducerId(producer_id);
                 response.producer_epoch = epoch;
             }
-            Err(error) => response.error_code = txn_error_code(error),
+            Err(error) => response.error_code = versioned_txn_error_code(error, version, INIT_PRODUCER_ID_FENCED_SINCE),
         }
         return response;
     }

@@ -41,6 +41,23 @@ pub(crate) fn txn_error_code(error: TxnError) -> i16 {
     code(txn_response_error(error))
 }
 
+/// The first version of each API that may answer PRODUCER_FENCED (KIP-588). Kafka answers
+/// older versions INVALID_PRODUCER_EPOCH instead, the code their clients know and treat as
+/// fenced (KafkaJS, which sends EndTxn 1, knows no code 90 at all).
+pub(crate) const INIT_PRODUCER_ID_FENCED_SINCE: i16 = 4;
+const ADD_PARTITIONS_FENCED_SINCE: i16 = 2;
+const ADD_OFFSETS_FENCED_SINCE: i16 = 2;
+const END_TXN_FENCED_SINCE: i16 = 2;
+
+/// The error code for a refusal answered at `version` of an API that may answer
+/// PRODUCER_FENCED from `fenced_since` on.
+pub(crate) fn versioned_txn_error_code(error: TxnError, version: i16, fenced_since: i16) -> i16 {
+    match error {
+        TxnError::ProducerFenced if version < fenced_since => code(ResponseError::InvalidProducerEpoch),
+        error => txn_error_code(error),
+    }
+}
+
 /// The Kafka error for each of the transaction coordinator's refusals.
 pub(crate) fn txn_response_error(error: TxnError) -> ResponseError {
     match error {
@@ -56,7 +73,11 @@ pub(crate) fn txn_response_error(error: TxnError) -> ResponseError {
     }
 }
 
-pub(super) fn add_partitions(broker: &Broker, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+pub(super) fn add_partitions(
+    broker: &Broker,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
@@ -100,7 +121,7 @@ pub(super) fn add_partitions(broker: &Broker, request: AddPartitionsToTxnRequest
                     let this_unknown = unknown.next().unwrap_or(false);
                     partition.partition_error_code = match result {
                         Ok(()) => 0,
-                        Err(Some(error)) => txn_error_code(error),
+                        Err(Some(error)) => versioned_txn_error_code(error, version, ADD_PARTITIONS_FENCED_SINCE),
                         Err(None) if this_unknown => code(ResponseError::UnknownTopicOrPartition),
                         Err(None) => code(ResponseError::OperationNotAttempted),
                     };
@@ -114,7 +135,7 @@ pub(super) fn add_partitions(broker: &Broker, request: AddPartitionsToTxnRequest
     response
 }
 
-pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
     let mut response = AddOffsetsToTxnResponse::default();
     if request.group_id.is_empty() {
         response.error_code = code(ResponseError::InvalidGroupId);
@@ -126,7 +147,7 @@ pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest) -> 
         (request.producer_id.0, request.producer_epoch),
         &request.group_id,
     ) {
-        response.error_code = txn_error_code(error);
+        response.error_code = versioned_txn_error_code(error, version, ADD_OFFSETS_FENCED_SINCE);
     }
     response
 }
@@ -146,7 +167,7 @@ pub(super) fn end(broker: &Broker, request: &EndTxnRequest, version: i16) -> End
             response.producer_id = ProducerId(producer_id);
             response.producer_epoch = producer_epoch;
         }
-        Err(error) => response.error_code = txn_error_code(error),
+        Err(error) => response.error_code = versioned_txn_error_code(error, version, END_TXN_FENCED_SINCE),
     }
     response
 }
@@ -193,6 +214,10 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
         })
         .collect();
     let protocol = txn_protocol(version, 5);
+    // A fenced producer's TxnOffsetCommit is refused by Kafka's write verification (and, past
+    // it, by the offsets log's epoch check), both of which answer INVALID_PRODUCER_EPOCH at
+    // every version: TxnOffsetCommit never answers PRODUCER_FENCED.
+    let fenced = code(ResponseError::InvalidProducerEpoch);
     let codes: Vec<i16> = match txns::txn_offset_commit(
         broker,
         &request.transactional_id,
@@ -203,14 +228,14 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
     ) {
         Ok(Ok(results)) => results
             .into_iter()
-            .map(|result| result.err().map_or(0, commit_error_code))
+            .map(|result| match result {
+                Ok(_) => 0,
+                Err(CommitError::ProducerFenced) => fenced,
+                Err(error) => commit_error_code(error),
+            })
             .collect(),
         Ok(Err(error)) => vec![commit_error_code(CommitError::Group(error)); offsets.len()],
-        // Adding the offsets partition for a v2 client is a write's verification in Kafka,
-        // which answers a fenced producer with INVALID_PRODUCER_EPOCH.
-        Err(TxnError::ProducerFenced) if protocol == TxnProtocol::V2 => {
-            vec![code(ResponseError::InvalidProducerEpoch); offsets.len()]
-        }
+        Err(TxnError::ProducerFenced) => vec![fenced; offsets.len()],
         Err(error) => vec![txn_error_code(error); offsets.len()],
     };
     let mut codes = codes.into_iter();
