@@ -11,6 +11,8 @@
 //! - `connection.rs`: `--bootstrap-server` and `--config key=value` shared by every command,
 //!   turned into an rdkafka `ClientConfig`; the context that prints client errors to stderr.
 //! - `topic.rs`: `strom topic create|list|describe|alter|delete` (Kafka admin APIs).
+//! - `cluster.rs`: `strom cluster describe|brokers|quorum|elect-leaders|reassign|decommission`
+//!   (DescribeCluster, DescribeQuorum, ElectLeaders and the reassignment APIs, over `wire.rs`).
 //! - `group.rs`: `strom group list|describe|delete|reset-offsets`, like Kafka's
 //!   `kafka-consumer-groups.sh`.
 //! - `consumer_protocol.rs`: decoding a member's assignment (Kafka's consumer protocol).
@@ -29,6 +31,7 @@
 //! binary prints before exiting with status 1.
 
 mod bench;
+mod cluster;
 mod connection;
 mod consume;
 mod consumer_protocol;
@@ -40,6 +43,7 @@ mod topic;
 mod wire;
 
 pub use bench::{BenchArgs, BenchMode, GroupPhase, GroupProtocol};
+pub use cluster::{ClusterArgs, ClusterCommand};
 pub use connection::{AdminConnectionArgs, ConnectionArgs};
 pub use consume::{ConsumeArgs, OutputFormat};
 pub use group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetScope, ResetTarget, TopicPartitions};
@@ -53,6 +57,9 @@ pub enum ClientCommand {
     Topic(TopicArgs),
     /// List, describe and delete consumer groups; reset their committed offsets.
     Group(GroupArgs),
+    /// Look at a cluster (brokers, metadata quorum, partitions out of sync) and move leaders
+    /// and replicas (elections, reassignments, decommissioning a broker).
+    Cluster(ClusterArgs),
     /// Produce lines read from stdin, one record per line.
     Produce(ProduceArgs),
     /// Consume records and print them to stdout.
@@ -69,6 +76,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Topic(args) => topic::run(args),
         ClientCommand::Group(args) => group::run(args),
+        ClientCommand::Cluster(args) => cluster::run(args),
         ClientCommand::Produce(args) => produce::run(args),
         ClientCommand::Consume(args) => consume::run(args),
         ClientCommand::Bench(args) => bench::run(args),

@@ -228,6 +228,7 @@ impl Admin {
         let mut out = String::new();
         let _ = writeln!(out, "topic: {name}");
         let _ = writeln!(out, "partitions: {}", partitions.len());
+        let mut under_replicated = Vec::new();
         for partition in partitions {
             let _ = write!(
                 out,
@@ -241,6 +242,12 @@ impl Admin {
                 let _ = write!(out, " error {}", RDKafkaErrorCode::from(code));
             }
             out.push('\n');
+            if partition.leader() < 0 || partition.isr().len() < partition.replicas().len() {
+                under_replicated.push(partition.id());
+            }
+        }
+        if !under_replicated.is_empty() {
+            let _ = writeln!(out, "under-replicated or offline partitions: {under_replicated:?}");
         }
         let resource = ResourceSpecifier::Topic(name);
         let results = self
