@@ -106,6 +106,10 @@ fn metadata(connection: &mut Connection) -> anyhow::Result<MetadataResponse> {
 
 /// Per partition (topic, index): (leader, replicas, ISR).
 type Placement = BTreeMap<(String, i32), (i32, Vec<i32>, Vec<i32>)>;
+/// A partition's new replicas (`None`: cancel its reassignment).
+type Change = ((String, i32), Option<Vec<i32>>);
+/// Reassignments in progress: (replicas, adding, removing) per partition.
+type Ongoing = BTreeMap<(String, i32), (Vec<i32>, Vec<i32>, Vec<i32>)>;
 
 fn placement(metadata: &MetadataResponse) -> Placement {
     let mut placement = BTreeMap::new();
@@ -304,11 +308,7 @@ fn elect(connection: &mut Connection, wanted: &[String], unclean: bool, timeout:
 
 /// Sends the moves (`Some(replicas)`) and cancellations (`None`); returns one line per
 /// partition, and whether all were accepted.
-fn alter(
-    connection: &mut Connection,
-    changes: &[((String, i32), Option<Vec<i32>>)],
-    timeout: Duration,
-) -> anyhow::Result<(String, bool)> {
+fn alter(connection: &mut Connection, changes: &[Change], timeout: Duration) -> anyhow::Result<(String, bool)> {
     let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
     for ((topic, partition), replicas) in changes {
         let mut entry = ReassignablePartition::default();
@@ -358,7 +358,7 @@ fn alter(
 }
 
 /// The reassignments in progress: (topic, partition) → (replicas, adding, removing).
-fn in_progress(connection: &mut Connection) -> anyhow::Result<BTreeMap<(String, i32), (Vec<i32>, Vec<i32>, Vec<i32>)>> {
+fn in_progress(connection: &mut Connection) -> anyhow::Result<Ongoing> {
     let mut request = ListPartitionReassignmentsRequest::default();
     request.timeout_ms = 30_000;
     request.topics = None;
@@ -428,11 +428,7 @@ fn reassign(
 
 /// For every partition with a replica on `broker`: the same replicas with `broker` replaced by
 /// the live broker holding the fewest replicas among those not already in the set.
-fn decommission_moves(
-    placement: &Placement,
-    live: &[i32],
-    broker: i32,
-) -> anyhow::Result<Vec<((String, i32), Option<Vec<i32>>)>> {
+fn decommission_moves(placement: &Placement, live: &[i32], broker: i32) -> anyhow::Result<Vec<Change>> {
     let mut load: BTreeMap<i32, usize> = live.iter().map(|id| (*id, 0)).collect();
     for (_, replicas, _) in placement.values() {
         for id in replicas {
