@@ -10,7 +10,8 @@
 #   - produce 1 KiB records, acks=all, replication factor 3, min.insync.replicas 2, 6 partitions
 #   - the same with replication factor 1 (Strom's own RF=1 rate, for the 40% line)
 #   - end to end 1 KiB at 20,000 msgs/s, RF 3, acks=all: latency percentiles
-# and each node's peak RSS. Prints one markdown row per workload and broker.
+# and each node's peak RSS, after an unmeasured warm-up produce. Prints one markdown row per
+# workload and broker.
 # Environment: BENCH_SCALE (multiplies message counts; 0.2 for a quick look), BENCH_BASE_PORT,
 # STROM_BIN, BENCH_E2E_S (end-to-end duration, default 20).
 set -euo pipefail
@@ -65,6 +66,10 @@ run_workloads() { # broker bootstrap
   "$strom" topic create rf1 --partitions 6 --replication-factor 1 -b "$bootstrap" >/dev/null
   "$strom" topic create e2e3 --partitions 6 --replication-factor 3 --config min.insync.replicas=2 \
     -b "$bootstrap" >/dev/null
+  # Warm-up (a JVM compiles its hot paths in the first seconds), not measured.
+  "$strom" topic create warmup --partitions 6 --replication-factor 3 -b "$bootstrap" >/dev/null
+  "$strom" bench produce warmup -b "$bootstrap" --messages "$(count 200000)" --record-size 1024 \
+    --acks all >/dev/null 2>>"$work/bench.log" || true
   json=$("$strom" bench produce rf3 -b "$bootstrap" --messages "$(count 500000)" --record-size 1024 \
     --acks all --json 2>>"$work/bench.log" | tail -n 1) || json=""
   row "$broker" "produce 1 KiB, acks=all, RF 3, 6 partitions" "$json"
