@@ -59,6 +59,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::AlterPartitionReassignments, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
     api(ApiKey::FindCoordinator, 0, 5),
     api(ApiKey::JoinGroup, 0, 9),
     api(ApiKey::SyncGroup, 0, 5),

@@ -30,6 +30,7 @@ mod describe_cluster;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -98,6 +99,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r, version)),
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r))
+        }
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r, version)),
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
@@ -274,6 +278,7 @@ mod tests {
             ApiKey::ElectLeaders,
             ApiKey::AlterPartitionReassignments,
             ApiKey::ListPartitionReassignments,
+            ApiKey::DescribeTopicPartitions,
         ];
         for api in SUPPORTED_APIS {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);
