@@ -135,7 +135,7 @@ impl Default for ClusterConfig {
             voters: BTreeMap::new(),
             controller_listener: None,
             broker_session_timeout_ms: 9_000,
-            broker_heartbeat_interval_ms: 2_000,
+            broker_heartbeat_interval_ms: 500,
             default_replication_factor: 1,
             offsets_topic_replication_factor: 3,
             transaction_state_replication_factor: 3,

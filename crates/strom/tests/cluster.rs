@@ -466,3 +466,44 @@ fn dynamic_broker_configs_reach_every_broker_through_the_metadata() {
         (describe_config(&cluster.nodes[1], 4, "2", "log.retention.ms")? == ("3600000".to_string(), 2)).then_some(())
     });
 }
+
+#[test]
+fn a_crashed_broker_is_fenced_long_before_its_session_runs_out() {
+    // A 60 s session: only the controller's probe of the crashed broker's closed listener can
+    // move its leaderships within the 15 s this test waits.
+    let mut cluster = Cluster::start(
+        strom_testkit::bin!(),
+        3,
+        &[
+            ("broker.session.timeout.ms", "60000"),
+            ("broker.heartbeat.interval.ms", "500"),
+        ],
+    );
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap).create_topic_ok("probed", 3, &[]);
+    let before = poll_until(WAIT, "leaders", || {
+        leaders(&cluster.nodes[0], "probed").filter(|l| l.values().all(|id| *id > 0))
+    });
+    let victim = *before.values().max().unwrap();
+    let watcher = if victim == 1 { 2 } else { 1 };
+    cluster.node(victim as usize).sigkill();
+    poll_until(
+        Duration::from_secs(15),
+        "the crashed broker's partitions offline",
+        || {
+            let now = leaders(&cluster.nodes[watcher - 1], "probed")?;
+            before
+                .iter()
+                .filter(|(_, leader)| **leader == victim)
+                .all(|(p, _)| now.get(p) == Some(&-1))
+                .then_some(())
+        },
+    );
+    // A paused broker still accepts connections: it is left to its session.
+    let paused = (1..=3).find(|n| *n != victim as usize && *n != watcher).unwrap();
+    cluster.nodes[paused - 1].sigstop();
+    let still = leaders(&cluster.nodes[watcher - 1], "probed").unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // an observation window, not a synchronisation
+    assert_eq!(leaders(&cluster.nodes[watcher - 1], "probed").unwrap(), still);
+    cluster.nodes[paused - 1].sigcont();
+}

@@ -230,6 +230,33 @@ impl Controller {
         Plan::new(records, ())
     }
 
+    /// Unfenced brokers whose last heartbeat is more than `overdue_ms` old while their session
+    /// still runs: worth a liveness probe, so a broker whose process is gone can be fenced
+    /// before its session runs out ([`Controller::fence_down`]).
+    pub fn overdue(&self, image: &MetadataImage, now_ms: i64, overdue_ms: i64) -> Vec<BrokerId> {
+        image
+            .brokers()
+            .filter(|b| !b.fenced && !b.in_controlled_shutdown)
+            .filter(|b| {
+                self.last_heartbeat_ms
+                    .get(&b.id)
+                    .is_some_and(|t| now_ms - t > overdue_ms && now_ms < t + self.config.broker_session_timeout_ms)
+            })
+            .map(|b| b.id)
+            .collect()
+    }
+
+    /// Fences a broker found down before its session ran out (its listener refuses
+    /// connections: no process is there). As a session expiry: it leaves the ISRs, its
+    /// leaderships move, and it comes back by registering (or heartbeating) again.
+    pub fn fence_down(&mut self, image: &MetadataImage, id: BrokerId) -> Plan<()> {
+        if image.broker(id).is_none_or(|b| b.fenced) {
+            return Plan::new(Vec::new(), ());
+        }
+        self.last_heartbeat_ms.remove(&id);
+        Plan::new(self.fence(image, &BTreeSet::from([id])), ())
+    }
+
     fn is_alive(&self, id: BrokerId, now_ms: i64) -> bool {
         self.last_heartbeat_ms
             .get(&id)

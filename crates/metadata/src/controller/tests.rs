@@ -259,6 +259,35 @@ fn a_silent_broker_is_fenced_and_its_leaderships_move() {
 }
 
 #[test]
+fn a_broker_found_down_is_fenced_before_its_session_runs_out() {
+    let mut image = cluster(3, 0);
+    let mut c = controller(&image);
+    let id = create(&mut c, &mut image, topic("t", 3, 3));
+    heartbeat_all(&mut c, &mut image, &[1, 2, 3], 1_000);
+    assert!(c.overdue(&image, 1_500, 1_000).is_empty(), "heartbeats are recent");
+    heartbeat_all(&mut c, &mut image, &[2, 3], 2_500);
+    assert_eq!(
+        c.overdue(&image, 2_500, 1_000),
+        vec![1],
+        "broker 1 missed its heartbeats"
+    );
+    // The server's probe finds no process behind broker 1's listener.
+    let plan = c.fence_down(&image, 1);
+    commit(&mut image, &plan);
+    assert!(image.broker(1).unwrap().fenced);
+    for p in 0..3 {
+        let state = partition(&image, id, p);
+        assert_ne!(state.leader, 1);
+        assert!(!state.isr.contains(&1));
+    }
+    assert!(c.fence_down(&image, 1).records.is_empty(), "fenced once");
+    assert!(
+        c.overdue(&image, 3_000, 1_000).is_empty(),
+        "a fenced broker is no suspect"
+    );
+}
+
+#[test]
 fn a_returning_broker_rejoins_through_its_leader_and_gets_preferred_leadership_back() {
     let mut image = cluster(3, 0);
     let mut c = Controller::new(

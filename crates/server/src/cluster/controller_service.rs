@@ -8,6 +8,11 @@
 //! everything committed; a plan's records are applied here before the next
 //! operation starts (`Quorum::propose` returns once they are). A node that becomes leader
 //! starts a fresh `Controller`, which gives every broker a full session before fencing it.
+//!
+//! A broker that misses its heartbeats has its client listener probed: a refused connection
+//! means its process is gone (a crash, a SIGKILL), and it is fenced at once rather than when
+//! its session runs out, so its leaderships move within about a second and a half. A broker
+//! that is paused or cut off still accepts or times out, and waits for its session.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -35,6 +40,8 @@ pub(crate) struct ControllerService {
     quorum: Weak<Quorum>,
     image: watch::Receiver<Arc<MetadataImage>>,
     config: ControllerConfig,
+    /// A broker whose heartbeat is this late has its listener probed ([`probe_down`]).
+    probe_after_ms: i64,
     active: Mutex<Option<Active>>,
 }
 
@@ -44,12 +51,14 @@ impl ControllerService {
         quorum: Weak<Quorum>,
         image: watch::Receiver<Arc<MetadataImage>>,
         config: ControllerConfig,
+        probe_after_ms: i64,
     ) -> ControllerService {
         ControllerService {
             node_id,
             quorum,
             image,
             config,
+            probe_after_ms,
             active: Mutex::new(None),
         }
     }
@@ -109,6 +118,51 @@ impl ControllerService {
             if let Err(e) = quorum.propose(encode_batch(&plan.records)).await {
                 tracing::warn!(error = %e, "the controller's timer could not commit its decisions");
             }
+            return;
+        }
+        let suspects = controller.overdue(&image, now, self.probe_after_ms);
+        if suspects.is_empty() {
+            return;
+        }
+        // Probed without holding the controller: a probe may take its timeout.
+        drop(active);
+        let mut down = Vec::new();
+        for id in suspects {
+            if let Some(address) = listener_of(&image, id) {
+                if probe_down(&address).await {
+                    down.push(id);
+                }
+            }
+        }
+        if down.is_empty() {
+            return;
+        }
+        let mut active = self.active.lock().await;
+        let Some(Active {
+            term: current,
+            controller,
+        }) = active.as_mut()
+        else {
+            return;
+        };
+        if *current != term {
+            return;
+        }
+        let image = self.image.borrow().clone();
+        for id in down {
+            let plan = controller.fence_down(&image, id);
+            if plan.records.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                broker = id,
+                "fencing a broker whose listener refuses connections (its process is gone)"
+            );
+            if let Err(e) = quorum.propose(encode_batch(&plan.records)).await {
+                tracing::warn!(error = %e, "the controller could not commit a fencing");
+            }
+            // One at a time: the next decision needs the image with this one applied.
+            return;
         }
     }
 
@@ -280,5 +334,25 @@ impl strom_quorum::CallHandler for CallHandler {
             };
             serde_json::to_string(&reply).expect("replies encode")
         })
+    }
+}
+
+/// How long a liveness probe may take: a refused connection answers at once, and anything
+/// slower (a pause, a partition) is left to the session timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A broker's client listener, from its registration.
+fn listener_of(image: &MetadataImage, id: strom_metadata::BrokerId) -> Option<String> {
+    let registration = image.broker(id)?;
+    let endpoint = registration.endpoints.first()?;
+    Some(format!("{}:{}", endpoint.host, endpoint.port))
+}
+
+/// Whether nothing listens at `address` any more: the connection is refused (the process
+/// is gone; its port is closed). A paused or unreachable broker is not "down" here.
+async fn probe_down(address: &str) -> bool {
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
     }
 }

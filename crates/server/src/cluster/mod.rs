@@ -136,11 +136,14 @@ impl Cluster {
             .await
             .expect("quorum start-up task panicked")?;
         let quorum = Arc::new(quorum);
+        // Probe a broker once it is half a heartbeat (at least 250 ms) past its next one.
+        let heartbeat_ms = config.broker_heartbeat_interval_ms;
         let service = Arc::new(ControllerService::new(
             node_id as u64,
             Arc::downgrade(&quorum),
             image.clone(),
             controller_config(broker),
+            heartbeat_ms + (heartbeat_ms / 2).max(250),
         ));
         quorum.set_call_handler(Arc::new(CallHandler(service.clone())));
         let metadata_addr = (!voters.contains_key(&(node_id as u64))).then_some(advertised);
