@@ -124,6 +124,9 @@ pub struct ClusterConfig {
     pub replica_lag_time_max_ms: i64,
     /// `broker.rack`
     pub rack: Option<String>,
+    /// `replica.selector.class` is Kafka's `RackAwareReplicaSelector`: consumers that name
+    /// their rack (`client.rack`) are sent to an in-sync replica in it (KIP-392).
+    pub rack_aware_replica_selector: bool,
     /// `metadata.log.max.snapshot.interval.records`: records between metadata snapshots.
     pub metadata_snapshot_interval_records: u64,
 }
@@ -144,6 +147,7 @@ impl Default for ClusterConfig {
             leader_imbalance_check_interval_ms: 300_000,
             replica_lag_time_max_ms: 30_000,
             rack: None,
+            rack_aware_replica_selector: false,
             metadata_snapshot_interval_records: 10_000,
         }
     }
@@ -164,6 +168,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "leader.imbalance.check.interval.seconds",
     "replica.lag.time.max.ms",
     "broker.rack",
+    "replica.selector.class",
     "metadata.log.max.snapshot.interval.records",
 ];
 
@@ -213,6 +218,18 @@ impl ClusterConfig {
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = number(1)?,
             "broker.rack" => self.rack = Some(value.trim().to_string()).filter(|r| !r.is_empty()),
+            "replica.selector.class" => {
+                self.rack_aware_replica_selector = match value.trim() {
+                    "org.apache.kafka.common.replica.RackAwareReplicaSelector" | "RackAwareReplicaSelector" => true,
+                    "" | "org.apache.kafka.common.replica.LeaderSelector" | "LeaderSelector" => false,
+                    other => return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: format!(
+                            "{other} is not a replica selector Strom has (RackAwareReplicaSelector or LeaderSelector)"
+                        ),
+                    }),
+                }
+            }
             "metadata.log.max.snapshot.interval.records" => {
                 self.metadata_snapshot_interval_records = number(1)? as u64;
             }

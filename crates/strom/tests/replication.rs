@@ -416,3 +416,72 @@ fn a_rolling_restart_under_load_loses_nothing_acknowledged() {
     let (acked, _failed) = producer.finish();
     assert_acknowledged_read_once(&acked, &read_all(&bootstrap, "rolling", 3));
 }
+
+#[test]
+fn a_consumer_is_sent_to_an_in_sync_replica_in_its_rack_which_serves_it() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    let cluster = Cluster::start_each(strom_testkit::bin!(), 3, |id| {
+        vec![
+            ("broker.rack".to_string(), format!("rack-{id}")),
+            (
+                "replica.selector.class".to_string(),
+                "org.apache.kafka.common.replica.RackAwareReplicaSelector".to_string(),
+            ),
+        ]
+    });
+    let bootstrap = cluster.nodes[0].bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("racked", 1, 3, &[], false)
+        .expect("create");
+    let placement = wait_for_isr(&cluster.nodes[0], "racked", 3);
+    let leader = placement[&0].0;
+    let mut wire = cluster.nodes[leader as usize - 1].wire();
+    for value in ["a", "b", "c"] {
+        let batch = record_batch(
+            &[value.as_bytes()],
+            BatchProducer::NONE,
+            kafka_protocol::records::Compression::None,
+            1_000,
+        );
+        assert_eq!(wire.produce("racked", 0, batch, -1).expect("produce").error_code, 0);
+    }
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let fetch = |node: &Broker, rack: &str, version: i16| {
+        let mut partition = FetchPartition::default();
+        partition.partition = 0;
+        partition.current_leader_epoch = -1;
+        partition.fetch_offset = 0;
+        partition.last_fetched_epoch = -1;
+        partition.log_start_offset = -1;
+        partition.partition_max_bytes = 1 << 20;
+        let mut topic = FetchTopic::default();
+        topic.topic = strom_testkit::wire::topic_name("racked");
+        topic.partitions = vec![partition];
+        let mut request = FetchRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.max_bytes = 1 << 20;
+        request.session_epoch = -1;
+        request.rack_id = kafka_protocol::protocol::StrBytes::from_string(rack.to_string());
+        request.topics = vec![topic];
+        let response = node.wire().call(&request, version).expect("fetch");
+        response.responses[0].partitions[0].clone()
+    };
+    // The leader points a consumer in the follower's rack at the follower, sending nothing.
+    let answer = fetch(&cluster.nodes[leader as usize - 1], &format!("rack-{follower}"), 12);
+    assert_eq!((answer.error_code, answer.preferred_read_replica.0), (0, follower));
+    assert!(answer.records.unwrap_or_default().is_empty());
+    // In the leader's own rack, or without one, it serves the consumer itself.
+    let answer = fetch(&cluster.nodes[leader as usize - 1], &format!("rack-{leader}"), 12);
+    assert_eq!(answer.preferred_read_replica.0, -1);
+    assert!(!answer.records.unwrap_or_default().is_empty());
+    // The follower serves it, up to the high watermark its leader told it.
+    let follower_node = &cluster.nodes[follower as usize - 1];
+    poll_until(WAIT, "the follower serving all three records", || {
+        let answer = fetch(follower_node, &format!("rack-{follower}"), 12);
+        (answer.error_code == 0 && answer.high_watermark == 3 && !answer.records.unwrap_or_default().is_empty())
+            .then_some(())
+    });
+    // A consumer too old to be sent elsewhere (Fetch 10) is still served by leaders only.
+    assert_eq!(fetch(follower_node, "", 10).error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+}

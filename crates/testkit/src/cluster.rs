@@ -63,12 +63,20 @@ impl Cluster {
     /// Starts `size` nodes with `settings` (Kafka property names) on each, and waits until every
     /// one is registered and unfenced.
     pub fn start(bin: &Path, size: usize, settings: &[(&str, &str)]) -> Cluster {
+        Cluster::start_each(bin, size, |_| {
+            settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        })
+    }
+
+    /// As [`Cluster::start`], with each node's settings from `settings(node id)` (a rack per
+    /// node, say).
+    pub fn start_each(bin: &Path, size: usize, settings: impl Fn(usize) -> Vec<(String, String)>) -> Cluster {
         let controller_ports = free_ports(size);
         let nodes = (1..=size)
             .map(|id| {
                 let mut builder = Cluster::node_builder(bin, id, &controller_ports);
-                for (key, value) in settings {
-                    builder = builder.set(key, value);
+                for (key, value) in settings(id) {
+                    builder = builder.set(&key, &value);
                 }
                 builder.start()
             })

@@ -123,6 +123,7 @@ fn read_partitions(broker: &Arc<Broker>, request: &FetchRequest, version: i16, r
         any_error: false,
     };
     let read_committed = request.isolation_level == READ_COMMITTED;
+    let client_rack = closer_rack(broker, request, version);
     for topic in &request.topics {
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = topic.topic.clone();
@@ -136,6 +137,8 @@ fn read_partitions(broker: &Arc<Broker>, request: &FetchRequest, version: i16, r
                     // KIP-74: the first batch of the response is returned whole even if it
                     // exceeds the limits, so a large batch can never stall a consumer.
                     let read = PartitionRead {
+                        followers_serve: version >= 11,
+                        client_rack: client_rack.as_deref(),
                         limit,
                         min_one_batch: pass.record_bytes == 0,
                         read_committed,
@@ -144,7 +147,7 @@ fn read_partitions(broker: &Arc<Broker>, request: &FetchRequest, version: i16, r
                         (Some(replica), Some(topic)) => {
                             read_for_replica(broker, topic, &partition, fetch, replica, read, &mut pass.slices)
                         }
-                        _ => read_partition(&partition, fetch, read, &mut pass.slices),
+                        _ => read_partition(broker, &partition, fetch, read, &mut pass.slices),
                     }
                 }
             };
@@ -156,6 +159,9 @@ fn read_partitions(broker: &Arc<Broker>, request: &FetchRequest, version: i16, r
             }
             if version < 12 {
                 data.current_leader = Default::default();
+            }
+            if version < 11 {
+                data.preferred_read_replica = BrokerId(-1);
             }
             topic_response.partitions.push(data);
         }
@@ -176,7 +182,11 @@ fn error_data(index: i32, error: ResponseError) -> PartitionData {
 
 /// How one partition is read.
 #[derive(Clone, Copy)]
-struct PartitionRead {
+struct PartitionRead<'a> {
+    /// Fetch 11+ from a consumer: a follower may answer it (KIP-392).
+    followers_serve: bool,
+    /// The client's rack, when the rack-aware replica selector may send it to a closer replica.
+    client_rack: Option<&'a str>,
     limit: usize,
     min_one_batch: bool,
     read_committed: bool,
@@ -185,15 +195,24 @@ struct PartitionRead {
 /// Reads one partition's position and limits under its lock; returns its response entry and
 /// the number of record bytes it carries.
 fn read_partition(
+    broker: &Broker,
     partition: &Partition,
     fetch: &FetchPartition,
     PartitionRead {
+        followers_serve,
+        client_rack,
         limit,
         min_one_batch,
         read_committed,
-    }: PartitionRead,
+    }: PartitionRead<'_>,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
+    let follower = matches!(partition.role(), Role::Follower { .. }) && followers_serve;
+    if follower && partition.lock().is_some() {
+        // KIP-392: a follower answers a consumer sent to it, up to its own high watermark
+        // (what its leader told it every in-sync replica holds).
+        return read_as_follower(partition, fetch, limit, min_one_batch, read_committed, slices);
+    }
     if !partition.is_leader() {
         // KIP-951: name the leader as this broker knows it (Fetch 12+ carries it).
         let mut data = error_data(fetch.partition, ResponseError::NotLeaderOrFollower);
@@ -203,6 +222,62 @@ fn read_partition(
         }
         return (data, 0);
     }
+    let current_epoch = partition.leader_epoch();
+    if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
+        let error = if fetch.current_leader_epoch > current_epoch {
+            ResponseError::UnknownLeaderEpoch
+        } else {
+            ResponseError::FencedLeaderEpoch
+        };
+        return (error_data(fetch.partition, error), 0);
+    }
+    if let Some(preferred) = client_rack.and_then(|rack| closer_replica(broker, partition, rack)) {
+        // KIP-392: an in-sync replica in the client's rack serves it; say which, send nothing.
+        let guard = partition.lock();
+        let Some(log) = guard.as_ref() else {
+            return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
+        };
+        let mut data = PartitionData::default();
+        data.partition_index = fetch.partition;
+        data.high_watermark = log.high_watermark();
+        data.last_stable_offset = log.last_stable_offset();
+        data.log_start_offset = log.log_start_offset();
+        data.preferred_read_replica = BrokerId(preferred);
+        data.records = Some(Bytes::new());
+        return (data, 0);
+    }
+    let guard = partition.lock();
+    let Some(log) = guard.as_ref() else {
+        return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
+    };
+    let bound = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
+    read_log(
+        partition,
+        guard,
+        fetch,
+        bound,
+        limit,
+        min_one_batch,
+        read_committed,
+        slices,
+    )
+}
+
+/// A consumer's fetch answered by a follower (KIP-392): the leader epoch it names must be the
+/// one this follower follows; reads stop at this follower's high watermark (and last stable
+/// offset for read_committed).
+fn read_as_follower(
+    partition: &Partition,
+    fetch: &FetchPartition,
+    limit: usize,
+    min_one_batch: bool,
+    read_committed: bool,
+    slices: &mut Vec<ReadSlice>,
+) -> (PartitionData, usize) {
     let current_epoch = partition.leader_epoch();
     if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
         let error = if fetch.current_leader_epoch > current_epoch {
@@ -233,6 +308,27 @@ fn read_partition(
     )
 }
 
+/// The client's rack, when the rack-aware replica selector is on (`replica.selector.class`),
+/// the request can carry a preferred read replica (Fetch 11+), and this broker is in another
+/// rack: then a replica in the client's rack may serve it.
+fn closer_rack(broker: &Broker, request: &FetchRequest, version: i16) -> Option<String> {
+    let cluster = broker.cluster.as_ref()?;
+    if version < 11 || !cluster.config.rack_aware_replica_selector || request.rack_id.is_empty() {
+        return None;
+    }
+    let rack = request.rack_id.to_string();
+    (cluster.config.rack.as_deref() != Some(rack.as_str())).then_some(rack)
+}
+
+/// An in-sync follower of `partition` (led here) in `rack`, if there is one.
+fn closer_replica(broker: &Broker, partition: &Partition, rack: &str) -> Option<i32> {
+    let isr: Vec<i32> = partition.leadership().as_ref()?.isr().to_vec();
+    let image = broker.cluster.as_ref()?.image();
+    isr.into_iter()
+        .filter(|id| *id != broker.node_id())
+        .find(|id| image.broker(*id).and_then(|b| b.rack.as_deref()) == Some(rack))
+}
+
 /// A follower's fetch: checked against the leader's log for divergence, recorded as the
 /// follower's progress (which may move the high watermark and propose it into the ISR), and
 /// read up to the log end rather than the high watermark.
@@ -244,7 +340,7 @@ fn read_for_replica(
     replica: Replica,
     PartitionRead {
         limit, min_one_batch, ..
-    }: PartitionRead,
+    }: PartitionRead<'_>,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
     if !partition.is_leader() {
