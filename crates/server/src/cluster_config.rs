@@ -222,12 +222,14 @@ impl ClusterConfig {
                 self.rack_aware_replica_selector = match value.trim() {
                     "org.apache.kafka.common.replica.RackAwareReplicaSelector" | "RackAwareReplicaSelector" => true,
                     "" | "org.apache.kafka.common.replica.LeaderSelector" | "LeaderSelector" => false,
-                    other => return Err(ConfigError::Invalid {
-                        key: key.into(),
-                        reason: format!(
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            key: key.into(),
+                            reason: format!(
                             "{other} is not a replica selector Strom has (RackAwareReplicaSelector or LeaderSelector)"
                         ),
-                    }),
+                        })
+                    }
                 }
             }
             "metadata.log.max.snapshot.interval.records" => {

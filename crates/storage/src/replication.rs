@@ -373,6 +373,40 @@ impl Log {
         Ok(found.map(|(_, header)| header.partition_leader_epoch))
     }
 
+    /// A follower whose log cannot be continued from the leader's (its end is below the
+    /// leader's log start, after retention or DeleteRecords ran while it was away; or the
+    /// leader's first batch for it starts below its end because the leader's log start is
+    /// inside that batch) drops its whole log and starts again, empty, at `offset` (Kafka's
+    /// "truncate fully and start at"). The old segments go first, then the new one is made and
+    /// the log start offset written: a crash in between leaves an empty log at the old start,
+    /// which the next fetch resets again. Leader epochs, producer state and its snapshots
+    /// start empty; the next fetch brings them.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let log_end_offset = self.log_end_offset();
+        let old: Vec<i64> = self.segments.keys().copied().collect();
+        for base in old {
+            let segment = self.segments.remove(&base).expect("listed above");
+            segment.delete_files()?;
+        }
+        for snapshot in crate::producer_state::list_snapshots(&self.dir)? {
+            crate::log::remove_if_exists(&crate::producer_state::snapshot_path(&self.dir, snapshot))?;
+        }
+        let segment = crate::segment::Segment::create(&self.dir, offset, self.config.index_config(), "")?;
+        let _ = self.segments.insert(offset, segment);
+        checkpoint::write_offset(&self.dir.join(crate::log::LOG_START_OFFSET_FILE), offset)?;
+        self.log_start_offset = offset;
+        self.epoch_cache.clear();
+        self.epoch_cache.persist()?;
+        let _ = self.rebuild_producer_state()?;
+        self.high_watermark = offset;
+        self.cleaner_offset = offset;
+        self.recovery_point = offset;
+        checkpoint::write_offset(&self.dir.join(crate::log::RECOVERY_POINT_FILE), offset)?;
+        tracing::info!(dir = %self.dir.display(), from = log_end_offset, to = offset, "log truncated fully; it starts again at the leader's offset");
+        Ok(())
+    }
+
     /// Writes the high watermark to the `high-watermark` checkpoint (atomically, fsynced),
     /// unless the file already holds it. See the module docs.
     pub fn checkpoint_high_watermark(&mut self) -> Result<(), StorageError> {

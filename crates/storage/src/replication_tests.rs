@@ -626,3 +626,46 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_full_truncation_starts_the_log_again_at_the_leaders_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut follower = open(dir.path());
+    for base in [0, 3, 6] {
+        follower
+            .append_replicated(&parse(stored_batch(base, 2, 3)).unwrap(), 0)
+            .unwrap();
+    }
+    follower.set_high_watermark(6);
+    assert_eq!(follower.log_end_offset(), 9);
+    // The leader's log now starts at 40: nothing here can be continued.
+    follower.truncate_fully_and_start_at(40).unwrap();
+    assert_eq!(
+        (
+            follower.log_start_offset(),
+            follower.log_end_offset(),
+            follower.high_watermark()
+        ),
+        (40, 40, 40)
+    );
+    assert_eq!(follower.leader_epochs(), Vec::<(i32, i64)>::new());
+    assert!(follower.producers().is_empty());
+    assert!(matches!(
+        follower.read(0, 1 << 20, 100, true),
+        Err(crate::ReadError::OffsetOutOfRange { .. })
+    ));
+    // The leader's batches from 40 on follow, and all of it survives a reopen.
+    follower
+        .append_replicated(&parse(stored_batch(40, 3, 2)).unwrap(), 0)
+        .unwrap();
+    assert_eq!(follower.log_end_offset(), 42);
+    follower.close().unwrap();
+    let reopened = open(dir.path());
+    assert_eq!((reopened.log_start_offset(), reopened.log_end_offset()), (40, 42));
+    assert_eq!(reopened.leader_epochs(), vec![(3, 40)]);
+    let names: Vec<String> = data_files(dir.path()).into_keys().collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("00000000000000000000")),
+        "{names:?}"
+    );
+}

@@ -485,3 +485,45 @@ fn a_consumer_is_sent_to_an_in_sync_replica_in_its_rack_which_serves_it() {
     // A consumer too old to be sent elsewhere (Fetch 10) is still served by leaders only.
     assert_eq!(fetch(follower_node, "", 10).error_code, 6, "NOT_LEADER_OR_FOLLOWER");
 }
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_starts_again_there_and_rejoins() {
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("trimmed", 1, 2, &[], false)
+        .expect("create");
+    let placement = wait_for_isr(&cluster.nodes[0], "trimmed", 2);
+    let (leader, replicas, _) = placement[&0].clone();
+    let follower = *replicas.iter().find(|id| **id != leader).unwrap();
+    let send = |tag: &str, count: usize| {
+        let recs: Vec<Rec> = (0..count)
+            .map(|i| Rec::value(format!("{tag}-{i}")).partition(0))
+            .collect();
+        Producer::new(&bootstrap, &[("acks", "all")]).send_all_ok("trimmed", &recs);
+    };
+    send("early", 20);
+    // The follower goes away; the leader takes more and deletes what the follower lacks.
+    cluster.node(follower as usize).sigkill();
+    let watcher = (1..=3).find(|id| *id != follower).unwrap() as usize;
+    wait_for_isr(&cluster.nodes[watcher - 1], "trimmed", 1);
+    send("late", 80);
+    let low = Admin::new(&cluster.nodes[leader as usize - 1].bootstrap())
+        .delete_records("trimmed", 0, 90)
+        .expect("delete records");
+    assert_eq!(low, 90);
+    // It comes back at offset 20, below the leader's log start: it starts again at 90.
+    cluster.node(follower as usize).restart();
+    wait_for_isr(&cluster.nodes[watcher - 1], "trimmed", 2);
+    // Its copy is whole from 90: with the leader gone, it serves 90..100 as the new leader.
+    cluster.node(leader as usize).sigkill();
+    let survivor = (1..=3).find(|id| *id != leader as usize).unwrap();
+    poll_until(WAIT, "the follower leading", || {
+        layout(&cluster.nodes[survivor - 1], "trimmed").filter(|l| l[&0].0 == follower)
+    });
+    let consumer = Consumer::new(&cluster.nodes[follower as usize - 1].bootstrap());
+    let records = consumer.read_to_end("trimmed", 0, Offset::Beginning);
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (90..100).collect::<Vec<i64>>());
+    assert_eq!(records[0].value.as_deref(), Some(&b"late-70"[..]));
+}

@@ -418,20 +418,28 @@ fn apply_partition(state: &Followed, data: PartitionData, now: i64) -> Partition
     let partition = &state.partition;
     if data.error_code != 0 {
         let error = ResponseError::try_from_code(data.error_code);
-        match error {
-            Some(ResponseError::OffsetOutOfRange) => tracing::warn!(
-                topic = %partition.topic,
-                partition = partition.index,
-                leader_log_start_offset = data.log_start_offset,
-                "the leader no longer has this follower's next offset; the follower cannot catch up until its log is reset"
-            ),
-            _ => tracing::debug!(
-                topic = %partition.topic,
-                partition = partition.index,
-                ?error,
-                "replica fetch refused for the partition"
-            ),
+        if error == Some(ResponseError::OffsetOutOfRange) {
+            // The leader deleted what this follower needs next (retention, DeleteRecords while
+            // it was away): start again, empty, at the leader's log start.
+            let mut guard = partition.lock();
+            if let Some(log) = guard.as_mut() {
+                if data.log_start_offset > log.log_end_offset() {
+                    return match log.truncate_fully_and_start_at(data.log_start_offset) {
+                        Ok(()) => PartitionOutcome::Truncated,
+                        Err(e) => {
+                            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "could not start the log again at the leader's log start");
+                            PartitionOutcome::Backoff
+                        }
+                    };
+                }
+            }
         }
+        tracing::debug!(
+            topic = %partition.topic,
+            partition = partition.index,
+            ?error,
+            "replica fetch refused for the partition"
+        );
         return PartitionOutcome::Backoff;
     }
     let mut guard = partition.lock();
@@ -478,8 +486,28 @@ fn apply_partition(state: &Followed, data: PartitionData, now: i64) -> Partition
             }
         };
         last_fetched_epoch = batches.batches().last().map(|(_, h)| h.partition_leader_epoch);
+        let empty = log.log_start_offset() == log.log_end_offset();
         match log.append_replicated(&batches, now) {
             Ok(appended) => progress |= appended.batch_count > 0,
+            // An empty log (just started again at the leader's log start) and a first batch
+            // that holds that offset but begins below it: start at the batch instead.
+            Err(strom_storage::ReplicatedAppendError::UnexpectedBaseOffset { base_offset, .. })
+                if empty
+                    && batches
+                        .batches()
+                        .last()
+                        .is_some_and(|(_, h)| h.last_offset() >= log.log_end_offset()) =>
+            {
+                let appended = log
+                    .truncate_fully_and_start_at(base_offset)
+                    .map_err(strom_storage::ReplicatedAppendError::from)
+                    .and_then(|()| log.append_replicated(&batches, now));
+                if let Err(e) = appended {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "replicated append failed");
+                    return PartitionOutcome::Backoff;
+                }
+                progress = true;
+            }
             Err(e) => {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "replicated append failed");
                 return PartitionOutcome::Backoff;
