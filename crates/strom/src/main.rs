@@ -125,10 +125,13 @@ pub(crate) async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    // openraft logs an error for every failed attempt to reach a quorum member (several a
+    // second while one is down); the controller says it once instead ("node N does not answer
+    // the leader"). `STROM_LOG=info,openraft=warn` shows openraft's own lines.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -27,6 +27,8 @@ use crate::broker::now_ms;
 
 /// How long the controller waits to confirm its leadership and catch its image up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// A quorum member the leader has not heard from for this long is reported as not answering.
+const QUORUM_SILENCE_MS: u64 = 3_000;
 /// How often the active controller looks for expired broker sessions and leader imbalance.
 pub(crate) const TICK_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -43,6 +45,8 @@ pub(crate) struct ControllerService {
     /// A broker whose heartbeat is this late has its listener probed ([`probe_down`]).
     probe_after_ms: i64,
     active: Mutex<Option<Active>>,
+    /// Quorum members the leader has not heard from lately, so each change is logged once.
+    silent_members: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl ControllerService {
@@ -60,6 +64,7 @@ impl ControllerService {
             config,
             probe_after_ms,
             active: Mutex::new(None),
+            silent_members: std::sync::Mutex::default(),
         }
     }
 
@@ -112,6 +117,7 @@ impl ControllerService {
         };
         let image = self.image.borrow().clone();
         let now = now_ms();
+        self.log_quorum_health(&quorum).await;
         let controller = self.controller_for(&mut active, term, &image, now);
         let plan = controller.tick(&image, now);
         if !plan.records.is_empty() {
@@ -164,6 +170,28 @@ impl ControllerService {
             // One at a time: the next decision needs the image with this one applied.
             return;
         }
+    }
+
+    /// One line when a quorum member stops answering the leader, and one when it answers
+    /// again (openraft's own per-attempt errors are not logged: see the binary's filter).
+    async fn log_quorum_health(&self, quorum: &Quorum) {
+        let Ok(status) = quorum.status().await else { return };
+        let silent: std::collections::BTreeSet<u64> = status
+            .voters
+            .iter()
+            .chain(status.learners.iter())
+            .filter(|r| r.id != self.node_id)
+            .filter(|r| r.last_contact_ms_ago.is_none_or(|ago| ago > QUORUM_SILENCE_MS))
+            .map(|r| r.id)
+            .collect();
+        let mut known = self.silent_members.lock().expect("silent members lock");
+        for id in silent.difference(&known) {
+            tracing::warn!(node_id = id, "metadata quorum: node {id} does not answer the leader");
+        }
+        for id in known.difference(&silent) {
+            tracing::info!(node_id = id, "metadata quorum: node {id} answers the leader again");
+        }
+        *known = silent;
     }
 
     /// The controller of `term`: a node that has just become leader starts a fresh one.

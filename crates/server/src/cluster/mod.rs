@@ -131,11 +131,18 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(|e| ClusterError::Config(format!("starting the quorum's threads: {e}")))?;
-        let quorum = runtime
+        let started = runtime
             .spawn(Quorum::start(quorum_config, store))
             .await
-            .expect("quorum start-up task panicked")?;
-        let quorum = Arc::new(quorum);
+            .expect("quorum start-up task panicked");
+        let quorum = match started {
+            Ok(quorum) => Arc::new(quorum),
+            Err(e) => {
+                // Dropped here, in async code, a runtime would block on its threads and panic.
+                runtime.shutdown_background();
+                return Err(e.into());
+            }
+        };
         // Probe a broker once it is half a heartbeat (at least 250 ms) past its next one.
         let heartbeat_ms = config.broker_heartbeat_interval_ms;
         let service = Arc::new(ControllerService::new(
