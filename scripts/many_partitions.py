@@ -122,7 +122,10 @@ def main() -> int:
         for process in nodes.values():
             process.send_signal(signal.SIGKILL)
             process.wait(30)
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ use crate::dynamic_config::DynamicBrokerConfigs;
 use crate::partition::Partition;
 use crate::topic_config;
 
+/// Threads that bring a topic's partitions up together when the cluster metadata changes.
+const PARTITION_APPLY_THREADS: usize = 8;
+/// Topics with at most this many partitions are applied on the calling thread.
+const PARTITIONS_APPLIED_INLINE: usize = 16;
+
 /// An upper bound on partitions per topic, so a request cannot make a broker create millions of
 /// directories.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
@@ -545,8 +550,12 @@ impl TopicRegistry {
                 }
             }
             let min_insync_replicas = topic.produce_options().min_insync_replicas.max(1) as usize;
+            let config = strom_replication::ReplicaConfig {
+                replica_lag_time_max_ms,
+                min_insync_replicas,
+            };
+            let mut work = Vec::with_capacity(topic_image.partitions.len());
             for (&index, state) in &topic_image.partitions {
-                let hosted = state.replicas.contains(&node_id);
                 let partition = match topic.partition(index) {
                     Some(partition) => partition,
                     None => {
@@ -558,25 +567,40 @@ impl TopicRegistry {
                         partitions[index as usize].clone()
                     }
                 };
-                let has_log = partition.lock().is_some();
-                if hosted && !has_log {
-                    let opened = self.open_partition(name, index, &overrides, true, now_ms)?;
-                    if let Some(log) = opened.take_log() {
-                        partition.install_log(log);
-                    }
-                } else if !hosted && has_log {
-                    if let Some(log) = partition.take_log() {
-                        log.delete()
-                            .map_err(|e| io_error(&format!("deleting {name}-{index}"), e))?;
-                    }
+                work.push((partition, state));
+            }
+            // Creating a log and taking a leadership each fsync a few files: a new topic's
+            // partitions are brought up by several threads at once, so a thousand of them
+            // are served in about a second rather than one after another.
+            if work.len() <= PARTITIONS_APPLIED_INLINE {
+                for (partition, state) in &work {
+                    hw_moved |= self.follow_partition(name, partition, state, &overrides, node_id, config, now_ms)?;
                 }
-                let config = strom_replication::ReplicaConfig {
-                    replica_lag_time_max_ms,
-                    min_insync_replicas,
-                };
-                hw_moved |= partition
-                    .apply_state(node_id, state, config, now_ms)
-                    .map_err(|e| io_error(&format!("leading {name}-{index}"), e))?;
+                continue;
+            }
+            let outcomes: Vec<Result<bool, TopicError>> = std::thread::scope(|scope| {
+                let chunk = work.len().div_ceil(PARTITION_APPLY_THREADS).max(1);
+                let handles: Vec<_> = work
+                    .chunks(chunk)
+                    .map(|chunk| {
+                        let overrides = &overrides;
+                        scope.spawn(move || {
+                            let mut moved = false;
+                            for (partition, state) in chunk {
+                                moved |=
+                                    self.follow_partition(name, partition, state, overrides, node_id, config, now_ms)?;
+                            }
+                            Ok(moved)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("partition apply thread panicked"))
+                    .collect()
+            });
+            for outcome in outcomes {
+                hw_moved |= outcome?;
             }
         }
         let gone: Vec<String> = self
@@ -595,6 +619,38 @@ impl TopicRegistry {
             tracing::info!(topic = %name, "topic deleted by the cluster metadata");
         }
         Ok(hw_moved)
+    }
+
+    /// One partition of [`TopicRegistry::apply_metadata`]: its log exists here exactly when
+    /// this broker holds a replica, and its role and leadership follow `state`.
+    #[allow(clippy::too_many_arguments)]
+    fn follow_partition(
+        &self,
+        name: &str,
+        partition: &Partition,
+        state: &strom_metadata::PartitionState,
+        overrides: &BTreeMap<String, String>,
+        node_id: i32,
+        config: strom_replication::ReplicaConfig,
+        now_ms: i64,
+    ) -> Result<bool, TopicError> {
+        let index = partition.index;
+        let hosted = state.replicas.contains(&node_id);
+        let has_log = partition.lock().is_some();
+        if hosted && !has_log {
+            let opened = self.open_partition(name, index, overrides, true, now_ms)?;
+            if let Some(log) = opened.take_log() {
+                partition.install_log(log);
+            }
+        } else if !hosted && has_log {
+            if let Some(log) = partition.take_log() {
+                log.delete()
+                    .map_err(|e| io_error(&format!("deleting {name}-{index}"), e))?;
+            }
+        }
+        partition
+            .apply_state(node_id, state, config, now_ms)
+            .map_err(|e| io_error(&format!("leading {name}-{index}"), e))
     }
 
     /// Forgets a topic here and deletes its local data (its metadata is elsewhere).
