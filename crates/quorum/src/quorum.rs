@@ -121,6 +121,8 @@ pub struct Quorum {
     server: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
     calls: CallSlot,
+    /// Which initial voter a node that knows no leader asks next ([`Quorum::call_leader`]).
+    next_voter: std::sync::atomic::AtomicUsize,
 }
 
 fn check_dir_meta(config: &QuorumConfig) -> Result<(), QuorumError> {
@@ -262,6 +264,7 @@ impl Quorum {
             server: Mutex::new(Some(server)),
             stopped: AtomicBool::new(false),
             calls,
+            next_voter: std::sync::atomic::AtomicUsize::new(0),
         };
         quorum.initialize_if_new().await?;
         tracing::info!(node_id = quorum.node_id, addr = %local_addr, "quorum node started");
@@ -438,6 +441,24 @@ impl Quorum {
                         })
                     }
                 },
+                // No leader known: a node outside the membership (a new broker, before it is
+                // added as a learner) never learns one by itself, so it asks the initial
+                // voters in turn; the application answers "not the leader" from the others.
+                (None, _) => {
+                    let others: Vec<&String> = self
+                        .config
+                        .voters
+                        .iter()
+                        .filter(|(id, _)| **id != self.node_id)
+                        .map(|(_, addr)| addr)
+                        .collect();
+                    if !others.is_empty() {
+                        let turn = self.next_voter.fetch_add(1, Ordering::Relaxed) % others.len();
+                        if let Ok(Ok(answer)) = self.pool.call_app(others[turn], request.clone(), remaining).await {
+                            return Ok(answer);
+                        }
+                    }
+                }
                 _ => {}
             }
             let step = LEADER_WAIT_STEP.min(deadline.saturating_duration_since(Instant::now()));

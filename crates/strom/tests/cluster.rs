@@ -507,3 +507,51 @@ fn a_crashed_broker_is_fenced_long_before_its_session_runs_out() {
     assert_eq!(leaders(&cluster.nodes[watcher - 1], "probed").unwrap(), still);
     cluster.nodes[paused - 1].sigcont();
 }
+
+/// A broker-only node (`process.roles=broker`: a learner of the metadata quorum) of `cluster`.
+fn broker_only(cluster: &Cluster, id: usize) -> strom_testkit::BrokerBuilder {
+    Broker::builder(strom_testkit::bin!())
+        .set("node.id", &id.to_string())
+        .set("process.roles", "broker")
+        .set("controller.listener", &format!("127.0.0.1:{}", free_port()))
+        .set("controller.quorum.voters", &Cluster::voters(&cluster.controller_ports))
+        .set("broker.session.timeout.ms", "3000")
+        .set("broker.heartbeat.interval.ms", "500")
+}
+
+#[test]
+fn a_broker_only_node_joins_and_a_second_one_with_its_id_says_so_once() {
+    let mut cluster = cluster(1);
+    // Node 2 is a broker without the controller role: it learns the metadata and serves.
+    let node2 = broker_only(&cluster, 2).start();
+    cluster.wait_for_live_brokers(2, WAIT);
+    let bootstrap = format!("{},{}", cluster.bootstrap(), node2.bootstrap());
+    Admin::new(&bootstrap).create_topic_ok("spread", 4, &[]);
+    let placement = poll_until(WAIT, "leaders on both brokers", || {
+        leaders(&node2, "spread").filter(|l| l.values().all(|id| *id > 0))
+    });
+    assert!(placement.values().any(|id| *id == 2), "{placement:?}");
+    let sent = produce(&bootstrap, "spread", 4, 10, "s");
+
+    // Another process claims node id 2.
+    let impostor = broker_only(&cluster, 2).start();
+    let line = "node id 2 is in use by another live broker";
+    poll_until(WAIT, "the impostor to say its node id is taken", || {
+        std::fs::read_to_string(impostor.log_path())
+            .ok()
+            .filter(|log| log.contains(line))
+            .map(drop)
+    });
+    // Said once, though it keeps asking (twice a second) until that session ends.
+    let asked_since = std::time::Instant::now();
+    poll_until(WAIT, "a few more registration attempts", || {
+        (asked_since.elapsed() > Duration::from_secs(2)).then_some(())
+    });
+    let log = std::fs::read_to_string(impostor.log_path()).unwrap();
+    assert_eq!(log.matches(line).count(), 1, "{log}");
+    // Nothing changed: both brokers serve what they served.
+    assert_holds(&bootstrap, "spread", &sent);
+    let metadata = metadata(&cluster.nodes[0]).expect("metadata");
+    let node2_port = metadata.brokers.iter().find(|b| b.node_id.0 == 2).map(|b| b.port);
+    assert_eq!(node2_port, Some(i32::from(node2.port())));
+}

@@ -64,6 +64,17 @@ pub(crate) async fn run(
     let interval = Duration::from_millis(cluster.config.broker_heartbeat_interval_ms as u64);
     let call_timeout = Duration::from_millis(cluster.config.broker_session_timeout_ms as u64);
     let id = registration.id;
+    // Each trouble is said once (heartbeats run twice a second), and its end once.
+    let mut trouble: Option<String> = None;
+    let mut report = |now: Option<String>| {
+        match (&trouble, &now) {
+            (Some(before), Some(after)) if before == after => {}
+            (_, Some(after)) => tracing::warn!(node_id = id, "{after}"),
+            (Some(_), None) => tracing::info!(node_id = id, "the controller answers again"),
+            (None, None) => {}
+        }
+        trouble = now;
+    };
     loop {
         if *stop.borrow() {
             break;
@@ -77,18 +88,16 @@ pub(crate) async fn run(
                 };
                 match cluster.call(&request, call_timeout).await {
                     Ok(ControllerReply::Registered { epoch }) => {
+                        report(None);
                         tracing::info!(node_id = id, broker_epoch = epoch, "registered with the controller");
                         session.send_replace(Some(Session { epoch, fenced: true }));
                         continue;
                     }
-                    Ok(ControllerReply::Refused(ControllerError::DuplicateBrokerRegistration(_))) => {
-                        tracing::error!(
-                            node_id = id,
-                            "node id {id} is in use by another live broker; retrying until its session ends"
-                        );
-                    }
-                    Ok(other) => tracing::warn!(node_id = id, reply = ?other, "registration not accepted yet"),
-                    Err(e) => tracing::warn!(node_id = id, error = %e, "cannot reach the controller to register"),
+                    Ok(ControllerReply::Refused(ControllerError::DuplicateBrokerRegistration(_))) => report(Some(
+                        format!("node id {id} is in use by another live broker; this broker waits until that one's session ends"),
+                    )),
+                    Ok(other) => report(Some(format!("registration not accepted yet: {other:?}"))),
+                    Err(e) => report(Some(format!("cannot reach the controller to register: {e}"))),
                 }
             }
             Some(Session { epoch, .. }) => {
@@ -101,6 +110,7 @@ pub(crate) async fn run(
                 });
                 match cluster.call(&request, call_timeout).await {
                     Ok(ControllerReply::Heartbeat(reply)) => {
+                        report(None);
                         let next = Some(Session {
                             epoch,
                             fenced: reply.is_fenced,
@@ -121,8 +131,8 @@ pub(crate) async fn run(
                         session.send_replace(None);
                         continue;
                     }
-                    Ok(other) => tracing::warn!(node_id = id, reply = ?other, "heartbeat not accepted"),
-                    Err(e) => tracing::warn!(node_id = id, error = %e, "cannot reach the controller to heartbeat"),
+                    Ok(other) => report(Some(format!("heartbeat not accepted: {other:?}"))),
+                    Err(e) => report(Some(format!("cannot reach the controller to heartbeat: {e}"))),
                 }
             }
         }
