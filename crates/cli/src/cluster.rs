@@ -60,6 +60,12 @@ pub enum ClusterCommand {
         #[arg(long = "cancel", value_name = "TOPIC:PARTITION")]
         cancels: Vec<String>,
     },
+    /// Add a voter to the metadata quorum, or remove one (KIP-853). A new voter must already
+    /// run as a member of the quorum (a broker-only node does).
+    Controllers {
+        #[command(subcommand)]
+        action: ControllersAction,
+    },
     /// Move every replica off a broker (to the least loaded other brokers, keeping each
     /// partition's replica count) and wait until it holds none: then it may be stopped.
     Decommission {
@@ -75,6 +81,23 @@ pub enum ClusterCommand {
     },
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum ControllersAction {
+    /// Make node `--id`, listening for the quorum at `--address`, a voter.
+    Add {
+        #[arg(long)]
+        id: i32,
+        /// host:port of the node's controller listener.
+        #[arg(long)]
+        address: String,
+    },
+    /// Take voter `--id` out of the quorum.
+    Remove {
+        #[arg(long)]
+        id: i32,
+    },
+}
+
 pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut connection = Connection::connect_any(&args.connection.bootstrap_server, timeout)?;
@@ -84,6 +107,7 @@ pub(crate) fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::Quorum => quorum(&mut connection)?,
         ClusterCommand::ElectLeaders { partitions, unclean } => elect(&mut connection, &partitions, unclean, timeout)?,
         ClusterCommand::Reassign { moves, cancels } => reassign(&mut connection, &moves, &cancels, timeout)?,
+        ClusterCommand::Controllers { action } => controllers(&mut connection, action, timeout)?,
         ClusterCommand::Decommission {
             broker,
             dry_run,
@@ -127,6 +151,48 @@ fn placement(metadata: &MetadataResponse) -> Placement {
         }
     }
     placement
+}
+
+fn controllers(connection: &mut Connection, action: ControllersAction, timeout: Duration) -> anyhow::Result<String> {
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let (code, message, done) = match action {
+        ControllersAction::Add { id, address } => {
+            let (host, port) = address
+                .rsplit_once(':')
+                .with_context(|| format!("expected host:port, got `{address}`"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("`{address}`: the port must be a number"))?;
+            let mut listener = kafka_protocol::messages::add_raft_voter_request::Listener::default();
+            listener.name = StrBytes::from_static_str("CONTROLLER");
+            listener.host = StrBytes::from_string(host.to_string());
+            listener.port = port;
+            let mut request = kafka_protocol::messages::AddRaftVoterRequest::default();
+            request.timeout_ms = timeout_ms;
+            request.voter_id = id;
+            request.listeners = vec![listener];
+            let response = connection.call(&request, 0).context("AddRaftVoter")?;
+            (
+                response.error_code,
+                response.error_message,
+                format!("node {id} is a voter"),
+            )
+        }
+        ControllersAction::Remove { id } => {
+            let mut request = kafka_protocol::messages::RemoveRaftVoterRequest::default();
+            request.voter_id = id;
+            let response = connection.call(&request, 0).context("RemoveRaftVoter")?;
+            (
+                response.error_code,
+                response.error_message,
+                format!("node {id} is no longer a voter"),
+            )
+        }
+    };
+    if code != 0 {
+        bail!("{} {}", error_name(code), message.as_ref().map_or("", |m| m.as_str()));
+    }
+    Ok(format!("{done}\n"))
 }
 
 fn brokers(connection: &mut Connection) -> anyhow::Result<String> {

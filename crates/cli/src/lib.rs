@@ -43,7 +43,7 @@ mod topic;
 mod wire;
 
 pub use bench::{BenchArgs, BenchMode, GroupPhase, GroupProtocol};
-pub use cluster::{ClusterArgs, ClusterCommand};
+pub use cluster::{ClusterArgs, ClusterCommand, ControllersAction};
 pub use connection::{AdminConnectionArgs, ConnectionArgs};
 pub use consume::{ConsumeArgs, OutputFormat};
 pub use group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetScope, ResetTarget, TopicPartitions};

@@ -60,6 +60,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::AlterPartitionReassignments, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
+    api(ApiKey::AddRaftVoter, 0, 0),
+    api(ApiKey::RemoveRaftVoter, 0, 0),
     api(ApiKey::FindCoordinator, 0, 5),
     api(ApiKey::JoinGroup, 0, 9),
     api(ApiKey::SyncGroup, 0, 5),

@@ -555,3 +555,68 @@ fn a_broker_only_node_joins_and_a_second_one_with_its_id_says_so_once() {
     let node2_port = metadata.brokers.iter().find(|b| b.node_id.0 == 2).map(|b| b.port);
     assert_eq!(node2_port, Some(i32::from(node2.port())));
 }
+
+/// The voters DescribeQuorum lists, as `node` answers.
+fn voters_of(node: &Broker) -> Option<BTreeSet<i32>> {
+    describe_quorum(node).map(|(_, _, _, voters)| voters.into_iter().map(|(id, _)| id).collect())
+}
+
+#[test]
+fn voters_are_added_and_removed_at_run_time() {
+    let mut cluster = cluster(3);
+    // Node 4 runs as a broker (a learner of the quorum), then becomes a voter.
+    let learner_port = free_port();
+    let node4 = broker_only(&cluster, 4)
+        .set("controller.listener", &format!("127.0.0.1:{learner_port}"))
+        .start();
+    cluster.wait_for_live_brokers(4, WAIT);
+    let bootstrap = cluster.bootstrap();
+    let strom = |args: &[&str]| {
+        std::process::Command::new(strom_testkit::bin!())
+            .args(["cluster"])
+            .args(args)
+            .args(["--bootstrap-server", &bootstrap, "--timeout-ms", "30000"])
+            .output()
+            .expect("run strom cluster")
+    };
+    let added = strom(&[
+        "controllers",
+        "add",
+        "--id",
+        "4",
+        "--address",
+        &format!("127.0.0.1:{learner_port}"),
+    ]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    poll_until(WAIT, "four voters", || {
+        (voters_of(&cluster.nodes[0])? == BTreeSet::from([1, 2, 3, 4])).then_some(())
+    });
+    // Voter 1 leaves: two of the three remaining voters are then a majority.
+    let removed = strom(&["controllers", "remove", "--id", "1"]);
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    poll_until(WAIT, "voters 2, 3 and 4", || {
+        (voters_of(&cluster.nodes[1])? == BTreeSet::from([2, 3, 4])).then_some(())
+    });
+    // Nodes 1 and 2 stop: with 1 no longer a voter, 3 and 4 still agree on metadata.
+    cluster.node(1).sigkill();
+    cluster.node(2).sigkill();
+    let survivors = format!("{},{}", cluster.nodes[2].bootstrap(), node4.bootstrap());
+    poll_until(WAIT, "a topic created with nodes 1 and 2 gone", || {
+        Admin::new(&survivors).create_topic("after-change", 1, &[]).ok()
+    });
+    // Removing the last voters is refused, with nothing changed.
+    let refused = std::process::Command::new(strom_testkit::bin!())
+        .args([
+            "cluster",
+            "controllers",
+            "remove",
+            "--id",
+            "9",
+            "--bootstrap-server",
+            &survivors,
+        ])
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a voter"));
+}

@@ -75,8 +75,34 @@ impl ControllerService {
             *active = None;
             return ControllerReply::NotController;
         };
-        if matches!(request, ControllerRequest::DescribeQuorum) {
-            return describe_quorum(&quorum).await;
+        match &request {
+            ControllerRequest::DescribeQuorum => return describe_quorum(&quorum).await,
+            ControllerRequest::AddVoter { id, addr } => {
+                tracing::info!(node_id = id, %addr, "adding a voter to the metadata quorum");
+                return match quorum.add_voter(*id, addr.clone()).await {
+                    Ok(()) => ControllerReply::Done,
+                    Err(e) => ControllerReply::Unavailable(e.to_string()),
+                };
+            }
+            ControllerRequest::RemoveVoter { id } => {
+                let voters = quorum.membership().voters;
+                if !voters.contains_key(id) {
+                    return ControllerReply::Refused(strom_metadata::ControllerError::InvalidRequest(format!(
+                        "node {id} is not a voter"
+                    )));
+                }
+                if voters.len() == 1 {
+                    return ControllerReply::Refused(strom_metadata::ControllerError::InvalidRequest(
+                        "the last voter cannot be removed".to_string(),
+                    ));
+                }
+                tracing::info!(node_id = id, "removing a voter from the metadata quorum");
+                return match quorum.remove_voter(*id).await {
+                    Ok(()) => ControllerReply::Done,
+                    Err(e) => ControllerReply::Unavailable(e.to_string()),
+                };
+            }
+            _ => {}
         }
         let image = self.image.borrow().clone();
         let now = now_ms();
@@ -345,7 +371,11 @@ fn decide(controller: &mut Controller, image: &MetadataImage, now: i64, request:
                 ControllerReply::Done
             })
         }
-        ControllerRequest::DescribeQuorum => unreachable!("answered before deciding"),
+        ControllerRequest::DescribeQuorum
+        | ControllerRequest::AddVoter { .. }
+        | ControllerRequest::RemoveVoter { .. } => {
+            unreachable!("answered before deciding")
+        }
     }
 }
 

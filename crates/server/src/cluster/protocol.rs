@@ -46,6 +46,15 @@ pub(crate) enum ControllerRequest {
     UnregisterBroker(BrokerId),
     /// The quorum as its leader sees it (DescribeQuorum).
     DescribeQuorum,
+    /// Makes a running quorum member (a broker's learner) a voter (KIP-853's AddRaftVoter).
+    AddVoter {
+        id: u64,
+        addr: String,
+    },
+    /// Takes a voter out of the quorum (RemoveRaftVoter).
+    RemoveVoter {
+        id: u64,
+    },
 }
 
 /// One quorum member as the leader sees it.

@@ -46,6 +46,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod partition_admin;
 mod produce;
+mod raft_voters;
 mod sync_group;
 mod transactions;
 
@@ -123,6 +124,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         }
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(transactions::describe(broker, r)),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(transactions::list(broker, r, version)),
+        RequestKind::AddRaftVoter(r) => ResponseKind::AddRaftVoter(raft_voters::add(broker, r).await),
+        RequestKind::RemoveRaftVoter(r) => ResponseKind::RemoveRaftVoter(raft_voters::remove(broker, r).await),
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(partition_admin::elect_leaders(broker, r, version).await)
         }
@@ -279,6 +282,8 @@ mod tests {
             ApiKey::AlterPartitionReassignments,
             ApiKey::ListPartitionReassignments,
             ApiKey::DescribeTopicPartitions,
+            ApiKey::AddRaftVoter,
+            ApiKey::RemoveRaftVoter,
         ];
         for api in SUPPORTED_APIS {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);
