@@ -213,23 +213,11 @@ fn read_partition(
         // (what its leader told it every in-sync replica holds).
         return read_as_follower(partition, fetch, limit, min_one_batch, read_committed, slices);
     }
-    if !partition.is_leader() {
-        // KIP-951: name the leader as this broker knows it (Fetch 12+ carries it).
-        let mut data = error_data(fetch.partition, ResponseError::NotLeaderOrFollower);
-        if let Role::Follower { leader, leader_epoch } | Role::None { leader, leader_epoch } = partition.role() {
-            data.current_leader.leader_id = BrokerId(leader);
-            data.current_leader.leader_epoch = leader_epoch;
-        }
-        return (data, 0);
+    if let Some(refused) = refuse_unless_leader(partition, fetch) {
+        return (refused, 0);
     }
-    let current_epoch = partition.leader_epoch();
-    if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
-        let error = if fetch.current_leader_epoch > current_epoch {
-            ResponseError::UnknownLeaderEpoch
-        } else {
-            ResponseError::FencedLeaderEpoch
-        };
-        return (error_data(fetch.partition, error), 0);
+    if let Some(refused) = refuse_other_epoch(partition, fetch) {
+        return (refused, 0);
     }
     if let Some(preferred) = client_rack.and_then(|rack| closer_replica(broker, partition, rack)) {
         // KIP-392: an in-sync replica in the client's rack serves it; say which, send nothing.
@@ -267,6 +255,35 @@ fn read_partition(
     )
 }
 
+/// NOT_LEADER_OR_FOLLOWER for a partition not led here, naming the leader as this broker knows
+/// it (KIP-951; Fetch 12+ carries it).
+fn refuse_unless_leader(partition: &Partition, fetch: &FetchPartition) -> Option<PartitionData> {
+    if partition.is_leader() {
+        return None;
+    }
+    let mut data = error_data(fetch.partition, ResponseError::NotLeaderOrFollower);
+    if let Role::Follower { leader, leader_epoch } | Role::None { leader, leader_epoch } = partition.role() {
+        data.current_leader.leader_id = BrokerId(leader);
+        data.current_leader.leader_epoch = leader_epoch;
+    }
+    Some(data)
+}
+
+/// The answer to a fetch naming another leader epoch than this broker's: UNKNOWN_LEADER_EPOCH
+/// if it is newer (this broker has not caught up), FENCED_LEADER_EPOCH if older.
+fn refuse_other_epoch(partition: &Partition, fetch: &FetchPartition) -> Option<PartitionData> {
+    let current = partition.leader_epoch();
+    if fetch.current_leader_epoch < 0 || fetch.current_leader_epoch == current {
+        return None;
+    }
+    let error = if fetch.current_leader_epoch > current {
+        ResponseError::UnknownLeaderEpoch
+    } else {
+        ResponseError::FencedLeaderEpoch
+    };
+    Some(error_data(fetch.partition, error))
+}
+
 /// A consumer's fetch answered by a follower (KIP-392): the leader epoch it names must be the
 /// one this follower follows; reads stop at this follower's high watermark (and last stable
 /// offset for read_committed).
@@ -278,14 +295,8 @@ fn read_as_follower(
     read_committed: bool,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
-    let current_epoch = partition.leader_epoch();
-    if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
-        let error = if fetch.current_leader_epoch > current_epoch {
-            ResponseError::UnknownLeaderEpoch
-        } else {
-            ResponseError::FencedLeaderEpoch
-        };
-        return (error_data(fetch.partition, error), 0);
+    if let Some(refused) = refuse_other_epoch(partition, fetch) {
+        return (refused, 0);
     }
     let guard = partition.lock();
     let Some(log) = guard.as_ref() else {
@@ -343,22 +354,11 @@ fn read_for_replica(
     }: PartitionRead<'_>,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
-    if !partition.is_leader() {
-        let mut data = error_data(fetch.partition, ResponseError::NotLeaderOrFollower);
-        if let Role::Follower { leader, leader_epoch } | Role::None { leader, leader_epoch } = partition.role() {
-            data.current_leader.leader_id = BrokerId(leader);
-            data.current_leader.leader_epoch = leader_epoch;
-        }
-        return (data, 0);
+    if let Some(refused) = refuse_unless_leader(partition, fetch) {
+        return (refused, 0);
     }
-    let current_epoch = partition.leader_epoch();
-    if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != current_epoch {
-        let error = if fetch.current_leader_epoch > current_epoch {
-            ResponseError::UnknownLeaderEpoch
-        } else {
-            ResponseError::FencedLeaderEpoch
-        };
-        return (error_data(fetch.partition, error), 0);
+    if let Some(refused) = refuse_other_epoch(partition, fetch) {
+        return (refused, 0);
     }
     let mut guard = partition.lock();
     let Some(log) = guard.as_mut() else {
