@@ -2,8 +2,9 @@
 clients: topics spread over the brokers, idempotent produce and group consumption with
 confluent-kafka, produce and consume with kafka-python and aiokafka over the whole bootstrap
 list, a broker SIGKILLed and restarted while a producer keeps writing to the other brokers'
-partitions, and a replicated topic that keeps every acknowledged record across a leader's
-SIGKILL, written by all three clients.
+partitions, a replicated topic that keeps every acknowledged record across a leader's
+SIGKILL, written by all three clients, a consumer group carrying on when its coordinator dies,
+and (on a cluster of its own, with racks) a consumer reading from the replica in its rack.
 
 The cluster is shared by the module: each node is one `strom server` process (conftest's
 `Broker` with the cluster arguments), so a test can SIGKILL and restart one node; the test that
@@ -14,6 +15,7 @@ range) and checked free first: every node must know every voter's port before it
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import time
@@ -73,7 +75,7 @@ def pick_base_port() -> int:
 class Cluster:
     """Three combined nodes; node i serves clients on base + 10 * (i - 1), its quorum one up."""
 
-    def __init__(self, root: Path, base_port: int):
+    def __init__(self, root: Path, base_port: int, extra: dict | None = None):
         self.root = root
         voters = ",".join(f"{i}@127.0.0.1:{base_port + 10 * (i - 1) + 1}" for i in NODES)
         self.nodes: dict[int, Broker] = {}
@@ -81,7 +83,7 @@ class Cluster:
             port = base_port + 10 * (i - 1)
             node = Broker(
                 root / f"node-{i}",
-                NODE_SETTINGS,
+                {**NODE_SETTINGS, **(extra or {}).get(i, {})},
                 args=[
                     "--node-id", str(i),
                     "--process-roles", "broker,controller",
@@ -692,3 +694,75 @@ def test_sigkilled_broker_other_partitions_keep_taking_writes(cluster, request):
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:5]}"
     # Anything else in the log was an unacknowledged message to the dead broker.
     assert seen - set(must_have) <= set(to_victim)
+
+
+def test_a_consumer_reads_from_the_replica_in_its_rack(request):
+    """KIP-392 with librdkafka: brokers in racks r1, r2, r3 and the rack-aware replica
+    selector; a consumer with client.rack=r2 reading a partition led elsewhere is sent to
+    broker 2's replica and reads every record from it (as librdkafka's fetch log says)."""
+    root = _scratch_dir("strom-pytest-racks-")
+    selector = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+    racked = Cluster(
+        root,
+        pick_base_port(),
+        {i: {"broker.rack": f"r{i}", "replica.selector.class": selector} for i in NODES},
+    )
+    Broker.in_use.extend(racked.nodes.values())
+    try:
+        racked.start()
+        topic = topic_for(request)
+        admin = AdminClient({"bootstrap.servers": racked.bootstrap})
+        # Replicas [1, 2, 3] in that order: broker 1 leads, broker 2 follows.
+        futures = admin.create_topics(
+            [NewTopic(topic, 1, replica_assignment=[[1, 2, 3]])], operation_timeout=10
+        )
+        futures[topic].result(ADMIN_TIMEOUT_S)
+        wait_isr(admin, topic, 1, 3)
+        producer = Producer({"bootstrap.servers": racked.bootstrap, "acks": "all"})
+        for i in range(50):
+            producer.produce(topic, value=f"r-{i}", partition=0)
+        assert producer.flush(DEFAULT_WAIT_S) == 0
+        lines: list[str] = []
+
+        class Lines(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(record.getMessage())
+
+        librdkafka_log = logging.getLogger(f"librdkafka-{topic}")
+        librdkafka_log.setLevel(logging.DEBUG)
+        librdkafka_log.addHandler(Lines())
+        consumer = Consumer(
+            {
+                "bootstrap.servers": racked.bootstrap,
+                "group.id": f"racks-{uuid.uuid4().hex[:8]}",
+                "client.rack": "r2",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "debug": "fetch",
+                "logger": librdkafka_log,
+            }
+        )
+        try:
+            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+            got: list[str] = []
+            deadline = time.monotonic() + DEFAULT_WAIT_S
+            while len(got) < 50:
+                assert time.monotonic() < deadline, f"only {len(got)} of 50 records"
+                for m in consumer.consume(num_messages=100, timeout=0.5):
+                    if not m.error():
+                        got.append(m.value().decode())
+            assert got == [f"r-{i}" for i in range(50)]
+        finally:
+            consumer.close()
+        # librdkafka's own account: the leader sent it to broker 2, whose thread got the records.
+        assert any(
+            "migrating from broker 1 to 2" in line and "preferred replica" in line for line in lines
+        )
+        follower_thread = f"{racked.nodes[2].bootstrap}/2]"
+        assert any("Enqueue" in line and follower_thread in line for line in lines), lines[-20:]
+    finally:
+        codes = racked.stop()
+        for node in racked.nodes.values():
+            Broker.in_use.remove(node)
+        if codes == [0] * len(NODES):
+            _remove(root)
