@@ -50,7 +50,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF: Duration = Duration::from_millis(200);
 /// A partition the leader refused (not leader yet, epoch ahead) waits this long, so the
 /// metadata that settles it can arrive.
-const PARTITION_BACKOFF: Duration = Duration::from_millis(200);
+const PARTITION_BACKOFF: Duration = Duration::from_millis(50);
 
 /// One partition followed from a leader.
 #[derive(Clone)]
