@@ -8,6 +8,12 @@
 //! and a file slice beside it, which the connection sends with `sendfile`.
 //! Fetch sessions (KIP-227) are declined: every response carries session id 0, which tells
 //! clients to keep sending full fetch requests.
+//!
+//! In a cluster, three more kinds of read: a follower's fetch (a replica id) is checked for
+//! divergence, counts as the follower's progress and reads up to the log end
+//! (`read_for_replica`); a consumer's fetch to a follower is answered up to that follower's
+//! high watermark (KIP-392, `read_as_follower`); and with the rack-aware selector a leader sends
+//! a consumer from another rack to an in-sync replica in its rack (`preferred_read_replica`).
 
 use std::sync::Arc;
 use std::time::Duration;
