@@ -66,6 +66,16 @@ fn wait_for_isr(node: &Broker, topic: &str, isr_size: usize) -> Layout {
     )
 }
 
+/// A batch of one uncompressed record, as a plain producer sends it.
+fn one_record(value: &str) -> bytes::Bytes {
+    record_batch(
+        &[value.as_bytes()],
+        BatchProducer::NONE,
+        kafka_protocol::records::Compression::None,
+        1_000,
+    )
+}
+
 /// Reads every partition to its end and returns the values, in offset order, per partition.
 fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<String>> {
     let consumer = Consumer::new(bootstrap);
@@ -261,14 +271,7 @@ fn acks_all_holds_min_insync_replicas_and_acks_one_does_not_wait() {
     let before = wait_for_isr(&cluster.nodes[0], "strict", 3);
     let leader = before[&0].0 as usize;
     let mut wire = cluster.nodes[leader - 1].wire();
-    let batch = |value: &str| {
-        record_batch(
-            &[value.as_bytes()],
-            BatchProducer::NONE,
-            kafka_protocol::records::Compression::None,
-            1_000,
-        )
-    };
+    let batch = one_record;
     // All three in sync: acks=all is answered once both followers have the batch.
     let answer = wire.produce("strict", 0, batch("a"), -1).expect("produce");
     assert_eq!((answer.error_code, answer.base_offset), (0, 0));
@@ -328,14 +331,7 @@ fn a_paused_leader_replaced_meanwhile_acknowledges_nothing_and_rejoins_with_the_
         .expect("create");
     let before = wait_for_isr(&cluster.nodes[0], "paused", 3);
     let old = before[&0].0 as usize;
-    let batch = |value: &str| {
-        record_batch(
-            &[value.as_bytes()],
-            BatchProducer::NONE,
-            kafka_protocol::records::Compression::None,
-            1_000,
-        )
-    };
+    let batch = one_record;
     let answer = cluster.nodes[old - 1]
         .wire()
         .produce("paused", 0, batch("a"), -1)
@@ -438,13 +434,12 @@ fn a_consumer_is_sent_to_an_in_sync_replica_in_its_rack_which_serves_it() {
     let leader = placement[&0].0;
     let mut wire = cluster.nodes[leader as usize - 1].wire();
     for value in ["a", "b", "c"] {
-        let batch = record_batch(
-            &[value.as_bytes()],
-            BatchProducer::NONE,
-            kafka_protocol::records::Compression::None,
-            1_000,
+        assert_eq!(
+            wire.produce("racked", 0, one_record(value), -1)
+                .expect("produce")
+                .error_code,
+            0
         );
-        assert_eq!(wire.produce("racked", 0, batch, -1).expect("produce").error_code, 0);
     }
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let fetch = |node: &Broker, rack: &str, version: i16| {

@@ -12,7 +12,7 @@
 //! In a cluster, three more kinds of read: a follower's fetch (a replica id) is checked for
 //! divergence, counts as the follower's progress and reads up to the log end
 //! (`read_for_replica`); a consumer's fetch to a follower is answered up to that follower's
-//! high watermark (KIP-392, `read_as_follower`); and with the rack-aware selector a leader sends
+//! high watermark (KIP-392); and with the rack-aware selector a leader sends
 //! a consumer from another rack to an in-sync replica in its rack (`preferred_read_replica`).
 
 use std::sync::Arc;
@@ -213,37 +213,31 @@ fn read_partition(
     }: PartitionRead<'_>,
     slices: &mut Vec<ReadSlice>,
 ) -> (PartitionData, usize) {
-    let follower = matches!(partition.role(), Role::Follower { .. }) && followers_serve;
-    if follower && partition.lock().is_some() {
-        // KIP-392: a follower answers a consumer sent to it, up to its own high watermark
-        // (what its leader told it every in-sync replica holds).
-        return read_as_follower(partition, fetch, limit, min_one_batch, read_committed, slices);
-    }
-    if let Some(refused) = refuse_unless_leader(partition, fetch) {
-        return (refused, 0);
+    // KIP-392: a follower answers a consumer sent to it, up to its own high watermark (what
+    // its leader told it every in-sync replica holds); anything else is for the leader.
+    let served_by_follower =
+        followers_serve && matches!(partition.role(), Role::Follower { .. }) && partition.lock().is_some();
+    if !served_by_follower {
+        if let Some(refused) = refuse_unless_leader(partition, fetch) {
+            return (refused, 0);
+        }
     }
     if let Some(refused) = refuse_other_epoch(partition, fetch) {
         return (refused, 0);
     }
-    if let Some(preferred) = client_rack.and_then(|rack| closer_replica(broker, partition, rack)) {
-        // KIP-392: an in-sync replica in the client's rack serves it; say which, send nothing.
-        let guard = partition.lock();
-        let Some(log) = guard.as_ref() else {
-            return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
-        };
-        let mut data = PartitionData::default();
-        data.partition_index = fetch.partition;
-        data.high_watermark = log.high_watermark();
-        data.last_stable_offset = log.last_stable_offset();
-        data.log_start_offset = log.log_start_offset();
-        data.preferred_read_replica = BrokerId(preferred);
-        data.records = Some(Bytes::new());
-        return (data, 0);
-    }
+    let preferred = client_rack
+        .filter(|_| !served_by_follower)
+        .and_then(|rack| closer_replica(broker, partition, rack));
     let guard = partition.lock();
     let Some(log) = guard.as_ref() else {
         return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
     };
+    if let Some(preferred) = preferred {
+        // KIP-392: an in-sync replica in the client's rack serves it; say which, send nothing.
+        let mut data = positions_only(fetch, log);
+        data.preferred_read_replica = BrokerId(preferred);
+        return (data, 0);
+    }
     let bound = if read_committed {
         log.last_stable_offset()
     } else {
@@ -259,6 +253,18 @@ fn read_partition(
         read_committed,
         slices,
     )
+}
+
+/// An answer with no records: the partition's high watermark, last stable offset and log
+/// start offset, for the caller to add why (a preferred replica, a diverging epoch).
+fn positions_only(fetch: &FetchPartition, log: &strom_storage::Log) -> PartitionData {
+    let mut data = PartitionData::default();
+    data.partition_index = fetch.partition;
+    data.high_watermark = log.high_watermark();
+    data.last_stable_offset = log.last_stable_offset();
+    data.log_start_offset = log.log_start_offset();
+    data.records = Some(Bytes::new());
+    data
 }
 
 /// NOT_LEADER_OR_FOLLOWER for a partition not led here, naming the leader as this broker knows
@@ -288,41 +294,6 @@ fn refuse_other_epoch(partition: &Partition, fetch: &FetchPartition) -> Option<P
         ResponseError::FencedLeaderEpoch
     };
     Some(error_data(fetch.partition, error))
-}
-
-/// A consumer's fetch answered by a follower (KIP-392): the leader epoch it names must be the
-/// one this follower follows; reads stop at this follower's high watermark (and last stable
-/// offset for read_committed).
-fn read_as_follower(
-    partition: &Partition,
-    fetch: &FetchPartition,
-    limit: usize,
-    min_one_batch: bool,
-    read_committed: bool,
-    slices: &mut Vec<ReadSlice>,
-) -> (PartitionData, usize) {
-    if let Some(refused) = refuse_other_epoch(partition, fetch) {
-        return (refused, 0);
-    }
-    let guard = partition.lock();
-    let Some(log) = guard.as_ref() else {
-        return (error_data(fetch.partition, ResponseError::UnknownTopicOrPartition), 0);
-    };
-    let bound = if read_committed {
-        log.last_stable_offset()
-    } else {
-        log.high_watermark()
-    };
-    read_log(
-        partition,
-        guard,
-        fetch,
-        bound,
-        limit,
-        min_one_batch,
-        read_committed,
-        slices,
-    )
 }
 
 /// The client's rack, when the rack-aware replica selector is on (`replica.selector.class`),
@@ -396,11 +367,7 @@ fn read_for_replica(
             diverging_end_offset = diverging.end_offset,
             "a follower's log diverges from this leader's"
         );
-        let mut data = PartitionData::default();
-        data.partition_index = fetch.partition;
-        data.high_watermark = log.high_watermark();
-        data.last_stable_offset = log.last_stable_offset();
-        data.log_start_offset = log.log_start_offset();
+        let mut data = positions_only(fetch, log);
         data.diverging_epoch.epoch = diverging.epoch;
         // An epoch of -1 (nothing to compare) still has to read as present on the wire.
         data.diverging_epoch.end_offset = if diverging.epoch < 0 {
@@ -408,7 +375,6 @@ fn read_for_replica(
         } else {
             diverging.end_offset
         };
-        data.records = Some(Bytes::new());
         return (data, 0);
     }
     if fetch.fetch_offset < log.log_start_offset() {
