@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_replication::{truncation, EpochEndOffset};
 use strom_storage::ReplicatedBatches;
@@ -348,7 +349,7 @@ fn build_request(broker: &Broker, partitions: &Mutex<BTreeMap<(String, i32), Fol
         .into_iter()
         .map(|(name, partitions)| {
             let mut topic = FetchTopic::default();
-            topic.topic = super::super::handlers::topic_name(&name);
+            topic.topic = TopicName(StrBytes::from_string(name));
             topic.partitions = partitions;
             topic
         })
