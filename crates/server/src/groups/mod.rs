@@ -13,8 +13,11 @@
 //! the same partition makes them take effect (commit) or drops them (abort). Replay follows
 //! the same rule, and transactions still open at start-up stay pending until the transaction
 //! coordinator ends them.
+//!
+//! `loading` decides which groups this broker coordinates (all of them on a single node; in a
+//! cluster those of the `__consumer_offsets` partitions it leads) and reads them in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,12 +29,15 @@ use strom_group::{
     GroupError, GroupListing, JoinAnswer, JoinRequest, LeavingMember, MemberRef, OffsetCommit, OffsetToCommit, Output,
     Record, SyncAnswer, SyncRequest, Token,
 };
-use strom_record::control::{parse_marker, Marker};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::broker::{now_ms, Broker};
+
+mod loading;
 use crate::internal_topic::{self, InternalTopic, PersistError};
 use crate::topics::TopicRegistry;
+pub use loading::{check_coordinator, lead_partitions};
+use loading::{owns, replay};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -163,159 +169,6 @@ impl Groups {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("group coordinator lock")
     }
-}
-
-/// Applies every record of one `__consumer_offsets` partition in order; returns how many, and
-/// the records of transactions still open at the end, by producer id.
-fn replay(
-    log: &strom_storage::Log,
-    partition: i32,
-    coordinator: &mut Coordinator,
-    now: i64,
-) -> (usize, HashMap<i64, Vec<Record>>) {
-    let (records, open) = read_partition(log, partition);
-    let applied = records.len();
-    for record in records {
-        coordinator.apply(now, record);
-    }
-    (applied, open)
-}
-
-/// The records of one `__consumer_offsets` partition that take effect, in order (a
-/// transaction's once its commit marker is read), and those of transactions still open at the
-/// end, by producer id.
-fn read_partition(log: &strom_storage::Log, partition: i32) -> (Vec<Record>, HashMap<i64, Vec<Record>>) {
-    let mut effective = Vec::new();
-    let mut open: HashMap<i64, Vec<Record>> = HashMap::new();
-    internal_topic::for_each_batch(log, OFFSETS_TOPIC, partition, &mut |header, bytes| {
-        if header.is_control() {
-            let records = open.remove(&header.producer_id).unwrap_or_default();
-            if parse_marker(bytes) == Some(Marker::Commit) {
-                effective.extend(records);
-            }
-            return;
-        }
-        let records = match strom_record::records::decode_records(bytes) {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::warn!(partition, error = %e, "undecodable offsets batch skipped");
-                return;
-            }
-        };
-        for record in records {
-            let Some(key) = record.key else { continue };
-            match Record::decode(key, record.value) {
-                Ok(record) if header.is_transactional() => {
-                    open.entry(header.producer_id).or_default().push(record);
-                }
-                Ok(record) => effective.push(record),
-                Err(e) => tracing::warn!(partition, error = %e, "undecodable offsets record skipped"),
-            }
-        }
-    });
-    (effective, open)
-}
-
-/// Whether this broker coordinates `group_id` now: NOT_COORDINATOR if its partition is led
-/// elsewhere, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
-fn owns(state: &State, partition_count: i32, group_id: &str) -> Result<(), GroupError> {
-    match &state.ownership {
-        Ownership::All => Ok(()),
-        Ownership::Partitions(partitions) => {
-            match partitions.get(&strom_group::partition_for(group_id, partition_count)) {
-                Some(Load::Loaded) => Ok(()),
-                Some(Load::Loading) => Err(GroupError::CoordinatorLoadInProgress),
-                None => Err(GroupError::NotCoordinator),
-            }
-        }
-    }
-}
-
-/// Whether this broker coordinates `group_id` now (for handlers that answer per group).
-pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), GroupError> {
-    let count = offsets_partition_count(broker);
-    owns(&broker.groups.lock(), count, group_id)
-}
-
-/// In a cluster, after the metadata moved: this broker's coordinator takes on the groups of
-/// the `__consumer_offsets` partitions it now leads (loading their records: meanwhile their
-/// requests get COORDINATOR_LOAD_IN_PROGRESS) and lets go of those it no longer leads (their
-/// parked requests get NOT_COORDINATOR, so clients look for the new coordinator).
-pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
-    let count = offsets_partition_count(broker);
-    let (gained, lost) = {
-        let mut state = broker.groups.lock();
-        let Ownership::Partitions(owned) = &mut state.ownership else {
-            return;
-        };
-        let gained: Vec<i32> = led.iter().copied().filter(|p| !owned.contains_key(p)).collect();
-        let lost: Vec<i32> = owned.keys().copied().filter(|p| !led.contains(p)).collect();
-        for partition in &gained {
-            owned.insert(*partition, Load::Loading);
-        }
-        for partition in &lost {
-            owned.remove(partition);
-        }
-        (gained, lost)
-    };
-    if !lost.is_empty() {
-        let mut state = broker.groups.lock();
-        let tokens = state
-            .coordinator
-            .unload(|group_id| lost.contains(&strom_group::partition_for(group_id, count)));
-        for pending in state.pending_txn.values_mut() {
-            pending.retain(|(group_id, _, _), _| !lost.contains(&strom_group::partition_for(group_id, count)));
-        }
-        state.pending_txn.retain(|_, pending| !pending.is_empty());
-        for token in tokens {
-            match state.waiters.remove(&token) {
-                Some(Waiter::Join(sender)) => {
-                    let _ = sender.send(JoinAnswer {
-                        error: Some(GroupError::NotCoordinator),
-                        generation_id: -1,
-                        ..JoinAnswer::default()
-                    });
-                }
-                Some(Waiter::Sync(sender)) => {
-                    let _ = sender.send(Err(GroupError::NotCoordinator));
-                }
-                None => {}
-            }
-        }
-        tracing::info!(partitions = ?lost, "no longer coordinating the groups of these __consumer_offsets partitions");
-    }
-    let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
-        return;
-    };
-    for partition in gained {
-        // Read outside the coordinator's lock: other groups carry on meanwhile.
-        let read = topic
-            .partition(partition)
-            .and_then(|p| p.lock().as_ref().map(|log| read_partition(log, partition)));
-        let mut state = broker.groups.lock();
-        let Ownership::Partitions(owned) = &mut state.ownership else {
-            return;
-        };
-        if owned.get(&partition) != Some(&Load::Loading) {
-            continue; // lost again meanwhile
-        }
-        owned.insert(partition, Load::Loaded);
-        let (records, open) = read.unwrap_or_default();
-        let count = records.len();
-        let now = now_ms();
-        for record in records {
-            state.coordinator.apply(now, record);
-        }
-        for (producer_id, records) in open {
-            hold_pending(state.pending_txn.entry(producer_id).or_default(), records);
-        }
-        tracing::info!(
-            partition,
-            records = count,
-            "coordinating the groups of a __consumer_offsets partition"
-        );
-    }
-    broker.groups.deadline_changed.notify_one();
 }
 
 /// At shutdown, answers every parked JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE,
