@@ -17,6 +17,8 @@
 //! - [`txns`]: the transaction coordinator (`strom-txn`) behind its lock, writing to and
 //!   loading from `__transaction_state`, writing markers, with its timer task.
 //! - [`internal_topic`]: creating, appending to and replaying the coordinators' topics.
+//! - `ownership`: which partitions of their topics the coordinators answer for, following
+//!   leadership in a cluster.
 //! - `connection`: one client connection's read-answer-write loop, with admission control.
 //! - `handlers`: one module per Kafka API.
 //! - `outbox`: responses queued for a connection; fetched records leave by `sendfile`.
@@ -32,6 +34,7 @@ pub mod groups;
 mod handlers;
 pub mod internal_topic;
 mod outbox;
+mod ownership;
 pub mod partition;
 pub mod server;
 pub mod topic_config;

@@ -102,6 +102,16 @@ pub enum Step {
     WriteMarkers(Markers),
 }
 
+impl Step {
+    /// The transactional id the step belongs to.
+    pub fn transactional_id(&self) -> &str {
+        match self {
+            Step::Persist(record) => &record.transactional_id,
+            Step::WriteMarkers(markers) => &markers.transactional_id,
+        }
+    }
+}
+
 /// The COMMIT or ABORT control batch that ends a transaction in each of its partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Markers {
@@ -661,6 +671,18 @@ impl TxnCoordinator {
                 state: txn.state,
             })
             .collect()
+    }
+
+    /// Forgets every id `leaving` picks, without writing anything: the ids of a
+    /// `__transaction_state` partition now coordinated by another broker, which loads them from
+    /// the replicated log. Their open transactions carry on there.
+    pub fn unload(&mut self, leaving: impl Fn(&str) -> bool) -> usize {
+        let before = self.transactions.len();
+        self.transactions.retain(|id, _| !leaving(id));
+        self.previous_producer.retain(|id, _| !leaving(id));
+        self.deadlines.retain(|(_, id)| !leaving(id));
+        self.preparing.retain(|id| !leaving(id));
+        before - self.transactions.len()
     }
 
     /// How many transactional ids the coordinator holds.

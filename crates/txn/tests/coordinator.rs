@@ -1303,3 +1303,31 @@ proptest::proptest! {
         run_v2_model(start_epoch, &ops);
     }
 }
+
+#[test]
+fn unloaded_ids_are_forgotten_and_a_replay_of_their_records_brings_them_back() {
+    let mut h = Harness::new();
+    let a = h.init("a");
+    let b = h.init("b");
+    h.add("a", a, &[("t", 0)]).unwrap();
+    h.add("b", b, &[("t", 1)]).unwrap();
+    let a_deadline = h.coordinator.next_deadline().unwrap();
+
+    assert_eq!(h.coordinator.unload(|id| id == "a"), 1);
+    assert!(h.coordinator.describe("a").is_none());
+    assert_eq!(h.state("b").state, TxnState::Ongoing);
+    // Its timeout left with it: only b's remains (b was added after a, so later).
+    assert!(h.coordinator.next_deadline().unwrap() >= a_deadline);
+    h.advance(i64::from(TIMEOUT_MS) + 1);
+    let timed_out = h.coordinator.prepare_timed_out(h.now_ms, &mut || None);
+    assert_eq!(timed_out.len(), 1);
+    assert!(timed_out[0].iter().all(|step| step.transactional_id() == "b"));
+
+    // Whoever coordinates "a" next replays its records and finds its transaction open.
+    let mut next = TxnCoordinator::new(TxnConfig::default());
+    for record in h.log.iter().filter(|r| r.transactional_id == "a") {
+        next.apply(record.clone());
+    }
+    assert_eq!(next.describe("a").unwrap().state, TxnState::Ongoing);
+    assert_eq!(next.describe("a").unwrap().producer_id, a.0);
+}

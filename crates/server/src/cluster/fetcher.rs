@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
@@ -28,10 +27,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_replication::{truncation, EpochEndOffset};
 use strom_storage::ReplicatedBatches;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
+use super::peers::PeerConnection;
 use crate::broker::{now_ms, Broker};
 use crate::partition::{Partition, Role};
 
@@ -46,7 +44,6 @@ const RESPONSE_MAX_BYTES: i32 = 10 * 1024 * 1024;
 const RESPONSE_FRAME_MAX: usize = 2 * RESPONSE_MAX_BYTES as usize + 1024 * 1024;
 /// Beyond the leader's wait, how long a fetch may take before the connection is given up.
 const FETCH_TIMEOUT_SLACK: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Between attempts after a failed connection or request (`replica.fetch.backoff.ms`).
 const BACKOFF: Duration = Duration::from_millis(200);
 /// A partition the leader refused (not leader yet, epoch ahead) waits this long, so the
@@ -152,52 +149,6 @@ impl ReplicaFetchers {
     }
 }
 
-/// A connection to the leader.
-struct LeaderConnection {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl LeaderConnection {
-    async fn fetch(&mut self, request: &FetchRequest, client_id: &str) -> Result<FetchResponse, String> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let frame = strom_protocol::client::encode_request(
-            ApiKey::Fetch,
-            FETCH_VERSION,
-            self.correlation_id,
-            client_id,
-            request,
-        )
-        .map_err(|e| e.to_string())?;
-        let timeout = Duration::from_millis(request.max_wait_ms.max(0) as u64) + FETCH_TIMEOUT_SLACK;
-        let exchange = async {
-            self.stream.write_all(&frame).await.map_err(|e| e.to_string())?;
-            let mut size = [0u8; 4];
-            self.stream.read_exact(&mut size).await.map_err(|e| e.to_string())?;
-            let size = i32::from_be_bytes(size);
-            if size < 0 || size as usize > RESPONSE_FRAME_MAX {
-                return Err(format!("response of {size} bytes refused"));
-            }
-            let mut body = BytesMut::zeroed(size as usize);
-            self.stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-            Ok::<Bytes, String>(body.freeze())
-        };
-        let body = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| format!("no answer within {timeout:?}"))??;
-        let (correlation_id, response) =
-            strom_protocol::client::decode_response::<FetchResponse>(ApiKey::Fetch, FETCH_VERSION, body)
-                .map_err(|e| e.to_string())?;
-        if correlation_id != self.correlation_id {
-            return Err(format!(
-                "answer to request {correlation_id} while waiting for {}",
-                self.correlation_id
-            ));
-        }
-        Ok(response)
-    }
-}
-
 async fn run(
     broker: Arc<Broker>,
     leader: i32,
@@ -205,8 +156,7 @@ async fn run(
     changed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client_id = format!("strom-replica-{}", broker.node_id());
-    let mut connection: Option<LeaderConnection> = None;
+    let mut connection: Option<PeerConnection> = None;
     let mut last_error = String::new();
     loop {
         if *stop.borrow() || broker.is_shutting_down() {
@@ -223,13 +173,8 @@ async fn run(
             continue;
         };
         if connection.is_none() {
-            match connect(&broker, leader).await {
-                Ok(stream) => {
-                    connection = Some(LeaderConnection {
-                        stream,
-                        correlation_id: 0,
-                    })
-                }
+            match PeerConnection::connect(&broker, leader).await {
+                Ok(connected) => connection = Some(connected),
                 Err(e) => {
                     if e != last_error {
                         tracing::warn!(leader, error = %e, "replica fetcher cannot reach the leader");
@@ -243,10 +188,14 @@ async fn run(
                 }
             }
         }
-        let exchange = connection
-            .as_mut()
-            .expect("connected above")
-            .fetch(&request, &client_id);
+        let timeout = Duration::from_millis(request.max_wait_ms.max(0) as u64) + FETCH_TIMEOUT_SLACK;
+        let exchange = connection.as_mut().expect("connected above").exchange::<_, FetchResponse>(
+            ApiKey::Fetch,
+            FETCH_VERSION,
+            &request,
+            timeout,
+            RESPONSE_FRAME_MAX,
+        );
         let result = tokio::select! {
             result = exchange => result,
             _ = stop.changed() => return,
@@ -277,25 +226,6 @@ async fn run(
             }
         }
     }
-}
-
-async fn connect(broker: &Broker, leader: i32) -> Result<TcpStream, String> {
-    let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
-    let image = cluster.image();
-    let registration = image
-        .broker(leader)
-        .ok_or_else(|| format!("broker {leader} is not registered"))?;
-    let endpoint = registration
-        .endpoints
-        .first()
-        .ok_or_else(|| format!("broker {leader} has no listener"))?;
-    let address = format!("{}:{}", endpoint.host, endpoint.port);
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&address))
-        .await
-        .map_err(|_| format!("connecting to {address} timed out"))?
-        .map_err(|e| format!("connecting to {address}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// One Fetch for every followed partition not waiting out a refusal; `None` if there is none.

@@ -21,12 +21,14 @@
 //! - `replicas`: the broker's topics and partition roles following the image.
 //! - `fetcher`: the follower's side of replication, one fetcher per leader broker.
 //! - `isr`: the leader's ISR changes to the controller, and the replication timer.
+//! - `peers`: connections to other brokers' listeners, for fetches and coordinators' calls.
 
 mod controller_service;
 pub(crate) mod fetcher;
 pub(crate) mod isr;
 pub mod lifecycle;
 mod metadata_store;
+pub(crate) mod peers;
 pub(crate) mod protocol;
 pub(crate) mod replicas;
 
@@ -75,6 +77,8 @@ pub struct Cluster {
     service: Arc<ControllerService>,
     /// The partitions this broker follows, fetched from their leaders.
     pub(crate) fetchers: fetcher::ReplicaFetchers,
+    /// Connections for calls to other brokers (transaction markers and checks).
+    pub(crate) peers: peers::Peers,
 }
 
 /// Every node of a cluster derives the same id from the initial voters, so nodes of two
@@ -165,6 +169,7 @@ impl Cluster {
             metadata_addr,
             service,
             fetchers: fetcher::ReplicaFetchers::default(),
+            peers: peers::Peers::default(),
         }))
     }
 

@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 use strom_group::{Coordinator, GroupError, JoinAnswer, Record};
 use strom_record::control::{parse_marker, Marker};
 
-use super::{hold_pending, offsets_partition_count, Load, Ownership, State, Waiter, OFFSETS_TOPIC};
+use super::{hold_pending, offsets_partition_count, State, Waiter, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker};
 use crate::internal_topic;
+use crate::ownership::NotOwned;
 
 /// Applies every record of one `__consumer_offsets` partition in order; returns how many, and
 /// the records of transactions still open at the end, by producer id.
@@ -65,16 +66,11 @@ fn read_partition(log: &strom_storage::Log, partition: i32) -> (Vec<Record>, Has
 /// Whether this broker coordinates `group_id` now: NOT_COORDINATOR if its partition is led
 /// elsewhere, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
 pub(super) fn owns(state: &State, partition_count: i32, group_id: &str) -> Result<(), GroupError> {
-    match &state.ownership {
-        Ownership::All => Ok(()),
-        Ownership::Partitions(partitions) => {
-            match partitions.get(&strom_group::partition_for(group_id, partition_count)) {
-                Some(Load::Loaded) => Ok(()),
-                Some(Load::Loading) => Err(GroupError::CoordinatorLoadInProgress),
-                None => Err(GroupError::NotCoordinator),
-            }
-        }
-    }
+    let partition = strom_group::partition_for(group_id, partition_count);
+    state.ownership.check(partition).map_err(|refusal| match refusal {
+        NotOwned::LoadInProgress => GroupError::CoordinatorLoadInProgress,
+        NotOwned::NotCoordinator => GroupError::NotCoordinator,
+    })
 }
 
 /// Whether this broker coordinates `group_id` now (for handlers that answer per group).
@@ -89,21 +85,7 @@ pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), GroupErr
 /// parked requests get NOT_COORDINATOR, so clients look for the new coordinator).
 pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
     let count = offsets_partition_count(broker);
-    let (gained, lost) = {
-        let mut state = broker.groups.lock();
-        let Ownership::Partitions(owned) = &mut state.ownership else {
-            return;
-        };
-        let gained: Vec<i32> = led.iter().copied().filter(|p| !owned.contains_key(p)).collect();
-        let lost: Vec<i32> = owned.keys().copied().filter(|p| !led.contains(p)).collect();
-        for partition in &gained {
-            owned.insert(*partition, Load::Loading);
-        }
-        for partition in &lost {
-            owned.remove(partition);
-        }
-        (gained, lost)
-    };
+    let (gained, lost) = broker.groups.lock().ownership.lead(led);
     if !lost.is_empty() {
         let mut state = broker.groups.lock();
         let tokens = state
@@ -139,13 +121,9 @@ pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
             .partition(partition)
             .and_then(|p| p.lock().as_ref().map(|log| read_partition(log, partition)));
         let mut state = broker.groups.lock();
-        let Ownership::Partitions(owned) = &mut state.ownership else {
-            return;
-        };
-        if owned.get(&partition) != Some(&Load::Loading) {
+        if !state.ownership.loaded(partition) {
             continue; // lost again meanwhile
         }
-        owned.insert(partition, Load::Loaded);
         let (records, open) = read.unwrap_or_default();
         let count = records.len();
         let now = now_ms();

@@ -35,6 +35,7 @@ use crate::broker::{now_ms, Broker};
 
 mod loading;
 use crate::internal_topic::{self, InternalTopic, PersistError};
+use crate::ownership::Ownership;
 use crate::topics::TopicRegistry;
 pub use loading::{check_coordinator, lead_partitions};
 use loading::{owns, replay};
@@ -69,21 +70,10 @@ enum Waiter {
     Sync(oneshot::Sender<Result<SyncAnswer, GroupError>>),
 }
 
-/// Which groups this broker coordinates: every group on a single node; in a cluster, the
-/// groups of the `__consumer_offsets` partitions it leads, once their records are loaded.
-enum Ownership {
-    All,
-    Partitions(BTreeMap<i32, Load>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Load {
-    Loading,
-    Loaded,
-}
-
 struct State {
     coordinator: Coordinator,
+    /// Which groups this broker coordinates: the groups of the `__consumer_offsets`
+    /// partitions it owns.
     ownership: Ownership,
     waiters: HashMap<Token, Waiter>,
     next_token: Token,
@@ -151,10 +141,7 @@ impl Groups {
         Groups {
             state: Mutex::new(State {
                 coordinator,
-                ownership: match cluster {
-                    None => Ownership::All,
-                    Some(_) => Ownership::Partitions(BTreeMap::new()),
-                },
+                ownership: Ownership::new(cluster.is_some()),
                 waiters: HashMap::new(),
                 next_token: 0,
                 pending_txn,
