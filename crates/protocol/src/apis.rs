@@ -84,14 +84,29 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListTransactions, 0, 2),
 ];
 
-/// The supported range for an API key, if Strom implements it.
+/// Requests only brokers send each other, answered but not advertised: a client that picked
+/// its version from ApiVersions never sends these (Kafka advertises them, and some clients
+/// would then send AddPartitionsToTxn in the brokers' form).
+/// - AddPartitionsToTxn 4-5: a partition leader or group coordinator checking a transactional
+///   write with the transaction coordinator (KIP-890).
+/// - WriteTxnMarkers 1: a transaction coordinator ending a transaction in a partition led
+///   elsewhere.
+pub const BROKER_ONLY_APIS: &[SupportedApi] = &[
+    api(ApiKey::AddPartitionsToTxn, 4, 5),
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+];
+
+/// The advertised range for an API key, if Strom implements it for clients.
 pub fn supported(key: ApiKey) -> Option<SupportedApi> {
     SUPPORTED_APIS.iter().copied().find(|api| api.key == key)
 }
 
-/// Whether `version` of `key` is one Strom answers.
+/// Whether `version` of `key` is one Strom answers (clients' or brokers').
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
-    supported(key).is_some_and(|api| (api.min_version..=api.max_version).contains(&version))
+    SUPPORTED_APIS
+        .iter()
+        .chain(BROKER_ONLY_APIS)
+        .any(|api| api.key == key && (api.min_version..=api.max_version).contains(&version))
 }
 
 /// The ApiVersions entries for every supported API.
@@ -116,7 +131,7 @@ mod tests {
     /// Every advertised range must be one the codec crate can actually decode and encode.
     #[test]
     fn table_is_within_codec_ranges() {
-        for api in SUPPORTED_APIS {
+        for api in SUPPORTED_APIS.iter().chain(BROKER_ONLY_APIS) {
             let codec = api.key.valid_versions();
             assert!(api.min_version <= api.max_version, "{:?}", api.key);
             assert!(
@@ -127,6 +142,16 @@ mod tests {
         }
         let apiversions = kafka_protocol::messages::ApiVersionsRequest::VERSIONS;
         assert_eq!(supported(ApiKey::ApiVersions).unwrap().max_version, apiversions.max);
+    }
+
+    #[test]
+    fn broker_only_versions_are_answered_but_not_advertised() {
+        assert!(is_supported(ApiKey::WriteTxnMarkers, 1));
+        assert!(supported(ApiKey::WriteTxnMarkers).is_none());
+        assert!(is_supported(ApiKey::AddPartitionsToTxn, 4));
+        assert!(is_supported(ApiKey::AddPartitionsToTxn, 3));
+        assert_eq!(supported(ApiKey::AddPartitionsToTxn).unwrap().max_version, 3);
+        assert!(!is_supported(ApiKey::AddPartitionsToTxn, 6));
     }
 
     #[test]

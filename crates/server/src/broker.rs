@@ -124,6 +124,12 @@ impl Broker {
             config.transactions.clone(),
             config.transaction_state_num_partitions,
             config.transaction_state_segment_bytes,
+            config
+                .cluster
+                .is_cluster()
+                .then_some(crate::internal_topic::ClusterLayout {
+                    replication_factor: config.cluster.transaction_state_replication_factor,
+                }),
         );
         let (appended, _) = watch::channel(0);
         Ok(Broker {

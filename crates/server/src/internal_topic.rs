@@ -11,6 +11,7 @@ use strom_record::records::{CodecCompression, Record as BatchRecord, RecordBatch
 use strom_record::{validate_batches, BatchHeader, BatchIter};
 
 use crate::broker::{now_ms, Broker};
+use crate::partition::{AcksAllState, Partition};
 use crate::topics::Topic;
 
 /// `max.message.bytes` of internal topics: a group's record carries every member's metadata
@@ -46,6 +47,37 @@ pub enum PersistError {
     /// In a cluster: the topic is being created by the controller; ask again.
     #[error("internal topic {0} is being created")]
     NotCreatedYet(&'static str),
+    /// In a cluster: the write is not known to be on every in-sync replica (the ISR fell
+    /// below `min.insync.replicas`, or no answer in time); it may or may not survive.
+    #[error("internal topic partition {0} did not replicate the write in time")]
+    NotReplicated(i32),
+}
+
+/// Where an append landed, to wait for its replication.
+pub struct Written {
+    pub partition: Arc<Partition>,
+    pub leader_epoch: i32,
+    pub last_offset: i64,
+}
+
+impl Written {
+    /// Waits until the write is on every in-sync replica (at once on a single node). A
+    /// coordinator acts on a record only after this, so its decisions survive a failover.
+    pub async fn replicated(&self, broker: &Broker, timeout: std::time::Duration) -> Result<(), PersistError> {
+        let mut changes = broker.subscribe_appends();
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self
+            .partition
+            .until_replicated(&mut changes, self.leader_epoch, self.last_offset, deadline)
+            .await
+        {
+            AcksAllState::Acknowledged => Ok(()),
+            AcksAllState::NotLeader => Err(PersistError::NotLeader(self.partition.index)),
+            AcksAllState::Waiting | AcksAllState::NotEnoughReplicasAfterAppend => {
+                Err(PersistError::NotReplicated(self.partition.index))
+            }
+        }
+    }
 }
 
 /// Replication factor and partitions of an internal topic created through a cluster's
@@ -108,16 +140,16 @@ impl InternalTopic {
     /// brokers, as Kafka does for its internal topics), unless this node already asked within
     /// the last few seconds.
     fn request_creation(&self, cluster: &Arc<crate::cluster::Cluster>, layout: ClusterLayout) {
-        use std::sync::atomic::{AtomicI64, Ordering};
-        static LAST_ASKED_MS: AtomicI64 = AtomicI64::new(0);
+        static LAST_ASKED_MS: std::sync::Mutex<BTreeMap<&'static str, i64>> =
+            std::sync::Mutex::new(BTreeMap::new());
         let now = now_ms();
-        let last = LAST_ASKED_MS.load(Ordering::Acquire);
-        if now - last < CREATION_RETRY_MS
-            || LAST_ASKED_MS
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
         {
-            return;
+            let mut asked = LAST_ASKED_MS.lock().expect("creation requests lock");
+            let last = asked.entry(self.name).or_insert(i64::MIN / 2);
+            if now - *last < CREATION_RETRY_MS {
+                return;
+            }
+            *last = now;
         }
         let live = cluster
             .image()
@@ -161,7 +193,7 @@ impl InternalTopic {
         index: i32,
         records: &[(Bytes, Option<Bytes>)],
         producer: Option<(i64, i16)>,
-    ) -> Result<(), PersistError> {
+    ) -> Result<Written, PersistError> {
         let topic = self.get_or_create(broker)?;
         let partition = topic
             .partition(index)
@@ -173,20 +205,25 @@ impl InternalTopic {
         let batch = encode_batch(records, now, producer)?;
         let validated = validate_batches(batch, &topic.produce_options().validate)
             .map_err(|e| PersistError::Batch(e.to_string()))?;
+        let leader_epoch = partition.leader_epoch();
         let mut guard = partition.lock();
         let log = guard.as_mut().ok_or(PersistError::PartitionClosed(index))?;
         let appended = match producer {
-            Some(_) => log.append_for_producer(&validated, partition.leader_epoch(), now),
-            None => log.append(&validated, partition.leader_epoch(), now),
+            Some(_) => log.append_for_producer(&validated, leader_epoch, now),
+            None => log.append(&validated, leader_epoch, now),
         };
-        appended.map_err(|e| match e {
+        let appended = appended.map_err(|e| match e {
             strom_storage::AppendError::InvalidProducerEpoch { .. } => PersistError::Fenced,
             e => PersistError::Append(e.to_string()),
         })?;
         partition.after_local_append(log);
         drop(guard);
         broker.notify_appended();
-        Ok(())
+        Ok(Written {
+            partition: partition.clone(),
+            leader_epoch,
+            last_offset: appended.last_offset,
+        })
     }
 }
 

@@ -41,16 +41,13 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     };
     let (session_tx, session_rx) = watch::channel(None);
     let opening = cluster.clone();
-    let broker = tokio::task::spawn_blocking(move || {
-        let broker = Broker::open_locked(config, dir_lock, opening, session_rx)?;
-        // Transactions a crash left between decision and markers are finished before any
-        // client is served.
-        crate::txns::tick(&broker);
-        Ok::<_, ServerError>(broker)
-    })
-    .await
-    .expect("broker start-up task panicked")?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open_locked(config, dir_lock, opening, session_rx))
+        .await
+        .expect("broker start-up task panicked")?;
     let broker = Arc::new(broker);
+    // Transactions a crash left between decision and markers are finished before any client
+    // is served (in a cluster, by whichever broker comes to coordinate them).
+    crate::txns::tick(&broker).await;
     let listener = TcpListener::bind(listen_addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -185,13 +182,11 @@ fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch:
         stop.clone(),
         crate::groups::expire_offsets,
     ));
-    tasks.spawn(every(
-        config.transaction_id_expiration_check_interval_ms.max(10),
+    tasks.spawn(crate::txns::run_timers(
         broker.clone(),
+        config.transaction_id_expiration_check_interval_ms.max(10),
         stop.clone(),
-        crate::txns::expire_ids,
     ));
-    tasks.spawn(crate::txns::run_timers(broker.clone(), stop.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop));
 }
 

@@ -86,6 +86,14 @@ pub enum TxnError {
     CoordinatorNotAvailable,
     #[error("the transactional id is not known")]
     TransactionalIdNotFound,
+    /// In a cluster: another broker coordinates this id (the leader of its
+    /// `__transaction_state` partition). Never returned by this crate, only by the server.
+    #[error("this broker is not the id's transaction coordinator")]
+    NotCoordinator,
+    /// In a cluster: this broker has just become the id's coordinator and is reading its
+    /// partition of `__transaction_state`. Never returned by this crate.
+    #[error("the transaction coordinator is loading its state")]
+    CoordinatorLoadInProgress,
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
 }
@@ -555,6 +563,56 @@ impl TxnCoordinator {
                 Some(complete(transactional_id, txn, now_ms))
             })
             .collect()
+    }
+
+    /// Ids the timer has work for now: markers still to write, or a timeout passed. The
+    /// server takes each id's own lock, then asks [`TxnCoordinator::prepare_due`].
+    pub fn due(&self, now_ms: i64) -> Vec<String> {
+        let timed_out = self
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .map(|(_, id)| id);
+        let mut ids: Vec<String> = self.preparing.iter().chain(timed_out).cloned().collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The timer's plan for one id, if it still has one: finishing its markers, or aborting
+    /// its transaction past the timeout (as [`TxnCoordinator::prepare_timed_out`] does).
+    pub fn prepare_due(
+        &self,
+        transactional_id: &str,
+        now_ms: i64,
+        allocate_id: &mut dyn FnMut() -> Option<i64>,
+    ) -> Option<Plan> {
+        let txn = self.transactions.get(transactional_id)?;
+        if self.preparing.contains(transactional_id) {
+            return Some(complete(transactional_id, txn, now_ms));
+        }
+        if txn.state != TxnState::Ongoing || timeout_deadline(txn) > now_ms {
+            return None;
+        }
+        let next_producer_id = if txn.producer_epoch >= PRODUCER_EPOCH_EXHAUSTED {
+            allocate_id()
+        } else {
+            None
+        };
+        Some(abort_fenced(transactional_id, txn, now_ms, next_producer_id))
+    }
+
+    /// The tombstone for one id if it is idle past `transactional.id.expiration.ms`.
+    pub fn prepare_expiry(&self, transactional_id: &str, now_ms: i64) -> Option<Plan> {
+        let txn = self.transactions.get(transactional_id)?;
+        let expired =
+            txn.state.is_idle() && txn.last_update_ms.saturating_add(self.config.id_expiration_ms) <= now_ms;
+        expired.then(|| {
+            vec![Step::Persist(TxnRecord {
+                transactional_id: transactional_id.to_string(),
+                value: None,
+            })]
+        })
     }
 
     /// Tombstones for ids with no open transaction and no update for

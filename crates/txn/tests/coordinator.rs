@@ -1331,3 +1331,39 @@ fn unloaded_ids_are_forgotten_and_a_replay_of_their_records_brings_them_back() {
     assert_eq!(next.describe("a").unwrap().state, TxnState::Ongoing);
     assert_eq!(next.describe("a").unwrap().producer_id, a.0);
 }
+
+#[test]
+fn due_names_the_ids_the_timer_must_act_on_and_prepare_due_plans_each() {
+    let mut h = Harness::new();
+    let a = h.init("a");
+    let b = h.init("b");
+    h.add("a", a, &[("t", 0)]).unwrap();
+    h.add("b", b, &[("t", 1)]).unwrap();
+    // b's markers fail: it is left in PrepareCommit.
+    let plan = h.coordinator.prepare_end_txn(h.now_ms, "b", b.0, b.1, true).unwrap();
+    h.carry_out_until_markers_fail(plan, true);
+    assert_eq!(h.coordinator.due(h.now_ms), ["b"]);
+    let completion = h.coordinator.prepare_due("b", h.now_ms, &mut || None).unwrap();
+    assert_eq!(shape(&completion), ["Markers(commit, 0)", "Persist(CompleteCommit, 0)"]);
+    assert!(h.coordinator.prepare_due("a", h.now_ms, &mut || None).is_none(), "a is within its timeout");
+
+    h.advance(i64::from(TIMEOUT_MS) + 1);
+    assert_eq!(h.coordinator.due(h.now_ms), ["a", "b"]);
+    let abort = h.coordinator.prepare_due("a", h.now_ms, &mut || None).unwrap();
+    assert_eq!(
+        abort,
+        h.coordinator.prepare_timed_out(h.now_ms, &mut || None)[0],
+        "the same abort as the batch form"
+    );
+    h.carry_out(abort);
+    h.carry_out(completion);
+    assert!(h.coordinator.due(h.now_ms).is_empty());
+    assert!(h.coordinator.prepare_due("a", h.now_ms, &mut || None).is_none());
+
+    // Expiry, one id at a time.
+    assert!(h.coordinator.prepare_expiry("a", h.now_ms).is_none());
+    h.advance(TxnConfig::default().id_expiration_ms + 1);
+    let tombstone = h.coordinator.prepare_expiry("a", h.now_ms).unwrap();
+    assert_eq!(tombstone, vec![Step::Persist(TxnRecord { transactional_id: "a".into(), value: None })]);
+    assert!(h.coordinator.prepare_expiry("nobody", h.now_ms).is_none());
+}

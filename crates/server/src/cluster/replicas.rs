@@ -37,20 +37,23 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
                 };
                 applying.topics.set_dynamic_configs(dynamic)?;
                 let moved = applying.topics.apply_metadata(&image, node_id, lag_max_ms, now_ms());
-                // The group coordinator follows the leadership of `__consumer_offsets`.
-                let led: std::collections::BTreeSet<i32> = applying
-                    .topics
-                    .get(crate::groups::OFFSETS_TOPIC)
-                    .filter(|t| t.replicated)
-                    .map(|t| {
-                        t.partitions()
-                            .iter()
-                            .filter(|p| p.is_leader())
-                            .map(|p| p.index)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                crate::groups::lead_partitions(&applying, &led);
+                // The coordinators follow the leadership of their topics.
+                let led = |topic: &str| -> std::collections::BTreeSet<i32> {
+                    applying
+                        .topics
+                        .get(topic)
+                        .filter(|t| t.replicated)
+                        .map(|t| {
+                            t.partitions()
+                                .iter()
+                                .filter(|p| p.is_leader())
+                                .map(|p| p.index)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                crate::groups::lead_partitions(&applying, &led(crate::groups::OFFSETS_TOPIC));
+                crate::txns::lead_partitions(&applying, &led(crate::txns::TXN_STATE_TOPIC));
                 moved
             })
             .await

@@ -44,6 +44,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// The timer task wakes at least this often, so a missed notification costs at most this.
 const TICK_INTERVAL_MAX_MS: i64 = 1000;
+/// How long a commit waits for the in-sync replicas before it is answered as failed.
+const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One open transaction's offsets, keyed by (group, topic, partition): a later commit of a
 /// partition replaces the earlier, as it would on commit, so they stay bounded by the
@@ -264,9 +266,8 @@ pub fn commit(
 }
 
 /// TxnOffsetCommit: offsets are written now as part of the producer's transaction and take
-/// effect when its commit marker reaches the group's partition. The caller holds the
-/// transaction coordinator's lock and has checked the partition is in the transaction, so no
-/// marker can slip in between.
+/// effect when its commit marker reaches the group's partition. The caller has had the
+/// transaction coordinator check the partition is in the transaction (`crate::txns`).
 pub fn txn_commit(
     broker: &Broker,
     committer: &MemberRef,
@@ -627,7 +628,7 @@ fn persist_batch(
     let offsets = offsets_topic(broker);
     let index = strom_group::partition_for(group_id, offsets.get_or_create(broker)?.partition_count());
     let encoded: Vec<(Bytes, Option<Bytes>)> = records.iter().map(Record::encode).collect();
-    offsets.append(broker, index, &encoded, producer)
+    offsets.append(broker, index, &encoded, producer).map(|_| ())
 }
 
 /// The `__consumer_offsets` partition that holds a group (AddOffsetsToTxn adds it to a
@@ -655,6 +656,22 @@ fn offsets_topic(broker: &Broker) -> InternalTopic {
 /// Where the group's `__consumer_offsets` partition ends now, with its leader epoch: after a
 /// write, what must reach every in-sync replica before the write is acknowledged (in a
 /// cluster; `None` on a single node, where the append is the commitment).
+/// Waits until everything written so far to the group's `__consumer_offsets` partition is on
+/// every in-sync replica (at once on a single node): a commit is answered only once it would
+/// survive a failover. NOT_COORDINATOR if leadership moved meanwhile.
+pub async fn until_commits_replicated(broker: &Broker, group_id: &str) -> Result<(), CommitError> {
+    let Some((partition, epoch, last)) = written_position(broker, group_id) else {
+        return Ok(());
+    };
+    let mut changes = broker.subscribe_appends();
+    let deadline = tokio::time::Instant::now() + COMMIT_REPLICATION_TIMEOUT;
+    match partition.until_replicated(&mut changes, epoch, last, deadline).await {
+        crate::partition::AcksAllState::Acknowledged => Ok(()),
+        crate::partition::AcksAllState::NotLeader => Err(CommitError::Group(GroupError::NotCoordinator)),
+        _ => Err(CommitError::Storage),
+    }
+}
+
 pub fn written_position(broker: &Broker, group_id: &str) -> Option<(Arc<crate::partition::Partition>, i32, i64)> {
     let topic = broker.topics.get(OFFSETS_TOPIC).filter(|t| t.replicated)?;
     let partition = topic.partition(strom_group::partition_for(group_id, topic.partition_count()))?;

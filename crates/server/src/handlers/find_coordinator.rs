@@ -1,8 +1,8 @@
 //! FindCoordinator (key 10). A single broker is the coordinator of every group and
 //! transactional id, so the answer is always this broker. In a cluster a group's coordinator
-//! is the leader of its `__consumer_offsets` partition (the topic is created through the
-//! controller on first use: COORDINATOR_NOT_AVAILABLE until then), and a transactional id's is
-//! the lowest-numbered live broker, until transaction coordinators move with leadership too.
+//! is the leader of its `__consumer_offsets` partition, and a transactional id's the leader of
+//! its `__transaction_state` partition (each topic is created through the controller on first
+//! use: COORDINATOR_NOT_AVAILABLE until then).
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -85,16 +85,30 @@ fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrB
                 str_bytes(&broker.config.advertised_host),
                 i32::from(broker.config.advertised_port),
             )),
-            Some(cluster) if key_type == KEY_TYPE_GROUP => {
-                if !crate::groups::ensure_offsets_topic(broker) {
+            // In a cluster the coordinator is the leader of the key's partition of the
+            // coordinator's topic (created through the controller on first use).
+            Some(cluster) => {
+                let (topic, created, partition_for): (&str, bool, fn(&str, i32) -> i32) = match key_type {
+                    KEY_TYPE_GROUP => (
+                        crate::groups::OFFSETS_TOPIC,
+                        crate::groups::ensure_offsets_topic(broker),
+                        strom_group::partition_for,
+                    ),
+                    _ => (
+                        crate::txns::TXN_STATE_TOPIC,
+                        crate::txns::ensure_state_topic(broker),
+                        strom_txn::partition_for,
+                    ),
+                };
+                if !created {
                     return Err(ResponseError::CoordinatorNotAvailable);
                 }
                 let image = cluster.image();
                 let leader = image
-                    .topic_by_name(crate::groups::OFFSETS_TOPIC)
-                    .and_then(|topic| {
-                        let partition = strom_group::partition_for(key, topic.partitions.len() as i32);
-                        topic.partitions.get(&partition).map(|p| p.leader)
+                    .topic_by_name(topic)
+                    .and_then(|t| {
+                        let partition = partition_for(key, t.partitions.len() as i32);
+                        t.partitions.get(&partition).map(|p| p.leader)
                     })
                     .filter(|leader| *leader >= 0)
                     .ok_or(ResponseError::CoordinatorNotAvailable)?;
@@ -104,19 +118,6 @@ fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrB
                     .first()
                     .ok_or(ResponseError::CoordinatorNotAvailable)?;
                 Ok((BrokerId(leader), str_bytes(&endpoint.host), i32::from(endpoint.port)))
-            }
-            // Until transaction coordinators move with the leadership of their partitions, one
-            // broker coordinates every transactional id: the lowest-numbered live one.
-            Some(cluster) => {
-                let image = cluster.image();
-                let coordinator = image
-                    .brokers()
-                    .filter(|b| !b.fenced && !b.in_controlled_shutdown)
-                    .find_map(|b| b.endpoints.first().map(|e| (b.id, e.host.clone(), e.port)));
-                match coordinator {
-                    Some((id, host, port)) => Ok((BrokerId(id), str_bytes(&host), i32::from(port))),
-                    None => Err(ResponseError::CoordinatorNotAvailable),
-                }
             }
         },
         _ => Err(ResponseError::InvalidRequest),

@@ -10,7 +10,7 @@ use super::transactions::{versioned_txn_error_code, INIT_PRODUCER_ID_FENCED_SINC
 use crate::broker::Broker;
 use crate::txns;
 
-pub(super) fn handle(broker: &Broker, request: &InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+pub(super) async fn handle(broker: &Broker, request: &InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
@@ -18,7 +18,7 @@ pub(super) fn handle(broker: &Broker, request: &InitProducerIdRequest, version: 
     let current =
         (version >= 3 && request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
     if let Some(transactional_id) = &request.transactional_id {
-        match txns::init_producer_id(broker, transactional_id, request.transaction_timeout_ms, current) {
+        match txns::init_producer_id(broker, transactional_id, request.transaction_timeout_ms, current).await {
             Ok((producer_id, epoch)) => {
                 response.producer_id = ProducerId(producer_id);
                 response.producer_epoch = epoch;

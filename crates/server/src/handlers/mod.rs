@@ -1,8 +1,9 @@
 //! One handler per Kafka API. Each takes the decoded request and the broker, and returns the
 //! response body; errors become Kafka error codes here and nowhere else.
 //!
-//! The dispatch below matches on [`strom_protocol::apis::SUPPORTED_APIS`]: the protocol crate
-//! only lets through versions from that table, and every key in it has an arm here.
+//! The dispatch below matches on [`strom_protocol::apis::SUPPORTED_APIS`] and
+//! [`strom_protocol::apis::BROKER_ONLY_APIS`]: the protocol crate only lets through versions
+//! from those tables, and every key in them has an arm here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,16 +109,21 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
         }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(broker, &r, version)),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version)),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, &r, version).await)
+        }
         RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(transactions::add_partitions(broker, r, version))
+            ResponseKind::AddPartitionsToTxn(transactions::add_partitions(broker, r, version).await)
         }
         RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(transactions::add_offsets(broker, &r, version))
+            ResponseKind::AddOffsetsToTxn(transactions::add_offsets(broker, &r, version).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, &r, version)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, &r, version).await),
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(transactions::offset_commit(broker, r, version))
+            ResponseKind::TxnOffsetCommit(transactions::offset_commit(broker, r, version).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(transactions::write_markers(broker, r).await)
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(transactions::describe_producers(broker, r))
@@ -233,7 +239,7 @@ pub(crate) fn commit_error_code(error: CommitError) -> i16 {
 
 #[cfg(test)]
 mod tests {
-    use strom_protocol::apis::SUPPORTED_APIS;
+    use strom_protocol::apis::{BROKER_ONLY_APIS, SUPPORTED_APIS};
     use strom_protocol::ApiKey;
 
     /// The dispatch must cover the table; this lists the keys the match handles, and fails when
@@ -284,8 +290,9 @@ mod tests {
             ApiKey::DescribeTopicPartitions,
             ApiKey::AddRaftVoter,
             ApiKey::RemoveRaftVoter,
+            ApiKey::WriteTxnMarkers,
         ];
-        for api in SUPPORTED_APIS {
+        for api in SUPPORTED_APIS.iter().chain(BROKER_ONLY_APIS) {
             assert!(handled.contains(&api.key), "{:?} has no handler", api.key);
         }
     }

@@ -11,8 +11,6 @@ use super::{commit_error_code, offset_to_commit};
 use crate::broker::Broker;
 use crate::groups::{self, CommitError};
 
-/// How long a commit waits for the group's partition's in-sync replicas.
-const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) async fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let committer = MemberRef {
@@ -46,22 +44,11 @@ pub(super) async fn handle(broker: &Broker, request: OffsetCommitRequest, versio
         Err(error) => vec![Err(CommitError::Group(error)); offsets.len()],
     };
     if results.iter().any(Result::is_ok) {
-        if let Some((partition, epoch, last)) = groups::written_position(broker, &committer.group_id) {
-            let mut changes = broker.subscribe_appends();
-            let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
-            let state = partition.until_replicated(&mut changes, epoch, last, deadline).await;
-            if state != crate::partition::AcksAllState::Acknowledged {
-                // Not known to survive a failover: the client commits again (with its new
-                // coordinator, if leadership moved).
-                let error = match state {
-                    crate::partition::AcksAllState::NotLeader => {
-                        CommitError::Group(strom_group::GroupError::NotCoordinator)
-                    }
-                    _ => CommitError::Storage,
-                };
-                for result in results.iter_mut().filter(|r| r.is_ok()) {
-                    *result = Err(error);
-                }
+        // Not answered as done until it would survive a failover: otherwise the client
+        // commits again (with its new coordinator, if leadership moved).
+        if let Err(error) = groups::until_commits_replicated(broker, &committer.group_id).await {
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(error);
             }
         }
     }

@@ -34,6 +34,23 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
     let mut response = ProduceResponse::default();
     // (topic position, partition position, what it waits for)
     let mut waiting: Vec<(usize, usize, ReplicaWait)> = Vec::new();
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str());
+    // A transactional write's first batch in a partition needs its coordinator's word
+    // (KIP-890), asked once for the whole request; held (when the id is coordinated here)
+    // until the appends are done.
+    let checks = match transactional_id {
+        Some(id) if acks_valid => {
+            // From Produce 12 (transactions v2) the write adds its partition itself.
+            let protocol = super::transactions::txn_protocol(version, 12);
+            match first_writes(broker, &request) {
+                Some(FirstWrites { producer, partitions }) => {
+                    Some(crate::txns::check_writes(broker, id, producer, &partitions, protocol).await)
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
     for topic in request.topic_data {
         let mut topic_response = TopicProduceResponse::default();
         for partition in topic.partition_data {
@@ -44,7 +61,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
                     version,
                     acks,
                     now,
-                    transactional_id: request.transactional_id.as_ref().map(|id| id.as_str()),
+                    transactional_id,
+                    checks: checks.as_ref(),
                 };
                 let mut wait = None;
                 let result = produce_partition(
@@ -66,6 +84,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
         topic_response.name = topic.name;
         response.responses.push(topic_response);
     }
+    drop(checks);
     if appended_any {
         broker.notify_appended();
     }
@@ -259,6 +278,42 @@ struct RequestContext<'a> {
     acks: i16,
     now: i64,
     transactional_id: Option<&'a str>,
+    checks: Option<&'a crate::txns::WriteChecks<'a>>,
+}
+
+/// A transactional request's producer, and the partitions led here where this is its
+/// transaction's first write (no transaction of its open there at its epoch).
+struct FirstWrites {
+    producer: (i64, i16),
+    partitions: Vec<(String, i32)>,
+}
+
+/// `None` if the request carries no readable batch.
+fn first_writes(broker: &Broker, request: &ProduceRequest) -> Option<FirstWrites> {
+    let header = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .find_map(|p| p.records.as_ref().and_then(|r| strom_record::BatchHeader::parse(r).ok()))?;
+    let producer = (header.producer_id, header.producer_epoch);
+    let mut partitions = Vec::new();
+    for topic in &request.topic_data {
+        let Some(registered) = broker.topics.get(topic.name.as_str()) else { continue };
+        for data in &topic.partition_data {
+            let Some(partition) = registered.partition(data.index) else { continue };
+            if !partition.is_leader() {
+                continue;
+            }
+            let open = partition.lock().as_ref().is_some_and(|log| {
+                log.open_transaction(producer.0)
+                    .is_some_and(|(epoch, _)| epoch == producer.1)
+            });
+            if !open {
+                partitions.push((topic.name.to_string(), data.index));
+            }
+        }
+    }
+    Some(FirstWrites { producer, partitions })
 }
 
 fn produce_partition(
@@ -271,6 +326,7 @@ fn produce_partition(
         acks,
         now,
         transactional_id,
+        checks,
     }: RequestContext<'_>,
     wait: &mut Option<ReplicaWait>,
 ) -> PartitionProduceResponse {
@@ -368,12 +424,9 @@ fn produce_partition(
     };
     let appended = match transactional_id {
         None => partition.lock().as_mut().map(append),
-        Some(transactional_id) => {
-            let (_, header) = validated.batches()[0];
-            let producer = (header.producer_id, header.producer_epoch);
-            // From Produce 12 (transactions v2) the write adds its partition itself.
-            let protocol = super::transactions::txn_protocol(version, 12);
-            match crate::txns::verified_write(broker, transactional_id, producer, &partition, protocol, append) {
+        Some(_) => {
+            let verdict = checks.map_or(Ok(()), |c| c.verdict(&(topic_name.to_string(), index)));
+            match verdict.map(|()| partition.lock().as_mut().map(append)) {
                 Ok(appended) => appended,
                 // A fenced producer gets INVALID_PRODUCER_EPOCH, as from Kafka (whose produce
                 // answers never carry PRODUCER_FENCED): librdkafka treats PRODUCER_FENCED on a
@@ -387,7 +440,11 @@ fn produce_partition(
                 }
                 // Kafka's answer when the coordinator could not be reached to add the partition:
                 // retriable, and no client takes it for a lost producer.
-                Err(strom_txn::TxnError::CoordinatorNotAvailable) => {
+                Err(
+                    strom_txn::TxnError::CoordinatorNotAvailable
+                    | strom_txn::TxnError::NotCoordinator
+                    | strom_txn::TxnError::CoordinatorLoadInProgress,
+                ) => {
                     return error_response(
                         index,
                         ResponseError::NotEnoughReplicas,

@@ -9,7 +9,10 @@
 //! TxnOffsetCommit 5 (with Produce 12) are transactions v2 (KIP-890 part 2), in which the
 //! commit adds its offsets partition and every end bumps the epoch, the new one (or a new
 //! producer id) going back in EndTxn's answer. AddPartitionsToTxn stops at 3: 4 and later are
-//! the brokers' batched verification form, which no client sends.
+//! the brokers' batched verification form, which a partition leader or group coordinator
+//! sends a transaction coordinator on another broker (`crate::txns::check_for_broker`).
+//! WriteTxnMarkers (27) is a coordinator asking a partition's leader to end a transaction
+//! there.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
@@ -21,6 +24,12 @@ use kafka_protocol::messages::describe_transactions_response::{TopicData, Transa
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedTransaction;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
@@ -48,6 +57,9 @@ pub(crate) const INIT_PRODUCER_ID_FENCED_SINCE: i16 = 4;
 const ADD_PARTITIONS_FENCED_SINCE: i16 = 2;
 const ADD_OFFSETS_FENCED_SINCE: i16 = 2;
 const END_TXN_FENCED_SINCE: i16 = 2;
+/// AddPartitionsToTxn from here on is the brokers' batched form (KIP-890), which clients do
+/// not send.
+const BROKER_FORM_SINCE: i16 = 4;
 
 /// The error code for a refusal answered at `version` of an API that may answer
 /// PRODUCER_FENCED from `fenced_since` on.
@@ -69,15 +81,24 @@ pub(crate) fn txn_response_error(error: TxnError) -> ResponseError {
         TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
         TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         TxnError::InvalidRequest(_) => ResponseError::InvalidRequest,
     }
 }
 
-pub(super) fn add_partitions(
+pub(super) async fn add_partitions(
     broker: &Broker,
     request: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
+    if version >= BROKER_FORM_SINCE {
+        // Another broker checking a transactional write with this coordinator (KIP-890).
+        return txns::check_for_broker(broker, request, |error| {
+            versioned_txn_error_code(error, version, ADD_PARTITIONS_FENCED_SINCE)
+        })
+        .await;
+    }
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
@@ -103,6 +124,7 @@ pub(super) fn add_partitions(
             (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch),
             &partitions,
         )
+        .await
         .map_err(Some)
     };
     let mut unknown = unknown.into_iter();
@@ -135,7 +157,11 @@ pub(super) fn add_partitions(
     response
 }
 
-pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
+pub(super) async fn add_offsets(
+    broker: &Broker,
+    request: &AddOffsetsToTxnRequest,
+    version: i16,
+) -> AddOffsetsToTxnResponse {
     let mut response = AddOffsetsToTxnResponse::default();
     if request.group_id.is_empty() {
         response.error_code = code(ResponseError::InvalidGroupId);
@@ -146,21 +172,25 @@ pub(super) fn add_offsets(broker: &Broker, request: &AddOffsetsToTxnRequest, ver
         &request.transactional_id,
         (request.producer_id.0, request.producer_epoch),
         &request.group_id,
-    ) {
+    )
+    .await
+    {
         response.error_code = versioned_txn_error_code(error, version, ADD_OFFSETS_FENCED_SINCE);
     }
     response
 }
 
-pub(super) fn end(broker: &Broker, request: &EndTxnRequest, version: i16) -> EndTxnResponse {
+pub(super) async fn end(broker: &Broker, request: &EndTxnRequest, version: i16) -> EndTxnResponse {
     let mut response = EndTxnResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
     let producer = (request.producer_id.0, request.producer_epoch);
     let ended = if txn_protocol(version, 5) == TxnProtocol::V2 {
-        txns::end_txn_v2(broker, &request.transactional_id, producer, request.committed)
+        txns::end_txn_v2(broker, &request.transactional_id, producer, request.committed).await
     } else {
-        txns::end_txn(broker, &request.transactional_id, producer, request.committed).map(|()| (-1, -1))
+        txns::end_txn(broker, &request.transactional_id, producer, request.committed)
+            .await
+            .map(|()| (-1, -1))
     };
     match ended {
         Ok((producer_id, producer_epoch)) => {
@@ -182,7 +212,11 @@ pub(super) fn txn_protocol(version: i16, first_v2_version: i16) -> TxnProtocol {
     }
 }
 
-pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+pub(super) async fn offset_commit(
+    broker: &Broker,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
     let committer = MemberRef {
         group_id: request.group_id.to_string(),
         generation_id: if version >= 3 { request.generation_id } else { -1 },
@@ -225,7 +259,9 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
         &committer,
         &offsets,
         protocol,
-    ) {
+    )
+    .await
+    {
         Ok(Ok(results)) => results
             .into_iter()
             .map(|result| match result {
@@ -262,6 +298,55 @@ pub(super) fn offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ve
     response
 }
 
+/// WriteTxnMarkers from a transaction coordinator on another broker: each marker written into
+/// the partitions led here, and replicated, before the answer.
+pub(super) async fn write_markers(broker: &Broker, request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    let mut response = WriteTxnMarkersResponse::default();
+    for marker in request.markers {
+        let partitions: Vec<(String, i32)> = marker
+            .topics
+            .iter()
+            .flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.to_string(), *p)))
+            .collect();
+        let results = txns::write_markers_here(
+            broker,
+            marker.producer_id.0,
+            marker.producer_epoch,
+            marker.transaction_result,
+            &partitions,
+        )
+        .await;
+        let mut results = results.into_iter();
+        let mut out = WritableTxnMarkerResult::default();
+        out.producer_id = marker.producer_id;
+        out.topics = marker
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let mut topic_result = WritableTxnMarkerTopicResult::default();
+                topic_result.partitions = topic
+                    .partition_indexes
+                    .iter()
+                    .map(|index| {
+                        let mut partition = WritableTxnMarkerPartitionResult::default();
+                        partition.partition_index = *index;
+                        partition.error_code = match results.next() {
+                            Some(Ok(())) => 0,
+                            Some(Err(error)) => code(error),
+                            None => code(ResponseError::UnknownServerError),
+                        };
+                        partition
+                    })
+                    .collect();
+                topic_result.name = topic.name;
+                topic_result
+            })
+            .collect();
+        response.markers.push(out);
+    }
+    response
+}
+
 pub(super) fn describe(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
     let mut response = DescribeTransactionsResponse::default();
     response.transaction_states = request
@@ -270,13 +355,13 @@ pub(super) fn describe(broker: &Broker, request: DescribeTransactionsRequest) ->
         .map(|id| {
             let mut state = TransactionState::default();
             match txns::describe(broker, &id) {
-                None => {
-                    state.error_code = code(ResponseError::TransactionalIdNotFound);
+                Err(error) => {
+                    state.error_code = txn_error_code(error);
                     state.producer_id = ProducerId(-1);
                     state.producer_epoch = -1;
                     state.transaction_start_time_ms = -1;
                 }
-                Some(txn) => {
+                Ok(txn) => {
                     state.transaction_state = str_bytes(txn.state.name());
                     state.transaction_timeout_ms = txn.timeout_ms;
                     state.transaction_start_time_ms = txn.txn_start_ms;

@@ -1,0 +1,129 @@
+//! Which transactional ids this broker coordinates, and loading them: at start-up on a single
+//! node (every `__transaction_state` partition), and in a cluster as leadership of those
+//! partitions comes and goes ([`lead_partitions`]).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use strom_txn::{TxnConfig, TxnCoordinator, TxnRecord};
+
+use super::{state_partition_count, IdLocks, State, Txns, TXN_STATE_TOPIC};
+use crate::broker::Broker;
+use crate::internal_topic::{self, ClusterLayout, InternalTopic};
+use crate::ownership::Ownership;
+use crate::topics::TopicRegistry;
+
+impl Txns {
+    /// Builds the coordinator. On a single node it replays every partition of
+    /// `__transaction_state` now; in a cluster (`cluster` set) it starts with no ids and
+    /// takes on those of the partitions it comes to lead.
+    pub fn load(
+        topics: &TopicRegistry,
+        config: TxnConfig,
+        partitions: i32,
+        segment_bytes: u64,
+        cluster: Option<ClusterLayout>,
+    ) -> Txns {
+        let mut coordinator = TxnCoordinator::new(config);
+        if cluster.is_none() {
+            let mut loaded = 0usize;
+            if let Some(topic) = topics.get(TXN_STATE_TOPIC) {
+                for partition in topic.partitions() {
+                    if let Some(log) = partition.lock().as_ref() {
+                        for record in read_partition(log, partition.index) {
+                            coordinator.apply(record);
+                            loaded += 1;
+                        }
+                    }
+                }
+            }
+            if loaded > 0 {
+                tracing::info!(
+                    records = loaded,
+                    transactional_ids = coordinator.len(),
+                    "loaded transaction state"
+                );
+            }
+        }
+        Txns {
+            state: Mutex::new(State {
+                coordinator,
+                ownership: Ownership::new(cluster.is_some()),
+            }),
+            ids: IdLocks::default(),
+            state_topic: InternalTopic {
+                name: TXN_STATE_TOPIC,
+                partitions,
+                segment_bytes,
+                cluster,
+            },
+        }
+    }
+}
+
+/// The transaction state records of one partition, in order.
+fn read_partition(log: &strom_storage::Log, partition: i32) -> Vec<TxnRecord> {
+    let mut out = Vec::new();
+    internal_topic::for_each_batch(log, TXN_STATE_TOPIC, partition, &mut |header, bytes| {
+        if header.is_control() {
+            return;
+        }
+        let Ok(records) = strom_record::records::decode_records(bytes) else {
+            tracing::warn!(partition, "undecodable transaction state batch skipped");
+            return;
+        };
+        for record in records {
+            let Some(key) = record.key else { continue };
+            match TxnRecord::decode(key, record.value) {
+                Ok(record) => out.push(record),
+                Err(e) => tracing::warn!(partition, error = %e, "undecodable transaction state record skipped"),
+            }
+        }
+    });
+    out
+}
+
+/// In a cluster, after the metadata moved: the coordinator takes on the ids of the
+/// `__transaction_state` partitions this broker now leads (reading them from its copy:
+/// meanwhile their requests get COORDINATOR_LOAD_IN_PROGRESS) and forgets those of the
+/// partitions it no longer leads (their requests get NOT_COORDINATOR, so clients find the new
+/// coordinator). Transactions found between decision and markers are finished by the timer.
+pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
+    let count = state_partition_count(broker);
+    let (gained, lost) = broker.txns.lock().ownership.lead(led);
+    if !lost.is_empty() {
+        let forgotten = broker
+            .txns
+            .lock()
+            .coordinator
+            .unload(|id| lost.contains(&strom_txn::partition_for(id, count)));
+        tracing::info!(
+            partitions = ?lost,
+            transactional_ids = forgotten,
+            "no longer coordinating the transactional ids of these __transaction_state partitions"
+        );
+    }
+    let Some(topic) = broker.topics.get(TXN_STATE_TOPIC) else {
+        return;
+    };
+    for partition in gained {
+        // Read outside the coordinator's lock: other ids carry on meanwhile.
+        let records = topic
+            .partition(partition)
+            .and_then(|p| p.lock().as_ref().map(|log| read_partition(log, partition)))
+            .unwrap_or_default();
+        let mut state = broker.txns.lock();
+        if !state.ownership.loaded(partition) {
+            continue; // lost again meanwhile
+        }
+        let applied = records.len();
+        for record in records {
+            state.coordinator.apply(record);
+        }
+        tracing::info!(
+            partition,
+            records = applied,
+            "coordinating the transactional ids of this __transaction_state partition"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Transactions on a three-node cluster, driven by librdkafka: the transaction coordinator is
+//! the leader of the id's `__transaction_state` partition, a transaction spans partitions led
+//! by every broker (markers reach the others through WriteTxnMarkers, the first write to each
+//! is checked with the coordinator), and an open transaction carries on when its coordinator
+//! is SIGKILLed: the new coordinator loads it from its replica and commits it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::producer::Producer as _;
+use rdkafka::{Offset, TopicPartitionList};
+use strom_testkit::client::CALL_TIMEOUT;
+use strom_testkit::cluster::metadata;
+use strom_testkit::{poll_until, Admin, Broker, Cluster, Consumer, GroupMember, Producer, Rec, WireClient};
+
+const WAIT: Duration = Duration::from_secs(40);
+const POLL_STEP: Duration = Duration::from_millis(100);
+const INPUT: &str = "ctp-in";
+const OUTPUT: &str = "ctp-out";
+const GROUP: &str = "ctp-group";
+const TRANSACTIONAL_ID: &str = "ctp-txn";
+const IN_PARTITIONS: i32 = 3;
+const OUT_PARTITIONS: i32 = 6;
+const PER_PARTITION: i64 = 20;
+const BATCH: usize = 10;
+
+fn cluster() -> Cluster {
+    Cluster::start(
+        strom_testkit::bin!(),
+        3,
+        &[
+            ("broker.session.timeout.ms", "3000"),
+            ("broker.heartbeat.interval.ms", "500"),
+            ("replica.lag.time.max.ms", "3000"),
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("offsets.topic.num.partitions", "6"),
+            ("transaction.state.log.num.partitions", "6"),
+        ],
+    )
+}
+
+/// The node FindCoordinator names for the transactional id, asked of `node`.
+fn transaction_coordinator(node: &Broker, transactional_id: &str) -> Option<i32> {
+    let mut client = WireClient::connect(node.addr()).ok()?;
+    let mut request = FindCoordinatorRequest::default();
+    request.key = StrBytes::from_string(transactional_id.to_string());
+    request.key_type = 1;
+    let response: FindCoordinatorResponse = client.call(&request, 3).ok()?;
+    (response.error_code == 0).then_some(response.node_id.0)
+}
+
+/// Leaders of every partition of `topic`, once each has one, as `node` sees them.
+fn leaders(node: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, i32> {
+    poll_until(WAIT, &format!("a leader for every partition of {topic}"), || {
+        let metadata = metadata(node)?;
+        let found = metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))?;
+        let leaders: BTreeMap<i32, i32> = found
+            .partitions
+            .iter()
+            .filter(|p| p.leader_id.0 > 0 && p.isr_nodes.len() == 3)
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect();
+        (leaders.len() == partitions as usize).then_some(leaders)
+    })
+}
+
+fn take(member: &GroupMember, count: usize) -> Vec<strom_testkit::Consumed> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut batch = Vec::with_capacity(count);
+    while batch.len() < count {
+        assert!(Instant::now() < deadline, "{} of {count} records within 30 s", batch.len());
+        if let Some(record) = member.poll(POLL_STEP) {
+            batch.push(record);
+        }
+    }
+    batch
+}
+
+/// Every committed value of `topic`, read under read_committed from each partition's start to
+/// its last stable offset, by partition in offset order.
+fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<String>> {
+    let consumer = Consumer::with(bootstrap, &[("isolation.level", "read_committed")]);
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("valid offset");
+    }
+    consumer.inner().assign(&assignment).expect("assign");
+    let deadline = Instant::now() + WAIT;
+    let mut at_end = BTreeSet::new();
+    let mut read: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    while at_end.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "read_committed of {topic} ended only {at_end:?}");
+        match consumer.inner().poll(POLL_STEP) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                let value = String::from_utf8_lossy(message.payload().unwrap_or(b"<null>")).into_owned();
+                read.entry(message.partition()).or_default().push(value);
+            }
+        }
+    }
+    read
+}
+
+#[test]
+fn consume_transform_produce_spans_every_broker_and_carries_on_when_its_coordinator_is_killed() {
+    let mut cluster = cluster();
+    let bootstrap = cluster.bootstrap();
+    let admin = Admin::new(&bootstrap);
+    for (topic, partitions) in [(INPUT, IN_PARTITIONS), (OUTPUT, OUT_PARTITIONS)] {
+        admin
+            .create_replicated_topic(topic, partitions, 3, &[("min.insync.replicas", "2")], false)
+            .unwrap_or_else(|e| panic!("creating {topic}: {e:?}"));
+    }
+    let out_leaders = leaders(cluster.node(1), OUTPUT, OUT_PARTITIONS);
+    let leading: BTreeSet<i32> = out_leaders.values().copied().collect();
+    assert_eq!(leading.len(), 3, "the output's leaders are spread: {out_leaders:?}");
+
+    let input: Vec<Rec> = (0..IN_PARTITIONS)
+        .flat_map(|p| (0..PER_PARTITION).map(move |i| Rec::value(format!("in-{p}-{i}")).partition(p)))
+        .collect();
+    Producer::new(&bootstrap, &[("acks", "all")]).send_all_ok(INPUT, &input);
+
+    let producer = Producer::new(
+        &bootstrap,
+        &[("transactional.id", TRANSACTIONAL_ID), ("linger.ms", "2")],
+    );
+    producer
+        .inner()
+        .init_transactions(CALL_TIMEOUT)
+        .expect("init_transactions");
+    let join = || GroupMember::join(&bootstrap, GROUP, &[INPUT], &[("isolation.level", "read_committed")]);
+    let mut member = join();
+    let mut committed_batches = 0usize;
+    let mut killed: Option<i32> = None;
+    let total = (IN_PARTITIONS as i64 * PER_PARTITION) as usize;
+    let mut transformed = 0usize;
+    for batch_index in 0..20 {
+        if transformed == total {
+            break;
+        }
+        let batch = take(&member, BATCH.min(total - transformed));
+        producer.inner().begin_transaction().expect("begin");
+        // Each input record goes to an output partition of its own choosing, so every
+        // transaction writes to partitions led by all three brokers.
+        let out: Vec<Rec> = batch
+            .iter()
+            .map(|r| {
+                let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+                Rec::value(format!("out:{value}")).partition((r.offset % OUT_PARTITIONS as i64) as i32)
+            })
+            .collect();
+        producer.send_all_ok(OUTPUT, &out);
+        let mut offsets = TopicPartitionList::new();
+        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+        for record in &batch {
+            let next = positions.entry(record.partition).or_insert(0);
+            *next = (*next).max(record.offset + 1);
+        }
+        for (partition, next) in &positions {
+            offsets
+                .add_partition_offset(INPUT, *partition, Offset::Offset(*next))
+                .expect("offset");
+        }
+        let metadata = member.inner().group_metadata().expect("group metadata");
+        producer
+            .inner()
+            .send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)
+            .expect("send offsets");
+        if batch_index == 1 {
+            // Aborted: a new member resumes from the committed offsets and does it again.
+            producer.inner().abort_transaction(CALL_TIMEOUT).expect("abort");
+            drop(member);
+            member = join();
+            continue;
+        }
+        if batch_index == 3 {
+            // The coordinator dies with this transaction open; the one that takes over its
+            // `__transaction_state` partition finishes it.
+            let coordinator = poll_until(WAIT, "the transaction coordinator", || {
+                transaction_coordinator(cluster.node(1), TRANSACTIONAL_ID)
+            });
+            cluster.node(coordinator as usize).sigkill();
+            killed = Some(coordinator);
+        }
+        let commit_deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match producer.inner().commit_transaction(CALL_TIMEOUT) {
+                Ok(()) => break,
+                // A timeout while the coordinator moves is retriable: commit again.
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < commit_deadline => {}
+                Err(e) => panic!("batch {batch_index}: commit: {e}"),
+            }
+        }
+        committed_batches += 1;
+        transformed += batch.len();
+    }
+    assert!(killed.is_some(), "the coordinator was killed mid-transaction");
+    assert!(committed_batches >= 3);
+
+    // Every input record transformed exactly once into the committed output, nothing from the
+    // aborted batch twice, and the group's offsets at the end of the input.
+    let read = read_committed(&cluster.bootstrap(), OUTPUT, OUT_PARTITIONS);
+    let mut values: Vec<String> = read.values().flatten().cloned().collect();
+    values.sort();
+    let mut expected: Vec<String> = input
+        .iter()
+        .map(|r| format!("out:{}", String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())))
+        .collect();
+    expected.sort();
+    assert_eq!(values, expected, "committed output");
+    let committed = poll_until(WAIT, "the group's committed offsets", || {
+        member.committed(INPUT, &[0, 1, 2]).ok()
+    });
+    assert_eq!(committed, vec![Some(PER_PARTITION); IN_PARTITIONS as usize]);
+}
