@@ -36,6 +36,8 @@ pub struct Broker {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// In a cluster: this broker's session with the controller, once registered.
     pub session: watch::Receiver<Option<crate::cluster::lifecycle::Session>>,
+    /// A single node's data directory this cluster node hands to the cluster once registered.
+    pub(crate) adoption: Mutex<Option<crate::adoption::Adoption>>,
     /// When this broker process started (ms since the epoch): the epoch of the feature levels
     /// ApiVersions finalizes. Clients keep the levels of the highest epoch they have seen, so
     /// it must grow when a restart may have changed them.
@@ -82,6 +84,15 @@ impl Broker {
         let cluster_id = match &cluster {
             None => load_or_create_cluster_id(&data_dir, config.node_id)?,
             Some(cluster) => {
+                if cluster.adopting {
+                    // A single node's directory takes the cluster's id (`crate::adoption`).
+                    let path = data_dir.join("meta.properties");
+                    let text = format!(
+                        "version=1\ncluster.id={}\nnode.id={}\n",
+                        cluster.cluster_id, config.node_id
+                    );
+                    std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
+                }
                 let found = load_or_create_cluster_id_as(&data_dir, config.node_id, &cluster.cluster_id)?;
                 if found != cluster.cluster_id {
                     return Err(StartupError::OtherCluster {
@@ -93,20 +104,39 @@ impl Broker {
                 found
             }
         };
+        let adoption = match &cluster {
+            Some(cluster) if cluster.adopting => {
+                let adoption =
+                    crate::adoption::prepare(&data_dir, now_ms()).map_err(|reason| StartupError::DataDir {
+                        path: data_dir.display().to_string(),
+                        reason,
+                    })?;
+                tracing::info!(
+                    topics = adoption.topics.len(),
+                    cluster_id = %cluster.cluster_id,
+                    "adopting a single-node data directory into the cluster"
+                );
+                Some(adoption)
+            }
+            _ => None,
+        };
         let producer_ids = match &cluster {
             None => ProducerIdAllocator::open(&data_dir.join("__strom"))?,
-            Some(cluster) => ProducerIdAllocator::from_controller(producer_id_blocks(
-                cluster.clone(),
-                session.clone(),
-                config.node_id,
-            )),
+            Some(cluster) => ProducerIdAllocator::from_controller(
+                producer_id_blocks(cluster.clone(), session.clone(), config.node_id),
+                adoption.as_ref().map_or(0, |a| a.producer_id_floor),
+            ),
         };
         let topics = TopicRegistry::open(
             &data_dir,
             config.topic_defaults.clone(),
             now_ms(),
             config.cluster.is_cluster(),
+            adoption.is_some(),
         )?;
+        if let Some(adoption) = &adoption {
+            topics.set_adopting(adoption.topics.iter().map(|t| (t.name.clone(), t.id)).collect());
+        }
         let groups = crate::groups::Groups::load(
             &topics,
             config.groups.clone(),
@@ -135,6 +165,7 @@ impl Broker {
         Ok(Broker {
             config,
             cluster_id,
+            adoption: Mutex::new(adoption),
             topics,
             producer_ids,
             groups,
@@ -266,6 +297,9 @@ pub struct ProducerIdAllocator {
     /// In a cluster, blocks come from the controller (AllocateProducerIds), so ids are unique
     /// across brokers; a single node reserves them in its own file.
     remote: Option<BlockSource>,
+    /// Ids below this are never handed out (a cluster node that adopted a single node's data
+    /// directory, whose logs hold producers up to its mark: `crate::adoption`).
+    floor: i64,
 }
 
 /// Where a cluster node gets its next block of producer ids: (first id, size).
@@ -286,14 +320,16 @@ impl ProducerIdAllocator {
             path,
             state: Mutex::new((next, next)),
             remote: None,
+            floor: 0,
         })
     }
 
-    fn from_controller(remote: BlockSource) -> Self {
+    fn from_controller(remote: BlockSource, floor: i64) -> Self {
         ProducerIdAllocator {
             path: std::path::PathBuf::new(),
             state: Mutex::new((0, 0)),
             remote: Some(remote),
+            floor,
         }
     }
 
@@ -303,8 +339,15 @@ impl ProducerIdAllocator {
         if *next == *block_end {
             if let Some(remote) = &self.remote {
                 let (first, size) = remote()?;
-                *next = first;
+                *next = first.max(self.floor);
                 *block_end = first + size;
+                if *next >= *block_end {
+                    // The controller has not seen the adopted directory's mark yet.
+                    *next = *block_end;
+                    return Err(std::io::Error::other(
+                        "producer ids below the adopted data directory's are reserved; retry",
+                    ));
+                }
                 let id = *next;
                 *next += 1;
                 return Ok(id);

@@ -140,8 +140,7 @@ impl InternalTopic {
     /// brokers, as Kafka does for its internal topics), unless this node already asked within
     /// the last few seconds.
     fn request_creation(&self, cluster: &Arc<crate::cluster::Cluster>, layout: ClusterLayout) {
-        static LAST_ASKED_MS: std::sync::Mutex<BTreeMap<&'static str, i64>> =
-            std::sync::Mutex::new(BTreeMap::new());
+        static LAST_ASKED_MS: std::sync::Mutex<BTreeMap<&'static str, i64>> = std::sync::Mutex::new(BTreeMap::new());
         let now = now_ms();
         {
             let mut asked = LAST_ASKED_MS.lock().expect("creation requests lock");

@@ -7,6 +7,7 @@
 //! - [`config`]: broker properties by Kafka name, from file, environment and flags.
 //! - [`topic_config`]: topic-level configs, validation, translation to storage `LogConfig`.
 //! - [`dynamic_config`]: broker configs changed at run time (AlterConfigs on a broker).
+//! - [`adoption`]: a single-node data directory opened as a cluster node.
 //! - [`broker`]: the shared state of a broker process (topics, ids, the append signal).
 //! - [`cluster`]: in a cluster, the metadata quorum, the image of the committed metadata, the
 //!   active controller, registration and heartbeats; [`cluster_config`] its settings.
@@ -24,6 +25,7 @@
 //! - `outbox`: responses queued for a connection; fetched records leave by `sendfile`.
 //! - [`server`]: the listener, background maintenance, graceful shutdown.
 
+pub mod adoption;
 pub mod broker;
 pub mod cluster;
 pub mod cluster_config;

@@ -150,6 +150,10 @@ pub struct TopicRegistry {
     admin: std::sync::Mutex<()>,
     /// A cluster node: partitions are replicated (see [`TopicRegistry::apply_metadata`]).
     cluster: bool,
+    /// Topics of a single-node data directory this cluster node is adopting
+    /// (`crate::adoption`), by name: the metadata's topic of that name is followed only if it
+    /// is the adopted one (same id), so a different topic never opens their logs.
+    adopting: RwLock<BTreeMap<String, Uuid>>,
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
@@ -179,11 +183,15 @@ impl TopicRegistry {
     /// Loads every topic recorded under the data directory and opens (recovers) its logs. A
     /// cluster node (`cluster`) keeps only its internal topics there; the others come from the
     /// cluster's metadata ([`TopicRegistry::apply_metadata`]).
+    /// Opens every topic this node keeps in `<data-dir>/__strom/topics` (a cluster node keeps
+    /// none but old local internal topics), unless `adopting`: then those are a single-node
+    /// data directory's, which `crate::adoption` hands to the cluster instead.
     pub fn open(
         data_dir: &Path,
         broker_defaults: BTreeMap<String, String>,
         now_ms: i64,
         cluster: bool,
+        adopting: bool,
     ) -> Result<Self, TopicError> {
         let meta_dir = data_dir.join("__strom").join("topics");
         std::fs::create_dir_all(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
@@ -202,7 +210,11 @@ impl TopicRegistry {
             topics: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
             cluster,
+            adopting: RwLock::new(BTreeMap::new()),
         };
+        if adopting {
+            return Ok(registry);
+        }
         let entries = std::fs::read_dir(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
         for entry in entries {
             let path = entry.map_err(|e| io_error("listing topics", e))?.path();
@@ -218,8 +230,8 @@ impl TopicRegistry {
             let id = Uuid::parse_str(&record.id).map_err(|e| io_error(&path.display().to_string(), e))?;
             if cluster && !name.starts_with("__") {
                 return Err(TopicError::Storage(format!(
-                    "{} holds topic {name} of a single-node broker; opening such a data directory as a \
-                     cluster node is not supported yet (start it without --process-roles)",
+                    "{} holds topic {name} of a single-node broker, but was already used by a cluster node; \
+                     a single-node data directory is adopted only on its first start as a cluster node",
                     data_dir.display()
                 )));
             }
@@ -227,6 +239,12 @@ impl TopicRegistry {
             registry.topics.write().expect("registry lock").insert(name, topic);
         }
         Ok(registry)
+    }
+
+    /// Holds back the metadata's topics named like these adopted ones unless they have these
+    /// ids; an empty map ends the adoption.
+    pub fn set_adopting(&self, topics: BTreeMap<String, Uuid>) {
+        *self.adopting.write().expect("registry lock") = topics;
     }
 
     fn open_topic(
@@ -509,8 +527,13 @@ impl TopicRegistry {
     ) -> Result<bool, TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
         let mut hw_moved = false;
+        let adopting = self.adopting.read().expect("registry lock").clone();
         for topic_image in image.topics() {
             let name = &topic_image.name;
+            if adopting.get(name).is_some_and(|id| *id != topic_image.id) {
+                // Another topic of the same name: the adopted logs are not its replicas.
+                continue;
+            }
             let overrides: BTreeMap<String, String> = image
                 .configs(&strom_metadata::ConfigResource::Topic(name.clone()))
                 .cloned()

@@ -76,7 +76,11 @@ fn take(member: &GroupMember, count: usize) -> Vec<strom_testkit::Consumed> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut batch = Vec::with_capacity(count);
     while batch.len() < count {
-        assert!(Instant::now() < deadline, "{} of {count} records within 30 s", batch.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} records within 30 s",
+            batch.len()
+        );
         if let Some(record) = member.poll(POLL_STEP) {
             batch.push(record);
         }
@@ -99,7 +103,10 @@ fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32
     let mut at_end = BTreeSet::new();
     let mut read: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     while at_end.len() < partitions as usize {
-        assert!(Instant::now() < deadline, "read_committed of {topic} ended only {at_end:?}");
+        assert!(
+            Instant::now() < deadline,
+            "read_committed of {topic} ended only {at_end:?}"
+        );
         match consumer.inner().poll(POLL_STEP) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(partition))) => {
@@ -219,7 +226,12 @@ fn consume_transform_produce_spans_every_broker_and_carries_on_when_its_coordina
     values.sort();
     let mut expected: Vec<String> = input
         .iter()
-        .map(|r| format!("out:{}", String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())))
+        .map(|r| {
+            format!(
+                "out:{}",
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+            )
+        })
         .collect();
     expected.sort();
     assert_eq!(values, expected, "committed output");

@@ -26,7 +26,7 @@ pub fn metadata(node: &Broker) -> Option<MetadataResponse> {
 }
 
 /// Ports free a moment ago, all distinct.
-fn free_ports(count: usize) -> Vec<u16> {
+pub fn free_ports(count: usize) -> Vec<u16> {
     // Hold them all while choosing, so none is picked twice.
     let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))

@@ -605,8 +605,7 @@ impl TxnCoordinator {
     /// The tombstone for one id if it is idle past `transactional.id.expiration.ms`.
     pub fn prepare_expiry(&self, transactional_id: &str, now_ms: i64) -> Option<Plan> {
         let txn = self.transactions.get(transactional_id)?;
-        let expired =
-            txn.state.is_idle() && txn.last_update_ms.saturating_add(self.config.id_expiration_ms) <= now_ms;
+        let expired = txn.state.is_idle() && txn.last_update_ms.saturating_add(self.config.id_expiration_ms) <= now_ms;
         expired.then(|| {
             vec![Step::Persist(TxnRecord {
                 transactional_id: transactional_id.to_string(),

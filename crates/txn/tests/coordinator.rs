@@ -1345,7 +1345,10 @@ fn due_names_the_ids_the_timer_must_act_on_and_prepare_due_plans_each() {
     assert_eq!(h.coordinator.due(h.now_ms), ["b"]);
     let completion = h.coordinator.prepare_due("b", h.now_ms, &mut || None).unwrap();
     assert_eq!(shape(&completion), ["Markers(commit, 0)", "Persist(CompleteCommit, 0)"]);
-    assert!(h.coordinator.prepare_due("a", h.now_ms, &mut || None).is_none(), "a is within its timeout");
+    assert!(
+        h.coordinator.prepare_due("a", h.now_ms, &mut || None).is_none(),
+        "a is within its timeout"
+    );
 
     h.advance(i64::from(TIMEOUT_MS) + 1);
     assert_eq!(h.coordinator.due(h.now_ms), ["a", "b"]);
@@ -1364,6 +1367,12 @@ fn due_names_the_ids_the_timer_must_act_on_and_prepare_due_plans_each() {
     assert!(h.coordinator.prepare_expiry("a", h.now_ms).is_none());
     h.advance(TxnConfig::default().id_expiration_ms + 1);
     let tombstone = h.coordinator.prepare_expiry("a", h.now_ms).unwrap();
-    assert_eq!(tombstone, vec![Step::Persist(TxnRecord { transactional_id: "a".into(), value: None })]);
+    assert_eq!(
+        tombstone,
+        vec![Step::Persist(TxnRecord {
+            transactional_id: "a".into(),
+            value: None
+        })]
+    );
     assert!(h.coordinator.prepare_expiry("nobody", h.now_ms).is_none());
 }

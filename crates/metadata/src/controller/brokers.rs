@@ -211,6 +211,29 @@ impl Controller {
         ))
     }
 
+    /// Makes sure no producer id below `floor` is ever handed out: a broker adopting a
+    /// single-node data directory has producers below its old allocator's mark in its logs.
+    /// Nothing is written if the cluster is past it already.
+    pub fn reserve_producer_ids(
+        &mut self,
+        image: &MetadataImage,
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        floor: i64,
+    ) -> Result<Plan<()>, ControllerError> {
+        current_registration(image, broker_id, broker_epoch)?;
+        let records = if image.next_producer_id() < floor {
+            vec![MetadataRecord::ProducerIds {
+                broker_id,
+                broker_epoch,
+                next_producer_id: floor,
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(Plan::new(records, ()))
+    }
+
     /// Fences brokers whose session ran out and, every leader imbalance check interval, moves
     /// leadership back to preferred replicas.
     pub fn tick(&mut self, image: &MetadataImage, now_ms: i64) -> Plan<()> {

@@ -667,6 +667,23 @@ fn producer_id_blocks_never_overlap() {
 }
 
 #[test]
+fn reserved_producer_ids_are_never_handed_out() {
+    let mut image = cluster(2, 0);
+    let mut c = controller(&image);
+    let epoch = image.broker(1).unwrap().epoch;
+    let plan = c.reserve_producer_ids(&image, 1, epoch, 4_321).unwrap();
+    commit(&mut image, &plan);
+    let block = c
+        .allocate_producer_ids(&image, 2, image.broker(2).unwrap().epoch)
+        .unwrap();
+    assert_eq!(block.reply.first_producer_id, 4_321);
+    commit(&mut image, &block);
+    // Below where the cluster already is: nothing to write.
+    let plan = c.reserve_producer_ids(&image, 1, epoch, 10).unwrap();
+    assert!(plan.records.is_empty());
+}
+
+#[test]
 fn configs_are_set_removed_and_replaced() {
     let mut image = cluster(1, 0);
     let mut c = controller(&image);

@@ -366,6 +366,16 @@ fn decide(controller: &mut Controller, image: &MetadataImage, now: i64, request:
                 .map_err(refused)?,
             ControllerReply::ProducerIds,
         ),
+        ControllerRequest::ReserveProducerIds {
+            broker_id,
+            broker_epoch,
+            floor,
+        } => plan(
+            controller
+                .reserve_producer_ids(image, broker_id, broker_epoch, floor)
+                .map_err(refused)?,
+            |()| ControllerReply::Done,
+        ),
         ControllerRequest::UnregisterBroker(id) => {
             plan(controller.unregister_broker(image, id).map_err(refused)?, |()| {
                 ControllerReply::Done

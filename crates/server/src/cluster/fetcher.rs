@@ -189,13 +189,10 @@ async fn run(
             }
         }
         let timeout = Duration::from_millis(request.max_wait_ms.max(0) as u64) + FETCH_TIMEOUT_SLACK;
-        let exchange = connection.as_mut().expect("connected above").exchange::<_, FetchResponse>(
-            ApiKey::Fetch,
-            FETCH_VERSION,
-            &request,
-            timeout,
-            RESPONSE_FRAME_MAX,
-        );
+        let exchange = connection
+            .as_mut()
+            .expect("connected above")
+            .exchange::<_, FetchResponse>(ApiKey::Fetch, FETCH_VERSION, &request, timeout, RESPONSE_FRAME_MAX);
         let result = tokio::select! {
             result = exchange => result,
             _ = stop.changed() => return,

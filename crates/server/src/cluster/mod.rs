@@ -79,6 +79,8 @@ pub struct Cluster {
     pub(crate) fetchers: fetcher::ReplicaFetchers,
     /// Connections for calls to other brokers (transaction markers and checks).
     pub(crate) peers: peers::Peers,
+    /// This node's data directory was a single node's, being adopted (`crate::adoption`).
+    pub(crate) adopting: bool,
 }
 
 /// Every node of a cluster derives the same id from the initial voters, so nodes of two
@@ -109,6 +111,9 @@ impl Cluster {
         let node_id = broker.node_id;
         let dir = broker.data_dir.join("__cluster_metadata");
         let cluster_id = cluster_id_for(&config.voters);
+        // Before the quorum creates its directory: a single node's data has none.
+        let adopting = crate::adoption::detect(&broker.data_dir)
+            .map_err(|e| ClusterError::Config(format!("{}: {e}", broker.data_dir.display())))?;
         let voters: BTreeMap<u64, String> = config.voters.values().map(|v| (v.id as u64, v.address())).collect();
         let listen = config
             .controller_listener
@@ -170,6 +175,7 @@ impl Cluster {
             service,
             fetchers: fetcher::ReplicaFetchers::default(),
             peers: peers::Peers::default(),
+            adopting,
         }))
     }
 

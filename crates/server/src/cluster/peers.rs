@@ -35,7 +35,9 @@ impl PeerConnection {
     pub(crate) async fn connect(broker: &Broker, id: i32) -> Result<PeerConnection, String> {
         let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
         let image = cluster.image();
-        let registration = image.broker(id).ok_or_else(|| format!("broker {id} is not registered"))?;
+        let registration = image
+            .broker(id)
+            .ok_or_else(|| format!("broker {id} is not registered"))?;
         let endpoint = registration
             .endpoints
             .first()
@@ -64,9 +66,8 @@ impl PeerConnection {
         response_bytes_max: usize,
     ) -> Result<Resp, String> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
-        let frame =
-            strom_protocol::client::encode_request(api, version, self.correlation_id, &self.client_id, request)
-                .map_err(|e| e.to_string())?;
+        let frame = strom_protocol::client::encode_request(api, version, self.correlation_id, &self.client_id, request)
+            .map_err(|e| e.to_string())?;
         let exchange = async {
             self.stream.write_all(&frame).await.map_err(|e| e.to_string())?;
             let mut size = [0u8; 4];

@@ -43,6 +43,13 @@ pub(crate) enum ControllerRequest {
         broker_id: BrokerId,
         broker_epoch: i64,
     },
+    /// No producer id below `floor` is handed out from now on (a broker adopting a single-node
+    /// data directory).
+    ReserveProducerIds {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        floor: i64,
+    },
     UnregisterBroker(BrokerId),
     /// The quorum as its leader sees it (DescribeQuorum).
     DescribeQuorum,

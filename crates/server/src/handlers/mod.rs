@@ -122,9 +122,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
         RequestKind::TxnOffsetCommit(r) => {
             ResponseKind::TxnOffsetCommit(transactions::offset_commit(broker, r, version).await)
         }
-        RequestKind::WriteTxnMarkers(r) => {
-            ResponseKind::WriteTxnMarkers(transactions::write_markers(broker, r).await)
-        }
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(transactions::write_markers(broker, r).await),
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(transactions::describe_producers(broker, r))
         }

@@ -11,7 +11,6 @@ use super::{commit_error_code, offset_to_commit};
 use crate::broker::Broker;
 use crate::groups::{self, CommitError};
 
-
 pub(super) async fn handle(broker: &Broker, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let committer = MemberRef {
         group_id: request.group_id.to_string(),

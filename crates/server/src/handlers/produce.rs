@@ -294,13 +294,21 @@ fn first_writes(broker: &Broker, request: &ProduceRequest) -> Option<FirstWrites
         .topic_data
         .iter()
         .flat_map(|t| &t.partition_data)
-        .find_map(|p| p.records.as_ref().and_then(|r| strom_record::BatchHeader::parse(r).ok()))?;
+        .find_map(|p| {
+            p.records
+                .as_ref()
+                .and_then(|r| strom_record::BatchHeader::parse(r).ok())
+        })?;
     let producer = (header.producer_id, header.producer_epoch);
     let mut partitions = Vec::new();
     for topic in &request.topic_data {
-        let Some(registered) = broker.topics.get(topic.name.as_str()) else { continue };
+        let Some(registered) = broker.topics.get(topic.name.as_str()) else {
+            continue;
+        };
         for data in &topic.partition_data {
-            let Some(partition) = registered.partition(data.index) else { continue };
+            let Some(partition) = registered.partition(data.index) else {
+                continue;
+            };
             if !partition.is_leader() {
                 continue;
             }

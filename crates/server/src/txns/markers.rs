@@ -42,22 +42,20 @@ pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
                 elsewhere.entry(leader).or_default().push((topic.clone(), *index));
             }
             _ => {
-                tracing::warn!(topic, partition = index, "transaction marker waits for the partition to have a leader");
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    "transaction marker waits for the partition to have a leader"
+                );
                 all = false;
             }
         }
     }
     let outcome = markers.commit;
-    for (partition, result) in here.iter().zip(
-        write_here(
-            broker,
-            markers.producer_id,
-            markers.producer_epoch,
-            outcome,
-            &here,
-        )
-        .await,
-    ) {
+    for (partition, result) in here
+        .iter()
+        .zip(write_here(broker, markers.producer_id, markers.producer_epoch, outcome, &here).await)
+    {
         if let Err(error) = result {
             tracing::warn!(topic = partition.0, partition = partition.1, %error, "transaction marker not written");
             all = false;
@@ -193,10 +191,13 @@ pub(crate) async fn write_here(
     let mut results = Vec::with_capacity(written.len());
     for ((topic, index), written) in partitions.iter().zip(written) {
         let result = match written {
-            Ok(Some(written)) => written.replicated(broker, REPLICATION_TIMEOUT).await.map_err(|e| match e {
-                crate::internal_topic::PersistError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
-                _ => ResponseError::NotEnoughReplicasAfterAppend,
-            }),
+            Ok(Some(written)) => written
+                .replicated(broker, REPLICATION_TIMEOUT)
+                .await
+                .map_err(|e| match e {
+                    crate::internal_topic::PersistError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+                    _ => ResponseError::NotEnoughReplicasAfterAppend,
+                }),
             Ok(None) => Ok(()),
             Err(error) => Err(error),
         };

@@ -302,7 +302,10 @@ pub async fn txn_offset_commit(
     if let Err(error) = groups::check_coordinator(broker, &committer.group_id) {
         return Ok(Err(error));
     }
-    let partition = [(OFFSETS_TOPIC.to_string(), groups::offsets_partition_of(broker, &committer.group_id))];
+    let partition = [(
+        OFFSETS_TOPIC.to_string(),
+        groups::offsets_partition_of(broker, &committer.group_id),
+    )];
     let checks = check_writes(broker, transactional_id, producer, &partition, protocol).await;
     checks.verdict(&partition[0])?;
     let mut results = match groups::txn_commit(broker, committer, producer, offsets) {

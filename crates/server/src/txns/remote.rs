@@ -54,7 +54,11 @@ fn coordinator_of(broker: &Broker, transactional_id: &str) -> Option<i32> {
     let image = cluster.image();
     let topic = image.topic_by_name(TXN_STATE_TOPIC)?;
     let partition = strom_txn::partition_for(transactional_id, state_partition_count(broker));
-    topic.partitions.get(&partition).map(|p| p.leader).filter(|leader| *leader >= 0)
+    topic
+        .partitions
+        .get(&partition)
+        .map(|p| p.leader)
+        .filter(|leader| *leader >= 0)
 }
 
 /// Asks the id's coordinator about `partitions` (all of one write); see the module's notes.
