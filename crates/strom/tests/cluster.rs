@@ -5,7 +5,8 @@
 //! through any node are spread over the brokers; each partition is served by its leader and
 //! every acknowledged record is read back in order; the active controller can die and another
 //! takes over; a broker that stops (SIGTERM or SIGKILL) loses its leaderships and gets them
-//! back when it returns, with its data; bad cluster settings are refused in one line.
+//! back when it returns, with its data; bad cluster settings are refused in one line, and an
+//! unreachable quorum is reported in one.
 //! Replicated topics (replication factor above 1) are tested in `replication.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -308,6 +309,39 @@ fn bad_cluster_settings_are_refused_in_one_line() {
         .try_start();
     let report = refused.err().expect("refused");
     assert!(report.contains("cluster"), "{report}");
+}
+
+#[test]
+fn a_node_whose_quorum_is_unreachable_says_so_once_and_writes_no_data() {
+    // Node 1 of three voters, the other two never started: no leader can be elected.
+    let ports = strom_testkit::cluster::free_ports(3);
+    let mut lonely = Cluster::node_builder(strom_testkit::bin!(), 1, &ports)
+        .set("broker.session.timeout.ms", "2000")
+        .start();
+    let line = "is a majority of voters up?";
+    poll_until(WAIT, "the broker saying the quorum is unreachable", || {
+        lonely.log_tail().contains(line).then_some(())
+    });
+    // Watched over three more registration attempts (one per session timeout): not said again.
+    let watched_until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < watched_until {
+        let log = lonely.log_tail();
+        assert_eq!(log.matches(line).count(), 1, "said once, however long it lasts:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let data_dir = lonely.data_dir().to_path_buf();
+    lonely.sigterm_and_wait();
+    let mut written: Vec<String> = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".lock")
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        ["__cluster_metadata", "__strom", "meta.properties"],
+        "no topic data"
+    );
 }
 
 fn free_port() -> u16 {

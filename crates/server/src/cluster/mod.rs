@@ -208,11 +208,17 @@ impl Cluster {
             if remaining.is_zero() {
                 return Err(format!("no active controller answered within {timeout:?}"));
             }
-            let answer = self
-                .quorum
-                .call_leader(text.clone(), remaining)
-                .await
-                .map_err(|e| e.to_string())?;
+            let answer = match self.quorum.call_leader(text.clone(), remaining).await {
+                Ok(answer) => answer,
+                // Said the same way every time (callers report each trouble once).
+                Err(QuorumError::Timeout { leader, .. }) => {
+                    let leader = leader.map_or_else(|| "none known".to_string(), |l| l.to_string());
+                    return Err(format!(
+                        "no quorum leader answered within {timeout:?}; is a majority of voters up? (leader: {leader})"
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             match serde_json::from_str::<ControllerReply>(&answer) {
                 Ok(ControllerReply::NotController) => {
                     tokio::time::sleep(NOT_CONTROLLER_BACKOFF.min(remaining)).await;
