@@ -3,13 +3,9 @@
 //! and producer ids the single node handed out are never handed out again.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::Consumer as _;
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
 use rdkafka::producer::Producer as _;
-use rdkafka::{Offset, TopicPartitionList};
 use strom_testkit::client::CALL_TIMEOUT;
 use strom_testkit::cluster::{free_ports, metadata};
 use strom_testkit::{poll_until, Admin, Broker, Cluster, Consumer, GroupMember, Producer, Rec};
@@ -20,35 +16,9 @@ const PARTITIONS: i32 = 3;
 const GROUP: &str = "kept-readers";
 const TRANSACTIONAL_ID: &str = "kept-txn";
 
-/// Every value of `topic` a read_committed consumer reads, per partition in offset order.
+/// Every value of the topic a read_committed consumer reads, per partition in offset order.
 fn read_committed(bootstrap: &str) -> BTreeMap<i32, Vec<String>> {
-    let consumer = Consumer::with(bootstrap, &[("isolation.level", "read_committed")]);
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(TOPIC, partition, Offset::Beginning)
-            .expect("valid offset");
-    }
-    consumer.inner().assign(&assignment).expect("assign");
-    let deadline = Instant::now() + WAIT;
-    let mut at_end = std::collections::BTreeSet::new();
-    let mut read: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    while at_end.len() < PARTITIONS as usize {
-        assert!(Instant::now() < deadline, "read of {TOPIC} ended only {at_end:?}");
-        match consumer.inner().poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(e)) => panic!("reading {TOPIC}: {e}"),
-            Some(Ok(message)) => {
-                at_end.remove(&message.partition());
-                let value = String::from_utf8_lossy(message.payload().unwrap_or(b"<null>")).into_owned();
-                read.entry(message.partition()).or_default().push(value);
-            }
-        }
-    }
-    read
+    Consumer::read_values(bootstrap, TOPIC, PARTITIONS, "read_committed", WAIT)
 }
 
 /// The topic's id and partition count as `node` answers Metadata.

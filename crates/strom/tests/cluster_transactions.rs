@@ -11,7 +11,6 @@ use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
 use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use strom_testkit::client::CALL_TIMEOUT;
@@ -19,7 +18,6 @@ use strom_testkit::cluster::metadata;
 use strom_testkit::{poll_until, Admin, Broker, Cluster, Consumer, GroupMember, Producer, Rec, WireClient};
 
 const WAIT: Duration = Duration::from_secs(40);
-const POLL_STEP: Duration = Duration::from_millis(100);
 const INPUT: &str = "ctp-in";
 const OUTPUT: &str = "ctp-out";
 const GROUP: &str = "ctp-group";
@@ -72,57 +70,6 @@ fn leaders(node: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, i32> {
     })
 }
 
-fn take(member: &GroupMember, count: usize) -> Vec<strom_testkit::Consumed> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut batch = Vec::with_capacity(count);
-    while batch.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} records within 30 s",
-            batch.len()
-        );
-        if let Some(record) = member.poll(POLL_STEP) {
-            batch.push(record);
-        }
-    }
-    batch
-}
-
-/// Every committed value of `topic`, read under read_committed from each partition's start to
-/// its last stable offset, by partition in offset order.
-fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<String>> {
-    let consumer = Consumer::with(bootstrap, &[("isolation.level", "read_committed")]);
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("valid offset");
-    }
-    consumer.inner().assign(&assignment).expect("assign");
-    let deadline = Instant::now() + WAIT;
-    let mut at_end = BTreeSet::new();
-    let mut read: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    while at_end.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "read_committed of {topic} ended only {at_end:?}"
-        );
-        match consumer.inner().poll(POLL_STEP) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            Some(Ok(message)) => {
-                at_end.remove(&message.partition());
-                let value = String::from_utf8_lossy(message.payload().unwrap_or(b"<null>")).into_owned();
-                read.entry(message.partition()).or_default().push(value);
-            }
-        }
-    }
-    read
-}
-
 #[test]
 fn consume_transform_produce_spans_every_broker_and_carries_on_when_its_coordinator_is_killed() {
     let mut cluster = cluster();
@@ -160,7 +107,7 @@ fn consume_transform_produce_spans_every_broker_and_carries_on_when_its_coordina
         if transformed == total {
             break;
         }
-        let batch = take(&member, BATCH.min(total - transformed));
+        let batch = member.take(BATCH.min(total - transformed), WAIT);
         producer.inner().begin_transaction().expect("begin");
         // Each input record goes to an output partition of its own choosing, so every
         // transaction writes to partitions led by all three brokers.
@@ -221,7 +168,7 @@ fn consume_transform_produce_spans_every_broker_and_carries_on_when_its_coordina
 
     // Every input record transformed exactly once into the committed output, nothing from the
     // aborted batch twice, and the group's offsets at the end of the input.
-    let read = read_committed(&cluster.bootstrap(), OUTPUT, OUT_PARTITIONS);
+    let read = Consumer::read_values(&cluster.bootstrap(), OUTPUT, OUT_PARTITIONS, "read_committed", WAIT);
     let mut values: Vec<String> = read.values().flatten().cloned().collect();
     values.sort();
     let mut expected: Vec<String> = input

@@ -1229,23 +1229,6 @@ fn an_open_transaction_survives_a_graceful_restart_and_aborts_afterwards() {
 
 // ------------------------------------------------------------------ consume-transform-produce
 
-/// Polls `member` until it has handed out `count` records.
-fn take(member: &GroupMember, count: usize) -> Vec<strom_testkit::Consumed> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut batch = Vec::with_capacity(count);
-    while batch.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} records within 30 s",
-            batch.len()
-        );
-        if let Some(record) = member.poll(POLL_STEP) {
-            batch.push(record);
-        }
-    }
-    batch
-}
-
 /// OffsetFetch v7 of one group's partitions: (error code, committed offset) of each.
 fn offset_fetch(
     broker: &Broker,
@@ -1310,7 +1293,7 @@ fn consume_transform_produce_commits_offsets_with_the_transaction() {
         if done == total {
             break;
         }
-        let batch = take(&member, BATCH.min((total - done) as usize));
+        let batch = member.take(BATCH.min((total - done) as usize), Duration::from_secs(30));
         // Each batch continues exactly where the committed transactions left off: after a
         // commit because the member read on, after the abort because a new member resumed
         // from the group's committed offsets.
@@ -1413,7 +1396,8 @@ fn consume_transform_produce_commits_offsets_with_the_transaction() {
     drop(member);
     Producer::new(&bootstrap, &[("acks", "all")]).send_all_ok(INPUT, &common::numbered("late", 3, 0));
     let member = join();
-    let late: Vec<(i32, i64, String)> = take(&member, 3)
+    let late: Vec<(i32, i64, String)> = member
+        .take(3, Duration::from_secs(30))
         .iter()
         .map(|r| (r.partition, r.offset, common::utf8(&r.value)))
         .collect();

@@ -246,6 +246,48 @@ impl Consumer {
         &self.inner
     }
 
+    /// Every value of `topic`'s partitions `0..partitions`, read from their starts until each
+    /// has reported its end (the high watermark, or under `isolation.level=read_committed` the
+    /// last stable offset), per partition in offset order. Panics past `timeout`.
+    pub fn read_values(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        isolation: &str,
+        timeout: Duration,
+    ) -> std::collections::BTreeMap<i32, Vec<String>> {
+        let consumer = Consumer::with(bootstrap, &[("isolation.level", isolation)]);
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("valid offset");
+        }
+        consumer.inner().assign(&assignment).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut at_end = std::collections::BTreeSet::new();
+        let mut read: std::collections::BTreeMap<i32, Vec<String>> = std::collections::BTreeMap::new();
+        while at_end.len() < partitions as usize {
+            assert!(
+                Instant::now() < deadline,
+                "{isolation} read of {topic} reached the end of only {at_end:?} within {timeout:?}"
+            );
+            match consumer.inner().poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    at_end.insert(partition);
+                }
+                Some(Err(e)) => panic!("{isolation} read of {topic}: {e}"),
+                Some(Ok(message)) => {
+                    at_end.remove(&message.partition());
+                    let value = String::from_utf8_lossy(message.payload().unwrap_or(b"<null>")).into_owned();
+                    read.entry(message.partition()).or_default().push(value);
+                }
+            }
+        }
+        read
+    }
+
     /// (low, high) watermarks of a partition.
     pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
         self.inner.fetch_watermarks(topic, partition, CALL_TIMEOUT)

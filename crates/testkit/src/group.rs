@@ -92,6 +92,23 @@ impl GroupMember {
         }
     }
 
+    /// The next `count` records, polling until `timeout` (then panics).
+    pub fn take(&self, count: usize, timeout: Duration) -> Vec<Consumed> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut batch = Vec::with_capacity(count);
+        while batch.len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {count} records within {timeout:?}",
+                batch.len()
+            );
+            if let Some(record) = self.poll(Duration::from_millis(100)) {
+                batch.push(record);
+            }
+        }
+        batch
+    }
+
     /// The partitions assigned to this member, as (topic, partition).
     pub fn assignment(&self) -> BTreeSet<(String, i32)> {
         self.inner

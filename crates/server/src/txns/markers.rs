@@ -74,16 +74,12 @@ pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
 /// Asks broker `leader` to write the markers into `partitions`.
 async fn send(broker: &Broker, leader: i32, markers: &Markers, partitions: &[(String, i32)]) -> Result<(), String> {
     let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, index) in partitions {
-        by_topic.entry(topic).or_default().push(*index);
-    }
     let mut marker = WritableTxnMarker::default();
     marker.producer_id = ProducerId(markers.producer_id);
     marker.producer_epoch = markers.producer_epoch;
     marker.transaction_result = markers.commit;
     marker.coordinator_epoch = 0;
-    marker.topics = by_topic
+    marker.topics = super::by_topic(partitions)
         .into_iter()
         .map(|(name, indexes)| {
             let mut topic = WritableTxnMarkerTopic::default();

@@ -466,6 +466,16 @@ async fn persist(broker: &Broker, record: &strom_txn::TxnRecord) -> Result<(), T
     })
 }
 
+/// Partitions by topic, in the order requests list them (markers and checks sent to another
+/// broker).
+fn by_topic(partitions: &[(String, i32)]) -> std::collections::BTreeMap<&str, Vec<i32>> {
+    let mut topics: std::collections::BTreeMap<&str, Vec<i32>> = std::collections::BTreeMap::new();
+    for (topic, index) in partitions {
+        topics.entry(topic).or_default().push(*index);
+    }
+    topics
+}
+
 fn state_partition_count(broker: &Broker) -> i32 {
     broker
         .topics

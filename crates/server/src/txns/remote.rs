@@ -143,18 +143,15 @@ async fn ask(
     protocol: TxnProtocol,
 ) -> Result<HashMap<(String, i32), Result<(), TxnError>>, String> {
     let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
-    let mut by_topic: Vec<AddPartitionsToTxnTopic> = Vec::new();
-    for (topic, index) in partitions {
-        match by_topic.iter_mut().find(|t| t.name.as_str() == topic) {
-            Some(entry) => entry.partitions.push(*index),
-            None => {
-                let mut entry = AddPartitionsToTxnTopic::default();
-                entry.name = TopicName(StrBytes::from_string(topic.clone()));
-                entry.partitions = vec![*index];
-                by_topic.push(entry);
-            }
-        }
-    }
+    let by_topic: Vec<AddPartitionsToTxnTopic> = super::by_topic(partitions)
+        .into_iter()
+        .map(|(name, indexes)| {
+            let mut entry = AddPartitionsToTxnTopic::default();
+            entry.name = TopicName(StrBytes::from_string(name.to_string()));
+            entry.partitions = indexes;
+            entry
+        })
+        .collect();
     let mut transaction = AddPartitionsToTxnTransaction::default();
     transaction.transactional_id = TransactionalId(StrBytes::from_string(transactional_id.to_string()));
     transaction.producer_id = ProducerId(producer.0);
