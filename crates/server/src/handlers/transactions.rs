@@ -14,8 +14,9 @@
 //! WriteTxnMarkers (27) is a coordinator asking a partition's leader to end a transaction
 //! there.
 
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState as DescribedProducer, TopicResponse,
@@ -91,11 +92,7 @@ pub(super) async fn add_partitions(
     version: i16,
 ) -> AddPartitionsToTxnResponse {
     if version >= BROKER_FORM_SINCE {
-        // Another broker checking a transactional write with this coordinator (KIP-890).
-        return txns::check_for_broker(broker, request, |error| {
-            versioned_txn_error_code(error, version, ADD_PARTITIONS_FENCED_SINCE)
-        })
-        .await;
+        return check_for_broker(broker, request, version).await;
     }
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
@@ -127,8 +124,59 @@ pub(super) async fn add_partitions(
     };
     let mut unknown = unknown.into_iter();
     let mut response = AddPartitionsToTxnResponse::default();
-    response.results_by_topic_v3_and_below = request
-        .v3_and_below_topics
+    response.results_by_topic_v3_and_below = partition_results(request.v3_and_below_topics, |_, _| {
+        let this_unknown = unknown.next().unwrap_or(false);
+        match result {
+            Ok(()) => 0,
+            Err(Some(error)) => versioned_txn_error_code(error, version, ADD_PARTITIONS_FENCED_SINCE),
+            Err(None) if this_unknown => code(ResponseError::UnknownTopicOrPartition),
+            Err(None) => code(ResponseError::OperationNotAttempted),
+        }
+    });
+    response
+}
+
+/// AddPartitionsToTxn v4+: another broker checking transactional writes with this
+/// coordinator (KIP-890), one transaction at a time.
+async fn check_for_broker(
+    broker: &Broker,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    let mut response = AddPartitionsToTxnResponse::default();
+    for transaction in request.transactions {
+        let partitions: Vec<(String, i32)> = transaction
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), *p)))
+            .collect();
+        let verdicts = txns::check_for_broker(
+            broker,
+            &transaction.transactional_id,
+            (transaction.producer_id.0, transaction.producer_epoch),
+            &partitions,
+            transaction.verify_only,
+        )
+        .await;
+        let mut result = AddPartitionsToTxnResult::default();
+        result.transactional_id = transaction.transactional_id;
+        result.topic_results = partition_results(transaction.topics, |topic, index| {
+            match verdicts.get(&(topic.to_string(), index)).copied().unwrap_or(Ok(())) {
+                Ok(()) => 0,
+                Err(error) => versioned_txn_error_code(error, version, ADD_PARTITIONS_FENCED_SINCE),
+            }
+        });
+        response.results_by_transaction.push(result);
+    }
+    response
+}
+
+/// One result per partition of `topics`, in their order, with `code_of(topic, partition)`.
+fn partition_results(
+    topics: Vec<AddPartitionsToTxnTopic>,
+    mut code_of: impl FnMut(&str, i32) -> i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
         .into_iter()
         .map(|topic| {
             let mut out = AddPartitionsToTxnTopicResult::default();
@@ -138,21 +186,14 @@ pub(super) async fn add_partitions(
                 .map(|index| {
                     let mut partition = AddPartitionsToTxnPartitionResult::default();
                     partition.partition_index = *index;
-                    let this_unknown = unknown.next().unwrap_or(false);
-                    partition.partition_error_code = match result {
-                        Ok(()) => 0,
-                        Err(Some(error)) => versioned_txn_error_code(error, version, ADD_PARTITIONS_FENCED_SINCE),
-                        Err(None) if this_unknown => code(ResponseError::UnknownTopicOrPartition),
-                        Err(None) => code(ResponseError::OperationNotAttempted),
-                    };
+                    partition.partition_error_code = code_of(topic.name.as_str(), *index);
                     partition
                 })
                 .collect();
             out.name = topic.name;
             out
         })
-        .collect();
-    response
+        .collect()
 }
 
 pub(super) async fn add_offsets(

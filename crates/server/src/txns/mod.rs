@@ -172,12 +172,12 @@ fn allocate_producer_id(broker: &Broker) -> Option<i64> {
 fn prepare<T>(
     broker: &Broker,
     transactional_id: &str,
-    prepare: impl FnOnce(&TxnCoordinator) -> Result<T, TxnError>,
+    plan: impl FnOnce(&TxnCoordinator) -> Result<T, TxnError>,
 ) -> Result<T, TxnError> {
     let count = state_partition_count(broker);
     let state = broker.txns.lock();
     state.owns(transactional_id, count)?;
-    prepare(&state.coordinator)
+    plan(&state.coordinator)
 }
 
 /// InitProducerId with a transactional id: the producer id and the new epoch.

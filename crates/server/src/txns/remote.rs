@@ -7,15 +7,12 @@
 //! id's lock is held until the caller has written ([`WriteChecks`]), so none of the
 //! transaction's markers can come in between. When it is coordinated elsewhere the question
 //! goes as AddPartitionsToTxn v4 (the brokers' batched form, `verify_only` for v1) to that
-//! broker, which answers it with [`check_for_broker`].
+//! broker, whose handler answers it through [`check_for_broker`].
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
-use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
-};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TopicName, TransactionalId,
 };
@@ -209,58 +206,20 @@ fn txn_error_of(code: i16) -> TxnError {
     }
 }
 
-/// Answers AddPartitionsToTxn v4+ from another broker: per transaction, `verify_only` checks
-/// the partitions are in it (v1 clients), otherwise adds them (v2 clients). `error_code` says
-/// how each refusal is answered.
+/// Answers another broker's check (AddPartitionsToTxn v4+, one transaction of it):
+/// `verify_only` checks the partitions are in the transaction (v1 clients), otherwise adds
+/// them (v2 clients). The verdict of each partition.
 pub(crate) async fn check_for_broker(
     broker: &Broker,
-    request: AddPartitionsToTxnRequest,
-    error_code: impl Fn(TxnError) -> i16,
-) -> AddPartitionsToTxnResponse {
-    let mut response = AddPartitionsToTxnResponse::default();
-    for transaction in request.transactions {
-        let transactional_id = transaction.transactional_id.to_string();
-        let producer = (transaction.producer_id.0, transaction.producer_epoch);
-        let partitions: Vec<(String, i32)> = transaction
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), *p)))
-            .collect();
-        let protocol = match transaction.verify_only {
-            true => TxnProtocol::V1,
-            false => TxnProtocol::V2,
-        };
-        let verdicts = {
-            let _id = broker.txns.ids.lock(&transactional_id).await;
-            check_here(broker, &transactional_id, producer, &partitions, protocol).await
-        };
-        let mut result = AddPartitionsToTxnResult::default();
-        result.transactional_id = transaction.transactional_id;
-        result.topic_results = transaction
-            .topics
-            .into_iter()
-            .map(|topic| {
-                let mut out = AddPartitionsToTxnTopicResult::default();
-                out.results_by_partition = topic
-                    .partitions
-                    .iter()
-                    .map(|index| {
-                        let mut partition = AddPartitionsToTxnPartitionResult::default();
-                        partition.partition_index = *index;
-                        partition.partition_error_code = verdicts
-                            .get(&(topic.name.to_string(), *index))
-                            .copied()
-                            .unwrap_or(Ok(()))
-                            .err()
-                            .map_or(0, &error_code);
-                        partition
-                    })
-                    .collect();
-                out.name = topic.name;
-                out
-            })
-            .collect();
-        response.results_by_transaction.push(result);
-    }
-    response
+    transactional_id: &str,
+    producer: (i64, i16),
+    partitions: &[(String, i32)],
+    verify_only: bool,
+) -> HashMap<(String, i32), Result<(), TxnError>> {
+    let protocol = match verify_only {
+        true => TxnProtocol::V1,
+        false => TxnProtocol::V2,
+    };
+    let _id = broker.txns.ids.lock(transactional_id).await;
+    check_here(broker, transactional_id, producer, partitions, protocol).await
 }
