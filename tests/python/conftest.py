@@ -96,9 +96,18 @@ class Broker:
     in_use: list["Broker"] = []
 
     def __init__(
-        self, root: Path, settings: dict[str, str] | None = None, args: list[str] | None = None
+        self,
+        root: Path,
+        settings: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        host: str = "127.0.0.1",
+        prefix: list[str] | None = None,
     ):
         self.root = root
+        # Where it listens, and what its command runs under (`ip netns exec NS` puts it in a
+        # network namespace a test made).
+        self._host = host
+        self.prefix = list(prefix or [])
         self.data_dir = root / "data"
         self.log_path = root / "broker.log"
         self.settings = dict(settings or {})
@@ -110,7 +119,7 @@ class Broker:
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self._host
 
     @property
     def bootstrap(self) -> str:
@@ -139,6 +148,7 @@ class Broker:
     def _spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
+            *self.prefix,
             str(strom_bin()),
             "server",
             "--listeners",

@@ -1,0 +1,346 @@
+"""A partition leader cut off from the rest of its cluster by a network partition, with
+confluent-kafka writing and reading throughout.
+
+Each of three combined nodes runs in a network namespace this test makes (iproute2: `ip netns
+add`, veth pairs on a bridge in a hub namespace, one veth into the test's own namespace), so
+the test's clients reach every node while the nodes reach each other only as the test allows.
+The partition is a blackhole route in each namespace towards the other side: packets are
+dropped silently, as on a real network, with connections left open.
+
+Checked: while the old leader is cut off, the other two elect a new leader and carry on; the
+old leader acknowledges no acks=all write (a producer that only reaches it gets none); once
+the network heals it rejoins the ISR with the new leader's log, so its divergent write is gone;
+and every acknowledged record is read back exactly once, in order within its partition.
+
+Needs root (namespaces and routes); anywhere else the test is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import uuid
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, _recv_exact, _remove, _scratch_dir
+from support import wait_until
+
+NODES = (1, 2, 3)
+PARTITIONS = 3
+CLIENT_PORT = 9092
+QUORUM_PORT = 9093
+SESSION_TIMEOUT_MS = 3000
+NODE_SETTINGS = {
+    "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
+    "broker.heartbeat.interval.ms": "500",
+    "replica.lag.time.max.ms": "3000",
+}
+# Generous for a debug build on two loaded cores.
+WAIT_S = 60.0
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+
+
+def _namespaces_usable() -> str | None:
+    """Why namespaces cannot be made here, or None."""
+    if shutil.which("ip") is None:
+        return "iproute2's `ip` is not installed"
+    if os.geteuid() != 0:
+        return "making network namespaces needs root"
+    return None
+
+
+class Network:
+    """Three node namespaces and a hub namespace holding the bridge they share; the test's own
+    namespace joins the bridge through one veth, as the clients' host."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:5]
+        self.subnet = f"10.{random.randrange(100, 250)}.{random.randrange(1, 250)}"
+        self.hub = f"strom-{self.tag}-hub"
+        self.made: list[str] = []
+        self.client_link = f"sc{self.tag}"
+
+    def ns(self, node: int) -> str:
+        return f"strom-{self.tag}-{node}"
+
+    def addr(self, node: int) -> str:
+        return f"{self.subnet}.{node}"
+
+    def up(self) -> None:
+        _ip("netns", "add", self.hub)
+        self.made.append(self.hub)
+        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.hub, "link", "set", "br0", "up")
+        for node in NODES:
+            ns = self.ns(node)
+            _ip("netns", "add", ns)
+            self.made.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"n{node}", "netns", self.hub)
+            _ip("-n", self.hub, "link", "set", f"n{node}", "master", "br0", "up")
+            _ip("-n", ns, "addr", "add", f"{self.addr(node)}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+        # The clients' side: a veth from this namespace onto the bridge.
+        _ip("link", "add", self.client_link, "type", "veth", "peer", "name", "client", "netns", self.hub)
+        _ip("-n", self.hub, "link", "set", "client", "master", "br0", "up")
+        _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.client_link)
+        _ip("link", "set", self.client_link, "up")
+
+    def cut(self, node: int, others: list[int], heal: bool = False) -> None:
+        """Drops every packet between `node` and each of `others` (both ways), or stops."""
+        verb = "del" if heal else "add"
+        for other in others:
+            _ip("-n", self.ns(node), "route", verb, "blackhole", f"{self.addr(other)}/32")
+            _ip("-n", self.ns(other), "route", verb, "blackhole", f"{self.addr(node)}/32")
+
+    def down(self) -> None:
+        subprocess.run(["ip", "link", "del", self.client_link], capture_output=True, timeout=20)
+        for ns in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+@pytest.fixture
+def netns_cluster():
+    why = _namespaces_usable()
+    if why is not None:
+        pytest.skip(why)
+    network = Network()
+    root = _scratch_dir("netns-cluster-")
+    nodes: dict[int, Broker] = {}
+    try:
+        network.up()
+        voters = ",".join(f"{i}@{network.addr(i)}:{QUORUM_PORT}" for i in NODES)
+        for i in NODES:
+            node = Broker(
+                root / f"node-{i}",
+                NODE_SETTINGS,
+                args=[
+                    "--node-id", str(i),
+                    "--process-roles", "broker,controller",
+                    "--controller-listener", f"{network.addr(i)}:{QUORUM_PORT}",
+                    "--controller-quorum-voters", voters,
+                ],
+                host=network.addr(i),
+                prefix=["ip", "netns", "exec", network.ns(i)],
+            )  # fmt: skip
+            node.port = CLIENT_PORT
+            nodes[i] = node
+            Broker.in_use.append(node)
+        for node in nodes.values():
+            node.start()
+        yield network, nodes
+    finally:
+        for node in nodes.values():
+            node.kill()
+            if node in Broker.in_use:
+                Broker.in_use.remove(node)
+        network.down()
+        # A failing test's report already holds the nodes' log tails.
+        _remove(root)
+
+
+def bootstrap(nodes: dict[int, Broker], only: list[int] | None = None) -> str:
+    return ",".join(nodes[i].bootstrap for i in (only or NODES))
+
+
+def layout(node: Broker, topic: str) -> dict[int, tuple[int, list[int]]]:
+    """Per partition: (leader, ISR), as this one node sees it. A raw Metadata v1 request: a
+    client library would ask whichever broker it likes, and the cut-off one answers stale."""
+    name = topic.encode()
+    client_id = b"strom-pytest"
+    header = struct.pack(">hhih", 3, 1, 11, len(client_id)) + client_id
+    body = struct.pack(">ih", 1, len(name)) + name
+    with socket.create_connection((node.host, node.port), timeout=5) as sock:
+        sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        data = _recv_exact(sock, size)
+    at = 4  # correlation id
+
+    def take(fmt: str):
+        nonlocal at
+        values = struct.unpack_from(fmt, data, at)
+        at += struct.calcsize(fmt)
+        return values
+
+    def string() -> str | None:
+        nonlocal at
+        (length,) = take(">h")
+        if length < 0:
+            return None
+        at += length
+        return data[at - length : at].decode()
+
+    def ints() -> list[int]:
+        (count,) = take(">i")
+        return list(take(f">{count}i")) if count > 0 else []
+
+    for _ in range(take(">i")[0]):  # brokers
+        take(">i"), string(), take(">i"), string()
+    take(">i")  # controller
+    found: dict[int, tuple[int, list[int]]] = {}
+    for _ in range(take(">i")[0]):
+        take(">h"), string(), take(">?")
+        for _ in range(take(">i")[0]):
+            _error, index, leader = take(">hii")
+            ints()
+            found[index] = (leader, sorted(ints()))
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_a_leader_cut_off_by_a_network_partition_acknowledges_nothing_and_loses_nothing(netns_cluster):
+    network, nodes = netns_cluster
+    topic = "partitioned"
+    admin = AdminClient({"bootstrap.servers": bootstrap(nodes)})
+    wait_until(
+        lambda: set(admin.list_topics(timeout=2).brokers) == set(NODES),
+        WAIT_S,
+        "all three brokers registered and unfenced",
+    )
+    futures = admin.create_topics(
+        [NewTopic(topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})], operation_timeout=20
+    )
+    futures[topic].result(timeout=30)
+    # No client outlives the namespaces (a leftover one would reconnect to their addresses).
+    del admin, futures
+    def settled() -> dict[int, tuple[int, list[int]]] | None:
+        now = layout(nodes[1], topic)
+        in_sync = len(now) == PARTITIONS and all(len(isr) == 3 and leader > 0 for leader, isr in now.values())
+        return now if in_sync else None
+
+    before = wait_until(settled, WAIT_S, "every partition led, with all three replicas in sync")
+    old_leader = before[0][0]
+    majority = [n for n in NODES if n != old_leader]
+
+    # A steady acks=all writer over every partition, recording what is acknowledged.
+    acked: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    lock = threading.Lock()
+    stop = threading.Event()
+    undelivered: list[int] = []
+
+    def delivered(err, msg):
+        if err is None:
+            with lock:
+                acked[msg.partition()].append(msg.value().decode())
+
+    def write() -> None:
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap(nodes),
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                # A request the cut-off leader never answers is given up (and retried with
+                # fresh metadata) after 5 s rather than 30.
+                "request.timeout.ms": 5000,
+                "message.timeout.ms": 60000,
+            }
+        )
+        seq = 0
+        while not stop.is_set() and seq < 100_000:
+            for p in range(PARTITIONS):
+                producer.produce(topic, f"p{p}-{seq:06d}".encode(), partition=p, on_delivery=delivered)
+            seq += 1
+            producer.poll(0.01)
+        undelivered.append(producer.flush(60))
+        del producer
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    wait_until(lambda: all(len(v) >= 20 for v in acked.values()), WAIT_S, "steady acknowledgements")
+
+    network.cut(old_leader, majority)
+    witness = nodes[majority[0]]
+    wait_until(
+        lambda: layout(witness, topic)[0][0] in majority,
+        WAIT_S,
+        f"a new leader for partition 0 on the majority side (was {old_leader})",
+    )
+    # Writes carry on through the majority side's leaders while the old one is cut off. (The
+    # client's writes to the old leader's partitions resume only once librdkafka stops asking
+    # it, which still answers as their leader, for metadata: checked by the final read.)
+    counts = {p: len(v) for p, v in acked.items()}
+    elsewhere = [p for p, (leader, _) in before.items() if leader != old_leader]
+    assert elsewhere, f"every partition led by node {old_leader}: {before}"
+    wait_until(
+        lambda: all(len(acked[p]) >= counts[p] + 20 for p in elsewhere),
+        WAIT_S,
+        f"acknowledgements from partitions {elsewhere}, led on the majority side",
+    )
+    # A producer that reaches only the old leader (which still thinks it leads) gets nothing
+    # acknowledged: its followers fetch from the new leader now.
+    outcome: list = []
+    stale = Producer(
+        {
+            "bootstrap.servers": nodes[old_leader].bootstrap,
+            "acks": "all",
+            "message.timeout.ms": 8000,
+            "retries": 0,
+        }
+    )
+    stale.produce(topic, b"divergent", partition=0, on_delivery=lambda err, msg: outcome.append(err))
+    stale.flush(30)
+    del stale
+    assert outcome and outcome[0] is not None, f"the cut-off leader acknowledged an acks=all write: {outcome}"
+
+    network.cut(old_leader, majority, heal=True)
+    wait_until(
+        lambda: all(old_leader in isr for _, isr in layout(witness, topic).values()),
+        WAIT_S,
+        f"node {old_leader} back in the ISR of every partition",
+    )
+    stop.set()
+    writer.join(timeout=120)
+    assert not writer.is_alive(), "the writer did not finish"
+    assert undelivered == [0], f"records undelivered after the network healed: {undelivered}"
+
+    # Everything acknowledged, exactly once and in order; nothing of the divergent write.
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap(nodes),
+            "group.id": f"check-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    read: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    ended: set[int] = set()
+    errors: list[str] = []
+
+    def read_to_end() -> bool:
+        for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            if msg.error() is None:
+                read[msg.partition()].append(msg.value().decode())
+                ended.discard(msg.partition())
+            elif msg.error().code() == KafkaError._PARTITION_EOF:
+                ended.add(msg.partition())
+            else:
+                errors.append(str(msg.error()))
+        return len(ended) == PARTITIONS
+
+    wait_until(
+        read_to_end,
+        WAIT_S,
+        lambda: f"reading every partition to its end (ended: {ended}, read: "
+        f"{ {p: len(v) for p, v in read.items()} }, acknowledged: { {p: len(v) for p, v in acked.items()} }, "
+        f"errors: {errors[-3:]})",
+    )
+    consumer.close()
+    for p in range(PARTITIONS):
+        assert "divergent" not in read[p], f"partition {p} kept the cut-off leader's write"
+        assert read[p] == sorted(read[p]), f"partition {p} out of order"
+        assert len(read[p]) == len(set(read[p])), f"partition {p} has duplicates"
+        missing = set(acked[p]) - set(read[p])
+        assert not missing, f"partition {p} lost {len(missing)} acknowledged records, e.g. {sorted(missing)[:3]}"
