@@ -1,7 +1,7 @@
 //! Replicated topics on clusters of `strom server` processes on loopback, driven by rdkafka and
 //! the raw wire client: followers copy their leaders' logs, the high watermark waits for the
 //! ISR, acks=all holds `min.insync.replicas`, and no acknowledged record is lost when a leader
-//! dies, stops or comes back.
+//! dies, stops or comes back, or while a broker is decommissioned under load.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -521,4 +521,50 @@ fn a_follower_behind_the_leaders_log_start_starts_again_there_and_rejoins() {
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (90..100).collect::<Vec<i64>>());
     assert_eq!(records[0].value.as_deref(), Some(&b"late-70"[..]));
+}
+
+#[test]
+fn a_broker_decommissioned_under_load_hands_its_replicas_over_and_loses_nothing() {
+    let mut cluster = cluster(4);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("moving", 4, 3, &[("min.insync.replicas", "2")], false)
+        .expect("create");
+    wait_for_isr(&cluster.nodes[0], "moving", 3);
+    let producer = BackgroundProducer::start(&bootstrap, "moving", 4);
+    producer.wait_for(150, "records acknowledged before the decommission");
+
+    // Every replica on broker 4 moves to the others while the producer writes: the new
+    // replicas catch up from the leaders before the old ones leave.
+    let decommission = std::process::Command::new(strom_testkit::bin!())
+        .args(["cluster", "decommission", "--broker", "4", "--wait-s", "60"])
+        .args(["--bootstrap-server", &bootstrap, "--timeout-ms", "20000"])
+        .output()
+        .expect("run strom cluster decommission");
+    let said = String::from_utf8_lossy(&decommission.stdout);
+    assert!(
+        decommission.status.success() && said.contains("broker 4 holds no replica any more"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&decommission.stderr)
+    );
+    let after = wait_for_isr(&cluster.nodes[0], "moving", 3);
+    assert!(
+        after.values().all(|(_, replicas, _)| !replicas.contains(&4)),
+        "broker 4 still holds replicas: {after:?}"
+    );
+    let now = producer.count.load(Ordering::Acquire);
+    producer.wait_for(now + 60, "records acknowledged after the moves");
+
+    // Broker 4 goes; the writes carry on without it.
+    assert!(cluster.node(4).sigterm_and_wait().success());
+    let now = producer.count.load(Ordering::Acquire);
+    producer.wait_for(now + 60, "records acknowledged after broker 4 stopped");
+    let (acked, _failed) = producer.finish();
+    let live = format!(
+        "{},{},{}",
+        cluster.nodes[0].bootstrap(),
+        cluster.nodes[1].bootstrap(),
+        cluster.nodes[2].bootstrap()
+    );
+    assert_acknowledged_read_once(&acked, &read_all(&live, "moving", 4));
 }
