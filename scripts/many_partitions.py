@@ -80,7 +80,13 @@ def main() -> int:
     bootstrap = ",".join(addresses.values())
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        wait(lambda: len(admin.list_topics(timeout=5).brokers) == 3, "three brokers")
+        def three_brokers() -> bool:
+            try:
+                return len(admin.list_topics(timeout=5).brokers) == 3
+            except Exception:  # noqa: BLE001 - the cluster is still forming
+                return False
+
+        wait(three_brokers, "three brokers")
         topic = "many"
         began = time.monotonic()
         admin.create_topics([NewTopic(topic, args.partitions, 3)])[topic].result(60)

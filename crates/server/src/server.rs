@@ -76,6 +76,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         ));
         background.spawn(cluster.clone().run_controller_timer(stop_rx.clone()));
         background.spawn(crate::cluster::isr::run_timer(broker.clone(), stop_rx.clone()));
+        background.spawn(crate::cluster::isr::run_sender(broker.clone(), stop_rx.clone()));
         let adoption = broker.adoption.lock().expect("adoption lock").take();
         if let Some(adoption) = adoption {
             background.spawn(crate::adoption::run(broker.clone(), adoption, stop_rx.clone()));

@@ -22,6 +22,8 @@ pub(crate) struct LeaderEpochCache {
     path: PathBuf,
     /// Epochs and start offsets both strictly increase.
     entries: Vec<EpochEntry>,
+    /// An entry was assigned but not yet written to the file ([`LeaderEpochCache::assign_deferred`]).
+    unpersisted: bool,
 }
 
 impl LeaderEpochCache {
@@ -38,6 +40,7 @@ impl LeaderEpochCache {
             LeaderEpochCache {
                 path,
                 entries: entries.unwrap_or_default(),
+                unpersisted: false,
             },
             ok,
         )
@@ -132,11 +135,32 @@ impl LeaderEpochCache {
         self.entries.clear();
     }
 
-    pub(crate) fn persist(&self) -> Result<(), StorageError> {
+    pub(crate) fn persist(&mut self) -> Result<(), StorageError> {
         checkpoint::write_atomically(
             &self.path,
             &checkpoint::encode_frame(Kind::LeaderEpochs, &encode(&self.entries)),
-        )
+        )?;
+        self.unpersisted = false;
+        Ok(())
+    }
+
+    /// [`LeaderEpochCache::assign`] without writing the file yet: a new leader's epoch starts
+    /// at the log end, so no record of it exists until the next append, which writes the file
+    /// first ([`LeaderEpochCache::assign_for_append`]). Until then a crash loses nothing the
+    /// entry describes. (A broker taking on many leaderships at once saves an fsync pair each.)
+    pub(crate) fn assign_deferred(&mut self, epoch: i32, offset: i64) -> bool {
+        let assigned = self.assign(epoch, offset);
+        self.unpersisted |= assigned;
+        assigned
+    }
+
+    /// Before records of `epoch` are appended at `offset`: the entry is in the cache and the
+    /// file holds it.
+    pub(crate) fn assign_for_append(&mut self, epoch: i32, offset: i64) -> Result<(), StorageError> {
+        if self.assign(epoch, offset) || self.unpersisted {
+            self.persist()?;
+        }
+        Ok(())
     }
 }
 

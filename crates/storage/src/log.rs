@@ -297,9 +297,7 @@ impl Log {
         }
         self.roll_if_needed(batches.len_bytes() as u64, batches.offset_count(), now_ms)?;
         let base_offset = self.log_end_offset();
-        if self.epoch_cache.assign(leader_epoch, base_offset) {
-            self.epoch_cache.persist()?;
-        }
+        self.epoch_cache.assign_for_append(leader_epoch, base_offset)?;
         let bytes = batches.bytes();
         let mut written = Vec::with_capacity(headers.len());
         let mut next_offset = base_offset;
@@ -380,9 +378,7 @@ impl Log {
             .to_vec();
         self.roll_if_needed(batch.len() as u64, 1, now_ms)?;
         let offset = self.log_end_offset();
-        if self.epoch_cache.assign(leader_epoch, offset) {
-            self.epoch_cache.persist()?;
-        }
+        self.epoch_cache.assign_for_append(leader_epoch, offset)?;
         set_base_offset(&mut batch, offset);
         set_partition_leader_epoch(&mut batch, leader_epoch);
         let header = BatchHeader::parse(&batch).expect("an encoded marker parses");

@@ -329,18 +329,11 @@ impl Log {
     /// Becoming leader at `leader_epoch`: records (epoch, log end offset) in the leader epoch
     /// cache now, before any append (as Kafka's `makeLeader` does), so followers asking
     /// OffsetForLeaderEpoch see the new epoch at once. An epoch at or below the latest is
-    /// ignored. Returns whether the cache changed (and was persisted).
+    /// ignored. Returns whether the cache changed. The checkpoint file is written before the
+    /// first append of the epoch rather than now (nothing of the epoch is in the log yet).
     pub fn assign_leader_epoch(&mut self, leader_epoch: i32) -> Result<bool, StorageError> {
         self.check_writable()?;
-        let before = self.epoch_cache.clone();
-        if !self.epoch_cache.assign(leader_epoch, self.log_end_offset()) {
-            return Ok(false);
-        }
-        if let Err(e) = self.epoch_cache.persist() {
-            self.epoch_cache = before;
-            return Err(e);
-        }
-        Ok(true)
+        Ok(self.epoch_cache.assign_deferred(leader_epoch, self.log_end_offset()))
     }
 
     /// The latest leader epoch in the cache (the one a new leader assigned, even before it

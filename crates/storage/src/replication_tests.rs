@@ -669,3 +669,25 @@ fn a_full_truncation_starts_the_log_again_at_the_leaders_log_start() {
         "{names:?}"
     );
 }
+
+#[test]
+fn a_new_leaders_epoch_reaches_the_checkpoint_with_its_first_append_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    // A new log is opened without writing any checkpoint: nothing in it needs to survive.
+    assert!(!dir.path().join(crate::log::RECOVERY_POINT_FILE).exists());
+    for i in 0..3 {
+        let _ = log.append(&plain(&["k"], i), 0, 0).unwrap();
+    }
+    log.flush().unwrap();
+    assert!(log.assign_leader_epoch(4).unwrap());
+    assert_eq!(log.epoch_start_offset(4), Some(3), "answered at once");
+    let _ = log.append(&plain(&["k"], 9), 4, 0).unwrap();
+    log.flush().unwrap();
+    // A crash after the flush: recovery scans nothing, so the epoch comes from the file the
+    // first append of epoch 4 wrote.
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.latest_epoch(), Some(4));
+    assert_eq!(log.epoch_start_offset(4), Some(3));
+}

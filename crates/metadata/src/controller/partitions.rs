@@ -41,6 +41,37 @@ pub type ElectionResult = Vec<((String, i32), Result<(), ControllerError>)>;
 pub type ReassignmentResult = ElectionResult;
 
 impl Controller {
+    /// Several leaders' ISR changes at once (a broker sends all it has in one request, as
+    /// Kafka's AlterPartition carries many partitions), each decided on its own against the
+    /// same image: one partition's refusal does not stop the others. A partition named twice
+    /// is decided once; its repeats are refused.
+    pub fn alter_partitions(
+        &mut self,
+        image: &MetadataImage,
+        requests: &[AlterPartition],
+    ) -> Plan<Vec<Result<PartitionState, ControllerError>>> {
+        let mut records = Vec::new();
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for request in requests {
+            if !seen.insert((request.topic_id, request.partition)) {
+                replies.push(Err(ControllerError::InvalidRequest(format!(
+                    "partition {} of topic {} is named twice",
+                    request.partition, request.topic_id
+                ))));
+                continue;
+            }
+            match self.alter_partition(image, request) {
+                Ok(plan) => {
+                    records.extend(plan.records);
+                    replies.push(Ok(plan.reply));
+                }
+                Err(e) => replies.push(Err(e)),
+            }
+        }
+        Plan::new(records, replies)
+    }
+
     /// A leader's ISR change. The answer is the partition as it will be once committed.
     pub fn alter_partition(
         &mut self,

@@ -347,6 +347,41 @@ fn a_returning_broker_rejoins_through_its_leader_and_gets_preferred_leadership_b
 }
 
 #[test]
+fn alter_partitions_decides_each_change_on_its_own() {
+    let mut image = cluster(3, 0);
+    let mut c = controller(&image);
+    let id = create(&mut c, &mut image, topic("t", 2, 3));
+    let member = |b: BrokerId, image: &MetadataImage| IsrMember {
+        id: b,
+        broker_epoch: image.broker(b).unwrap().epoch,
+    };
+    let shrink = |p: i32, image: &MetadataImage| {
+        let state = partition(image, id, p);
+        AlterPartition {
+            broker_id: state.leader,
+            broker_epoch: image.broker(state.leader).unwrap().epoch,
+            topic_id: id,
+            partition: p,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr: state.isr.iter().take(2).map(|b| member(*b, image)).collect(),
+            leader_recovery_state: LeaderRecoveryState::Recovered,
+        }
+    };
+    let mut stale = shrink(1, &image);
+    stale.partition_epoch += 7;
+    let batch = [shrink(0, &image), stale, shrink(0, &image)];
+    let plan = c.alter_partitions(&image, &batch);
+    assert_eq!(plan.reply.len(), 3);
+    assert!(plan.reply[0].is_ok(), "{:?}", plan.reply[0]);
+    assert!(plan.reply[1].is_err(), "a stale change is refused alone");
+    assert!(matches!(plan.reply[2], Err(ControllerError::InvalidRequest(_))), "named twice");
+    commit(&mut image, &plan);
+    assert_eq!(partition(&image, id, 0).isr.len(), 2);
+    assert_eq!(partition(&image, id, 1).isr.len(), 3);
+}
+
+#[test]
 fn alter_partition_refuses_stale_and_ineligible_changes() {
     let mut image = cluster(3, 0);
     let mut c = controller(&image);

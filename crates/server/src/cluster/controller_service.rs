@@ -344,11 +344,10 @@ fn decide(controller: &mut Controller, image: &MetadataImage, now: i64, request:
                 .map_err(refused)?,
             |()| ControllerReply::Done,
         ),
-        ControllerRequest::AlterPartition(request) => {
-            plan(controller.alter_partition(image, &request).map_err(refused)?, |state| {
-                ControllerReply::AlterPartition(Box::new(state))
-            })
-        }
+        ControllerRequest::AlterPartitions(requests) => plan(
+            controller.alter_partitions(image, &requests),
+            ControllerReply::AlterPartitions,
+        ),
         ControllerRequest::ElectLeaders { election, partitions } => plan(
             controller.elect_leaders(image, election, partitions),
             ControllerReply::Elections,

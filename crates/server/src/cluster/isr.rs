@@ -1,5 +1,5 @@
-//! The leader's ISR changes on their way to the controller (AlterPartition, KIP-497), and the
-//! replication timer: lagging followers leave the ISR, lost answers are asked again, high
+//! The leader's ISR changes on their way to the controller (AlterPartition, KIP-497; all of a
+//! broker's pending changes in one request), and the replication timer: lagging followers leave the ISR, lost answers are asked again, high
 //! watermarks are checkpointed.
 //!
 //! The ISR itself changes only when the committed metadata says so (the partition's
@@ -24,7 +24,16 @@ const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(10);
 /// `replica.high.watermark.checkpoint.interval.ms`.
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
 
-/// Sends `proposal` for `partition` unless a change for it is already on its way.
+/// ISR changes waiting to go to the controller. They leave together, one request at a time
+/// per broker ([`run_sender`]): a broker that takes a thousand partitions back into sync after
+/// a restart sends one request, not a thousand.
+#[derive(Default)]
+pub(crate) struct IsrChanges {
+    queue: std::sync::Mutex<Vec<(Arc<Partition>, AlterPartition)>>,
+    queued: tokio::sync::Notify,
+}
+
+/// Queues `proposal` for `partition` unless a change for it is already on its way.
 pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id: uuid::Uuid, proposal: IsrProposal) {
     let Some(cluster) = broker.cluster.clone() else {
         return;
@@ -36,7 +45,7 @@ pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id:
         partition.isr_change_in_flight.store(false, Ordering::Release);
         return;
     };
-    let request = ControllerRequest::AlterPartition(AlterPartition {
+    let change = AlterPartition {
         broker_id: broker.node_id(),
         broker_epoch: session.epoch,
         topic_id,
@@ -51,39 +60,73 @@ pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id:
         // The leader holds everything it has: a partition recovering from an unclean election
         // is recovered once its leader changes the ISR.
         leader_recovery_state: LeaderRecoveryState::Recovered,
-    });
-    tracing::info!(
+    };
+    tracing::debug!(
         topic = %partition.topic,
         partition = partition.index,
         isr = ?proposal.isr.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
         partition_epoch = proposal.partition_epoch,
         "proposing an ISR change"
     );
-    tokio::spawn(async move {
-        let answer = cluster.call(&request, ALTER_PARTITION_TIMEOUT).await;
-        match answer {
-            Ok(ControllerReply::AlterPartition(_)) => {}
-            // Refused at the current partition epoch: nothing was committed, propose afresh.
-            Ok(ControllerReply::Refused(
-                error @ (ControllerError::IneligibleReplica(_) | ControllerError::InvalidRequest(_)),
-            )) => {
-                tracing::info!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused");
-                if let Some(leader) = partition.leadership().as_mut() {
-                    if leader.leader_epoch() == proposal.leader_epoch {
-                        leader.on_proposal_refused();
-                    }
-                }
-            }
-            // The leadership or the partition epoch moved: the metadata saying so is coming.
-            Ok(other) => {
-                tracing::debug!(topic = %partition.topic, partition = partition.index, reply = ?other, "ISR change not applied")
-            }
-            Err(e) => {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change unanswered")
-            }
+    cluster.isr_changes.queue.lock().expect("ISR queue lock").push((partition, change));
+    cluster.isr_changes.queued.notify_one();
+}
+
+/// Sends the queued ISR changes, all at once, whenever there are some; runs until `stop`.
+pub(crate) async fn run_sender(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let Some(cluster) = broker.cluster.clone() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = cluster.isr_changes.queued.notified() => {}
+            _ = stop.changed() => return,
         }
-        partition.isr_change_in_flight.store(false, Ordering::Release);
-    });
+        let batch = std::mem::take(&mut *cluster.isr_changes.queue.lock().expect("ISR queue lock"));
+        if batch.is_empty() {
+            continue;
+        }
+        let (partitions, changes): (Vec<Arc<Partition>>, Vec<AlterPartition>) = batch.into_iter().unzip();
+        let count = changes.len();
+        let request = ControllerRequest::AlterPartitions(changes.clone());
+        let answers: Vec<Result<(), String>> = match cluster.call(&request, ALTER_PARTITION_TIMEOUT).await {
+            Ok(ControllerReply::AlterPartitions(replies)) if replies.len() == count => replies
+                .into_iter()
+                .zip(&partitions)
+                .zip(&changes)
+                .map(|((reply, partition), change)| match reply {
+                    Ok(_) => Ok(()),
+                    // Refused at the current partition epoch: nothing was committed, propose
+                    // afresh.
+                    Err(error @ (ControllerError::IneligibleReplica(_) | ControllerError::InvalidRequest(_))) => {
+                        tracing::info!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused");
+                        if let Some(leader) = partition.leadership().as_mut() {
+                            if leader.leader_epoch() == change.leader_epoch {
+                                leader.on_proposal_refused();
+                            }
+                        }
+                        Ok(())
+                    }
+                    // The leadership or the partition epoch moved: the metadata saying so is
+                    // coming.
+                    Err(error) => {
+                        tracing::debug!(topic = %partition.topic, partition = partition.index, %error, "ISR change not applied");
+                        Ok(())
+                    }
+                })
+                .collect(),
+            Ok(other) => vec![Err(format!("unexpected answer: {other:?}")); count],
+            Err(e) => vec![Err(e); count],
+        };
+        let unanswered = answers.iter().filter(|a| a.is_err()).count();
+        if let Some(Err(e)) = answers.into_iter().find(Result::is_err) {
+            // The timer sends them again.
+            tracing::warn!(changes = unanswered, error = %e, "ISR changes unanswered");
+        }
+        for partition in partitions {
+            partition.isr_change_in_flight.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// Every half `replica.lag.time.max.ms` (at most every second): followers that stopped

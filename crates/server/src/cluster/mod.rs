@@ -79,6 +79,8 @@ pub struct Cluster {
     pub(crate) fetchers: fetcher::ReplicaFetchers,
     /// Connections for calls to other brokers (transaction markers and checks).
     pub(crate) peers: peers::Peers,
+    /// This broker's ISR changes on their way to the controller.
+    pub(crate) isr_changes: isr::IsrChanges,
     /// This node's data directory was a single node's, being adopted (`crate::adoption`).
     pub(crate) adopting: bool,
 }
@@ -175,6 +177,7 @@ impl Cluster {
             service,
             fetchers: fetcher::ReplicaFetchers::default(),
             peers: peers::Peers::default(),
+            isr_changes: isr::IsrChanges::default(),
             adopting,
         }))
     }

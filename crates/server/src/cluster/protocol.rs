@@ -33,7 +33,9 @@ pub(crate) enum ControllerRequest {
         replace: bool,
         validate_only: bool,
     },
-    AlterPartition(AlterPartition),
+    /// A leader's ISR changes, every partition it has one for (one request in flight per
+    /// broker).
+    AlterPartitions(Vec<AlterPartition>),
     ElectLeaders {
         election: Election,
         partitions: Option<Vec<(String, i32)>>,
@@ -101,7 +103,9 @@ pub(crate) enum ControllerReply {
     DeleteTopics(Results<uuid::Uuid>),
     CreatePartitions(Results<()>),
     Done,
-    AlterPartition(Box<PartitionState>),
+    /// Per change of [`ControllerRequest::AlterPartitions`], in order: the partition as it will
+    /// be once committed, or why not.
+    AlterPartitions(Vec<Result<PartitionState, ControllerError>>),
     Elections(Vec<((String, i32), Result<(), ControllerError>)>),
     ProducerIds(ProducerIdBlock),
     Quorum(QuorumView),

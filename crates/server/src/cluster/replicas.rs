@@ -23,6 +23,7 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
             applied = image.offset;
             let applying = broker.clone();
             let node_id = broker.node_id();
+            let started = std::time::Instant::now();
             let result = tokio::task::spawn_blocking(move || {
                 // Dynamic broker configs first: they are topic defaults the logs then open with.
                 let dynamic = DynamicBrokerConfigs {
@@ -58,6 +59,11 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
             })
             .await
             .expect("metadata task panicked");
+            tracing::debug!(
+                offset = applied,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "applied the metadata to local logs"
+            );
             if let Err(e) = result {
                 tracing::error!(error = %e, offset = applied, "could not apply the cluster metadata to local logs");
             }
