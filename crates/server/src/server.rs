@@ -213,7 +213,7 @@ fn flush_pass(broker: &Broker) {
     for partition in broker.topics.all_partitions() {
         // The fsync runs without the partition lock: produce and fetch on this partition
         // continue while the disk catches up.
-        let job = match partition.lock().as_ref().map(|log| log.flush_job()) {
+        let job = match partition.lock().as_mut().map(|log| log.flush_job()) {
             Some(Ok(Some(job))) => job,
             Some(Ok(None)) | None => continue,
             Some(Err(e)) => {

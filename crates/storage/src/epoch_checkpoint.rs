@@ -145,19 +145,20 @@ impl LeaderEpochCache {
     }
 
     /// [`LeaderEpochCache::assign`] without writing the file yet: a new leader's epoch starts
-    /// at the log end, so no record of it exists until the next append, which writes the file
-    /// first ([`LeaderEpochCache::assign_for_append`]). Until then a crash loses nothing the
-    /// entry describes. (A broker taking on many leaderships at once saves an fsync pair each.)
+    /// at the log end, so nothing of it is in the log until its first append, and until a
+    /// flush moves the recovery point past that append, recovery finds the epoch again in the
+    /// batches it scans. So the file is written before the next recovery point is
+    /// ([`LeaderEpochCache::persist_deferred`]). A broker taking on many leaderships at once
+    /// saves an fsync pair and a file creation each.
     pub(crate) fn assign_deferred(&mut self, epoch: i32, offset: i64) -> bool {
         let assigned = self.assign(epoch, offset);
         self.unpersisted |= assigned;
         assigned
     }
 
-    /// Before records of `epoch` are appended at `offset`: the entry is in the cache and the
-    /// file holds it.
-    pub(crate) fn assign_for_append(&mut self, epoch: i32, offset: i64) -> Result<(), StorageError> {
-        if self.assign(epoch, offset) || self.unpersisted {
+    /// Writes the file if an entry was assigned without it.
+    pub(crate) fn persist_deferred(&mut self) -> Result<(), StorageError> {
+        if self.unpersisted {
             self.persist()?;
         }
         Ok(())

@@ -297,7 +297,9 @@ impl Log {
         }
         self.roll_if_needed(batches.len_bytes() as u64, batches.offset_count(), now_ms)?;
         let base_offset = self.log_end_offset();
-        self.epoch_cache.assign_for_append(leader_epoch, base_offset)?;
+        // A new epoch reaches the checkpoint with the next flush (recovery finds it in the
+        // batches until then).
+        let _ = self.epoch_cache.assign_deferred(leader_epoch, base_offset);
         let bytes = batches.bytes();
         let mut written = Vec::with_capacity(headers.len());
         let mut next_offset = base_offset;
@@ -378,7 +380,9 @@ impl Log {
             .to_vec();
         self.roll_if_needed(batch.len() as u64, 1, now_ms)?;
         let offset = self.log_end_offset();
-        self.epoch_cache.assign_for_append(leader_epoch, offset)?;
+        // A new epoch reaches the checkpoint with the next flush (recovery finds it in the
+        // batches until then).
+        let _ = self.epoch_cache.assign_deferred(leader_epoch, offset);
         set_base_offset(&mut batch, offset);
         set_partition_leader_epoch(&mut batch, leader_epoch);
         let header = BatchHeader::parse(&batch).expect("an encoded marker parses");
@@ -685,9 +689,9 @@ impl Log {
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
         let result = self
-            .segments
-            .range(from..)
-            .try_for_each(|(_, s)| s.sync())
+            .epoch_cache
+            .persist_deferred()
+            .and_then(|()| self.segments.range(from..).try_for_each(|(_, s)| s.sync()))
             .and_then(|()| checkpoint::sync_dir(&self.dir))
             .and_then(|()| checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset));
         if let Err(e) = result {
@@ -709,11 +713,17 @@ impl Log {
     /// Prepares a flush of everything appended so far, to be run with [`FlushJob::run`] without
     /// the log's lock (an fsync can take many milliseconds, and appends should not wait for a
     /// periodic flush) and finished with [`Log::complete_flush`]. `None` when nothing is dirty.
-    pub fn flush_job(&self) -> Result<Option<FlushJob>, StorageError> {
+    pub fn flush_job(&mut self) -> Result<Option<FlushJob>, StorageError> {
         self.check_writable()?;
         let target_offset = self.log_end_offset();
         if self.recovery_point >= target_offset && self.unflushed_messages == 0 {
             return Ok(None);
+        }
+        // The job writes a recovery point: an epoch whose entry waited for it is written first
+        // (once per leadership, so here, under the lock).
+        if let Err(e) = self.epoch_cache.persist_deferred() {
+            self.poison(&e);
+            return Err(e);
         }
         let from = self
             .segments

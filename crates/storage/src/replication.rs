@@ -220,25 +220,27 @@ impl Log {
 
         // Epochs first, as `append` does, so the checkpoint never lacks an epoch the data has.
         let epochs_before = self.epoch_cache.clone();
-        let mut epochs_changed = false;
         if self
             .epoch_cache
             .latest_epoch()
             .is_some_and(|latest| latest > first.partition_leader_epoch)
         {
             // Checked above: only epochs starting at the log end (with no data) are newer.
-            epochs_changed |= self.epoch_cache.truncate_from_end(log_end_offset);
-        }
-        for (_, header) in &batches.batches {
-            epochs_changed |= self
-                .epoch_cache
-                .assign(header.partition_leader_epoch, header.base_offset);
-        }
-        if epochs_changed {
-            if let Err(e) = self.epoch_cache.persist() {
-                self.undo_replicated(log_end_offset, epochs_before);
-                return Err(e.into());
+            // Forgetting one is written at once: a file naming it would make recovery refuse
+            // the older epochs it scans.
+            if self.epoch_cache.truncate_from_end(log_end_offset) {
+                if let Err(e) = self.epoch_cache.persist() {
+                    self.undo_replicated(log_end_offset, epochs_before);
+                    return Err(e.into());
+                }
             }
+        }
+        // New epochs reach the file with the next flush: until then recovery finds them in
+        // the batches themselves.
+        for (_, header) in &batches.batches {
+            let _ = self
+                .epoch_cache
+                .assign_deferred(header.partition_leader_epoch, header.base_offset);
         }
 
         if let Err(e) = self.write_replicated(batches, now_ms) {
@@ -329,8 +331,8 @@ impl Log {
     /// Becoming leader at `leader_epoch`: records (epoch, log end offset) in the leader epoch
     /// cache now, before any append (as Kafka's `makeLeader` does), so followers asking
     /// OffsetForLeaderEpoch see the new epoch at once. An epoch at or below the latest is
-    /// ignored. Returns whether the cache changed. The checkpoint file is written before the
-    /// first append of the epoch rather than now (nothing of the epoch is in the log yet).
+    /// ignored. Returns whether the cache changed. The checkpoint file is written with the next
+    /// recovery point rather than now (nothing of the epoch is in the log yet).
     pub fn assign_leader_epoch(&mut self, leader_epoch: i32) -> Result<bool, StorageError> {
         self.check_writable()?;
         Ok(self.epoch_cache.assign_deferred(leader_epoch, self.log_end_offset()))

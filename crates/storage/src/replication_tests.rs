@@ -190,7 +190,10 @@ fn follower_holds_the_leaders_bytes_and_answers_the_same() {
     assert_eq!(follower.last_batch_epoch().unwrap(), None);
     replicate(&leader, &mut follower, 2);
 
-    // Every file is the same: segments, indexes, producer snapshots, epochs, checkpoints.
+    // Once both are flushed, every file is the same: segments, indexes, producer snapshots,
+    // epochs, checkpoints. (A new leader's epoch reaches its file with the next flush.)
+    leader.flush().unwrap();
+    follower.flush().unwrap();
     assert_eq!(files(follower_dir.path()), files(leader_dir.path()));
     assert_same_answers(&leader, &follower);
     assert_eq!(
@@ -446,6 +449,8 @@ fn divergent_tail_is_truncated_and_replaced_across_a_crash() {
     assert_eq!(b.open_transactions(), vec![(30, committed - 1)]);
     assert!(b.aborted_transactions(0, i64::MAX).is_empty());
     replicate(&a, &mut b, 2);
+    a.flush().unwrap();
+    b.flush().unwrap();
     assert_eq!(data_files(b_dir.path()), data_files(a_dir.path()));
     assert_same_answers(&a, &b);
 
@@ -614,6 +619,8 @@ mod model {
         leader.set_high_watermark(end);
         let mut follower = follower.unwrap();
         replicate(&leader, &mut follower, 3);
+        leader.flush().unwrap();
+        follower.flush().unwrap();
         assert_eq!(data_files(follower_dir.path()), data_files(leader_dir.path()));
         assert_same_answers(&leader, &follower);
     }
@@ -671,7 +678,7 @@ fn a_full_truncation_starts_the_log_again_at_the_leaders_log_start() {
 }
 
 #[test]
-fn a_new_leaders_epoch_reaches_the_checkpoint_with_its_first_append_and_survives_a_crash() {
+fn a_new_leaders_epoch_reaches_the_checkpoint_before_the_recovery_point_passes_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path());
     // A new log is opened without writing any checkpoint: nothing in it needs to survive.
@@ -683,11 +690,18 @@ fn a_new_leaders_epoch_reaches_the_checkpoint_with_its_first_append_and_survives
     assert!(log.assign_leader_epoch(4).unwrap());
     assert_eq!(log.epoch_start_offset(4), Some(3), "answered at once");
     let _ = log.append(&plain(&["k"], 9), 4, 0).unwrap();
+    // A crash before any flush: recovery finds epoch 4 in the batches it scans.
+    drop(log);
+    let mut log = open(dir.path());
+    assert_eq!(log.epoch_start_offset(4), Some(3));
+    assert!(log.assign_leader_epoch(6).unwrap());
+    let _ = log.append(&plain(&["k"], 10), 6, 0).unwrap();
     log.flush().unwrap();
-    // A crash after the flush: recovery scans nothing, so the epoch comes from the file the
-    // first append of epoch 4 wrote.
+    // A crash after the flush: recovery scans nothing past the recovery point, so the epoch
+    // comes from the file the flush wrote before the recovery point.
     drop(log);
     let log = open(dir.path());
-    assert_eq!(log.latest_epoch(), Some(4));
+    assert_eq!(log.latest_epoch(), Some(6));
+    assert_eq!(log.epoch_start_offset(6), Some(4));
     assert_eq!(log.epoch_start_offset(4), Some(3));
 }

@@ -375,7 +375,10 @@ fn alter_partitions_decides_each_change_on_its_own() {
     assert_eq!(plan.reply.len(), 3);
     assert!(plan.reply[0].is_ok(), "{:?}", plan.reply[0]);
     assert!(plan.reply[1].is_err(), "a stale change is refused alone");
-    assert!(matches!(plan.reply[2], Err(ControllerError::InvalidRequest(_))), "named twice");
+    assert!(
+        matches!(plan.reply[2], Err(ControllerError::InvalidRequest(_))),
+        "named twice"
+    );
     commit(&mut image, &plan);
     assert_eq!(partition(&image, id, 0).isr.len(), 2);
     assert_eq!(partition(&image, id, 1).isr.len(), 3);

@@ -68,7 +68,12 @@ pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id:
         partition_epoch = proposal.partition_epoch,
         "proposing an ISR change"
     );
-    cluster.isr_changes.queue.lock().expect("ISR queue lock").push((partition, change));
+    cluster
+        .isr_changes
+        .queue
+        .lock()
+        .expect("ISR queue lock")
+        .push((partition, change));
     cluster.isr_changes.queued.notify_one();
 }
 
