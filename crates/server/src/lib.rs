@@ -15,8 +15,9 @@
 //! - [`partition`]: one partition's log behind its lock, and its replication leader's state.
 //! - [`groups`]: the group coordinator (`strom-group`) behind its lock, writing to and loading
 //!   from `__consumer_offsets`, with its timer task.
-//! - [`txns`]: the transaction coordinator (`strom-txn`) behind its lock, writing to and
-//!   loading from `__transaction_state`, writing markers, with its timer task.
+//! - [`txns`]: the transaction coordinator (`strom-txn`), one id's work at a time, writing to
+//!   and loading from `__transaction_state` (following its leadership in a cluster), writing
+//!   markers here or through their partitions' leaders, with its timer task.
 //! - [`internal_topic`]: creating, appending to and replaying the coordinators' topics.
 //! - `ownership`: which partitions of their topics the coordinators answer for, following
 //!   leadership in a cluster.
