@@ -110,7 +110,7 @@ impl OffsetIndex {
         self.file.truncate(keep)
     }
 
-    pub(crate) fn handle(&self) -> Result<std::fs::File, StorageError> {
+    pub(crate) fn handle(&self) -> Result<Option<std::fs::File>, StorageError> {
         self.file.handle()
     }
 
@@ -122,8 +122,8 @@ impl OffsetIndex {
         self.file.path()
     }
 
-    pub(crate) fn renamed(&mut self, path: &Path) {
-        self.file.renamed(path)
+    pub(crate) fn rename(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.file.rename(path)
     }
 }
 

@@ -224,10 +224,13 @@ impl Log {
         // Leader epochs.
         let mut epochs_changed = log.epoch_cache.truncate_from_end(log_end_offset);
         if !epochs_ok && log_end_offset > log.log_start_offset {
-            repair(
-                &mut report,
-                "rebuilt leader epoch checkpoint from batch headers".to_string(),
-            );
+            // A missing file is no damage: a log's epochs reach it with its first flush.
+            if dir.join(epoch_checkpoint::FILE_NAME).exists() {
+                repair(
+                    &mut report,
+                    "rebuilt leader epoch checkpoint from batch headers".to_string(),
+                );
+            }
             log.epoch_cache.clear();
             let mut all = Vec::new();
             log.for_each_header_from(log.log_start_offset, &mut |h| {

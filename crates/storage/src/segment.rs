@@ -137,6 +137,16 @@ impl Segment {
         let offset_index = OffsetIndex::open(&index_path, base_offset, config.index_bytes_max, size_bytes)?;
         // The time index is checked against the segment's end once the scan knows it.
         let time_index = TimeIndex::open(&time_path, base_offset, config.index_bytes_max, i64::MAX)?;
+        // A segment smaller than the index interval has no entry, so (its files being created
+        // with their first entry) no index files: nothing to repair.
+        let too_small_for_an_entry = size_bytes == 0 || size_bytes < config.index_interval_bytes;
+        let (offset_index, time_index) = match (offset_index, time_index) {
+            (None, None) if too_small_for_an_entry => (
+                Some(OffsetIndex::create(&index_path, base_offset, config.index_bytes_max)?),
+                Some(TimeIndex::create(&time_path, base_offset, config.index_bytes_max)?),
+            ),
+            other => other,
+        };
         let rebuild = full_scan || offset_index.is_none() || time_index.is_none();
         if !full_scan && rebuild {
             notes.push(format!("rebuilt missing or damaged indexes of {}", log_path.display()));
@@ -393,11 +403,14 @@ impl Segment {
 
     /// Handles on the segment's three files, for an fsync run without the log's lock.
     pub(crate) fn sync_handles(&self) -> Result<Vec<(PathBuf, File)>, StorageError> {
-        Ok(vec![
-            (self.log_path.clone(), self.file.try_clone().at(&self.log_path)?),
-            (self.offset_index.path().to_path_buf(), self.offset_index.handle()?),
-            (self.time_index.path().to_path_buf(), self.time_index.handle()?),
-        ])
+        let mut handles = vec![(self.log_path.clone(), self.file.try_clone().at(&self.log_path)?)];
+        if let Some(handle) = self.offset_index.handle()? {
+            handles.push((self.offset_index.path().to_path_buf(), handle));
+        }
+        if let Some(handle) = self.time_index.handle()? {
+            handles.push((self.time_index.path().to_path_buf(), handle));
+        }
+        Ok(handles)
     }
 
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
@@ -437,10 +450,8 @@ impl Segment {
         }
         fs::rename(&self.log_path, &log_path).at(&log_path)?;
         self.log_path = log_path;
-        fs::rename(self.offset_index.path(), &index_path).at(&index_path)?;
-        self.offset_index.renamed(&index_path);
-        fs::rename(self.time_index.path(), &time_path).at(&time_path)?;
-        self.time_index.renamed(&time_path);
+        self.offset_index.rename(&index_path)?;
+        self.time_index.rename(&time_path)?;
         // A cleaned segment never writes its own transaction index: it adopts the original's.
         self.aborted
             .renamed(&dir.join(file_name(self.base_offset, TXN_INDEX_SUFFIX)));

@@ -280,9 +280,15 @@ fn leader_epochs_answer_offset_for_leader_epoch() {
     log.truncate_to(4).unwrap();
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
     assert_eq!(log.end_offset_for_epoch(3), None, "newer than any known epoch");
-    // A missing checkpoint is rebuilt from batch headers.
+    // A missing checkpoint (a log's epochs reach it with its first flush) is rebuilt from
+    // batch headers, as a normal open; a damaged one is rebuilt and reported.
     log.close().unwrap();
     fs::remove_file(dir.path().join("leader-epoch-checkpoint")).unwrap();
+    let (log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert!(report.repairs.is_empty(), "{report}");
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    log.close().unwrap();
+    fs::write(dir.path().join("leader-epoch-checkpoint"), b"junk").unwrap();
     let (log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
     assert!(report.to_string().contains("leader epoch"), "{report}");
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
@@ -1238,4 +1244,43 @@ mod hostile_files {
             prop_assert_eq!(log.log_end_offset(), end + 1);
         }
     }
+}
+
+#[test]
+fn index_files_appear_with_their_first_entry_and_a_small_segment_needs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let config = LogConfig {
+        segment_bytes: 100_000,
+        index_interval_bytes: 1_000,
+        retention_ms: -1,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    assert_eq!(names(dir.path()), ["00000000000000000000.log"], "a new log is one file");
+    let _ = log.append(&simple(1, 10), 0, 0).unwrap();
+    // A crash with a segment below the index interval: nothing to repair.
+    drop(log);
+    let (mut log, report) = Log::open(dir.path(), config.clone(), 0).unwrap();
+    assert!(report.repairs.is_empty(), "{report}");
+    for i in 0..20 {
+        let _ = log.append(&simple(5, 20 + i), 0, 0).unwrap();
+    }
+    let now = names(dir.path());
+    assert!(now.contains(&"00000000000000000000.index".to_string()), "{now:?}");
+    assert!(now.contains(&"00000000000000000000.timeindex".to_string()), "{now:?}");
+    // Lookups still find every offset, through the index.
+    let first = read_batches(&log, 50)[0].0.base_offset;
+    assert!(first <= 50 && 50 <= read_batches(&log, 50)[0].0.last_offset());
+    log.close().unwrap();
+    let (log, report) = Log::open(dir.path(), config, 0).unwrap();
+    assert!(report.repairs.is_empty(), "{report}");
+    assert_eq!(read_batches(&log, 0).len(), 21);
 }

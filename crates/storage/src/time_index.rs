@@ -113,7 +113,7 @@ impl TimeIndex {
         self.file.sync()
     }
 
-    pub(crate) fn handle(&self) -> Result<std::fs::File, StorageError> {
+    pub(crate) fn handle(&self) -> Result<Option<std::fs::File>, StorageError> {
         self.file.handle()
     }
 
@@ -121,8 +121,8 @@ impl TimeIndex {
         self.file.path()
     }
 
-    pub(crate) fn renamed(&mut self, path: &Path) {
-        self.file.renamed(path)
+    pub(crate) fn rename(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.file.rename(path)
     }
 }
 
