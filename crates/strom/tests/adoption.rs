@@ -65,11 +65,13 @@ fn a_single_node_data_directory_opens_as_a_one_node_cluster_with_everything_it_h
     }
     drop(producer);
     let member = GroupMember::join(&bootstrap, GROUP, &[TOPIC], &[]);
-    for partition in 0..PARTITIONS {
-        member
-            .commit_offset(TOPIC, partition, 3 + i64::from(partition))
-            .expect("commit offset");
-    }
+    // Committed once the member holds its assignment (a commit during the join is refused).
+    poll_until(WAIT, "the group's offsets committed", || {
+        let _ = member.poll(Duration::from_millis(100));
+        (0..PARTITIONS)
+            .all(|partition| member.commit_offset(TOPIC, partition, 3 + i64::from(partition)).is_ok())
+            .then_some(())
+    });
     drop(member);
     let before = read_committed(&bootstrap);
     let (id, _) = poll_until(WAIT, "the topic's id", || {
