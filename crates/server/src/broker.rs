@@ -131,7 +131,7 @@ impl Broker {
             &data_dir,
             config.topic_defaults.clone(),
             now_ms(),
-            config.cluster.is_cluster(),
+            true,
             adoption.is_some(),
         )?;
         if let Some(adoption) = &adoption {
@@ -142,24 +142,18 @@ impl Broker {
             config.groups.clone(),
             config.offsets_topic_num_partitions,
             config.offsets_topic_segment_bytes,
-            config
-                .cluster
-                .is_cluster()
-                .then_some(crate::internal_topic::ClusterLayout {
-                    replication_factor: config.cluster.offsets_topic_replication_factor,
-                }),
+            Some(crate::internal_topic::ClusterLayout {
+                replication_factor: config.cluster.offsets_topic_replication_factor,
+            }),
         );
         let txns = crate::txns::Txns::load(
             &topics,
             config.transactions.clone(),
             config.transaction_state_num_partitions,
             config.transaction_state_segment_bytes,
-            config
-                .cluster
-                .is_cluster()
-                .then_some(crate::internal_topic::ClusterLayout {
-                    replication_factor: config.cluster.transaction_state_replication_factor,
-                }),
+            Some(crate::internal_topic::ClusterLayout {
+                replication_factor: config.cluster.transaction_state_replication_factor,
+            }),
         );
         let (appended, _) = watch::channel(0);
         Ok(Broker {

@@ -1,8 +1,8 @@
 //! The settings of a node in a cluster, by Kafka's names: its roles, the controller quorum's
 //! voters, its controller listener, and the replication and controller properties.
 //!
-//! A broker started without `process.roles` runs as today's single node and none of this
-//! applies; with it, the node joins the cluster the voters describe.
+//! A node started without `process.roles` is standalone: a one-node cluster, its own only
+//! voter, needing none of these. With it, the node joins the cluster the voters describe.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,7 +97,7 @@ fn invalid(key: &str, reason: String) -> ConfigError {
 /// A node's cluster settings.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// `process.roles`; `None` runs the single-node broker of before the cluster.
+    /// `process.roles`; `None` makes a standalone node ([`ClusterConfig::is_standalone`]).
     pub roles: Option<Roles>,
     /// `controller.quorum.voters`.
     pub voters: BTreeMap<i32, Voter>,
@@ -240,8 +240,10 @@ impl ClusterConfig {
         Ok(())
     }
 
-    pub fn is_cluster(&self) -> bool {
-        self.roles.is_some()
+    /// Started without `process.roles`: a one-node cluster, broker and controller, the only
+    /// voter of its own metadata quorum (`strom server` with no flags).
+    pub fn is_standalone(&self) -> bool {
+        self.roles.is_none()
     }
 
     /// Checks the settings together once all are applied; `node_id` is this node's.
@@ -259,7 +261,7 @@ impl ClusterConfig {
                 ("transaction.state.log.replication.factor", 1),
             ] {
                 if factor != 1 {
-                    return Err(invalid(key, "a single-node broker has replication factor 1".into()));
+                    return Err(invalid(key, "a standalone node (no process.roles) is the only broker of its cluster: replication factor 1".into()));
                 }
             }
             return Ok(());
@@ -362,7 +364,7 @@ mod tests {
         assert!(no_listener.validate(1).is_err());
         assert!(
             ClusterConfig::default().validate(1).is_ok(),
-            "the single node needs nothing"
+            "a standalone node needs nothing"
         );
         let replicated_single = cluster(&[("default.replication.factor", "3")]);
         assert!(replicated_single.validate(1).is_err());

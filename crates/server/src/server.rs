@@ -16,6 +16,9 @@ use crate::connection::{self, Admission};
 /// How long shutdown waits for in-flight requests before closing connections anyway.
 const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 
+/// How long a standalone node waits to lead its partitions before it listens anyway.
+const STANDALONE_READY_MAX: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -34,11 +37,8 @@ pub enum ServerError {
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let listen_addr = config.listener;
     let dir_lock = crate::broker::lock_data_dir(&config.data_dir)?;
-    // In a cluster the quorum node starts first: the broker's topics come from its metadata.
-    let cluster = match config.cluster.is_cluster() {
-        true => Some(Cluster::start(&config).await?),
-        false => None,
-    };
+    // The quorum node starts first: the broker's topics come from its metadata.
+    let cluster = Some(Cluster::start(&config).await?);
     let (session_tx, session_rx) = watch::channel(None);
     let opening = cluster.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open_locked(config, dir_lock, opening, session_rx))
@@ -48,20 +48,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     // Transactions a crash left between decision and markers are finished before any client
     // is served (in a cluster, by whichever broker comes to coordinate them).
     crate::txns::tick(&broker).await;
-    let listener = TcpListener::bind(listen_addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: listen_addr,
-            source,
-        })?;
-    tracing::info!(
-        listener = %listen_addr,
-        data_dir = %broker.config.data_dir.display(),
-        node_id = broker.node_id(),
-        cluster_id = %broker.cluster_id,
-        topics = broker.topics.list().len(),
-        "strom broker started"
-    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     spawn_maintenance(&mut background, &broker, stop_rx.clone());
@@ -90,6 +76,31 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         ))
     });
 
+    if broker.config.cluster.is_standalone() {
+        // Clients find every partition led once they can connect, as they did before the
+        // cluster: a standalone node listens once it leads what it holds.
+        let cluster = cluster.as_ref().expect("every node runs a quorum node");
+        if !cluster.until_serving(broker.node_id(), STANDALONE_READY_MAX).await {
+            tracing::warn!(
+                waited_ms = STANDALONE_READY_MAX.as_millis() as u64,
+                "this node does not lead every partition yet; listening anyway"
+            );
+        }
+    }
+    let listener = TcpListener::bind(listen_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: listen_addr,
+            source,
+        })?;
+    tracing::info!(
+        listener = %listen_addr,
+        data_dir = %broker.config.data_dir.display(),
+        node_id = broker.node_id(),
+        cluster_id = %broker.cluster_id,
+        topics = broker.topics.list().len(),
+        "strom broker started"
+    );
     let admission = Arc::new(Admission::new(
         broker
             .config

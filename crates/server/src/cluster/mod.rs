@@ -33,7 +33,8 @@ pub(crate) mod protocol;
 pub(crate) mod replicas;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,9 @@ pub struct Cluster {
     pub(crate) isr_changes: isr::IsrChanges,
     /// This node's data directory was a single node's, being adopted (`crate::adoption`).
     pub(crate) adopting: bool,
+    /// The latest image this broker's topics and coordinators have followed
+    /// (`replicas::follow_metadata`), which can be behind [`Cluster::image`].
+    pub(crate) applied: watch::Sender<Arc<MetadataImage>>,
 }
 
 /// Every node of a cluster derives the same id from the initial voters, so nodes of two
@@ -105,6 +109,21 @@ pub fn cluster_id_for(voters: &BTreeMap<i32, crate::cluster_config::Voter>) -> S
     crate::broker::base64_url(&bytes)
 }
 
+/// A standalone node keeps the id its data directory has (a single node's of before, kept
+/// through adoption) or takes a random one on first start, as Kafka's `--standalone` format does.
+fn standalone_cluster_id(data_dir: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(data_dir.join("meta.properties")) {
+        Ok(text) => {
+            if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+                return Ok(id.trim().to_string());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(crate::broker::base64_url(uuid::Uuid::new_v4().as_bytes()))
+}
+
 impl Cluster {
     /// Starts this node's quorum node and controller service. Returns once the quorum node is
     /// up (not once a leader is known).
@@ -112,14 +131,24 @@ impl Cluster {
         let config = broker.cluster.clone();
         let node_id = broker.node_id;
         let dir = broker.data_dir.join("__cluster_metadata");
-        let cluster_id = cluster_id_for(&config.voters);
         // Before the quorum creates its directory: a single node's data has none.
         let adopting = crate::adoption::detect(&broker.data_dir)
             .map_err(|e| ClusterError::Config(format!("{}: {e}", broker.data_dir.display())))?;
-        let voters: BTreeMap<u64, String> = config.voters.values().map(|v| (v.id as u64, v.address())).collect();
-        let listen = config
-            .controller_listener
-            .ok_or_else(|| ClusterError::Config("a cluster node needs --controller-listener".into()))?;
+        let standalone = config.is_standalone();
+        let listen = match config.controller_listener {
+            Some(listen) => listen,
+            // Nobody else needs to reach a standalone node's quorum: any loopback port will do.
+            None if standalone => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            None => return Err(ClusterError::Config("a cluster node needs --controller-listener".into())),
+        };
+        let (voters, cluster_id): (BTreeMap<u64, String>, String) = if standalone {
+            let id = standalone_cluster_id(&broker.data_dir)
+                .map_err(|e| ClusterError::Config(format!("{}: {e}", broker.data_dir.display())))?;
+            ([(node_id as u64, listen.to_string())].into(), id)
+        } else {
+            let voters = config.voters.values().map(|v| (v.id as u64, v.address())).collect();
+            (voters, cluster_id_for(&config.voters))
+        };
         let advertised = voters
             .get(&(node_id as u64))
             .cloned()
@@ -165,7 +194,7 @@ impl Cluster {
         ));
         quorum.set_call_handler(Arc::new(CallHandler(service.clone())));
         let metadata_addr = (!voters.contains_key(&(node_id as u64))).then_some(advertised);
-        tracing::info!(node_id, %cluster_id, controller_listener = %listen, "joined the metadata quorum");
+        tracing::info!(node_id, %cluster_id, controller_listener = %quorum.local_addr(), "joined the metadata quorum");
         Ok(Arc::new(Cluster {
             config,
             dir,
@@ -179,6 +208,7 @@ impl Cluster {
             peers: peers::Peers::default(),
             isr_changes: isr::IsrChanges::default(),
             adopting,
+            applied: watch::channel(Arc::new(MetadataImage::new())).0,
         }))
     }
 
@@ -191,6 +221,20 @@ impl Cluster {
             }
             self.service.tick().await;
         }
+    }
+
+    /// Waits until the metadata this broker has followed makes it a usable broker and names a
+    /// leader for every partition: when a standalone node (the only broker of its cluster)
+    /// can serve every topic. False if that takes longer than `timeout`.
+    pub(crate) async fn until_serving(&self, node_id: i32, timeout: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        let serving = async move {
+            let found = applied.wait_for(|image| {
+                image.is_usable(node_id) && image.partitions().all(|(_, _, state)| state.leader >= 0)
+            });
+            found.await.is_ok()
+        };
+        tokio::time::timeout(timeout, serving).await.unwrap_or(false)
     }
 
     /// The latest committed metadata this node has applied.

@@ -20,6 +20,7 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
     loop {
         let image = images.borrow_and_update().clone();
         if image.offset != applied {
+            let followed = image.clone();
             applied = image.offset;
             let applying = broker.clone();
             let node_id = broker.node_id();
@@ -69,6 +70,7 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
             }
             cluster.fetchers.reconcile(&broker);
             broker.notify_appended();
+            cluster.applied.send_replace(followed);
         }
         tokio::select! {
             changed = images.changed() => if changed.is_err() { break },
