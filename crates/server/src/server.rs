@@ -80,7 +80,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         // Clients find every partition led once they can connect, as they did before the
         // cluster: a standalone node listens once it leads what it holds.
         let cluster = cluster.as_ref().expect("every node runs a quorum node");
-        if !cluster.until_serving(broker.node_id(), STANDALONE_READY_MAX).await {
+        if !cluster.until_serving(broker.session.clone(), STANDALONE_READY_MAX).await {
             tracing::warn!(
                 waited_ms = STANDALONE_READY_MAX.as_millis() as u64,
                 "this node does not lead every partition yet; listening anyway"

@@ -599,6 +599,7 @@ fn authorized_operations_are_every_supported_operation_when_asked() {
     heartbeat.rebalance_timeout_ms = 30_000;
     heartbeat.subscribed_topic_names = Some(vec![topic_name("guarded")]);
     heartbeat.topic_partitions = Some(vec![]);
+    wire.find_coordinator(0, "ops-group").expect("FindCoordinator");
     let joined = wire.call(&heartbeat, 0).expect("ConsumerGroupHeartbeat");
     assert_eq!(joined.error_code, 0, "{joined:?}");
 

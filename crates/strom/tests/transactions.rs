@@ -153,6 +153,7 @@ fn str_bytes(s: &str) -> StrBytes {
 }
 
 fn init_txn(wire: &mut WireClient, transactional_id: &str, timeout_ms: i32) -> InitProducerIdResponse {
+    wire.find_coordinator(1, transactional_id).expect("FindCoordinator");
     let mut request = InitProducerIdRequest::default();
     request.transactional_id = Some(TransactionalId(str_bytes(transactional_id)));
     request.transaction_timeout_ms = timeout_ms;

@@ -15,7 +15,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, InitProducerIdRequest, ProduceRequest,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FindCoordinatorRequest, InitProducerIdRequest,
+    ProduceRequest,
     ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
@@ -142,6 +143,23 @@ impl WireClient {
         request.client_software_name = StrBytes::from_static_str("strom-testkit");
         request.client_software_version = StrBytes::from_static_str("0");
         self.call(&request, 3)
+    }
+
+    /// FindCoordinator v3 for a group (`key_type` 0) or transactional id (1): the coordinator's
+    /// node id. A client asks this before its first request to a coordinator (which, on a new
+    /// broker, also has the coordinator's internal topic created).
+    pub fn find_coordinator(&mut self, key_type: i8, key: &str) -> anyhow::Result<i32> {
+        let mut request = FindCoordinatorRequest::default();
+        request.key_type = key_type;
+        request.key = StrBytes::from_string(key.to_owned());
+        let response = self.call(&request, 3)?;
+        anyhow::ensure!(
+            response.error_code == 0,
+            "FindCoordinator {key:?} error {}: {:?}",
+            response.error_code,
+            response.error_message
+        );
+        Ok(response.node_id.0)
     }
 
     /// InitProducerId v4 for an idempotent (non-transactional) producer: (id, epoch).

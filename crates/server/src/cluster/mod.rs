@@ -223,14 +223,24 @@ impl Cluster {
         }
     }
 
-    /// Waits until the metadata this broker has followed makes it a usable broker and names a
-    /// leader for every partition: when a standalone node (the only broker of its cluster)
-    /// can serve every topic. False if that takes longer than `timeout`.
-    pub(crate) async fn until_serving(&self, node_id: i32, timeout: Duration) -> bool {
+    /// Waits until this broker's new session is unfenced and the metadata it has followed
+    /// since names a leader for every partition: when a standalone node (the only broker of
+    /// its cluster) can serve every topic. False if that takes longer than `timeout`.
+    pub(crate) async fn until_serving(
+        &self,
+        mut session: watch::Receiver<Option<lifecycle::Session>>,
+        timeout: Duration,
+    ) -> bool {
         let mut applied = self.applied.subscribe();
+        let image = self.image.clone();
         let serving = async move {
-            let found = applied.wait_for(|image| {
-                image.is_usable(node_id) && image.partitions().all(|(_, _, state)| state.leader >= 0)
+            // The image can still show the last run's session (after a crash) as unfenced.
+            if session.wait_for(|s| s.is_some_and(|s| !s.fenced)).await.is_err() {
+                return false;
+            }
+            let registered = image.borrow().offset;
+            let found = applied.wait_for(|followed| {
+                followed.offset >= registered && followed.partitions().all(|(_, _, state)| state.leader >= 0)
             });
             found.await.is_ok()
         };

@@ -77,11 +77,12 @@ pub(super) async fn ask(cluster: &Cluster, request: ControllerRequest) -> Result
     }
 }
 
-/// Waits until this node's image satisfies `done` (a change the controller committed has
-/// arrived here), so the client's next request here sees it.
-async fn await_image(cluster: &Cluster, done: impl Fn(&MetadataImage) -> bool) {
+/// Waits until the image this broker has followed satisfies `done` (a change the controller
+/// committed has arrived here and the broker's topics and configs show it), so the client's
+/// next request here sees it.
+pub(crate) async fn await_image(cluster: &Cluster, done: impl Fn(&MetadataImage) -> bool) {
     let deadline = Instant::now() + IMAGE_WAIT;
-    let mut images = cluster.subscribe();
+    let mut images = cluster.applied.subscribe();
     loop {
         if done(&images.borrow_and_update()) {
             return;
@@ -118,10 +119,11 @@ pub(super) async fn metadata(broker: &Broker, request: MetadataRequest, version:
     let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
         None => None,
         Some(topics) if version == 0 && topics.is_empty() => None,
+        // An id given wins over the name (Java's admin client sends both, the name empty).
         Some(topics) => Some(
             topics
                 .into_iter()
-                .map(|t| (t.name.map(|n| n.to_string()), t.topic_id))
+                .map(|t| (t.name.filter(|_| t.topic_id.is_nil()).map(|n| n.to_string()), t.topic_id))
                 .collect(),
         ),
     };

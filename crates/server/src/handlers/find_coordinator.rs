@@ -2,7 +2,8 @@
 //! transactional id, so the answer is always this broker. In a cluster a group's coordinator
 //! is the leader of its `__consumer_offsets` partition, and a transactional id's the leader of
 //! its `__transaction_state` partition (each topic is created through the controller on first
-//! use: COORDINATOR_NOT_AVAILABLE until then).
+//! use). A request that finds no leader waits a little for one (the topic being created, a
+//! leader being elected) before answering COORDINATOR_NOT_AVAILABLE.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -17,7 +18,21 @@ use crate::broker::Broker;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub(super) fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub(super) async fn handle(broker: &Broker, request: &FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let keys: Vec<&StrBytes> = match version {
+        0..=3 => vec![&request.key],
+        _ => request.coordinator_keys.iter().collect(),
+    };
+    if let Some(cluster) = &broker.cluster {
+        let located = |image: &strom_metadata::MetadataImage| {
+            keys.iter()
+                .all(|key| !matches!(locate(image, request.key_type, key), Some(Err(_))))
+        };
+        if !located(&cluster.image()) {
+            ensure_topic(broker, request.key_type);
+            crate::handlers::cluster_admin::await_image(cluster, located).await;
+        }
+    }
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = request
@@ -88,38 +103,47 @@ fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrB
             // In a cluster the coordinator is the leader of the key's partition of the
             // coordinator's topic (created through the controller on first use).
             Some(cluster) => {
-                let (topic, created, partition_for): (&str, bool, fn(&str, i32) -> i32) = match key_type {
-                    KEY_TYPE_GROUP => (
-                        crate::groups::OFFSETS_TOPIC,
-                        crate::groups::ensure_offsets_topic(broker),
-                        strom_group::partition_for,
-                    ),
-                    _ => (
-                        crate::txns::TXN_STATE_TOPIC,
-                        crate::txns::ensure_state_topic(broker),
-                        strom_txn::partition_for,
-                    ),
-                };
-                if !created {
+                if !ensure_topic(broker, key_type) {
                     return Err(ResponseError::CoordinatorNotAvailable);
                 }
-                let image = cluster.image();
-                let leader = image
-                    .topic_by_name(topic)
-                    .and_then(|t| {
-                        let partition = partition_for(key, t.partitions.len() as i32);
-                        t.partitions.get(&partition).map(|p| p.leader)
-                    })
-                    .filter(|leader| *leader >= 0)
-                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
-                let registration = image.broker(leader).ok_or(ResponseError::CoordinatorNotAvailable)?;
-                let endpoint = registration
-                    .endpoints
-                    .first()
-                    .ok_or(ResponseError::CoordinatorNotAvailable)?;
-                Ok((BrokerId(leader), str_bytes(&endpoint.host), i32::from(endpoint.port)))
+                locate(&cluster.image(), key_type, key).unwrap_or(Err(ResponseError::InvalidRequest))
             }
         },
         _ => Err(ResponseError::InvalidRequest),
     }
+}
+
+/// Whether the coordinator's topic exists (asking the controller for it if not).
+fn ensure_topic(broker: &Broker, key_type: i8) -> bool {
+    match key_type {
+        KEY_TYPE_GROUP => crate::groups::ensure_offsets_topic(broker),
+        _ => crate::txns::ensure_state_topic(broker),
+    }
+}
+
+/// The coordinator of `key` in `image`: `None` for a key type without one, an error while its
+/// topic or partition leader is missing.
+fn locate(
+    image: &strom_metadata::MetadataImage,
+    key_type: i8,
+    key: &StrBytes,
+) -> Option<Result<(BrokerId, StrBytes, i32), ResponseError>> {
+    let (topic, partition_for): (&str, fn(&str, i32) -> i32) = match key_type {
+        KEY_TYPE_GROUP if key.is_empty() => return None,
+        KEY_TYPE_GROUP => (crate::groups::OFFSETS_TOPIC, strom_group::partition_for),
+        KEY_TYPE_TRANSACTION => (crate::txns::TXN_STATE_TOPIC, strom_txn::partition_for),
+        _ => return None,
+    };
+    let found = || {
+        let leader = image
+            .topic_by_name(topic)
+            .and_then(|t| {
+                let partition = partition_for(key, t.partitions.len() as i32);
+                t.partitions.get(&partition).map(|p| p.leader)
+            })
+            .filter(|leader| *leader >= 0)?;
+        let endpoint = image.broker(leader)?.endpoints.first()?;
+        Some((BrokerId(leader), str_bytes(&endpoint.host), i32::from(endpoint.port)))
+    };
+    Some(found().ok_or(ResponseError::CoordinatorNotAvailable))
 }
