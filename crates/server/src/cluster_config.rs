@@ -261,7 +261,11 @@ impl ClusterConfig {
                 ("transaction.state.log.replication.factor", 1),
             ] {
                 if factor != 1 {
-                    return Err(invalid(key, "a standalone node (no process.roles) is the only broker of its cluster: replication factor 1".into()));
+                    return Err(invalid(
+                        key,
+                        "a standalone node (no process.roles) is the only broker of its cluster: replication factor 1"
+                            .into(),
+                    ));
                 }
             }
             return Ok(());

@@ -45,9 +45,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         .await
         .expect("broker start-up task panicked")?;
     let broker = Arc::new(broker);
-    // Transactions a crash left between decision and markers are finished before any client
-    // is served (in a cluster, by whichever broker comes to coordinate them).
-    crate::txns::tick(&broker).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     spawn_maintenance(&mut background, &broker, stop_rx.clone());
@@ -80,12 +77,19 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         // Clients find every partition led once they can connect, as they did before the
         // cluster: a standalone node listens once it leads what it holds.
         let cluster = cluster.as_ref().expect("every node runs a quorum node");
-        if !cluster.until_serving(broker.session.clone(), STANDALONE_READY_MAX).await {
+        if !cluster
+            .until_serving(broker.session.clone(), STANDALONE_READY_MAX)
+            .await
+        {
             tracing::warn!(
                 waited_ms = STANDALONE_READY_MAX.as_millis() as u64,
                 "this node does not lead every partition yet; listening anyway"
             );
         }
+        // Transactions a crash left between decision and markers are finished before any
+        // client is served (in a cluster of several, by whichever broker comes to coordinate
+        // them, on its timer).
+        crate::txns::tick(&broker).await;
     }
     let listener = TcpListener::bind(listen_addr)
         .await

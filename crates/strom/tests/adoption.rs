@@ -81,7 +81,11 @@ fn a_single_node_data_directory_opens_as_a_standalone_node_with_everything_it_he
     let scratch = tempfile::tempdir().expect("scratch dir");
     let data = unpack_fixture(scratch.path());
     opens_with_everything_it_held(&data, Broker::builder(strom_testkit::bin!()));
-    assert_eq!(cluster_id(&data), SINGLE_NODE_CLUSTER_ID, "a standalone node keeps its id");
+    assert_eq!(
+        cluster_id(&data),
+        SINGLE_NODE_CLUSTER_ID,
+        "a standalone node keeps its id"
+    );
 }
 
 #[test]
@@ -89,8 +93,15 @@ fn a_single_node_data_directory_opens_as_node_1_of_a_cluster_with_everything_it_
     let scratch = tempfile::tempdir().expect("scratch dir");
     let data = unpack_fixture(scratch.path());
     let controller_ports = free_ports(1);
-    opens_with_everything_it_held(&data, Cluster::node_builder(strom_testkit::bin!(), 1, &controller_ports));
-    assert_ne!(cluster_id(&data), SINGLE_NODE_CLUSTER_ID, "the cluster's id, from its voters");
+    opens_with_everything_it_held(
+        &data,
+        Cluster::node_builder(strom_testkit::bin!(), 1, &controller_ports),
+    );
+    assert_ne!(
+        cluster_id(&data),
+        SINGLE_NODE_CLUSTER_ID,
+        "the cluster's id, from its voters"
+    );
 }
 
 /// Starts `builder` on the unpacked single-node directory `data` and checks everything the

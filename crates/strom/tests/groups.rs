@@ -30,10 +30,19 @@ const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// A broker whose groups form without the initial rebalance delay, with topic `events`.
 fn start() -> Broker {
-    let broker = Broker::builder(strom_testkit::bin!())
-        .set("group.initial.rebalance.delay.ms", "0")
-        .start();
+    let broker = coordinating(
+        Broker::builder(strom_testkit::bin!())
+            .set("group.initial.rebalance.delay.ms", "0")
+            .start(),
+    );
     common::create_topic(&broker, TOPIC, PARTITIONS);
+    broker
+}
+
+/// `broker` once it coordinates groups: a client's first FindCoordinator has it create
+/// `__consumer_offsets`, and the raw requests these tests send skip that step.
+fn coordinating(broker: Broker) -> Broker {
+    broker.wire().find_coordinator(0, "any").expect("FindCoordinator");
     broker
 }
 
@@ -287,9 +296,11 @@ fn wire_errors_for_unknown_members_stale_generations_and_bad_timeouts() {
 #[test]
 fn a_join_storm_of_200_members_forms_one_generation() {
     const MEMBERS: usize = 200;
-    let mut broker = Broker::builder(strom_testkit::bin!())
-        .set("group.initial.rebalance.delay.ms", "1000")
-        .start();
+    let mut broker = coordinating(
+        Broker::builder(strom_testkit::bin!())
+            .set("group.initial.rebalance.delay.ms", "1000")
+            .start(),
+    );
     let mut connections: Vec<WireClient> = (0..MEMBERS).map(|_| broker.wire()).collect();
     let member_ids: Vec<String> = connections
         .iter_mut()
@@ -561,9 +572,11 @@ fn a_kip_848_group_survives_a_broker_sigkill_without_rebalancing() {
 #[test]
 fn oversized_member_metadata_is_kept_across_a_restart() {
     const MEMBERS: usize = 3;
-    let mut broker = Broker::builder(strom_testkit::bin!())
-        .set("group.initial.rebalance.delay.ms", "1000")
-        .start();
+    let mut broker = coordinating(
+        Broker::builder(strom_testkit::bin!())
+            .set("group.initial.rebalance.delay.ms", "1000")
+            .start(),
+    );
     let mut request = join_request("", 10_000);
     request.group_id = GroupId(StrBytes::from_static_str("big"));
     request.protocols[0].metadata = bytes::Bytes::from(vec![7u8; 1 << 20]);
@@ -661,14 +674,18 @@ fn kip_848_static_member_restarts_without_a_rebalance() {
 }
 
 /// A JoinGroup parked for a minute (the initial rebalance delay) does not hold up a graceful
-/// shutdown: it is answered COORDINATOR_NOT_AVAILABLE, so the client looks for a coordinator
-/// again, and the broker exits well within its drain time.
+/// shutdown: the controlled shutdown takes the group's partition from this broker, which
+/// answers the parked join NOT_COORDINATOR (as Kafka's coordinator does when it unloads a
+/// group), so the client looks for a coordinator again, and the broker exits well within its
+/// drain time.
 #[test]
 fn shutdown_answers_parked_joins_instead_of_waiting_for_them() {
-    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    let mut broker = Broker::builder(strom_testkit::bin!())
-        .set("group.initial.rebalance.delay.ms", "60000")
-        .start();
+    const NOT_COORDINATOR: i16 = 16;
+    let mut broker = coordinating(
+        Broker::builder(strom_testkit::bin!())
+            .set("group.initial.rebalance.delay.ms", "60000")
+            .start(),
+    );
     let mut wire = broker.wire();
     let mut join = join_request("", 10_000);
     join.rebalance_timeout_ms = 60_000;
@@ -687,7 +704,7 @@ fn shutdown_answers_parked_joins_instead_of_waiting_for_them() {
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     let answer = decode_response::<JoinGroupRequest>(wire.read_frame().expect("an answer"), 5, correlation_id).unwrap();
-    assert_eq!(answer.error_code, COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(answer.error_code, NOT_COORDINATOR);
 }
 
 /// offsets.retention.minutes at work in a real broker: an offset committed outside any group
@@ -741,9 +758,11 @@ fn subscription_changes_reach_the_latest_assignment(initial_delay_ms: &str) {
     const TOPIC_PARTITIONS: i32 = 2;
     const ABANDONED_SESSION_MS: i32 = 6_000;
     const GROUP: &str = "resubscribe";
-    let mut broker = Broker::builder(strom_testkit::bin!())
-        .set("group.initial.rebalance.delay.ms", initial_delay_ms)
-        .start();
+    let mut broker = coordinating(
+        Broker::builder(strom_testkit::bin!())
+            .set("group.initial.rebalance.delay.ms", initial_delay_ms)
+            .start(),
+    );
     let bootstrap = broker.bootstrap();
     let topics: Vec<String> = (0..STEPS + WINDOW).map(|i| format!("resub-{i}")).collect();
     for topic in &topics {

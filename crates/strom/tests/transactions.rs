@@ -2000,6 +2000,7 @@ fn txn_offset_commit(
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
+    wire.find_coordinator(0, group).expect("FindCoordinator");
     let mut committed = TxnOffsetCommitRequestPartition::default();
     committed.partition_index = partition;
     committed.committed_offset = offset;

@@ -139,7 +139,11 @@ impl Cluster {
             Some(listen) => listen,
             // Nobody else needs to reach a standalone node's quorum: any loopback port will do.
             None if standalone => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
-            None => return Err(ClusterError::Config("a cluster node needs --controller-listener".into())),
+            None => {
+                return Err(ClusterError::Config(
+                    "a cluster node needs --controller-listener".into(),
+                ))
+            }
         };
         let (voters, cluster_id): (BTreeMap<u64, String>, String) = if standalone {
             let id = standalone_cluster_id(&broker.data_dir)

@@ -16,11 +16,19 @@ use crate::dynamic_config::DynamicBrokerConfigs;
 pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     let mut images = cluster.subscribe();
     let mut applied = 0u64;
+    let mut previous = cluster.applied.borrow().clone();
     let lag_max_ms = cluster.config.replica_lag_time_max_ms;
     loop {
         let image = images.borrow_and_update().clone();
         if image.offset != applied {
             let followed = image.clone();
+            // Topics gone since the last image (a topic re-created under its name is a new one).
+            let deleted: Vec<String> = previous
+                .topics()
+                .filter(|t| image.topic_by_name(&t.name).is_none_or(|now| now.id != t.id))
+                .map(|t| t.name.clone())
+                .collect();
+            previous = image.clone();
             applied = image.offset;
             let applying = broker.clone();
             let node_id = broker.node_id();
@@ -56,6 +64,10 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
                 };
                 crate::groups::lead_partitions(&applying, &led(crate::groups::OFFSETS_TOPIC));
                 crate::txns::lead_partitions(&applying, &led(crate::txns::TXN_STATE_TOPIC));
+                // Groups coordinated here forget their offsets of deleted topics, as Kafka's do.
+                for name in &deleted {
+                    crate::groups::forget_topic(&applying, name);
+                }
                 moved
             })
             .await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
@@ -123,7 +123,12 @@ pub(super) async fn metadata(broker: &Broker, request: MetadataRequest, version:
         Some(topics) => Some(
             topics
                 .into_iter()
-                .map(|t| (t.name.filter(|_| t.topic_id.is_nil()).map(|n| n.to_string()), t.topic_id))
+                .map(|t| {
+                    (
+                        t.name.filter(|_| t.topic_id.is_nil()).map(|n| n.to_string()),
+                        t.topic_id,
+                    )
+                })
                 .collect(),
         ),
     };
@@ -310,24 +315,45 @@ pub(super) async fn create_topics(broker: &Broker, request: CreateTopicsRequest,
     let mut response = CreateTopicsResponse::default();
     let mut asks = Vec::new();
     let mut results: Vec<CreatableTopicResult> = Vec::new();
+    // Overrides of the topics asked for, for the answer's configs (v5+).
+    let mut overrides: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        Default::default();
+    // Kafka refuses every entry of a name that appears more than once, and creates none of them.
+    let mut seen = std::collections::HashMap::new();
+    for topic in &request.topics {
+        *seen.entry(topic.name.to_string()).or_insert(0) += 1;
+    }
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
         let mut configs = Vec::new();
         let mut refused = None;
         for config in &topic.configs {
-            let value = config.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            let Some(value) = config.value.as_ref().map(|v| v.to_string()) else {
+                refused = Some((
+                    ResponseError::InvalidConfig,
+                    format!("null value for config {}", config.name),
+                ));
+                continue;
+            };
             if let Err(reason) = crate::topic_config::validate_value(&config.name, &value) {
-                refused = Some(reason);
+                refused = Some((ResponseError::InvalidConfig, reason));
             }
             configs.push((config.name.to_string(), value));
         }
-        if let Some(reason) = refused {
-            result.error_code = code(ResponseError::InvalidConfig);
+        if seen[topic.name.as_str()] > 1 {
+            refused = Some((
+                ResponseError::InvalidRequest,
+                format!("the request names topic {} more than once", topic.name.as_str()),
+            ));
+        }
+        if let Some((error, reason)) = refused {
+            result.error_code = code(error);
             result.error_message = Some(str_bytes(&reason));
             results.push(result);
             continue;
         }
+        overrides.insert(topic.name.to_string(), configs.iter().cloned().collect());
         let replication_factor = if topic.replication_factor == -1 && topic.assignments.is_empty() {
             broker.config.cluster.default_replication_factor
         } else {
@@ -371,6 +397,8 @@ pub(super) async fn create_topics(broker: &Broker, request: CreateTopicsRequest,
                             if version >= 5 {
                                 result.num_partitions = created.num_partitions;
                                 result.replication_factor = created.replication_factor;
+                                let asked = overrides.get(&name).cloned().unwrap_or_default();
+                                result.configs = Some(created_configs(broker, &asked));
                             }
                             if version >= 7 {
                                 result.topic_id = created.id;
@@ -416,6 +444,24 @@ pub(super) async fn create_topics(broker: &Broker, request: CreateTopicsRequest,
     }
     response.topics = results;
     response
+}
+
+/// A new topic's configs as CreateTopics (v5+) answers them: every topic config, from
+/// `overrides` or the broker's defaults, with its source.
+fn created_configs(
+    broker: &Broker,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
+    crate::topic_config::resolve(&broker.topics.broker_defaults(), overrides)
+        .into_iter()
+        .map(|c| {
+            let mut entry = CreatableTopicConfigs::default();
+            entry.name = str_bytes(c.name);
+            entry.value = Some(str_bytes(&c.value));
+            entry.config_source = c.source as i8;
+            entry
+        })
+        .collect()
 }
 
 pub(super) async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
