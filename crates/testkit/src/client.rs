@@ -359,6 +359,11 @@ impl Consumer {
                         return records;
                     }
                 }
+                // A connection lost to a broker that stopped: librdkafka reconnects or moves
+                // on to the partition's new leader by itself.
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+                ))) => {}
                 Some(Err(e)) => panic!("consume {topic}/{partition}: {e}"),
                 Some(Ok(message)) => {
                     let record = consumed(&message);
