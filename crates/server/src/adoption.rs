@@ -146,7 +146,7 @@ fn checkpoint_end(dir: &Path, now_ms: i64) -> Result<(), String> {
 /// Hands the adopted topics, producer ids and configs to the cluster once this broker is
 /// registered; retries until done or `stop`.
 pub async fn run(broker: Arc<Broker>, adoption: Adoption, mut stop: watch::Receiver<bool>) {
-    let Some(cluster) = broker.cluster.clone() else { return };
+    let cluster = broker.cluster.clone();
     let node_id = broker.node_id();
     let mut said = String::new();
     loop {

@@ -32,9 +32,9 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     pub groups: crate::groups::Groups,
     pub txns: crate::txns::Txns,
-    /// In a cluster: the metadata quorum, the image and the way to the controller.
-    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
-    /// In a cluster: this broker's session with the controller, once registered.
+    /// The metadata quorum, the image and the way to the controller.
+    pub cluster: std::sync::Arc<crate::cluster::Cluster>,
+    /// This broker's session with the controller, once registered.
     pub session: watch::Receiver<Option<crate::cluster::lifecycle::Session>>,
     /// A single node's data directory this cluster node hands to the cluster once registered.
     pub(crate) adoption: Mutex<Option<crate::adoption::Adoption>>,
@@ -65,47 +65,34 @@ fn dir_error(path: &Path, e: impl std::fmt::Display) -> StartupError {
 }
 
 impl Broker {
-    /// Opens the data directory (creating it on first start) and recovers every log.
-    pub fn open(config: BrokerConfig) -> Result<Broker, StartupError> {
-        let dir_lock = lock_data_dir(&config.data_dir)?;
-        let (_, session) = watch::channel(None);
-        Broker::open_locked(config, dir_lock, None, session)
-    }
-
-    /// [`Broker::open`] with the data directory already locked ([`lock_data_dir`]) and, in a
-    /// cluster, the node's quorum started.
-    pub fn open_locked(
+    /// Opens the data directory (locked by [`lock_data_dir`]) and recovers every log, once
+    /// the node's quorum node has started.
+    pub fn open(
         config: BrokerConfig,
         dir_lock: std::fs::File,
-        cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+        cluster: std::sync::Arc<crate::cluster::Cluster>,
         session: watch::Receiver<Option<crate::cluster::lifecycle::Session>>,
     ) -> Result<Broker, StartupError> {
         let data_dir = config.data_dir.clone();
-        let cluster_id = match &cluster {
-            None => load_or_create_cluster_id(&data_dir, config.node_id)?,
-            Some(cluster) => {
-                if cluster.adopting {
-                    // A single node's directory takes the cluster's id (`crate::adoption`).
-                    let path = data_dir.join("meta.properties");
-                    let text = format!(
-                        "version=1\ncluster.id={}\nnode.id={}\n",
-                        cluster.cluster_id, config.node_id
-                    );
-                    std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
-                }
-                let found = load_or_create_cluster_id_as(&data_dir, config.node_id, &cluster.cluster_id)?;
-                if found != cluster.cluster_id {
-                    return Err(StartupError::OtherCluster {
-                        path: data_dir.display().to_string(),
-                        found,
-                        expected: cluster.cluster_id.clone(),
-                    });
-                }
-                found
-            }
-        };
-        let adoption = match &cluster {
-            Some(cluster) if cluster.adopting => {
+        if cluster.adopting {
+            // A single node's directory takes the cluster's id (`crate::adoption`).
+            let path = data_dir.join("meta.properties");
+            let text = format!(
+                "version=1\ncluster.id={}\nnode.id={}\n",
+                cluster.cluster_id, config.node_id
+            );
+            std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
+        }
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id, &cluster.cluster_id)?;
+        if cluster_id != cluster.cluster_id {
+            return Err(StartupError::OtherCluster {
+                path: data_dir.display().to_string(),
+                found: cluster_id,
+                expected: cluster.cluster_id.clone(),
+            });
+        }
+        let adoption = match cluster.adopting {
+            true => {
                 let adoption =
                     crate::adoption::prepare(&data_dir, now_ms()).map_err(|reason| StartupError::DataDir {
                         path: data_dir.display().to_string(),
@@ -118,15 +105,12 @@ impl Broker {
                 );
                 Some(adoption)
             }
-            _ => None,
+            false => None,
         };
-        let producer_ids = match &cluster {
-            None => ProducerIdAllocator::open(&data_dir.join("__strom"))?,
-            Some(cluster) => ProducerIdAllocator::from_controller(
-                producer_id_blocks(cluster.clone(), session.clone(), config.node_id),
-                adoption.as_ref().map_or(0, |a| a.producer_id_floor),
-            ),
-        };
+        let producer_ids = ProducerIdAllocator::new(
+            producer_id_blocks(cluster.clone(), session.clone(), config.node_id),
+            adoption.as_ref().map_or(0, |a| a.producer_id_floor),
+        );
         let topics = TopicRegistry::open(
             &data_dir,
             config.topic_defaults.clone(),
@@ -137,23 +121,17 @@ impl Broker {
         if let Some(adoption) = &adoption {
             topics.set_adopting(adoption.topics.iter().map(|t| (t.name.clone(), t.id)).collect());
         }
-        let groups = crate::groups::Groups::load(
-            &topics,
+        let groups = crate::groups::Groups::new(
             config.groups.clone(),
             config.offsets_topic_num_partitions,
             config.offsets_topic_segment_bytes,
-            Some(crate::internal_topic::ClusterLayout {
-                replication_factor: config.cluster.offsets_topic_replication_factor,
-            }),
+            config.cluster.offsets_topic_replication_factor,
         );
-        let txns = crate::txns::Txns::load(
-            &topics,
+        let txns = crate::txns::Txns::new(
             config.transactions.clone(),
             config.transaction_state_num_partitions,
             config.transaction_state_segment_bytes,
-            Some(crate::internal_topic::ClusterLayout {
-                replication_factor: config.cluster.transaction_state_replication_factor,
-            }),
+            config.cluster.transaction_state_replication_factor,
         );
         let (appended, _) = watch::channel(0);
         Ok(Broker {
@@ -248,13 +226,9 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartupError> {
     Ok(dir_lock)
 }
 
-/// `meta.properties` holds the cluster id (a random id made on first start) as Kafka's does.
-fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String, StartupError> {
-    load_or_create_cluster_id_as(data_dir, node_id, &base64_url(uuid::Uuid::new_v4().as_bytes()))
-}
-
-/// The cluster id in `meta.properties`, written as `new_id` if there is none yet.
-fn load_or_create_cluster_id_as(data_dir: &Path, node_id: i32, new_id: &str) -> Result<String, StartupError> {
+/// The cluster id in `meta.properties` (as Kafka keeps it), written as `new_id` if there is
+/// none yet.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32, new_id: &str) -> Result<String, StartupError> {
     let path = data_dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
@@ -283,46 +257,25 @@ pub(crate) fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
-/// Hands out producer ids for idempotent producers. Ids are reserved in blocks whose end is
-/// persisted before any id of the block is used, so a restart never reuses an id.
+/// Hands out producer ids for idempotent producers, from blocks the controller allocates
+/// (AllocateProducerIds), so ids are unique across brokers and restarts.
 pub struct ProducerIdAllocator {
-    path: std::path::PathBuf,
+    /// The next id and the end of the current block.
     state: Mutex<(i64, i64)>,
-    /// In a cluster, blocks come from the controller (AllocateProducerIds), so ids are unique
-    /// across brokers; a single node reserves them in its own file.
-    remote: Option<BlockSource>,
-    /// Ids below this are never handed out (a cluster node that adopted a single node's data
+    source: BlockSource,
+    /// Ids below this are never handed out (a node that adopted a single node's data
     /// directory, whose logs hold producers up to its mark: `crate::adoption`).
     floor: i64,
 }
 
-/// Where a cluster node gets its next block of producer ids: (first id, size).
+/// Where a broker gets its next block of producer ids: (first id, size).
 pub type BlockSource = Box<dyn Fn() -> std::io::Result<(i64, i64)> + Send + Sync>;
 
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
 impl ProducerIdAllocator {
-    fn open(dir: &Path) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(dir).map_err(|e| dir_error(dir, e))?;
-        let path = dir.join("producer-id-block");
-        let next = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().map_err(|e| dir_error(&path, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(dir_error(&path, e)),
-        };
-        Ok(ProducerIdAllocator {
-            path,
-            state: Mutex::new((next, next)),
-            remote: None,
-            floor: 0,
-        })
-    }
-
-    fn from_controller(remote: BlockSource, floor: i64) -> Self {
+    fn new(source: BlockSource, floor: i64) -> Self {
         ProducerIdAllocator {
-            path: std::path::PathBuf::new(),
             state: Mutex::new((0, 0)),
-            remote: Some(remote),
+            source,
             floor,
         }
     }
@@ -331,27 +284,16 @@ impl ProducerIdAllocator {
         let mut state = self.state.lock().expect("producer id lock");
         let (next, block_end) = &mut *state;
         if *next == *block_end {
-            if let Some(remote) = &self.remote {
-                let (first, size) = remote()?;
-                *next = first.max(self.floor);
-                *block_end = first + size;
-                if *next >= *block_end {
-                    // The controller has not seen the adopted directory's mark yet.
-                    *next = *block_end;
-                    return Err(std::io::Error::other(
-                        "producer ids below the adopted data directory's are reserved; retry",
-                    ));
-                }
-                let id = *next;
-                *next += 1;
-                return Ok(id);
+            let (first, size) = (self.source)()?;
+            *next = first.max(self.floor);
+            *block_end = first + size;
+            if *next >= *block_end {
+                // The controller has not seen the adopted directory's mark yet.
+                *next = *block_end;
+                return Err(std::io::Error::other(
+                    "producer ids below the adopted data directory's are reserved; retry",
+                ));
             }
-            let new_end = *block_end + PRODUCER_ID_BLOCK;
-            let tmp = self.path.with_extension("tmp");
-            std::fs::write(&tmp, new_end.to_string())?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            *block_end = new_end;
         }
         let id = *next;
         *next += 1;
@@ -364,22 +306,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn producer_ids_are_never_reused_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = ProducerIdAllocator::open(dir.path()).unwrap();
-        let a = first.allocate().unwrap();
-        let b = first.allocate().unwrap();
-        assert_eq!(b, a + 1);
-        drop(first);
-        let second = ProducerIdAllocator::open(dir.path()).unwrap();
-        assert!(second.allocate().unwrap() > b);
+    fn producer_ids_come_block_by_block_and_never_below_the_floor() {
+        // Blocks of 10 from 0, as a controller would hand them out.
+        let handed = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let source = handed.clone();
+        let allocator = ProducerIdAllocator::new(
+            Box::new(move || Ok((source.fetch_add(10, std::sync::atomic::Ordering::SeqCst), 10))),
+            25,
+        );
+        // The first two blocks lie wholly below the floor: refused, then the third serves.
+        assert!(allocator.allocate().is_err());
+        assert!(allocator.allocate().is_err());
+        let ids: Vec<i64> = (0..7).map(|_| allocator.allocate().unwrap()).collect();
+        assert_eq!(ids, [25, 26, 27, 28, 29, 30, 31]);
+        assert_eq!(handed.load(std::sync::atomic::Ordering::SeqCst), 40);
     }
 
     #[test]
-    fn cluster_id_is_22_chars_and_stable() {
+    fn cluster_id_is_22_chars_and_kept_once_written() {
         assert_eq!(base64_url(&[0u8; 16]).len(), 22);
         let dir = tempfile::tempdir().unwrap();
-        let id = load_or_create_cluster_id(dir.path(), 1).unwrap();
-        assert_eq!(load_or_create_cluster_id(dir.path(), 1).unwrap(), id);
+        let id = load_or_create_cluster_id(dir.path(), 1, "first").unwrap();
+        assert_eq!(load_or_create_cluster_id(dir.path(), 1, "second").unwrap(), id);
     }
 }

@@ -80,22 +80,14 @@ impl Written {
     }
 }
 
-/// Replication factor and partitions of an internal topic created through a cluster's
-/// controller.
-#[derive(Debug, Clone, Copy)]
-pub struct ClusterLayout {
-    pub replication_factor: i16,
-}
-
 /// How an internal topic is created.
 #[derive(Debug, Clone, Copy)]
 pub struct InternalTopic {
     pub name: &'static str,
     pub partitions: i32,
     pub segment_bytes: u64,
-    /// Created through the controller, replicated, when set (a cluster's `__consumer_offsets`);
-    /// created locally otherwise.
-    pub cluster: Option<ClusterLayout>,
+    /// Asked of the controller, capped at the live brokers when the topic is created.
+    pub replication_factor: i16,
 }
 
 impl InternalTopic {
@@ -107,39 +99,20 @@ impl InternalTopic {
         ])
     }
 
-    /// The topic, created now if it does not exist yet. A cluster's replicated internal topic
-    /// is created by the controller: this asks for it and says it is not there yet.
+    /// The topic, if it exists; if not, asks the controller for it and says it is not there
+    /// yet.
     pub fn get_or_create(&self, broker: &Broker) -> Result<Arc<Topic>, PersistError> {
-        if let Some(topic) = broker
-            .topics
-            .get(self.name)
-            .filter(|t| self.cluster.is_none() || t.replicated)
-        {
+        if let Some(topic) = broker.topics.get(self.name).filter(|t| t.replicated) {
             return Ok(topic);
         }
-        if let (Some(layout), Some(cluster)) = (self.cluster, &broker.cluster) {
-            self.request_creation(cluster, layout);
-            return Err(PersistError::NotCreatedYet(self.name));
-        }
-        let overrides = self.overrides();
-        match broker
-            .topics
-            .create(self.name, self.partitions, overrides, false, now_ms())
-        {
-            Ok(Some(topic)) => Ok(topic),
-            Ok(None) => unreachable!("not validate-only"),
-            // Created concurrently by another request: use that one.
-            Err(e) => broker
-                .topics
-                .get(self.name)
-                .ok_or_else(|| PersistError::Topic(e.to_string())),
-        }
+        self.request_creation(&broker.cluster);
+        Err(PersistError::NotCreatedYet(self.name))
     }
 
     /// Asks the active controller to create the topic (replication factor capped at the live
     /// brokers, as Kafka does for its internal topics), unless this node already asked within
     /// the last few seconds.
-    fn request_creation(&self, cluster: &Arc<crate::cluster::Cluster>, layout: ClusterLayout) {
+    fn request_creation(&self, cluster: &Arc<crate::cluster::Cluster>) {
         static LAST_ASKED_MS: std::sync::Mutex<BTreeMap<&'static str, i64>> = std::sync::Mutex::new(BTreeMap::new());
         let now = now_ms();
         {
@@ -155,7 +128,7 @@ impl InternalTopic {
             .brokers()
             .filter(|b| !b.fenced && !b.in_controlled_shutdown)
             .count();
-        let replication_factor = layout.replication_factor.min(live.max(1) as i16);
+        let replication_factor = self.replication_factor.min(live.max(1) as i16);
         let topic = strom_metadata::controller::CreateTopic {
             name: self.name.to_string(),
             id: uuid::Uuid::new_v4(),

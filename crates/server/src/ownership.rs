@@ -1,19 +1,18 @@
 //! Which partitions of a coordinator topic (`__consumer_offsets`, `__transaction_state`) this
-//! broker's coordinator answers for: all of them on a single node; in a cluster, those whose
-//! partition it leads, once their records are loaded. Both coordinators follow leadership
-//! the same way: gained partitions are loading (COORDINATOR_LOAD_IN_PROGRESS), then loaded;
-//! lost ones are dropped at once (NOT_COORDINATOR).
+//! broker's coordinator answers for: those whose partition it leads, once their records are
+//! loaded. Both coordinators follow leadership the same way: gained partitions are loading
+//! (COORDINATOR_LOAD_IN_PROGRESS), then loaded; lost ones are dropped at once
+//! (NOT_COORDINATOR).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-#[derive(Debug)]
-pub(crate) enum Ownership {
-    All,
-    Partitions(BTreeMap<i32, Load>),
+#[derive(Debug, Default)]
+pub(crate) struct Ownership {
+    owned: BTreeMap<i32, Load>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Load {
+enum Load {
     Loading,
     Loaded,
 }
@@ -28,38 +27,24 @@ pub(crate) enum NotOwned {
 }
 
 impl Ownership {
-    /// All partitions on a single node, none yet in a cluster.
-    pub(crate) fn new(clustered: bool) -> Ownership {
-        match clustered {
-            false => Ownership::All,
-            true => Ownership::Partitions(BTreeMap::new()),
-        }
-    }
-
     pub(crate) fn check(&self, partition: i32) -> Result<(), NotOwned> {
-        match self {
-            Ownership::All => Ok(()),
-            Ownership::Partitions(owned) => match owned.get(&partition) {
-                Some(Load::Loaded) => Ok(()),
-                Some(Load::Loading) => Err(NotOwned::LoadInProgress),
-                None => Err(NotOwned::NotCoordinator),
-            },
+        match self.owned.get(&partition) {
+            Some(Load::Loaded) => Ok(()),
+            Some(Load::Loading) => Err(NotOwned::LoadInProgress),
+            None => Err(NotOwned::NotCoordinator),
         }
     }
 
     /// Follows leadership to `led`: returns the partitions gained (now loading) and lost (now
-    /// dropped). Nothing changes on a single node.
+    /// dropped).
     pub(crate) fn lead(&mut self, led: &BTreeSet<i32>) -> (Vec<i32>, Vec<i32>) {
-        let Ownership::Partitions(owned) = self else {
-            return (Vec::new(), Vec::new());
-        };
-        let gained: Vec<i32> = led.iter().copied().filter(|p| !owned.contains_key(p)).collect();
-        let lost: Vec<i32> = owned.keys().copied().filter(|p| !led.contains(p)).collect();
+        let gained: Vec<i32> = led.iter().copied().filter(|p| !self.owned.contains_key(p)).collect();
+        let lost: Vec<i32> = self.owned.keys().copied().filter(|p| !led.contains(p)).collect();
         for partition in &gained {
-            owned.insert(*partition, Load::Loading);
+            self.owned.insert(*partition, Load::Loading);
         }
         for partition in &lost {
-            owned.remove(partition);
+            self.owned.remove(partition);
         }
         (gained, lost)
     }
@@ -67,15 +52,12 @@ impl Ownership {
     /// Marks a gained partition loaded; false if it was lost again meanwhile (its records
     /// must then not be installed).
     pub(crate) fn loaded(&mut self, partition: i32) -> bool {
-        match self {
-            Ownership::All => true,
-            Ownership::Partitions(owned) => match owned.get_mut(&partition) {
-                Some(load @ Load::Loading) => {
-                    *load = Load::Loaded;
-                    true
-                }
-                _ => false,
-            },
+        match self.owned.get_mut(&partition) {
+            Some(load @ Load::Loading) => {
+                *load = Load::Loaded;
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -86,7 +68,7 @@ mod tests {
 
     #[test]
     fn leadership_gained_loads_then_answers_and_leadership_lost_refuses_at_once() {
-        let mut ownership = Ownership::new(true);
+        let mut ownership = Ownership::default();
         assert_eq!(ownership.check(3), Err(NotOwned::NotCoordinator));
         let (gained, lost) = ownership.lead(&BTreeSet::from([3, 5]));
         assert_eq!((gained, lost), (vec![3, 5], vec![]));
@@ -97,10 +79,5 @@ mod tests {
         assert_eq!((gained, lost), (vec![], vec![5]));
         assert!(!ownership.loaded(5), "lost while loading: not installed");
         assert_eq!(ownership.check(5), Err(NotOwned::NotCoordinator));
-
-        let mut single = Ownership::new(false);
-        assert_eq!(single.check(7), Ok(()));
-        assert_eq!(single.lead(&BTreeSet::new()), (vec![], vec![]));
-        assert_eq!(single.check(7), Ok(()));
     }
 }

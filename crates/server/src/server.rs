@@ -38,45 +38,42 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     let listen_addr = config.listener;
     let dir_lock = crate::broker::lock_data_dir(&config.data_dir)?;
     // The quorum node starts first: the broker's topics come from its metadata.
-    let cluster = Some(Cluster::start(&config).await?);
+    let cluster = Cluster::start(&config).await?;
     let (session_tx, session_rx) = watch::channel(None);
     let opening = cluster.clone();
-    let broker = tokio::task::spawn_blocking(move || Broker::open_locked(config, dir_lock, opening, session_rx))
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, dir_lock, opening, session_rx))
         .await
         .expect("broker start-up task panicked")?;
     let broker = Arc::new(broker);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     spawn_maintenance(&mut background, &broker, stop_rx.clone());
-    // In a cluster: follow the metadata, run the controller's timer where it is active, and
-    // keep this broker registered. The lifecycle task ends with the controlled shutdown.
+    // Follow the metadata, run the controller's timer where it is active, and keep this
+    // broker registered. The lifecycle task ends with the controlled shutdown.
     let (lifecycle_stop, lifecycle_stop_rx) = watch::channel(false);
-    let lifecycle = cluster.as_ref().map(|cluster| {
-        background.spawn(crate::cluster::replicas::follow_metadata(
-            broker.clone(),
-            cluster.clone(),
-            stop_rx.clone(),
-        ));
-        background.spawn(cluster.clone().run_controller_timer(stop_rx.clone()));
-        background.spawn(crate::cluster::isr::run_timer(broker.clone(), stop_rx.clone()));
-        background.spawn(crate::cluster::isr::run_sender(broker.clone(), stop_rx.clone()));
-        let adoption = broker.adoption.lock().expect("adoption lock").take();
-        if let Some(adoption) = adoption {
-            background.spawn(crate::adoption::run(broker.clone(), adoption, stop_rx.clone()));
-        }
-        let registration = crate::cluster::replicas::registration(&broker, cluster);
-        tokio::spawn(crate::cluster::lifecycle::run(
-            cluster.clone(),
-            registration,
-            session_tx,
-            lifecycle_stop_rx,
-        ))
-    });
+    background.spawn(crate::cluster::replicas::follow_metadata(
+        broker.clone(),
+        cluster.clone(),
+        stop_rx.clone(),
+    ));
+    background.spawn(cluster.clone().run_controller_timer(stop_rx.clone()));
+    background.spawn(crate::cluster::isr::run_timer(broker.clone(), stop_rx.clone()));
+    background.spawn(crate::cluster::isr::run_sender(broker.clone(), stop_rx.clone()));
+    let adoption = broker.adoption.lock().expect("adoption lock").take();
+    if let Some(adoption) = adoption {
+        background.spawn(crate::adoption::run(broker.clone(), adoption, stop_rx.clone()));
+    }
+    let registration = crate::cluster::replicas::registration(&broker, &cluster);
+    let lifecycle = tokio::spawn(crate::cluster::lifecycle::run(
+        cluster.clone(),
+        registration,
+        session_tx,
+        lifecycle_stop_rx,
+    ));
 
     if broker.config.cluster.is_standalone() {
         // Clients find every partition led once they can connect, as they did before the
         // cluster: a standalone node listens once it leads what it holds.
-        let cluster = cluster.as_ref().expect("every node runs a quorum node");
         if !cluster
             .until_serving(broker.session.clone(), STANDALONE_READY_MAX)
             .await
@@ -135,12 +132,10 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
             () = &mut shutdown => break,
         }
     }
-    if let Some(lifecycle) = lifecycle {
-        // Leaderships move to other brokers while this one still answers: clients learn the
-        // new leaders from its NOT_LEADER_OR_FOLLOWER answers and from Metadata.
-        let _ = lifecycle_stop.send(true);
-        let _ = lifecycle.await;
-    }
+    // Leaderships move to other brokers while this one still answers: clients learn the new
+    // leaders from its NOT_LEADER_OR_FOLLOWER answers and from Metadata.
+    let _ = lifecycle_stop.send(true);
+    let _ = lifecycle.await;
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
     broker.begin_shutdown();
@@ -159,9 +154,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
     tokio::task::spawn_blocking(move || closing.topics.close_all())
         .await
         .expect("close task panicked");
-    if let Some(cluster) = &cluster {
-        cluster.shutdown().await;
-    }
+    cluster.shutdown().await;
     tracing::info!("shutdown complete: logs flushed and closed");
     Ok(())
 }

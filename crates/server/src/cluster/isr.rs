@@ -35,9 +35,7 @@ pub(crate) struct IsrChanges {
 
 /// Queues `proposal` for `partition` unless a change for it is already on its way.
 pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id: uuid::Uuid, proposal: IsrProposal) {
-    let Some(cluster) = broker.cluster.clone() else {
-        return;
-    };
+    let cluster = broker.cluster.clone();
     if partition.isr_change_in_flight.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -79,9 +77,7 @@ pub(crate) fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, topic_id:
 
 /// Sends the queued ISR changes, all at once, whenever there are some; runs until `stop`.
 pub(crate) async fn run_sender(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let Some(cluster) = broker.cluster.clone() else {
-        return;
-    };
+    let cluster = broker.cluster.clone();
     loop {
         tokio::select! {
             _ = cluster.isr_changes.queued.notified() => {}
@@ -138,9 +134,7 @@ pub(crate) async fn run_sender(broker: Arc<Broker>, mut stop: watch::Receiver<bo
 /// catching up are proposed out of the ISR, changes whose answers were lost are sent again,
 /// and, every few seconds, high watermarks are checkpointed. Runs until `stop`.
 pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let Some(cluster) = broker.cluster.clone() else {
-        return;
-    };
+    let cluster = broker.cluster.clone();
     let period = Duration::from_millis((cluster.config.replica_lag_time_max_ms / 2).clamp(100, 1_000) as u64);
     let mut last_checkpoint = now_ms();
     loop {

@@ -33,7 +33,7 @@ pub(crate) struct PeerConnection {
 impl PeerConnection {
     /// Connects to broker `id` at the listener its registration names.
     pub(crate) async fn connect(broker: &Broker, id: i32) -> Result<PeerConnection, String> {
-        let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
+        let cluster = &broker.cluster;
         let image = cluster.image();
         let registration = image
             .broker(id)

@@ -89,8 +89,8 @@ pub struct Groups {
     deadline_changed: Notify,
     offsets_partitions: i32,
     offsets_segment_bytes: u64,
-    /// In a cluster: `__consumer_offsets` is created by the controller and replicated.
-    cluster: Option<internal_topic::ClusterLayout>,
+    /// `offsets.topic.replication.factor`, for creating `__consumer_offsets`.
+    offsets_replication_factor: i16,
 }
 
 /// What an offset commit did for one partition.
@@ -106,52 +106,28 @@ pub enum CommitError {
 }
 
 impl Groups {
-    /// Builds the coordinator and replays `__consumer_offsets` into it, if it exists. In a
-    /// cluster (`cluster` set) it starts empty and loads each partition when it comes to lead
-    /// it ([`lead_partitions`]).
-    pub fn load(
-        topics: &TopicRegistry,
+    /// An empty coordinator: it loads each `__consumer_offsets` partition when it comes to
+    /// lead it ([`lead_partitions`]).
+    pub fn new(
         config: GroupConfig,
         offsets_partitions: i32,
         offsets_segment_bytes: u64,
-        cluster: Option<internal_topic::ClusterLayout>,
+        offsets_replication_factor: i16,
     ) -> Groups {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        let mut coordinator = Coordinator::new(config, seed);
-        let now = now_ms();
-        let mut loaded = 0usize;
-        let mut pending_txn: HashMap<i64, PendingOffsets> = HashMap::new();
-        let local = topics.get(OFFSETS_TOPIC).filter(|_| cluster.is_none());
-        if let Some(topic) = local {
-            for partition in topic.partitions() {
-                if let Some(log) = partition.lock().as_ref() {
-                    let (applied, open) = replay(log, partition.index, &mut coordinator, now);
-                    loaded += applied;
-                    for (producer_id, records) in open {
-                        hold_pending(pending_txn.entry(producer_id).or_default(), records);
-                    }
-                }
-            }
-        }
-        if loaded > 0 {
-            tracing::info!(
-                records = loaded,
-                groups = coordinator.list_groups().len(),
-                "loaded consumer groups"
-            );
-        }
+        let coordinator = Coordinator::new(config, seed);
         Groups {
             state: Mutex::new(State {
                 coordinator,
-                ownership: Ownership::new(cluster.is_some()),
+                ownership: Ownership::default(),
                 waiters: HashMap::new(),
                 next_token: 0,
-                pending_txn,
+                pending_txn: HashMap::new(),
             }),
             deadline_changed: Notify::new(),
             offsets_partitions,
             offsets_segment_bytes,
-            cluster,
+            offsets_replication_factor,
         }
     }
 
@@ -649,7 +625,7 @@ fn offsets_topic(broker: &Broker) -> InternalTopic {
         name: OFFSETS_TOPIC,
         partitions: broker.groups.offsets_partitions,
         segment_bytes: broker.groups.offsets_segment_bytes,
-        cluster: broker.groups.cluster,
+        replication_factor: broker.groups.offsets_replication_factor,
     }
 }
 

@@ -247,7 +247,8 @@ async fn alter_resource(
 ) -> Option<(i16, String)> {
     match resource_type {
         RESOURCE_TOPIC => {
-            let Some(topic) = broker.topics.get(resource_name) else {
+            // Only topics of the cluster's metadata (not those an adopting node holds back).
+            let Some(topic) = broker.topics.get(resource_name).filter(|t| t.replicated) else {
                 return Some((
                     code(ResponseError::UnknownTopicOrPartition),
                     format!("unknown topic {resource_name}"),
@@ -257,39 +258,21 @@ async fn alter_resource(
             if let Err(e) = change(&mut overrides) {
                 return Some((e.code(), e.to_string()));
             }
-            match &broker.cluster {
-                Some(cluster) if topic.replicated => {
-                    if let Err(e) = crate::topics::TopicRegistry::validate_overrides(&overrides) {
-                        return Some((e.code(), e.to_string()));
-                    }
-                    let resource = strom_metadata::ConfigResource::Topic(resource_name.to_string());
-                    super::cluster_admin::alter_configs(cluster, resource, overrides, validate_only).await
-                }
-                _ => {
-                    let result = broker.topics.set_overrides(resource_name, overrides, validate_only);
-                    result.err().map(|e| (e.code(), e.to_string()))
-                }
+            if let Err(e) = crate::topics::TopicRegistry::validate_overrides(&overrides) {
+                return Some((e.code(), e.to_string()));
             }
+            let resource = strom_metadata::ConfigResource::Topic(resource_name.to_string());
+            super::cluster_admin::alter_configs(&broker.cluster, resource, overrides, validate_only).await
         }
         RESOURCE_BROKER => {
+            // Any broker changes any broker's configs: the cluster's metadata carries them.
             let cluster_default = resource_name.is_empty();
-            if !cluster_default && resource_name != broker.node_id().to_string() {
-                // As Kafka: a broker's own configs are changed through that broker, unless the
-                // cluster's metadata carries them (then any broker forwards the change).
-                if broker.cluster.is_none() {
-                    return Some((
-                        code(ResponseError::InvalidRequest),
-                        format!("this broker is node {}", broker.node_id()),
-                    ));
-                }
-            }
             let dynamic = broker.topics.dynamic_configs();
             let mut values = if cluster_default {
                 dynamic.default.clone()
             } else if resource_name == broker.node_id().to_string() {
                 dynamic.broker.clone()
             } else {
-                let cluster = broker.cluster.as_ref().expect("checked above");
                 let id: i32 = match resource_name.parse() {
                     Ok(id) => id,
                     Err(_) => {
@@ -299,7 +282,8 @@ async fn alter_resource(
                         ))
                     }
                 };
-                cluster
+                broker
+                    .cluster
                     .image()
                     .configs(&strom_metadata::ConfigResource::Broker(id))
                     .cloned()
@@ -318,38 +302,20 @@ async fn alter_resource(
                     return Some((code(error), reason));
                 }
             }
-            match &broker.cluster {
-                Some(cluster) => {
-                    let resource = if cluster_default {
-                        strom_metadata::ConfigResource::BrokerDefault
-                    } else {
-                        match resource_name.parse() {
-                            Ok(id) => strom_metadata::ConfigResource::Broker(id),
-                            Err(_) => {
-                                return Some((
-                                    code(ResponseError::InvalidRequest),
-                                    format!("no broker {resource_name:?}"),
-                                ))
-                            }
-                        }
-                    };
-                    super::cluster_admin::alter_configs(cluster, resource, values, validate_only).await
-                }
-                None if validate_only => None,
-                None => {
-                    let mut next = dynamic;
-                    if cluster_default {
-                        next.default = values;
-                    } else {
-                        next.broker = values;
+            let resource = if cluster_default {
+                strom_metadata::ConfigResource::BrokerDefault
+            } else {
+                match resource_name.parse() {
+                    Ok(id) => strom_metadata::ConfigResource::Broker(id),
+                    Err(_) => {
+                        return Some((
+                            code(ResponseError::InvalidRequest),
+                            format!("no broker {resource_name:?}"),
+                        ))
                     }
-                    broker
-                        .topics
-                        .set_dynamic_configs(next)
-                        .err()
-                        .map(|e| (e.code(), e.to_string()))
                 }
-            }
+            };
+            super::cluster_admin::alter_configs(&broker.cluster, resource, values, validate_only).await
         }
         other => Some((
             code(ResponseError::InvalidRequest),

@@ -1,57 +1,96 @@
 //! CreatePartitions (key 37): grow a topic, optionally with a manual assignment of the new
-//! partitions, checked as Kafka checks it.
+//! partitions, which the controller checks as Kafka's does.
 
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
+    MetadataResponse,
+};
+use kafka_protocol::ResponseError;
+use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
+use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
 
-use super::create_topics::check_assignments;
-use super::str_bytes;
-use crate::broker::{now_ms, Broker};
-use crate::topics::TopicError;
+use super::authorized_operations::{self, Resource};
+use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
+use super::{code, str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::cluster::protocol::{ControllerReply, ControllerRequest};
+use crate::cluster::Cluster;
 
-/// Every partition of a single-node broker has one replica.
-const REPLICATION_FACTOR: usize = 1;
-
-pub(super) fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(super) async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let cluster = &broker.cluster;
+    let asks: Vec<CreatePartitions> = request
+        .topics
+        .iter()
+        .map(|t| CreatePartitions {
+            name: t.name.to_string(),
+            count: t.count,
+            assignments: t
+                .assignments
+                .as_ref()
+                .map(|a| a.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect()),
+        })
+        .collect();
+    let names: Vec<String> = asks.iter().map(|a| a.name.clone()).collect();
+    let outcome = ask(
+        cluster,
+        ControllerRequest::CreatePartitions {
+            requests: asks,
+            validate_only: request.validate_only,
+        },
+    )
+    .await;
     let mut response = CreatePartitionsResponse::default();
-    for topic in request.topics {
-        let mut result = CreatePartitionsTopicResult::default();
-        let outcome = broker.topics.add_partitions(
-            &topic.name,
-            topic.count,
-            |current| check_new_assignments(broker, topic.assignments.as_deref(), current, topic.count),
-            request.validate_only,
-            now_ms(),
-        );
-        if let Err(e) = outcome {
-            result.error_code = e.code();
-            result.error_message = Some(str_bytes(&e.to_string()));
+    response.results = match outcome {
+        Ok(ControllerReply::CreatePartitions(results)) => results
+            .into_iter()
+            .map(|(name, result)| {
+                let mut out = CreatePartitionsTopicResult::default();
+                out.name = topic_name(&name);
+                if let Err(e) = result {
+                    out.error_code = controller_error_code(&e);
+                    out.error_message = Some(str_bytes(&e.to_string()));
+                }
+                out
+            })
+            .collect(),
+        other => {
+            let (error, message) = match other {
+                Err(failure) => failure,
+                Ok(reply) => unavailable(&format!("unexpected answer {reply:?}")),
+            };
+            names
+                .iter()
+                .map(|name| {
+                    let mut out = CreatePartitionsTopicResult::default();
+                    out.name = topic_name(name);
+                    out.error_code = error;
+                    out.error_message = Some(str_bytes(&message));
+                    out
+                })
+                .collect()
         }
-        result.name = topic.name;
-        response.results.push(result);
+    };
+    let wanted: Vec<(String, i32)> = request.topics.iter().map(|t| (t.name.to_string(), t.count)).collect();
+    if !request.validate_only {
+        await_image(cluster, |image| {
+            wanted.iter().all(|(n, count)| {
+                image
+                    .topic_by_name(n)
+                    .is_none_or(|t| t.partitions.len() as i32 >= *count)
+            })
+        })
+        .await;
     }
     response
-}
-
-/// A manual assignment (null means none) holds exactly one replica list per new partition,
-/// each valid for the topic (see [`check_assignments`]).
-fn check_new_assignments(
-    broker: &Broker,
-    assignments: Option<&[CreatePartitionsAssignment]>,
-    current: i32,
-    count: i32,
-) -> Result<(), TopicError> {
-    let Some(assignments) = assignments else {
-        return Ok(());
-    };
-    let additional = count - current;
-    if assignments.len() != additional as usize {
-        return Err(TopicError::InvalidReplicaAssignment(format!(
-            "adding {additional} partition(s) needs one replica list per new partition, but the assignment has {}",
-            assignments.len()
-        )));
-    }
-    let lists = (current..).zip(assignments.iter().map(|a| &a.broker_ids[..]));
-    check_assignments(broker, lists, Some(REPLICATION_FACTOR))
 }

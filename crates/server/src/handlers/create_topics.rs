@@ -1,86 +1,40 @@
-//! CreateTopics (key 19), including `validate_only`.
+//! CreateTopics (key 19), including `validate_only`: checked here, decided by the active
+//! controller wherever it runs, and answered once this broker has the new topics.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
+    MetadataResponse,
+};
+use kafka_protocol::ResponseError;
+use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
+use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
 
-use super::str_bytes;
-use crate::broker::{now_ms, Broker};
-use crate::topic_config;
-use crate::topics::TopicError;
+use super::authorized_operations::{self, Resource};
+use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
+use super::{code, str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::cluster::protocol::{ControllerReply, ControllerRequest};
+use crate::cluster::Cluster;
 
-/// Kafka's checks of a manual assignment (the controller's validateManualPartitionAssignment),
-/// for CreateTopics and CreatePartitions alike: each partition's replica list is non-empty,
-/// names only registered brokers (on a single node: this one), none of them twice, and has as
-/// many replicas as every other partition of the topic: `replication_factor` when the topic
-/// has one already, else the first list's length.
-pub(super) fn check_assignments<'a>(
-    broker: &Broker,
-    assignments: impl IntoIterator<Item = (i32, &'a [BrokerId])>,
-    mut replication_factor: Option<usize>,
-) -> Result<(), TopicError> {
-    let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
-    for (partition, replicas) in assignments {
-        if replicas.is_empty() {
-            return invalid(format!(
-                "the manual assignment gives partition {partition} an empty replica list"
-            ));
-        }
-        let mut sorted: Vec<i32> = replicas.iter().map(|b| b.0).collect();
-        sorted.sort_unstable();
-        for (i, &id) in sorted.iter().enumerate() {
-            if id != broker.node_id() {
-                return invalid(format!(
-                    "the manual assignment of partition {partition} names broker {id}, but only broker {} is registered",
-                    broker.node_id()
-                ));
-            }
-            if i > 0 && sorted[i - 1] == id {
-                return invalid(format!(
-                    "the manual assignment of partition {partition} names broker {id} more than once"
-                ));
-            }
-        }
-        match replication_factor {
-            Some(factor) if factor != replicas.len() => {
-                return invalid(format!(
-                    "the manual assignment gives partition {partition} {} replica(s), but the topic's other partitions have {factor}",
-                    replicas.len()
-                ));
-            }
-            _ => replication_factor = Some(replicas.len()),
-        }
-    }
-    Ok(())
-}
-
-/// A manual assignment must name partitions 0, 1, ... each once, as Kafka requires.
-fn check_partition_indexes(assignments: &[CreatableReplicaAssignment]) -> Result<(), TopicError> {
-    let mut seen = vec![false; assignments.len()];
-    for assignment in assignments {
-        let index = assignment.partition_index;
-        match usize::try_from(index).ok().and_then(|i| seen.get_mut(i)) {
-            Some(true) => {
-                return Err(TopicError::InvalidReplicaAssignment(format!(
-                    "the manual assignment names partition {index} more than once"
-                )))
-            }
-            Some(slot) => *slot = true,
-            None => {
-                return Err(TopicError::InvalidReplicaAssignment(format!(
-                    "the manual assignment names partition {index}; partitions must be numbered 0 to {} without gaps",
-                    assignments.len() - 1
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(super) async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let cluster = &broker.cluster;
     let mut response = CreateTopicsResponse::default();
+    let mut asks = Vec::new();
+    let mut results: Vec<CreatableTopicResult> = Vec::new();
+    // Overrides of the topics asked for, for the answer's configs (v5+).
+    let mut overrides: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        Default::default();
     // Kafka refuses every entry of a name that appears more than once, and creates none of them.
     let mut seen = std::collections::HashMap::new();
     for topic in &request.topics {
@@ -88,86 +42,142 @@ pub(super) fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16
     }
     for topic in request.topics {
         let mut result = CreatableTopicResult::default();
-        let name = topic.name.to_string();
-        // A manual assignment fixes the count (and the answer's num_partitions).
-        let partitions = if !topic.assignments.is_empty() {
-            topic.assignments.len() as i32
-        } else if topic.num_partitions == -1 {
-            broker.config.num_partitions
-        } else {
-            topic.num_partitions
-        };
-        let overrides: BTreeMap<String, String> = topic
-            .configs
-            .iter()
-            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-            .collect();
-        let null_config = topic
-            .configs
-            .iter()
-            .find(|c| c.value.is_none())
-            .map(|c| c.name.to_string());
-        let outcome = if let Some(key) = null_config {
-            Err(TopicError::InvalidConfig(format!("null value for config {key}")))
-        } else if seen[name.as_str()] > 1 {
-            Err(TopicError::InvalidRequest(format!(
-                "the request names topic {name} more than once"
-            )))
-        } else if !topic.assignments.is_empty() {
-            if topic.num_partitions != -1 || topic.replication_factor != -1 {
-                Err(TopicError::InvalidPartitions(
-                    "give either assignments or partition count and replication factor".into(),
-                ))
-            } else if let Err(e) = check_partition_indexes(&topic.assignments).and_then(|()| {
-                let lists = topic.assignments.iter().map(|a| (a.partition_index, &a.broker_ids[..]));
-                check_assignments(broker, lists, None)
-            }) {
-                Err(e)
-            } else {
-                broker
-                    .topics
-                    .create(&name, partitions, overrides.clone(), request.validate_only, now_ms())
+        result.name = topic.name.clone();
+        let mut configs = Vec::new();
+        let mut refused = None;
+        for config in &topic.configs {
+            let Some(value) = config.value.as_ref().map(|v| v.to_string()) else {
+                refused = Some((
+                    ResponseError::InvalidConfig,
+                    format!("null value for config {}", config.name),
+                ));
+                continue;
+            };
+            if let Err(reason) = crate::topic_config::validate_value(&config.name, &value) {
+                refused = Some((ResponseError::InvalidConfig, reason));
             }
-        } else if topic.replication_factor != -1 && topic.replication_factor != 1 {
-            Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {} is larger than the 1 available broker",
-                topic.replication_factor
-            )))
+            configs.push((config.name.to_string(), value));
+        }
+        if seen[topic.name.as_str()] > 1 {
+            refused = Some((
+                ResponseError::InvalidRequest,
+                format!("the request names topic {} more than once", topic.name.as_str()),
+            ));
+        }
+        if let Some((error, reason)) = refused {
+            result.error_code = code(error);
+            result.error_message = Some(str_bytes(&reason));
+            results.push(result);
+            continue;
+        }
+        overrides.insert(topic.name.to_string(), configs.iter().cloned().collect());
+        let replication_factor = if topic.replication_factor == -1 && topic.assignments.is_empty() {
+            broker.config.cluster.default_replication_factor
         } else {
-            broker
-                .topics
-                .create(&name, partitions, overrides.clone(), request.validate_only, now_ms())
+            topic.replication_factor
         };
-        match outcome {
-            Ok(created) => {
-                if let Some(created) = created.filter(|_| version >= 7) {
-                    result.topic_id = created.id;
-                }
-                if version >= 5 {
-                    result.num_partitions = partitions;
-                    result.replication_factor = 1;
-                    let configs = topic_config::resolve(&broker.topics.broker_defaults(), &overrides);
-                    result.configs = Some(
-                        configs
-                            .into_iter()
-                            .map(|c| {
-                                let mut entry = CreatableTopicConfigs::default();
-                                entry.name = str_bytes(c.name);
-                                entry.value = Some(str_bytes(&c.value));
-                                entry.config_source = c.source as i8;
-                                entry
-                            })
-                            .collect(),
-                    );
+        asks.push(CreateTopic {
+            name: topic.name.to_string(),
+            id: uuid::Uuid::new_v4(),
+            num_partitions: topic.num_partitions,
+            replication_factor,
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                .collect(),
+            configs,
+        });
+        results.push(result);
+    }
+    let names: Vec<String> = asks.iter().map(|t| t.name.clone()).collect();
+    if !asks.is_empty() {
+        let answer = ask(
+            cluster,
+            ControllerRequest::CreateTopics {
+                topics: asks,
+                validate_only: request.validate_only,
+            },
+        )
+        .await;
+        match answer {
+            Ok(ControllerReply::CreateTopics(created)) => {
+                for (name, outcome) in created {
+                    let Some(result) = results
+                        .iter_mut()
+                        .find(|r| r.name.as_str() == name && r.error_code == 0)
+                    else {
+                        continue;
+                    };
+                    match outcome {
+                        Ok(created) => {
+                            if version >= 5 {
+                                result.num_partitions = created.num_partitions;
+                                result.replication_factor = created.replication_factor;
+                                let asked = overrides.get(&name).cloned().unwrap_or_default();
+                                result.configs = Some(created_configs(broker, &asked));
+                            }
+                            if version >= 7 {
+                                result.topic_id = created.id;
+                            }
+                        }
+                        Err(e) => {
+                            result.error_code = controller_error_code(&e);
+                            result.error_message = Some(str_bytes(&e.to_string()));
+                        }
+                    }
                 }
             }
-            Err(e) => {
-                result.error_code = e.code();
-                result.error_message = Some(str_bytes(&e.to_string()));
+            other => {
+                let (error, message) = match other {
+                    Err(failure) => failure,
+                    Ok(reply) => unavailable(&format!("unexpected answer {reply:?}")),
+                };
+                for result in results
+                    .iter_mut()
+                    .filter(|r| names.contains(&r.name.to_string()) && r.error_code == 0)
+                {
+                    result.error_code = error;
+                    result.error_message = Some(str_bytes(&message));
+                }
             }
         }
-        result.name = topic.name;
-        response.topics.push(result);
+        if !request.validate_only {
+            let created: Vec<String> = results
+                .iter()
+                .filter(|r| r.error_code == 0)
+                .map(|r| r.name.to_string())
+                .collect();
+            await_image(cluster, |image| {
+                created.iter().all(|n| image.topic_by_name(n).is_some())
+            })
+            .await;
+        }
     }
+    if version < 1 {
+        for result in &mut results {
+            result.error_message = None;
+        }
+    }
+    response.topics = results;
     response
 }
+
+/// A new topic's configs as CreateTopics (v5+) answers them: every topic config, from
+/// `overrides` or the broker's defaults, with its source.
+fn created_configs(
+    broker: &Broker,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
+    crate::topic_config::resolve(&broker.topics.broker_defaults(), overrides)
+        .into_iter()
+        .map(|c| {
+            let mut entry = CreatableTopicConfigs::default();
+            entry.name = str_bytes(c.name);
+            entry.value = Some(str_bytes(&c.value));
+            entry.config_source = c.source as i8;
+            entry
+        })
+        .collect()
+}
+

@@ -1,34 +1,88 @@
-//! DeleteTopics (key 20).
+//! DeleteTopics (key 20), by name or (v6+) by id: through the active controller, answered
+//! once this broker has followed the deletion.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
+    MetadataResponse,
+};
+use kafka_protocol::ResponseError;
+use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
+use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
 
-use super::str_bytes;
+use super::authorized_operations::{self, Resource};
+use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
+use super::{code, str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::cluster::protocol::{ControllerReply, ControllerRequest};
+use crate::cluster::Cluster;
 
-pub(super) fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
-    let mut response = DeleteTopicsResponse::default();
-    let names: Vec<_> = if version >= 6 {
-        request.topics.into_iter().filter_map(|t| t.name).collect()
-    } else {
-        request.topic_names
-    };
-    for name in names {
-        let mut result = DeletableTopicResult::default();
-        if let Some(topic) = broker.topics.get(&name).filter(|_| version >= 6) {
-            result.topic_id = topic.id;
-        }
-        match broker.topics.delete(&name) {
-            Ok(()) => crate::groups::forget_topic(broker, &name),
-            Err(e) => {
-                result.error_code = e.code();
-                if version >= 5 {
-                    result.error_message = Some(str_bytes(&e.to_string()));
+pub(super) async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let cluster = &broker.cluster;
+    let mut names: Vec<String> = request.topic_names.iter().map(|n| n.to_string()).collect();
+    // v6 names topics in `topics`, by name or by id.
+    let image = cluster.image();
+    for topic in &request.topics {
+        match &topic.name {
+            Some(name) => names.push(name.to_string()),
+            None => {
+                if let Some(found) = image.topic(&topic.topic_id) {
+                    names.push(found.name.clone());
                 }
             }
         }
-        result.name = Some(name);
-        response.responses.push(result);
     }
+    let mut response = DeleteTopicsResponse::default();
+    let outcome = ask(cluster, ControllerRequest::DeleteTopics(names.clone())).await;
+    response.responses = match outcome {
+        Ok(ControllerReply::DeleteTopics(results)) => results
+            .into_iter()
+            .map(|(name, result)| {
+                let mut out = DeletableTopicResult::default();
+                out.name = Some(topic_name(&name));
+                match result {
+                    Ok(id) => {
+                        if version >= 6 {
+                            out.topic_id = id;
+                        }
+                    }
+                    Err(e) => {
+                        out.error_code = controller_error_code(&e);
+                        if version >= 5 {
+                            out.error_message = Some(str_bytes(&e.to_string()));
+                        }
+                    }
+                }
+                out
+            })
+            .collect(),
+        other => {
+            let (error, _) = match other {
+                Err(failure) => failure,
+                Ok(reply) => unavailable(&format!("unexpected answer {reply:?}")),
+            };
+            names
+                .iter()
+                .map(|name| {
+                    let mut out = DeletableTopicResult::default();
+                    out.name = Some(topic_name(name));
+                    out.error_code = error;
+                    out
+                })
+                .collect()
+        }
+    };
+    await_image(cluster, |image| names.iter().all(|n| image.topic_by_name(n).is_none())).await;
     response
 }
+

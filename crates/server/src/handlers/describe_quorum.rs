@@ -1,8 +1,7 @@
 //! DescribeQuorum (key 55, KIP-595/KIP-853): the metadata quorum's leader, epoch and high
 //! watermark, and every voter and observer with how far its log has come, as Kafka's
-//! `kafka-metadata-quorum describe` shows them. In a cluster the answer comes from the quorum's
-//! leader (the only node that knows every replica's progress); a single node describes itself
-//! as a quorum of one.
+//! `kafka-metadata-quorum describe` shows them. The answer comes from the quorum's leader (the
+//! only node that knows every replica's progress).
 
 use kafka_protocol::messages::describe_quorum_response::{Listener, Node, PartitionData, ReplicaState, TopicData};
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
@@ -10,34 +9,21 @@ use kafka_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
-use crate::cluster::protocol::{ControllerReply, ControllerRequest, QuorumMember, QuorumView};
+use crate::cluster::protocol::{ControllerReply, ControllerRequest, QuorumMember};
 
 /// The metadata log's name, as Kafka names it.
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
 pub(super) async fn handle(broker: &Broker, request: DescribeQuorumRequest, version: i16) -> DescribeQuorumResponse {
     let mut response = DescribeQuorumResponse::default();
-    let view = match &broker.cluster {
-        None => Ok(QuorumView {
-            leader: broker.node_id() as u64,
-            term: 0,
-            committed: 0,
-            voters: vec![QuorumMember {
-                id: broker.node_id() as u64,
-                addr: format!("{}:{}", broker.config.advertised_host, broker.config.advertised_port),
-                log_end_offset: 0,
-                last_fetch_ms: crate::broker::now_ms(),
-            }],
-            observers: Vec::new(),
-        }),
-        Some(cluster) => match cluster
-            .call(&ControllerRequest::DescribeQuorum, std::time::Duration::from_secs(10))
-            .await
-        {
-            Ok(ControllerReply::Quorum(view)) => Ok(view),
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Err(e),
-        },
+    let asked = broker
+        .cluster
+        .call(&ControllerRequest::DescribeQuorum, std::time::Duration::from_secs(10))
+        .await;
+    let view = match asked {
+        Ok(ControllerReply::Quorum(view)) => Ok(view),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e),
     };
     let view = match view {
         Ok(view) => view,

@@ -36,54 +36,29 @@ struct TopicView {
     partitions: Vec<PartitionView>,
 }
 
-/// Every topic this broker knows: from the metadata image in a cluster, from its own registry
-/// on a single node (which leads every partition, epoch 0).
+/// Every topic of the metadata image this broker has.
 fn topics(broker: &Broker) -> Vec<TopicView> {
-    let mut views: Vec<TopicView> = match &broker.cluster {
-        Some(cluster) => {
-            let image = cluster.image();
-            image
-                .topics()
-                .map(|topic| TopicView {
-                    name: topic.name.clone(),
-                    id: topic.id,
-                    partitions: topic
-                        .partitions
-                        .iter()
-                        .map(|(index, state)| PartitionView {
-                            index: *index,
-                            leader: state.leader,
-                            leader_epoch: state.leader_epoch,
-                            replicas: state.replicas.clone(),
-                            isr: state.isr.clone(),
-                            elr: state.elr.clone(),
-                            last_known_elr: state.last_known_elr.clone(),
-                        })
-                        .collect(),
+    let image = broker.cluster.image();
+    let mut views: Vec<TopicView> = image
+        .topics()
+        .map(|topic| TopicView {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic
+                .partitions
+                .iter()
+                .map(|(index, state)| PartitionView {
+                    index: *index,
+                    leader: state.leader,
+                    leader_epoch: state.leader_epoch,
+                    replicas: state.replicas.clone(),
+                    isr: state.isr.clone(),
+                    elr: state.elr.clone(),
+                    last_known_elr: state.last_known_elr.clone(),
                 })
-                .collect()
-        }
-        None => broker
-            .topics
-            .list()
-            .iter()
-            .map(|topic| TopicView {
-                name: topic.name.clone(),
-                id: topic.id,
-                partitions: (0..topic.partition_count())
-                    .map(|index| PartitionView {
-                        index,
-                        leader: broker.node_id(),
-                        leader_epoch: crate::partition::SINGLE_NODE_LEADER_EPOCH,
-                        replicas: vec![broker.node_id()],
-                        isr: vec![broker.node_id()],
-                        elr: Vec::new(),
-                        last_known_elr: Vec::new(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    };
+                .collect(),
+        })
+        .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     views
 }

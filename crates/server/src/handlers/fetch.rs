@@ -93,7 +93,7 @@ fn replica_of(broker: &Broker, request: &FetchRequest, version: i16) -> Option<R
     if version >= 15 || id < 0 {
         return None;
     }
-    let image = broker.cluster.as_ref()?.image();
+    let image = broker.cluster.image();
     let registration = image.broker(id);
     Some(Replica {
         id,
@@ -300,7 +300,7 @@ fn refuse_other_epoch(partition: &Partition, fetch: &FetchPartition) -> Option<P
 /// the request can carry a preferred read replica (Fetch 11+), and this broker is in another
 /// rack: then a replica in the client's rack may serve it.
 fn closer_rack(broker: &Broker, request: &FetchRequest, version: i16) -> Option<String> {
-    let cluster = broker.cluster.as_ref()?;
+    let cluster = &broker.cluster;
     if version < 11 || !cluster.config.rack_aware_replica_selector || request.rack_id.is_empty() {
         return None;
     }
@@ -311,7 +311,7 @@ fn closer_rack(broker: &Broker, request: &FetchRequest, version: i16) -> Option<
 /// An in-sync follower of `partition` (led here) in `rack`, if there is one.
 fn closer_replica(broker: &Broker, partition: &Partition, rack: &str) -> Option<i32> {
     let isr: Vec<i32> = partition.leadership().as_ref()?.isr().to_vec();
-    let image = broker.cluster.as_ref()?.image();
+    let image = broker.cluster.image();
     isr.into_iter()
         .filter(|id| *id != broker.node_id())
         .find(|id| image.broker(*id).and_then(|b| b.rack.as_deref()) == Some(rack))

@@ -1,6 +1,4 @@
-//! FindCoordinator (key 10). A single broker is the coordinator of every group and
-//! transactional id, so the answer is always this broker. In a cluster a group's coordinator
-//! is the leader of its `__consumer_offsets` partition, and a transactional id's the leader of
+//! FindCoordinator (key 10). A group's coordinator is the leader of its `__consumer_offsets` partition, and a transactional id's the leader of
 //! its `__transaction_state` partition (each topic is created through the controller on first
 //! use). A request that finds no leader waits a little for one (the topic being created, a
 //! leader being elected) before answering COORDINATOR_NOT_AVAILABLE.
@@ -23,7 +21,8 @@ pub(super) async fn handle(broker: &Broker, request: &FindCoordinatorRequest, ve
         0..=3 => vec![&request.key],
         _ => request.coordinator_keys.iter().collect(),
     };
-    if let Some(cluster) = &broker.cluster {
+    {
+        let cluster = &broker.cluster;
         let located = |image: &strom_metadata::MetadataImage| {
             keys.iter()
                 .all(|key| !matches!(locate(image, request.key_type, key), Some(Err(_))))
@@ -94,21 +93,14 @@ fn answer(broker: &Broker, key_type: i8, key: &StrBytes) -> Answer {
 fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
     match key_type {
         KEY_TYPE_GROUP if key.is_empty() => Err(ResponseError::InvalidGroupId),
-        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => match &broker.cluster {
-            None => Ok((
-                BrokerId(broker.node_id()),
-                str_bytes(&broker.config.advertised_host),
-                i32::from(broker.config.advertised_port),
-            )),
-            // In a cluster the coordinator is the leader of the key's partition of the
-            // coordinator's topic (created through the controller on first use).
-            Some(cluster) => {
-                if !ensure_topic(broker, key_type) {
-                    return Err(ResponseError::CoordinatorNotAvailable);
-                }
-                locate(&cluster.image(), key_type, key).unwrap_or(Err(ResponseError::InvalidRequest))
+        // The coordinator is the leader of the key's partition of the coordinator's topic
+        // (created through the controller on first use).
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => {
+            if !ensure_topic(broker, key_type) {
+                return Err(ResponseError::CoordinatorNotAvailable);
             }
-        },
+            locate(&broker.cluster.image(), key_type, key).unwrap_or(Err(ResponseError::InvalidRequest))
+        }
         _ => Err(ResponseError::InvalidRequest),
     }
 }

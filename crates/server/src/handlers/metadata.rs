@@ -1,154 +1,209 @@
-//! Metadata (key 3): brokers, topics and partition leaders. Unknown topics are created here when
+//! Metadata (key 3): brokers, topics and partition leaders, from the committed metadata this
+//! broker has. Unknown topics are created first (through the controller) when
 //! `auto.create.topics.enable` and the request allow it, as Kafka does.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
+    MetadataResponse,
+};
 use kafka_protocol::ResponseError;
+use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
+use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
 
 use super::authorized_operations::{self, Resource};
+use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
 use super::{code, str_bytes, topic_name};
-use crate::broker::{now_ms, Broker};
-use crate::topics::{Topic, TopicError};
+use crate::broker::Broker;
+use crate::cluster::protocol::{ControllerReply, ControllerRequest};
+use crate::cluster::Cluster;
 
-pub(super) fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// The controller clients are told of: the quorum leader if it is also a broker, else any
+/// broker (Kafka answers a random broker on the client listener).
+pub(super) fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
+    let leader = broker.cluster
+        .quorum
+        .metrics()
+        .borrow()
+        .current_leader
+        .map(|id| id as i32);
+    leader
+        .filter(|id| image.broker(*id).is_some())
+        .or_else(|| image.brokers().find(|b| !b.fenced).map(|b| b.id))
+        .unwrap_or(-1)
+}
+
+pub(super) async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let cluster = &broker.cluster;
     let mut response = MetadataResponse::default();
-    let mut me = MetadataResponseBroker::default();
-    me.node_id = BrokerId(broker.node_id());
-    me.host = str_bytes(&broker.config.advertised_host);
-    me.port = i32::from(broker.config.advertised_port);
-    response.brokers = vec![me];
-    if version >= 2 {
-        response.cluster_id = Some(str_bytes(&broker.cluster_id));
-    }
-    if version >= 1 {
-        response.controller_id = BrokerId(broker.node_id());
-    }
-
-    // v0 sends an empty list for "all topics"; v1+ sends null. From v10 a topic may be named
-    // by its id instead (KIP-516): consumers of KIP-848 groups learn assignments by id. As in
-    // Kafka, an id given wins over the name: Java's admin client (describeTopics by id) sends
-    // the id with an empty name, not a null one.
-    let requested: Option<Vec<TopicRef>> = match request.topics {
+    let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
         None => None,
         Some(topics) if version == 0 && topics.is_empty() => None,
+        // An id given wins over the name (Java's admin client sends both, the name empty).
         Some(topics) => Some(
             topics
                 .into_iter()
-                .map(|t| match t.name {
-                    Some(name) if t.topic_id.is_nil() => TopicRef::Name(name.to_string()),
-                    _ => TopicRef::Id(t.topic_id),
+                .map(|t| {
+                    (
+                        t.name.filter(|_| t.topic_id.is_nil()).map(|n| n.to_string()),
+                        t.topic_id,
+                    )
                 })
                 .collect(),
         ),
     };
-    // v8-10 may ask for the cluster's authorized operations, v8+ for each topic's (KIP-430).
+    // Unknown topics are created first when asked to, so the answer describes them.
+    let auto_create = broker.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
+    if let (true, Some(requested)) = (auto_create, &requested) {
+        let image = cluster.image();
+        let missing: Vec<String> = requested
+            .iter()
+            .filter_map(|(name, _)| name.clone())
+            .filter(|name| image.topic_by_name(name).is_none() && !name.starts_with("__"))
+            .filter(|name| strom_metadata::controller::validate_topic_name(name).is_ok())
+            .collect();
+        if !missing.is_empty() {
+            let topics = missing
+                .iter()
+                .map(|name| CreateTopic {
+                    name: name.clone(),
+                    id: uuid::Uuid::new_v4(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: Vec::new(),
+                    configs: Vec::new(),
+                })
+                .collect();
+            let _ = ask(
+                cluster,
+                ControllerRequest::CreateTopics {
+                    topics,
+                    validate_only: false,
+                },
+            )
+            .await;
+            await_image(cluster, |image| {
+                missing.iter().all(|n| image.topic_by_name(n).is_some())
+            })
+            .await;
+        }
+    }
+    let image = cluster.image();
+    response.brokers = image
+        .brokers()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let endpoint = b.endpoints.first()?;
+            let mut out = MetadataResponseBroker::default();
+            out.node_id = BrokerId(b.id);
+            out.host = str_bytes(&endpoint.host);
+            out.port = i32::from(endpoint.port);
+            if version >= 1 {
+                out.rack = b.rack.as_deref().map(str_bytes);
+            }
+            Some(out)
+        })
+        .collect();
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(&broker.cluster_id));
+    }
+    if version >= 1 {
+        response.controller_id = BrokerId(controller_id(broker, &image));
+    }
     if (8..=10).contains(&version) {
         response.cluster_authorized_operations =
             authorized_operations::answer(request.include_cluster_authorized_operations, Resource::Cluster);
     }
-    let topic_authorized_operations = authorized_operations::answer(
+    let topic_operations = authorized_operations::answer(
         version >= 8 && request.include_topic_authorized_operations,
         Resource::Topic,
     );
-    let auto_create = broker.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
     response.topics = match requested {
-        None => broker
-            .topics
-            .list()
-            .iter()
-            .map(|t| describe_topic(broker, t, version))
+        None => image
+            .topics()
+            .filter(|t| !t.name.starts_with("__"))
+            .map(|t| describe_topic(&image, t, version, topic_operations))
             .collect(),
-        Some(topics) => topics
-            .iter()
-            .map(|topic| match topic {
-                TopicRef::Name(name) => lookup_or_create(broker, name, auto_create, version),
-                TopicRef::Id(id) => lookup_by_id(broker, *id, version),
+        Some(requested) => requested
+            .into_iter()
+            .map(|(name, id)| {
+                let found = match &name {
+                    Some(name) => image.topic_by_name(name),
+                    None => image.topic(&id).filter(|_| !id.is_nil()),
+                };
+                match found {
+                    Some(topic) => describe_topic(&image, topic, version, topic_operations),
+                    None => {
+                        let mut topic = MetadataResponseTopic::default();
+                        topic.error_code = match &name {
+                            Some(name) if strom_metadata::controller::validate_topic_name(name).is_err() => {
+                                code(ResponseError::InvalidTopicException)
+                            }
+                            Some(_) => code(ResponseError::UnknownTopicOrPartition),
+                            None => code(ResponseError::UnknownTopicId),
+                        };
+                        topic.name = name.as_deref().map(topic_name);
+                        topic.topic_id = id;
+                        if name.is_some() {
+                            topic.topic_authorized_operations = topic_operations;
+                        }
+                        topic
+                    }
+                }
             })
             .collect(),
     };
-    // As Kafka: every topic answered by name, found or not; an unknown topic id keeps "not
-    // provided".
-    for topic in response.topics.iter_mut().filter(|topic| topic.name.is_some()) {
-        topic.topic_authorized_operations = topic_authorized_operations;
-    }
     response
 }
 
-enum TopicRef {
-    Name(String),
-    Id(uuid::Uuid),
-}
-
-fn lookup_by_id(broker: &Broker, id: uuid::Uuid, version: i16) -> MetadataResponseTopic {
-    if let Some(topic) = broker.topics.list().iter().find(|topic| topic.id == id && !id.is_nil()) {
-        return describe_topic(broker, topic, version);
-    }
-    let mut topic = MetadataResponseTopic::default();
-    // As Kafka: no name (the codec's default is an empty one).
-    topic.name = None;
-    topic.topic_id = id;
-    topic.error_code = code(ResponseError::UnknownTopicId);
-    topic
-}
-
-fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
-    if let Some(topic) = broker.topics.get(name) {
-        return describe_topic(broker, &topic, version);
-    }
-    let error = if crate::internal_topic::is_coordinator_topic(name) {
-        // Created on first use by its coordinator, compacted; never with topic defaults.
-        code(ResponseError::UnknownTopicOrPartition)
-    } else if auto_create {
-        match broker
-            .topics
-            .create(name, broker.config.num_partitions, Default::default(), false, now_ms())
-        {
-            Ok(Some(topic)) => return describe_topic(broker, &topic, version),
-            Ok(None) => ResponseError::UnknownTopicOrPartition.code(),
-            // A concurrent request created it first.
-            Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name) {
-                Some(topic) => return describe_topic(broker, &topic, version),
-                None => code(ResponseError::LeaderNotAvailable),
-            },
-            Err(e) => e.code(),
-        }
-    } else if crate::topics::validate_topic_name(name).is_err() {
-        code(ResponseError::InvalidTopicException)
-    } else {
-        code(ResponseError::UnknownTopicOrPartition)
-    };
-    let mut topic = MetadataResponseTopic::default();
-    topic.name = Some(topic_name(name));
-    topic.error_code = error;
-    topic
-}
-
-fn describe_topic(broker: &Broker, topic: &Topic, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id());
+fn describe_topic(image: &MetadataImage, topic: &TopicImage, version: i16, operations: i32) -> MetadataResponseTopic {
     let mut out = MetadataResponseTopic::default();
     out.name = Some(topic_name(&topic.name));
     if version >= 10 {
         out.topic_id = topic.id;
     }
     if version >= 1 {
-        out.is_internal = topic.is_internal();
+        out.is_internal = topic.name.starts_with("__");
     }
+    out.topic_authorized_operations = operations;
+    let ids = |list: &[i32]| list.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     out.partitions = topic
-        .partitions()
+        .partitions
         .iter()
-        .map(|p| {
+        .map(|(&index, state)| {
             let mut partition = MetadataResponsePartition::default();
-            partition.partition_index = p.index;
-            partition.leader_id = node;
-            if version >= 7 {
-                partition.leader_epoch = p.leader_epoch();
+            partition.partition_index = index;
+            partition.leader_id = BrokerId(state.leader);
+            if state.leader == NO_LEADER {
+                partition.error_code = code(ResponseError::LeaderNotAvailable);
             }
-            partition.replica_nodes = vec![node];
-            partition.isr_nodes = vec![node];
+            if version >= 7 {
+                partition.leader_epoch = state.leader_epoch;
+            }
+            partition.replica_nodes = ids(&state.replicas);
+            partition.isr_nodes = ids(&state.isr);
+            if version >= 5 {
+                let offline: Vec<i32> = state
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| image.broker(*b).is_none_or(|r| r.fenced))
+                    .collect();
+                partition.offline_replicas = ids(&offline);
+            }
             partition
         })
         .collect();
     out
 }
+

@@ -63,25 +63,9 @@ pub(crate) enum Reply {
 pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Reply {
     let version = request.api_version;
     let client_id = request.client_id().to_string();
-    let clustered = broker.cluster.is_some();
     let response = match request.body {
-        RequestKind::Metadata(r) if clustered => {
-            ResponseKind::Metadata(cluster_admin::metadata(broker, r, version).await)
-        }
-        RequestKind::DescribeCluster(r) if clustered => {
-            ResponseKind::DescribeCluster(cluster_admin::describe_cluster(broker, &r, version))
-        }
-        RequestKind::CreateTopics(r) if clustered => {
-            ResponseKind::CreateTopics(cluster_admin::create_topics(broker, r, version).await)
-        }
-        RequestKind::DeleteTopics(r) if clustered => {
-            ResponseKind::DeleteTopics(cluster_admin::delete_topics(broker, r, version).await)
-        }
-        RequestKind::CreatePartitions(r) if clustered => {
-            ResponseKind::CreatePartitions(cluster_admin::create_partitions(broker, r).await)
-        }
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(broker, &r, version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version).await),
         RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
             Some(response) => ResponseKind::Produce(response),
             None => return Reply::None,
@@ -91,9 +75,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
             return Reply::Fetch(response, slices);
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, version)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(broker, r, version)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version)),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(broker, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(admin_configs::describe(broker, r, version)),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin_configs::alter(broker, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {

@@ -48,33 +48,13 @@ pub(super) async fn elect_leaders(broker: &Broker, request: ElectLeadersRequest,
             })
             .collect()
     });
-    let results: PartitionResults = match &broker.cluster {
-        // One node leads everything it has already.
-        None => wanted
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(topic, partition)| {
-                let known = broker.topics.partition(&topic, partition).is_some();
-                let error = if known {
-                    (
-                        code(ResponseError::ElectionNotNeeded),
-                        "the leader is already elected".to_string(),
-                    )
-                } else {
-                    (
-                        code(ResponseError::UnknownTopicOrPartition),
-                        format!("{topic}-{partition}"),
-                    )
-                };
-                ((topic, partition), Err(error))
-            })
-            .collect(),
-        Some(cluster) => {
+    let results: PartitionResults = {
+        {
             let request = ControllerRequest::ElectLeaders {
                 election,
                 partitions: wanted.clone(),
             };
-            match ask(cluster, request).await {
+            match ask(&broker.cluster, request).await {
                 Ok(ControllerReply::Elections(results)) => results
                     .into_iter()
                     .map(|(key, result)| (key, result.map_err(|e| (controller_error_code(&e), e.to_string()))))
@@ -147,35 +127,10 @@ pub(super) async fn alter_reassignments(
             })
         })
         .collect();
-    let results: PartitionResults = match &broker.cluster {
-        None => asks
-            .into_iter()
-            .map(|ask| {
-                let key = (ask.topic.clone(), ask.partition);
-                let result = if broker.topics.partition(&ask.topic, ask.partition).is_none() {
-                    Err((
-                        code(ResponseError::UnknownTopicOrPartition),
-                        format!("{}-{}", key.0, key.1),
-                    ))
-                } else {
-                    match ask.target {
-                        None => Err((
-                            code(ResponseError::NoReassignmentInProgress),
-                            "no reassignment in progress".to_string(),
-                        )),
-                        Some(target) if target == [broker.node_id()] => Ok(()),
-                        Some(_) => Err((
-                            code(ResponseError::InvalidReplicaAssignment),
-                            format!("this single node (broker {}) is the only replica", broker.node_id()),
-                        )),
-                    }
-                };
-                (key, result)
-            })
-            .collect(),
-        Some(cluster) => {
+    let results: PartitionResults = {
+        {
             let keys: Vec<(String, i32)> = asks.iter().map(|a| (a.topic.clone(), a.partition)).collect();
-            match ask(cluster, ControllerRequest::AlterReassignments(asks)).await {
+            match ask(&broker.cluster, ControllerRequest::AlterReassignments(asks)).await {
                 Ok(ControllerReply::Elections(results)) => results
                     .into_iter()
                     .map(|(key, result)| (key, result.map_err(|e| (controller_error_code(&e), e.to_string()))))
@@ -215,10 +170,7 @@ pub(super) fn list_reassignments(
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let mut response = ListPartitionReassignmentsResponse::default();
-    let Some(cluster) = &broker.cluster else {
-        return response;
-    };
-    let image = cluster.image();
+    let image = broker.cluster.image();
     let wanted = |topic: &str, partition: i32| match &request.topics {
         None => true,
         Some(topics) => topics

@@ -165,9 +165,7 @@ async fn wait_for_replicas(
 
 /// The addresses of the leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951).
 fn leader_endpoints(broker: &Broker, response: &ProduceResponse) -> Vec<NodeEndpoint> {
-    let Some(cluster) = &broker.cluster else {
-        return Vec::new();
-    };
+    let cluster = &broker.cluster;
     let mut leaders: Vec<i32> = response
         .responses
         .iter()

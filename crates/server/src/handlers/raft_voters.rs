@@ -15,12 +15,7 @@ use crate::cluster::protocol::{ControllerReply, ControllerRequest};
 
 /// The error code and message of a voter change, or `None` on success.
 async fn change(broker: &Broker, cluster_id: Option<&str>, request: ControllerRequest) -> Option<(i16, String)> {
-    let Some(cluster) = &broker.cluster else {
-        return Some((
-            code(ResponseError::UnsupportedVersion),
-            "a single node has no metadata quorum to change".to_string(),
-        ));
-    };
+    let cluster = &broker.cluster;
     if let Some(id) = cluster_id.filter(|id| !id.is_empty() && *id != cluster.cluster_id) {
         return Some((
             code(ResponseError::InconsistentClusterId),

@@ -9,53 +9,26 @@ use strom_txn::{TxnConfig, TxnCoordinator, TxnRecord};
 
 use super::{state_partition_count, IdLocks, State, Txns, TXN_STATE_TOPIC};
 use crate::broker::Broker;
-use crate::internal_topic::{self, ClusterLayout, InternalTopic};
+use crate::internal_topic::{self, InternalTopic};
 use crate::ownership::Ownership;
 use crate::topics::TopicRegistry;
 
 impl Txns {
-    /// Builds the coordinator. On a single node it replays every partition of
-    /// `__transaction_state` now; in a cluster (`cluster` set) it starts with no ids and
-    /// takes on those of the partitions it comes to lead.
-    pub fn load(
-        topics: &TopicRegistry,
-        config: TxnConfig,
-        partitions: i32,
-        segment_bytes: u64,
-        cluster: Option<ClusterLayout>,
-    ) -> Txns {
-        let mut coordinator = TxnCoordinator::new(config);
-        if cluster.is_none() {
-            let mut loaded = 0usize;
-            if let Some(topic) = topics.get(TXN_STATE_TOPIC) {
-                for partition in topic.partitions() {
-                    if let Some(log) = partition.lock().as_ref() {
-                        for record in read_partition(log, partition.index) {
-                            coordinator.apply(record);
-                            loaded += 1;
-                        }
-                    }
-                }
-            }
-            if loaded > 0 {
-                tracing::info!(
-                    records = loaded,
-                    transactional_ids = coordinator.len(),
-                    "loaded transaction state"
-                );
-            }
-        }
+    /// An empty coordinator: it takes on the ids of each `__transaction_state` partition when
+    /// it comes to lead it ([`lead_partitions`]).
+    pub fn new(config: TxnConfig, partitions: i32, segment_bytes: u64, replication_factor: i16) -> Txns {
+        let coordinator = TxnCoordinator::new(config);
         Txns {
             state: Mutex::new(State {
                 coordinator,
-                ownership: Ownership::new(cluster.is_some()),
+                ownership: Ownership::default(),
             }),
             ids: IdLocks::default(),
             state_topic: InternalTopic {
                 name: TXN_STATE_TOPIC,
                 partitions,
                 segment_bytes,
-                cluster,
+                replication_factor,
             },
         }
     }

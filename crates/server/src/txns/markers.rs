@@ -73,7 +73,7 @@ pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
 
 /// Asks broker `leader` to write the markers into `partitions`.
 async fn send(broker: &Broker, leader: i32, markers: &Markers, partitions: &[(String, i32)]) -> Result<(), String> {
-    let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
+    let cluster = &broker.cluster;
     let mut marker = WritableTxnMarker::default();
     marker.producer_id = ProducerId(markers.producer_id);
     marker.producer_epoch = markers.producer_epoch;

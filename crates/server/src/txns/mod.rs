@@ -480,7 +480,7 @@ fn state_partition_count(broker: &Broker) -> i32 {
     broker
         .topics
         .get(TXN_STATE_TOPIC)
-        .filter(|topic| broker.cluster.is_none() || topic.replicated)
+        .filter(|topic| topic.replicated)
         .map_or(broker.txns.state_topic.partitions, |topic| topic.partition_count())
 }
 

@@ -41,14 +41,10 @@ impl WriteChecks<'_> {
     }
 }
 
-/// Which broker coordinates `transactional_id`: this one on a single node, the leader of its
-/// `__transaction_state` partition in a cluster (`None` while it has none, or the topic does
-/// not exist yet).
+/// Which broker coordinates `transactional_id`: the leader of its `__transaction_state`
+/// partition (`None` while it has none, or the topic does not exist yet).
 fn coordinator_of(broker: &Broker, transactional_id: &str) -> Option<i32> {
-    let Some(cluster) = &broker.cluster else {
-        return Some(broker.node_id());
-    };
-    let image = cluster.image();
+    let image = broker.cluster.image();
     let topic = image.topic_by_name(TXN_STATE_TOPIC)?;
     let partition = strom_txn::partition_for(transactional_id, state_partition_count(broker));
     topic
@@ -139,7 +135,7 @@ async fn ask(
     partitions: &[(String, i32)],
     protocol: TxnProtocol,
 ) -> Result<HashMap<(String, i32), Result<(), TxnError>>, String> {
-    let cluster = broker.cluster.as_ref().ok_or("not a cluster node")?;
+    let cluster = &broker.cluster;
     let by_topic: Vec<AddPartitionsToTxnTopic> = super::by_topic(partitions)
         .into_iter()
         .map(|(name, indexes)| {
