@@ -111,13 +111,7 @@ impl Broker {
             producer_id_blocks(cluster.clone(), session.clone(), config.node_id),
             adoption.as_ref().map_or(0, |a| a.producer_id_floor),
         );
-        let topics = TopicRegistry::open(
-            &data_dir,
-            config.topic_defaults.clone(),
-            now_ms(),
-            true,
-            adoption.is_some(),
-        )?;
+        let topics = TopicRegistry::open(&data_dir, config.topic_defaults.clone(), adoption.is_some())?;
         if let Some(adoption) = &adoption {
             topics.set_adopting(adoption.topics.iter().map(|t| (t.name.clone(), t.id)).collect());
         }

@@ -83,8 +83,8 @@ pub struct BrokerConfig {
     /// Broker-wide defaults for topic configs, by topic config name (`retention.ms`, ...),
     /// taken from the `log.*` broker properties.
     pub topic_defaults: BTreeMap<String, String>,
-    /// This node's roles and the cluster it belongs to; without `process.roles` the broker
-    /// runs as a single node.
+    /// This node's roles and the cluster it belongs to; without `process.roles` the node is a
+    /// standalone one-node cluster.
     pub cluster: crate::cluster_config::ClusterConfig,
 }
 

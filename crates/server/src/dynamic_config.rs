@@ -9,8 +9,9 @@
 //! replication throttles are accepted and reported so Kafka's tools can set and clear them, but
 //! Strom does not throttle replication (yet).
 //!
-//! Where they live: on a single node in `<data-dir>/__strom/broker-configs.toml`; in a
-//! cluster in the metadata log (the controller commits them for every broker).
+//! Where they live: in the metadata log (the controller commits them for every broker). The
+//! single-node broker of before kept them in `<data-dir>/__strom/broker-configs.toml`, which
+//! `crate::adoption` hands to the cluster.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ impl DynamicBrokerConfigs {
     }
 }
 
-/// A single node's dynamic configs file.
+/// The dynamic configs file of a single-node data directory (`crate::adoption` reads it).
 pub fn file(data_dir: &Path) -> PathBuf {
     data_dir.join("__strom").join("broker-configs.toml")
 }
@@ -116,12 +117,6 @@ pub fn load(data_dir: &Path) -> Result<DynamicBrokerConfigs, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DynamicBrokerConfigs::default()),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
-}
-
-pub fn save(data_dir: &Path, configs: &DynamicBrokerConfigs) -> Result<(), String> {
-    let path = file(data_dir);
-    let text = toml::to_string(configs).map_err(|e| e.to_string())?;
-    crate::topics::write_atomically(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ pub struct Written {
 }
 
 impl Written {
-    /// Waits until the write is on every in-sync replica (at once on a single node). A
+    /// Waits until the write is on every in-sync replica (at once in an ISR of one). A
     /// coordinator acts on a record only after this, so its decisions survive a failover.
     pub async fn replicated(&self, broker: &Broker, timeout: std::time::Duration) -> Result<(), PersistError> {
         let mut changes = broker.subscribe_appends();
@@ -102,7 +102,7 @@ impl InternalTopic {
     /// The topic, if it exists; if not, asks the controller for it and says it is not there
     /// yet.
     pub fn get_or_create(&self, broker: &Broker) -> Result<Arc<Topic>, PersistError> {
-        if let Some(topic) = broker.topics.get(self.name).filter(|t| t.replicated) {
+        if let Some(topic) = broker.topics.get(self.name) {
             return Ok(topic);
         }
         self.request_creation(&broker.cluster);

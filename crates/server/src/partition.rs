@@ -12,12 +12,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use strom_replication::{AcksAll, Assignment, Leader, ReplicaConfig};
 use strom_storage::Log;
 
-/// Leader epoch of every partition on a single-node broker: leadership never moves, so it
-/// never changes.
-pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
-
-/// What this broker is for the partition, from the committed metadata (always the leader on a
-/// single node).
+/// What this broker is for the partition, from the committed metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Leader {
@@ -42,8 +37,7 @@ pub struct Partition {
     /// writing into a removed directory.
     log: Mutex<Option<Log>>,
     role: RwLock<Role>,
-    /// `Some` while this broker leads the partition in a cluster; `None` on a single node and
-    /// for the local internal topics, where what is appended is committed at once.
+    /// `Some` while this broker leads the partition (and holds its log).
     leadership: Mutex<Option<Leader>>,
     /// An AlterPartition for this partition is on its way to the controller.
     pub(crate) isr_change_in_flight: AtomicBool,
@@ -60,20 +54,6 @@ pub enum AcksAllState {
 }
 
 impl Partition {
-    /// A partition this broker leads (a single node leads everything).
-    pub fn new(topic: String, index: i32, log: Log) -> Self {
-        Partition {
-            topic,
-            index,
-            log: Mutex::new(Some(log)),
-            role: RwLock::new(Role::Leader {
-                leader_epoch: SINGLE_NODE_LEADER_EPOCH,
-            }),
-            leadership: Mutex::new(None),
-            isr_change_in_flight: AtomicBool::new(false),
-        }
-    }
-
     /// A partition of the cluster with no replica on this broker.
     pub fn elsewhere(topic: String, index: i32, leader: i32, leader_epoch: i32) -> Self {
         Partition {
@@ -138,29 +118,24 @@ impl Partition {
     }
 
     /// After a local append (a produce, a marker, a coordinator's write), with the log still
-    /// locked: moves the high watermark as far as the replicas allow. On a single node, or for
-    /// a partition with no replication leader, what is appended is committed at once. Returns
-    /// whether the high watermark moved.
+    /// locked: moves the high watermark as far as the replicas allow (a leader alone in its
+    /// ISR commits at once). Returns whether the high watermark moved.
     pub fn after_local_append(&self, log: &mut Log) -> bool {
         let log_end_offset = log.log_end_offset();
         let before = log.high_watermark();
-        match self.leadership().as_mut() {
-            Some(leader) => {
-                if let Some(high_watermark) = leader.on_append(log_end_offset) {
-                    log.set_high_watermark(high_watermark);
-                }
+        if let Some(leader) = self.leadership().as_mut() {
+            if let Some(high_watermark) = leader.on_append(log_end_offset) {
+                log.set_high_watermark(high_watermark);
             }
-            None => log.set_high_watermark(log_end_offset),
         }
         log.high_watermark() != before
     }
 
     /// Checked before an acks=all append: `Err((isr, min_isr))` when the ISR is too small.
-    /// `single_node_min_isr` applies when there is no replication leader (one replica).
-    pub fn check_acks_all(&self, single_node_min_isr: usize) -> Result<(), (usize, usize)> {
+    /// (Without leadership the append is refused as not led here.)
+    pub fn check_acks_all(&self) -> Result<(), (usize, usize)> {
         match self.leadership().as_ref() {
             Some(leader) => leader.check_acks_all().map_err(|e| (e.isr, e.min_insync_replicas)),
-            None if single_node_min_isr > 1 => Err((1, single_node_min_isr)),
             None => Ok(()),
         }
     }
@@ -174,11 +149,7 @@ impl Partition {
                 AcksAll::Acknowledged => AcksAllState::Acknowledged,
                 AcksAll::NotEnoughReplicasAfterAppend => AcksAllState::NotEnoughReplicasAfterAppend,
             },
-            Some(_) => AcksAllState::NotLeader,
-            // No replication leader: a single node, where the append itself commits, unless
-            // leadership was lost in a cluster.
-            None if self.is_leader() && self.leader_epoch() == leader_epoch => AcksAllState::Acknowledged,
-            None => AcksAllState::NotLeader,
+            Some(_) | None => AcksAllState::NotLeader,
         }
     }
 

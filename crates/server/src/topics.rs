@@ -2,11 +2,9 @@
 //! under `<data-dir>/__strom/topics/`, and the open partition logs.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
 use strom_record::ValidateOptions;
 use strom_storage::Log;
 use uuid::Uuid;
@@ -69,20 +67,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     strom_metadata::controller::validate_topic_name(name).map_err(|why| TopicError::InvalidName(name.to_string(), why))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TopicRecord {
-    id: String,
-    partitions: i32,
-    #[serde(default)]
-    configs: BTreeMap<String, String>,
-}
-
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    /// A cluster's topic, from its metadata: replicated, led and followed per partition. Not
-    /// on a single node, nor for a cluster node's local internal topics.
-    pub replicated: bool,
     partitions: RwLock<Vec<Arc<Partition>>>,
     overrides: RwLock<BTreeMap<String, String>>,
     /// Derived from the overrides whenever they change, so the produce path reads a copy
@@ -137,7 +124,6 @@ impl Topic {
 
 pub struct TopicRegistry {
     data_dir: PathBuf,
-    meta_dir: PathBuf,
     /// The topic defaults from the broker's static configuration.
     static_defaults: BTreeMap<String, String>,
     /// Dynamic broker configs ([`crate::dynamic_config`]).
@@ -145,11 +131,8 @@ pub struct TopicRegistry {
     /// The topic defaults in effect: the dynamic values over the static ones.
     broker_defaults: RwLock<BTreeMap<String, String>>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Serialises create, delete and alter so two admin requests cannot interleave their file
-    /// writes for one topic.
-    admin: std::sync::Mutex<()>,
-    /// A cluster node: partitions are replicated (see [`TopicRegistry::apply_metadata`]).
-    cluster: bool,
+    /// Serialises changes to the topics and configs (the metadata follower makes them).
+    changing: std::sync::Mutex<()>,
     /// Topics of a single-node data directory this cluster node is adopting
     /// (`crate::adoption`), by name: the metadata's topic of that name is followed only if it
     /// is the adopted one (same id), so a different topic never opens their logs.
@@ -164,81 +147,49 @@ fn io_error(context: &str, e: impl std::fmt::Display) -> TopicError {
     TopicError::Storage(format!("{context}: {e}"))
 }
 
-/// Writes a file so that a crash leaves either the old or the new content.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl TopicRegistry {
-    /// Loads every topic recorded under the data directory and opens (recovers) its logs. A
-    /// cluster node (`cluster`) keeps only its internal topics there; the others come from the
-    /// cluster's metadata ([`TopicRegistry::apply_metadata`]).
-    /// Opens every topic this node keeps in `<data-dir>/__strom/topics` (a cluster node keeps
-    /// none but old local internal topics), unless `adopting`: then those are a single-node
-    /// data directory's, which `crate::adoption` hands to the cluster instead.
+    /// An empty registry: topics come from the cluster's metadata
+    /// ([`TopicRegistry::apply_metadata`]). Unless `adopting`, a topic description a
+    /// single-node broker left in `<data-dir>/__strom/topics` means the directory was already
+    /// opened as a cluster node without adopting it (which happens only on the first start), and
+    /// is refused rather than ignored.
     pub fn open(
         data_dir: &Path,
         broker_defaults: BTreeMap<String, String>,
-        now_ms: i64,
-        cluster: bool,
         adopting: bool,
     ) -> Result<Self, TopicError> {
         let meta_dir = data_dir.join("__strom").join("topics");
-        std::fs::create_dir_all(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
-        // A cluster node's dynamic configs come with the metadata; a single node keeps its own.
-        let dynamic = if cluster {
-            DynamicBrokerConfigs::default()
-        } else {
-            crate::dynamic_config::load(data_dir).map_err(TopicError::Storage)?
-        };
-        let registry = TopicRegistry {
-            data_dir: data_dir.to_path_buf(),
-            meta_dir: meta_dir.clone(),
-            broker_defaults: RwLock::new(dynamic.topic_defaults(&broker_defaults)),
-            static_defaults: broker_defaults,
-            dynamic: RwLock::new(dynamic),
-            topics: RwLock::new(BTreeMap::new()),
-            admin: std::sync::Mutex::new(()),
-            cluster,
-            adopting: RwLock::new(BTreeMap::new()),
-        };
-        if adopting {
-            return Ok(registry);
-        }
-        let entries = std::fs::read_dir(&meta_dir).map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| io_error("listing topics", e))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-                continue;
+        if !adopting {
+            let entries = match std::fs::read_dir(&meta_dir) {
+                Ok(entries) => entries.collect::<Result<Vec<_>, _>>(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
             }
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
-                continue;
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
-            let record: TopicRecord =
-                toml::from_str(&text).map_err(|e| io_error(&format!("topic metadata {}", path.display()), e))?;
-            let id = Uuid::parse_str(&record.id).map_err(|e| io_error(&path.display().to_string(), e))?;
-            if cluster && !name.starts_with("__") {
+            .map_err(|e| io_error(&meta_dir.display().to_string(), e))?;
+            let single_node_topic = entries.iter().map(|e| e.path()).find(|path| {
+                path.extension().and_then(|e| e.to_str()) == Some("toml")
+                    && path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .is_some_and(|name| !name.starts_with("__"))
+            });
+            if let Some(path) = single_node_topic {
                 return Err(TopicError::Storage(format!(
-                    "{} holds topic {name} of a single-node broker, but was already used by a cluster node; \
+                    "{} describes a topic of a single-node broker, but the directory was already used by a cluster node; \
                      a single-node data directory is adopted only on its first start as a cluster node",
-                    data_dir.display()
+                    path.display()
                 )));
             }
-            let topic = registry.open_topic(&name, id, record.partitions, record.configs, now_ms)?;
-            registry.topics.write().expect("registry lock").insert(name, topic);
         }
-        Ok(registry)
+        Ok(TopicRegistry {
+            data_dir: data_dir.to_path_buf(),
+            broker_defaults: RwLock::new(broker_defaults.clone()),
+            static_defaults: broker_defaults,
+            dynamic: RwLock::new(DynamicBrokerConfigs::default()),
+            topics: RwLock::new(BTreeMap::new()),
+            changing: std::sync::Mutex::new(()),
+            adopting: RwLock::new(BTreeMap::new()),
+        })
     }
 
     /// Holds back the metadata's topics named like these adopted ones unless they have these
@@ -247,60 +198,25 @@ impl TopicRegistry {
         *self.adopting.write().expect("registry lock") = topics;
     }
 
-    fn open_topic(
-        &self,
-        name: &str,
-        id: Uuid,
-        partition_count: i32,
-        overrides: BTreeMap<String, String>,
-        now_ms: i64,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let mut partitions = Vec::with_capacity(partition_count as usize);
-        for index in 0..partition_count {
-            partitions.push(Arc::new(self.open_partition(name, index, &overrides, false, now_ms)?));
-        }
-        let produce_options = RwLock::new(self.produce_options_for(&overrides));
-        Ok(Arc::new(Topic {
-            name: name.to_string(),
-            id,
-            replicated: false,
-            partitions: RwLock::new(partitions),
-            overrides: RwLock::new(overrides),
-            produce_options,
-        }))
-    }
-
-    fn open_partition(
+    /// Opens (recovering, or creating empty) this broker's log of a partition.
+    fn open_log(
         &self,
         topic: &str,
         index: i32,
         overrides: &BTreeMap<String, String>,
-        replicated: bool,
         now_ms: i64,
-    ) -> Result<Partition, TopicError> {
+    ) -> Result<Log, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
         let config = topic_config::log_config(&self.broker_defaults(), overrides);
         // A replicated partition is committed only up to its high watermark, which survives a
-        // restart in its checkpoint; a single node's (and a local internal topic's) log is
-        // committed to its end.
+        // restart in its checkpoint.
         let options = strom_storage::LogOpenOptions {
-            high_watermark_from_checkpoint: replicated,
+            high_watermark_from_checkpoint: true,
         };
         let (log, report) =
             Log::open_with(&dir, config, options, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
         tracing::debug!(topic, partition = index, %report, "opened partition");
-        Ok(Partition::new(topic.to_string(), index, log))
-    }
-
-    fn persist(&self, topic: &Topic) -> Result<(), TopicError> {
-        let record = TopicRecord {
-            id: topic.id.to_string(),
-            partitions: topic.partition_count(),
-            configs: topic.overrides(),
-        };
-        let text = toml::to_string(&record).map_err(|e| io_error("encoding topic metadata", e))?;
-        let path = self.meta_dir.join(format!("{}.toml", topic.name));
-        write_atomically(&path, text.as_bytes()).map_err(|e| io_error(&path.display().to_string(), e))
+        Ok(log)
     }
 
     fn produce_options_for(&self, overrides: &BTreeMap<String, String>) -> ProduceOptions {
@@ -331,15 +247,11 @@ impl TopicRegistry {
     }
 
     /// Replaces the dynamic broker configs and applies the new topic defaults to every topic
-    /// (its produce checks and its logs' settings) at once. A single node also persists them
-    /// (a cluster's are in its metadata log).
+    /// (its produce checks and its logs' settings) at once.
     pub fn set_dynamic_configs(&self, dynamic: DynamicBrokerConfigs) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().expect("admin lock");
+        let _changing = self.changing.lock().expect("registry changes lock");
         if *self.dynamic.read().expect("dynamic configs lock") == dynamic {
             return Ok(());
-        }
-        if !self.cluster {
-            crate::dynamic_config::save(&self.data_dir, &dynamic).map_err(TopicError::Storage)?;
         }
         *self.broker_defaults.write().expect("defaults lock") = dynamic.topic_defaults(&self.static_defaults);
         *self.dynamic.write().expect("dynamic configs lock") = dynamic;
@@ -382,142 +294,11 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Creates a topic; with `validate_only` checks everything and creates nothing.
-    pub fn create(
-        &self,
-        name: &str,
-        partition_count: i32,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-        now_ms: i64,
-    ) -> Result<Option<Arc<Topic>>, TopicError> {
-        validate_topic_name(name)?;
-        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partition_count}"
-            )));
-        }
-        Self::validate_overrides(&overrides)?;
-        let _admin = self.admin.lock().expect("admin lock");
-        if self.get(name).is_some() {
-            return Err(TopicError::AlreadyExists(name.to_string()));
-        }
-        // Kafka refuses names equal up to '.' versus '_': their metric names would collide.
-        let folded = strom_metadata::controller::collision_key(name);
-        if self
-            .list()
-            .iter()
-            .any(|t| strom_metadata::controller::collision_key(&t.name) == folded)
-        {
-            return Err(TopicError::InvalidName(
-                name.to_string(),
-                "collides with an existing topic up to '.' and '_'",
-            ));
-        }
-        if validate_only {
-            return Ok(None);
-        }
-        let topic = self.open_topic(name, Uuid::new_v4(), partition_count, overrides, now_ms)?;
-        self.persist(&topic)?;
-        self.topics
-            .write()
-            .expect("registry lock")
-            .insert(name.to_string(), topic.clone());
-        tracing::info!(topic = name, partitions = partition_count, "created topic");
-        Ok(Some(topic))
-    }
-
-    /// Deletes a topic and its data. Requests already holding one of its partitions see it as
-    /// unknown from now on.
-    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().expect("admin lock");
-        let topic = self
-            .topics
-            .write()
-            .expect("registry lock")
-            .remove(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let path = self.meta_dir.join(format!("{name}.toml"));
-        std::fs::remove_file(&path).map_err(|e| io_error(&path.display().to_string(), e))?;
-        for partition in topic.partitions() {
-            if let Some(log) = partition.take_log() {
-                log.delete()
-                    .map_err(|e| io_error(&format!("deleting {name}-{}", partition.index), e))?;
-            }
-        }
-        tracing::info!(topic = name, "deleted topic");
-        Ok(())
-    }
-
-    /// Grows a topic to `new_count` partitions (Kafka never shrinks). Once the new count is known
-    /// to be a valid increase, `check_new` is given the current count, under the admin lock, and
-    /// may refuse the growth (CreatePartitions checks a manual assignment there).
-    pub fn add_partitions(
-        &self,
-        name: &str,
-        new_count: i32,
-        check_new: impl FnOnce(i32) -> Result<(), TopicError>,
-        validate_only: bool,
-        now_ms: i64,
-    ) -> Result<(), TopicError> {
-        let _admin = self.admin.lock().expect("admin lock");
-        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let current = topic.partition_count();
-        if new_count <= current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic {name} has {current} partitions; the new count must be larger, got {new_count}"
-            )));
-        }
-        if new_count > PARTITIONS_PER_TOPIC_MAX {
-            return Err(TopicError::InvalidPartitions(format!(
-                "at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"
-            )));
-        }
-        check_new(current)?;
-        if validate_only {
-            return Ok(());
-        }
-        let overrides = topic.overrides();
-        let mut added = Vec::new();
-        for index in current..new_count {
-            added.push(Arc::new(self.open_partition(name, index, &overrides, false, now_ms)?));
-        }
-        topic.partitions.write().expect("topic lock").extend(added);
-        self.persist(&topic)
-    }
-
-    /// Replaces a topic's config overrides and applies them to its open logs.
-    pub fn set_overrides(
-        &self,
-        name: &str,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        Self::validate_overrides(&overrides)?;
-        let _admin = self.admin.lock().expect("admin lock");
-        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        if validate_only {
-            return Ok(());
-        }
-        *topic.produce_options.write().expect("topic lock") = self.produce_options_for(&overrides);
-        *topic.overrides.write().expect("topic lock") = overrides.clone();
-        self.persist(&topic)?;
-        let config = topic_config::log_config(&self.broker_defaults(), &overrides);
-        for partition in topic.partitions() {
-            if let Some(log) = partition.lock().as_mut() {
-                log.set_config(config.clone());
-            }
-        }
-        Ok(())
-    }
-
-    /// Cluster mode: makes this node's topics and logs match the committed metadata. Partitions
-    /// with a replica here get a log (opened, or created empty); the others are known but hold
+    /// Makes this node's topics and logs match the committed metadata. Partitions with a
+    /// replica here get a log (opened, or created empty); the others are known but hold
     /// nothing; each partition's role follows its leader, and the partitions led here get the
     /// replication leader's state ([`Partition::apply_state`]). Topics gone from the metadata
-    /// are deleted here, except this node's local internal topics (`__transaction_state`, until
-    /// its coordinator moves with leadership); a local `__consumer_offsets` of an earlier
-    /// version gives way to the cluster's. Returns whether a high watermark moved.
+    /// are deleted here. Returns whether a high watermark moved.
     pub fn apply_metadata(
         &self,
         image: &strom_metadata::MetadataImage,
@@ -525,7 +306,7 @@ impl TopicRegistry {
         replica_lag_time_max_ms: i64,
         now_ms: i64,
     ) -> Result<bool, TopicError> {
-        let _admin = self.admin.lock().expect("admin lock");
+        let _changing = self.changing.lock().expect("registry changes lock");
         let mut hw_moved = false;
         let adopting = self.adopting.read().expect("registry lock").clone();
         for topic_image in image.topics() {
@@ -549,7 +330,6 @@ impl TopicRegistry {
                     let topic = Arc::new(Topic {
                         name: name.clone(),
                         id: topic_image.id,
-                        replicated: true,
                         partitions: RwLock::new(Vec::new()),
                         produce_options: RwLock::new(self.produce_options_for(&overrides)),
                         overrides: RwLock::new(overrides.clone()),
@@ -629,12 +409,7 @@ impl TopicRegistry {
         let gone: Vec<String> = self
             .list()
             .iter()
-            // A node's own internal topics (`__transaction_state` until its coordinator moves
-            // with leadership) are not in the metadata; every other topic here must be.
-            .filter(|t| {
-                let local_internal = t.is_internal() && !t.replicated && image.topic_by_name(&t.name).is_none();
-                !local_internal && image.topic_by_name(&t.name).is_none_or(|i| i.id != t.id)
-            })
+            .filter(|t| image.topic_by_name(&t.name).is_none_or(|i| i.id != t.id))
             .map(|t| t.name.clone())
             .collect();
         for name in gone {
@@ -661,10 +436,7 @@ impl TopicRegistry {
         let hosted = state.replicas.contains(&node_id);
         let has_log = partition.lock().is_some();
         if hosted && !has_log {
-            let opened = self.open_partition(name, index, overrides, true, now_ms)?;
-            if let Some(log) = opened.take_log() {
-                partition.install_log(log);
-            }
+            partition.install_log(self.open_log(name, index, overrides, now_ms)?);
         } else if !hosted && has_log {
             if let Some(log) = partition.take_log() {
                 log.delete()

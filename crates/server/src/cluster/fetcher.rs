@@ -79,9 +79,6 @@ impl ReplicaFetchers {
     pub(crate) fn reconcile(&self, broker: &Arc<Broker>) {
         let mut wanted: BTreeMap<i32, Vec<(Arc<Partition>, i32)>> = BTreeMap::new();
         for topic in broker.topics.list() {
-            if !topic.replicated {
-                continue;
-            }
             for partition in topic.partitions() {
                 if let Role::Follower { leader, leader_epoch } = partition.role() {
                     if leader >= 0 && partition.lock().is_some() {

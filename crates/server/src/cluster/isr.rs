@@ -144,9 +144,6 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<boo
         }
         let now = now_ms();
         for topic in broker.topics.list() {
-            if !topic.replicated {
-                continue;
-            }
             for partition in topic.partitions() {
                 let proposal = {
                     let mut leadership = partition.leadership();
@@ -169,9 +166,6 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<boo
 /// Writes every replicated log's high watermark to its checkpoint (a no-op where unchanged).
 pub(crate) fn checkpoint_high_watermarks(broker: &Broker) {
     for topic in broker.topics.list() {
-        if !topic.replicated {
-            continue;
-        }
         for partition in topic.partitions() {
             if let Some(log) = partition.lock().as_mut() {
                 if let Err(e) = log.checkpoint_high_watermark() {

@@ -52,7 +52,6 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
                     applying
                         .topics
                         .get(topic)
-                        .filter(|t| t.replicated)
                         .map(|t| {
                             t.partitions()
                                 .iter()

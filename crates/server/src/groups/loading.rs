@@ -1,32 +1,15 @@
-//! Which groups this broker coordinates, and loading them: at start-up on a single node (every
-//! `__consumer_offsets` partition), and in a cluster as leadership of those partitions comes
-//! and goes ([`lead_partitions`]).
+//! Which groups this broker coordinates, and loading them as leadership of their
+//! `__consumer_offsets` partitions comes and goes ([`lead_partitions`]).
 
 use std::collections::{BTreeSet, HashMap};
 
-use strom_group::{Coordinator, GroupError, JoinAnswer, Record};
+use strom_group::{GroupError, JoinAnswer, Record};
 use strom_record::control::{parse_marker, Marker};
 
 use super::{hold_pending, offsets_partition_count, State, Waiter, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker};
 use crate::internal_topic;
 use crate::ownership::NotOwned;
-
-/// Applies every record of one `__consumer_offsets` partition in order; returns how many, and
-/// the records of transactions still open at the end, by producer id.
-pub(super) fn replay(
-    log: &strom_storage::Log,
-    partition: i32,
-    coordinator: &mut Coordinator,
-    now: i64,
-) -> (usize, HashMap<i64, Vec<Record>>) {
-    let (records, open) = read_partition(log, partition);
-    let applied = records.len();
-    for record in records {
-        coordinator.apply(now, record);
-    }
-    (applied, open)
-}
 
 /// The records of one `__consumer_offsets` partition that take effect, in order (a
 /// transaction's once its commit marker is read), and those of transactions still open at the

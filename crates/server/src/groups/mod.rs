@@ -14,8 +14,8 @@
 //! the same rule, and transactions still open at start-up stay pending until the transaction
 //! coordinator ends them.
 //!
-//! `loading` decides which groups this broker coordinates (all of them on a single node; in a
-//! cluster those of the `__consumer_offsets` partitions it leads) and reads them in.
+//! `loading` decides which groups this broker coordinates (those of the `__consumer_offsets`
+//! partitions it leads) and reads them in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,11 +34,10 @@ use tokio::sync::{oneshot, watch, Notify};
 use crate::broker::{now_ms, Broker};
 
 mod loading;
-use crate::internal_topic::{self, InternalTopic, PersistError};
+use crate::internal_topic::{InternalTopic, PersistError};
 use crate::ownership::Ownership;
-use crate::topics::TopicRegistry;
+use loading::owns;
 pub use loading::{check_coordinator, lead_partitions};
-use loading::{owns, replay};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -629,11 +628,8 @@ fn offsets_topic(broker: &Broker) -> InternalTopic {
     }
 }
 
-/// Where the group's `__consumer_offsets` partition ends now, with its leader epoch: after a
-/// write, what must reach every in-sync replica before the write is acknowledged (in a
-/// cluster; `None` on a single node, where the append is the commitment).
 /// Waits until everything written so far to the group's `__consumer_offsets` partition is on
-/// every in-sync replica (at once on a single node): a commit is answered only once it would
+/// every in-sync replica (at once in an ISR of one): a commit is answered only once it would
 /// survive a failover. NOT_COORDINATOR if leadership moved meanwhile.
 pub async fn until_commits_replicated(broker: &Broker, group_id: &str) -> Result<(), CommitError> {
     let Some((partition, epoch, last)) = written_position(broker, group_id) else {
@@ -649,7 +645,7 @@ pub async fn until_commits_replicated(broker: &Broker, group_id: &str) -> Result
 }
 
 pub fn written_position(broker: &Broker, group_id: &str) -> Option<(Arc<crate::partition::Partition>, i32, i64)> {
-    let topic = broker.topics.get(OFFSETS_TOPIC).filter(|t| t.replicated)?;
+    let topic = broker.topics.get(OFFSETS_TOPIC)?;
     let partition = topic.partition(strom_group::partition_for(group_id, topic.partition_count()))?;
     let end = partition.lock().as_ref()?.log_end_offset();
     let epoch = partition.leader_epoch();

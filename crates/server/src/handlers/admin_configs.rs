@@ -247,8 +247,7 @@ async fn alter_resource(
 ) -> Option<(i16, String)> {
     match resource_type {
         RESOURCE_TOPIC => {
-            // Only topics of the cluster's metadata (not those an adopting node holds back).
-            let Some(topic) = broker.topics.get(resource_name).filter(|t| t.replicated) else {
+            let Some(topic) = broker.topics.get(resource_name) else {
                 return Some((
                     code(ResponseError::UnknownTopicOrPartition),
                     format!("unknown topic {resource_name}"),

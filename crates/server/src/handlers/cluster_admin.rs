@@ -2,28 +2,13 @@
 //! refusals as Kafka's error codes, and waiting until this broker has followed a change so
 //! the client's next request here sees it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
-    MetadataResponse,
-};
 use kafka_protocol::ResponseError;
-use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
-use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
+use strom_metadata::controller::ConfigOp;
+use strom_metadata::{ConfigResource, ControllerError, MetadataImage};
 
-use super::authorized_operations::{self, Resource};
-use super::{code, str_bytes, topic_name};
-use crate::broker::Broker;
+use super::code;
 use crate::cluster::protocol::{ControllerReply, ControllerRequest};
 use crate::cluster::Cluster;
 
@@ -128,4 +113,3 @@ pub(super) async fn alter_configs(
         Err(failure) => Some(failure),
     }
 }
-

@@ -1,31 +1,14 @@
 //! CreatePartitions (key 37): grow a topic, optionally with a manual assignment of the new
 //! partitions, which the controller checks as Kafka's does.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
-    MetadataResponse,
-};
-use kafka_protocol::ResponseError;
-use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
-use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use strom_metadata::controller::CreatePartitions;
 
-use super::authorized_operations::{self, Resource};
 use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
-use super::{code, str_bytes, topic_name};
+use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::cluster::protocol::{ControllerReply, ControllerRequest};
-use crate::cluster::Cluster;
 
 pub(super) async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let cluster = &broker.cluster;

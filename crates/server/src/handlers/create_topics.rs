@@ -1,31 +1,15 @@
 //! CreateTopics (key 19), including `validate_only`: checked here, decided by the active
 //! controller wherever it runs, and answered once this broker has the new topics.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
-    MetadataResponse,
-};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
-use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
-use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
+use strom_metadata::controller::CreateTopic;
 
-use super::authorized_operations::{self, Resource};
 use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
-use super::{code, str_bytes, topic_name};
+use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::cluster::protocol::{ControllerReply, ControllerRequest};
-use crate::cluster::Cluster;
 
 pub(super) async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let cluster = &broker.cluster;
@@ -180,4 +164,3 @@ fn created_configs(
         })
         .collect()
 }
-

@@ -1,36 +1,13 @@
 //! DescribeCluster (key 60): the brokers of the committed metadata.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
-    MetadataResponse,
-};
-use kafka_protocol::ResponseError;
-use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
-use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::authorized_operations::{self, Resource};
-use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
-use super::{code, str_bytes, topic_name};
+use super::str_bytes;
 use crate::broker::Broker;
-use crate::cluster::protocol::{ControllerReply, ControllerRequest};
-use crate::cluster::Cluster;
 
-pub(super) fn handle(
-    broker: &Broker,
-    request: &DescribeClusterRequest,
-    version: i16,
-) -> DescribeClusterResponse {
+pub(super) fn handle(broker: &Broker, request: &DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
     let image = broker.cluster.image();
     let mut response = DescribeClusterResponse::default();
     response.cluster_authorized_operations =
@@ -58,4 +35,3 @@ pub(super) fn handle(
         .collect();
     response
 }
-

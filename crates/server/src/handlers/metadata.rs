@@ -2,36 +2,25 @@
 //! broker has. Unknown topics are created first (through the controller) when
 //! `auto.create.topics.enable` and the request allow it, as Kafka does.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
-    MetadataResponse,
-};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
-use strom_metadata::controller::{ConfigOp, CreatePartitions, CreateTopic};
-use strom_metadata::{ConfigResource, ControllerError, MetadataImage, TopicImage, NO_LEADER};
+use strom_metadata::controller::CreateTopic;
+use strom_metadata::{MetadataImage, TopicImage, NO_LEADER};
 
 use super::authorized_operations::{self, Resource};
-use super::cluster_admin::{ask, await_image, controller_error_code, unavailable};
+use super::cluster_admin::{ask, await_image};
 use super::{code, str_bytes, topic_name};
 use crate::broker::Broker;
-use crate::cluster::protocol::{ControllerReply, ControllerRequest};
-use crate::cluster::Cluster;
+use crate::cluster::protocol::ControllerRequest;
 
 /// The controller clients are told of: the quorum leader if it is also a broker, else any
 /// broker (Kafka answers a random broker on the client listener).
 pub(super) fn controller_id(broker: &Broker, image: &MetadataImage) -> i32 {
-    let leader = broker.cluster
+    let leader = broker
+        .cluster
         .quorum
         .metrics()
         .borrow()
@@ -206,4 +195,3 @@ fn describe_topic(image: &MetadataImage, topic: &TopicImage, version: i16, opera
         .collect();
     out
 }
-

@@ -1,7 +1,6 @@
 //! ElectLeaders (key 43), AlterPartitionReassignments (key 45) and ListPartitionReassignments
 //! (key 46): leadership and replica placement, decided by the active controller (forwarded
-//! from any broker) and answered from the metadata image. On a single node nothing can move:
-//! an election is never needed, and the only assignment is the node itself.
+//! from any broker) and answered from the metadata image.
 
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,

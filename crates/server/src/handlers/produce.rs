@@ -369,8 +369,7 @@ fn produce_partition(
     };
     let options = topic.produce_options();
     if acks == -1 {
-        // A single node is the whole ISR: one replica.
-        if let Err((isr, min_isr)) = partition.check_acks_all(options.min_insync_replicas.max(1) as usize) {
+        if let Err((isr, min_isr)) = partition.check_acks_all() {
             return error_response(
                 index,
                 ResponseError::NotEnoughReplicas,
@@ -424,7 +423,7 @@ fn produce_partition(
     let leader_epoch = partition.leader_epoch();
     let append = |log: &mut strom_storage::Log| {
         let result = log.append(&validated, leader_epoch, now);
-        // The high watermark follows: at once on a single node, with the ISR in a cluster.
+        // The high watermark follows as the ISR has the records (at once in an ISR of one).
         partition.after_local_append(log);
         result
     };

@@ -503,8 +503,7 @@ pub(super) fn describe_producers(broker: &Broker, request: DescribeProducersRequ
                                     described.producer_epoch = i32::from(p.producer_epoch);
                                     described.last_sequence = p.last_sequence;
                                     described.last_timestamp = p.last_timestamp_ms;
-                                    // Markers carry no coordinator epoch worth reporting on a
-                                    // single node.
+                                    // The coordinator epoch of the last marker is not kept.
                                     described.coordinator_epoch = -1;
                                     described.current_txn_start_offset = p.current_txn_start_offset;
                                     described

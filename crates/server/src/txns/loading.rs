@@ -1,6 +1,5 @@
-//! Which transactional ids this broker coordinates, and loading them: at start-up on a single
-//! node (every `__transaction_state` partition), and in a cluster as leadership of those
-//! partitions comes and goes ([`lead_partitions`]).
+//! Which transactional ids this broker coordinates, and loading them as leadership of their
+//! `__transaction_state` partitions comes and goes ([`lead_partitions`]).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -11,7 +10,6 @@ use super::{state_partition_count, IdLocks, State, Txns, TXN_STATE_TOPIC};
 use crate::broker::Broker;
 use crate::internal_topic::{self, InternalTopic};
 use crate::ownership::Ownership;
-use crate::topics::TopicRegistry;
 
 impl Txns {
     /// An empty coordinator: it takes on the ids of each `__transaction_state` partition when

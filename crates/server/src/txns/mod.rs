@@ -1,10 +1,9 @@
 //! The transaction coordinator inside the broker: [`strom_txn::TxnCoordinator`] behind a
 //! lock, its records written to `__transaction_state`, its markers written into the
-//! transactions' partitions (here or, in a cluster, by their leaders through WriteTxnMarkers),
-//! and its clock (timeouts, id expiry, unfinished markers) ticked by a background task.
+//! transactions' partitions (here, or by their leaders elsewhere through WriteTxnMarkers), and
+//! its clock (timeouts, id expiry, unfinished markers) ticked by a background task.
 //!
-//! On a single node this broker coordinates every transactional id. In a cluster an id's
-//! coordinator is the leader of its `__transaction_state` partition: the partition is
+//! An id's coordinator is the leader of its `__transaction_state` partition: the partition is
 //! replicated, a new leader loads the ids it now owns from its copy, and a broker that lost a
 //! partition forgets its ids ([`lead_partitions`]).
 //!
@@ -480,7 +479,6 @@ fn state_partition_count(broker: &Broker) -> i32 {
     broker
         .topics
         .get(TXN_STATE_TOPIC)
-        .filter(|topic| topic.replicated)
         .map_or(broker.txns.state_topic.partitions, |topic| topic.partition_count())
 }
 
