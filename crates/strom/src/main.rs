@@ -50,7 +50,7 @@ struct ServerArgs {
     #[arg(long)]
     node_id: Option<i32>,
     /// This node's roles in a cluster: broker, controller, or both (Kafka's `process.roles`).
-    /// Without it the broker runs as a single node.
+    /// Without it the node is standalone: a one-node cluster, its own only voter.
     #[arg(long)]
     process_roles: Option<String>,
     /// Where the metadata quorum and the controller listen, host:port.

@@ -340,11 +340,7 @@ fn a_node_whose_quorum_is_unreachable_says_so_once_and_writes_no_data() {
         .filter(|name| name != ".lock")
         .collect();
     written.sort();
-    assert_eq!(
-        written,
-        ["__cluster_metadata", "__strom", "meta.properties"],
-        "no topic data"
-    );
+    assert_eq!(written, ["__cluster_metadata", "meta.properties"], "no topic data");
 }
 
 fn free_port() -> u16 {
