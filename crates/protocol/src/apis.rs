@@ -33,7 +33,8 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
 /// - DescribeCluster 1: v2 adds endpoint types for controllers.
 /// - DescribeQuorum 2: every version Kafka 4.4 has (v2 adds the voters' listeners, KIP-853).
 /// - DescribeLogDirs 1-4: v0 is gone since Kafka 4.0; v5 adds KIP-1066's cordoned flag, which
-///   `kafka-protocol` 0.18 does not have (and Strom cannot cordon its one data directory).
+///   `kafka-protocol` 0.18 does not have (and Strom cannot cordon a log directory).
+///   AlterReplicaLogDirs 1-2: every version Kafka 4.4 has.
 /// - AlterPartitionReassignments 0: v1 adds KIP-860's `allow_replication_factor_change`.
 /// - FindCoordinator 5: v6 adds share groups.
 /// - OffsetCommit 9 and OffsetFetch 9: v10 addresses topics by id.
@@ -56,6 +57,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::DescribeQuorum, 0, 2),
     api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::AlterReplicaLogDirs, 1, 2),
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::AlterPartitionReassignments, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),

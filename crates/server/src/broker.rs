@@ -46,8 +46,9 @@ pub struct Broker {
     /// when their max wait runs out.
     appended: watch::Sender<u64>,
     shutting_down: std::sync::atomic::AtomicBool,
-    /// Held for the process lifetime: two brokers on one data directory would corrupt it.
-    _dir_lock: std::fs::File,
+    /// Held for the process lifetime, one per log directory: two brokers on one directory
+    /// would corrupt it.
+    _dir_locks: Vec<std::fs::File>,
 }
 
 pub fn now_ms() -> i64 {
@@ -83,14 +84,23 @@ impl Broker {
             );
             std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
         }
-        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id, &cluster.cluster_id)?;
-        if cluster_id != cluster.cluster_id {
-            return Err(StartupError::OtherCluster {
-                path: data_dir.display().to_string(),
-                found: cluster_id,
-                expected: cluster.cluster_id.clone(),
-            });
+        // Every log directory says which cluster and node it belongs to (Kafka's
+        // meta.properties in each of `log.dirs`): a directory of another one is refused.
+        let mut extra_locks = Vec::new();
+        for dir in config.log_dirs() {
+            if dir != data_dir {
+                extra_locks.push(lock_data_dir(&dir)?);
+            }
+            let found = load_or_create_cluster_id(&dir, config.node_id, &cluster.cluster_id)?;
+            if found != cluster.cluster_id {
+                return Err(StartupError::OtherCluster {
+                    path: dir.display().to_string(),
+                    found,
+                    expected: cluster.cluster_id.clone(),
+                });
+            }
         }
+        let cluster_id = cluster.cluster_id.clone();
         let adoption = match cluster.adopting {
             true => {
                 let adoption =
@@ -111,7 +121,7 @@ impl Broker {
             producer_id_blocks(cluster.clone(), session.clone(), config.node_id),
             adoption.as_ref().map_or(0, |a| a.producer_id_floor),
         );
-        let topics = TopicRegistry::open(&data_dir, config.topic_defaults.clone(), adoption.is_some())?;
+        let topics = TopicRegistry::open(&config.log_dirs(), config.topic_defaults.clone(), adoption.is_some())?;
         if let Some(adoption) = &adoption {
             topics.set_adopting(adoption.topics.iter().map(|t| (t.name.clone(), t.id)).collect());
         }
@@ -141,7 +151,7 @@ impl Broker {
             started_ms: now_ms(),
             appended,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
-            _dir_lock: dir_lock,
+            _dir_locks: std::iter::once(dir_lock).chain(extra_locks).collect(),
         })
     }
 

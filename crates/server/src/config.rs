@@ -25,8 +25,12 @@ pub struct BrokerConfig {
     pub advertised_port: u16,
     /// Whether `advertised.listeners` was set; if not, it follows `listeners`.
     advertised_set: bool,
-    /// `log.dirs`: the data directory.
+    /// The first of `log.dirs`: the data directory, which also holds `meta.properties`, the
+    /// metadata quorum's log and `__strom`.
     pub data_dir: PathBuf,
+    /// The rest of `log.dirs`: more directories for partition logs (Kafka's JBOD), each
+    /// with its own `meta.properties` and lock.
+    pub extra_log_dirs: Vec<PathBuf>,
     /// `node.id`
     pub node_id: i32,
     /// `auto.create.topics.enable`
@@ -96,6 +100,7 @@ impl Default for BrokerConfig {
             advertised_port: 9092,
             advertised_set: false,
             data_dir: PathBuf::from("./strom-data"),
+            extra_log_dirs: Vec::new(),
             node_id: 1,
             auto_create_topics_enable: true,
             num_partitions: 1,
@@ -179,6 +184,13 @@ fn strip_listener_scheme(value: &str) -> &str {
 }
 
 impl BrokerConfig {
+    /// Every directory of `log.dirs`, the data directory first.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.data_dir.clone())
+            .chain(self.extra_log_dirs.iter().cloned())
+            .collect()
+    }
+
     /// Applies one property by its Kafka name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         match key {
@@ -200,7 +212,28 @@ impl BrokerConfig {
                 self.advertised_port = parse(key, port)?;
                 self.advertised_set = true;
             }
-            "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(value),
+            "log.dirs" | "log.dir" | "data.dir" => {
+                let dirs: Vec<PathBuf> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                let Some((first, rest)) = dirs.split_first() else {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: "names no directory".into(),
+                    });
+                };
+                if let Some(twice) = dirs.iter().enumerate().find(|(i, d)| dirs[..*i].contains(d)) {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: format!("{} is listed twice", twice.1.display()),
+                    });
+                }
+                self.data_dir = first.clone();
+                self.extra_log_dirs = rest.to_vec();
+            }
             "node.id" | "broker.id" => self.node_id = parse(key, value)?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse(key, value)?,
             "num.partitions" => {
@@ -376,6 +409,18 @@ mod tests {
         assert_eq!(config.topic_defaults["retention.ms"], "1000");
         assert!(config.set("log.retention.ms", "soon").is_err());
         assert!(matches!(config.set("no.such.thing", "1"), Err(ConfigError::Unknown(_))));
+    }
+
+    #[test]
+    fn log_dirs_are_a_list_whose_first_is_the_data_directory() {
+        let mut config = BrokerConfig::default();
+        config.set("log.dirs", "/d/one, /d/two,/d/three").unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/d/one"));
+        assert_eq!(config.log_dirs(), ["/d/one", "/d/two", "/d/three"].map(PathBuf::from));
+        config.set("log.dir", "/d/only").unwrap();
+        assert_eq!(config.log_dirs(), [PathBuf::from("/d/only")]);
+        assert!(config.set("log.dirs", "/d/a,/d/a").is_err(), "a directory twice");
+        assert!(config.set("log.dirs", " , ").is_err(), "no directory");
     }
 
     #[test]

@@ -7,20 +7,22 @@
 //! - [`config`]: broker properties by Kafka name, from file, environment and flags.
 //! - [`topic_config`]: topic-level configs, validation, translation to storage `LogConfig`.
 //! - [`dynamic_config`]: broker configs changed at run time (AlterConfigs on a broker).
-//! - [`adoption`]: a single-node data directory opened as a cluster node.
+//! - [`adoption`]: a data directory of the single-node broker of before, handed to the cluster.
 //! - [`broker`]: the shared state of a broker process (topics, ids, the append signal).
-//! - [`cluster`]: in a cluster, the metadata quorum, the image of the committed metadata, the
-//!   active controller, registration and heartbeats; [`cluster_config`] its settings.
-//! - [`topics`]: the topic registry, persisted under `<data-dir>/__strom/topics`.
+//! - [`cluster`]: the node's part in its cluster (a standalone node's too): the metadata quorum,
+//!   the image of the committed metadata, the active controller, registration and heartbeats;
+//!   [`cluster_config`] its settings.
+//! - [`topics`]: the topic registry, following the cluster's metadata.
+//! - [`log_dirs`]: the log directories (`log.dirs`): placing, finding and moving partition logs.
 //! - [`partition`]: one partition's log behind its lock, and its replication leader's state.
 //! - [`groups`]: the group coordinator (`strom-group`) behind its lock, writing to and loading
 //!   from `__consumer_offsets`, with its timer task.
 //! - [`txns`]: the transaction coordinator (`strom-txn`), one id's work at a time, writing to
-//!   and loading from `__transaction_state` (following its leadership in a cluster), writing
+//!   and loading from `__transaction_state` (following its leadership), writing
 //!   markers here or through their partitions' leaders, with its timer task.
 //! - [`internal_topic`]: creating, appending to and replaying the coordinators' topics.
 //! - `ownership`: which partitions of their topics the coordinators answer for, following
-//!   leadership in a cluster.
+//!   leadership.
 //! - `connection`: one client connection's read-answer-write loop, with admission control.
 //! - `handlers`: one module per Kafka API.
 //! - `outbox`: responses queued for a connection; fetched records leave by `sendfile`.
@@ -36,6 +38,7 @@ pub mod dynamic_config;
 pub mod groups;
 mod handlers;
 pub mod internal_topic;
+pub mod log_dirs;
 mod outbox;
 mod ownership;
 pub mod partition;

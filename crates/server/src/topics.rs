@@ -10,6 +10,7 @@ use strom_storage::Log;
 use uuid::Uuid;
 
 use crate::dynamic_config::DynamicBrokerConfigs;
+use crate::log_dirs::LogDirs;
 use crate::partition::Partition;
 use crate::topic_config;
 
@@ -123,7 +124,8 @@ impl Topic {
 }
 
 pub struct TopicRegistry {
-    data_dir: PathBuf,
+    /// Where the partition logs live (`log.dirs`).
+    pub log_dirs: LogDirs,
     /// The topic defaults from the broker's static configuration.
     static_defaults: BTreeMap<String, String>,
     /// Dynamic broker configs ([`crate::dynamic_config`]).
@@ -139,10 +141,6 @@ pub struct TopicRegistry {
     adopting: RwLock<BTreeMap<String, Uuid>>,
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
-}
-
 fn io_error(context: &str, e: impl std::fmt::Display) -> TopicError {
     TopicError::Storage(format!("{context}: {e}"))
 }
@@ -154,10 +152,11 @@ impl TopicRegistry {
     /// opened as a cluster node without adopting it (which happens only on the first start), and
     /// is refused rather than ignored.
     pub fn open(
-        data_dir: &Path,
+        log_dirs: &[PathBuf],
         broker_defaults: BTreeMap<String, String>,
         adopting: bool,
     ) -> Result<Self, TopicError> {
+        let data_dir = &log_dirs[0];
         let meta_dir = data_dir.join("__strom").join("topics");
         if !adopting {
             let entries = match std::fs::read_dir(&meta_dir) {
@@ -182,7 +181,7 @@ impl TopicRegistry {
             }
         }
         Ok(TopicRegistry {
-            data_dir: data_dir.to_path_buf(),
+            log_dirs: LogDirs::open(log_dirs).map_err(TopicError::Storage)?,
             broker_defaults: RwLock::new(broker_defaults.clone()),
             static_defaults: broker_defaults,
             dynamic: RwLock::new(DynamicBrokerConfigs::default()),
@@ -206,7 +205,7 @@ impl TopicRegistry {
         overrides: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> Result<Log, TopicError> {
-        let dir = partition_dir(&self.data_dir, topic, index);
+        let dir = self.log_dirs.place(&format!("{topic}-{index}"));
         let config = topic_config::log_config(&self.broker_defaults(), overrides);
         // A replicated partition is committed only up to its high watermark, which survives a
         // restart in its checkpoint.
@@ -439,6 +438,7 @@ impl TopicRegistry {
             partition.install_log(self.open_log(name, index, overrides, now_ms)?);
         } else if !hosted && has_log {
             if let Some(log) = partition.take_log() {
+                self.log_dirs.removed(log.dir());
                 log.delete()
                     .map_err(|e| io_error(&format!("deleting {name}-{index}"), e))?;
             }
@@ -455,11 +455,56 @@ impl TopicRegistry {
         };
         for partition in topic.partitions() {
             if let Some(log) = partition.take_log() {
+                self.log_dirs.removed(log.dir());
                 log.delete()
                     .map_err(|e| io_error(&format!("deleting {name}-{}", partition.index), e))?;
             }
         }
         Ok(())
+    }
+
+    /// Moves a hosted partition's log into log directory `to` (AlterReplicaLogDirs): closed,
+    /// moved ([`LogDirs::move_log`]) and opened again there, with the metadata follower held
+    /// off meanwhile. Requests that reach the partition during the move find no log and are
+    /// answered as for a partition not hosted here, which clients retry. If the move fails, the
+    /// log opens again where it was.
+    pub fn move_log(&self, partition: &Partition, to: &Path, now_ms: i64) -> Result<(), TopicError> {
+        let _changing = self.changing.lock().expect("registry changes lock");
+        let Some(log) = partition.take_log() else {
+            return Err(TopicError::Unknown(format!("{}-{}", partition.topic, partition.index)));
+        };
+        let from = log.dir().to_path_buf();
+        if from.parent() == Some(to) {
+            partition.install_log(log);
+            return Ok(());
+        }
+        let config = log.config().clone();
+        let reopen = |dir: &Path| -> Result<Log, TopicError> {
+            let options = strom_storage::LogOpenOptions {
+                high_watermark_from_checkpoint: true,
+            };
+            Log::open_with(dir, config.clone(), options, now_ms)
+                .map(|(log, _)| log)
+                .map_err(|e| io_error(&dir.display().to_string(), e))
+        };
+        if let Err(e) = log.close() {
+            // Closing flushes and checkpoints; the data on disk is as a crash would leave it,
+            // which opening recovers.
+            tracing::error!(log = %from.display(), error = %e, "closing a log to move it failed");
+            partition.install_log(reopen(&from)?);
+            return Err(io_error(&from.display().to_string(), e));
+        }
+        match self.log_dirs.move_log(&from, to) {
+            Ok(moved) => {
+                partition.install_log(reopen(&moved)?);
+                tracing::info!(topic = %partition.topic, partition = partition.index, from = %from.display(), to = %moved.display(), "moved a log to another log directory");
+                Ok(())
+            }
+            Err(e) => {
+                partition.install_log(reopen(&from)?);
+                Err(io_error(&format!("moving {} to {}", from.display(), to.display()), e))
+            }
+        }
     }
 
     /// Flushes and closes every log: the last step of a graceful shutdown.

@@ -255,6 +255,9 @@ fn empty_request(key: ApiKey) -> Option<kafka_protocol::messages::RequestKind> {
             RequestKind::DescribeQuorum(kafka_protocol::messages::DescribeQuorumRequest::default())
         }
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
+        ApiKey::AlterReplicaLogDirs => {
+            RequestKind::AlterReplicaLogDirs(kafka_protocol::messages::AlterReplicaLogDirsRequest::default())
+        }
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
         _ => return None,
     })

@@ -37,6 +37,7 @@ pub struct BrokerBuilder {
     bin: PathBuf,
     settings: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
+    extra_log_dirs: usize,
 }
 
 impl BrokerBuilder {
@@ -50,6 +51,13 @@ impl BrokerBuilder {
     /// the caller keeps it (it is not deleted when the broker is dropped).
     pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(path.into());
+        self
+    }
+
+    /// Gives the broker `count` more log directories (`log.dirs` after the data directory),
+    /// fresh ones in the scratch directory: see [`Broker::log_dirs`].
+    pub fn extra_log_dirs(mut self, count: usize) -> Self {
+        self.extra_log_dirs = count;
         self
     }
 
@@ -69,10 +77,14 @@ impl BrokerBuilder {
         let data_dir = self.data_dir.unwrap_or_else(|| scratch.path().join("data"));
         std::fs::create_dir_all(&data_dir).expect("create data dir");
         let log_path = scratch.path().join("broker.log");
+        let extra_log_dirs = (1..=self.extra_log_dirs)
+            .map(|i| scratch.path().join(format!("logs-{i}")))
+            .collect();
         let mut broker = Broker {
             bin: self.bin,
             settings: self.settings,
             data_dir,
+            extra_log_dirs,
             log_path,
             scratch,
             port: 0,
@@ -93,6 +105,7 @@ pub struct Broker {
     bin: PathBuf,
     settings: Vec<(String, String)>,
     data_dir: PathBuf,
+    extra_log_dirs: Vec<PathBuf>,
     log_path: PathBuf,
     /// Deleted on drop, unless a test panicked with [`KEEP_SCRATCH_VAR`] set.
     scratch: TempDir,
@@ -120,6 +133,7 @@ impl Broker {
             bin: bin.to_owned(),
             settings: Vec::new(),
             data_dir: None,
+            extra_log_dirs: 0,
         }
     }
 
@@ -138,6 +152,13 @@ impl Broker {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Every log directory (`log.dirs`): the data directory, then the extra ones.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.data_dir.clone())
+            .chain(self.extra_log_dirs.iter().cloned())
+            .collect()
     }
 
     pub fn log_path(&self) -> &Path {
@@ -305,7 +326,13 @@ impl Broker {
             .arg("--listeners")
             .arg(self.bootstrap())
             .arg("--data-dir")
-            .arg(&self.data_dir);
+            .arg(
+                self.log_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         for (key, value) in &self.settings {
             command.arg("--set").arg(format!("{key}={value}"));
         }

@@ -186,7 +186,14 @@ fn broker_properties(broker: &Broker) -> Vec<(String, String)> {
             "advertised.listeners".to_string(),
             format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port),
         ),
-        ("log.dirs".to_string(), c.data_dir.display().to_string()),
+        (
+            "log.dirs".to_string(),
+            c.log_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         ("node.id".to_string(), c.node_id.to_string()),
         (
             "auto.create.topics.enable".to_string(),

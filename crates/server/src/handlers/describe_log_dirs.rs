@@ -1,14 +1,13 @@
-//! DescribeLogDirs (key 35): the broker's log directories and the size of every partition log
-//! in them, as `kafka-log-dirs --describe`, AKHQ, Kafka UI and kafka-python's
-//! `describe_log_dirs` read them. Strom has one data directory (`log.dirs`), so the answer
-//! holds one result.
+//! DescribeLogDirs (key 35): the broker's log directories (`log.dirs`) and the size of every
+//! partition log in each, as `kafka-log-dirs --describe`, AKHQ, Kafka UI and kafka-python's
+//! `describe_log_dirs` read them: one result per directory, in `log.dirs` order.
 //!
 //! As in Kafka: null `topics` asks for every partition hosted here; otherwise only the named
 //! partitions that are hosted here are listed, and unknown ones are simply absent (no error).
 //! A partition this node knows from the cluster's metadata but holds no log for (a replica
-//! elsewhere) is not in this directory, so it is skipped. Internal topics are included.
-//! `offset_lag` is 0: every hosted log is its own leader's (Strom has no followers yet), and
-//! there are no future (moving) logs.
+//! elsewhere) is in no directory, so it is skipped. Internal topics are included.
+//! `offset_lag` is 0: Kafka reports a current log's distance below its high watermark, which a
+//! log never has, and Strom has no future (moving) logs: a move completes before its answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -34,7 +33,9 @@ pub(super) fn handle(broker: &Broker, request: DescribeLogDirsRequest, version: 
         wanted
     });
 
-    let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
+    // Per log directory, per topic (in name order): the partitions whose log is there.
+    let dirs = broker.topics.log_dirs.dirs();
+    let mut placed: Vec<Vec<DescribeLogDirsTopic>> = vec![Vec::new(); dirs.len()];
     let mut listed = broker.topics.list();
     listed.sort_by(|a, b| a.name.cmp(&b.name));
     for topic in listed {
@@ -46,47 +47,52 @@ pub(super) fn handle(broker: &Broker, request: DescribeLogDirsRequest, version: 
                 Some(partitions) => Some(partitions),
             },
         };
-        let mut partitions = Vec::new();
+        let mut by_dir: Vec<Vec<DescribeLogDirsPartition>> = vec![Vec::new(); dirs.len()];
         for partition in topic.partitions() {
             if asked.is_some_and(|asked| !asked.contains(&partition.index)) {
                 continue;
             }
-            let size = match partition.lock().as_ref() {
+            let (size, dir) = match partition.lock().as_ref() {
                 // Not hosted here: a replica on another node.
                 None => continue,
-                Some(log) => log.size_bytes(),
+                Some(log) => (log.size_bytes(), log.dir().parent().map(Path::to_path_buf)),
+            };
+            let Some(slot) = dir.and_then(|dir| dirs.iter().position(|d| *d == dir)) else {
+                continue;
             };
             let mut entry = DescribeLogDirsPartition::default();
             entry.partition_index = partition.index;
             entry.partition_size = i64::try_from(size).unwrap_or(i64::MAX);
             entry.offset_lag = 0;
             entry.is_future_key = false;
-            partitions.push(entry);
+            by_dir[slot].push(entry);
         }
-        // Kafka groups the directory's logs by topic: a topic with none of its logs here is absent.
-        if !partitions.is_empty() {
-            let mut entry = DescribeLogDirsTopic::default();
-            entry.name = name;
-            entry.partitions = partitions;
-            topics.push(entry);
+        // Kafka groups a directory's logs by topic: a topic with none of its logs there is absent.
+        for (slot, partitions) in by_dir.into_iter().enumerate() {
+            if !partitions.is_empty() {
+                let mut entry = DescribeLogDirsTopic::default();
+                entry.name = name.clone();
+                entry.partitions = partitions;
+                placed[slot].push(entry);
+            }
         }
-    }
-
-    let dir = &broker.config.data_dir;
-    let mut result = DescribeLogDirsResult::default();
-    result.error_code = 0;
-    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-    result.log_dir = str_bytes(&absolute.to_string_lossy());
-    result.topics = topics;
-    if version >= 4 {
-        let (total, usable) = volume_bytes(&absolute);
-        result.total_bytes = total;
-        result.usable_bytes = usable;
     }
 
     let mut response = DescribeLogDirsResponse::default();
     response.error_code = 0;
-    response.results = vec![result];
+    for (dir, topics) in dirs.iter().zip(placed) {
+        let mut result = DescribeLogDirsResult::default();
+        result.error_code = 0;
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        result.log_dir = str_bytes(&absolute.to_string_lossy());
+        result.topics = topics;
+        if version >= 4 {
+            let (total, usable) = volume_bytes(&absolute);
+            result.total_bytes = total;
+            result.usable_bytes = usable;
+        }
+        response.results.push(result);
+    }
     response
 }
 

@@ -17,6 +17,7 @@ use crate::groups::CommitError;
 use strom_group::GroupError;
 
 mod admin_configs;
+mod alter_replica_log_dirs;
 mod api_versions;
 mod authorized_operations;
 mod cluster_admin;
@@ -89,6 +90,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r))
         }
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r, version)),
+        RequestKind::AlterReplicaLogDirs(r) => {
+            ResponseKind::AlterReplicaLogDirs(alter_replica_log_dirs::handle(broker, r).await)
+        }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
         }
@@ -246,6 +250,7 @@ mod tests {
             ApiKey::DescribeCluster,
             ApiKey::DescribeQuorum,
             ApiKey::DescribeLogDirs,
+            ApiKey::AlterReplicaLogDirs,
             ApiKey::FindCoordinator,
             ApiKey::InitProducerId,
             ApiKey::OffsetForLeaderEpoch,
