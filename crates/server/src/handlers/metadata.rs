@@ -118,9 +118,10 @@ pub(super) async fn handle(broker: &Broker, request: MetadataRequest, version: i
         Resource::Topic,
     );
     response.topics = match requested {
+        // Internal topics too, marked so (as Kafka answers; clients filter them out with
+        // `exclude.internal.topics` and `listInternal`).
         None => image
             .topics()
-            .filter(|t| !t.name.starts_with("__"))
             .map(|t| describe_topic(&image, t, version, topic_operations))
             .collect(),
         Some(requested) => requested
