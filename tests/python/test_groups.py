@@ -191,6 +191,9 @@ def test_confluent_commits_survive_a_broker_sigkill(broker_factory, topic_name):
     topic, group = topic_name("durable"), f"g-{uuid.uuid4().hex[:8]}"
     create_topic(broker, topic)
     member = confluent_member(broker, group, topic)
+    # Committed once the member holds its partitions: a commit while its join is still in
+    # progress is refused (UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION), as by Kafka.
+    poll_members([member], lambda _, a: len(a[0]) == PARTITIONS, DEFAULT_WAIT_S, "assignment")
     offsets = [TopicPartition(topic, p, 5 + p) for p in range(PARTITIONS)]
     member.commit(offsets=offsets, asynchronous=False)
     member.close()

@@ -81,10 +81,12 @@ pub fn detect(data_dir: &Path) -> std::io::Result<bool> {
     Ok(mark(data_dir).exists())
 }
 
-/// Reads what the single node kept and checkpoints its logs' high watermarks at their ends.
+/// Reads what the single node kept and checkpoints its logs' high watermarks at their ends
+/// (in the data directory's `replication-offset-checkpoint`).
 pub fn prepare(data_dir: &Path, now_ms: i64) -> Result<Adoption, String> {
     let topics_dir = data_dir.join("__strom").join("topics");
     let mut topics = Vec::new();
+    let mut high_watermarks = strom_storage::hw_checkpoint::read(data_dir).unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(&topics_dir) {
         for entry in entries {
             let path = entry.map_err(|e| format!("{}: {e}", topics_dir.display()))?.path();
@@ -98,7 +100,10 @@ pub fn prepare(data_dir: &Path, now_ms: i64) -> Result<Adoption, String> {
             let file: TopicFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             let id = Uuid::parse_str(&file.id).map_err(|e| format!("{}: {e}", path.display()))?;
             for index in 0..file.partitions {
-                checkpoint_end(&data_dir.join(format!("{name}-{index}")), now_ms)?;
+                let log = format!("{name}-{index}");
+                if let Some(end) = log_end(&data_dir.join(&log), now_ms)? {
+                    high_watermarks.insert(log, end);
+                }
             }
             topics.push(AdoptedTopic {
                 name,
@@ -109,6 +114,8 @@ pub fn prepare(data_dir: &Path, now_ms: i64) -> Result<Adoption, String> {
         }
     }
     topics.sort_by(|a, b| a.name.cmp(&b.name));
+    strom_storage::hw_checkpoint::write(data_dir, &high_watermarks)
+        .map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let floor_path = data_dir.join("__strom").join("producer-id-block");
     let producer_id_floor = match std::fs::read_to_string(&floor_path) {
         Ok(text) => text
@@ -126,21 +133,22 @@ pub fn prepare(data_dir: &Path, now_ms: i64) -> Result<Adoption, String> {
     })
 }
 
-/// A single node's log is committed to its end: its high watermark checkpoint says so.
-fn checkpoint_end(dir: &Path, now_ms: i64) -> Result<(), String> {
+/// A single node's log is committed to its end: the end, for its high watermark checkpoint
+/// (`None` if the single node never created the log).
+fn log_end(dir: &Path, now_ms: i64) -> Result<Option<i64>, String> {
     if !dir.exists() {
-        return Ok(());
+        return Ok(None);
     }
-    let options = strom_storage::LogOpenOptions {
-        high_watermark_from_checkpoint: false,
-    };
-    let (mut log, _) = strom_storage::Log::open_with(dir, strom_storage::LogConfig::default(), options, now_ms)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (log, _) = strom_storage::Log::open_with(
+        dir,
+        strom_storage::LogConfig::default(),
+        strom_storage::LogOpenOptions::default(),
+        now_ms,
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
     let end = log.log_end_offset();
-    log.set_high_watermark(end);
-    log.checkpoint_high_watermark()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    log.close().map_err(|e| format!("{}: {e}", dir.display()))
+    log.close().map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(Some(end))
 }
 
 /// Hands the adopted topics, producer ids and configs to the cluster once this broker is

@@ -126,6 +126,9 @@ impl Topic {
 pub struct TopicRegistry {
     /// Where the partition logs live (`log.dirs`).
     pub log_dirs: LogDirs,
+    /// Each log directory's `replication-offset-checkpoint` as last read or written: entries
+    /// of logs not opened yet are kept until their log is gone from the directory.
+    high_watermarks: std::sync::Mutex<BTreeMap<PathBuf, BTreeMap<String, i64>>>,
     /// The topic defaults from the broker's static configuration.
     static_defaults: BTreeMap<String, String>,
     /// Dynamic broker configs ([`crate::dynamic_config`]).
@@ -180,8 +183,18 @@ impl TopicRegistry {
                 )));
             }
         }
+        let mut high_watermarks = BTreeMap::new();
+        for dir in log_dirs {
+            let entries = strom_storage::hw_checkpoint::read(dir).unwrap_or_else(|e| {
+                // Stale or absent is safe: leaders and followers bring high watermarks up.
+                tracing::warn!(dir = %dir.display(), error = %e, "high watermark checkpoint ignored");
+                BTreeMap::new()
+            });
+            high_watermarks.insert(dir.clone(), entries);
+        }
         Ok(TopicRegistry {
             log_dirs: LogDirs::open(log_dirs).map_err(TopicError::Storage)?,
+            high_watermarks: std::sync::Mutex::new(high_watermarks),
             broker_defaults: RwLock::new(broker_defaults.clone()),
             static_defaults: broker_defaults,
             dynamic: RwLock::new(DynamicBrokerConfigs::default()),
@@ -208,9 +221,10 @@ impl TopicRegistry {
         let dir = self.log_dirs.place(&format!("{topic}-{index}"));
         let config = topic_config::log_config(&self.broker_defaults(), overrides);
         // A replicated partition is committed only up to its high watermark, which survives a
-        // restart in its checkpoint.
+        // restart in its log directory's checkpoint.
         let options = strom_storage::LogOpenOptions {
             high_watermark_from_checkpoint: true,
+            high_watermark: self.checkpointed_high_watermark(&dir),
         };
         let (log, report) =
             Log::open_with(&dir, config, options, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
@@ -479,9 +493,11 @@ impl TopicRegistry {
             return Ok(());
         }
         let config = log.config().clone();
+        let high_watermark = log.high_watermark();
         let reopen = |dir: &Path| -> Result<Log, TopicError> {
             let options = strom_storage::LogOpenOptions {
                 high_watermark_from_checkpoint: true,
+                high_watermark: Some(high_watermark),
             };
             Log::open_with(dir, config.clone(), options, now_ms)
                 .map(|(log, _)| log)
@@ -507,8 +523,56 @@ impl TopicRegistry {
         }
     }
 
-    /// Flushes and closes every log: the last step of a graceful shutdown.
+    /// The high watermark of the log at `path` in its directory's checkpoint, if any.
+    fn checkpointed_high_watermark(&self, path: &Path) -> Option<i64> {
+        let (dir, name) = (path.parent()?, path.file_name()?.to_str()?);
+        self.high_watermarks
+            .lock()
+            .expect("checkpoint lock")
+            .get(dir)?
+            .get(name)
+            .copied()
+    }
+
+    /// Writes each log directory's `replication-offset-checkpoint` with the high watermark of
+    /// every log in it (one atomic replacement per directory, and none where nothing changed).
+    /// Entries of logs not open yet stay while their directory exists.
+    pub fn checkpoint_high_watermarks(&self) {
+        let mut current: BTreeMap<PathBuf, BTreeMap<String, i64>> = BTreeMap::new();
+        for partition in self.all_partitions() {
+            if let Some(log) = partition.lock().as_ref() {
+                let path = log.dir();
+                if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+                    current
+                        .entry(dir.to_path_buf())
+                        .or_default()
+                        .insert(name.to_string(), log.high_watermark());
+                }
+            }
+        }
+        let mut written = self.high_watermarks.lock().expect("checkpoint lock");
+        for dir in self.log_dirs.dirs() {
+            let last = written.entry(dir.clone()).or_default();
+            let mut next: BTreeMap<String, i64> = last
+                .iter()
+                .filter(|(name, _)| dir.join(name).is_dir())
+                .map(|(name, hw)| (name.clone(), *hw))
+                .collect();
+            next.extend(current.remove(dir).unwrap_or_default());
+            if next == *last {
+                continue;
+            }
+            match strom_storage::hw_checkpoint::write(dir, &next) {
+                Ok(()) => *last = next,
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "high watermark checkpoint failed"),
+            }
+        }
+    }
+
+    /// Checkpoints the high watermarks, then flushes and closes every log: the last step of a
+    /// graceful shutdown.
     pub fn close_all(&self) {
+        self.checkpoint_high_watermarks();
         for partition in self.all_partitions() {
             if let Some(log) = partition.take_log() {
                 if let Err(e) = log.close() {

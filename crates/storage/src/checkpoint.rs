@@ -25,6 +25,7 @@ pub(crate) enum Kind {
     LeaderEpochs = 2,
     ProducerSnapshot = 3,
     ProducerSnapshotV2 = 4,
+    HighWatermarks = 5,
 }
 
 pub(crate) fn encode_frame(kind: Kind, body: &[u8]) -> Vec<u8> {

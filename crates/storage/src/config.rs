@@ -53,11 +53,15 @@ pub struct LogConfig {
 /// with [`crate::Log::set_config`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogOpenOptions {
-    /// Replicated semantics: the high watermark starts at the `high-watermark` checkpoint
-    /// (clamped to the log's offsets; the log start offset if there is none) instead of the
-    /// log end offset, and [`crate::Log::close`] writes the checkpoint. Off (the default), a
-    /// single node's log is committed up to its end.
+    /// Replicated semantics: the high watermark starts at [`LogOpenOptions::high_watermark`]
+    /// (clamped to the log's offsets), or without one at the `high-watermark` file earlier
+    /// versions kept in the log's directory, or else at the log start offset, instead of the
+    /// log end offset. Off (the default), the log is committed up to its end (how a data
+    /// directory of the single-node broker of before is read).
     pub high_watermark_from_checkpoint: bool,
+    /// The log's entry in its log directory's `replication-offset-checkpoint`
+    /// ([`crate::hw_checkpoint`]), which the broker reads once for all its logs.
+    pub high_watermark: Option<i64>,
 }
 
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;

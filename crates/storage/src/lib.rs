@@ -44,8 +44,9 @@
 //! `<base>.log`, `<base>.index`, `<base>.timeindex` (and `<base>.txnindex` once a transaction
 //! aborted there) per segment; `<offset>.snapshot` producer
 //! state; `leader-epoch-checkpoint`, `log-start-offset`, `recovery-point`, `cleaner-offset`
-//! checkpoints; `high-watermark` once written (`Log::checkpoint_high_watermark`, and `close`
-//! for a log opened for replication); `clean-shutdown` while closed cleanly. Temp files end in `.tmp` or `.cleaned`.
+//! checkpoints (a `high-watermark` file of earlier versions is still read); `clean-shutdown`
+//! while closed cleanly. The log directory above holds `replication-offset-checkpoint`
+//! ([`hw_checkpoint`]). Temp files end in `.tmp` or `.cleaned`.
 //!
 //! # Appends
 //! Batches are stored byte for byte as validated; the broker patches only the base offset,
@@ -59,6 +60,7 @@ mod compaction;
 mod config;
 mod epoch_checkpoint;
 mod error;
+pub mod hw_checkpoint;
 mod index_file;
 pub mod log;
 mod offset_index;

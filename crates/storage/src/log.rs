@@ -30,7 +30,9 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset";
-pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
+/// Where earlier versions kept a replicated log's high watermark, read when the broker's
+/// checkpoint has no entry for the log.
+pub(crate) const LEGACY_HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,12 +166,6 @@ pub struct Log {
     pub(crate) poisoned: bool,
     /// Compaction's progress: the first offset not yet cleaned.
     pub(crate) cleaner_offset: i64,
-    /// Opened with [`crate::LogOpenOptions::high_watermark_from_checkpoint`]: `close` writes
-    /// the `high-watermark` checkpoint.
-    pub(crate) high_watermark_checkpoint_on_close: bool,
-    /// What the `high-watermark` file holds, as far as this log knows (read on open or last
-    /// written), so an unchanged value is not written again.
-    pub(crate) high_watermark_checkpointed: Option<i64>,
 }
 
 impl Log {
@@ -199,7 +195,7 @@ impl Log {
     /// After a plain open this equals the log end offset: a single node acknowledges only what
     /// it has written, so everything in the log is committed. Opened with
     /// [`crate::LogOpenOptions::high_watermark_from_checkpoint`] it starts at the last
-    /// checkpointed value (see [`Log::checkpoint_high_watermark`]).
+    /// checkpointed value (see [`crate::hw_checkpoint`]).
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }
@@ -754,17 +750,14 @@ impl Log {
         Ok(())
     }
 
-    /// Flushes, snapshots producer state at the log end, writes the high watermark checkpoint
-    /// (if opened for replication), and marks a clean shutdown so the next open trusts the
-    /// indexes instead of scanning.
+    /// Flushes, snapshots producer state at the log end, and marks a clean shutdown so the next
+    /// open trusts the indexes instead of scanning. (The high watermark is the broker's to
+    /// checkpoint: [`crate::hw_checkpoint`].)
     pub fn close(mut self) -> Result<(), StorageError> {
         self.flush()?;
         let log_end_offset = self.log_end_offset();
         self.producer_state.write_snapshot(&self.dir, log_end_offset)?;
         self.remove_old_snapshots(log_end_offset)?;
-        if self.high_watermark_checkpoint_on_close {
-            self.checkpoint_high_watermark()?;
-        }
         checkpoint::write_offset(&self.dir.join(CLEAN_SHUTDOWN_FILE), log_end_offset)
     }
 

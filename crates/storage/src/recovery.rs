@@ -10,7 +10,7 @@
 //! - stray files of an interrupted compaction or checkpoint write (`*.cleaned`, `*.tmp`) are
 //!   removed;
 //! - with [`LogOpenOptions::high_watermark_from_checkpoint`], the high watermark is the
-//!   `high-watermark` checkpoint clamped to the recovered log (else the log end offset);
+//!   checkpointed one clamped to the recovered log (else the log end offset);
 //! - the leader epoch cache is truncated to the log end (or rebuilt from batch headers if its
 //!   file is missing or corrupt), and producer state is loaded from the newest usable snapshot
 //!   and replayed from batch headers up to the log end.
@@ -26,7 +26,7 @@ use crate::config::{LogConfig, LogOpenOptions};
 use crate::epoch_checkpoint::{self, LeaderEpochCache};
 use crate::error::{IoContext, StorageError};
 use crate::log::{
-    remove_if_exists, Log, RecoveryReport, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, HIGH_WATERMARK_FILE,
+    remove_if_exists, Log, RecoveryReport, CLEANER_OFFSET_FILE, CLEAN_SHUTDOWN_FILE, LEGACY_HIGH_WATERMARK_FILE,
     LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
 use crate::producer_state::{self, ProducerState};
@@ -97,10 +97,11 @@ impl Log {
         let recovery_point = read_checkpoint(dir, RECOVERY_POINT_FILE, &mut report, &mut repair).unwrap_or(i64::MIN);
         let log_start_checkpoint = read_checkpoint(dir, LOG_START_OFFSET_FILE, &mut report, &mut repair);
         let cleaner_checkpoint = read_checkpoint(dir, CLEANER_OFFSET_FILE, &mut report, &mut repair);
-        let high_watermark_checkpoint = if options.high_watermark_from_checkpoint {
-            read_checkpoint(dir, HIGH_WATERMARK_FILE, &mut report, &mut repair)
-        } else {
-            None
+        let high_watermark_checkpoint = match options.high_watermark_from_checkpoint {
+            true => options
+                .high_watermark
+                .or_else(|| read_checkpoint(dir, LEGACY_HIGH_WATERMARK_FILE, &mut report, &mut repair)),
+            false => None,
         };
 
         let index_config = config.index_config();
@@ -197,8 +198,6 @@ impl Log {
             unflushed_messages: 0,
             poisoned: false,
             cleaner_offset: 0,
-            high_watermark_checkpoint_on_close: options.high_watermark_from_checkpoint,
-            high_watermark_checkpointed: high_watermark_checkpoint,
         };
         let log_end_offset = log.log_end_offset();
         log.log_start_offset = log_start_checkpoint

@@ -30,14 +30,10 @@
 //! the same last stable offset, producer state and aborted transactions.
 //!
 //! # High watermark checkpoint
-//! `high-watermark` in the partition's directory: one offset in the same framed, checksummed,
-//! atomically replaced file as `recovery-point` and `log-start-offset`. Kafka keeps one
-//! `replication-offset-checkpoint` per log directory for all partitions, which saves fsyncs
-//! with many partitions; a per-partition file keeps this crate's unit (one `Log`, one
-//! directory) and needs no coordination between partitions, at two fsyncs per partition per
-//! checkpoint, only when the value changed. The server calls
-//! [`Log::checkpoint_high_watermark`] on an interval (Kafka's
-//! `replica.high.watermark.checkpoint.interval.ms`) and `close` writes it. A stale checkpoint is
+//! As in Kafka, one `replication-offset-checkpoint` per log directory holds the high watermark
+//! of every log in it ([`crate::hw_checkpoint`]): the broker writes it on an interval (Kafka's
+//! `replica.high.watermark.checkpoint.interval.ms`) and at shutdown, two fsyncs per directory
+//! however many partitions, and gives each log its entry when opening it. A stale checkpoint is
 //! safe: the high watermark only grows, and a restarted replica learns the current one from
 //! its leader (or, as leader, from its followers' fetches). On open it is clamped to the log's
 //! offsets, since a crash may have taken an unflushed tail.
@@ -49,7 +45,7 @@ use strom_record::{BatchHeader, BatchIter, HEADER_LEN};
 use crate::checkpoint;
 use crate::epoch_checkpoint::LeaderEpochCache;
 use crate::error::{ReplicatedAppendError, StorageError};
-use crate::log::{Log, HIGH_WATERMARK_FILE};
+use crate::log::Log;
 use crate::txn_index::AbortedTxn;
 
 /// Batches as a leader sent them, checked for integrity. Only [`ReplicatedBatches::parse`]
@@ -399,18 +395,6 @@ impl Log {
         self.recovery_point = offset;
         checkpoint::write_offset(&self.dir.join(crate::log::RECOVERY_POINT_FILE), offset)?;
         tracing::info!(dir = %self.dir.display(), from = log_end_offset, to = offset, "log truncated fully; it starts again at the leader's offset");
-        Ok(())
-    }
-
-    /// Writes the high watermark to the `high-watermark` checkpoint (atomically, fsynced),
-    /// unless the file already holds it. See the module docs.
-    pub fn checkpoint_high_watermark(&mut self) -> Result<(), StorageError> {
-        self.check_writable()?;
-        if self.high_watermark_checkpointed == Some(self.high_watermark) {
-            return Ok(());
-        }
-        checkpoint::write_offset(&self.dir.join(HIGH_WATERMARK_FILE), self.high_watermark)?;
-        self.high_watermark_checkpointed = Some(self.high_watermark);
         Ok(())
     }
 }

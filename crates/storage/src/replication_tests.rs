@@ -14,6 +14,7 @@ use strom_record::control::Marker;
 use strom_record::header::{set_base_offset, set_partition_leader_epoch};
 use strom_record::{BatchError, ValidatedBatches};
 
+use crate::checkpoint;
 use crate::tests::{encode, read_batches, validated, Spec};
 use crate::{CleanupPolicy, Log, LogConfig, LogOpenOptions, ReplicatedAppendError, ReplicatedBatches};
 
@@ -465,51 +466,45 @@ fn divergent_tail_is_truncated_and_replaced_across_a_crash() {
 }
 
 #[test]
-fn high_watermark_checkpoint_survives_close_and_crash() {
+fn a_replicated_log_starts_at_the_checkpointed_high_watermark_clamped_to_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let replicated = LogOpenOptions {
+    let replicated = |high_watermark: Option<i64>| LogOpenOptions {
         high_watermark_from_checkpoint: true,
+        high_watermark,
     };
-    let open_replicated = || Log::open_with(dir.path(), config(), replicated, 0).unwrap();
-    let (mut log, _) = open_replicated();
+    let open = |high_watermark| Log::open_with(dir.path(), config(), replicated(high_watermark), 0).unwrap();
+    let (mut log, _) = open(None);
     // No checkpoint yet: nothing is known to be committed.
     assert_eq!(log.high_watermark(), 0);
     for i in 0..10 {
         let _ = log.append(&plain(&["k"], i), 0, 0).unwrap();
     }
-    log.set_high_watermark(6);
-    log.checkpoint_high_watermark().unwrap();
-    log.set_high_watermark(8);
     log.close().unwrap();
-    let (mut log, report) = open_replicated();
+    let (log, report) = open(Some(6));
     assert!(report.repairs.is_empty(), "{report}");
-    assert_eq!(log.high_watermark(), 8, "close writes the checkpoint");
-
-    // A crash: the last checkpointed value, not what the log had in memory.
-    log.set_high_watermark(9);
-    log.checkpoint_high_watermark().unwrap();
-    log.set_high_watermark(10);
+    assert_eq!(log.high_watermark(), 6, "the broker's checkpoint");
+    assert_eq!(log.last_stable_offset(), 6);
     drop(log);
-    let (log, _) = open_replicated();
-    assert_eq!(log.high_watermark(), 9);
-    assert_eq!(log.last_stable_offset(), 9);
-    // Without the option, today's single-node rule: everything in the log is committed.
-    drop(log);
+    // Without the option, the rule for a single node's log: everything in it is committed.
     let (mut log, _) = Log::open(dir.path(), config(), 0).unwrap();
     assert_eq!(log.high_watermark(), 10);
 
     // A checkpoint above what the log holds (a crash took an unflushed tail; here a
     // truncation after the checkpoint) is clamped to the log end.
-    log.checkpoint_high_watermark().unwrap();
     log.truncate_to(7).unwrap();
     log.close().unwrap();
-    let (log, report) = open_replicated();
+    let (log, report) = open(Some(10));
     assert_eq!(log.high_watermark(), 7);
     assert!(report.to_string().contains("high watermark"), "{report}");
-    // A damaged checkpoint is reported and ignored.
     drop(log);
+
+    // Without an entry, the `high-watermark` file of earlier versions, if any; a damaged one
+    // is reported and ignored.
+    checkpoint::write_offset(&dir.path().join("high-watermark"), 5).unwrap();
+    assert_eq!(open(None).0.high_watermark(), 5);
+    assert_eq!(open(Some(3)).0.high_watermark(), 3, "the broker's checkpoint wins");
     fs::write(dir.path().join("high-watermark"), b"junk").unwrap();
-    let (log, report) = open_replicated();
+    let (log, report) = open(None);
     assert_eq!(log.high_watermark(), 0);
     assert!(report.to_string().contains("damaged checkpoint"), "{report}");
 }

@@ -129,6 +129,17 @@ fn logs_spread_over_log_dirs_and_move_between_them_losing_nothing() {
     broker.restart();
     assert_eq!(placement(&broker)[&0], to, "still there after a restart");
     assert_eq!(values(&broker), expected);
+    // Each directory's one high watermark checkpoint holds its logs' (written at the graceful
+    // stop): every record committed, and no log keeps a file of its own for it.
+    for (partition, dir) in placement(&broker) {
+        let checkpointed = strom_storage::hw_checkpoint::read(&dir).expect("checkpoint");
+        assert_eq!(
+            checkpointed.get(&format!("{TOPIC}-{partition}")),
+            Some(&25),
+            "{checkpointed:?}"
+        );
+        assert!(!dir.join(format!("{TOPIC}-{partition}/high-watermark")).exists());
+    }
 
     // Kafka's answers to bad requests: a path that is no log directory, a partition not here.
     let nowhere = dirs[0].parent().unwrap().join("not-a-log-dir");

@@ -158,20 +158,7 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<boo
         if now - last_checkpoint >= HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS {
             last_checkpoint = now;
             let checkpointing = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || checkpoint_high_watermarks(&checkpointing)).await;
-        }
-    }
-}
-
-/// Writes every replicated log's high watermark to its checkpoint (a no-op where unchanged).
-pub(crate) fn checkpoint_high_watermarks(broker: &Broker) {
-    for topic in broker.topics.list() {
-        for partition in topic.partitions() {
-            if let Some(log) = partition.lock().as_mut() {
-                if let Err(e) = log.checkpoint_high_watermark() {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "high watermark checkpoint failed");
-                }
-            }
+            let _ = tokio::task::spawn_blocking(move || checkpointing.topics.checkpoint_high_watermarks()).await;
         }
     }
 }
