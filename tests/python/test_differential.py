@@ -1,0 +1,248 @@
+"""Differential tests: the same scenarios against Apache Kafka 4.4 (started by
+`scripts/kafka.sh`) and against Strom, comparing what a client observes.
+
+Each scenario returns a plain value (error codes by name, offsets, config values and sources);
+the two must be equal, except where COMPATIBILITY.md lists a difference, which the scenario
+then states explicitly (`KNOWN`), so an unlisted difference fails.
+
+Kafka runs as one combined KRaft node on a loopback port, for the whole module; it needs Java
+17 and the jars `scripts/kafka.sh fetch` caches (CI fetches them before the tests).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+from conftest import REPO_ROOT
+
+# Bounds on every wait here, in seconds.
+KAFKA_START_TIMEOUT_S = 180
+CALL_TIMEOUT_S = 30
+PRODUCE_TIMEOUT_S = 30
+
+# Differences COMPATIBILITY.md lists, by scenario and item: (what Kafka answers, what Strom
+# answers). Each must still be exactly that; every other item must be equal.
+KNOWN: dict[str, dict[str, tuple[object, object]]] = {
+    # Kafka 4.4 writes a cluster-wide min.insync.replicas record when it formats a cluster with
+    # eligible leader replicas on (KIP-966), so the value's source is the dynamic default;
+    # Strom's comes from its static configuration or Kafka's default. ConfigSource 3 is
+    # DYNAMIC_DEFAULT_BROKER_CONFIG, 5 DEFAULT_CONFIG.
+    "new topic configs": {"min.insync.replicas": (("1", 3), ("1", 5))},
+}
+
+
+def assert_same(scenario: str, on_kafka: dict, on_strom: dict) -> None:
+    """Equal answers, but for the differences KNOWN lists for `scenario`, which must be as
+    listed (a difference that went away is a stale entry to remove)."""
+    for item, (kafka_answer, strom_answer) in KNOWN.get(scenario, {}).items():
+        assert (on_kafka.get(item), on_strom.get(item)) == (kafka_answer, strom_answer), (
+            f"{scenario}: {item} differs otherwise than COMPATIBILITY.md says"
+        )
+    known = KNOWN.get(scenario, {})
+    assert {k: v for k, v in on_strom.items() if k not in known} == {
+        k: v for k, v in on_kafka.items() if k not in known
+    }
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[str]:
+    """Apache Kafka 4.4, one node: its bootstrap address."""
+    data = Path(tempfile.mkdtemp(prefix="strom-kafka-ref-"))
+    script = REPO_ROOT / "scripts" / "kafka.sh"
+    started = subprocess.run(
+        [str(script), "start", "--data-dir", str(data / "kafka"),
+         "--set", "group.initial.rebalance.delay.ms=0"],
+        capture_output=True, text=True, timeout=KAFKA_START_TIMEOUT_S,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"Kafka 4.4 did not start:\n{started.stderr[-4000:]}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(script), "stop", "--data-dir", str(data / "kafka")],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def strom(tmp_path_factory) -> Iterator[str]:
+    """A Strom broker of its own (standalone), with Kafka's initial rebalance delay of 0."""
+    from conftest import Broker
+
+    instance = Broker(tmp_path_factory.mktemp("strom-diff"), {"group.initial.rebalance.delay.ms": "0"})
+    Broker.in_use.append(instance)
+    instance.start()
+    yield instance.bootstrap
+    Broker.in_use.remove(instance)
+    instance.stop()
+
+
+def both(kafka: str, strom: str, scenario: Callable[[str], object]) -> tuple[object, object]:
+    return scenario(kafka), scenario(strom)
+
+
+def unique(label: str) -> str:
+    return f"diff-{label}-{uuid.uuid4().hex[:8]}"
+
+
+def error_name(future) -> str:
+    """The Kafka error name a client future ends with, or "NONE"."""
+    try:
+        future.result(CALL_TIMEOUT_S)
+        return "NONE"
+    except KafkaException as e:
+        return e.args[0].name()
+
+
+def test_create_topics_answers_bad_requests_as_kafka_does(kafka, strom):
+    def scenario(bootstrap: str) -> dict[str, str]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        good = unique("good")
+        cases = {
+            "good": NewTopic(good, 2, 1),
+            "bad character": NewTopic("bad name!", 1, 1),
+            "dot": NewTopic(".", 1, 1),
+            "too long": NewTopic("x" * 250, 1, 1),
+            "no partitions": NewTopic(unique("zero"), 0, 1),
+            "replicas beyond the brokers": NewTopic(unique("rf"), 1, 3),
+            "bad config value": NewTopic(unique("cfg"), 1, 1, config={"retention.ms": "soon"}),
+            "unknown config": NewTopic(unique("unknown"), 1, 1, config={"no.such.config": "1"}),
+        }
+        answers = {label: error_name(f) for label, f in
+                   zip(cases, admin.create_topics(list(cases.values()), operation_timeout=20).values())}
+        # The name again: it exists now.
+        answers["exists"] = error_name(admin.create_topics([NewTopic(good, 1, 1)])[good])
+        # Growing it: to fewer partitions than it has, then properly.
+        answers["fewer partitions"] = error_name(admin.create_partitions([NewPartitions(good, 1)])[good])
+        answers["more partitions"] = error_name(admin.create_partitions([NewPartitions(good, 4)])[good])
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("create topics", on_kafka, on_strom)
+
+
+def test_new_topic_configs_and_sources_match_kafka(kafka, strom):
+    keys = ["cleanup.policy", "compression.type", "max.message.bytes", "min.insync.replicas",
+            "retention.bytes", "retention.ms", "segment.bytes", "segment.ms",
+            "message.timestamp.type", "delete.retention.ms", "min.compaction.lag.ms"]
+
+    def scenario(bootstrap: str) -> dict[str, tuple[str, str]]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = unique("configs")
+        admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "123456"})])[topic].result(
+            CALL_TIMEOUT_S)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        described = admin.describe_configs([resource])[resource].result(CALL_TIMEOUT_S)
+        return {k: (described[k].value, described[k].source) for k in keys if k in described}
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert set(on_kafka) == set(keys), "Kafka describes every key asked about"
+    assert_same("new topic configs", on_kafka, on_strom)
+
+
+def test_offsets_for_times_and_watermarks_match_kafka(kafka, strom):
+    base = 1_700_000_000_000
+
+    def scenario(bootstrap: str) -> dict[str, object]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = unique("times")
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        for i, ts in enumerate([base, base + 1000, base + 1000, base + 5000]):
+            producer.produce(topic, value=f"v{i}".encode(), partition=0, timestamp=ts)
+            producer.flush(PRODUCE_TIMEOUT_S)
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g")})
+        asked = {"before": base - 1, "first": base, "between": base + 500, "tie": base + 1000,
+                 "last": base + 5000, "after": base + 9000}
+        found = consumer.offsets_for_times(
+            [TopicPartition(topic, 0, ts) for ts in asked.values()], timeout=CALL_TIMEOUT_S)
+        answers: dict[str, object] = {label: tp.offset for label, tp in zip(asked, found)}
+        answers["watermarks"] = consumer.get_watermark_offsets(TopicPartition(topic, 0),
+                                                               timeout=CALL_TIMEOUT_S)
+        consumer.close()
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("offsets for times", on_kafka, on_strom)
+
+
+def test_produce_errors_match_kafka(kafka, strom):
+    def scenario(bootstrap: str) -> dict[str, str]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        small, compacted = unique("small"), unique("compacted")
+        futures = admin.create_topics([
+            NewTopic(small, 1, 1, config={"max.message.bytes": "2000"}),
+            NewTopic(compacted, 1, 1, config={"cleanup.policy": "compact"}),
+        ])
+        for f in futures.values():
+            f.result(CALL_TIMEOUT_S)
+        outcomes: dict[str, str] = {}
+
+        def send(label: str, topic: str, **record) -> None:
+            producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                                 "message.max.bytes": 1_000_000, "retries": 0,
+                                 "enable.idempotence": False, "message.timeout.ms": 20000})
+
+            def delivered(err, _msg):
+                outcomes[label] = "NONE" if err is None else err.name()
+
+            producer.produce(topic, on_delivery=delivered, **record)
+            producer.flush(PRODUCE_TIMEOUT_S)
+
+        send("fits", small, value=b"x" * 100)
+        send("too large for the topic", small, value=b"x" * 5000)
+        send("keyless into a compacted topic", compacted, value=b"v")
+        send("keyed into a compacted topic", compacted, key=b"k", value=b"v")
+        return outcomes
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("produce errors", on_kafka, on_strom)
+
+
+def api_versions(bootstrap: str) -> dict[int, tuple[int, int]]:
+    """ApiVersions v0 over a raw socket: {api key: (min, max)}."""
+    host, port = bootstrap.rsplit(":", 1)
+    client_id = b"strom-diff"
+    body = struct.pack(">hhih", 18, 0, 11, len(client_id)) + client_id
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _read(sock, 4))[0]
+        payload = _read(sock, size)
+    correlation_id, error, count = struct.unpack(">ihi", payload[:10])
+    assert (correlation_id, error) == (11, 0)
+    versions = {}
+    for i in range(count):
+        key, low, high = struct.unpack(">hhh", payload[10 + 6 * i: 16 + 6 * i])
+        versions[key] = (low, high)
+    return versions
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    deadline = time.monotonic() + 10
+    while len(data) < n:
+        assert time.monotonic() < deadline, "ApiVersions answer incomplete"
+        chunk = sock.recv(n - len(data))
+        assert chunk, "connection closed"
+        data += chunk
+    return data
+
+
+def test_api_versions_offered_are_within_kafkas(kafka, strom):
+    """Strom may offer fewer APIs and versions than Kafka 4.4, never one Kafka lacks."""
+    on_kafka, on_strom = api_versions(kafka), api_versions(strom)
+    beyond = {key: (versions, on_kafka.get(key)) for key, versions in on_strom.items()
+              if key not in on_kafka or versions[0] < on_kafka[key][0] or versions[1] > on_kafka[key][1]}
+    assert beyond == {}, "APIs or versions Strom offers beyond Kafka 4.4's (key: strom, kafka)"
