@@ -246,3 +246,92 @@ def test_api_versions_offered_are_within_kafkas(kafka, strom):
     beyond = {key: (versions, on_kafka.get(key)) for key, versions in on_strom.items()
               if key not in on_kafka or versions[0] < on_kafka[key][0] or versions[1] > on_kafka[key][1]}
     assert beyond == {}, "APIs or versions Strom offers beyond Kafka 4.4's (key: strom, kafka)"
+
+
+def test_delete_records_and_list_offsets_match_kafka(kafka, strom):
+    from confluent_kafka.admin import OffsetSpec
+
+    base = 1_700_000_000_000
+
+    def scenario(bootstrap: str) -> dict[str, object]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = unique("delete")
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        for i, ts in enumerate([base + 3000, base + 1000, base + 9000, base + 2000, base + 5000]):
+            producer.produce(topic, value=f"v{i}".encode(), partition=0, timestamp=ts)
+            producer.flush(PRODUCE_TIMEOUT_S)
+        answers: dict[str, object] = {}
+
+        def offsets(label: str) -> None:
+            specs = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest(),
+                     "max timestamp": OffsetSpec.max_timestamp(),
+                     "for time": OffsetSpec.for_timestamp(base + 2500)}
+            for name, spec in specs.items():
+                result = admin.list_offsets({TopicPartition(topic, 0): spec})[TopicPartition(topic, 0)]
+                found = result.result(CALL_TIMEOUT_S)
+                answers[f"{label}: {name}"] = (found.offset, found.timestamp)
+
+        offsets("before")
+
+        def delete(label: str, offset: int) -> None:
+            future = admin.delete_records([TopicPartition(topic, 0, offset)])[TopicPartition(topic, 0)]
+            try:
+                answers[label] = ("NONE", future.result(CALL_TIMEOUT_S).low_watermark)
+            except KafkaException as e:
+                answers[label] = (e.args[0].name(), None)
+
+        delete("delete up to 2", 2)
+        delete("delete beyond the end", 9)
+        delete("delete backwards", 1)
+        offsets("after")
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("delete records and list offsets", on_kafka, on_strom)
+
+
+def test_transactional_visibility_matches_kafka(kafka, strom):
+    def scenario(bootstrap: str) -> dict[str, object]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = unique("txn")
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique("tid"),
+                             "linger.ms": 0})
+        producer.init_transactions(CALL_TIMEOUT_S)
+        for outcome in ["committed-1", "aborted", "committed-2"]:
+            producer.begin_transaction()
+            for i in range(3):
+                producer.produce(topic, value=f"{outcome}-{i}".encode(), partition=0)
+            producer.flush(PRODUCE_TIMEOUT_S)
+            if outcome == "aborted":
+                producer.abort_transaction(CALL_TIMEOUT_S)
+            else:
+                producer.commit_transaction(CALL_TIMEOUT_S)
+        answers: dict[str, object] = {}
+        for isolation in ["read_committed", "read_uncommitted"]:
+            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
+                                 "isolation.level": isolation, "enable.partition.eof": True,
+                                 "auto.offset.reset": "earliest"})
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            read: list[tuple[int, str]] = []
+            deadline = time.monotonic() + CALL_TIMEOUT_S
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() == -191:  # partition EOF
+                        break
+                    raise KafkaException(message.error())
+                read.append((message.offset(), message.value().decode()))
+            else:
+                pytest.fail(f"{isolation}: no end of partition within {CALL_TIMEOUT_S} s")
+            answers[isolation] = read
+            answers[f"{isolation} watermarks"] = consumer.get_watermark_offsets(
+                TopicPartition(topic, 0), timeout=CALL_TIMEOUT_S)
+            consumer.close()
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("transactional visibility", on_kafka, on_strom)
