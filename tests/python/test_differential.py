@@ -97,6 +97,22 @@ def unique(label: str) -> str:
     return f"diff-{label}-{uuid.uuid4().hex[:8]}"
 
 
+def new_topic(bootstrap: str, label: str) -> str:
+    """A new one-partition topic; its name."""
+    topic = unique(label)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until the answer is in
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
+    return topic
+
+
+def produce_at(bootstrap: str, topic: str, timestamps: list[int]) -> None:
+    """One record per timestamp into partition 0, each acknowledged before the next."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i, ts in enumerate(timestamps):
+        producer.produce(topic, value=f"v{i}".encode(), partition=0, timestamp=ts)
+        producer.flush(PRODUCE_TIMEOUT_S)
+
+
 def error_name(future) -> str:
     """The Kafka error name a client future ends with, or "NONE"."""
     try:
@@ -156,13 +172,8 @@ def test_offsets_for_times_and_watermarks_match_kafka(kafka, strom):
     base = 1_700_000_000_000
 
     def scenario(bootstrap: str) -> dict[str, object]:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        topic = unique("times")
-        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-        for i, ts in enumerate([base, base + 1000, base + 1000, base + 5000]):
-            producer.produce(topic, value=f"v{i}".encode(), partition=0, timestamp=ts)
-            producer.flush(PRODUCE_TIMEOUT_S)
+        topic = new_topic(bootstrap, "times")
+        produce_at(bootstrap, topic, [base, base + 1000, base + 1000, base + 5000])
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g")})
         asked = {"before": base - 1, "first": base, "between": base + 500, "tie": base + 1000,
                  "last": base + 5000, "after": base + 9000}
@@ -255,12 +266,8 @@ def test_delete_records_and_list_offsets_match_kafka(kafka, strom):
 
     def scenario(bootstrap: str) -> dict[str, object]:
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        topic = unique("delete")
-        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-        for i, ts in enumerate([base + 3000, base + 1000, base + 9000, base + 2000, base + 5000]):
-            producer.produce(topic, value=f"v{i}".encode(), partition=0, timestamp=ts)
-            producer.flush(PRODUCE_TIMEOUT_S)
+        topic = new_topic(bootstrap, "delete")
+        produce_at(bootstrap, topic, [base + 3000, base + 1000, base + 9000, base + 2000, base + 5000])
         answers: dict[str, object] = {}
 
         def offsets(label: str) -> None:
@@ -293,9 +300,7 @@ def test_delete_records_and_list_offsets_match_kafka(kafka, strom):
 
 def test_transactional_visibility_matches_kafka(kafka, strom):
     def scenario(bootstrap: str) -> dict[str, object]:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        topic = unique("txn")
-        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(CALL_TIMEOUT_S)
+        topic = new_topic(bootstrap, "txn")
         producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique("tid"),
                              "linger.ms": 0})
         producer.init_transactions(CALL_TIMEOUT_S)
