@@ -340,3 +340,74 @@ def test_transactional_visibility_matches_kafka(kafka, strom):
 
     on_kafka, on_strom = both(kafka, strom, scenario)
     assert_same("transactional visibility", on_kafka, on_strom)
+
+
+def test_consumer_group_administration_matches_kafka(kafka, strom):
+    def scenario(bootstrap: str) -> dict[str, object]:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = new_topic(bootstrap, "groups")
+        group = unique("group")
+        member = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                           "enable.auto.commit": False, "session.timeout.ms": 10000})
+        member.subscribe([topic])
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        while not member.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            member.poll(0.2)
+        member.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+        answers: dict[str, object] = {}
+
+        def describe(label: str, name: str) -> None:
+            described = admin.describe_consumer_groups([name])[name].result(CALL_TIMEOUT_S)
+            answers[label] = (described.state.name, described.type.name, described.is_simple_consumer_group,
+                              len(described.members), described.partition_assignor)
+
+        describe("with a member", group)
+        answers["delete with a member"] = error_name(admin.delete_consumer_groups([group])[group])
+        member.close()
+        describe("after the member left", group)
+        listed = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])])[group].result(CALL_TIMEOUT_S)
+        answers["committed"] = [(tp.partition, tp.offset) for tp in listed.topic_partitions]
+        answers["delete when empty"] = error_name(admin.delete_consumer_groups([group])[group])
+        describe("unknown group", unique("nobody"))
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("consumer group administration", on_kafka, on_strom)
+
+
+def test_topic_config_changes_match_kafka(kafka, strom):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    def scenario(bootstrap: str) -> dict[str, object]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = new_topic(bootstrap, "alter")
+        resource = lambda name: ConfigResource(ConfigResource.Type.TOPIC, name)  # noqa: E731
+        answers: dict[str, object] = {}
+
+        def alter(label: str, name: str, *entries: ConfigEntry) -> None:
+            target = resource(name)
+            target.incremental_configs = list(entries)
+            answers[label] = error_name(admin.incremental_alter_configs([target])[target])
+
+        def show(label: str) -> None:
+            described = admin.describe_configs([resource(topic)])[resource(topic)].result(CALL_TIMEOUT_S)
+            answers[label] = {k: (described[k].value, described[k].source)
+                              for k in ["retention.ms", "cleanup.policy", "segment.bytes"]}
+
+        set_op, delete_op = AlterConfigOpType.SET, AlterConfigOpType.DELETE
+        alter("set two", topic, ConfigEntry("retention.ms", "7777", incremental_operation=set_op),
+              ConfigEntry("cleanup.policy", "compact", incremental_operation=set_op))
+        show("after set")
+        alter("delete one", topic, ConfigEntry("retention.ms", None, incremental_operation=delete_op))
+        show("after delete")
+        alter("bad value", topic, ConfigEntry("segment.bytes", "tiny", incremental_operation=set_op))
+        alter("unknown topic", unique("missing"), ConfigEntry("retention.ms", "1", incremental_operation=set_op))
+        show("at the end")
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("topic config changes", on_kafka, on_strom)
