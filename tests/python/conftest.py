@@ -102,6 +102,7 @@ class Broker:
         args: list[str] | None = None,
         host: str = "127.0.0.1",
         prefix: list[str] | None = None,
+        extra_log_dirs: int = 0,
     ):
         self.root = root
         # Where it listens, and what its command runs under (`ip netns exec NS` puts it in a
@@ -109,6 +110,8 @@ class Broker:
         self._host = host
         self.prefix = list(prefix or [])
         self.data_dir = root / "data"
+        # `log.dirs` after the data directory.
+        self.extra_log_dirs = [root / f"logs-{i}" for i in range(1, extra_log_dirs + 1)]
         self.log_path = root / "broker.log"
         self.settings = dict(settings or {})
         # More `strom server` arguments, e.g. a cluster node's id, roles and quorum voters.
@@ -154,7 +157,7 @@ class Broker:
             "--listeners",
             self.bootstrap,
             "--data-dir",
-            str(self.data_dir),
+            ",".join(str(d) for d in [self.data_dir, *self.extra_log_dirs]),
             *self.args,
         ]
         for key, value in self.settings.items():
