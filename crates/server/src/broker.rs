@@ -234,15 +234,25 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartupError> {
 /// none yet.
 fn load_or_create_cluster_id(data_dir: &Path, node_id: i32, new_id: &str) -> Result<String, StartupError> {
     let path = data_dir.join("meta.properties");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-            return Ok(id.trim().to_string());
-        }
+    if let Ok(Some(id)) = read_cluster_id(data_dir) {
+        return Ok(id);
     }
     let id = new_id.to_string();
     let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
     std::fs::write(&path, text).map_err(|e| dir_error(&path, e))?;
     Ok(id)
+}
+
+/// The cluster id `meta.properties` in `data_dir` holds, if it exists and names one.
+pub(crate) fn read_cluster_id(data_dir: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(data_dir.join("meta.properties")) {
+        Ok(text) => Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.id="))
+            .map(|id| id.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Kafka prints cluster ids as URL-safe base64 of a UUID without padding.

@@ -553,12 +553,13 @@ impl TopicRegistry {
         let mut written = self.high_watermarks.lock().expect("checkpoint lock");
         for dir in self.log_dirs.dirs() {
             let last = written.entry(dir.clone()).or_default();
-            let mut next: BTreeMap<String, i64> = last
-                .iter()
-                .filter(|(name, _)| dir.join(name).is_dir())
-                .map(|(name, hw)| (name.clone(), *hw))
-                .collect();
-            next.extend(current.remove(dir).unwrap_or_default());
+            let mut next = current.remove(dir).unwrap_or_default();
+            // Logs not open (yet) keep their entry while their directory is there.
+            for (name, hw) in last.iter() {
+                if !next.contains_key(name) && dir.join(name).is_dir() {
+                    next.insert(name.clone(), *hw);
+                }
+            }
             if next == *last {
                 continue;
             }

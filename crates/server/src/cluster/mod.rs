@@ -112,16 +112,8 @@ pub fn cluster_id_for(voters: &BTreeMap<i32, crate::cluster_config::Voter>) -> S
 /// A standalone node keeps the id its data directory has (a single node's of before, kept
 /// through adoption) or takes a random one on first start, as Kafka's `--standalone` format does.
 fn standalone_cluster_id(data_dir: &Path) -> std::io::Result<String> {
-    match std::fs::read_to_string(data_dir.join("meta.properties")) {
-        Ok(text) => {
-            if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-                return Ok(id.trim().to_string());
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    Ok(crate::broker::base64_url(uuid::Uuid::new_v4().as_bytes()))
+    Ok(crate::broker::read_cluster_id(data_dir)?
+        .unwrap_or_else(|| crate::broker::base64_url(uuid::Uuid::new_v4().as_bytes())))
 }
 
 impl Cluster {
