@@ -86,7 +86,9 @@ pub fn detect(data_dir: &Path) -> std::io::Result<bool> {
 pub fn prepare(data_dir: &Path, now_ms: i64) -> Result<Adoption, String> {
     let topics_dir = data_dir.join("__strom").join("topics");
     let mut topics = Vec::new();
-    let mut high_watermarks = strom_storage::hw_checkpoint::read(data_dir).unwrap_or_default();
+    let mut high_watermarks = strom_storage::dir_checkpoint::HIGH_WATERMARKS
+        .read(data_dir)
+        .unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(&topics_dir) {
         for entry in entries {
             let path = entry.map_err(|e| format!("{}: {e}", topics_dir.display()))?.path();
@@ -114,7 +116,8 @@ pub fn prepare(data_dir: &Path, now_ms: i64) -> Result<Adoption, String> {
         }
     }
     topics.sort_by(|a, b| a.name.cmp(&b.name));
-    strom_storage::hw_checkpoint::write(data_dir, &high_watermarks)
+    strom_storage::dir_checkpoint::HIGH_WATERMARKS
+        .write(data_dir, &high_watermarks)
         .map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let floor_path = data_dir.join("__strom").join("producer-id-block");
     let producer_id_floor = match std::fs::read_to_string(&floor_path) {

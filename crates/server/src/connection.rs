@@ -3,8 +3,19 @@
 //! Requests on one connection are handled one at a time, as Kafka does; pipelined requests
 //! wait in the read buffer, so responses always leave in request order. Responses produced
 //! while more requests are already buffered are written together.
+//!
+//! One exception, for Produce: a Produce whose acks=all appends wait for their replicas does
+//! not hold up the connection's next Produce, which is appended meanwhile (appends stay in
+//! request order; only the waits overlap). Its response, and every response after it, wait
+//! in order in a queue of at most [`REPLICATING_MAX`]. Any other request first waits for the
+//! queue to empty, so it sees every earlier Produce answered, as on Kafka. A client writing
+//! many partitions with one request per partition (librdkafka) is then acknowledged at the
+//! pace of replication, not one replication round trip per partition.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -26,6 +37,10 @@ const WRITE_BUFFER_FLUSH_BYTES: usize = 1024 * 1024;
 const API_KEY_LEN: usize = 2;
 /// Initial read buffer; grows to the size of the largest request being read.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Produce requests of one connection waiting for their replicas at once (with the responses
+/// queued behind them). Each holds only its response and its waits: its records are in the
+/// log and its admission permit returned.
+pub(crate) const REPLICATING_MAX: usize = 128;
 
 /// Limits on memory for requests being read or handled, shared by all connections: a request's
 /// bytes are admitted before its body is buffered (`queued.max.request.bytes`).
@@ -64,12 +79,14 @@ pub(crate) async fn serve(
     let decoder = FrameDecoder::new(broker.config.socket_request_max_bytes);
     let mut read_buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut outbox = Outbox::default();
+    let mut queue = ReplyQueue::default();
     loop {
         // Answer every request already buffered before reading more.
         while read_buf.len() >= SIZE_PREFIX_LEN {
             let size = i32::from_be_bytes([read_buf[0], read_buf[1], read_buf[2], read_buf[3]]);
             // The decoder refuses bad sizes before anything is buffered for them.
             if let Err(e) = decoder.check_size(size) {
+                queue.drain(&mut outbox).await;
                 close_with(&mut stream, &mut outbox, peer, &e).await;
                 return;
             }
@@ -87,8 +104,24 @@ pub(crate) async fn serve(
                 None => -1, // a frame too short for a header; the decoder refuses it
             };
             if let Err(e) = decoder.check_api(api_key, frame_len) {
+                queue.drain(&mut outbox).await;
                 close_with(&mut stream, &mut outbox, peer, &e).await;
                 return;
+            }
+            // Only a Produce goes ahead of earlier ones still waiting for their replicas.
+            let limit = if api_key == ApiKey::Produce as i16 {
+                REPLICATING_MAX - 1
+            } else {
+                0
+            };
+            if queue.len() > limit && !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
+                return;
+            }
+            while queue.len() > limit {
+                if queue.pop_into(&mut outbox).await.is_err() {
+                    close_with(&mut stream, &mut outbox, peer, &"a response could not be encoded").await;
+                    return;
+                }
             }
             // Admission control: memory for the request is granted before its body is read,
             // and held until its response is encoded.
@@ -107,13 +140,34 @@ pub(crate) async fn serve(
                 Ok(Some(frame)) => frame,
                 Ok(None) => unreachable!("a whole frame is buffered"),
                 Err(e) => {
+                    queue.drain(&mut outbox).await;
                     close_with(&mut stream, &mut outbox, peer, &e).await;
                     return;
                 }
             };
-            if let Err(reason) = answer(&broker, frame, permit, peer, &mut outbox).await {
-                close_with(&mut stream, &mut outbox, peer, &reason).await;
-                return;
+            let answered = match answer(&broker, frame, permit, peer, &mut outbox).await {
+                Ok(answered) => answered,
+                Err(reason) => {
+                    queue.drain(&mut outbox).await;
+                    close_with(&mut stream, &mut outbox, peer, &reason).await;
+                    return;
+                }
+            };
+            if let Some((correlation_id, api_version, reply)) = answered {
+                match reply {
+                    Reply::Replicating(replicating) => {
+                        queue.push(correlation_id, api_version, Box::pin(replicating.reply(broker.clone())))
+                    }
+                    reply if !queue.is_empty() => {
+                        queue.push(correlation_id, api_version, Box::pin(std::future::ready(reply)))
+                    }
+                    reply => {
+                        if let Err(reason) = encode(&mut outbox, correlation_id, api_version, reply) {
+                            close_with(&mut stream, &mut outbox, peer, &reason).await;
+                            return;
+                        }
+                    }
+                }
             }
             if outbox.len() >= WRITE_BUFFER_FLUSH_BYTES && outbox.flush(&mut stream).await.is_err() {
                 return;
@@ -134,7 +188,54 @@ pub(crate) async fn serve(
                     return;
                 }
             },
+            popped = queue.pop_into(&mut outbox), if !queue.is_empty() => if popped.is_err() {
+                close_with(&mut stream, &mut outbox, peer, &"a response could not be encoded").await;
+                return;
+            },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+type PendingReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// Responses waiting behind a Produce that waits for its replicas, in request order.
+#[derive(Default)]
+struct ReplyQueue {
+    replies: VecDeque<(i32, i16, PendingReply)>,
+}
+
+impl ReplyQueue {
+    fn len(&self) -> usize {
+        self.replies.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.replies.is_empty()
+    }
+
+    fn push(&mut self, correlation_id: i32, api_version: i16, reply: PendingReply) {
+        self.replies.push_back((correlation_id, api_version, reply));
+    }
+
+    /// Waits for the oldest reply and encodes it into the outbox. Cancel-safe: the reply stays
+    /// queued until it is ready. Only the oldest is polled; the others see on their turn that
+    /// they are replicated (or past their deadline).
+    async fn pop_into(&mut self, outbox: &mut Outbox) -> Result<(), String> {
+        let Some((_, _, pending)) = self.replies.front_mut() else {
+            return Ok(());
+        };
+        let reply = pending.await;
+        let (correlation_id, api_version, _) = self.replies.pop_front().expect("polled above");
+        encode(outbox, correlation_id, api_version, reply)
+    }
+
+    /// Encodes every queued reply, in order, before the connection closes.
+    async fn drain(&mut self, outbox: &mut Outbox) {
+        while !self.is_empty() {
+            if self.pop_into(outbox).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -169,24 +270,24 @@ async fn close_with(
     let _ = stream.shutdown().await;
 }
 
-/// Handles one frame, queueing its response (if any) in `outbox`. An error means the connection
-/// must close.
 /// Requests whose answer waits on other clients (a JoinGroup until the whole group has
 /// rejoined, a SyncGroup until the leader assigns), for as long as a rebalance timeout.
 const WAITS_ON_OTHER_CLIENTS: [ApiKey; 2] = [ApiKey::JoinGroup, ApiKey::SyncGroup];
 
-/// Decodes a request, answers it into the outbox, and holds the admission `permit` until the
-/// answer is encoded; except for requests that wait on other clients, which give it back once
-/// decoded. Those hold their frame while they wait (at most 2 MiB, one per connection), not
-/// the decode-and-answer weight they were admitted with: otherwise a group's parked joins
-/// could exhaust admission and stall every other client until the rebalance times out.
+/// Decodes and answers a request, holding the admission `permit` until it is answered; except
+/// for requests that wait on other clients, which give it back once decoded. Those hold their
+/// frame while they wait (at most 2 MiB, one per connection), not the decode-and-answer weight
+/// they were admitted with: otherwise a group's parked joins could exhaust admission and stall
+/// every other client until the rebalance times out. Returns the reply with its correlation id
+/// and version, or `None` when the answer is already in the outbox. An error means the
+/// connection must close.
 async fn answer(
     broker: &Arc<Broker>,
     frame: bytes::Bytes,
     permit: tokio::sync::SemaphorePermit<'_>,
     peer: SocketAddr,
     outbox: &mut Outbox,
-) -> Result<(), String> {
+) -> Result<Option<(i32, i16, Reply)>, String> {
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(RequestError::UnsupportedVersion {
@@ -194,7 +295,9 @@ async fn answer(
             correlation_id,
             ..
         }) => {
-            return api_versions_fallback(outbox.inline_mut(), correlation_id).map_err(|e| e.to_string());
+            return api_versions_fallback(outbox.inline_mut(), correlation_id)
+                .map(|()| None)
+                .map_err(|e| e.to_string());
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -209,7 +312,13 @@ async fn answer(
         client = request.client_id(),
         "request"
     );
-    match handlers::handle(broker, request, peer).await {
+    let reply = handlers::handle(broker, request, peer).await;
+    Ok(Some((correlation_id, api_version, reply)))
+}
+
+/// Queues a reply's response in the outbox.
+fn encode(outbox: &mut Outbox, correlation_id: i32, api_version: i16, reply: Reply) -> Result<(), String> {
+    match reply {
         Reply::Response(body) => {
             encode_response(outbox.inline_mut(), correlation_id, api_version, &body).map_err(|e| e.to_string())
         }
@@ -218,5 +327,6 @@ async fn answer(
             outbox.push_pieces(pieces, slices)
         }
         Reply::None => Ok(()),
+        Reply::Replicating(_) => Err("a reply still waiting for its replicas cannot be encoded".to_string()),
     }
 }

@@ -236,6 +236,8 @@ fn flush_pass(broker: &Broker) {
             }
         }
     }
+    // What the pass synced becomes each log's recovery point on disk: one file per directory.
+    broker.topics.checkpoint_recovery_points();
 }
 
 fn retention_pass(broker: &Broker) {

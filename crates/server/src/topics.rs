@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use strom_record::ValidateOptions;
+use strom_storage::dir_checkpoint::{self, DirCheckpoint};
 use strom_storage::Log;
 use uuid::Uuid;
 
@@ -126,9 +127,10 @@ impl Topic {
 pub struct TopicRegistry {
     /// Where the partition logs live (`log.dirs`).
     pub log_dirs: LogDirs,
-    /// Each log directory's `replication-offset-checkpoint` as last read or written: entries
-    /// of logs not opened yet are kept until their log is gone from the directory.
-    high_watermarks: std::sync::Mutex<BTreeMap<PathBuf, BTreeMap<String, i64>>>,
+    /// Each log directory's `replication-offset-checkpoint`.
+    high_watermarks: DirOffsets,
+    /// Each log directory's `recovery-point-offset-checkpoint`.
+    recovery_points: DirOffsets,
     /// The topic defaults from the broker's static configuration.
     static_defaults: BTreeMap<String, String>,
     /// Dynamic broker configs ([`crate::dynamic_config`]).
@@ -183,18 +185,12 @@ impl TopicRegistry {
                 )));
             }
         }
-        let mut high_watermarks = BTreeMap::new();
-        for dir in log_dirs {
-            let entries = strom_storage::hw_checkpoint::read(dir).unwrap_or_else(|e| {
-                // Stale or absent is safe: leaders and followers bring high watermarks up.
-                tracing::warn!(dir = %dir.display(), error = %e, "high watermark checkpoint ignored");
-                BTreeMap::new()
-            });
-            high_watermarks.insert(dir.clone(), entries);
-        }
         Ok(TopicRegistry {
             log_dirs: LogDirs::open(log_dirs).map_err(TopicError::Storage)?,
-            high_watermarks: std::sync::Mutex::new(high_watermarks),
+            // Absent or damaged, either is safe: leaders and followers bring high watermarks
+            // up, and recovery scans the logs with no recovery point.
+            high_watermarks: DirOffsets::read(dir_checkpoint::HIGH_WATERMARKS, log_dirs),
+            recovery_points: DirOffsets::read(dir_checkpoint::RECOVERY_POINTS, log_dirs),
             broker_defaults: RwLock::new(broker_defaults.clone()),
             static_defaults: broker_defaults,
             dynamic: RwLock::new(DynamicBrokerConfigs::default()),
@@ -221,10 +217,11 @@ impl TopicRegistry {
         let dir = self.log_dirs.place(&format!("{topic}-{index}"));
         let config = topic_config::log_config(&self.broker_defaults(), overrides);
         // A replicated partition is committed only up to its high watermark, which survives a
-        // restart in its log directory's checkpoint.
+        // restart in its log directory's checkpoint, as does its recovery point.
         let options = strom_storage::LogOpenOptions {
             high_watermark_from_checkpoint: true,
-            high_watermark: self.checkpointed_high_watermark(&dir),
+            high_watermark: self.high_watermarks.entry(&dir),
+            recovery_point: self.recovery_points.entry(&dir),
         };
         let (log, report) =
             Log::open_with(&dir, config, options, now_ms).map_err(|e| io_error(&dir.display().to_string(), e))?;
@@ -498,6 +495,7 @@ impl TopicRegistry {
             let options = strom_storage::LogOpenOptions {
                 high_watermark_from_checkpoint: true,
                 high_watermark: Some(high_watermark),
+                recovery_point: self.recovery_points.entry(dir),
             };
             Log::open_with(dir, config.clone(), options, now_ms)
                 .map(|(log, _)| log)
@@ -523,10 +521,63 @@ impl TopicRegistry {
         }
     }
 
-    /// The high watermark of the log at `path` in its directory's checkpoint, if any.
-    fn checkpointed_high_watermark(&self, path: &Path) -> Option<i64> {
-        let (dir, name) = (path.parent()?, path.file_name()?.to_str()?);
+    /// Writes each log directory's `replication-offset-checkpoint` with the high watermark of
+    /// every log in it.
+    pub fn checkpoint_high_watermarks(&self) {
         self.high_watermarks
+            .write(&self.log_dirs, self.all_partitions(), Log::high_watermark);
+    }
+
+    /// Writes each log directory's `recovery-point-offset-checkpoint` with the recovery point of
+    /// every log in it: after a flush pass, so what it records is on disk.
+    pub fn checkpoint_recovery_points(&self) {
+        self.recovery_points
+            .write(&self.log_dirs, self.all_partitions(), Log::recovery_point);
+    }
+
+    /// Checkpoints the high watermarks, then flushes and closes every log: the last step of a
+    /// graceful shutdown.
+    pub fn close_all(&self) {
+        self.checkpoint_high_watermarks();
+        self.checkpoint_recovery_points();
+        for partition in self.all_partitions() {
+            if let Some(log) = partition.take_log() {
+                if let Err(e) = log.close() {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "closing log failed");
+                }
+            }
+        }
+    }
+}
+
+/// One of the log directories' checkpoints ([`dir_checkpoint`]), as last read or written per
+/// directory: entries of logs not opened yet are kept until their log is gone from the
+/// directory.
+struct DirOffsets {
+    file: DirCheckpoint,
+    written: std::sync::Mutex<BTreeMap<PathBuf, BTreeMap<String, i64>>>,
+}
+
+impl DirOffsets {
+    fn read(file: DirCheckpoint, log_dirs: &[PathBuf]) -> Self {
+        let mut written = BTreeMap::new();
+        for dir in log_dirs {
+            let entries = file.read(dir).unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "{} ignored", file.file);
+                BTreeMap::new()
+            });
+            written.insert(dir.clone(), entries);
+        }
+        DirOffsets {
+            file,
+            written: std::sync::Mutex::new(written),
+        }
+    }
+
+    /// The entry of the log at `path` (a directory in a log directory), if any.
+    fn entry(&self, path: &Path) -> Option<i64> {
+        let (dir, name) = (path.parent()?, path.file_name()?.to_str()?);
+        self.written
             .lock()
             .expect("checkpoint lock")
             .get(dir)?
@@ -534,51 +585,36 @@ impl TopicRegistry {
             .copied()
     }
 
-    /// Writes each log directory's `replication-offset-checkpoint` with the high watermark of
-    /// every log in it (one atomic replacement per directory, and none where nothing changed).
-    /// Entries of logs not open yet stay while their directory exists.
-    pub fn checkpoint_high_watermarks(&self) {
+    /// Writes each directory's file with `offset` of every open log in it (one atomic
+    /// replacement per directory, and none where nothing changed).
+    fn write(&self, log_dirs: &LogDirs, partitions: Vec<Arc<Partition>>, offset: fn(&Log) -> i64) {
         let mut current: BTreeMap<PathBuf, BTreeMap<String, i64>> = BTreeMap::new();
-        for partition in self.all_partitions() {
+        for partition in partitions {
             if let Some(log) = partition.lock().as_ref() {
                 let path = log.dir();
                 if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
                     current
                         .entry(dir.to_path_buf())
                         .or_default()
-                        .insert(name.to_string(), log.high_watermark());
+                        .insert(name.to_string(), offset(log));
                 }
             }
         }
-        let mut written = self.high_watermarks.lock().expect("checkpoint lock");
-        for dir in self.log_dirs.dirs() {
+        let mut written = self.written.lock().expect("checkpoint lock");
+        for dir in log_dirs.dirs() {
             let last = written.entry(dir.clone()).or_default();
             let mut next = current.remove(dir).unwrap_or_default();
-            // Logs not open (yet) keep their entry while their directory is there.
-            for (name, hw) in last.iter() {
+            for (name, value) in last.iter() {
                 if !next.contains_key(name) && dir.join(name).is_dir() {
-                    next.insert(name.clone(), *hw);
+                    next.insert(name.clone(), *value);
                 }
             }
             if next == *last {
                 continue;
             }
-            match strom_storage::hw_checkpoint::write(dir, &next) {
+            match self.file.write(dir, &next) {
                 Ok(()) => *last = next,
-                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "high watermark checkpoint failed"),
-            }
-        }
-    }
-
-    /// Checkpoints the high watermarks, then flushes and closes every log: the last step of a
-    /// graceful shutdown.
-    pub fn close_all(&self) {
-        self.checkpoint_high_watermarks();
-        for partition in self.all_partitions() {
-            if let Some(log) = partition.take_log() {
-                if let Err(e) = log.close() {
-                    tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "closing log failed");
-                }
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "writing {} failed", self.file.file),
             }
         }
     }

@@ -26,6 +26,7 @@ pub(crate) enum Kind {
     ProducerSnapshot = 3,
     ProducerSnapshotV2 = 4,
     HighWatermarks = 5,
+    RecoveryPoints = 6,
 }
 
 pub(crate) fn encode_frame(kind: Kind, body: &[u8]) -> Vec<u8> {
@@ -69,6 +70,14 @@ pub(crate) fn decode_frame<'a>(path: &Path, kind: Kind, bytes: &'a [u8]) -> Resu
 /// Writes `bytes` to `path` so that after a crash the file holds either the old or the new
 /// content: temp file, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    replace_unsynced(path, bytes)?;
+    sync_dir(path.parent().expect("checkpoint path has a directory"))
+}
+
+/// [`write_atomically`] but for the fsync of the directory, which the caller does before
+/// anything may depend on the new content being there after a crash (until then a crash
+/// leaves the old content or the new).
+pub(crate) fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let tmp = path.with_extension(tmp_extension(path));
     {
         let mut file = OpenOptions::new()
@@ -80,8 +89,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageE
         file.write_all(bytes).at(&tmp)?;
         file.sync_all().at(&tmp)?;
     }
-    fs::rename(&tmp, path).at(path)?;
-    sync_dir(path.parent().expect("checkpoint path has a directory"))
+    fs::rename(&tmp, path).at(path)
 }
 
 fn tmp_extension(path: &Path) -> String {

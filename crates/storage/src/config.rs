@@ -60,8 +60,14 @@ pub struct LogOpenOptions {
     /// directory of the single-node broker of before is read).
     pub high_watermark_from_checkpoint: bool,
     /// The log's entry in its log directory's `replication-offset-checkpoint`
-    /// ([`crate::hw_checkpoint`]), which the broker reads once for all its logs.
+    /// ([`crate::dir_checkpoint::HIGH_WATERMARKS`]), which the broker reads once for all its
+    /// logs.
     pub high_watermark: Option<i64>,
+    /// The log's entry in its log directory's `recovery-point-offset-checkpoint`
+    /// ([`crate::dir_checkpoint::RECOVERY_POINTS`]). Recovery trusts the segments below the one
+    /// holding it (the lower of it and a `recovery-point` file in the log's own directory);
+    /// without either it scans every segment.
+    pub recovery_point: Option<i64>,
 }
 
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;

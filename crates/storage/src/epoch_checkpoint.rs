@@ -29,6 +29,15 @@ pub(crate) struct LeaderEpochCache {
 impl LeaderEpochCache {
     /// Loads the checkpoint; a missing or corrupt file gives an empty cache (the caller rebuilds
     /// it from batch headers during recovery) and `false`.
+    /// The cache of a log just created: no entries, no file yet.
+    pub(crate) fn empty(dir: &Path) -> Self {
+        LeaderEpochCache {
+            path: dir.join(FILE_NAME),
+            entries: Vec::new(),
+            unpersisted: false,
+        }
+    }
+
     pub(crate) fn load(dir: &Path) -> (Self, bool) {
         let path = dir.join(FILE_NAME);
         let entries = match checkpoint::read_frame(&path, Kind::LeaderEpochs) {
@@ -156,12 +165,19 @@ impl LeaderEpochCache {
         assigned
     }
 
-    /// Writes the file if an entry was assigned without it.
-    pub(crate) fn persist_deferred(&mut self) -> Result<(), StorageError> {
-        if self.unpersisted {
-            self.persist()?;
+    /// Writes the file if an entry was assigned without it, all but the fsync of the log's
+    /// directory, which the caller (a flush) does before it moves the recovery point. Returns
+    /// whether it replaced the file.
+    pub(crate) fn persist_deferred(&mut self) -> Result<bool, StorageError> {
+        if !self.unpersisted {
+            return Ok(false);
         }
-        Ok(())
+        checkpoint::replace_unsynced(
+            &self.path,
+            &checkpoint::encode_frame(Kind::LeaderEpochs, &encode(&self.entries)),
+        )?;
+        self.unpersisted = false;
+        Ok(true)
     }
 }
 

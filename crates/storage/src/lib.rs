@@ -43,10 +43,12 @@
 //! # Directory
 //! `<base>.log`, `<base>.index`, `<base>.timeindex` (and `<base>.txnindex` once a transaction
 //! aborted there) per segment; `<offset>.snapshot` producer
-//! state; `leader-epoch-checkpoint`, `log-start-offset`, `recovery-point`, `cleaner-offset`
-//! checkpoints (a `high-watermark` file of earlier versions is still read); `clean-shutdown`
-//! while closed cleanly. The log directory above holds `replication-offset-checkpoint`
-//! ([`hw_checkpoint`]). Temp files end in `.tmp` or `.cleaned`.
+//! state; `leader-epoch-checkpoint`, `log-start-offset`, `cleaner-offset` checkpoints (the
+//! `high-watermark` and `recovery-point` files of earlier versions are still read; a
+//! `recovery-point` is written again when a truncation lowers it); `clean-shutdown` while
+//! closed cleanly. The log directory above holds `replication-offset-checkpoint` and
+//! `recovery-point-offset-checkpoint` ([`dir_checkpoint`]). Temp files end in `.tmp` or
+//! `.cleaned`.
 //!
 //! # Appends
 //! Batches are stored byte for byte as validated; the broker patches only the base offset,
@@ -58,9 +60,9 @@
 mod checkpoint;
 mod compaction;
 mod config;
+pub mod dir_checkpoint;
 mod epoch_checkpoint;
 mod error;
-pub mod hw_checkpoint;
 mod index_file;
 pub mod log;
 mod offset_index;

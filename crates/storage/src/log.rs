@@ -59,18 +59,24 @@ pub struct FileChunk {
 pub struct FlushJob {
     files: Vec<(PathBuf, File)>,
     dir: PathBuf,
+    /// The log's directory changes to make durable too (see [`Log::dir_changes`]), if any.
+    dir_changes: Option<u64>,
     target_offset: i64,
     messages: u64,
 }
 
 impl FlushJob {
-    /// Syncs the files and the directory, then records the new recovery point on disk.
+    /// Syncs the files, and the directory where files were created or renamed in it. The new
+    /// recovery point reaches the disk with the broker's next
+    /// [`crate::dir_checkpoint::RECOVERY_POINTS`].
     pub fn run(&self) -> Result<(), StorageError> {
         for (path, file) in &self.files {
             file.sync_data().at(path)?;
         }
-        checkpoint::sync_dir(&self.dir)?;
-        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), self.target_offset)
+        if self.dir_changes.is_some() {
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -157,8 +163,16 @@ pub struct Log {
     pub(crate) segments: BTreeMap<i64, Segment>,
     pub(crate) log_start_offset: i64,
     pub(crate) high_watermark: i64,
-    /// Everything below this offset has been fsynced.
+    /// Everything below this offset has been fsynced. The broker records it on disk in its log
+    /// directory's [`crate::dir_checkpoint::RECOVERY_POINTS`]; a truncation that lowers it
+    /// also writes it in the log's own directory at once (see [`Log::truncate_to`]).
     pub(crate) recovery_point: i64,
+    /// Counts changes to the log's directory (a file created or renamed) that a flush must
+    /// make durable with an fsync of the directory; `dir_synced` is the count the last such
+    /// fsync covered. Changes already synced where they happen (checkpoint files written with
+    /// [`checkpoint::write_atomically`]) are not counted.
+    pub(crate) dir_changes: u64,
+    pub(crate) dir_synced: u64,
     pub(crate) producer_state: ProducerState,
     pub(crate) epoch_cache: LeaderEpochCache,
     pub(crate) unflushed_messages: u64,
@@ -192,10 +206,21 @@ impl Log {
         self.active().next_offset
     }
 
+    /// Everything below this offset is on disk (fsynced); for the broker's
+    /// [`crate::dir_checkpoint::RECOVERY_POINTS`].
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Notes a file created or renamed in the log's directory that the next flush makes durable.
+    pub(crate) fn dir_changed(&mut self) {
+        self.dir_changes += 1;
+    }
+
     /// After a plain open this equals the log end offset: a single node acknowledges only what
     /// it has written, so everything in the log is committed. Opened with
     /// [`crate::LogOpenOptions::high_watermark_from_checkpoint`] it starts at the last
-    /// checkpointed value (see [`crate::hw_checkpoint`]).
+    /// checkpointed value (see [`crate::dir_checkpoint::HIGH_WATERMARKS`]).
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }
@@ -504,6 +529,7 @@ impl Log {
         self.remove_old_snapshots(base_offset)?;
         let segment = Segment::create(&self.dir, base_offset, self.config.index_config(), "")?;
         let _ = self.segments.insert(base_offset, segment);
+        self.dir_changed();
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
     }
@@ -671,8 +697,9 @@ impl Log {
         self.epoch_cache.end_offset_for(leader_epoch, self.log_end_offset())
     }
 
-    /// Fsyncs every segment that may hold unflushed data and records the recovery point. A
-    /// failure poisons the log.
+    /// Fsyncs every segment that may hold unflushed data (and the directory if files were
+    /// created in it) and moves the recovery point, which the broker's next
+    /// [`crate::dir_checkpoint::RECOVERY_POINTS`] records. A failure poisons the log.
     pub fn flush(&mut self) -> Result<(), StorageError> {
         self.check_writable()?;
         let log_end_offset = self.log_end_offset();
@@ -684,16 +711,21 @@ impl Log {
             .range(..=self.recovery_point)
             .next_back()
             .map_or(i64::MIN, |(base, _)| *base);
-        let result = self
-            .epoch_cache
-            .persist_deferred()
-            .and_then(|()| self.segments.range(from..).try_for_each(|(_, s)| s.sync()))
-            .and_then(|()| checkpoint::sync_dir(&self.dir))
-            .and_then(|()| checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset));
+        let result = self.epoch_cache.persist_deferred().and_then(|renamed| {
+            if renamed {
+                self.dir_changes += 1;
+            }
+            self.segments.range(from..).try_for_each(|(_, s)| s.sync())?;
+            if self.dir_changes != self.dir_synced {
+                checkpoint::sync_dir(&self.dir)?;
+            }
+            Ok(())
+        });
         if let Err(e) = result {
             self.poison(&e);
             return Err(e);
         }
+        self.dir_synced = self.dir_changes;
         self.recovery_point = log_end_offset;
         self.unflushed_messages = 0;
         Ok(())
@@ -715,11 +747,16 @@ impl Log {
         if self.recovery_point >= target_offset && self.unflushed_messages == 0 {
             return Ok(None);
         }
-        // The job writes a recovery point: an epoch whose entry waited for it is written first
-        // (once per leadership, so here, under the lock).
-        if let Err(e) = self.epoch_cache.persist_deferred() {
-            self.poison(&e);
-            return Err(e);
+        // The job moves the recovery point: an epoch whose entry waited for it is written first
+        // (once per leadership, so here, under the lock; the job's fsync of the directory makes
+        // the new file durable).
+        match self.epoch_cache.persist_deferred() {
+            Ok(true) => self.dir_changed(),
+            Ok(false) => {}
+            Err(e) => {
+                self.poison(&e);
+                return Err(e);
+            }
         }
         let from = self
             .segments
@@ -733,6 +770,7 @@ impl Log {
         Ok(Some(FlushJob {
             files,
             dir: self.dir.clone(),
+            dir_changes: (self.dir_changes != self.dir_synced).then_some(self.dir_changes),
             target_offset,
             messages: self.unflushed_messages,
         }))
@@ -746,13 +784,16 @@ impl Log {
         }
         // Appends (or a truncation) may have happened while the job ran.
         self.recovery_point = self.recovery_point.max(job.target_offset.min(self.log_end_offset()));
+        if let Some(changes) = job.dir_changes {
+            self.dir_synced = self.dir_synced.max(changes);
+        }
         self.unflushed_messages = self.unflushed_messages.saturating_sub(job.messages);
         Ok(())
     }
 
     /// Flushes, snapshots producer state at the log end, and marks a clean shutdown so the next
     /// open trusts the indexes instead of scanning. (The high watermark is the broker's to
-    /// checkpoint: [`crate::hw_checkpoint`].)
+    /// checkpoint: [`crate::dir_checkpoint::HIGH_WATERMARKS`].)
     pub fn close(mut self) -> Result<(), StorageError> {
         self.flush()?;
         let log_end_offset = self.log_end_offset();
@@ -789,6 +830,7 @@ impl Log {
             .map(|(b, _)| *b)
             .filter(|b| *b != first_base)
             .collect();
+        let removed_segments = !doomed.is_empty();
         for base in doomed {
             let segment = self.segments.remove(&base).expect("listed above");
             segment.delete_files()?;
@@ -798,8 +840,15 @@ impl Log {
         self.high_watermark = self.high_watermark.min(log_end_offset);
         self.cleaner_offset = self.cleaner_offset.min(log_end_offset);
         if self.recovery_point > log_end_offset {
+            // The directory's checkpoint may hold the old, higher recovery point until the
+            // broker writes it again; recovery would then trust segments that appends after
+            // this truncation fill without an fsync. This file, which recovery reads too and
+            // whose lower value wins, closes that window.
             self.recovery_point = log_end_offset;
             checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_FILE), log_end_offset)?;
+        } else if removed_segments {
+            // Removed segments must not come back after a crash.
+            checkpoint::sync_dir(&self.dir)?;
         }
         if self.epoch_cache.truncate_from_end(log_end_offset) {
             self.epoch_cache.persist()?;

@@ -48,7 +48,18 @@ impl Log {
         now_ms: i64,
     ) -> Result<(Log, RecoveryReport), StorageError> {
         let _ = now_ms;
-        fs::create_dir_all(dir).at(dir)?;
+        let created = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).at(dir)?;
+                true
+            }
+            Err(e) => return Err(StorageError::io(dir, e)),
+        };
+        if created {
+            return Log::create(dir, config, options);
+        }
         let mut report = RecoveryReport::default();
         let mut repair = |report: &mut RecoveryReport, message: String| {
             tracing::warn!(dir = %dir.display(), "{message}");
@@ -94,7 +105,13 @@ impl Log {
             remove_if_exists(&clean_path)?;
             checkpoint::sync_dir(dir)?;
         }
-        let recovery_point = read_checkpoint(dir, RECOVERY_POINT_FILE, &mut report, &mut repair).unwrap_or(i64::MIN);
+        // The lower of the directory's checkpoint and the log's own file (written by a
+        // truncation, or by earlier versions); without either, every segment is scanned.
+        let own_recovery_point = read_checkpoint(dir, RECOVERY_POINT_FILE, &mut report, &mut repair);
+        let recovery_point = match (options.recovery_point, own_recovery_point) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(i64::MIN),
+        };
         let log_start_checkpoint = read_checkpoint(dir, LOG_START_OFFSET_FILE, &mut report, &mut repair);
         let cleaner_checkpoint = read_checkpoint(dir, CLEANER_OFFSET_FILE, &mut report, &mut repair);
         let high_watermark_checkpoint = match options.high_watermark_from_checkpoint {
@@ -198,6 +215,8 @@ impl Log {
             unflushed_messages: 0,
             poisoned: false,
             cleaner_offset: 0,
+            dir_changes: 0,
+            dir_synced: 0,
         };
         let log_end_offset = log.log_end_offset();
         log.log_start_offset = log_start_checkpoint
@@ -269,12 +288,26 @@ impl Log {
         } else {
             scan_from
         };
-        if !fresh {
+        if fresh {
+            if options.recovery_point.is_some_and(|recorded| recorded > log_end_offset) {
+                checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), log_end_offset)?;
+            }
+        } else {
             for segment in log.segments.range(scanned_from..).map(|(_, s)| s) {
                 segment.sync()?;
             }
             checkpoint::sync_dir(dir)?;
-            checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), log_end_offset)?;
+            // Everything is on disk now, so any recorded recovery point at or below the log end
+            // is true, and the broker's next checkpoint records the log end. One above it (a
+            // crash took an unflushed tail after the last checkpoint) would let later appends
+            // be trusted unsynced: the log's own file holds the log end until then.
+            match options.recovery_point {
+                Some(recorded) if recorded > log_end_offset => {
+                    checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), log_end_offset)?
+                }
+                _ if own_recovery_point.is_some() => remove_if_exists(&dir.join(RECOVERY_POINT_FILE))?,
+                _ => {}
+            }
             if log_start_checkpoint != Some(log.log_start_offset) {
                 checkpoint::write_offset(&dir.join(LOG_START_OFFSET_FILE), log.log_start_offset)?;
             }
@@ -288,6 +321,41 @@ impl Log {
         } else {
             tracing::warn!(dir = %dir.display(), %report, "recovered log");
         }
+        Ok((log, report))
+    }
+
+    /// A log in a directory just created: one empty segment, nothing to read or repair, no
+    /// fsync (an empty log lost to a crash is made again just as it was; its directory reaches
+    /// the disk with its first flush). A broker taking on a thousand new partitions at once
+    /// creates a directory and a file for each, and nothing more.
+    fn create(dir: &Path, config: LogConfig, options: LogOpenOptions) -> Result<(Log, RecoveryReport), StorageError> {
+        let segment = Segment::create(dir, 0, config.index_config(), "")?;
+        let log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::from([(0, segment)]),
+            log_start_offset: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            producer_state: ProducerState::default(),
+            epoch_cache: LeaderEpochCache::empty(dir),
+            unflushed_messages: 0,
+            poisoned: false,
+            cleaner_offset: 0,
+            dir_changes: 1,
+            dir_synced: 0,
+        };
+        // An entry for its name in a directory checkpoint belongs to a deleted log of that name,
+        // not yet dropped from the file. A recovery point there would outrank this log's
+        // unsynced appends after a crash; the log's own file, whose lower value wins, says 0.
+        if options.recovery_point.is_some_and(|recorded| recorded > 0) {
+            checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), 0)?;
+        }
+        let report = RecoveryReport {
+            segments: 1,
+            ..RecoveryReport::default()
+        };
+        tracing::debug!(dir = %dir.display(), "created log");
         Ok((log, report))
     }
 

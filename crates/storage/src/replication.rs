@@ -31,9 +31,9 @@
 //!
 //! # High watermark checkpoint
 //! As in Kafka, one `replication-offset-checkpoint` per log directory holds the high watermark
-//! of every log in it ([`crate::hw_checkpoint`]): the broker writes it on an interval (Kafka's
-//! `replica.high.watermark.checkpoint.interval.ms`) and at shutdown, two fsyncs per directory
-//! however many partitions, and gives each log its entry when opening it. A stale checkpoint is
+//! of every log in it ([`crate::dir_checkpoint::HIGH_WATERMARKS`]): the broker writes it on an
+//! interval (Kafka's `replica.high.watermark.checkpoint.interval.ms`) and at shutdown, two
+//! fsyncs per directory however many partitions, and gives each log its entry when opening it. A stale checkpoint is
 //! safe: the high watermark only grows, and a restarted replica learns the current one from
 //! its leader (or, as leader, from its followers' fetches). On open it is clamped to the log's
 //! offsets, since a crash may have taken an unflushed tail.

@@ -471,6 +471,7 @@ fn a_replicated_log_starts_at_the_checkpointed_high_watermark_clamped_to_the_log
     let replicated = |high_watermark: Option<i64>| LogOpenOptions {
         high_watermark_from_checkpoint: true,
         high_watermark,
+        ..LogOpenOptions::default()
     };
     let open = |high_watermark| Log::open_with(dir.path(), config(), replicated(high_watermark), 0).unwrap();
     let (mut log, _) = open(None);

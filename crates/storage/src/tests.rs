@@ -108,6 +108,16 @@ fn open(dir: &Path, config: LogConfig) -> Log {
     Log::open(dir, config, 0).unwrap().0
 }
 
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn active_log_path(dir: &Path) -> std::path::PathBuf {
     let mut logs: Vec<_> = fs::read_dir(dir)
         .unwrap()
@@ -557,10 +567,107 @@ fn flush_jobs_run_off_the_lock_and_tolerate_appends_meanwhile() {
     log.complete_flush(&job, result).unwrap();
     assert_eq!(log.recovery_point, 5);
     assert!(log.flush_job().unwrap().is_none());
-    // The recovery point is on disk: a reopen after a crash scans only from there.
     drop(log);
     let (reopened, _) = Log::open(dir.path(), small_config(), 0).unwrap();
     assert_eq!(reopened.log_end_offset(), 5);
+}
+
+fn with_recovery_point(recovery_point: Option<i64>) -> crate::LogOpenOptions {
+    crate::LogOpenOptions {
+        recovery_point,
+        ..crate::LogOpenOptions::default()
+    }
+}
+
+#[test]
+fn a_new_log_is_a_directory_and_one_file() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("orders-0");
+    let (mut log, report) = Log::open(&dir, small_config(), 0).unwrap();
+    assert_eq!((report.segments, report.repairs.len()), (1, 0));
+    assert_eq!(file_names(&dir), ["00000000000000000000.log"]);
+    // It works as any log, and a reopen finds what was written.
+    let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let log = open(&dir, small_config());
+    assert_eq!(log.log_end_offset(), 2);
+    assert!(
+        !file_names(&dir).contains(&"recovery-point".to_string()),
+        "the broker records it for the directory"
+    );
+}
+
+#[test]
+fn recovery_trusts_the_segments_below_the_recorded_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for _ in 0..12 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() >= 3);
+    log.flush().unwrap();
+    let recovery_point = log.recovery_point();
+    assert_eq!(recovery_point, 24);
+    drop(log); // crash
+    let reopen = |recovery_point| {
+        let (log, report) = Log::open_with(dir.path(), small_config(), with_recovery_point(recovery_point), 0).unwrap();
+        assert_eq!(log.log_end_offset(), 24);
+        report.segments_scanned
+    };
+    // With the checkpoint's entry only the last segment is scanned; without, all of them.
+    assert_eq!(reopen(Some(recovery_point)), 1);
+    let all = reopen(None);
+    assert!(all >= 3, "{all}");
+}
+
+#[test]
+fn a_truncation_below_the_recovery_point_outranks_the_directory_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    for _ in 0..12 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    log.flush().unwrap();
+    let recorded = log.recovery_point(); // what the broker's checkpoint holds
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.recovery_point(), 4);
+    // Appends after the truncation, never flushed, fill segments again past the old point.
+    for _ in 0..12 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    // The segment a stale recovery point would trust: the one before the segment holding it.
+    let bases = log.segment_base_offsets();
+    let holding = bases.iter().rposition(|b| *b <= recorded).unwrap();
+    assert!(holding > 0, "{bases:?}");
+    let damaged = dir.path().join(format!("{:020}.log", bases[holding - 1]));
+    drop(log); // crash
+    let mut bytes = fs::read(&damaged).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&damaged, &bytes).unwrap();
+    // The stale, higher entry would trust the damaged segment; the log's own file wins.
+    let (log, report) = Log::open_with(dir.path(), small_config(), with_recovery_point(Some(recorded)), 0).unwrap();
+    assert!(report.truncated_bytes > 0, "{report}");
+    assert!(log.log_end_offset() < 28);
+    drop(log);
+    // Recovery synced what it kept; the file holds nothing above the log end.
+    let (log, _) = Log::open_with(dir.path(), small_config(), with_recovery_point(Some(recorded)), 0).unwrap();
+    assert!(log.recovery_point() <= log.log_end_offset());
+}
+
+#[test]
+fn a_stale_entry_for_a_new_log_is_outranked() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("orders-0");
+    // The checkpoint still names a deleted log of this name.
+    let (mut log, _) = Log::open_with(&dir, small_config(), with_recovery_point(Some(500)), 0).unwrap();
+    for _ in 0..12 {
+        let _ = log.append(&simple(2, 0), 0, 0).unwrap();
+    }
+    drop(log); // crash before any flush
+    let (_, report) = Log::open_with(&dir, small_config(), with_recovery_point(Some(500)), 0).unwrap();
+    assert!(report.segments_scanned >= 3, "every segment is scanned: {report}");
 }
 
 fn idempotent(pid: i64, epoch: i16, seq: i32, n: usize) -> ValidatedBatches {
@@ -1249,14 +1356,6 @@ mod hostile_files {
 #[test]
 fn index_files_appear_with_their_first_entry_and_a_small_segment_needs_none() {
     let dir = tempfile::tempdir().unwrap();
-    let names = |dir: &Path| -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
     let config = LogConfig {
         segment_bytes: 100_000,
         index_interval_bytes: 1_000,
@@ -1264,7 +1363,11 @@ fn index_files_appear_with_their_first_entry_and_a_small_segment_needs_none() {
         ..LogConfig::default()
     };
     let mut log = open(dir.path(), config.clone());
-    assert_eq!(names(dir.path()), ["00000000000000000000.log"], "a new log is one file");
+    assert_eq!(
+        file_names(dir.path()),
+        ["00000000000000000000.log"],
+        "a new log is one file"
+    );
     let _ = log.append(&simple(1, 10), 0, 0).unwrap();
     // A crash with a segment below the index interval: nothing to repair.
     drop(log);
@@ -1273,7 +1376,7 @@ fn index_files_appear_with_their_first_entry_and_a_small_segment_needs_none() {
     for i in 0..20 {
         let _ = log.append(&simple(5, 20 + i), 0, 0).unwrap();
     }
-    let now = names(dir.path());
+    let now = file_names(dir.path());
     assert!(now.contains(&"00000000000000000000.index".to_string()), "{now:?}");
     assert!(now.contains(&"00000000000000000000.timeindex".to_string()), "{now:?}");
     // Lookups still find every offset, through the index.

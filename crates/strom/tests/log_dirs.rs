@@ -132,7 +132,9 @@ fn logs_spread_over_log_dirs_and_move_between_them_losing_nothing() {
     // Each directory's one high watermark checkpoint holds its logs' (written at the graceful
     // stop): every record committed, and no log keeps a file of its own for it.
     for (partition, dir) in placement(&broker) {
-        let checkpointed = strom_storage::hw_checkpoint::read(&dir).expect("checkpoint");
+        let checkpointed = strom_storage::dir_checkpoint::HIGH_WATERMARKS
+            .read(&dir)
+            .expect("checkpoint");
         assert_eq!(
             checkpointed.get(&format!("{TOPIC}-{partition}")),
             Some(&25),

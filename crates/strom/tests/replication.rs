@@ -391,6 +391,128 @@ fn a_paused_leader_replaced_meanwhile_acknowledges_nothing_and_rejoins_with_the_
 }
 
 #[test]
+fn pipelined_produces_on_one_connection_are_appended_and_answered_in_request_order() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ProduceRequest};
+    use strom_testkit::wire::{decode_response, partition_response, produce_request, topic_name, PRODUCE_VERSION};
+
+    enum Sent {
+        Produce {
+            partition: i32,
+            correlation_id: i32,
+        },
+        /// A ListOffsets (latest) and, per partition, the end of its last acks=all write before it.
+        Offsets {
+            correlation_id: i32,
+            acked: BTreeMap<i32, i64>,
+        },
+    }
+    let mut cluster = cluster(3);
+    let bootstrap = cluster.bootstrap();
+    Admin::new(&bootstrap)
+        .create_replicated_topic("pipelined", 6, 3, &[], false)
+        .expect("create");
+    let layout = wait_for_isr(&cluster.nodes[0], "pipelined", 3);
+    let leader = (1..=3)
+        .max_by_key(|n| layout.values().filter(|(l, _, _)| l == n).count())
+        .unwrap();
+    let led: Vec<i32> = layout
+        .iter()
+        .filter(|(_, (l, _, _))| *l == leader)
+        .map(|(p, _)| *p)
+        .collect();
+    let mut wire = cluster.nodes[leader as usize - 1].wire();
+
+    // 60 writes to the partitions it leads, acks=all but every seventh acks=1, with a ListOffsets
+    // in the middle, all sent at once: the writes wait for their replicas together.
+    let mut frames = Vec::new();
+    let mut sent = Vec::new();
+    let mut values: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut frame = |body: &[u8]| {
+        frames.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        frames.extend_from_slice(body);
+    };
+    for i in 0..60 {
+        if i == 30 {
+            let mut topic = ListOffsetsTopic::default();
+            topic.name = topic_name("pipelined");
+            topic.partitions = led
+                .iter()
+                .map(|p| {
+                    let mut partition = ListOffsetsPartition::default();
+                    partition.partition_index = *p;
+                    partition.current_leader_epoch = -1;
+                    partition.timestamp = -1; // latest
+                    partition
+                })
+                .collect();
+            let mut request = ListOffsetsRequest::default();
+            request.replica_id = BrokerId(-1);
+            request.topics = vec![topic];
+            let (correlation_id, body) = wire.encode(&request, 7).expect("encode");
+            frame(&body);
+            sent.push(Sent::Offsets {
+                correlation_id,
+                acked: acked.clone(),
+            });
+        }
+        let partition = led[i % led.len()];
+        let value = format!("v{i}");
+        let acks = if i % 7 == 0 { 1 } else { -1 };
+        let request = produce_request("pipelined", partition, one_record(&value), acks);
+        let (correlation_id, body) = wire.encode(&request, PRODUCE_VERSION).expect("encode");
+        frame(&body);
+        let written = values.entry(partition).or_default();
+        written.push(value);
+        if acks == -1 {
+            acked.insert(partition, written.len() as i64);
+        }
+        sent.push(Sent::Produce {
+            partition,
+            correlation_id,
+        });
+    }
+    wire.write_raw(&frames).expect("send");
+
+    // Answers come in request order (each carries the next correlation id); the writes were
+    // appended in request order; the ListOffsets saw every earlier acks=all write acknowledged.
+    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for request in sent {
+        let frame = wire.read_frame().expect("an answer");
+        match request {
+            Sent::Produce {
+                partition,
+                correlation_id,
+            } => {
+                let response =
+                    decode_response::<ProduceRequest>(frame, PRODUCE_VERSION, correlation_id).expect("in order");
+                let answer = partition_response(response, "pipelined", partition).expect("partition");
+                let expected = next_offset.entry(partition).or_insert(0);
+                assert_eq!(
+                    (answer.error_code, answer.base_offset),
+                    (0, *expected),
+                    "partition {partition}"
+                );
+                *expected += 1;
+            }
+            Sent::Offsets { correlation_id, acked } => {
+                let response = decode_response::<ListOffsetsRequest>(frame, 7, correlation_id).expect("in order");
+                for answer in &response.topics[0].partitions {
+                    let at_least = acked.get(&answer.partition_index).copied().unwrap_or(0);
+                    assert_eq!(answer.error_code, 0, "{answer:?}");
+                    assert!(answer.offset >= at_least, "{answer:?} is below {at_least}");
+                }
+            }
+        }
+    }
+    let read = read_all(&bootstrap, "pipelined", 6);
+    for (partition, written) in values {
+        assert_eq!(read[&partition], written, "partition {partition}");
+    }
+}
+
+#[test]
 fn a_rolling_restart_under_load_loses_nothing_acknowledged() {
     let mut cluster = cluster(3);
     let bootstrap = cluster.bootstrap();

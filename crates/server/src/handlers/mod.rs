@@ -59,6 +59,22 @@ pub(crate) enum Reply {
     Fetch(kafka_protocol::messages::FetchResponse, Vec<strom_storage::ReadSlice>),
     /// Produce with acks=0: Kafka sends nothing back.
     None,
+    /// A Produce whose appends are done and which waits for its replicas (acks=all); the
+    /// connection may take its next Produce meanwhile.
+    Replicating(Replicating),
+}
+
+/// A Produce waiting for its acks=all appends to be replicated.
+pub(crate) struct Replicating(produce::Appended);
+
+impl Replicating {
+    /// Its reply, once replicated or failed (bounded by the request's timeout).
+    pub(crate) async fn reply(self, broker: Arc<Broker>) -> Reply {
+        match self.0.answer(&broker).await {
+            Some(response) => Reply::Response(ResponseKind::Produce(response)),
+            None => Reply::None,
+        }
+    }
 }
 
 pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Reply {
@@ -67,10 +83,16 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: Request, peer: SocketA
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(broker, &r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version).await),
-        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
-            Some(response) => ResponseKind::Produce(response),
-            None => return Reply::None,
-        },
+        RequestKind::Produce(r) => {
+            let appended = produce::append(broker, r, version).await;
+            if appended.is_replicating() {
+                return Reply::Replicating(Replicating(appended));
+            }
+            match appended.answer(broker).await {
+                Some(response) => ResponseKind::Produce(response),
+                None => return Reply::None,
+            }
+        }
         RequestKind::Fetch(r) => {
             let (response, slices) = fetch::handle(broker, r, version).await;
             return Reply::Fetch(response, slices);

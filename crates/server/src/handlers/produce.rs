@@ -26,7 +26,49 @@ use crate::partition::{AcksAllState, Partition, Role};
 /// Bound on how long an acks=all produce may wait for its replicas, whatever the client asks.
 const ACKS_ALL_WAIT_MS_MAX: i64 = 300_000;
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+/// A Produce whose appends are done: answered at once ([`Appended::answer`]), or once its
+/// acks=all appends are replicated, which a connection may wait for while it appends its next
+/// Produce ([`Appended::is_replicating`]).
+pub(super) struct Appended {
+    response: ProduceResponse,
+    waiting: Vec<(usize, usize, ReplicaWait)>,
+    timeout_ms: i64,
+    acks: i16,
+    version: i16,
+}
+
+impl Appended {
+    /// Some acks=all append waits for the ISR.
+    pub(super) fn is_replicating(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// The response, once every acks=all append is replicated or has failed; `None` for
+    /// acks=0.
+    pub(super) async fn answer(self, broker: &Broker) -> Option<ProduceResponse> {
+        let Appended {
+            mut response,
+            waiting,
+            timeout_ms,
+            acks,
+            version,
+        } = self;
+        if !waiting.is_empty() {
+            for (t, p, error) in wait_for_replicas(broker, waiting, timeout_ms).await {
+                let entry = &mut response.responses[t].partition_responses[p];
+                let index = entry.index;
+                *entry = fit_to_version(error_response(index, error, None), version);
+            }
+        }
+        if version >= 10 {
+            response.node_endpoints = leader_endpoints(broker, &response);
+        }
+        (acks != 0).then_some(response)
+    }
+}
+
+/// Validates and appends every partition's records, in request order.
+pub(super) async fn append(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Appended {
     let acks = request.acks;
     let now = now_ms();
     let acks_valid = matches!(acks, -1..=1);
@@ -88,18 +130,13 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
     if appended_any {
         broker.notify_appended();
     }
-    if !waiting.is_empty() {
-        let timeout_ms = i64::from(request.timeout_ms).clamp(0, ACKS_ALL_WAIT_MS_MAX);
-        for (t, p, error) in wait_for_replicas(broker, waiting, timeout_ms).await {
-            let entry = &mut response.responses[t].partition_responses[p];
-            let index = entry.index;
-            *entry = fit_to_version(error_response(index, error, None), version);
-        }
+    Appended {
+        response,
+        waiting,
+        timeout_ms: i64::from(request.timeout_ms).clamp(0, ACKS_ALL_WAIT_MS_MAX),
+        acks,
+        version,
     }
-    if version >= 10 {
-        response.node_endpoints = leader_endpoints(broker, &response);
-    }
-    (acks != 0).then_some(response)
 }
 
 /// An acks=all append waiting for the ISR: answered once the high watermark passes its last
