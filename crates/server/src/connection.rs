@@ -173,6 +173,10 @@ pub(crate) async fn serve(
                 return;
             }
         }
+        if queue.pop_ready(&mut outbox).is_err() {
+            close_with(&mut stream, &mut outbox, peer, &"a response could not be encoded").await;
+            return;
+        }
         if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }
@@ -188,9 +192,12 @@ pub(crate) async fn serve(
                     return;
                 }
             },
-            popped = queue.pop_into(&mut outbox), if !queue.is_empty() => if popped.is_err() {
-                close_with(&mut stream, &mut outbox, peer, &"a response could not be encoded").await;
-                return;
+            popped = queue.pop_into(&mut outbox), if !queue.is_empty() => {
+                // Whatever is ready behind it goes out in the same write.
+                if popped.and_then(|()| queue.pop_ready(&mut outbox)).is_err() {
+                    close_with(&mut stream, &mut outbox, peer, &"a response could not be encoded").await;
+                    return;
+                }
             },
             _ = shutdown.changed() => return,
         }
@@ -228,6 +235,19 @@ impl ReplyQueue {
         let reply = pending.await;
         let (correlation_id, api_version, _) = self.replies.pop_front().expect("polled above");
         encode(outbox, correlation_id, api_version, reply)
+    }
+
+    /// Encodes the replies at the head of the queue that are ready now, without waiting.
+    fn pop_ready(&mut self, outbox: &mut Outbox) -> Result<(), String> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        while let Some((_, _, pending)) = self.replies.front_mut() {
+            let std::task::Poll::Ready(reply) = pending.as_mut().poll(&mut context) else {
+                break;
+            };
+            let (correlation_id, api_version, _) = self.replies.pop_front().expect("polled above");
+            encode(outbox, correlation_id, api_version, reply)?;
+        }
+        Ok(())
     }
 
     /// Encodes every queued reply, in order, before the connection closes.

@@ -123,7 +123,9 @@ pub(super) async fn append(broker: &Arc<Broker>, request: ProduceRequest, versio
             };
             topic_response.partition_responses.push(fit_to_version(result, version));
         }
-        topic_response.name = topic.name;
+        // A copy: the request's name is a slice of its frame, which a response waiting for
+        // replicas would otherwise keep in memory, records and all.
+        topic_response.name = super::topic_name(topic.name.as_str());
         response.responses.push(topic_response);
     }
     drop(checks);
