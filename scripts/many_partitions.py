@@ -6,7 +6,10 @@
   every partition with acks=all is acknowledged;
 - a restarted broker (SIGTERM, start again) back in the ISR of all its partitions: from its
   start until no partition lacks it;
-- each broker's peak RSS.
+- each broker's peak RSS;
+- for scale, what this filesystem takes to create as many directories, each with one empty
+  file, as the three brokers did (one process, after the brokers stopped). On ext4 this grows
+  while recently deleted inodes pile up (back-to-back runs), and so does CreateTopics.
 
     scripts/many_partitions.py [--partitions 1000]
 
@@ -123,6 +126,17 @@ def main() -> int:
               f"after it was started")
         rss = {i: peak_rss_mib(p.pid) for i, p in nodes.items()}
         print("peak RSS: " + ", ".join(f"node {i} {mib} MiB" for i, mib in rss.items()) + " (node 3 since its restart)")
+        for process in nodes.values():
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+        baseline = work / "filesystem-baseline"
+        baseline.mkdir()
+        began = time.monotonic()
+        for i in range(3 * args.partitions):
+            (baseline / str(i)).mkdir()
+            (baseline / str(i) / "00000000000000000000.log").touch()
+        print(f"this filesystem: {3 * args.partitions} directories with one file each created in "
+              f"{(time.monotonic() - began) * 1000:.0f} ms by one process")
         return 0
     finally:
         for process in nodes.values():

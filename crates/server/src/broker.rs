@@ -1,12 +1,14 @@
 //! The state one broker process shares between its connections and background tasks.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::internal_topic::CoordinatorLogs;
+use crate::producer_ids::{BlockSource, ProducerIdAllocator};
+use crate::signals::Signals;
 use crate::topics::TopicRegistry;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +30,10 @@ pub enum StartupError {
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
-    pub topics: TopicRegistry,
-    pub producer_ids: ProducerIdAllocator,
-    pub groups: crate::groups::Groups,
-    pub txns: crate::txns::Txns,
+    pub topics: Arc<TopicRegistry>,
+    pub producer_ids: Arc<ProducerIdAllocator>,
+    pub groups: Arc<crate::groups::Groups>,
+    pub txns: Arc<crate::txns::Txns>,
     /// The metadata quorum, the image and the way to the controller.
     pub cluster: std::sync::Arc<crate::cluster::Cluster>,
     /// This broker's session with the controller, once registered.
@@ -42,21 +44,14 @@ pub struct Broker {
     /// ApiVersions finalizes. Clients keep the levels of the highest epoch they have seen, so
     /// it must grow when a restart may have changed them.
     pub started_ms: i64,
-    /// Bumped after every append, so waiting fetches wake as soon as data arrives rather than
-    /// when their max wait runs out.
-    appended: watch::Sender<u64>,
-    shutting_down: std::sync::atomic::AtomicBool,
+    /// Appends and shutdown, for everything that waits on them.
+    pub signals: Arc<Signals>,
     /// Held for the process lifetime, one per log directory: two brokers on one directory
     /// would corrupt it.
     _dir_locks: Vec<std::fs::File>,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 fn dir_error(path: &Path, e: impl std::fmt::Display) -> StartupError {
     StartupError::DataDir {
@@ -117,27 +112,46 @@ impl Broker {
             }
             false => None,
         };
-        let producer_ids = ProducerIdAllocator::new(
+        let producer_ids = Arc::new(ProducerIdAllocator::new(
             producer_id_blocks(cluster.clone(), session.clone(), config.node_id),
             adoption.as_ref().map_or(0, |a| a.producer_id_floor),
-        );
-        let topics = TopicRegistry::open(&config.log_dirs(), config.topic_defaults.clone(), adoption.is_some())?;
+        ));
+        let topics = Arc::new(TopicRegistry::open(
+            &config.log_dirs(),
+            config.topic_defaults.clone(),
+            adoption.is_some(),
+        )?);
         if let Some(adoption) = &adoption {
             topics.set_adopting(adoption.topics.iter().map(|t| (t.name.clone(), t.id)).collect());
         }
-        let groups = crate::groups::Groups::new(
+        let signals = Arc::new(Signals::default());
+        // The coordinators get the logs, the cluster and the signals; not the broker.
+        let logs = CoordinatorLogs {
+            topics: topics.clone(),
+            cluster: cluster.clone(),
+            signals: signals.clone(),
+        };
+        let groups = Arc::new(crate::groups::Groups::new(
             config.groups.clone(),
-            config.offsets_topic_num_partitions,
-            config.offsets_topic_segment_bytes,
-            config.cluster.offsets_topic_replication_factor,
-        );
-        let txns = crate::txns::Txns::new(
+            crate::groups::OffsetsTopic {
+                partitions: config.offsets_topic_num_partitions,
+                segment_bytes: config.offsets_topic_segment_bytes,
+                replication_factor: config.cluster.offsets_topic_replication_factor,
+                retention_ms: config.offsets_retention_ms,
+            },
+            logs.clone(),
+        ));
+        let txns = Arc::new(crate::txns::Txns::new(
             config.transactions.clone(),
-            config.transaction_state_num_partitions,
-            config.transaction_state_segment_bytes,
-            config.cluster.transaction_state_replication_factor,
-        );
-        let (appended, _) = watch::channel(0);
+            crate::txns::StateTopic {
+                partitions: config.transaction_state_num_partitions,
+                segment_bytes: config.transaction_state_segment_bytes,
+                replication_factor: config.cluster.transaction_state_replication_factor,
+            },
+            logs,
+            groups.clone(),
+            producer_ids.clone(),
+        ));
         Ok(Broker {
             config,
             cluster_id,
@@ -149,8 +163,7 @@ impl Broker {
             cluster,
             session,
             started_ms: now_ms(),
-            appended,
-            shutting_down: std::sync::atomic::AtomicBool::new(false),
+            signals,
             _dir_locks: std::iter::once(dir_lock).chain(extra_locks).collect(),
         })
     }
@@ -159,22 +172,20 @@ impl Broker {
     /// answer without waiting, and does the same for parked JoinGroup and SyncGroup requests,
     /// so a graceful shutdown is not held up by long polls.
     pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.notify_appended();
-        crate::groups::release_waiters(self);
+        self.signals.shut_down();
+        crate::groups::release_waiters(&self.groups);
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+        self.signals.is_shutting_down()
     }
 
     pub fn notify_appended(&self) {
-        self.appended
-            .send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.signals.notify_appended();
     }
 
     pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+        self.signals.subscribe_appends()
     }
 
     pub fn node_id(&self) -> i32 {
@@ -271,70 +282,9 @@ pub(crate) fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
-/// Hands out producer ids for idempotent producers, from blocks the controller allocates
-/// (AllocateProducerIds), so ids are unique across brokers and restarts.
-pub struct ProducerIdAllocator {
-    /// The next id and the end of the current block.
-    state: Mutex<(i64, i64)>,
-    source: BlockSource,
-    /// Ids below this are never handed out (a node that adopted a single node's data
-    /// directory, whose logs hold producers up to its mark: `crate::adoption`).
-    floor: i64,
-}
-
-/// Where a broker gets its next block of producer ids: (first id, size).
-pub type BlockSource = Box<dyn Fn() -> std::io::Result<(i64, i64)> + Send + Sync>;
-
-impl ProducerIdAllocator {
-    fn new(source: BlockSource, floor: i64) -> Self {
-        ProducerIdAllocator {
-            state: Mutex::new((0, 0)),
-            source,
-            floor,
-        }
-    }
-
-    pub fn allocate(&self) -> std::io::Result<i64> {
-        let mut state = self.state.lock().expect("producer id lock");
-        let (next, block_end) = &mut *state;
-        if *next == *block_end {
-            let (first, size) = (self.source)()?;
-            *next = first.max(self.floor);
-            *block_end = first + size;
-            if *next >= *block_end {
-                // The controller has not seen the adopted directory's mark yet.
-                *next = *block_end;
-                return Err(std::io::Error::other(
-                    "producer ids below the adopted data directory's are reserved; retry",
-                ));
-            }
-        }
-        let id = *next;
-        *next += 1;
-        Ok(id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn producer_ids_come_block_by_block_and_never_below_the_floor() {
-        // Blocks of 10 from 0, as a controller would hand them out.
-        let handed = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-        let source = handed.clone();
-        let allocator = ProducerIdAllocator::new(
-            Box::new(move || Ok((source.fetch_add(10, std::sync::atomic::Ordering::SeqCst), 10))),
-            25,
-        );
-        // The first two blocks lie wholly below the floor: refused, then the third serves.
-        assert!(allocator.allocate().is_err());
-        assert!(allocator.allocate().is_err());
-        let ids: Vec<i64> = (0..7).map(|_| allocator.allocate().unwrap()).collect();
-        assert_eq!(ids, [25, 26, 27, 28, 29, 30, 31]);
-        assert_eq!(handed.load(std::sync::atomic::Ordering::SeqCst), 40);
-    }
 
     #[test]
     fn cluster_id_is_22_chars_and_kept_once_written() {

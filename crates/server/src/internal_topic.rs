@@ -1,6 +1,9 @@
 //! Topics only coordinators write: `__consumer_offsets` and `__transaction_state`. Both are
 //! ordinary compacted topics, created on first use, whose records a coordinator appends under
 //! its own lock (so the log's order is the order of its decisions) and replays at start-up.
+//!
+//! A coordinator reaches its topic through [`CoordinatorLogs`], not through the broker that
+//! holds the coordinator.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,9 +13,11 @@ use kafka_protocol::records::TimestampType;
 use strom_record::records::{CodecCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions};
 use strom_record::{validate_batches, BatchHeader, BatchIter};
 
-use crate::broker::{now_ms, Broker};
+use crate::clock::now_ms;
+use crate::cluster::Cluster;
 use crate::partition::{AcksAllState, Partition};
-use crate::topics::Topic;
+use crate::signals::Signals;
+use crate::topics::{Topic, TopicRegistry};
 
 /// `max.message.bytes` of internal topics: a group's record carries every member's metadata
 /// (each up to a 2 MiB request) and a transaction's its partition list, so a coordinator's
@@ -23,9 +28,24 @@ const CREATION_RETRY_MS: i64 = 5_000;
 /// How much of a partition is read at a time while replaying.
 const LOAD_READ_BYTES: usize = 16 * 1024 * 1024;
 
+/// What a coordinator needs of its broker: the broker's partitions (its internal topic's among
+/// them), the cluster (to have the topic created, and to reach other brokers) and the
+/// broker's signals (to wait for its records to replicate).
+#[derive(Clone)]
+pub struct CoordinatorLogs {
+    pub topics: Arc<TopicRegistry>,
+    pub cluster: Arc<Cluster>,
+    pub signals: Arc<Signals>,
+}
+
+/// The group coordinator's topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The transaction coordinator's topic.
+pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+
 /// Whether only a coordinator may write to (or create) this topic.
 pub fn is_coordinator_topic(name: &str) -> bool {
-    name == crate::groups::OFFSETS_TOPIC || name == crate::txns::TXN_STATE_TOPIC
+    name == OFFSETS_TOPIC || name == TXN_STATE_TOPIC
 }
 
 /// Why records could not be written to an internal topic.
@@ -63,8 +83,8 @@ pub struct Written {
 impl Written {
     /// Waits until the write is on every in-sync replica (at once in an ISR of one). A
     /// coordinator acts on a record only after this, so its decisions survive a failover.
-    pub async fn replicated(&self, broker: &Broker, timeout: std::time::Duration) -> Result<(), PersistError> {
-        let mut changes = broker.subscribe_appends();
+    pub async fn replicated(&self, signals: &Signals, timeout: std::time::Duration) -> Result<(), PersistError> {
+        let mut changes = signals.subscribe_appends();
         let deadline = tokio::time::Instant::now() + timeout;
         match self
             .partition
@@ -101,18 +121,18 @@ impl InternalTopic {
 
     /// The topic, if it exists; if not, asks the controller for it and says it is not there
     /// yet.
-    pub fn get_or_create(&self, broker: &Broker) -> Result<Arc<Topic>, PersistError> {
-        if let Some(topic) = broker.topics.get(self.name) {
+    pub fn get_or_create(&self, logs: &CoordinatorLogs) -> Result<Arc<Topic>, PersistError> {
+        if let Some(topic) = logs.topics.get(self.name) {
             return Ok(topic);
         }
-        self.request_creation(&broker.cluster);
+        self.request_creation(&logs.cluster);
         Err(PersistError::NotCreatedYet(self.name))
     }
 
     /// Asks the active controller to create the topic (replication factor capped at the live
     /// brokers, as Kafka does for its internal topics), unless this node already asked within
     /// the last few seconds.
-    fn request_creation(&self, cluster: &Arc<crate::cluster::Cluster>) {
+    fn request_creation(&self, cluster: &Arc<Cluster>) {
         static LAST_ASKED_MS: std::sync::Mutex<BTreeMap<&'static str, i64>> = std::sync::Mutex::new(BTreeMap::new());
         let now = now_ms();
         {
@@ -161,12 +181,12 @@ impl InternalTopic {
     /// `producer` (id, epoch) if given, in which case only the epoch is checked.
     pub fn append(
         &self,
-        broker: &Broker,
+        logs: &CoordinatorLogs,
         index: i32,
         records: &[(Bytes, Option<Bytes>)],
         producer: Option<(i64, i16)>,
     ) -> Result<Written, PersistError> {
-        let topic = self.get_or_create(broker)?;
+        let topic = self.get_or_create(logs)?;
         let partition = topic
             .partition(index)
             .ok_or_else(|| PersistError::Topic(format!("partition {index} missing")))?;
@@ -190,7 +210,7 @@ impl InternalTopic {
         })?;
         partition.after_local_append(log);
         drop(guard);
-        broker.notify_appended();
+        logs.signals.notify_appended();
         Ok(Written {
             partition: partition.clone(),
             leader_epoch,

@@ -30,6 +30,7 @@
 
 pub mod adoption;
 pub mod broker;
+mod clock;
 pub mod cluster;
 pub mod cluster_config;
 pub mod config;
@@ -42,7 +43,9 @@ pub mod log_dirs;
 mod outbox;
 mod ownership;
 pub mod partition;
+pub mod producer_ids;
 pub mod server;
+pub mod signals;
 pub mod topic_config;
 pub mod topics;
 pub mod txns;

@@ -86,7 +86,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> Re
         // Transactions a crash left between decision and markers are finished before any
         // client is served (in a cluster of several, by whichever broker comes to coordinate
         // them, on its timer).
-        crate::txns::tick(&broker).await;
+        crate::txns::tick(&broker.txns).await;
     }
     let listener = TcpListener::bind(listen_addr)
         .await
@@ -193,14 +193,14 @@ fn spawn_maintenance(tasks: &mut JoinSet<()>, broker: &Arc<Broker>, stop: watch:
         config.offsets_retention_check_interval_ms.max(10),
         broker.clone(),
         stop.clone(),
-        crate::groups::expire_offsets,
+        |broker| crate::groups::expire_offsets(&broker.groups),
     ));
     tasks.spawn(crate::txns::run_timers(
-        broker.clone(),
+        broker.txns.clone(),
         config.transaction_id_expiration_check_interval_ms.max(10),
         stop.clone(),
     ));
-    tasks.spawn(crate::groups::run_timers(broker.clone(), stop));
+    tasks.spawn(crate::groups::run_timers(broker.groups.clone(), stop));
 }
 
 async fn every(interval_ms: u64, broker: Arc<Broker>, mut stop: watch::Receiver<bool>, pass: fn(&Broker)) {

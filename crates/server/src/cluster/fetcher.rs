@@ -170,7 +170,7 @@ async fn run(
             continue;
         };
         if connection.is_none() {
-            match PeerConnection::connect(&broker, leader).await {
+            match PeerConnection::connect(&broker.cluster, leader).await {
                 Ok(connected) => connection = Some(connected),
                 Err(e) => {
                     if e != last_error {

@@ -65,6 +65,8 @@ pub enum ClusterError {
 
 pub struct Cluster {
     pub(crate) config: ClusterConfig,
+    /// This node's id (`node.id`).
+    pub(crate) node_id: i32,
     /// `<data-dir>/__cluster_metadata`.
     pub(crate) dir: PathBuf,
     pub(crate) cluster_id: String,
@@ -193,6 +195,7 @@ impl Cluster {
         tracing::info!(node_id, %cluster_id, controller_listener = %quorum.local_addr(), "joined the metadata quorum");
         Ok(Arc::new(Cluster {
             config,
+            node_id,
             dir,
             cluster_id,
             quorum,

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::broker::Broker;
+use super::Cluster;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idle connections kept per broker; more concurrent calls open more, closed after use.
@@ -32,8 +32,7 @@ pub(crate) struct PeerConnection {
 
 impl PeerConnection {
     /// Connects to broker `id` at the listener its registration names.
-    pub(crate) async fn connect(broker: &Broker, id: i32) -> Result<PeerConnection, String> {
-        let cluster = &broker.cluster;
+    pub(crate) async fn connect(cluster: &Cluster, id: i32) -> Result<PeerConnection, String> {
         let image = cluster.image();
         let registration = image
             .broker(id)
@@ -51,7 +50,7 @@ impl PeerConnection {
         Ok(PeerConnection {
             stream,
             correlation_id: 0,
-            client_id: format!("strom-broker-{}", broker.node_id()),
+            client_id: format!("strom-broker-{}", cluster.node_id),
         })
     }
 
@@ -108,7 +107,7 @@ impl Peers {
     /// Sends `request` to broker `to` and waits for its answer, within `timeout`.
     pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
         &self,
-        broker: &Broker,
+        cluster: &Cluster,
         to: i32,
         api: ApiKey,
         version: i16,
@@ -119,7 +118,7 @@ impl Peers {
         let reused = idle.is_some();
         let mut connection = match idle {
             Some(connection) => connection,
-            None => PeerConnection::connect(broker, to).await?,
+            None => PeerConnection::connect(cluster, to).await?,
         };
         let mut answer = connection
             .exchange(api, version, request, timeout, CALL_RESPONSE_MAX)
@@ -127,7 +126,7 @@ impl Peers {
         if answer.is_err() && reused {
             // An idle connection may have died with its broker's restart; the calls made
             // here are safe to repeat, so once more on a new one.
-            connection = PeerConnection::connect(broker, to).await?;
+            connection = PeerConnection::connect(cluster, to).await?;
             answer = connection
                 .exchange(api, version, request, timeout, CALL_RESPONSE_MAX)
                 .await;

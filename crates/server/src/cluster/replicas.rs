@@ -61,11 +61,11 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
                         })
                         .unwrap_or_default()
                 };
-                crate::groups::lead_partitions(&applying, &led(crate::groups::OFFSETS_TOPIC));
-                crate::txns::lead_partitions(&applying, &led(crate::txns::TXN_STATE_TOPIC));
+                crate::groups::lead_partitions(&applying.groups, &led(crate::groups::OFFSETS_TOPIC));
+                crate::txns::lead_partitions(&applying.txns, &led(crate::txns::TXN_STATE_TOPIC));
                 // Groups coordinated here forget their offsets of deleted topics, as Kafka's do.
                 for name in &deleted {
-                    crate::groups::forget_topic(&applying, name);
+                    crate::groups::forget_topic(&applying.groups, name);
                 }
                 moved
             })

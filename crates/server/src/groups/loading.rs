@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use strom_group::{GroupError, JoinAnswer, Record};
 use strom_record::control::{parse_marker, Marker};
 
-use super::{hold_pending, offsets_partition_count, State, Waiter, OFFSETS_TOPIC};
-use crate::broker::{now_ms, Broker};
+use super::{hold_pending, offsets_partition_count, Groups, State, Waiter, OFFSETS_TOPIC};
+use crate::clock::now_ms;
 use crate::internal_topic;
 use crate::ownership::NotOwned;
 
@@ -57,20 +57,20 @@ pub(super) fn owns(state: &State, partition_count: i32, group_id: &str) -> Resul
 }
 
 /// Whether this broker coordinates `group_id` now (for handlers that answer per group).
-pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), GroupError> {
-    let count = offsets_partition_count(broker);
-    owns(&broker.groups.lock(), count, group_id)
+pub fn check_coordinator(groups: &Groups, group_id: &str) -> Result<(), GroupError> {
+    let count = offsets_partition_count(groups);
+    owns(&groups.lock(), count, group_id)
 }
 
 /// In a cluster, after the metadata moved: this broker's coordinator takes on the groups of
 /// the `__consumer_offsets` partitions it now leads (loading their records: meanwhile their
 /// requests get COORDINATOR_LOAD_IN_PROGRESS) and lets go of those it no longer leads (their
 /// parked requests get NOT_COORDINATOR, so clients look for the new coordinator).
-pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
-    let count = offsets_partition_count(broker);
-    let (gained, lost) = broker.groups.lock().ownership.lead(led);
+pub fn lead_partitions(groups: &Groups, led: &BTreeSet<i32>) {
+    let count = offsets_partition_count(groups);
+    let (gained, lost) = groups.lock().ownership.lead(led);
     if !lost.is_empty() {
-        let mut state = broker.groups.lock();
+        let mut state = groups.lock();
         let tokens = state
             .coordinator
             .unload(|group_id| lost.contains(&strom_group::partition_for(group_id, count)));
@@ -95,7 +95,7 @@ pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
         }
         tracing::info!(partitions = ?lost, "no longer coordinating the groups of these __consumer_offsets partitions");
     }
-    let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
+    let Some(topic) = groups.logs.topics.get(OFFSETS_TOPIC) else {
         return;
     };
     for partition in gained {
@@ -103,7 +103,7 @@ pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
         let read = topic
             .partition(partition)
             .and_then(|p| p.lock().as_ref().map(|log| read_partition(log, partition)));
-        let mut state = broker.groups.lock();
+        let mut state = groups.lock();
         if !state.ownership.loaded(partition) {
             continue; // lost again meanwhile
         }
@@ -122,5 +122,5 @@ pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
             "coordinating the groups of a __consumer_offsets partition"
         );
     }
-    broker.groups.deadline_changed.notify_one();
+    groups.deadline_changed.notify_one();
 }

@@ -16,6 +16,9 @@
 //!
 //! `loading` decides which groups this broker coordinates (those of the `__consumer_offsets`
 //! partitions it leads) and reads them in.
+//!
+//! The coordinator reaches the broker's partitions through [`CoordinatorLogs`]; it knows
+//! nothing of the broker that holds it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,15 +34,14 @@ use strom_group::{
 };
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::broker::{now_ms, Broker};
+use crate::clock::now_ms;
 
 mod loading;
-use crate::internal_topic::{InternalTopic, PersistError};
+pub use crate::internal_topic::OFFSETS_TOPIC;
+use crate::internal_topic::{CoordinatorLogs, InternalTopic, PersistError};
 use crate::ownership::Ownership;
 use loading::owns;
 pub use loading::{check_coordinator, lead_partitions};
-
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// The timer task wakes at least this often, so a missed notification costs at most this.
 const TICK_INTERVAL_MAX_MS: i64 = 1000;
@@ -86,10 +88,21 @@ pub struct Groups {
     state: Mutex<State>,
     /// Woken when a request may have brought the next deadline closer.
     deadline_changed: Notify,
-    offsets_partitions: i32,
-    offsets_segment_bytes: u64,
-    /// `offsets.topic.replication.factor`, for creating `__consumer_offsets`.
-    offsets_replication_factor: i16,
+    offsets: OffsetsTopic,
+    logs: CoordinatorLogs,
+}
+
+/// `__consumer_offsets` as the broker's configuration describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetsTopic {
+    /// `offsets.topic.num.partitions`, until the topic exists.
+    pub partitions: i32,
+    /// `offsets.topic.segment.bytes`.
+    pub segment_bytes: u64,
+    /// `offsets.topic.replication.factor`, for creating the topic.
+    pub replication_factor: i16,
+    /// `offsets.retention.minutes`, in ms.
+    pub retention_ms: i64,
 }
 
 /// What an offset commit did for one partition.
@@ -107,12 +120,7 @@ pub enum CommitError {
 impl Groups {
     /// An empty coordinator: it loads each `__consumer_offsets` partition when it comes to
     /// lead it ([`lead_partitions`]).
-    pub fn new(
-        config: GroupConfig,
-        offsets_partitions: i32,
-        offsets_segment_bytes: u64,
-        offsets_replication_factor: i16,
-    ) -> Groups {
+    pub fn new(config: GroupConfig, offsets: OffsetsTopic, logs: CoordinatorLogs) -> Groups {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let coordinator = Coordinator::new(config, seed);
         Groups {
@@ -124,9 +132,8 @@ impl Groups {
                 pending_txn: HashMap::new(),
             }),
             deadline_changed: Notify::new(),
-            offsets_partitions,
-            offsets_segment_bytes,
-            offsets_replication_factor,
+            offsets,
+            logs,
         }
     }
 
@@ -138,8 +145,8 @@ impl Groups {
 /// At shutdown, answers every parked JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE,
 /// as Kafka does when a coordinator unloads its groups: the clients look for a coordinator
 /// again instead of holding the shutdown for up to a rebalance timeout.
-pub fn release_waiters(broker: &Broker) {
-    let mut state = broker.groups.lock();
+pub fn release_waiters(groups: &Groups) {
+    let mut state = groups.lock();
     for (_, waiter) in state.waiters.drain() {
         match waiter {
             Waiter::Join(sender) => {
@@ -158,13 +165,13 @@ pub fn release_waiters(broker: &Broker) {
 
 /// JoinGroup: waits, if the group is rebalancing, until the new generation forms (bounded by
 /// the rebalance timeout) or the member is answered otherwise.
-pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
+pub async fn join(groups: &Groups, request: JoinRequest) -> JoinAnswer {
     let (sender, receiver) = oneshot::channel();
     {
-        let count = offsets_partition_count(broker);
-        let mut state = broker.groups.lock();
+        let count = offsets_partition_count(groups);
+        let mut state = groups.lock();
         // Checked under the lock `release_waiters` takes, so no request parks after it ran.
-        let refused = if broker.is_shutting_down() {
+        let refused = if groups.logs.signals.is_shutting_down() {
             Some(GroupError::CoordinatorNotAvailable)
         } else {
             owns(&state, count, &request.group_id).err()
@@ -179,9 +186,9 @@ pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
         }
         let token = register(&mut state, Waiter::Join(sender));
         state.coordinator.join(now_ms(), token, request);
-        carry_out(broker, &mut state);
+        carry_out(groups, &mut state);
     }
-    broker.groups.deadline_changed.notify_one();
+    groups.deadline_changed.notify_one();
     receiver.await.unwrap_or_else(|_| JoinAnswer {
         error: Some(GroupError::CoordinatorNotAvailable),
         generation_id: -1,
@@ -190,73 +197,73 @@ pub async fn join(broker: &Broker, request: JoinRequest) -> JoinAnswer {
 }
 
 /// SyncGroup: a follower waits for the leader's assignment.
-pub async fn sync(broker: &Broker, request: SyncRequest) -> Result<SyncAnswer, GroupError> {
+pub async fn sync(groups: &Groups, request: SyncRequest) -> Result<SyncAnswer, GroupError> {
     let (sender, receiver) = oneshot::channel();
     {
-        let count = offsets_partition_count(broker);
-        let mut state = broker.groups.lock();
-        if broker.is_shutting_down() {
+        let count = offsets_partition_count(groups);
+        let mut state = groups.lock();
+        if groups.logs.signals.is_shutting_down() {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         owns(&state, count, &request.group_id)?;
         let token = register(&mut state, Waiter::Sync(sender));
         state.coordinator.sync(now_ms(), token, request);
-        carry_out(broker, &mut state);
+        carry_out(groups, &mut state);
     }
-    broker.groups.deadline_changed.notify_one();
+    groups.deadline_changed.notify_one();
     receiver.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
 }
 
-pub fn heartbeat(broker: &Broker, request: &MemberRef) -> Result<(), GroupError> {
-    let count = offsets_partition_count(broker);
-    let mut state = broker.groups.lock();
+pub fn heartbeat(groups: &Groups, request: &MemberRef) -> Result<(), GroupError> {
+    let count = offsets_partition_count(groups);
+    let mut state = groups.lock();
     owns(&state, count, &request.group_id)?;
     state.coordinator.heartbeat(now_ms(), request)
 }
 
 pub fn leave(
-    broker: &Broker,
+    groups: &Groups,
     group_id: &str,
     members: &[LeavingMember],
 ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-    let count = offsets_partition_count(broker);
+    let count = offsets_partition_count(groups);
     let result = {
-        let mut state = broker.groups.lock();
+        let mut state = groups.lock();
         owns(&state, count, group_id)?;
         let result = state.coordinator.leave(now_ms(), group_id, members);
-        carry_out(broker, &mut state);
+        carry_out(groups, &mut state);
         result
     };
-    broker.groups.deadline_changed.notify_one();
+    groups.deadline_changed.notify_one();
     result
 }
 
 /// OffsetCommit: offsets of partitions that exist are written, then take effect.
 pub fn commit(
-    broker: &Broker,
+    groups: &Groups,
     committer: &MemberRef,
     offsets: &[OffsetToCommit],
 ) -> Result<Vec<CommitResult>, GroupError> {
-    commit_with(broker, committer, offsets, None)
+    commit_with(groups, committer, offsets, None)
 }
 
 /// TxnOffsetCommit: offsets are written now as part of the producer's transaction and take
 /// effect when its commit marker reaches the group's partition. The caller has had the
 /// transaction coordinator check the partition is in the transaction (`crate::txns`).
 pub fn txn_commit(
-    broker: &Broker,
+    groups: &Groups,
     committer: &MemberRef,
     producer: (i64, i16),
     offsets: &[OffsetToCommit],
 ) -> Result<Vec<CommitResult>, GroupError> {
-    commit_with(broker, committer, offsets, Some(producer))
+    commit_with(groups, committer, offsets, Some(producer))
 }
 
 /// Both commits: offsets of unknown partitions are refused, the coordinator checks the rest,
 /// those it accepts are written as one batch (transactional under `producer`), and only then
 /// take effect (plain) or are held until the transaction ends (transactional).
 fn commit_with(
-    broker: &Broker,
+    groups: &Groups,
     committer: &MemberRef,
     offsets: &[OffsetToCommit],
     producer: Option<(i64, i16)>,
@@ -265,15 +272,15 @@ fn commit_with(
     let mut known = Vec::with_capacity(offsets.len());
     let mut known_at = Vec::with_capacity(offsets.len());
     for (index, offset) in offsets.iter().enumerate() {
-        if broker.topics.partition(&offset.topic, offset.partition).is_some() {
+        if groups.logs.topics.partition(&offset.topic, offset.partition).is_some() {
             known.push(offset.clone());
             known_at.push(index);
         } else {
             results[index] = Err(CommitError::UnknownTopicOrPartition);
         }
     }
-    let count = offsets_partition_count(broker);
-    let mut state = broker.groups.lock();
+    let count = offsets_partition_count(groups);
+    let mut state = groups.lock();
     owns(&state, count, &committer.group_id)?;
     let prepared = match producer {
         None => state.coordinator.prepare_commit(now_ms(), committer, &known)?,
@@ -294,7 +301,7 @@ fn commit_with(
         return Ok(results);
     }
     match (
-        persist_batch(broker, &committer.group_id, &to_write, producer),
+        persist_batch(groups, &committer.group_id, &to_write, producer),
         producer,
     ) {
         (Ok(()), None) => {
@@ -326,9 +333,9 @@ fn commit_with(
 /// After a marker for `producer_id` was written to `__consumer_offsets` partition
 /// `partition`: the producer's pending offsets of groups in that partition take effect
 /// (commit) or are dropped (abort).
-pub fn end_txn(broker: &Broker, partition: i32, producer_id: i64, commit: bool) {
-    let partition_count = offsets_partition_count(broker);
-    let mut state = broker.groups.lock();
+pub fn end_txn(groups: &Groups, partition: i32, producer_id: i64, commit: bool) {
+    let partition_count = offsets_partition_count(groups);
+    let mut state = groups.lock();
     let Some(pending) = state.pending_txn.remove(&producer_id) else {
         return;
     };
@@ -347,8 +354,8 @@ pub fn end_txn(broker: &Broker, partition: i32, producer_id: i64, commit: bool) 
 }
 
 /// Partitions of a group with offsets pending in an open transaction.
-pub fn pending_txn_offsets(broker: &Broker, group_id: &str) -> HashSet<(String, i32)> {
-    let state = broker.groups.lock();
+pub fn pending_txn_offsets(groups: &Groups, group_id: &str) -> HashSet<(String, i32)> {
+    let state = groups.lock();
     state
         .pending_txn
         .values()
@@ -359,42 +366,44 @@ pub fn pending_txn_offsets(broker: &Broker, group_id: &str) -> HashSet<(String, 
 }
 
 pub fn fetch_offsets(
-    broker: &Broker,
+    groups: &Groups,
     group_id: &str,
     partitions: Option<&[(String, i32)]>,
 ) -> Vec<(String, i32, Option<OffsetCommit>)> {
-    broker.groups.lock().coordinator.fetch_offsets(group_id, partitions)
+    groups.lock().coordinator.fetch_offsets(group_id, partitions)
 }
 
 /// ConsumerGroupHeartbeat, given the broker's current topics.
-pub fn consumer_heartbeat(broker: &Broker, request: ConsumerHeartbeat) -> Result<ConsumerHeartbeatAnswer, GroupError> {
-    let topics: BTreeMap<String, i32> = broker
+pub fn consumer_heartbeat(groups: &Groups, request: ConsumerHeartbeat) -> Result<ConsumerHeartbeatAnswer, GroupError> {
+    let topics: BTreeMap<String, i32> = groups
+        .logs
         .topics
         .list()
         .iter()
         .filter(|topic| !topic.is_internal())
         .map(|topic| (topic.name.clone(), topic.partition_count()))
         .collect();
-    let count = offsets_partition_count(broker);
+    let count = offsets_partition_count(groups);
     let answer = {
-        let mut state = broker.groups.lock();
+        let mut state = groups.lock();
         owns(&state, count, &request.group_id)?;
         let answer = state.coordinator.consumer_heartbeat(now_ms(), request, &topics);
         // The group's new snapshot is written before the member hears of its new state.
-        carry_out(broker, &mut state);
+        carry_out(groups, &mut state);
         answer
     };
     // A join or leave moves the next session deadline.
-    broker.groups.deadline_changed.notify_one();
+    groups.deadline_changed.notify_one();
     answer
 }
 
-pub fn describe_consumer_group(broker: &Broker, group_id: &str) -> Option<ConsumerGroupDescription> {
-    broker.groups.lock().coordinator.describe_consumer_group(group_id)
+pub fn describe_consumer_group(groups: &Groups, group_id: &str) -> Option<ConsumerGroupDescription> {
+    groups.lock().coordinator.describe_consumer_group(group_id)
 }
 
-pub fn topic_names_by_id(broker: &Broker) -> HashMap<uuid::Uuid, String> {
-    broker
+pub fn topic_names_by_id(groups: &Groups) -> HashMap<uuid::Uuid, String> {
+    groups
+        .logs
         .topics
         .list()
         .iter()
@@ -402,8 +411,9 @@ pub fn topic_names_by_id(broker: &Broker) -> HashMap<uuid::Uuid, String> {
         .collect()
 }
 
-pub fn topic_ids_by_name(broker: &Broker) -> HashMap<String, uuid::Uuid> {
-    broker
+pub fn topic_ids_by_name(groups: &Groups) -> HashMap<String, uuid::Uuid> {
+    groups
+        .logs
         .topics
         .list()
         .iter()
@@ -411,24 +421,24 @@ pub fn topic_ids_by_name(broker: &Broker) -> HashMap<String, uuid::Uuid> {
         .collect()
 }
 
-pub fn list(broker: &Broker) -> Vec<GroupListing> {
-    broker.groups.lock().coordinator.list_groups()
+pub fn list(groups: &Groups) -> Vec<GroupListing> {
+    groups.lock().coordinator.list_groups()
 }
 
-pub fn describe(broker: &Broker, group_id: &str) -> Option<GroupDescription> {
-    broker.groups.lock().coordinator.describe_group(group_id)
+pub fn describe(groups: &Groups, group_id: &str) -> Option<GroupDescription> {
+    groups.lock().coordinator.describe_group(group_id)
 }
 
 /// DeleteGroups for one group: its offsets and metadata are tombstoned, then forgotten.
-pub fn delete_group(broker: &Broker, group_id: &str) -> Result<(), CommitError> {
-    let count = offsets_partition_count(broker);
-    let mut state = broker.groups.lock();
+pub fn delete_group(groups: &Groups, group_id: &str) -> Result<(), CommitError> {
+    let count = offsets_partition_count(groups);
+    let mut state = groups.lock();
     owns(&state, count, group_id).map_err(CommitError::Group)?;
     let tombstones = state
         .coordinator
         .prepare_group_delete(group_id)
         .map_err(CommitError::Group)?;
-    persist(broker, group_id, &tombstones).map_err(|e| {
+    persist(groups, group_id, &tombstones).map_err(|e| {
         tracing::error!(group = group_id, error = %e, "group deletion not written");
         CommitError::Storage
     })?;
@@ -441,13 +451,13 @@ pub fn delete_group(broker: &Broker, group_id: &str) -> Result<(), CommitError> 
 
 /// OffsetDelete: per partition, whether its committed offset is gone.
 pub fn delete_offsets(
-    broker: &Broker,
+    groups: &Groups,
     group_id: &str,
     partitions: &[(String, i32)],
     subscribed: impl Fn(&Bytes, &str) -> bool,
 ) -> Result<Vec<CommitResult>, GroupError> {
-    let count = offsets_partition_count(broker);
-    let mut state = broker.groups.lock();
+    let count = offsets_partition_count(groups);
+    let mut state = groups.lock();
     owns(&state, count, group_id)?;
     let prepared = state
         .coordinator
@@ -468,7 +478,7 @@ pub fn delete_offsets(
     if records.is_empty() {
         return Ok(results);
     }
-    if let Err(e) = persist(broker, group_id, &records) {
+    if let Err(e) = persist(groups, group_id, &records) {
         tracing::error!(group = group_id, error = %e, "offset deletion not written");
         for (index, _) in &tombstones {
             results[*index] = Err(CommitError::Storage);
@@ -496,33 +506,33 @@ pub fn subscribes_to(metadata: &Bytes, topic: &str) -> bool {
 }
 
 /// Writes tombstones for committed offsets past `offsets.retention.minutes`, then forgets them.
-pub fn expire_offsets(broker: &Broker) {
-    let mut state = broker.groups.lock();
+pub fn expire_offsets(groups: &Groups) {
+    let mut state = groups.lock();
     let records = state
         .coordinator
-        .expired_records(now_ms(), broker.config.offsets_retention_ms, subscribes_to);
+        .expired_records(now_ms(), groups.offsets.retention_ms, subscribes_to);
     if !records.is_empty() {
         tracing::info!(records = records.len(), "expiring committed offsets");
     }
-    write_and_apply(broker, &mut state, records);
+    write_and_apply(groups, &mut state, records);
 }
 
 /// Forgets every group's committed offsets of a deleted topic.
-pub fn forget_topic(broker: &Broker, topic: &str) {
-    let mut state = broker.groups.lock();
+pub fn forget_topic(groups: &Groups, topic: &str) {
+    let mut state = groups.lock();
     let records = state.coordinator.offsets_of_topic(topic);
-    write_and_apply(broker, &mut state, records);
+    write_and_apply(groups, &mut state, records);
 }
 
 /// Writes records, one batch per group, and applies those that were written.
-fn write_and_apply(broker: &Broker, state: &mut State, records: Vec<Record>) {
+fn write_and_apply(groups: &Groups, state: &mut State, records: Vec<Record>) {
     let mut by_group: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     for record in records {
         by_group.entry(record.group_id().to_string()).or_default().push(record);
     }
     let now = now_ms();
     for (group_id, records) in by_group {
-        match persist(broker, &group_id, &records) {
+        match persist(groups, &group_id, &records) {
             Ok(()) => {
                 for record in records {
                     state.coordinator.apply(now, record);
@@ -534,10 +544,10 @@ fn write_and_apply(broker: &Broker, state: &mut State, records: Vec<Record>) {
 }
 
 /// Ticks the coordinator whenever its next deadline comes, until `stop` changes.
-pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+pub async fn run_timers(groups: Arc<Groups>, mut stop: watch::Receiver<bool>) {
     loop {
         let wait_ms = {
-            let state = broker.groups.lock();
+            let state = groups.lock();
             let now = now_ms();
             state
                 .coordinator
@@ -546,12 +556,12 @@ pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-            _ = broker.groups.deadline_changed.notified() => continue,
+            _ = groups.deadline_changed.notified() => continue,
             _ = stop.changed() => return,
         }
-        let mut state = broker.groups.lock();
+        let mut state = groups.lock();
         state.coordinator.tick(now_ms());
-        carry_out(broker.as_ref(), &mut state);
+        carry_out(&groups, &mut state);
     }
 }
 
@@ -565,12 +575,12 @@ fn register(state: &mut State, waiter: Waiter) -> Token {
 /// Carries out the coordinator's outputs in order: records are written before the answers
 /// that follow them are released. A group metadata record that cannot be written costs a
 /// rebalance after a restart, not correctness, so the answers still go out.
-fn carry_out(broker: &Broker, state: &mut State) {
+fn carry_out(groups: &Groups, state: &mut State) {
     for output in state.coordinator.take_outputs() {
         match output {
             Output::Persist(record) => {
                 let group_id = record.group_id().to_string();
-                if let Err(e) = persist(broker, &group_id, std::slice::from_ref(&record)) {
+                if let Err(e) = persist(groups, &group_id, std::slice::from_ref(&record)) {
                     tracing::error!(group = group_id, error = %e, "group metadata not written");
                 }
             }
@@ -589,53 +599,54 @@ fn carry_out(broker: &Broker, state: &mut State) {
 }
 
 /// Appends records of one group as one batch to the group's offsets partition.
-fn persist(broker: &Broker, group_id: &str, records: &[Record]) -> Result<(), PersistError> {
-    persist_batch(broker, group_id, records, None)
+fn persist(groups: &Groups, group_id: &str, records: &[Record]) -> Result<(), PersistError> {
+    persist_batch(groups, group_id, records, None)
 }
 
 /// Appends records as one batch, transactional under `producer` (id, epoch) if given.
 fn persist_batch(
-    broker: &Broker,
+    groups: &Groups,
     group_id: &str,
     records: &[Record],
     producer: Option<(i64, i16)>,
 ) -> Result<(), PersistError> {
-    let offsets = offsets_topic(broker);
-    let index = strom_group::partition_for(group_id, offsets.get_or_create(broker)?.partition_count());
+    let offsets = offsets_topic(groups);
+    let index = strom_group::partition_for(group_id, offsets.get_or_create(&groups.logs)?.partition_count());
     let encoded: Vec<(Bytes, Option<Bytes>)> = records.iter().map(Record::encode).collect();
-    offsets.append(broker, index, &encoded, producer).map(|_| ())
+    offsets.append(&groups.logs, index, &encoded, producer).map(|_| ())
 }
 
 /// The `__consumer_offsets` partition that holds a group (AddOffsetsToTxn adds it to a
 /// transaction).
-pub fn offsets_partition_of(broker: &Broker, group_id: &str) -> i32 {
-    strom_group::partition_for(group_id, offsets_partition_count(broker))
+pub fn offsets_partition_of(groups: &Groups, group_id: &str) -> i32 {
+    strom_group::partition_for(group_id, offsets_partition_count(groups))
 }
 
-fn offsets_partition_count(broker: &Broker) -> i32 {
-    broker
+fn offsets_partition_count(groups: &Groups) -> i32 {
+    groups
+        .logs
         .topics
         .get(OFFSETS_TOPIC)
-        .map_or(broker.groups.offsets_partitions, |topic| topic.partition_count())
+        .map_or(groups.offsets.partitions, |topic| topic.partition_count())
 }
 
-fn offsets_topic(broker: &Broker) -> InternalTopic {
+fn offsets_topic(groups: &Groups) -> InternalTopic {
     InternalTopic {
         name: OFFSETS_TOPIC,
-        partitions: broker.groups.offsets_partitions,
-        segment_bytes: broker.groups.offsets_segment_bytes,
-        replication_factor: broker.groups.offsets_replication_factor,
+        partitions: groups.offsets.partitions,
+        segment_bytes: groups.offsets.segment_bytes,
+        replication_factor: groups.offsets.replication_factor,
     }
 }
 
 /// Waits until everything written so far to the group's `__consumer_offsets` partition is on
 /// every in-sync replica (at once in an ISR of one): a commit is answered only once it would
 /// survive a failover. NOT_COORDINATOR if leadership moved meanwhile.
-pub async fn until_commits_replicated(broker: &Broker, group_id: &str) -> Result<(), CommitError> {
-    let Some((partition, epoch, last)) = written_position(broker, group_id) else {
+pub async fn until_commits_replicated(groups: &Groups, group_id: &str) -> Result<(), CommitError> {
+    let Some((partition, epoch, last)) = written_position(groups, group_id) else {
         return Ok(());
     };
-    let mut changes = broker.subscribe_appends();
+    let mut changes = groups.logs.signals.subscribe_appends();
     let deadline = tokio::time::Instant::now() + COMMIT_REPLICATION_TIMEOUT;
     match partition.until_replicated(&mut changes, epoch, last, deadline).await {
         crate::partition::AcksAllState::Acknowledged => Ok(()),
@@ -644,8 +655,8 @@ pub async fn until_commits_replicated(broker: &Broker, group_id: &str) -> Result
     }
 }
 
-pub fn written_position(broker: &Broker, group_id: &str) -> Option<(Arc<crate::partition::Partition>, i32, i64)> {
-    let topic = broker.topics.get(OFFSETS_TOPIC)?;
+pub fn written_position(groups: &Groups, group_id: &str) -> Option<(Arc<crate::partition::Partition>, i32, i64)> {
+    let topic = groups.logs.topics.get(OFFSETS_TOPIC)?;
     let partition = topic.partition(strom_group::partition_for(group_id, topic.partition_count()))?;
     let end = partition.lock().as_ref()?.log_end_offset();
     let epoch = partition.leader_epoch();
@@ -654,6 +665,6 @@ pub fn written_position(broker: &Broker, group_id: &str) -> Option<(Arc<crate::p
 
 /// Asks for the cluster's `__consumer_offsets` if it does not exist yet (FindCoordinator);
 /// true once it does.
-pub fn ensure_offsets_topic(broker: &Broker) -> bool {
-    offsets_topic(broker).get_or_create(broker).is_ok()
+pub fn ensure_offsets_topic(groups: &Groups) -> bool {
+    offsets_topic(groups).get_or_create(&groups.logs).is_ok()
 }

@@ -21,7 +21,7 @@ pub(super) fn handle(
     request: ConsumerGroupDescribeRequest,
     version: i16,
 ) -> ConsumerGroupDescribeResponse {
-    let ids = groups::topic_ids_by_name(broker);
+    let ids = groups::topic_ids_by_name(&broker.groups);
     let wire = |assignment: Assignment| {
         let mut out = WireAssignment::default();
         out.topic_partitions = assignment
@@ -43,12 +43,12 @@ pub(super) fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
-            if let Err(error) = groups::check_coordinator(broker, &group_id) {
+            if let Err(error) = groups::check_coordinator(&broker.groups, &group_id) {
                 out.error_code = super::group_error_code(error);
                 out.group_id = group_id;
                 return out;
             }
-            match groups::describe_consumer_group(broker, &group_id) {
+            match groups::describe_consumer_group(&broker.groups, &group_id) {
                 None => {
                     out.error_code = code(ResponseError::GroupIdNotFound);
                     out.error_message = Some(str_bytes(&format!("{} is not a consumer group", group_id.as_str())));

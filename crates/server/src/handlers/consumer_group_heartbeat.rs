@@ -18,7 +18,7 @@ pub(super) fn handle(
     client_id: &str,
     peer: SocketAddr,
 ) -> ConsumerGroupHeartbeatResponse {
-    let names = groups::topic_names_by_id(broker);
+    let names = groups::topic_names_by_id(&broker.groups);
     let owned = request.topic_partitions.as_ref().map(|owned| {
         let mut assignment = Assignment::new();
         for topic in owned {
@@ -46,13 +46,13 @@ pub(super) fn handle(
         owned,
     };
     let mut response = ConsumerGroupHeartbeatResponse::default();
-    match groups::consumer_heartbeat(broker, heartbeat) {
+    match groups::consumer_heartbeat(&broker.groups, heartbeat) {
         Ok(answer) => {
             response.member_id = Some(str_bytes(&answer.member_id));
             response.member_epoch = answer.member_epoch;
             response.heartbeat_interval_ms = answer.heartbeat_interval_ms;
             response.assignment = answer.assignment.map(|assignment| {
-                let ids = groups::topic_ids_by_name(broker);
+                let ids = groups::topic_ids_by_name(&broker.groups);
                 let mut wire = WireAssignment::default();
                 wire.topic_partitions = assignment
                     .into_iter()

@@ -14,7 +14,7 @@ pub(super) fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGro
         .into_iter()
         .map(|group_id| {
             let mut result = DeletableGroupResult::default();
-            result.error_code = groups::delete_group(broker, &group_id)
+            result.error_code = groups::delete_group(&broker.groups, &group_id)
                 .err()
                 .map_or(0, commit_error_code);
             result.group_id = group_id;

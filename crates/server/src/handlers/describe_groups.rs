@@ -21,12 +21,12 @@ pub(super) fn handle(broker: &Broker, request: DescribeGroupsRequest, version: i
         .map(|group_id| {
             let mut out = DescribedGroup::default();
             out.authorized_operations = authorized_operations;
-            if let Err(error) = groups::check_coordinator(broker, &group_id) {
+            if let Err(error) = groups::check_coordinator(&broker.groups, &group_id) {
                 out.error_code = super::group_error_code(error);
                 out.group_id = group_id;
                 return out;
             }
-            match groups::describe(broker, &group_id) {
+            match groups::describe(&broker.groups, &group_id) {
                 None => out.group_state = str_bytes("Dead"),
                 Some(description) => {
                     out.group_state = str_bytes(description.state.name());

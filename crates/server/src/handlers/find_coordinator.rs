@@ -108,8 +108,8 @@ fn find(broker: &Broker, key_type: i8, key: &StrBytes) -> Result<(BrokerId, StrB
 /// Whether the coordinator's topic exists (asking the controller for it if not).
 fn ensure_topic(broker: &Broker, key_type: i8) -> bool {
     match key_type {
-        KEY_TYPE_GROUP => crate::groups::ensure_offsets_topic(broker),
-        _ => crate::txns::ensure_state_topic(broker),
+        KEY_TYPE_GROUP => crate::groups::ensure_offsets_topic(&broker.groups),
+        _ => crate::txns::ensure_state_topic(&broker.txns),
     }
 }
 

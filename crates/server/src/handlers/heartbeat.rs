@@ -15,7 +15,7 @@ pub(super) fn handle(broker: &Broker, request: &HeartbeatRequest) -> HeartbeatRe
         group_instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
     };
     let mut response = HeartbeatResponse::default();
-    if let Err(error) = groups::heartbeat(broker, &member) {
+    if let Err(error) = groups::heartbeat(&broker.groups, &member) {
         response.error_code = group_error_code(error);
     }
     response

@@ -18,7 +18,7 @@ pub(super) async fn handle(broker: &Broker, request: &InitProducerIdRequest, ver
     let current =
         (version >= 3 && request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
     if let Some(transactional_id) = &request.transactional_id {
-        match txns::init_producer_id(broker, transactional_id, request.transaction_timeout_ms, current).await {
+        match txns::init_producer_id(&broker.txns, transactional_id, request.transaction_timeout_ms, current).await {
             Ok((producer_id, epoch)) => {
                 response.producer_id = ProducerId(producer_id);
                 response.producer_epoch = epoch;

@@ -44,7 +44,7 @@ pub(super) async fn handle(
             .collect(),
         require_known_member_id: version >= FIRST_VERSION_REQUIRING_MEMBER_ID,
     };
-    let answer = groups::join(broker, join).await;
+    let answer = groups::join(&broker.groups, join).await;
     let mut response = JoinGroupResponse::default();
     response.error_code = answer.error.map_or(0, group_error_code);
     response.generation_id = answer.generation_id;

@@ -28,7 +28,7 @@ pub(super) fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) 
         }]
     };
     let mut response = LeaveGroupResponse::default();
-    match groups::leave(broker, &request.group_id, &leaving) {
+    match groups::leave(&broker.groups, &request.group_id, &leaving) {
         Err(error) => response.error_code = group_error_code(error),
         Ok(results) if version < FIRST_BATCHED_VERSION => {
             if let Some(Err(error)) = results.first() {

@@ -13,7 +13,7 @@ pub(super) fn handle(broker: &Broker, request: &ListGroupsRequest, version: i16)
         filter.is_empty() || filter.iter().any(|wanted| wanted.eq_ignore_ascii_case(value))
     };
     let mut response = ListGroupsResponse::default();
-    response.groups = groups::list(broker)
+    response.groups = groups::list(&broker.groups)
         .into_iter()
         .filter(|listing| wanted(&request.states_filter, listing.state))
         .filter(|listing| wanted(&request.types_filter, listing.group_type))

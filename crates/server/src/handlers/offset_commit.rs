@@ -38,14 +38,14 @@ pub(super) async fn handle(broker: &Broker, request: OffsetCommitRequest, versio
             })
         })
         .collect();
-    let mut results = match groups::commit(broker, &committer, &offsets) {
+    let mut results = match groups::commit(&broker.groups, &committer, &offsets) {
         Ok(results) => results,
         Err(error) => vec![Err(CommitError::Group(error)); offsets.len()],
     };
     if results.iter().any(Result::is_ok) {
         // Not answered as done until it would survive a failover: otherwise the client
         // commits again (with its new coordinator, if leadership moved).
-        if let Err(error) = groups::until_commits_replicated(broker, &committer.group_id).await {
+        if let Err(error) = groups::until_commits_replicated(&broker.groups, &committer.group_id).await {
             for result in results.iter_mut().filter(|r| r.is_ok()) {
                 *result = Err(error);
             }

@@ -20,7 +20,7 @@ pub(super) fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDel
         })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    let results = match groups::delete_offsets(broker, &request.group_id, &partitions, groups::subscribes_to) {
+    let results = match groups::delete_offsets(&broker.groups, &request.group_id, &partitions, groups::subscribes_to) {
         Ok(results) => results,
         Err(error) => {
             response.error_code = group_error_code(error);

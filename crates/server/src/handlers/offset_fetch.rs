@@ -30,7 +30,7 @@ fn offsets_of(
     require_stable: bool,
 ) -> TopicOffsets {
     let unstable = if require_stable {
-        groups::pending_txn_offsets(broker, group_id)
+        groups::pending_txn_offsets(&broker.groups, group_id)
     } else {
         Default::default()
     };
@@ -41,7 +41,7 @@ fn offsets_of(
             .collect()
     });
     let mut grouped: TopicOffsets = Vec::new();
-    for (topic, partition, commit) in groups::fetch_offsets(broker, group_id, partitions.as_deref()) {
+    for (topic, partition, commit) in groups::fetch_offsets(&broker.groups, group_id, partitions.as_deref()) {
         let commit = if unstable.contains(&(topic.clone(), partition)) {
             Err(ResponseError::UnstableOffsetCommit)
         } else {
@@ -80,7 +80,7 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default();
-                if let Err(error) = groups::check_coordinator(broker, &group.group_id) {
+                if let Err(error) = groups::check_coordinator(&broker.groups, &group.group_id) {
                     out.error_code = super::group_error_code(error);
                     out.group_id = group.group_id;
                     return out;
@@ -119,7 +119,7 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             .collect()
     });
     let require_stable = version >= 7 && request.require_stable;
-    if let Err(error) = groups::check_coordinator(broker, &request.group_id) {
+    if let Err(error) = groups::check_coordinator(&broker.groups, &request.group_id) {
         if version >= 2 {
             response.error_code = super::group_error_code(error);
         }

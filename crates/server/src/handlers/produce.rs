@@ -86,7 +86,7 @@ pub(super) async fn append(broker: &Arc<Broker>, request: ProduceRequest, versio
             let protocol = super::transactions::txn_protocol(version, 12);
             match first_writes(broker, &request) {
                 Some(FirstWrites { producer, partitions }) => {
-                    Some(crate::txns::check_writes(broker, id, producer, &partitions, protocol).await)
+                    Some(crate::txns::check_writes(&broker.txns, id, producer, &partitions, protocol).await)
                 }
                 None => None,
             }

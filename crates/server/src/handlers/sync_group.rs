@@ -26,7 +26,7 @@ pub(super) async fn handle(broker: &Broker, request: SyncGroupRequest, version: 
             .collect(),
     };
     let mut response = SyncGroupResponse::default();
-    match groups::sync(broker, sync).await {
+    match groups::sync(&broker.groups, sync).await {
         Ok(answer) => {
             if version >= FIRST_VERSION_WITH_PROTOCOL_TYPE {
                 response.protocol_type = answer.protocol_type.as_deref().map(str_bytes);

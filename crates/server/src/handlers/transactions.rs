@@ -114,7 +114,7 @@ pub(super) async fn add_partitions(
         Err(None)
     } else {
         txns::add_partitions(
-            broker,
+            &broker.txns,
             &request.v3_and_below_transactional_id,
             (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch),
             &partitions,
@@ -151,7 +151,7 @@ async fn check_for_broker(
             .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), *p)))
             .collect();
         let verdicts = txns::check_for_broker(
-            broker,
+            &broker.txns,
             &transaction.transactional_id,
             (transaction.producer_id.0, transaction.producer_epoch),
             &partitions,
@@ -207,7 +207,7 @@ pub(super) async fn add_offsets(
         return response;
     }
     if let Err(error) = txns::add_offsets(
-        broker,
+        &broker.txns,
         &request.transactional_id,
         (request.producer_id.0, request.producer_epoch),
         &request.group_id,
@@ -225,9 +225,9 @@ pub(super) async fn end(broker: &Broker, request: &EndTxnRequest, version: i16) 
     response.producer_epoch = -1;
     let producer = (request.producer_id.0, request.producer_epoch);
     let ended = if txn_protocol(version, 5) == TxnProtocol::V2 {
-        txns::end_txn_v2(broker, &request.transactional_id, producer, request.committed).await
+        txns::end_txn_v2(&broker.txns, &request.transactional_id, producer, request.committed).await
     } else {
-        txns::end_txn(broker, &request.transactional_id, producer, request.committed)
+        txns::end_txn(&broker.txns, &request.transactional_id, producer, request.committed)
             .await
             .map(|()| (-1, -1))
     };
@@ -292,7 +292,7 @@ pub(super) async fn offset_commit(
     // every version: TxnOffsetCommit never answers PRODUCER_FENCED.
     let fenced = code(ResponseError::InvalidProducerEpoch);
     let codes: Vec<i16> = match txns::txn_offset_commit(
-        broker,
+        &broker.txns,
         &request.transactional_id,
         (request.producer_id.0, request.producer_epoch),
         &committer,
@@ -348,7 +348,7 @@ pub(super) async fn write_markers(broker: &Broker, request: WriteTxnMarkersReque
             .flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.to_string(), *p)))
             .collect();
         let results = txns::write_markers_here(
-            broker,
+            &broker.txns,
             marker.producer_id.0,
             marker.producer_epoch,
             marker.transaction_result,
@@ -393,7 +393,7 @@ pub(super) fn describe(broker: &Broker, request: DescribeTransactionsRequest) ->
         .into_iter()
         .map(|id| {
             let mut state = TransactionState::default();
-            match txns::describe(broker, &id) {
+            match txns::describe(&broker.txns, &id) {
                 Err(error) => {
                     state.error_code = txn_error_code(error);
                     state.producer_id = ProducerId(-1);
@@ -457,7 +457,7 @@ pub(super) fn list(broker: &Broker, request: ListTransactionsRequest, version: i
             }
         },
     };
-    response.transaction_states = txns::list(broker, &states, &producer_ids, duration)
+    response.transaction_states = txns::list(&broker.txns, &states, &producer_ids, duration)
         .into_iter()
         .filter(|listing| {
             pattern

@@ -2,19 +2,26 @@
 //! `__transaction_state` partitions comes and goes ([`lead_partitions`]).
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use strom_txn::{TxnConfig, TxnCoordinator, TxnRecord};
 
-use super::{state_partition_count, IdLocks, State, Txns, TXN_STATE_TOPIC};
-use crate::broker::Broker;
-use crate::internal_topic::{self, InternalTopic};
+use super::{state_partition_count, IdLocks, State, StateTopic, Txns, TXN_STATE_TOPIC};
+use crate::groups::Groups;
+use crate::internal_topic::{self, CoordinatorLogs, InternalTopic};
 use crate::ownership::Ownership;
+use crate::producer_ids::ProducerIdAllocator;
 
 impl Txns {
     /// An empty coordinator: it takes on the ids of each `__transaction_state` partition when
     /// it comes to lead it ([`lead_partitions`]).
-    pub fn new(config: TxnConfig, partitions: i32, segment_bytes: u64, replication_factor: i16) -> Txns {
+    pub fn new(
+        config: TxnConfig,
+        topic: StateTopic,
+        logs: CoordinatorLogs,
+        groups: Arc<Groups>,
+        producer_ids: Arc<ProducerIdAllocator>,
+    ) -> Txns {
         let coordinator = TxnCoordinator::new(config);
         Txns {
             state: Mutex::new(State {
@@ -24,10 +31,13 @@ impl Txns {
             ids: IdLocks::default(),
             state_topic: InternalTopic {
                 name: TXN_STATE_TOPIC,
-                partitions,
-                segment_bytes,
-                replication_factor,
+                partitions: topic.partitions,
+                segment_bytes: topic.segment_bytes,
+                replication_factor: topic.replication_factor,
             },
+            logs,
+            groups,
+            producer_ids,
         }
     }
 }
@@ -59,12 +69,11 @@ fn read_partition(log: &strom_storage::Log, partition: i32) -> Vec<TxnRecord> {
 /// meanwhile their requests get COORDINATOR_LOAD_IN_PROGRESS) and forgets those of the
 /// partitions it no longer leads (their requests get NOT_COORDINATOR, so clients find the new
 /// coordinator). Transactions found between decision and markers are finished by the timer.
-pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
-    let count = state_partition_count(broker);
-    let (gained, lost) = broker.txns.lock().ownership.lead(led);
+pub fn lead_partitions(txns: &Txns, led: &BTreeSet<i32>) {
+    let count = state_partition_count(txns);
+    let (gained, lost) = txns.lock().ownership.lead(led);
     if !lost.is_empty() {
-        let forgotten = broker
-            .txns
+        let forgotten = txns
             .lock()
             .coordinator
             .unload(|id| lost.contains(&strom_txn::partition_for(id, count)));
@@ -74,7 +83,7 @@ pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
             "no longer coordinating the transactional ids of these __transaction_state partitions"
         );
     }
-    let Some(topic) = broker.topics.get(TXN_STATE_TOPIC) else {
+    let Some(topic) = txns.logs.topics.get(TXN_STATE_TOPIC) else {
         return;
     };
     for partition in gained {
@@ -83,7 +92,7 @@ pub fn lead_partitions(broker: &Broker, led: &BTreeSet<i32>) {
             .partition(partition)
             .and_then(|p| p.lock().as_ref().map(|log| read_partition(log, partition)))
             .unwrap_or_default();
-        let mut state = broker.txns.lock();
+        let mut state = txns.lock();
         if !state.ownership.loaded(partition) {
             continue; // lost again meanwhile
         }

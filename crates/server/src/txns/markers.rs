@@ -14,8 +14,8 @@ use strom_record::control::Marker;
 use strom_storage::AppendError;
 use strom_txn::Markers;
 
-use super::REPLICATION_TIMEOUT;
-use crate::broker::{now_ms, Broker};
+use super::{Txns, REPLICATION_TIMEOUT};
+use crate::clock::now_ms;
 use crate::groups::{self, OFFSETS_TOPIC};
 use crate::internal_topic::Written;
 use crate::partition::Role;
@@ -27,13 +27,13 @@ const CALL_SLACK: Duration = Duration::from_secs(5);
 
 /// Writes the markers into every partition of the transaction; false if any partition could
 /// not take one (the transaction stays in its Prepare state and the timer tries again).
-pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
+pub(super) async fn write(txns: &Txns, markers: &Markers) -> bool {
     let mut here = Vec::new();
     let mut elsewhere: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     let mut all = true;
     for (topic, index) in &markers.partitions {
         // A partition deleted since it joined the transaction has nothing left to end.
-        let Some(partition) = broker.topics.partition(topic, *index) else {
+        let Some(partition) = txns.logs.topics.partition(topic, *index) else {
             continue;
         };
         match partition.role() {
@@ -54,7 +54,7 @@ pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
     let outcome = markers.commit;
     for (partition, result) in here
         .iter()
-        .zip(write_here(broker, markers.producer_id, markers.producer_epoch, outcome, &here).await)
+        .zip(write_here(txns, markers.producer_id, markers.producer_epoch, outcome, &here).await)
     {
         if let Err(error) = result {
             tracing::warn!(topic = partition.0, partition = partition.1, %error, "transaction marker not written");
@@ -63,7 +63,7 @@ pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
     }
     // One request per leader, one after another: a transaction spans a few brokers at most.
     for (leader, partitions) in elsewhere {
-        if let Err(e) = send(broker, leader, markers, &partitions).await {
+        if let Err(e) = send(txns, leader, markers, &partitions).await {
             tracing::warn!(leader, error = %e, ?partitions, "transaction markers not written by the leader");
             all = false;
         }
@@ -72,8 +72,8 @@ pub(super) async fn write(broker: &Broker, markers: &Markers) -> bool {
 }
 
 /// Asks broker `leader` to write the markers into `partitions`.
-async fn send(broker: &Broker, leader: i32, markers: &Markers, partitions: &[(String, i32)]) -> Result<(), String> {
-    let cluster = &broker.cluster;
+async fn send(txns: &Txns, leader: i32, markers: &Markers, partitions: &[(String, i32)]) -> Result<(), String> {
+    let cluster = &txns.logs.cluster;
     let mut marker = WritableTxnMarker::default();
     marker.producer_id = ProducerId(markers.producer_id);
     marker.producer_epoch = markers.producer_epoch;
@@ -93,7 +93,7 @@ async fn send(broker: &Broker, leader: i32, markers: &Markers, partitions: &[(St
     let response: WriteTxnMarkersResponse = cluster
         .peers
         .call(
-            broker,
+            cluster,
             leader,
             ApiKey::WriteTxnMarkers,
             WRITE_TXN_MARKERS_VERSION,
@@ -132,7 +132,7 @@ async fn send(broker: &Broker, leader: i32, markers: &Markers, partitions: &[(St
 /// coordinator elsewhere both end here. A marker older than the partition's producer epoch
 /// is skipped as done: the newer epoch's own marker ends anything it would.
 pub(crate) async fn write_here(
-    broker: &Broker,
+    txns: &Txns,
     producer_id: i64,
     producer_epoch: i16,
     commit: bool,
@@ -142,7 +142,7 @@ pub(crate) async fn write_here(
     let now = now_ms();
     let mut written: Vec<Result<Option<Written>, ResponseError>> = Vec::with_capacity(partitions.len());
     for (topic, index) in partitions {
-        let Some(partition) = broker.topics.partition(topic, *index) else {
+        let Some(partition) = txns.logs.topics.partition(topic, *index) else {
             written.push(Err(ResponseError::UnknownTopicOrPartition));
             continue;
         };
@@ -183,12 +183,12 @@ pub(crate) async fn write_here(
             }
         }
     }
-    broker.notify_appended();
+    txns.logs.signals.notify_appended();
     let mut results = Vec::with_capacity(written.len());
     for ((topic, index), written) in partitions.iter().zip(written) {
         let result = match written {
             Ok(Some(written)) => written
-                .replicated(broker, REPLICATION_TIMEOUT)
+                .replicated(&txns.logs.signals, REPLICATION_TIMEOUT)
                 .await
                 .map_err(|e| match e {
                     crate::internal_topic::PersistError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
@@ -198,7 +198,7 @@ pub(crate) async fn write_here(
             Err(error) => Err(error),
         };
         if result.is_ok() && topic == OFFSETS_TOPIC {
-            groups::end_txn(broker, *index, producer_id, commit);
+            groups::end_txn(&txns.groups, *index, producer_id, commit);
         }
         results.push(result);
     }

@@ -39,16 +39,17 @@ use strom_group::{MemberRef, OffsetToCommit};
 use strom_txn::{Plan, Step, TxnCoordinator, TxnError, TxnProtocol};
 use tokio::sync::{watch, OwnedMutexGuard};
 
-use crate::broker::{now_ms, Broker};
-use crate::groups::{self, CommitResult, OFFSETS_TOPIC};
-use crate::internal_topic::{InternalTopic, PersistError};
+use crate::clock::now_ms;
+use crate::groups::{self, CommitResult, Groups, OFFSETS_TOPIC};
+use crate::internal_topic::{CoordinatorLogs, InternalTopic, PersistError};
 use crate::ownership::{NotOwned, Ownership};
+use crate::producer_ids::ProducerIdAllocator;
 
 pub use loading::lead_partitions;
 pub(crate) use markers::write_here as write_markers_here;
 pub(crate) use remote::{check_for_broker, check_writes, WriteChecks};
 
-pub const TXN_STATE_TOPIC: &str = "__transaction_state";
+pub use crate::internal_topic::TXN_STATE_TOPIC;
 
 /// The timer task wakes at least this often: to retry markers that could not be written, and
 /// to notice a transaction started since it went to sleep. A timeout is thus acted on at most
@@ -62,6 +63,23 @@ pub struct Txns {
     state: Mutex<State>,
     ids: IdLocks,
     state_topic: InternalTopic,
+    /// The broker's partitions, cluster and signals.
+    logs: CoordinatorLogs,
+    /// The group coordinator, for offsets committed in transactions (TxnOffsetCommit, and
+    /// the markers that end them in `__consumer_offsets`).
+    groups: Arc<Groups>,
+    producer_ids: Arc<ProducerIdAllocator>,
+}
+
+/// `__transaction_state` as the broker's configuration describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct StateTopic {
+    /// `transaction.state.log.num.partitions`, until the topic exists.
+    pub partitions: i32,
+    /// `transaction.state.log.segment.bytes`.
+    pub segment_bytes: u64,
+    /// `transaction.state.log.replication.factor`, for creating the topic.
+    pub replication_factor: i16,
 }
 
 pub(crate) struct State {
@@ -157,8 +175,8 @@ impl Drop for IdGuard<'_> {
 }
 
 /// A new producer id, or `None` (logged) if its block could not be reserved.
-fn allocate_producer_id(broker: &Broker) -> Option<i64> {
-    match broker.producer_ids.allocate() {
+fn allocate_producer_id(txns: &Txns) -> Option<i64> {
+    match txns.producer_ids.allocate() {
         Ok(id) => Some(id),
         Err(e) => {
             tracing::error!(error = %e, "could not persist producer id block");
@@ -169,31 +187,31 @@ fn allocate_producer_id(broker: &Broker) -> Option<i64> {
 
 /// Prepares a plan for `transactional_id` on the coordinator, if this broker coordinates it.
 fn prepare<T>(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     plan: impl FnOnce(&TxnCoordinator) -> Result<T, TxnError>,
 ) -> Result<T, TxnError> {
-    let count = state_partition_count(broker);
-    let state = broker.txns.lock();
+    let count = state_partition_count(txns);
+    let state = txns.lock();
     state.owns(transactional_id, count)?;
     plan(&state.coordinator)
 }
 
 /// InitProducerId with a transactional id: the producer id and the new epoch.
 pub async fn init_producer_id(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     timeout_ms: i32,
     expected: Option<(i64, i16)>,
 ) -> Result<(i64, i16), TxnError> {
-    let _id = broker.txns.ids.lock(transactional_id).await;
-    let mut allocate = || allocate_producer_id(broker);
-    let plan = prepare(broker, transactional_id, |coordinator| {
+    let _id = txns.ids.lock(transactional_id).await;
+    let mut allocate = || allocate_producer_id(txns);
+    let plan = prepare(txns, transactional_id, |coordinator| {
         coordinator.prepare_init_producer_id(now_ms(), transactional_id, timeout_ms, expected, &mut allocate)
     })?;
-    let outcome = carry_out(broker, plan.steps).await;
+    let outcome = carry_out(txns, plan.steps).await;
     if let (Carried::All, Some(expected)) = (&outcome, expected) {
-        broker.txns.lock().coordinator.remember_bump(transactional_id, expected);
+        txns.lock().coordinator.remember_bump(transactional_id, expected);
     }
     match outcome {
         Carried::All => Ok((plan.producer_id, plan.producer_epoch)),
@@ -205,27 +223,27 @@ pub async fn init_producer_id(
 
 /// AddPartitionsToTxn.
 pub async fn add_partitions(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[(String, i32)],
 ) -> Result<(), TxnError> {
-    let _id = broker.txns.ids.lock(transactional_id).await;
-    add_locked(broker, transactional_id, producer, partitions, TxnProtocol::V1).await
+    let _id = txns.ids.lock(transactional_id).await;
+    add_locked(txns, transactional_id, producer, partitions, TxnProtocol::V1).await
 }
 
 /// Adds partitions to the id's transaction; the caller holds the id's lock.
 async fn add_locked(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[(String, i32)],
     protocol: TxnProtocol,
 ) -> Result<(), TxnError> {
-    let plan = prepare(broker, transactional_id, |coordinator| {
+    let plan = prepare(txns, transactional_id, |coordinator| {
         coordinator.prepare_add_partitions(now_ms(), transactional_id, producer, partitions, protocol)
     })?;
-    match carry_out(broker, plan).await {
+    match carry_out(txns, plan).await {
         Carried::NotPersisted(error) => Err(error),
         Carried::All | Carried::MarkersPending => Ok(()),
     }
@@ -233,31 +251,26 @@ async fn add_locked(
 
 /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
 pub async fn add_offsets(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     group_id: &str,
 ) -> Result<(), TxnError> {
     let partition = (
         OFFSETS_TOPIC.to_string(),
-        groups::offsets_partition_of(broker, group_id),
+        groups::offsets_partition_of(&txns.groups, group_id),
     );
-    add_partitions(broker, transactional_id, producer, std::slice::from_ref(&partition)).await
+    add_partitions(txns, transactional_id, producer, std::slice::from_ref(&partition)).await
 }
 
 /// EndTxn. Answered once the outcome is durable; by then the markers are written too unless
 /// a partition refused one, in which case the timer finishes them.
-pub async fn end_txn(
-    broker: &Broker,
-    transactional_id: &str,
-    producer: (i64, i16),
-    commit: bool,
-) -> Result<(), TxnError> {
-    let _id = broker.txns.ids.lock(transactional_id).await;
-    let plan = prepare(broker, transactional_id, |coordinator| {
+pub async fn end_txn(txns: &Txns, transactional_id: &str, producer: (i64, i16), commit: bool) -> Result<(), TxnError> {
+    let _id = txns.ids.lock(transactional_id).await;
+    let plan = prepare(txns, transactional_id, |coordinator| {
         coordinator.prepare_end_txn(now_ms(), transactional_id, producer.0, producer.1, commit)
     })?;
-    match carry_out(broker, plan).await {
+    match carry_out(txns, plan).await {
         Carried::NotPersisted(error) => Err(error),
         Carried::All | Carried::MarkersPending => Ok(()),
     }
@@ -266,17 +279,17 @@ pub async fn end_txn(
 /// EndTxn v5 (transactions v2): the producer id and epoch of the client's next transaction.
 /// Answered, like v1, once the outcome is durable.
 pub async fn end_txn_v2(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     commit: bool,
 ) -> Result<(i64, i16), TxnError> {
-    let _id = broker.txns.ids.lock(transactional_id).await;
-    let mut allocate = || allocate_producer_id(broker);
-    let plan = prepare(broker, transactional_id, |coordinator| {
+    let _id = txns.ids.lock(transactional_id).await;
+    let mut allocate = || allocate_producer_id(txns);
+    let plan = prepare(txns, transactional_id, |coordinator| {
         coordinator.prepare_end_txn_v2(now_ms(), transactional_id, producer, commit, &mut allocate)
     })?;
-    match carry_out(broker, plan.steps).await {
+    match carry_out(txns, plan.steps).await {
         Carried::NotPersisted(error) => Err(error),
         Carried::All | Carried::MarkersPending => Ok((plan.producer_id, plan.producer_epoch)),
     }
@@ -291,29 +304,29 @@ pub async fn end_txn_v2(
 /// marker written meanwhile carries a newer epoch (an abort on the producer's behalf bumps
 /// it) and the offsets log refuses the late write.
 pub async fn txn_offset_commit(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     committer: &MemberRef,
     offsets: &[OffsetToCommit],
     protocol: TxnProtocol,
 ) -> Result<Result<Vec<CommitResult>, strom_group::GroupError>, TxnError> {
-    if let Err(error) = groups::check_coordinator(broker, &committer.group_id) {
+    if let Err(error) = groups::check_coordinator(&txns.groups, &committer.group_id) {
         return Ok(Err(error));
     }
     let partition = [(
         OFFSETS_TOPIC.to_string(),
-        groups::offsets_partition_of(broker, &committer.group_id),
+        groups::offsets_partition_of(&txns.groups, &committer.group_id),
     )];
-    let checks = check_writes(broker, transactional_id, producer, &partition, protocol).await;
+    let checks = check_writes(txns, transactional_id, producer, &partition, protocol).await;
     checks.verdict(&partition[0])?;
-    let mut results = match groups::txn_commit(broker, committer, producer, offsets) {
+    let mut results = match groups::txn_commit(&txns.groups, committer, producer, offsets) {
         Ok(results) => results,
         Err(error) => return Ok(Err(error)),
     };
     drop(checks);
     if results.iter().any(Result::is_ok) {
-        if let Err(error) = groups::until_commits_replicated(broker, &committer.group_id).await {
+        if let Err(error) = groups::until_commits_replicated(&txns.groups, &committer.group_id).await {
             for result in results.iter_mut().filter(|r| r.is_ok()) {
                 *result = Err(error);
             }
@@ -322,9 +335,9 @@ pub async fn txn_offset_commit(
     Ok(Ok(results))
 }
 
-pub fn describe(broker: &Broker, transactional_id: &str) -> Result<strom_txn::TransactionMetadata, TxnError> {
-    let count = state_partition_count(broker);
-    let state = broker.txns.lock();
+pub fn describe(txns: &Txns, transactional_id: &str) -> Result<strom_txn::TransactionMetadata, TxnError> {
+    let count = state_partition_count(txns);
+    let state = txns.lock();
     state.owns(transactional_id, count)?;
     state
         .coordinator
@@ -335,14 +348,12 @@ pub fn describe(broker: &Broker, transactional_id: &str) -> Result<strom_txn::Tr
 
 /// ListTransactions: the ids this broker coordinates (Kafka's admin client asks every broker).
 pub fn list(
-    broker: &Broker,
+    txns: &Txns,
     states: &[strom_txn::TxnState],
     producer_ids: &[i64],
     duration_ms: Option<i64>,
 ) -> Vec<strom_txn::TxnListing> {
-    broker
-        .txns
-        .lock()
+    txns.lock()
         .coordinator
         .list(now_ms(), states, producer_ids, duration_ms)
 }
@@ -350,16 +361,16 @@ pub fn list(
 /// Finishes transactions left in a Prepare state (after a restart, a failover or a failed
 /// marker write) and aborts those past their timeout. Ids busy with a client's request are
 /// left for the next tick.
-pub async fn tick(broker: &Broker) {
-    let due = broker.txns.lock().coordinator.due(now_ms());
+pub async fn tick(txns: &Txns) {
+    let due = txns.lock().coordinator.due(now_ms());
     let mut aborted = 0usize;
     for id in due {
-        let Some(_id) = broker.txns.ids.try_lock(&id) else {
+        let Some(_id) = txns.ids.try_lock(&id) else {
             continue;
         };
         let (plan, timing_out) = {
-            let state = broker.txns.lock();
-            let mut allocate = || allocate_producer_id(broker);
+            let state = txns.lock();
+            let mut allocate = || allocate_producer_id(txns);
             let ongoing = state
                 .coordinator
                 .describe(&id)
@@ -368,7 +379,7 @@ pub async fn tick(broker: &Broker) {
         };
         let Some(plan) = plan else { continue };
         aborted += usize::from(timing_out);
-        let _ = carry_out(broker, plan).await;
+        let _ = carry_out(txns, plan).await;
     }
     if aborted > 0 {
         tracing::info!(transactions = aborted, "aborted transactions past their timeout");
@@ -376,18 +387,18 @@ pub async fn tick(broker: &Broker) {
 }
 
 /// Tombstones transactional ids idle for `transactional.id.expiration.ms`.
-pub async fn expire_ids(broker: &Broker) {
-    let plan = broker.txns.lock().coordinator.prepare_expired_ids(now_ms());
+pub async fn expire_ids(txns: &Txns) {
+    let plan = txns.lock().coordinator.prepare_expired_ids(now_ms());
     let mut expired = 0usize;
     for step in plan {
         let id = step.transactional_id().to_string();
-        let Some(_id) = broker.txns.ids.try_lock(&id) else {
+        let Some(_id) = txns.ids.try_lock(&id) else {
             continue;
         };
-        let Some(plan) = broker.txns.lock().coordinator.prepare_expiry(&id, now_ms()) else {
+        let Some(plan) = txns.lock().coordinator.prepare_expiry(&id, now_ms()) else {
             continue;
         };
-        if let Carried::All = carry_out(broker, plan).await {
+        if let Carried::All = carry_out(txns, plan).await {
             expired += 1;
         }
     }
@@ -398,11 +409,11 @@ pub async fn expire_ids(broker: &Broker) {
 
 /// Ticks whenever a transaction times out (and at least every second), and expires idle ids
 /// every `interval_ms`, until `stop` changes.
-pub async fn run_timers(broker: Arc<Broker>, expiry_interval_ms: u64, mut stop: watch::Receiver<bool>) {
+pub async fn run_timers(txns: Arc<Txns>, expiry_interval_ms: u64, mut stop: watch::Receiver<bool>) {
     let mut next_expiry = tokio::time::Instant::now() + Duration::from_millis(expiry_interval_ms);
     loop {
         let wait_ms = {
-            let state = broker.txns.lock();
+            let state = txns.lock();
             state.coordinator.next_deadline().map_or(TICK_INTERVAL_MAX_MS, |at| {
                 (at - now_ms()).clamp(0, TICK_INTERVAL_MAX_MS)
             })
@@ -411,24 +422,24 @@ pub async fn run_timers(broker: Arc<Broker>, expiry_interval_ms: u64, mut stop: 
             _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
             _ = stop.changed() => return,
         }
-        tick(&broker).await;
+        tick(&txns).await;
         if tokio::time::Instant::now() >= next_expiry {
-            expire_ids(&broker).await;
+            expire_ids(&txns).await;
             next_expiry = tokio::time::Instant::now() + Duration::from_millis(expiry_interval_ms);
         }
     }
 }
 
 /// Carries out a plan; the caller holds the lock of the plan's id.
-async fn carry_out(broker: &Broker, plan: Plan) -> Carried {
+async fn carry_out(txns: &Txns, plan: Plan) -> Carried {
     for step in plan {
         match step {
             Step::Persist(record) => {
-                if let Err(error) = persist(broker, &record).await {
+                if let Err(error) = persist(txns, &record).await {
                     return Carried::NotPersisted(error);
                 }
-                let count = state_partition_count(broker);
-                let mut state = broker.txns.lock();
+                let count = state_partition_count(txns);
+                let mut state = txns.lock();
                 // Lost the partition while writing: its new coordinator reads the record (if it
                 // survived) from its own copy.
                 if let Err(error) = state.owns(&record.transactional_id, count) {
@@ -437,7 +448,7 @@ async fn carry_out(broker: &Broker, plan: Plan) -> Carried {
                 state.coordinator.apply(record);
             }
             Step::WriteMarkers(markers) => {
-                if !markers::write(broker, &markers).await {
+                if !markers::write(txns, &markers).await {
                     return Carried::MarkersPending;
                 }
             }
@@ -448,12 +459,12 @@ async fn carry_out(broker: &Broker, plan: Plan) -> Carried {
 
 /// Writes a record to the id's `__transaction_state` partition and waits until every in-sync
 /// replica has it.
-async fn persist(broker: &Broker, record: &strom_txn::TxnRecord) -> Result<(), TxnError> {
-    let index = strom_txn::partition_for(&record.transactional_id, state_partition_count(broker));
+async fn persist(txns: &Txns, record: &strom_txn::TxnRecord) -> Result<(), TxnError> {
+    let index = strom_txn::partition_for(&record.transactional_id, state_partition_count(txns));
     let encoded: [(Bytes, Option<Bytes>); 1] = [record.encode()];
-    let written = broker.txns.state_topic.append(broker, index, &encoded, None);
+    let written = txns.state_topic.append(&txns.logs, index, &encoded, None);
     let result = match written {
-        Ok(written) => written.replicated(broker, REPLICATION_TIMEOUT).await,
+        Ok(written) => written.replicated(&txns.logs.signals, REPLICATION_TIMEOUT).await,
         Err(e) => Err(e),
     };
     result.map_err(|e| {
@@ -475,15 +486,15 @@ fn by_topic(partitions: &[(String, i32)]) -> std::collections::BTreeMap<&str, Ve
     topics
 }
 
-fn state_partition_count(broker: &Broker) -> i32 {
-    broker
+fn state_partition_count(txns: &Txns) -> i32 {
+    txns.logs
         .topics
         .get(TXN_STATE_TOPIC)
-        .map_or(broker.txns.state_topic.partitions, |topic| topic.partition_count())
+        .map_or(txns.state_topic.partitions, |topic| topic.partition_count())
 }
 
 /// In a cluster: asks for `__transaction_state` if it does not exist yet (FindCoordinator,
 /// InitProducerId); true once it does.
-pub fn ensure_state_topic(broker: &Broker) -> bool {
-    broker.txns.state_topic.get_or_create(broker).is_ok()
+pub fn ensure_state_topic(txns: &Txns) -> bool {
+    txns.state_topic.get_or_create(&txns.logs).is_ok()
 }

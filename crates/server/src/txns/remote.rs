@@ -20,8 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_txn::{TxnError, TxnProtocol};
 
-use super::{add_locked, state_partition_count, IdGuard, TXN_STATE_TOPIC};
-use crate::broker::Broker;
+use super::{add_locked, state_partition_count, IdGuard, Txns, TXN_STATE_TOPIC};
 
 /// The brokers' form of AddPartitionsToTxn.
 const BROKER_ADD_PARTITIONS_VERSION: i16 = 4;
@@ -43,10 +42,10 @@ impl WriteChecks<'_> {
 
 /// Which broker coordinates `transactional_id`: the leader of its `__transaction_state`
 /// partition (`None` while it has none, or the topic does not exist yet).
-fn coordinator_of(broker: &Broker, transactional_id: &str) -> Option<i32> {
-    let image = broker.cluster.image();
+fn coordinator_of(txns: &Txns, transactional_id: &str) -> Option<i32> {
+    let image = txns.logs.cluster.image();
     let topic = image.topic_by_name(TXN_STATE_TOPIC)?;
-    let partition = strom_txn::partition_for(transactional_id, state_partition_count(broker));
+    let partition = strom_txn::partition_for(transactional_id, state_partition_count(txns));
     topic
         .partitions
         .get(&partition)
@@ -56,7 +55,7 @@ fn coordinator_of(broker: &Broker, transactional_id: &str) -> Option<i32> {
 
 /// Asks the id's coordinator about `partitions` (all of one write); see the module's notes.
 pub(crate) async fn check_writes<'a>(
-    broker: &'a Broker,
+    txns: &'a Txns,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[(String, i32)],
@@ -69,17 +68,17 @@ pub(crate) async fn check_writes<'a>(
         };
     }
     let all = |result: Result<(), TxnError>| partitions.iter().map(|p| (p.clone(), result)).collect();
-    match coordinator_of(broker, transactional_id) {
-        Some(coordinator) if coordinator == broker.node_id() => {
-            let held = broker.txns.ids.lock(transactional_id).await;
-            let verdicts = check_here(broker, transactional_id, producer, partitions, protocol).await;
+    match coordinator_of(txns, transactional_id) {
+        Some(coordinator) if coordinator == txns.logs.cluster.node_id => {
+            let held = txns.ids.lock(transactional_id).await;
+            let verdicts = check_here(txns, transactional_id, producer, partitions, protocol).await;
             WriteChecks {
                 verdicts,
                 _held: Some(held),
             }
         }
         Some(coordinator) => {
-            let verdicts = match ask(broker, coordinator, transactional_id, producer, partitions, protocol).await {
+            let verdicts = match ask(txns, coordinator, transactional_id, producer, partitions, protocol).await {
                 Ok(verdicts) => verdicts,
                 Err(e) => {
                     tracing::warn!(coordinator, transactional_id, error = %e, "could not ask the transaction coordinator");
@@ -97,7 +96,7 @@ pub(crate) async fn check_writes<'a>(
 
 /// The answer of this broker's coordinator; the caller holds the id's lock.
 async fn check_here(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[(String, i32)],
@@ -105,8 +104,8 @@ async fn check_here(
 ) -> HashMap<(String, i32), Result<(), TxnError>> {
     match protocol {
         TxnProtocol::V1 => {
-            let count = state_partition_count(broker);
-            let state = broker.txns.lock();
+            let count = state_partition_count(txns);
+            let state = txns.lock();
             let owned = state.owns(transactional_id, count);
             partitions
                 .iter()
@@ -121,21 +120,21 @@ async fn check_here(
                 .collect()
         }
         TxnProtocol::V2 => {
-            let added = add_locked(broker, transactional_id, producer, partitions, protocol).await;
+            let added = add_locked(txns, transactional_id, producer, partitions, protocol).await;
             partitions.iter().map(|p| (p.clone(), added)).collect()
         }
     }
 }
 
 async fn ask(
-    broker: &Broker,
+    txns: &Txns,
     coordinator: i32,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[(String, i32)],
     protocol: TxnProtocol,
 ) -> Result<HashMap<(String, i32), Result<(), TxnError>>, String> {
-    let cluster = &broker.cluster;
+    let cluster = &txns.logs.cluster;
     let by_topic: Vec<AddPartitionsToTxnTopic> = super::by_topic(partitions)
         .into_iter()
         .map(|(name, indexes)| {
@@ -156,7 +155,7 @@ async fn ask(
     let response: AddPartitionsToTxnResponse = cluster
         .peers
         .call(
-            broker,
+            cluster,
             coordinator,
             ApiKey::AddPartitionsToTxn,
             BROKER_ADD_PARTITIONS_VERSION,
@@ -206,7 +205,7 @@ fn txn_error_of(code: i16) -> TxnError {
 /// `verify_only` checks the partitions are in the transaction (v1 clients), otherwise adds
 /// them (v2 clients). The verdict of each partition.
 pub(crate) async fn check_for_broker(
-    broker: &Broker,
+    txns: &Txns,
     transactional_id: &str,
     producer: (i64, i16),
     partitions: &[(String, i32)],
@@ -216,6 +215,6 @@ pub(crate) async fn check_for_broker(
         true => TxnProtocol::V1,
         false => TxnProtocol::V2,
     };
-    let _id = broker.txns.ids.lock(transactional_id).await;
-    check_here(broker, transactional_id, producer, partitions, protocol).await
+    let _id = txns.ids.lock(transactional_id).await;
+    check_here(txns, transactional_id, producer, partitions, protocol).await
 }
