@@ -208,7 +208,12 @@ pub async fn run(broker: Arc<Broker>, adoption: Adoption, mut stop: watch::Recei
         std::fs::remove_file(mark(&data_dir))
     });
     match moved {
-        Ok(()) => broker.topics.set_adopting(BTreeMap::new()),
+        Ok(()) => {
+            broker.topics.set_adopting(BTreeMap::new());
+            // A cluster topic of an adopted topic's name, held back until now, is followed at
+            // once rather than at the next metadata change.
+            cluster.refollow.notify_one();
+        }
         Err(e) => tracing::error!(error = %e, "the adopted topics' files could not be moved aside"),
     }
     tracing::info!(

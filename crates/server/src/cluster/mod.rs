@@ -89,6 +89,9 @@ pub struct Cluster {
     /// The latest image this broker's topics and coordinators have followed
     /// (`replicas::follow_metadata`), which can be behind [`Cluster::image`].
     pub(crate) applied: watch::Sender<Arc<MetadataImage>>,
+    /// Asks `replicas::follow_metadata` to apply the current image again, for a change on
+    /// this broker's side (an adoption ending lets topics through that it held back).
+    pub(crate) refollow: tokio::sync::Notify,
 }
 
 /// Every node of a cluster derives the same id from the initial voters, so nodes of two
@@ -208,6 +211,7 @@ impl Cluster {
             isr_changes: isr::IsrChanges::default(),
             adopting,
             applied: watch::channel(Arc::new(MetadataImage::new())).0,
+            refollow: tokio::sync::Notify::new(),
         }))
     }
 

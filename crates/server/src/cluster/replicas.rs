@@ -85,6 +85,7 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
         }
         tokio::select! {
             changed = images.changed() => if changed.is_err() { break },
+            _ = cluster.refollow.notified() => applied = u64::MAX,
             _ = stop.changed() => break,
         }
     }
