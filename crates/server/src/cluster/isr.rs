@@ -158,7 +158,13 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<boo
         if now - last_checkpoint >= HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS {
             last_checkpoint = now;
             let checkpointing = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || checkpointing.topics.checkpoint_high_watermarks()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                checkpointing.topics.checkpoint_high_watermarks();
+                // Also here for flushes outside the flush pass (`flush.messages`, or with
+                // `log.flush.interval.ms=0` no pass at all); nothing is written if nothing moved.
+                checkpointing.topics.checkpoint_recovery_points();
+            })
+            .await;
         }
     }
 }
