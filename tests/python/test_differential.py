@@ -11,6 +11,8 @@ Kafka runs as one combined KRaft node on a loopback port, for the whole module; 
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import socket
 import struct
@@ -40,6 +42,21 @@ KNOWN: dict[str, dict[str, tuple[object, object]]] = {
     # Strom's comes from its static configuration or Kafka's default. ConfigSource 3 is
     # DYNAMIC_DEFAULT_BROKER_CONFIG, 5 DEFAULT_CONFIG.
     "new topic configs": {"min.insync.replicas": (("1", 3), ("1", 5))},
+    # The same, as kafka-topics shows it: a topic's "Configs:" list names the configs whose
+    # source is not a default, and for Kafka that takes in min.insync.replicas.
+    "kafka tools": {
+        "topic configs listed": (
+            ["cleanup.policy=delete", "min.insync.replicas=1", "retention.ms=1000000", "segment.bytes=1048576"],
+            ["cleanup.policy=delete", "retention.ms=1000000", "segment.bytes=1048576"],
+        ),
+        # Strom finalizes only transaction.version; the other features are Kafka's own
+        # (metadata, KRaft, share groups, streams groups) or not reported (COMPATIBILITY.md).
+        "features": (
+            ["eligible.leader.replicas.version", "group.version", "kraft.version", "metadata.version",
+             "share.version", "streams.version", "transaction.version"],
+            ["transaction.version"],
+        ),
+    },
 }
 
 
@@ -411,3 +428,73 @@ def test_topic_config_changes_match_kafka(kafka, strom):
 
     on_kafka, on_strom = both(kafka, strom, scenario)
     assert_same("topic config changes", on_kafka, on_strom)
+
+
+# Bound on one run of a Kafka command-line tool (a JVM start included), in seconds.
+TOOL_TIMEOUT_S = 120
+
+
+def kafka_tool(name: str, *args: str, stdin: str | None = None) -> str:
+    """Runs one of Kafka 4.4's command-line tools as Kafka ships it; its standard output."""
+    done = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "kafka.sh"), "tool", name, *args],
+        input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
+    )
+    assert done.returncode == 0, f"{name} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_kafka_command_line_tools_give_the_same_answers(kafka, strom, tmp_path):
+    """kafka-topics, kafka-configs, the console producer and consumer, kafka-get-offsets,
+    kafka-consumer-groups, kafka-delete-records, kafka-verifiable-producer and kafka-features,
+    run as Kafka ships them; their output, with names and ids normalized, is compared."""
+
+    def scenario(bootstrap: str) -> dict[str, object]:
+        topic, group = unique("tools"), unique("tools-group")
+        b = ("--bootstrap-server", bootstrap)
+
+        def run(name: str, *args: str, stdin: str | None = None) -> str:
+            return kafka_tool(name, *b, *args, stdin=stdin).replace(topic, "T").replace(group, "G")
+
+        def lines(text: str) -> list[str]:
+            return sorted(line for line in text.splitlines() if line and "deprecated" not in line)
+
+        answers: dict[str, object] = {}
+        topic_config = ("--entity-type", "topics", "--entity-name", topic)
+        answers["create"] = run("kafka-topics", "--create", "--topic", topic, "--partitions", "2",
+                                "--replication-factor", "1", "--config", "retention.ms=1000000")
+        answers["alter configs"] = run("kafka-configs", "--alter", *topic_config,
+                                       "--add-config", "segment.bytes=1048576,cleanup.policy=compact")
+        answers["describe configs"] = run("kafka-configs", "--describe", *topic_config)
+        run("kafka-console-producer", "--topic", topic, "--property", "parse.key=true",
+            "--property", "key.separator=:", stdin="a:1\nb:2\na:3\nc:4\n")
+        answers["consumed"] = lines(run(
+            "kafka-console-consumer", "--topic", topic, "--from-beginning", "--max-messages", "4",
+            "--property", "print.key=true", "--property", "print.partition=true", "--group", group))
+        answers["latest offsets"] = lines(run("kafka-get-offsets", "--topic", topic))
+        # Table rows in any order (Kafka's follows a hash map).
+        answers["group"] = lines(run("kafka-consumer-groups", "--describe", "--group", group))
+        answers["reset to earliest"] = lines(run("kafka-consumer-groups", "--reset-offsets", "--group", group,
+                                                 "--topic", topic, "--to-earliest", "--execute"))
+        offsets = tmp_path / f"delete-{uuid.uuid4().hex[:8]}.json"
+        offsets.write_text(json.dumps({"partitions": [{"topic": topic, "partition": 0, "offset": 1}], "version": 1}))
+        # A compacted topic keeps every key's latest record: no DeleteRecords (POLICY_VIOLATION).
+        answers["delete records, compacted"] = run("kafka-delete-records", "--offset-json-file", str(offsets))
+        run("kafka-configs", "--alter", *topic_config, "--add-config", "cleanup.policy=delete")
+        answers["delete records"] = run("kafka-delete-records", "--offset-json-file", str(offsets))
+        answers["earliest offsets"] = lines(run("kafka-get-offsets", "--topic", topic, "--time", "-2"))
+        produced = run("kafka-verifiable-producer", "--topic", topic, "--max-messages", "20")
+        answers["verifiable producer acknowledged"] = produced.count('"name":"producer_send_success"')
+        answers["add partitions"] = run("kafka-topics", "--alter", "--topic", topic, "--partitions", "3")
+        described = run("kafka-topics", "--describe", "--topic", topic)
+        listed = re.search(r"Configs: (\S*)", described)
+        answers["topic configs listed"] = sorted(listed.group(1).split(",")) if listed else []
+        answers["describe"] = re.sub(r"TopicId: \S+|Configs: \S*", "-", described)
+        answers["features"] = sorted(re.findall(r"Feature: (\S+)", run("kafka-features", "describe")))
+        answers["group listed"] = "G" in run("kafka-consumer-groups", "--list").split()
+        answers["delete group"] = run("kafka-consumer-groups", "--delete", "--group", group)
+        answers["delete topic"] = run("kafka-topics", "--delete", "--topic", topic)
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("kafka tools", on_kafka, on_strom)

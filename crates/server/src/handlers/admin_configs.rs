@@ -153,6 +153,12 @@ fn topic_synonyms(broker: &Broker, name: &str, overrides: &BTreeMap<String, Stri
     synonyms
 }
 
+/// Broker properties without a default of their own in Kafka: their value comes from a
+/// coarser property (`log.retention.hours`, `log.roll.hours`) or none, so Kafka lists no
+/// DEFAULT_CONFIG synonym for them (`kafka-configs --describe` shows `synonyms={}` for a
+/// topic's default `retention.ms` and `segment.ms`).
+const WITHOUT_KAFKA_DEFAULT: [&str; 2] = ["log.retention.ms", "log.roll.ms"];
+
 /// A broker property's layers: this broker's dynamic value, the cluster default, the static
 /// value, Kafka's default.
 fn broker_synonyms(
@@ -171,7 +177,7 @@ fn broker_synonyms(
         if let Some(v) = broker.config.topic_defaults.get(topic_name) {
             synonyms.push(synonym(name, v, ConfigSource::StaticBroker));
         }
-        if let Some(key) = topic_config::lookup(topic_name) {
+        if let Some(key) = topic_config::lookup(topic_name).filter(|_| !WITHOUT_KAFKA_DEFAULT.contains(&name)) {
             synonyms.push(synonym(name, key.default, ConfigSource::Default));
         }
     }

@@ -1,4 +1,6 @@
-//! DeleteRecords (key 21): move a partition's log start offset forward.
+//! DeleteRecords (key 21): move a partition's log start offset forward. As in Kafka, only on
+//! topics whose `cleanup.policy` includes `delete` (POLICY_VIOLATION otherwise: a compacted
+//! topic keeps the latest record of every key).
 
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
@@ -26,6 +28,9 @@ pub(super) fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRe
                     let mut guard = partition.lock();
                     match guard.as_mut() {
                         None => result.error_code = code(ResponseError::UnknownTopicOrPartition),
+                        Some(log) if !log.config().cleanup_policy.delete => {
+                            result.error_code = code(ResponseError::PolicyViolation);
+                        }
                         Some(log) => {
                             let high_watermark = log.high_watermark();
                             // -1 means "up to the high watermark" (Kafka's DeleteRecords).
