@@ -444,6 +444,9 @@ def kafka_tool(name: str, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
+# 17 tool runs per broker, each a JVM start: about 40 s on an idle machine, several times that
+# beside the other suites on two cores.
+@pytest.mark.timeout(300)
 def test_kafka_command_line_tools_give_the_same_answers(kafka, strom, tmp_path):
     """kafka-topics, kafka-configs, the console producer and consumer, kafka-get-offsets,
     kafka-consumer-groups, kafka-delete-records, kafka-verifiable-producer and kafka-features,
