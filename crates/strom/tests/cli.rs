@@ -14,7 +14,6 @@ mod common;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -231,10 +230,7 @@ fn with_bootstrap<'a>(args: &[&'a str], bootstrap: &'a str) -> Vec<&'a str> {
 
 /// `127.0.0.1:PORT` where nothing listens: a port that was free a moment ago, released.
 fn closed_port_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let port = listener.local_addr().expect("local addr").port();
-    drop(listener);
-    format!("127.0.0.1:{port}")
+    format!("127.0.0.1:{}", strom_testkit::cluster::free_ports(1)[0])
 }
 
 /// Every record of every partition in `0..partitions`, read to the high watermark.

@@ -344,11 +344,7 @@ fn a_node_whose_quorum_is_unreachable_says_so_once_and_writes_no_data() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    strom_testkit::cluster::free_ports(1)[0]
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -391,10 +391,9 @@ impl Drop for Broker {
     }
 }
 
-/// A port that was free a moment ago: bind port 0, read the port, release it.
+/// A port that was free a moment ago ([`crate::cluster::free_ports`]).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    crate::cluster::free_ports(1)[0]
 }
 
 /// One short ApiVersions exchange on a new connection.

@@ -25,12 +25,31 @@ pub fn metadata(node: &Broker) -> Option<MetadataResponse> {
     wire.call(&request, 12).ok()
 }
 
-/// Ports free a moment ago, all distinct.
+/// Where [`free_ports`] looks: below the kernel's ephemeral range (32768 and up), which
+/// connections and port-0 listeners draw from (a standalone node's quorum listener among
+/// them), so a port chosen here stays free until the broker binds it. The Python suite's
+/// clusters use 20000-30000.
+const PORT_RANGE: std::ops::Range<u16> = 10_000..20_000;
+/// Candidates tried before giving up.
+const PORT_ATTEMPTS_MAX: usize = 10_000;
+
+/// Ports free a moment ago, all distinct, from [`PORT_RANGE`].
 pub fn free_ports(count: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, RandomState};
     // Hold them all while choosing, so none is picked twice.
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(count);
+    let random = RandomState::new();
+    for attempt in 0..PORT_ATTEMPTS_MAX {
+        if listeners.len() == count {
+            break;
+        }
+        let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
+        let port = PORT_RANGE.start + (random.hash_one(attempt) % span) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+        }
+    }
+    assert_eq!(listeners.len(), count, "no {count} free ports in {PORT_RANGE:?}");
     listeners
         .iter()
         .map(|l| l.local_addr().expect("local addr").port())
