@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import socket
 import time
 import uuid
@@ -32,7 +33,7 @@ from kafka.admin import NewTopic as KafkaNewTopic
 
 from conftest import Broker, _remove, _scratch_dir
 from confluent_clients import consume_n
-from support import DEFAULT_WAIT_S, wait_until
+from support import DEFAULT_WAIT_S, kafka_tool, wait_until
 
 NODES = (1, 2, 3)
 PARTITIONS = 6
@@ -387,6 +388,39 @@ def test_aiokafka_produce_and_group_consume(cluster, request):
         assert got == sent
 
     asyncio.run(asyncio.wait_for(scenario(), 45))
+
+
+# Two tool runs (JVM starts) and a topic: slower than the module's default beside other suites.
+@pytest.mark.timeout(240)
+def test_kafka_metadata_quorum_and_leader_election_tools_work_against_the_cluster(cluster, request):
+    """Kafka 4.4's kafka-metadata-quorum (DescribeQuorum) and kafka-leader-election
+    (ElectLeaders), run as Kafka ships them against the three-node cluster."""
+    status = kafka_tool("kafka-metadata-quorum", "--bootstrap-server", cluster.bootstrap, "describe", "--status")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    assert int(fields["LeaderId"]) in NODES, status
+    assert int(fields["HighWatermark"]) > 0, status
+    voters = re.findall(r'"id": (\d+)', fields["CurrentVoters"])
+    assert sorted(int(v) for v in voters) == list(NODES), status
+    replication = kafka_tool("kafka-metadata-quorum", "--bootstrap-server", cluster.bootstrap,
+                             "describe", "--replication")
+    rows = [line.split() for line in replication.splitlines()[1:] if line.strip()]
+    assert sorted(int(row[0]) for row in rows) == list(NODES), replication
+    assert [row[-1] for row in rows].count("Leader") == 1, replication
+
+    topic = topic_for(request)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(ADMIN_TIMEOUT_S)
+    wait_isr(admin, topic, 3, 3)
+    elected = kafka_tool("kafka-leader-election", "--bootstrap-server", cluster.bootstrap,
+                         "--election-type", "PREFERRED", "--topic", topic, "--partition", "0")
+    # Every replica is in sync and the preferred one leads already, as Kafka would say.
+    assert "Valid replica already elected for partitions" in elected and f"{topic}-0" in elected, elected
+
+    def preferred_lead() -> bool:
+        partitions = admin.list_topics(topic, timeout=3).topics[topic].partitions.values()
+        return all(p.leader == p.replicas[0] for p in partitions)
+
+    wait_until(preferred_lead, DEFAULT_WAIT_S, f"every partition of {topic} led by its preferred replica")
 
 
 def isr_sizes(admin: AdminClient, topic: str) -> dict[int, tuple[int, int]]:

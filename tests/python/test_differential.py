@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from conftest import REPO_ROOT
+from support import kafka_tool, wait_until
 
 # Bounds on every wait here, in seconds.
 KAFKA_START_TIMEOUT_S = 180
@@ -177,7 +178,10 @@ def test_new_topic_configs_and_sources_match_kafka(kafka, strom):
         admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "123456"})])[topic].result(
             CALL_TIMEOUT_S)
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        described = admin.describe_configs([resource])[resource].result(CALL_TIMEOUT_S)
+        # Kafka answers CreateTopics once the controller has the topic; the broker asked next
+        # may not know it yet (UNKNOWN_TOPIC_OR_PARTITION for a moment under load).
+        described = wait_until(lambda: admin.describe_configs([resource])[resource].result(CALL_TIMEOUT_S),
+                               CALL_TIMEOUT_S, f"the configs of {topic}")
         return {k: (described[k].value, described[k].source) for k in keys if k in described}
 
     on_kafka, on_strom = both(kafka, strom, scenario)
@@ -428,20 +432,6 @@ def test_topic_config_changes_match_kafka(kafka, strom):
 
     on_kafka, on_strom = both(kafka, strom, scenario)
     assert_same("topic config changes", on_kafka, on_strom)
-
-
-# Bound on one run of a Kafka command-line tool (a JVM start included), in seconds.
-TOOL_TIMEOUT_S = 120
-
-
-def kafka_tool(name: str, *args: str, stdin: str | None = None) -> str:
-    """Runs one of Kafka 4.4's command-line tools as Kafka ships it; its standard output."""
-    done = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "kafka.sh"), "tool", name, *args],
-        input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
-    )
-    assert done.returncode == 0, f"{name} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 # 17 tool runs per broker, each a JVM start: about 40 s on an idle machine, several times that

@@ -4,25 +4,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import REPO_ROOT, Broker
+from conftest import Broker
+from support import kafka_tool as tool
 
-TOOL_TIMEOUT_S = 120
 CALL_TIMEOUT_S = 30
-
-
-def tool(*args: str) -> str:
-    """Runs one of Kafka's tools; its stdout. Fails the test, with its output, if it fails."""
-    done = subprocess.run([str(REPO_ROOT / "scripts" / "kafka.sh"), "tool", *args],
-                          capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
-    assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 @pytest.fixture
