@@ -44,7 +44,7 @@ import org.junit.jupiter.api.Timeout;
  * Kafka Streams 4.4 against Strom: a word count with exactly-once processing (transactions
  * v2), a repartition topic and a compacted changelog that Streams creates itself, stopped after
  * one batch and restarted on an empty state directory, so the second instance rebuilds its
- * counts from the changelog before it counts on.
+ * counts from the changelog before it counts on, and counts on across a restart of the broker.
  */
 @Strom(settings = {"group.initial.rebalance.delay.ms=0"})
 @Timeout(value = 150, unit = TimeUnit.SECONDS)
@@ -87,6 +87,10 @@ class StreamsTest {
         produceLines(input, 200, 400, expected);
         KafkaStreams second = start(application, input, output);
         try {
+            awaitCounts(output, expected);
+            // The broker restarts under it; it carries on, exactly once.
+            broker.restart();
+            produceLines(input, 400, 600, expected);
             awaitCounts(output, expected);
         } finally {
             second.close(LEAVE);

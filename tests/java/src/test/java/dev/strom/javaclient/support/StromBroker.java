@@ -197,6 +197,17 @@ public final class StromBroker implements AutoCloseable {
         }
     }
 
+    /**
+     * Stops the broker gracefully (SIGTERM) and starts it again on the same port and data
+     * directory, ready once an ApiVersions round trip answers.
+     */
+    public void restart() throws IOException, InterruptedException {
+        stopProcess();
+        appendToLog("==== java tests: restart on port " + port + " ====\n");
+        spawn(binary());
+        waitReady();
+    }
+
     /** Stops the broker gracefully (SIGTERM), SIGKILLs it after a deadline; returns its exit code. */
     public Integer stopProcess() throws InterruptedException {
         Process p = process;
