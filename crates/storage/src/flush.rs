@@ -64,7 +64,7 @@ impl Log {
             .map_or(i64::MIN, |(base, _)| *base);
         let result = self.epoch_cache.persist_deferred().and_then(|renamed| {
             if renamed {
-                self.dir_changes += 1;
+                self.dir_changed();
             }
             self.segments.range(from..).try_for_each(|(_, s)| s.sync())?;
             if self.dir_changes != self.dir_synced {

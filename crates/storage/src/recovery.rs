@@ -33,6 +33,18 @@ use crate::producer_state::{self, ProducerState};
 use crate::segment::{self, Segment, CLEANED_SUFFIX, LOG_SUFFIX};
 use crate::txn_index::{AbortedTxn, TXN_INDEX_SUFFIX};
 
+/// A recorded recovery point above the log end (a crash took an unflushed tail after the last
+/// checkpoint, or the entry is a deleted namesake's) would let later appends be trusted without
+/// their fsync. The log's own file, whose lower value recovery takes, holds the log end until
+/// the broker records a new one. Returns whether it wrote the file.
+fn hold_recovery_point(dir: &Path, recorded: Option<i64>, log_end_offset: i64) -> Result<bool, StorageError> {
+    if recorded.is_some_and(|recorded| recorded > log_end_offset) {
+        checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), log_end_offset)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 impl Log {
     /// Opens (creating if absent) the log in `dir`, running crash recovery. `now_ms` is not
     /// read yet; it is part of the signature so time-based repairs stay injectable.
@@ -288,29 +300,19 @@ impl Log {
         } else {
             scan_from
         };
-        if fresh {
-            if options.recovery_point.is_some_and(|recorded| recorded > log_end_offset) {
-                checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), log_end_offset)?;
-            }
-        } else {
+        if !fresh {
             for segment in log.segments.range(scanned_from..).map(|(_, s)| s) {
                 segment.sync()?;
             }
             checkpoint::sync_dir(dir)?;
-            // Everything is on disk now, so any recorded recovery point at or below the log end
-            // is true, and the broker's next checkpoint records the log end. One above it (a
-            // crash took an unflushed tail after the last checkpoint) would let later appends
-            // be trusted unsynced: the log's own file holds the log end until then.
-            match options.recovery_point {
-                Some(recorded) if recorded > log_end_offset => {
-                    checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), log_end_offset)?
-                }
-                _ if own_recovery_point.is_some() => remove_if_exists(&dir.join(RECOVERY_POINT_FILE))?,
-                _ => {}
-            }
             if log_start_checkpoint != Some(log.log_start_offset) {
                 checkpoint::write_offset(&dir.join(LOG_START_OFFSET_FILE), log.log_start_offset)?;
             }
+        }
+        // Everything is on disk now (a fresh log holds nothing), so any recorded recovery point
+        // at or below the log end is true, and the broker's next checkpoint records the log end.
+        if !hold_recovery_point(dir, options.recovery_point, log_end_offset)? && own_recovery_point.is_some() {
+            remove_if_exists(&dir.join(RECOVERY_POINT_FILE))?;
         }
         log.recovery_point = log_end_offset;
 
@@ -346,11 +348,8 @@ impl Log {
             dir_synced: 0,
         };
         // An entry for its name in a directory checkpoint belongs to a deleted log of that name,
-        // not yet dropped from the file. A recovery point there would outrank this log's
-        // unsynced appends after a crash; the log's own file, whose lower value wins, says 0.
-        if options.recovery_point.is_some_and(|recorded| recorded > 0) {
-            checkpoint::write_offset(&dir.join(RECOVERY_POINT_FILE), 0)?;
-        }
+        // not yet dropped from the file.
+        hold_recovery_point(dir, options.recovery_point, 0)?;
         let report = RecoveryReport {
             segments: 1,
             ..RecoveryReport::default()
