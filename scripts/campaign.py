@@ -9,7 +9,7 @@ checker's verdict, for Strom or for Apache Kafka 4.4 with the same workload and 
 The campaign is a series of runs. A run starts a fresh cluster, starts `strom verify run` (the
 workload: idempotent producers, group members and seeking consumers on a queue topic; a
 consume-transform-produce loop in transactions, read_committed observers), then injects
-`--per-run` faults of one kind, one after another: inject, hold (a random 3-12 s), heal, wait
+`--per-run` faults of one kind, one after another: inject, hold (`--hold`, 3-12 s), heal, wait
 until the cluster is whole again (every node up, every replica in sync). Then the workload
 drains and reads everything back, and `strom verify check` judges the history. Runs cycle
 through the kinds until `--faults` faults were injected. The history of a run with an anomaly
@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from faults.cluster import make_cluster, strom_binary  # noqa: E402
-from faults.nemesis import ALL_KINDS, NETWORK_KINDS, Nemesis  # noqa: E402
+from faults.nemesis import ALL_KINDS, ROOT_KINDS, SMALL_DISK_NODE, SMALL_DISK_SIZE, Nemesis  # noqa: E402
 from faults.network import Network, netns_unusable  # noqa: E402
 from faults.report import ANOMALIES, render, summarize  # noqa: E402
 
@@ -103,6 +103,8 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
     try:
         network.up()
         cluster = make_cluster(args.system, work, network, args.set)
+        if kind == "disk-full":
+            cluster.give_small_disk(SMALL_DISK_NODE, SMALL_DISK_SIZE)
         cluster.start()
         if not wait_for(cluster.brokers_registered, READY_S):
             raise RuntimeError(f"the cluster did not start within {READY_S} s")
@@ -120,11 +122,11 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
         nemesis = Nemesis(cluster, PREFIX, log, tail.acked_everywhere_since)
         with open(faults_file, "w") as faults_out:
             for i in range(count):
-                time.sleep(random.uniform(1, 3))  # load between faults, not a synchronisation
+                time.sleep(random.uniform(*args.gap))  # load between faults, not a synchronisation
                 started = time.time() * 1000
                 fault = nemesis.inject(kind)
                 log(f"run {run} fault {i + 1}/{count}: {fault.kind}: {fault.detail}")
-                time.sleep(random.uniform(3, 12))  # how long the fault lasts
+                time.sleep(random.uniform(*args.hold))  # how long the fault lasts
                 healed = time.time() * 1000
                 fault.heal()
                 took = cluster.wait_healthy(HEAL_S, lambda: tail.acked_everywhere_since(healed))
@@ -196,10 +198,10 @@ def campaign(args) -> int:
     if args.net == "auto":
         args.net = "loopback" if netns_unusable() else "netns"
     if args.net != "netns":
-        skipped = [k for k in kinds if k in NETWORK_KINDS]
-        kinds = [k for k in kinds if k not in NETWORK_KINDS]
+        skipped = [k for k in kinds if k in ROOT_KINDS]
+        kinds = [k for k in kinds if k not in ROOT_KINDS]
         if skipped:
-            log(f"without network namespaces ({netns_unusable() or 'loopback chosen'}): leaving out {skipped}")
+            log(f"without root and network namespaces ({netns_unusable() or 'loopback chosen'}): leaving out {skipped}")
     if not kinds:
         sys.exit("no fault kind left to inject")
     random.seed(args.seed)
@@ -232,6 +234,11 @@ def describe(result: dict) -> str:
     )
 
 
+def seconds_range(text: str) -> tuple[float, float]:
+    low, _, high = text.partition("-")
+    return float(low), float(high or low)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("system", choices=["strom", "kafka", "report"])
@@ -241,6 +248,10 @@ def main() -> int:
     parser.add_argument("--kinds", help=f"comma-separated, default all: {','.join(ALL_KINDS)}")
     parser.add_argument("--net", choices=["auto", "netns", "loopback"], default="auto")
     parser.add_argument("--rate", type=int, default=100, help="records/s per producer")
+    parser.add_argument("--hold", type=seconds_range, default=(3.0, 12.0), metavar="MIN-MAX",
+                        help="how long a fault lasts, seconds drawn uniformly (default 3-12)")
+    parser.add_argument("--gap", type=seconds_range, default=(1.0, 3.0), metavar="MIN-MAX",
+                        help="load without faults between two, seconds (default 1-3)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", help="result directory (default campaign-SYSTEM-DATE)")
     parser.add_argument("--work", default="/tmp/strom-campaign", help="the nodes' data directories")

@@ -88,6 +88,8 @@ class Cluster:
     def __init__(self, work: Path, network: Network, settings: list[str]):
         self.work, self.network, self.settings = work, network, settings
         self.nodes: dict[int, Node] = {}
+        self._admin: AdminClient | None = None
+        self.small_disks: list[Path] = []
 
     def client_port(self, node: int) -> int:
         return self.network.port(node)
@@ -106,9 +108,27 @@ class Cluster:
     def close(self) -> None:
         for node in self.nodes.values():
             node.kill()
+        for mount in self.small_disks:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+    def give_small_disk(self, node: int, size: str) -> None:
+        """Puts the node's data on a tmpfs of its own of `size` bytes (root only), so the
+        campaign can fill it. Before the node first starts."""
+        mount = self.nodes[node].data
+        mount.mkdir(parents=True, exist_ok=True)
+        keep = [(p, p.read_bytes()) for p in mount.rglob("*") if p.is_file()]  # Kafka's formatted dir
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True, timeout=30)
+        self.small_disks.append(mount)
+        for path, data in keep:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
     def admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 3000})
+        """One admin client for the cluster's life; its connection errors are expected while
+        nodes are down, so it logs nothing."""
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 3000, "log_level": 0})
+        return self._admin
 
     def placement(self, timeout: float = 3) -> dict[tuple[str, int], tuple[int, list[int], list[int]]]:
         """(topic, partition) -> (leader, replicas, ISR), as some live node sees it; empty if

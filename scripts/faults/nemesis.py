@@ -19,6 +19,9 @@ Kinds:
 - `corrupt`: a follower of a random partition is killed, bytes near the end of that
   partition's newest segment are flipped (or the segment is cut short), and it is restarted:
   it must notice by CRC and fetch the data again from the leader.
+- `disk-full` (root only): node 3 keeps its data on a small tmpfs of its own; the fault fills
+  it to the last byte, the heal frees the space (and restarts the node if it stopped). The node
+  must refuse writes with a clear error, keep serving reads, and recover once space returns.
 - `isolate`, `isolate-leader` (netns only): a node cut off from the other two, both ways;
   clients still reach it.
 - `one-way` (netns only): what one node sends to the others is dropped; it still hears them.
@@ -38,11 +41,14 @@ from typing import Callable
 from .cluster import NODES, Cluster, strom_binary
 
 NETWORK_KINDS = ("isolate", "isolate-leader", "one-way", "bridge")
+ROOT_KINDS = NETWORK_KINDS + ("disk-full",)
+SMALL_DISK_NODE = 3
+SMALL_DISK_SIZE = "256m"
 PROCESS_KINDS = (
     "kill", "kill-leader", "kill-controller", "kill-two", "pause", "pause-leader",
     "restart-rolling", "move-leader", "corrupt",
 )  # fmt: skip
-ALL_KINDS = PROCESS_KINDS + NETWORK_KINDS
+ALL_KINDS = PROCESS_KINDS + ROOT_KINDS
 
 
 @dataclass
@@ -166,6 +172,36 @@ class Nemesis:
             "corrupt", f"node {node}, follower of {topic}:{partition}, killed; {what}",
             self._restart([node]), [node],
         )  # fmt: skip
+
+    def _disk_full(self) -> Fault:
+        node = SMALL_DISK_NODE
+        filler = self.cluster.nodes[node].data / "campaign-filler"
+        written = 0
+        try:
+            with open(filler, "ab") as f:
+                chunk = bytes(1 << 20)
+                while written < 1 << 40:  # bounded by the tmpfs long before this
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+        except OSError:
+            pass  # ENOSPC: full
+        try:
+            with open(filler, "ab") as f:  # the last bytes of a partial chunk
+                while True:
+                    f.write(b"\0" * 512)
+                    f.flush()
+        except OSError:
+            pass
+
+        def heal() -> None:
+            filler.unlink(missing_ok=True)
+            if not self.cluster.nodes[node].alive:
+                self.log(f"disk-full: node {node} had stopped; starting it")
+                self.cluster.nodes[node].kill()
+                self.cluster.nodes[node].start()
+
+        return Fault("disk-full", f"node {node}'s disk filled ({written >> 20} MiB of filler)", heal, [node])
 
     def _cli(self, *args: str) -> None:
         result = subprocess.run(
