@@ -119,11 +119,7 @@ pub enum Op {
     },
     /// The client moved its position in a partition: the next record it reads there may come
     /// from anywhere at or after `offset`, including before its last read.
-    Seek {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
+    Seek { topic: String, partition: i32, offset: i64 },
     /// The client was handed this record by a poll.
     Read {
         topic: String,
