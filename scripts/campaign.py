@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faults.cluster import make_cluster, strom_binary  # noqa: E402
 from faults.nemesis import ALL_KINDS, ROOT_KINDS, SMALL_DISK_NODE, SMALL_DISK_SIZE, Nemesis  # noqa: E402
 from faults.network import Network, netns_unusable  # noqa: E402
-from faults.report import ANOMALIES, render, summarize  # noqa: E402
+from faults.report import anomaly_counts, render, summarize  # noqa: E402
 
 PREFIX = "verify"
 PARTITIONS = 3  # per workload topic: `strom verify run`'s default
@@ -98,7 +98,7 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
     history = out / f"run-{run}.history.jsonl"
     faults_file = out / f"run-{run}.faults.jsonl"
     network = Network(args.net)
-    result: dict = {"system": args.system, "run": run, "kind": kind, "faults": [], "recovered": True}
+    result: dict = {"system": args.system, "run": run, "kind": kind, "injected": 0, "recovered": True}
     workload = cluster = None
     try:
         network.up()
@@ -171,9 +171,10 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
         if cluster is not None:
             cluster.close()
         network.down()
-    anomalies = sum(result.get("verdict", {}).get("anomaly_counts", {}).get(k, 0) for k in ANOMALIES)
-    if anomalies or "error" in result or not result["recovered"]:
-        keep = out / "failed" / f"run-{run}"
+    anomalies = sum(anomaly_counts(result).values())
+    failed = anomalies or "error" in result or not result["recovered"]
+    if failed or args.keep_all:
+        keep = out / ("failed" if failed else "kept") / f"run-{run}"
         keep.mkdir(parents=True, exist_ok=True)
         for f in out.glob(f"run-{run}.*"):
             shutil.move(str(f), keep / f.name)
@@ -227,8 +228,7 @@ def campaign(args) -> int:
 def describe(result: dict) -> str:
     if "error" in result:
         return f"error: {result['error']}"
-    counts = result["verdict"].get("anomaly_counts", {})
-    found = {k: v for k, v in counts.items() if v}
+    found = {k: v for k, v in anomaly_counts(result).items() if v}
     return f"{result['kind']}: {'anomalies ' + json.dumps(found) if found else 'clean'}" + (
         "" if result["recovered"] else "; the cluster did not come back"
     )
@@ -253,6 +253,7 @@ def main() -> int:
     parser.add_argument("--gap", type=seconds_range, default=(1.0, 3.0), metavar="MIN-MAX",
                         help="load without faults between two, seconds (default 1-3)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep-all", action="store_true", help="keep every run's history and logs (DIR/kept/)")
     parser.add_argument("--out", help="result directory (default campaign-SYSTEM-DATE)")
     parser.add_argument("--work", default="/tmp/strom-campaign", help="the nodes' data directories")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -148,7 +148,7 @@ class Nemesis:
             if current and current[1] == rotated:
                 break
             time.sleep(0.2)
-        self._cli("elect-leaders", target)
+        self._cli("elect-leaders", "--partition", target)
         return Fault(
             "move-leader", f"{target} replicas {replicas} -> {rotated}, preferred election (leader was {leader})",
             lambda: None, [leader],

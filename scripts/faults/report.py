@@ -21,6 +21,14 @@ SHORT = {
 }  # fmt: skip
 
 
+def anomaly_counts(result: dict) -> dict[str, int]:
+    """How many anomalies of each kind a run's verdict (`strom verify check --json`) holds."""
+    counts = dict.fromkeys(ANOMALIES, 0)
+    for anomaly in result.get("verdict", {}).get("anomalies", []):
+        counts[anomaly["kind"]] = counts.get(anomaly["kind"], 0) + 1
+    return counts
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -40,7 +48,7 @@ def summarize(results: list[dict]) -> list[dict]:
             for f in r.get("verdict", {}).get("faults", [])
             if f.get("unavailable_ms") is not None
         ]
-        counts = {a: sum(r.get("verdict", {}).get("anomaly_counts", {}).get(a, 0) for r in runs) for a in ANOMALIES}
+        counts = {a: sum(anomaly_counts(r)[a] for r in runs) for a in ANOMALIES}
         row = {
             "system": system,
             "kind": kind,

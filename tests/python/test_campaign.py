@@ -21,6 +21,9 @@ import pytest
 
 from conftest import _remove, _scratch_dir
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from faults.report import anomaly_counts  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = 30
 PER_RUN = 5
@@ -48,7 +51,7 @@ def test_a_short_fault_campaign_finds_no_anomaly():
             assert "error" not in r, summary
             assert r["recovered"], f"run {r['run']} ({r['kind']}): the cluster did not come back\n{summary}"
             verdict = r["verdict"]
-            found = {k: v for k, v in verdict["anomaly_counts"].items() if v}
+            found = {k: v for k, v in anomaly_counts(r).items() if v}
             assert not found, f"run {r['run']} ({r['kind']}): {found}: {verdict['anomalies'][:5]}\n{summary}"
             stats = verdict["stats"]
             # The workload did what the checks need: writes acknowledged, read back, and
