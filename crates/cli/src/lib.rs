@@ -1,5 +1,5 @@
-//! Strom's client-side commands: topic and consumer group administration, produce, consume
-//! and bench.
+//! Strom's client-side commands: topic and consumer group administration, produce, consume,
+//! bench, and the fault campaign's workload and checker (verify).
 //!
 //! Every command speaks the Kafka protocol through librdkafka (the `rdkafka` crate), and
 //! directly (`wire.rs`) for the few APIs librdkafka does not expose, so it works against any
@@ -22,6 +22,9 @@
 //! - `bench.rs`: `strom bench produce|consume|e2e`, throughput and latency; `bench/group.rs`:
 //!   `strom bench group`, consumer group rebalancing and commit load.
 //! - `payload.rs`: the bench payload format (send timestamp and run id) and latency math.
+//! - `verify.rs`: `strom verify run`, the fault campaign's workload (queue and transactional
+//!   clients recording a history), and `strom verify check`, the checker over that history;
+//!   its parts in `verify/`.
 //! - `wire.rs`: a minimal blocking Kafka request/response client (kafka-protocol) for the APIs
 //!   librdkafka does not expose: FindCoordinator and ConsumerGroupDescribe for KIP-848 groups.
 //!
@@ -40,6 +43,7 @@ mod group;
 mod payload;
 mod produce;
 mod topic;
+mod verify;
 mod wire;
 
 pub use bench::{BenchArgs, BenchMode, GroupPhase, GroupProtocol};
@@ -49,6 +53,7 @@ pub use consume::{ConsumeArgs, OutputFormat};
 pub use group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetScope, ResetTarget, TopicPartitions};
 pub use produce::ProduceArgs;
 pub use topic::{TopicArgs, TopicCommand};
+pub use verify::{CheckArgs, RunArgs, VerifyArgs, VerifyCommand, Workload};
 
 /// Top-level client commands; the binary flattens these into `strom <command>`.
 #[derive(Debug, clap::Subcommand)]
@@ -66,12 +71,14 @@ pub enum ClientCommand {
     Consume(ConsumeArgs),
     /// Measure produce, consume or end-to-end throughput and latency, or group rebalancing.
     Bench(BenchArgs),
+    /// Run the fault campaign's workload and write its history, or check a history.
+    Verify(VerifyArgs),
 }
 
 /// Runs one client command to completion.
 ///
-/// Blocking: admin calls run on a private single-threaded tokio runtime, produce, consume
-/// and bench use rdkafka's synchronous clients on their own threads.
+/// Blocking: admin calls run on a private single-threaded tokio runtime, produce, consume,
+/// bench and verify use rdkafka's synchronous clients on their own threads.
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Topic(args) => topic::run(args),
@@ -80,6 +87,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Produce(args) => produce::run(args),
         ClientCommand::Consume(args) => consume::run(args),
         ClientCommand::Bench(args) => bench::run(args),
+        ClientCommand::Verify(args) => verify::run(args),
     }
 }
 
