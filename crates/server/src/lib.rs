@@ -40,6 +40,7 @@ pub mod groups;
 mod handlers;
 pub mod internal_topic;
 pub mod log_dirs;
+mod log_limit;
 mod outbox;
 mod ownership;
 pub mod partition;

@@ -12,6 +12,7 @@ use crate::broker::{now_ms, Broker, StartupError};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::connection::{self, Admission};
+use crate::log_limit::throttled;
 
 /// How long shutdown waits for in-flight requests before closing connections anyway.
 const SHUTDOWN_DRAIN_MS: u64 = 10_000;
@@ -225,14 +226,14 @@ fn flush_pass(broker: &Broker) {
             Some(Ok(Some(job))) => job,
             Some(Ok(None)) | None => continue,
             Some(Err(e)) => {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+                throttled!(error, topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
                 continue;
             }
         };
         let result = job.run();
         if let Some(log) = partition.lock().as_mut() {
             if let Err(e) = log.complete_flush(&job, result) {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
+                throttled!(error, topic = %partition.topic, partition = partition.index, error = %e, "flush failed");
             }
         }
     }
@@ -249,7 +250,7 @@ fn retention_pass(broker: &Broker) {
                 tracing::debug!(topic = %partition.topic, partition = partition.index, expired, "producer ids expired");
             }
             if let Err(e) = log.maybe_roll(now) {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "segment roll failed");
+                throttled!(error, topic = %partition.topic, partition = partition.index, error = %e, "segment roll failed");
             }
             match log.enforce_retention(now) {
                 Ok(report) => {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::dynamic_config::DynamicBrokerConfigs;
 use crate::log_dirs::LogDirs;
+use crate::log_limit::throttled;
 use crate::partition::Partition;
 use crate::topic_config;
 
@@ -614,7 +615,7 @@ impl DirOffsets {
             }
             match self.file.write(dir, &next) {
                 Ok(()) => *last = next,
-                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "writing {} failed", self.file.file),
+                Err(e) => throttled!(warn, dir = %dir.display(), error = %e, "writing {} failed", self.file.file),
             }
         }
     }

@@ -31,6 +31,7 @@ use tokio::sync::{watch, Notify};
 
 use super::peers::PeerConnection;
 use crate::broker::{now_ms, Broker};
+use crate::log_limit::throttled;
 use crate::partition::{Partition, Role};
 
 /// The Fetch version followers send: the last with topic names (Strom's ceiling).
@@ -428,13 +429,13 @@ fn apply_partition(state: &Followed, data: PartitionData, now: i64) -> Partition
                     .map_err(strom_storage::ReplicatedAppendError::from)
                     .and_then(|()| log.append_replicated(&batches, now));
                 if let Err(e) = appended {
-                    tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "replicated append failed");
+                    throttled!(warn, topic = %partition.topic, partition = partition.index, error = %e, "replicated append failed");
                     return PartitionOutcome::Backoff;
                 }
                 progress = true;
             }
             Err(e) => {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "replicated append failed");
+                throttled!(warn, topic = %partition.topic, partition = partition.index, error = %e, "replicated append failed");
                 return PartitionOutcome::Backoff;
             }
         }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::{code, str_bytes};
 use crate::broker::{now_ms, Broker};
+use crate::log_limit::throttled;
 use crate::partition::{AcksAllState, Partition, Role};
 
 /// Bound on how long an acks=all produce may wait for its replicas, whatever the client asks.
@@ -536,7 +537,7 @@ fn produce_partition(
                 AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
                 AppendError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
                 AppendError::Storage(storage) => {
-                    tracing::error!(topic = topic_name, partition = index, error = %storage, "append failed");
+                    throttled!(error, topic = topic_name, partition = index, error = %storage, "append failed");
                     ResponseError::KafkaStorageError
                 }
             };
