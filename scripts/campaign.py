@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faults.cluster import make_cluster, strom_binary  # noqa: E402
+from faults.cluster import faketime_library, make_cluster, strom_binary  # noqa: E402
 from faults.nemesis import ALL_KINDS, ROOT_KINDS, SMALL_DISK_NODE, SMALL_DISK_SIZE, Nemesis  # noqa: E402
 from faults.network import Network, netns_unusable  # noqa: E402
 from faults.report import anomaly_counts, render, summarize  # noqa: E402
@@ -105,6 +105,9 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
         cluster = make_cluster(args.system, work, network, args.set)
         if kind == "disk-full":
             cluster.give_small_disk(SMALL_DISK_NODE, SMALL_DISK_SIZE)
+        if kind == "clock-jump":
+            for node in cluster.nodes.values():
+                node.fake_clock(faketime_library())
         cluster.start()
         if not wait_for(cluster.brokers_registered, READY_S):
             raise RuntimeError(f"the cluster did not start within {READY_S} s")
@@ -203,6 +206,9 @@ def campaign(args) -> int:
         kinds = [k for k in kinds if k not in ROOT_KINDS]
         if skipped:
             log(f"without root and network namespaces ({netns_unusable() or 'loopback chosen'}): leaving out {skipped}")
+    if "clock-jump" in kinds and faketime_library() is None:
+        kinds.remove("clock-jump")
+        log("libfaketime is not installed (Debian: faketime): leaving out clock-jump")
     if not kinds:
         sys.exit("no fault kind left to inject")
     random.seed(args.seed)

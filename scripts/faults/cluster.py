@@ -35,6 +35,7 @@ class Node:
         self.node_id, self.argv, self.log, self.data = node_id, argv, log, data
         self.process: subprocess.Popen | None = None
         self.paused = False
+        self.env: dict[str, str] = {}
 
     @property
     def alive(self) -> bool:
@@ -44,9 +45,29 @@ class Node:
         assert not self.alive, f"node {self.node_id} is already running"
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+                self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, **self.env},
+            )  # fmt: skip
         self.paused = False
+
+    def fake_clock(self, library: Path) -> None:
+        """From its next start the node's wall clock (CLOCK_REALTIME, not the monotonic one)
+        is the real one shifted by what `clock_file` says (libfaketime, re-read every second)."""
+        self.clock_file.write_text("+0\n")
+        self.env.update({
+            "LD_PRELOAD": str(library),
+            "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
+            "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_DONT_RESET": "1",
+        })  # fmt: skip
+
+    def shift_clock(self, seconds: int) -> None:
+        self.clock_file.write_text(f"{seconds:+d}\n")
+
+    @property
+    def clock_file(self) -> Path:
+        return self.log.with_suffix(".faketime")
 
     def signal(self, sig: int) -> None:
         if self.alive:
@@ -215,6 +236,16 @@ class Cluster:
 
     def log_dirs(self, node: int) -> list[Path]:
         raise NotImplementedError
+
+
+def faketime_library() -> Path | None:
+    """libfaketime, if installed (Debian's `faketime` package)."""
+    for candidate in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                      "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                      "/usr/lib/faketime/libfaketime.so.1"):  # fmt: skip
+        if Path(candidate).exists():
+            return Path(candidate)
+    return None
 
 
 def strom_binary() -> Path:

@@ -22,6 +22,9 @@ Kinds:
 - `disk-full` (root only): node 3 keeps its data on a small tmpfs of its own; the fault fills
   it to the last byte, the heal frees the space (and restarts the node if it stopped). The node
   must refuse writes with a clear error, keep serving reads, and recover once space returns.
+- `clock-jump` (needs libfaketime): one node's wall clock jumps 30 to 300 s forward or back,
+  and jumps back to the true time at the heal; its monotonic clock runs on. Anything that
+  decides by the wall clock (timeouts, sessions, replica lag) meets the jump.
 - `isolate`, `isolate-leader` (netns only): a node cut off from the other two, both ways;
   clients still reach it.
 - `one-way` (netns only): what one node sends to the others is dropped; it still hears them.
@@ -46,7 +49,7 @@ SMALL_DISK_NODE = 3
 SMALL_DISK_SIZE = "256m"
 PROCESS_KINDS = (
     "kill", "kill-leader", "kill-controller", "kill-two", "pause", "pause-leader",
-    "restart-rolling", "move-leader", "corrupt",
+    "restart-rolling", "move-leader", "corrupt", "clock-jump",
 )  # fmt: skip
 ALL_KINDS = PROCESS_KINDS + ROOT_KINDS
 
@@ -202,6 +205,15 @@ class Nemesis:
                 self.cluster.nodes[node].start()
 
         return Fault("disk-full", f"node {node}'s disk filled ({written >> 20} MiB of filler)", heal, [node])
+
+    def _clock_jump(self) -> Fault:
+        node = random.choice(NODES)
+        seconds = random.choice((-1, 1)) * random.randint(30, 300)
+        self.cluster.nodes[node].shift_clock(seconds)
+        return Fault(
+            "clock-jump", f"node {node}'s wall clock jumps {seconds:+d} s",
+            lambda: self.cluster.nodes[node].shift_clock(0), [node],
+        )  # fmt: skip
 
     def _cli(self, *args: str) -> None:
         result = subprocess.run(
