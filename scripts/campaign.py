@@ -66,12 +66,14 @@ def wait_for(condition, timeout: float) -> bool:
 
 class HistoryTail:
     """Follows the workload's history as it is written: when each queue partition last had a
-    write acknowledged (the campaign's sign that the cluster serves again)."""
+    write acknowledged and when a transaction last committed (the campaign's sign that the
+    cluster serves again)."""
 
     def __init__(self, path: Path, partitions: int):
         self.path, self.partitions = path, partitions
         self.at = 0
         self.last_ack: dict[int, float] = {}
+        self.last_commit = 0.0
 
     def _read(self) -> None:
         try:
@@ -86,10 +88,13 @@ class HistoryTail:
             if b'"type":"ack"' in line and f'"topic":"{PREFIX}-queue"'.encode() in line:
                 event = json.loads(line)
                 self.last_ack[event["partition"]] = max(self.last_ack.get(event["partition"], 0), event["t"])
+            elif b'"type":"txn_end"' in line and b'"outcome":"committed"' in line:
+                self.last_commit = max(self.last_commit, json.loads(line)["t"])
 
     def acked_everywhere_since(self, since_ms: float) -> bool:
+        """Every queue partition had a write acknowledged, and a transaction committed, since."""
         self._read()
-        return all(self.last_ack.get(p, 0) > since_ms for p in range(self.partitions))
+        return self.last_commit > since_ms and all(self.last_ack.get(p, 0) > since_ms for p in range(self.partitions))
 
 
 def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:

@@ -26,6 +26,7 @@
 //! offsets of what it still (or newly) owns.
 
 use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -54,6 +55,9 @@ const TXN_RETRY_WINDOW: Duration = Duration::from_secs(60);
 /// Pause before a retriable transactional call is made again; most such errors come after a
 /// wait of their own (a timeout), some at once.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long past its own timeout a transactional call may block before the clients are
+/// replaced.
+const HUNG_GRACE: Duration = Duration::from_secs(15);
 /// Bound on serving the delivery reports of an aborted transaction's purged records.
 const REPORTS_WAIT: Duration = Duration::from_secs(5);
 
@@ -113,7 +117,9 @@ struct Transactor<'a> {
     shared: &'a Shared,
     client: String,
     consumer: BaseConsumer<MemberContext>,
-    producer: BaseProducer<DeliveryContext>,
+    /// Shared only with a `send_offsets_to_transaction` call's own thread (see
+    /// [`Transactor::send_offsets`]).
+    producer: Arc<BaseProducer<DeliveryContext>>,
     /// Transactions begun.
     count: u64,
 }
@@ -161,7 +167,7 @@ impl<'a> Transactor<'a> {
             shared,
             client,
             consumer,
-            producer,
+            producer: Arc::new(producer),
             count: 0,
         };
         if let Err(error) = transactor.consumer.subscribe(&[&shared.names.txn_in.name]) {
@@ -173,7 +179,11 @@ impl<'a> Transactor<'a> {
 
     fn close(self) {
         close_member(self.consumer, &ErrorLog::new(&self.client));
-        abandon_producer(self.producer, Duration::from_secs(1));
+        match Arc::try_unwrap(self.producer) {
+            Ok(producer) => abandon_producer(producer, Duration::from_secs(1)),
+            // A hung call's thread still holds it: it is left to that thread, never used again.
+            Err(shared) => std::mem::forget(shared),
+        }
     }
 
     /// Transactions until the run stops consuming (`None`) or the clients must be replaced.
@@ -328,9 +338,35 @@ impl<'a> Transactor<'a> {
             });
         };
         let list = position_list(&offsets).map_err(|e| Failure::of(&e, &self.producer))?;
-        self.producer
-            .send_offsets_to_transaction(&list, &metadata, TXN_CALL_TIMEOUT)
-            .map_err(|e| Failure::of(&e, &self.producer))
+        // librdkafka's call can block long past its timeout when the group coordinator it
+        // cached has gone (librdkafka issues 5456 and 5511; seen in the campaign after a
+        // coordinator was killed): it runs on a thread of its own, and one that hangs is left
+        // behind with its producer, which is replaced. No commit was asked for, so the
+        // transaction can only end aborted (the successor's init_transactions aborts it).
+        let producer = Arc::clone(&self.producer);
+        let (done, answer) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("verify-txn-offsets".into())
+            .spawn(move || {
+                let result = producer.send_offsets_to_transaction(&list, &metadata, TXN_CALL_TIMEOUT);
+                let _ = done.send(result);
+            });
+        if let Err(error) = spawned {
+            return Err(Failure {
+                error: format!("send offsets: no thread: {error}"),
+                fatal: true,
+            });
+        }
+        match answer.recv_timeout(TXN_CALL_TIMEOUT + HUNG_GRACE) {
+            Ok(result) => result.map_err(|e| Failure::of(&e, &self.producer)),
+            Err(_) => Err(Failure {
+                error: format!(
+                    "send_offsets_to_transaction still blocked {:?} after its timeout",
+                    HUNG_GRACE
+                ),
+                fatal: true,
+            }),
+        }
     }
 
     /// Commits, retrying what librdkafka says may be retried; aborts what it says must be.
