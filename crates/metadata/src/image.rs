@@ -148,6 +148,9 @@ impl MetadataImage {
                 let broker = self.brokers.get_mut(id).ok_or(ApplyError::UnknownBroker(*id))?;
                 let old = broker.clone();
                 if let Some(fenced) = fenced {
+                    if *fenced && !broker.fenced {
+                        broker.fenced_at = offset;
+                    }
                     broker.fenced = *fenced;
                 }
                 if let Some(shutdown) = in_controlled_shutdown {
@@ -424,6 +427,7 @@ mod tests {
             }],
             rack: None,
             fenced: true,
+            fenced_at: 0,
             in_controlled_shutdown: false,
         }
     }

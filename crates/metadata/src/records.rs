@@ -50,6 +50,12 @@ pub struct BrokerRegistration {
     /// A fenced broker leads nothing and is in no ISR; brokers register fenced and are unfenced
     /// once their metadata has caught up.
     pub fenced: bool,
+    /// The metadata log index of the batch that last fenced this broker (0: never). That batch
+    /// also moved its leaderships and ISRs away; a broker is caught up, and may be unfenced,
+    /// only once its own metadata has reached it, so it never leads or coordinates again
+    /// from an image that still shows what it held before.
+    #[serde(default)]
+    pub fenced_at: u64,
     #[serde(default)]
     pub in_controlled_shutdown: bool,
 }

@@ -87,6 +87,7 @@ impl Controller {
             endpoints: request.endpoints,
             rack: request.rack,
             fenced: true,
+            fenced_at: 0,
             in_controlled_shutdown: false,
         })];
         // The new session starts fenced: the old one's leaderships and ISR places go, and after
@@ -131,7 +132,9 @@ impl Controller {
     ) -> Result<Plan<HeartbeatReply>, ControllerError> {
         let broker = current_registration(image, request.id, request.epoch)?;
         self.last_heartbeat_ms.insert(request.id, now_ms);
-        let is_caught_up = request.metadata_offset >= broker.epoch as u64;
+        // Caught up: it has applied its registration, and the batch that last fenced it (which
+        // moved what it led): an image older than that would have it lead what it lost.
+        let is_caught_up = request.metadata_offset >= (broker.epoch as u64).max(broker.fenced_at);
         let mut records = Vec::new();
         let mut is_fenced = broker.fenced;
         let mut should_shut_down = false;

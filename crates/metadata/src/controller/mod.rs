@@ -295,6 +295,7 @@ pub(crate) mod test_support {
                         }],
                         rack: (racks > 0).then(|| format!("r{}", id % racks)),
                         fenced: false,
+                        fenced_at: 0,
                         in_controlled_shutdown: false,
                     }),
                 )

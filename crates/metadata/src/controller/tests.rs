@@ -76,6 +76,43 @@ fn partition(image: &MetadataImage, topic: Uuid, p: i32) -> PartitionState {
 }
 
 #[test]
+fn a_fenced_broker_is_unfenced_only_once_its_metadata_shows_the_fencing() {
+    // Found by the fault campaign: a leader cut off from the cluster for longer than its
+    // session was fenced (its leaderships moved); when the network healed, its first heartbeat
+    // carried its old image's offset, which was past its registration, so it was unfenced at
+    // once and went on coordinating a group from that old image (stale committed offsets).
+    let mut image = MetadataImage::new();
+    let mut c = controller(&image);
+    for id in [1, 2] {
+        let plan = c
+            .register_broker(&image, 0, registration(id, 10 + id as u128, -1))
+            .unwrap();
+        commit(&mut image, &plan);
+    }
+    heartbeat_all(&mut c, &mut image, &[1, 2], 0);
+    assert!(image.is_usable(1) && image.is_usable(2));
+    let before_fencing = image.offset;
+
+    let plan = c.fence_down(&image, 2);
+    let fenced_at = commit(&mut image, &plan);
+    assert!(!image.is_usable(2));
+    assert_eq!(image.broker(2).unwrap().fenced_at, fenced_at);
+
+    let stale = BrokerHeartbeat {
+        metadata_offset: before_fencing,
+        ..heartbeat(&image, 2)
+    };
+    let plan = c.heartbeat(&image, 10, &stale).unwrap();
+    assert!(plan.records.is_empty(), "{:?}", plan.records);
+    assert!(!plan.reply.is_caught_up && plan.reply.is_fenced);
+
+    let plan = c.heartbeat(&image, 20, &heartbeat(&image, 2)).unwrap();
+    assert!(plan.reply.is_caught_up && !plan.reply.is_fenced);
+    commit(&mut image, &plan);
+    assert!(image.is_usable(2));
+}
+
+#[test]
 fn a_broker_registers_fenced_and_is_unfenced_once_caught_up() {
     let mut image = MetadataImage::new();
     let mut c = controller(&image);

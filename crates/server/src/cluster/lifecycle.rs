@@ -90,6 +90,7 @@ pub(crate) async fn run(
                     Ok(ControllerReply::Registered { epoch }) => {
                         report(None);
                         tracing::info!(node_id = id, broker_epoch = epoch, "registered with the controller");
+                        cluster.lease.revoke();
                         session.send_replace(Some(Session { epoch, fenced: true }));
                         continue;
                     }
@@ -101,16 +102,24 @@ pub(crate) async fn run(
                 }
             }
             Some(Session { epoch, .. }) => {
+                // The offset of the image this broker's topics and coordinators have followed,
+                // not merely the quorum's: only that tells the controller what it acts on.
                 let request = ControllerRequest::Heartbeat(BrokerHeartbeat {
                     id,
                     epoch,
-                    metadata_offset: cluster.image().offset,
+                    metadata_offset: cluster.applied.borrow().offset,
                     want_fence: false,
                     want_shutdown: false,
                 });
+                let sent = std::time::Instant::now();
                 match cluster.call(&request, call_timeout).await {
                     Ok(ControllerReply::Heartbeat(reply)) => {
                         report(None);
+                        if reply.is_fenced {
+                            cluster.lease.revoke();
+                        } else {
+                            cluster.lease.renew(sent, call_timeout);
+                        }
                         let next = Some(Session {
                             epoch,
                             fenced: reply.is_fenced,
@@ -128,6 +137,7 @@ pub(crate) async fn run(
                             broker_epoch = epoch,
                             "the controller ended this session; registering again"
                         );
+                        cluster.lease.revoke();
                         session.send_replace(None);
                         continue;
                     }
@@ -154,7 +164,9 @@ async fn controlled_shutdown(cluster: &Cluster, id: i32, session: &watch::Sender
         let request = ControllerRequest::Heartbeat(BrokerHeartbeat {
             id,
             epoch,
-            metadata_offset: cluster.image().offset,
+            // Followed, not merely received: the coordinators must have let go of what moved
+            // (their parked requests answered NOT_COORDINATOR) before the shutdown goes on.
+            metadata_offset: cluster.applied.borrow().offset,
             want_fence: false,
             want_shutdown: true,
         });
@@ -175,8 +187,8 @@ async fn controlled_shutdown(cluster: &Cluster, id: i32, session: &watch::Sender
                 return;
             }
         }
-        // Waiting for the controller's records to reach this node's image.
-        let mut image = cluster.subscribe();
+        // Waiting for the controller's records to reach what this node has followed.
+        let mut image = cluster.applied.subscribe();
         let _ = tokio::time::timeout(CONTROLLED_SHUTDOWN_POLL, image.changed()).await;
     }
     tracing::warn!(

@@ -26,6 +26,7 @@
 mod controller_service;
 pub(crate) mod fetcher;
 pub(crate) mod isr;
+mod lease;
 pub mod lifecycle;
 mod metadata_store;
 pub(crate) mod peers;
@@ -92,6 +93,8 @@ pub struct Cluster {
     /// Asks `replicas::follow_metadata` to apply the current image again, for a change on
     /// this broker's side (an adoption ending lets topics through that it held back).
     pub(crate) refollow: tokio::sync::Notify,
+    /// Whether the controller cannot have fenced this broker yet (`lease.rs`).
+    pub(crate) lease: lease::Lease,
 }
 
 /// Every node of a cluster derives the same id from the initial voters, so nodes of two
@@ -212,6 +215,7 @@ impl Cluster {
             adopting,
             applied: watch::channel(Arc::new(MetadataImage::new())).0,
             refollow: tokio::sync::Notify::new(),
+            lease: lease::Lease::new(),
         }))
     }
 

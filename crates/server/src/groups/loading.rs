@@ -56,8 +56,13 @@ pub(super) fn owns(state: &State, partition_count: i32, group_id: &str) -> Resul
     })
 }
 
-/// Whether this broker coordinates `group_id` now (for handlers that answer per group).
+/// Whether this broker coordinates `group_id` now (for handlers that answer per group from
+/// the coordinator's memory): it leads the group's partition, and holds its lease (a broker
+/// the controller may have fenced answers NOT_COORDINATOR rather than what it last knew).
 pub fn check_coordinator(groups: &Groups, group_id: &str) -> Result<(), GroupError> {
+    if !groups.logs.cluster.lease.holds() {
+        return Err(GroupError::NotCoordinator);
+    }
     let count = offsets_partition_count(groups);
     owns(&groups.lock(), count, group_id)
 }

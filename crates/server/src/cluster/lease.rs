@@ -1,0 +1,74 @@
+//! This broker's word that what it coordinates is still its own.
+//!
+//! The controller fences a broker whose heartbeats stop for `broker.session.timeout.ms` and
+//! moves its leaderships away. A broker cut off from the controller cannot know when that
+//! happened, and its metadata image keeps showing it as the leader: a coordinator answering
+//! from memory would then hand out what the new coordinator has since replaced (the fault
+//! campaign saw a cut-off group coordinator answer OffsetFetch with committed offsets that
+//! transactions had moved on elsewhere; its consumers went back and processed inputs twice).
+//!
+//! The lease is the window in which the controller cannot have fenced it yet: from a
+//! heartbeat's *sending* (the controller received it later, so its session timer started
+//! later) for `broker.session.timeout.ms`, renewed by each heartbeat the controller answered
+//! "not fenced" (which it only says once this broker's metadata shows its last fencing).
+//! Answers that come from the coordinators' memory rather than a replicated write are given
+//! only while it holds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Lease {
+    origin: Instant,
+    /// Milliseconds after `origin` until which the lease holds; 0: it does not.
+    until_ms: AtomicU64,
+}
+
+impl Lease {
+    pub(crate) fn new() -> Self {
+        Lease {
+            origin: Instant::now(),
+            until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A heartbeat sent at `sent` was answered "not fenced".
+    pub(crate) fn renew(&self, sent: Instant, session: Duration) {
+        let until = self.ms(sent + session);
+        self.until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// The controller says this broker is fenced, or its session ended.
+    pub(crate) fn revoke(&self) {
+        self.until_ms.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn holds(&self) -> bool {
+        self.ms(Instant::now()) < self.until_ms.load(Ordering::Relaxed)
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_for_a_session_from_the_heartbeats_sending_until_revoked() {
+        let lease = Lease::new();
+        assert!(!lease.holds(), "no heartbeat answered yet");
+        let sent = Instant::now();
+        lease.renew(sent, Duration::from_secs(60));
+        assert!(lease.holds());
+        // An answer to an older heartbeat does not shorten it.
+        lease.renew(sent - Duration::from_secs(30), Duration::from_secs(1));
+        assert!(lease.holds());
+        lease.revoke();
+        assert!(!lease.holds());
+        // A heartbeat sent longer than a session ago gives nothing.
+        lease.renew(Instant::now(), Duration::ZERO);
+        assert!(!lease.holds());
+    }
+}
