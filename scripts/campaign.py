@@ -97,6 +97,19 @@ class HistoryTail:
         return self.last_commit > since_ms and all(self.last_ack.get(p, 0) > since_ms for p in range(self.partitions))
 
 
+def why_not_whole(cluster, tail: HistoryTail, since_ms: float) -> str:
+    reasons = [f"node {i} is not running" for i, n in cluster.nodes.items() if not n.alive]
+    reasons += [f"node {i} is paused" for i, n in cluster.nodes.items() if n.paused]
+    reasons += [f"node {i} does not see every replica in sync" for i in cluster.nodes if not cluster.node_whole(i)]
+    tail.acked_everywhere_since(since_ms)
+    quiet = [p for p in range(tail.partitions) if tail.last_ack.get(p, 0) <= since_ms]
+    if quiet:
+        reasons.append(f"no write acknowledged since the heal on queue partition(s) {quiet}")
+    if tail.last_commit <= since_ms:
+        reasons.append("no transaction committed since the heal")
+    return "; ".join(reasons) or "whole now"
+
+
 def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
     """One run: a fresh cluster, the workload, `count` faults of one kind, the verdict."""
     work = Path(args.work) / f"{args.system}-run-{run}"
@@ -140,7 +153,7 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
                 took = cluster.wait_healthy(HEAL_S, lambda: tail.acked_everywhere_since(healed))
                 if took is None:
                     result["recovered"] = False
-                    log(f"run {run}: not whole {HEAL_S} s after healing {fault.kind}")
+                    log(f"run {run}: not whole {HEAL_S} s after healing {fault.kind}: {why_not_whole(cluster, tail, healed)}")
                 record = {"kind": fault.kind, "detail": fault.detail, "nodes": fault.nodes,
                           "start": started, "healed": healed,
                           "whole_after_ms": None if took is None else round(took * 1000)}  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,9 @@ def test_a_short_fault_campaign_finds_no_anomaly():
         )  # fmt: skip
         results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
         summary = finished.stdout[-4000:] + finished.stderr[-2000:]
-        assert [r["kind"] for r in results] == kinds, summary
+        # Every kind ran (a run the cluster did not come back from ends early, and the
+        # campaign then runs more to reach the fault count: that run fails below).
+        assert [r["kind"] for r in results][: len(kinds)] == kinds, summary
         for r in results:
             assert "error" not in r, summary
             assert r["recovered"], f"run {r['run']} ({r['kind']}): the cluster did not come back\n{summary}"
@@ -68,7 +71,10 @@ def test_a_short_fault_campaign_finds_no_anomaly():
             # transactions both committed and aborted.
             assert stats["acks"] > 100 and stats["final_records"] > 100, stats
             assert stats["txns_committed"] > 0 and stats["txns_aborted"] > 0, stats
-        assert sum(r["injected"] for r in results) == PER_RUN * len(kinds)
+        assert sum(r["injected"] for r in results) >= PER_RUN * len(kinds)
         assert finished.returncode == 0, summary
-    finally:
         _remove(root)
+    finally:
+        # A failing campaign's histories and node logs stay for the report (DIR/failed/).
+        shutil.rmtree(root / "work", ignore_errors=True)
+        print(f"campaign results: {out}")

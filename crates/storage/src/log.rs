@@ -371,23 +371,33 @@ impl Log {
         set_base_offset(&mut batch, offset);
         set_partition_leader_epoch(&mut batch, leader_epoch);
         let header = BatchHeader::parse(&batch).expect("an encoded marker parses");
-        self.active_mut().append_whole(&batch, &header)?;
+        // The marker, then (for an abort) its index entry, and only then the producer state
+        // that ends the transaction and lets the last stable offset pass its records. Either
+        // write failing (a full disk) undoes the marker: the transaction stays open, so
+        // read_committed consumers never see its records without the index entry that tells
+        // them they were aborted, and the coordinator writes the marker again later.
+        let aborted = match (marker, self.producer_state.open_transaction(producer_id)) {
+            (Marker::Abort, Some((_, first_offset))) => Some(AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset: offset,
+            }),
+            _ => None,
+        };
+        let written = self
+            .active_mut()
+            .append_whole(&batch, &header)
+            .and_then(|()| aborted.map_or(Ok(()), |entry| self.active_mut().aborted.append(entry)));
+        if let Err(e) = written {
+            if let Err(undo) = self.active_mut().truncate_to(offset) {
+                self.poison(&undo);
+            }
+            return Err(e.into());
+        }
         if self.active().size_bytes == batch.len() as u64 {
             self.active_mut().roll_start_ms = Some(now_ms);
         }
-        if let Some(first_offset) = self.producer_state.update(&header) {
-            if marker == Marker::Abort {
-                let entry = AbortedTxn {
-                    producer_id,
-                    first_offset,
-                    last_offset: offset,
-                };
-                if let Err(e) = self.active_mut().aborted.append(entry) {
-                    self.poison(&e);
-                    return Err(e.into());
-                }
-            }
-        }
+        self.producer_state.update(&header);
         self.unflushed_messages = self.unflushed_messages.saturating_add(1);
         if self.unflushed_messages >= self.config.flush_messages {
             self.flush()?;

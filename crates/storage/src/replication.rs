@@ -262,8 +262,8 @@ impl Log {
     /// Writes each batch untouched, rolling before it by the usual rules, and applies it to
     /// producer state (and an abort to the segment's transaction index) before the next one:
     /// a roll snapshots producer state, which must cover every batch below the new segment.
-    /// A failure leaves the log for [`Log::undo_replicated`] (a failed transaction index
-    /// write poisons it, as in `append_marker`).
+    /// A failure (a full disk) leaves the log for [`Log::undo_replicated`], which takes it
+    /// back to where this append began, the transaction indexes included.
     pub(crate) fn write_replicated(&mut self, batches: &ReplicatedBatches, now_ms: i64) -> Result<(), StorageError> {
         for (position, header) in &batches.batches {
             let len = header.total_len();
@@ -296,10 +296,7 @@ impl Log {
                     first_offset,
                     last_offset: header.base_offset,
                 };
-                if let Err(e) = self.active_mut().aborted.append(entry) {
-                    self.poison(&e);
-                    return Err(e);
-                }
+                self.active_mut().aborted.append(entry)?;
             }
         }
         Ok(())

@@ -92,14 +92,24 @@ impl TxnIndex {
         &self.path
     }
 
+    /// Adds an entry, durably. A failed write (a full disk) takes the file back to its
+    /// length before it, so the index never keeps a torn entry, and leaves the entries as they
+    /// were: the caller can undo what the entry was for and try again later.
     pub(crate) fn append(&mut self, entry: AbortedTxn) -> Result<(), StorageError> {
         let mut file = OpenOptions::new()
             .append(true)
             .create(true)
             .open(&self.path)
             .at(&self.path)?;
-        file.write_all(&entry.encode()).at(&self.path)?;
-        file.sync_data().at(&self.path)?;
+        let before = (self.entries.len() * ENTRY_BYTES) as u64;
+        let written = file
+            .write_all(&entry.encode())
+            .and_then(|()| file.sync_data())
+            .at(&self.path);
+        if let Err(e) = written {
+            file.set_len(before).at(&self.path)?;
+            return Err(e);
+        }
         self.entries.push(entry);
         Ok(())
     }

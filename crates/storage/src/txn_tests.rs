@@ -334,3 +334,37 @@ fn removing_a_marker_does_not_leave_a_snapshot_that_reopens_its_transaction() {
     assert_eq!(log.open_transactions(), Vec::<(i64, i64)>::new());
     assert_eq!(log.last_stable_offset(), log.log_end_offset());
 }
+
+/// Found by the fault campaign (a full disk): an abort marker reached the log but its entry in
+/// the aborted-transaction index did not, while the transaction was already taken as ended, so
+/// read_committed consumers read the aborted records as committed. Now a failed index write
+/// undoes the marker: the transaction stays open (the last stable offset holds before it), the
+/// log still takes writes, and the marker written again later ends it with its entry.
+#[test]
+fn an_abort_whose_index_entry_cannot_be_written_leaves_the_transaction_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(false), 0).unwrap().0;
+    append(&mut log, &plain(&["a"], 1), 1);
+    let first = append(&mut log, &txn_batch(7, 0, 0, &["t1", "t2"], 2), 2);
+    let end = log.log_end_offset();
+    // A directory where the index file goes: its write fails as on a full disk.
+    let index = dir.path().join(format!("{:020}.txnindex", 0));
+    fs::create_dir(&index).unwrap();
+
+    assert!(log.append_marker(Marker::Abort, 7, 0, 0, 0, 3).is_err());
+    assert_eq!(log.log_end_offset(), end, "the marker is undone");
+    assert_eq!(log.open_transaction(7), Some((0, first)));
+    assert_eq!(log.last_stable_offset(), first);
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+    assert!(!log.is_poisoned());
+
+    fs::remove_dir(&index).unwrap();
+    let at = marker(&mut log, Marker::Abort, 7, 0, 4);
+    assert_eq!(at, end);
+    assert_eq!(log.aborted_transactions(0, i64::MAX), vec![aborted(7, first, at)]);
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+    // And it survives a restart.
+    drop(log);
+    let log = Log::open(dir.path(), config(false), 0).unwrap().0;
+    assert_eq!(log.aborted_transactions(0, i64::MAX), vec![aborted(7, first, at)]);
+}
