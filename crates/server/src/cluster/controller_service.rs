@@ -24,6 +24,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::protocol::{ControllerReply, ControllerRequest};
 use crate::broker::now_ms;
+use crate::clock::steady_ms;
 
 /// How long the controller waits to confirm its leadership and catch its image up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,7 +106,8 @@ impl ControllerService {
             _ => {}
         }
         let image = self.image.borrow().clone();
-        let now = now_ms();
+        // Broker sessions are measured on the steady clock (`clock.rs`).
+        let now = steady_ms();
         let controller = self.controller_for(&mut active, term, &image, now);
         let metadata_addr = match &request {
             ControllerRequest::Register { request, metadata_addr } => {
@@ -142,7 +144,7 @@ impl ControllerService {
             return;
         };
         let image = self.image.borrow().clone();
-        let now = now_ms();
+        let now = steady_ms();
         self.log_quorum_health(&quorum).await;
         let controller = self.controller_for(&mut active, term, &image, now);
         let plan = controller.tick(&image, now);

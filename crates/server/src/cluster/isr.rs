@@ -16,7 +16,8 @@ use strom_replication::IsrProposal;
 use tokio::sync::watch;
 
 use super::protocol::{ControllerReply, ControllerRequest};
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
+use crate::clock::steady_ms;
 use crate::partition::Partition;
 
 /// How long an AlterPartition may wait for the controller.
@@ -136,13 +137,14 @@ pub(crate) async fn run_sender(broker: Arc<Broker>, mut stop: watch::Receiver<bo
 pub(crate) async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let cluster = broker.cluster.clone();
     let period = Duration::from_millis((cluster.config.replica_lag_time_max_ms / 2).clamp(100, 1_000) as u64);
-    let mut last_checkpoint = now_ms();
+    let mut last_checkpoint = steady_ms();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
-        let now = now_ms();
+        // Followers' lag is measured on the steady clock (`clock.rs`), as their fetches are.
+        let now = steady_ms();
         for topic in broker.topics.list() {
             for partition in topic.partitions() {
                 let proposal = {

@@ -9,7 +9,7 @@ use strom_metadata::{ConfigResource, Endpoint};
 use tokio::sync::watch;
 
 use super::Cluster;
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
 use crate::dynamic_config::DynamicBrokerConfigs;
 
 /// Applies each new image to the broker's topics and replica fetchers until `stop`.
@@ -46,7 +46,10 @@ pub(crate) async fn follow_metadata(broker: Arc<Broker>, cluster: Arc<Cluster>, 
                         .unwrap_or_default(),
                 };
                 applying.topics.set_dynamic_configs(dynamic)?;
-                let moved = applying.topics.apply_metadata(&image, node_id, lag_max_ms, now_ms());
+                // The steady clock (`clock.rs`): the time a new leader gives its followers to catch up.
+                let moved = applying
+                    .topics
+                    .apply_metadata(&image, node_id, lag_max_ms, crate::clock::steady_ms());
                 // The coordinators follow the leadership of their topics.
                 let led = |topic: &str| -> std::collections::BTreeSet<i32> {
                     applying

@@ -390,7 +390,7 @@ fn read_for_replica(
             replica.broker_epoch,
             fetch.fetch_offset,
             replica.eligible,
-            crate::broker::now_ms(),
+            crate::clock::steady_ms(),
         )
     });
     let mut moved = false;
