@@ -17,15 +17,13 @@ Needs root (namespaces and routes); anywhere else the test is skipped, saying wh
 
 from __future__ import annotations
 
-import os
-import random
-import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
@@ -33,6 +31,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import Broker, _recv_exact, _remove, _scratch_dir
 from support import wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from faults.network import Network, netns_unusable  # noqa: E402  (the fault campaign's)
 
 NODES = (1, 2, 3)
 PARTITIONS = 3
@@ -62,80 +63,17 @@ print(f"leader {leader}:", "acknowledged" if outcome and outcome[0] is None else
 """
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
-
-
-def _namespaces_usable() -> str | None:
-    """Why namespaces cannot be made here, or None."""
-    if shutil.which("ip") is None:
-        return "iproute2's `ip` is not installed"
-    if os.geteuid() != 0:
-        return "making network namespaces needs root"
-    return None
-
-
-class Network:
-    """Three node namespaces and a hub namespace holding the bridge they share; the test's own
-    namespace joins the bridge through one veth, as the clients' host."""
-
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:5]
-        self.subnet = f"10.{random.randrange(100, 250)}.{random.randrange(1, 250)}"
-        self.hub = f"strom-{self.tag}-hub"
-        self.made: list[str] = []
-        self.client_link = f"sc{self.tag}"
-
-    def ns(self, node: int) -> str:
-        return f"strom-{self.tag}-{node}"
-
-    def addr(self, node: int) -> str:
-        return f"{self.subnet}.{node}"
-
-    def up(self) -> None:
-        _ip("netns", "add", self.hub)
-        self.made.append(self.hub)
-        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.hub, "link", "set", "br0", "up")
-        for node in NODES:
-            ns = self.ns(node)
-            _ip("netns", "add", ns)
-            self.made.append(ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"n{node}", "netns", self.hub)
-            _ip("-n", self.hub, "link", "set", f"n{node}", "master", "br0", "up")
-            _ip("-n", ns, "addr", "add", f"{self.addr(node)}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-        # The clients' side: a veth from this namespace onto the bridge.
-        _ip("link", "add", self.client_link, "type", "veth", "peer", "name", "client", "netns", self.hub)
-        _ip("-n", self.hub, "link", "set", "client", "master", "br0", "up")
-        _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.client_link)
-        _ip("link", "set", self.client_link, "up")
-
-    def cut(self, node: int, others: list[int], heal: bool = False) -> None:
-        """Drops every packet between `node` and each of `others` (both ways), or stops."""
-        verb = "del" if heal else "add"
-        for other in others:
-            _ip("-n", self.ns(node), "route", verb, "blackhole", f"{self.addr(other)}/32")
-            _ip("-n", self.ns(other), "route", verb, "blackhole", f"{self.addr(node)}/32")
-
-    def down(self) -> None:
-        subprocess.run(["ip", "link", "del", self.client_link], capture_output=True, timeout=20)
-        for ns in reversed(self.made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-
-
 @pytest.fixture
 def netns_cluster():
-    why = _namespaces_usable()
+    why = netns_unusable()
     if why is not None:
         pytest.skip(why)
-    network = Network()
+    network = Network("netns")
     root = _scratch_dir("netns-cluster-")
     nodes: dict[int, Broker] = {}
     try:
         network.up()
-        voters = ",".join(f"{i}@{network.addr(i)}:{QUORUM_PORT}" for i in NODES)
+        voters = ",".join(f"{i}@{network.host(i)}:{QUORUM_PORT}" for i in NODES)
         for i in NODES:
             node = Broker(
                 root / f"node-{i}",
@@ -143,10 +81,10 @@ def netns_cluster():
                 args=[
                     "--node-id", str(i),
                     "--process-roles", "broker,controller",
-                    "--controller-listener", f"{network.addr(i)}:{QUORUM_PORT}",
+                    "--controller-listener", f"{network.host(i)}:{QUORUM_PORT}",
                     "--controller-quorum-voters", voters,
                 ],
-                host=network.addr(i),
+                host=network.host(i),
                 prefix=["ip", "netns", "exec", network.ns(i)],
             )  # fmt: skip
             node.port = CLIENT_PORT
@@ -275,7 +213,8 @@ def test_a_leader_cut_off_by_a_network_partition_acknowledges_nothing_and_loses_
     writer.start()
     wait_until(lambda: all(len(v) >= 20 for v in acked.values()), WAIT_S, "steady acknowledgements")
 
-    network.cut(old_leader, majority)
+    for other in majority:
+        network.cut(old_leader, other)
     witness = nodes[majority[0]]
     wait_until(
         lambda: layout(witness, topic)[0][0] in majority,
@@ -306,7 +245,7 @@ def test_a_leader_cut_off_by_a_network_partition_acknowledges_nothing_and_loses_
     # timed out.
     assert said.startswith(f"leader {old_leader}: refused"), f"the cut-off leader's answer: {said}"
 
-    network.cut(old_leader, majority, heal=True)
+    network.heal()
     wait_until(
         lambda: all(old_leader in isr for _, isr in layout(witness, topic).values()),
         WAIT_S,
@@ -420,7 +359,8 @@ def test_a_cut_off_group_coordinator_does_not_answer_with_offsets_it_no_longer_o
     assert offset_fetch(nodes[coordinator], group, topic, 0) == (0, 5)
     del admin
 
-    network.cut(coordinator, others)
+    for other in others:
+        network.cut(coordinator, other)
     try:
         # The other two fence it and take its partition; the new coordinator commits 9.
         wait_until(lambda: commit(9, others), WAIT_S, "a commit at the new coordinator")
@@ -428,7 +368,7 @@ def test_a_cut_off_group_coordinator_does_not_answer_with_offsets_it_no_longer_o
         assert (error, offset) != (0, 5), "the cut-off node answered with the offset it no longer owns"
         assert error == 16, f"expected NOT_COORDINATOR, got error {error} offset {offset}"
     finally:
-        network.cut(coordinator, others, heal=True)
+        network.heal()
     # Healed, the group's offset is the new coordinator's, wherever it is asked.
     wait_until(
         lambda: all(offset_fetch(nodes[n], group, topic, 0) in ((0, 9), (16, -1)) for n in NODES)
