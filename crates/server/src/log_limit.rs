@@ -4,8 +4,8 @@
 //! every 10 s, with a `held_back` field counting the lines it left out since the last.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
+
+use crate::clock::steady_ms;
 
 /// `tracing::$level!(...)`, at most once every 10 s from this call site.
 macro_rules! throttled {
@@ -22,7 +22,7 @@ pub(crate) use throttled;
 /// At most one line per interval from one call site.
 pub(crate) struct Throttle {
     interval_ms: u64,
-    /// Milliseconds since the process's first throttled line at which the next may pass.
+    /// The steady clock's milliseconds at which the next line may pass.
     next_ms: AtomicU64,
     held_back: AtomicU64,
 }
@@ -41,7 +41,7 @@ impl Throttle {
 
     /// `Some(lines held back since the last one)` when a line may be written now.
     pub(crate) fn pass(&self) -> Option<u64> {
-        self.pass_at(elapsed_ms())
+        self.pass_at(u64::try_from(steady_ms()).unwrap_or(0))
     }
 
     fn pass_at(&self, now_ms: u64) -> Option<u64> {
@@ -57,11 +57,6 @@ impl Throttle {
         self.held_back.fetch_add(1, Ordering::Relaxed);
         None
     }
-}
-
-fn elapsed_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -14,26 +14,26 @@
 //! Answers that come from the coordinators' memory rather than a replicated write are given
 //! only while it holds.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use crate::clock::steady_ms;
 
 pub(crate) struct Lease {
-    origin: Instant,
-    /// Milliseconds after `origin` until which the lease holds; 0: it does not.
-    until_ms: AtomicU64,
+    /// The steady clock's milliseconds until which the lease holds; 0: it does not.
+    until_ms: AtomicI64,
 }
 
 impl Lease {
     pub(crate) fn new() -> Self {
         Lease {
-            origin: Instant::now(),
-            until_ms: AtomicU64::new(0),
+            until_ms: AtomicI64::new(0),
         }
     }
 
-    /// A heartbeat sent at `sent` was answered "not fenced".
-    pub(crate) fn renew(&self, sent: Instant, session: Duration) {
-        let until = self.ms(sent + session);
+    /// A heartbeat sent at `sent_ms` (the steady clock) was answered "not fenced".
+    pub(crate) fn renew(&self, sent_ms: i64, session: Duration) {
+        let until = sent_ms.saturating_add(i64::try_from(session.as_millis()).unwrap_or(i64::MAX));
         self.until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -43,11 +43,7 @@ impl Lease {
     }
 
     pub(crate) fn holds(&self) -> bool {
-        self.ms(Instant::now()) < self.until_ms.load(Ordering::Relaxed)
-    }
-
-    fn ms(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+        steady_ms() < self.until_ms.load(Ordering::Relaxed)
     }
 }
 
@@ -59,16 +55,16 @@ mod tests {
     fn holds_for_a_session_from_the_heartbeats_sending_until_revoked() {
         let lease = Lease::new();
         assert!(!lease.holds(), "no heartbeat answered yet");
-        let sent = Instant::now();
+        let sent = steady_ms();
         lease.renew(sent, Duration::from_secs(60));
         assert!(lease.holds());
         // An answer to an older heartbeat does not shorten it.
-        lease.renew(sent - Duration::from_secs(30), Duration::from_secs(1));
+        lease.renew(sent - 30_000, Duration::from_secs(1));
         assert!(lease.holds());
         lease.revoke();
         assert!(!lease.holds());
         // A heartbeat sent longer than a session ago gives nothing.
-        lease.renew(Instant::now(), Duration::ZERO);
+        lease.renew(steady_ms(), Duration::ZERO);
         assert!(!lease.holds());
     }
 }

@@ -111,7 +111,7 @@ pub(crate) async fn run(
                     want_fence: false,
                     want_shutdown: false,
                 });
-                let sent = std::time::Instant::now();
+                let sent = crate::clock::steady_ms();
                 match cluster.call(&request, call_timeout).await {
                     Ok(ControllerReply::Heartbeat(reply)) => {
                         report(None);
