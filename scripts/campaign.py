@@ -4,6 +4,8 @@ checker's verdict, for Strom or for Apache Kafka 4.4 with the same workload and 
 
     scripts/campaign.py strom --faults 1000 [--kinds kill,pause,...] [--per-run 10] [--out DIR]
     scripts/campaign.py kafka --faults 100 ...
+    scripts/campaign.py both --faults 1000 --out DIR  # each run's faults against Strom, then Kafka
+    scripts/campaign.py both --faults 1000 --out DIR --resume   # goes on where DIR stopped
     scripts/campaign.py report DIR [DIR...]       # one table from several campaigns' results
 
 The campaign is a series of runs. A run starts a fresh cluster, starts `strom verify run` (the
@@ -13,7 +15,11 @@ consume-transform-produce loop in transactions, read_committed observers), then 
 until the cluster is whole again (every node up, every replica in sync). Then the workload
 drains and reads everything back, and `strom verify check` judges the history. Runs cycle
 through the kinds until `--faults` faults were injected. The history of a run with an anomaly
-is kept in DIR/failed/; the others are deleted.
+is kept in DIR/failed/; the others are deleted. `both` runs each run against Strom and then
+against Kafka, with the same kind and the same drawn gaps and holds, so the two columns of the
+table stay comparable however far a campaign got; `--resume` goes on with the runs DIR's
+results do not hold yet (a campaign of a thousand faults per system takes longer than a
+working day on two cores).
 
 DIR/results.jsonl gets one line per run; DIR/report.md the table (per fault kind: faults,
 unavailability p50/p99/max, runs the cluster did not come back from, and every anomaly count).
@@ -110,17 +116,20 @@ def why_not_whole(cluster, tail: HistoryTail, since_ms: float) -> str:
     return "; ".join(reasons) or "whole now"
 
 
-def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
+def run_once(args, system: str, run: int, kind: str, count: int, out: Path) -> dict:
     """One run: a fresh cluster, the workload, `count` faults of one kind, the verdict."""
-    work = Path(args.work) / f"{args.system}-run-{run}"
-    history = out / f"run-{run}.history.jsonl"
-    faults_file = out / f"run-{run}.faults.jsonl"
+    name = f"{system}-run-{run}"
+    work = Path(args.work) / name
+    history = out / f"{name}.history.jsonl"
+    faults_file = out / f"{name}.faults.jsonl"
     network = Network(args.net)
-    result: dict = {"system": args.system, "run": run, "kind": kind, "injected": 0, "recovered": True}
+    result: dict = {"system": system, "run": run, "kind": kind, "injected": 0, "recovered": True}
+    # Drawn per run, so both systems (and a resumed campaign) see the same gaps and holds.
+    random.seed(None if args.seed is None else f"{args.seed}:{run}")
     workload = cluster = None
     try:
         network.up()
-        cluster = make_cluster(args.system, work, network, args.set)
+        cluster = make_cluster(system, work, network, args.set)
         if kind == "disk-full":
             cluster.give_small_disk(SMALL_DISK_NODE, SMALL_DISK_SIZE)
         if kind == "clock-jump":
@@ -129,10 +138,11 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
         cluster.start()
         if not wait_for(cluster.brokers_registered, READY_S):
             raise RuntimeError(f"the cluster did not start within {READY_S} s")
-        workload_log = open(out / f"run-{run}.workload.log", "wb")
+        workload_log = open(out / f"{name}.workload.log", "wb")
         workload = subprocess.Popen(
             [str(strom_binary()), "verify", "run", "-b", cluster.bootstrap, "--history", str(history),
-             "--prefix", PREFIX, "--rate", str(args.rate)],
+             "--prefix", PREFIX, "--rate", str(args.rate)]
+            + (["--producer-debug", args.producer_debug] if args.producer_debug else []),
             stdout=workload_log, stderr=workload_log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         tail = HistoryTail(history, PARTITIONS)
@@ -146,14 +156,14 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
                 time.sleep(random.uniform(*args.gap))  # load between faults, not a synchronisation
                 started = time.time() * 1000
                 fault = nemesis.inject(kind)
-                log(f"run {run} fault {i + 1}/{count}: {fault.kind}: {fault.detail}")
+                log(f"{system} run {run} fault {i + 1}/{count}: {fault.kind}: {fault.detail}")
                 time.sleep(random.uniform(*args.hold))  # how long the fault lasts
                 healed = time.time() * 1000
                 fault.heal()
                 took = cluster.wait_healthy(HEAL_S, lambda: tail.acked_everywhere_since(healed))
                 if took is None:
                     result["recovered"] = False
-                    log(f"run {run}: not whole {HEAL_S} s after healing {fault.kind}: {why_not_whole(cluster, tail, healed)}")
+                    log(f"{system} run {run}: not whole {HEAL_S} s after healing {fault.kind}: {why_not_whole(cluster, tail, healed)}")
                 record = {"kind": fault.kind, "detail": fault.detail, "nodes": fault.nodes,
                           "start": started, "healed": healed,
                           "whole_after_ms": None if took is None else round(took * 1000)}  # fmt: skip
@@ -184,7 +194,7 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
         result["verdict"] = verdict
     except Exception as e:  # noqa: BLE001 - a run that breaks is reported, the campaign goes on
         result["error"] = f"{type(e).__name__}: {e}"
-        log(f"run {run} ({kind}) broke: {result['error']}")
+        log(f"{system} run {run} ({kind}) broke: {result['error']}")
     finally:
         if workload is not None and workload.poll() is None:
             workload.kill()
@@ -195,16 +205,16 @@ def run_once(args, run: int, kind: str, count: int, out: Path) -> dict:
     anomalies = sum(anomaly_counts(result).values())
     failed = anomalies or "error" in result or not result["recovered"]
     if failed or args.keep_all:
-        keep = out / ("failed" if failed else "kept") / f"run-{run}"
+        keep = out / ("failed" if failed else "kept") / name
         keep.mkdir(parents=True, exist_ok=True)
-        for f in out.glob(f"run-{run}.*"):
+        for f in out.glob(f"{name}.*"):
             shutil.move(str(f), keep / f.name)
         for f in work.glob("*.log"):
             shutil.copy(f, keep / f.name)
         for f in work.glob("node-*/server.log"):
             shutil.copy(f, keep / f"{f.parent.name}.server.log")
     else:
-        for f in out.glob(f"run-{run}.*"):
+        for f in out.glob(f"{name}.*"):
             f.unlink()
     shutil.rmtree(work, ignore_errors=True)
     return result
@@ -229,20 +239,31 @@ def campaign(args) -> int:
         log("libfaketime is not installed (Debian: faketime): leaving out clock-jump")
     if not kinds:
         sys.exit("no fault kind left to inject")
-    random.seed(args.seed)
-    log(f"{args.system}: {args.faults} faults, {args.per_run} per run, kinds {kinds}, network {args.net}; results in {out}")
-    injected = run = 0
+    systems = ["strom", "kafka"] if args.system == "both" else [args.system]
     results_file = out / "results.jsonl"
+    done = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
+    if done and not args.resume:
+        sys.exit(f"{results_file} holds {len(done)} run(s): --resume to go on with them, or another --out")
+    # A broken run counts as one fault, so the loop ends.
+    injected = {system: sum(max(r.get("injected", 0), 1) for r in done if r["system"] == system) for system in systems}
+    finished = {(r["system"], r["run"]) for r in done}
+    log(f"{args.system}: {args.faults} faults, {args.per_run} per run, kinds {kinds}, network {args.net}; results in {out}"
+        + (f"; resuming after {len(done)} run(s) ({injected})" if done else ""))  # fmt: skip
     started = time.monotonic()
-    while injected < args.faults:
+    run = 0
+    while any(injected[system] < args.faults for system in systems):
         kind = kinds[run % len(kinds)]
-        count = min(args.per_run, args.faults - injected)
         run += 1
-        result = run_once(args, run, kind, count, out)
-        with open(results_file, "a") as f:
-            f.write(json.dumps(result) + "\n")
-        injected += max(result.get("injected", 0), 1)  # a broken run counts, so the loop ends
-        log(f"run {run} done: {describe(result)}; {injected}/{args.faults} faults in {time.monotonic() - started:.0f} s")
+        for system in systems:
+            if (system, run) in finished or injected[system] >= args.faults:
+                continue
+            count = min(args.per_run, args.faults - injected[system])
+            result = run_once(args, system, run, kind, count, out)
+            with open(results_file, "a") as f:
+                f.write(json.dumps(result) + "\n")
+            injected[system] += max(result.get("injected", 0), 1)
+            log(f"{system} run {run} done: {describe(result)}; {injected[system]}/{args.faults} faults, "
+                f"{time.monotonic() - started:.0f} s")  # fmt: skip
     rows = summarize([json.loads(line) for line in results_file.read_text().splitlines()])
     (out / "report.md").write_text(render(rows))
     print(render(rows))
@@ -265,7 +286,7 @@ def seconds_range(text: str) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("system", choices=["strom", "kafka", "report"])
+    parser.add_argument("system", choices=["strom", "kafka", "both", "report"])
     parser.add_argument("dirs", nargs="*", help="report: the campaigns' result directories")
     parser.add_argument("--faults", type=int, default=30)
     parser.add_argument("--per-run", type=int, default=10)
@@ -277,9 +298,12 @@ def main() -> int:
     parser.add_argument("--gap", type=seconds_range, default=(1.0, 3.0), metavar="MIN-MAX",
                         help="load without faults between two, seconds (default 1-3)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--resume", action="store_true", help="go on with the runs DIR/results.jsonl lacks")
     parser.add_argument("--keep-all", action="store_true", help="keep every run's history and logs (DIR/kept/)")
     parser.add_argument("--out", help="result directory (default campaign-SYSTEM-DATE)")
     parser.add_argument("--work", default="/tmp/strom-campaign", help="the nodes' data directories")
+    parser.add_argument("--producer-debug", metavar="CONTEXTS",
+                        help="librdkafka debug contexts for the workload's idempotent producers (in the workload log)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a node setting, for Strom and Kafka alike")  # fmt: skip
     args = parser.parse_args()

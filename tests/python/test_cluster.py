@@ -33,7 +33,7 @@ from kafka.admin import NewTopic as KafkaNewTopic
 
 from conftest import Broker, _remove, _scratch_dir
 from confluent_clients import consume_n
-from support import DEFAULT_WAIT_S, kafka_tool, wait_until
+from support import DEFAULT_WAIT_S, heartbeat, kafka_tool, offset_fetch, wait_until
 
 NODES = (1, 2, 3)
 PARTITIONS = 6
@@ -614,6 +614,65 @@ def test_consumer_group_carries_on_when_its_coordinator_dies(cluster, request):
     assert seen == {f"g-{i}" for i in range(300)}
     cluster.nodes[victim].restart()
     cluster.wait_whole()
+
+
+def test_a_restarted_coordinator_answers_for_its_groups_only_once_its_session_is_confirmed(request):
+    """Found by the fault campaign (kill-two): a group coordinator SIGKILLed and restarted
+    before the controller ended its old session came back leading what its old metadata said it
+    led, and completed a rebalance before it had registered again; registering, it was fenced
+    and its partitions moved, and the OffsetFetch of the assignment it had just handed out was
+    refused NOT_COORDINATOR. librdkafka never asks again for such an assignment's offsets
+    (librdkafka issue 5586): the transactional consumers stopped for good. Now a broker without
+    a confirmed session refuses group requests (NOT_COORDINATOR) and defers offset reads
+    (COORDINATOR_LOAD_IN_PROGRESS, which clients retry), and serves the group again once it is
+    registered and unfenced, wherever the group then is."""
+    root = _scratch_dir("strom-pytest-restart-coordinator-")
+    # A long session, so the restarted node is back well before the old one ends.
+    slow = Cluster(root, pick_base_port(), {i: {"broker.session.timeout.ms": "20000"} for i in NODES})
+    Broker.in_use.extend(slow.nodes.values())
+    try:
+        slow.start()
+        topic, group = topic_for(request), f"restart-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": slow.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 3)], operation_timeout=10)[topic].result(ADMIN_TIMEOUT_S)
+        consumer = Consumer({"bootstrap.servers": slow.bootstrap, "group.id": group})
+        try:
+            wait_until(
+                lambda: consumer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False) is not None,
+                DEFAULT_WAIT_S,
+                "the first commit",
+            )
+        finally:
+            consumer.close()
+        coordinator = admin.describe_consumer_groups([group])[group].result(ADMIN_TIMEOUT_S).coordinator.id
+        wait_isr(admin, "__consumer_offsets", len(leaders(admin, "__consumer_offsets")), 3)
+        victim = slow.nodes[coordinator]
+        assert offset_fetch(victim, group, topic, 0) == (0, 5)
+        registrations = victim.log_text().count("registered with the controller")
+        victim.kill()
+        victim.start()
+        # Back, and not registered: its old session holds the node id for 20 s.
+        assert heartbeat(victim, group, 1, "no-such-member") == 16
+        assert offset_fetch(victim, group, topic, 0) == (14, -1)
+        assert victim.log_text().count("registered with the controller") == registrations, (
+            "the node registered again before it was asked: the test proved nothing"
+        )
+        slow.wait_whole()
+        later = Consumer({"bootstrap.servers": slow.bootstrap, "group.id": group})
+        try:
+            wait_until(
+                lambda: later.committed([TopicPartition(topic, 0)], timeout=5)[0].offset == 5,
+                DEFAULT_WAIT_S,
+                "the committed offset, from wherever the group is coordinated now",
+            )
+        finally:
+            later.close()
+    finally:
+        codes = slow.stop()
+        for node in slow.nodes.values():
+            Broker.in_use.remove(node)
+        if codes == [0] * len(NODES):
+            _remove(root)
 
 
 @pytest.mark.slow

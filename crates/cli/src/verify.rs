@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Stop by itself after this many seconds, as if sent SIGTERM.
     #[arg(long = "duration-s")]
     pub duration_s: Option<u64>,
+    /// librdkafka debug contexts for the idempotent producers (`eos,msg,broker`, ...), whose
+    /// lines go to stderr: for looking into a producer that stopped getting answers.
+    #[arg(long = "producer-debug", value_name = "CONTEXTS")]
+    pub producer_debug: Option<String>,
 }
 
 /// `strom verify check`.

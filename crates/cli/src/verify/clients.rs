@@ -71,6 +71,22 @@ impl ErrorLog {
         *last = Some(Instant::now());
         *suppressed = 0;
     }
+
+    /// librdkafka's own log: only its debug lines, which it writes only when asked to
+    /// (`-X debug=eos,msg,...`), for looking into a client's state after a fault.
+    pub(super) fn client_log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if matches!(level, RDKafkaLogLevel::Debug) {
+            eprintln!("verify: {}: {} {facility}: {message}", self.client, clock_text());
+        }
+    }
+}
+
+/// Wall-clock seconds with milliseconds, to line debug lines up with the brokers' logs.
+fn clock_text() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", now.as_secs(), now.subsec_millis())
 }
 
 /// A context for clients whose callbacks only report errors: readers, probes.
@@ -81,7 +97,9 @@ impl ClientContext for LogContext {
         self.0.client_error(&error, reason);
     }
 
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.0.client_log(level, facility, message);
+    }
 }
 
 impl ConsumerContext for LogContext {}
@@ -157,7 +175,9 @@ impl ClientContext for DeliveryContext {
         self.log.client_error(&error, reason);
     }
 
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.client_log(level, facility, message);
+    }
 }
 
 impl ProducerContext for DeliveryContext {
@@ -237,7 +257,9 @@ impl ClientContext for MemberContext {
         self.log.client_error(&error, reason);
     }
 
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.client_log(level, facility, message);
+    }
 }
 
 impl ConsumerContext for MemberContext {
@@ -309,11 +331,13 @@ pub(super) fn group_generation<C: ConsumerContext>(consumer: &BaseConsumer<C>) -
     }
 }
 
-/// An idempotent producer's settings; transactional with `transactional_id`.
+/// An idempotent producer's settings; transactional with `transactional_id`; with `debug`,
+/// librdkafka's debug contexts (`--producer-debug`).
 pub(super) fn producer_config(
     connection: &ConnectionArgs,
     client: &str,
     transactional_id: Option<&str>,
+    debug: Option<&str>,
 ) -> ClientConfig {
     let mut settings = vec![
         ("client.id", client.to_string()),
@@ -325,6 +349,8 @@ pub(super) fn producer_config(
     if let Some(id) = transactional_id {
         settings.push(("transactional.id", id.to_string()));
         settings.push(("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string()));
+    } else if let Some(contexts) = debug {
+        settings.push(("debug", contexts.to_string()));
     }
     connection.client_config(&settings)
 }

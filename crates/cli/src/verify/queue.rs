@@ -64,7 +64,9 @@ pub(super) fn produce(shared: &Shared, recorder: Recorder, topic: &Topic) {
         incarnation += 1;
         let context = DeliveryContext::new(recorder.named(&client));
         let producer: BaseProducer<DeliveryContext> =
-            match producer_config(&shared.connection, &client, None).create_with_context(context) {
+            match producer_config(&shared.connection, &client, None, shared.producer_debug.as_deref())
+                .create_with_context(context)
+            {
                 Ok(producer) => producer,
                 Err(error) => {
                     ErrorLog::new(&client).error(format_args!("create producer: {error}"));

@@ -75,6 +75,8 @@ pub(super) struct Shared {
     /// Share of the transactions aborted on purpose, percent.
     pub(super) abort_percent: u32,
     pub(super) drain_timeout: Duration,
+    /// librdkafka debug contexts for the idempotent producers (`--producer-debug`).
+    pub(super) producer_debug: Option<String>,
     producing: AtomicBool,
     consuming: AtomicBool,
 }
@@ -123,6 +125,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         rate: args.rate,
         abort_percent: args.abort_percent,
         drain_timeout: Duration::from_secs(args.drain_timeout_s),
+        producer_debug: args.producer_debug.clone(),
         producing: AtomicBool::new(true),
         consuming: AtomicBool::new(true),
     });

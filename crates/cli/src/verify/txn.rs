@@ -130,7 +130,7 @@ impl<'a> Transactor<'a> {
     fn start(shared: &'a Shared, recorder: Recorder, transactional_id: &str) -> Result<Self, Replace> {
         let client = recorder.client().to_string();
         let producer: BaseProducer<DeliveryContext> =
-            producer_config(&shared.connection, &client, Some(transactional_id))
+            producer_config(&shared.connection, &client, Some(transactional_id), None)
                 .create_with_context(DeliveryContext::new(recorder.clone()))
                 .map_err(|e| Replace(format!("create producer: {e}")))?;
         let deadline = Instant::now() + TXN_RETRY_WINDOW;

@@ -20,8 +20,9 @@ use crate::broker::Broker;
 use crate::clock::steady_ms;
 use crate::partition::Partition;
 
-/// How long an AlterPartition may wait for the controller.
-const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an AlterPartition may wait for the controller before the timer sends it again
+/// (on a fresh connection: one cut by a network fault recovers only at TCP's pace).
+const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(3);
 /// `replica.high.watermark.checkpoint.interval.ms`.
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: i64 = 5_000;
 

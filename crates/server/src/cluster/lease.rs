@@ -45,6 +45,13 @@ impl Lease {
     pub(crate) fn holds(&self) -> bool {
         steady_ms() < self.until_ms.load(Ordering::Relaxed)
     }
+
+    /// Milliseconds since the lease ended (`None` while it holds, or if it never held).
+    pub(crate) fn lapsed_ms(&self) -> Option<i64> {
+        let until = self.until_ms.load(Ordering::Relaxed);
+        let now = steady_ms();
+        (until != 0 && now >= until).then(|| now - until)
+    }
 }
 
 #[cfg(test)]

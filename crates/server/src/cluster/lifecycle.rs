@@ -62,7 +62,11 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_millis(cluster.config.broker_heartbeat_interval_ms as u64);
-    let call_timeout = Duration::from_millis(cluster.config.broker_session_timeout_ms as u64);
+    let session_timeout = Duration::from_millis(cluster.config.broker_session_timeout_ms as u64);
+    // A call lost in a cut network waits for TCP's retransmissions (seconds apart, doubling):
+    // given up after a third of the session, the next attempt dials afresh, so a healed
+    // network is noticed well before the controller's session timer ends.
+    let call_timeout = (session_timeout / 3).max(interval);
     let id = registration.id;
     // Each trouble is said once (heartbeats run twice a second), and its end once.
     let mut trouble: Option<String> = None;
@@ -118,7 +122,7 @@ pub(crate) async fn run(
                         if reply.is_fenced {
                             cluster.lease.revoke();
                         } else {
-                            cluster.lease.renew(sent, call_timeout);
+                            cluster.lease.renew(sent, session_timeout);
                         }
                         let next = Some(Session {
                             epoch,

@@ -46,9 +46,20 @@ fn read_partition(log: &strom_storage::Log, partition: i32) -> (Vec<Record>, Has
     (effective, open)
 }
 
-/// Whether this broker coordinates `group_id` now: NOT_COORDINATOR if its partition is led
-/// elsewhere, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
-pub(super) fn owns(state: &State, partition_count: i32, group_id: &str) -> Result<(), GroupError> {
+/// Whether this broker coordinates `group_id` now, for the requests that change a group
+/// (joins, heartbeats, commits, deletions): NOT_COORDINATOR if its partition is led elsewhere
+/// or this broker holds no lease (`cluster/lease.rs`: the controller may have fenced it, or a
+/// restarted broker has not registered yet and leads only in its old image), so no member is
+/// ever handed an assignment by a coordinator that may not be one;
+/// COORDINATOR_LOAD_IN_PROGRESS while the partition is being loaded.
+pub(super) fn owns(groups: &Groups, state: &State, partition_count: i32, group_id: &str) -> Result<(), GroupError> {
+    if !holds_lease(groups) {
+        return Err(GroupError::NotCoordinator);
+    }
+    ownership(state, partition_count, group_id)
+}
+
+fn ownership(state: &State, partition_count: i32, group_id: &str) -> Result<(), GroupError> {
     let partition = strom_group::partition_for(group_id, partition_count);
     state.ownership.check(partition).map_err(|refusal| match refusal {
         NotOwned::LoadInProgress => GroupError::CoordinatorLoadInProgress,
@@ -56,15 +67,32 @@ pub(super) fn owns(state: &State, partition_count: i32, group_id: &str) -> Resul
     })
 }
 
-/// Whether this broker coordinates `group_id` now (for handlers that answer per group from
-/// the coordinator's memory): it leads the group's partition, and holds its lease (a broker
-/// the controller may have fenced answers NOT_COORDINATOR rather than what it last knew).
+fn holds_lease(groups: &Groups) -> bool {
+    let lease = &groups.logs.cluster.lease;
+    if lease.holds() {
+        return true;
+    }
+    crate::log_limit::throttled!(
+        warn,
+        lapsed_ms = ?lease.lapsed_ms(),
+        "group requests refused: the controller has not confirmed this broker's session (no lease)"
+    );
+    false
+}
+
+/// Whether this broker coordinates `group_id` now, for the handlers that answer from the
+/// coordinator's memory (OffsetFetch, TxnOffsetCommit's check, describing): as [`owns`], except
+/// that without a lease the answer is COORDINATOR_LOAD_IN_PROGRESS, which clients retry where
+/// they are. librdkafka never asks again for the committed offsets of an assignment whose
+/// OffsetFetch was refused NOT_COORDINATOR as a whole (librdkafka issue 5586: the partitions
+/// are never fetched until the next rebalance); a lease that comes back (the heal of a cut)
+/// then lets the retry through.
 pub fn check_coordinator(groups: &Groups, group_id: &str) -> Result<(), GroupError> {
-    if !groups.logs.cluster.lease.holds() {
-        return Err(GroupError::NotCoordinator);
+    if !holds_lease(groups) {
+        return Err(GroupError::CoordinatorLoadInProgress);
     }
     let count = offsets_partition_count(groups);
-    owns(&groups.lock(), count, group_id)
+    ownership(&groups.lock(), count, group_id)
 }
 
 /// In a cluster, after the metadata moved: this broker's coordinator takes on the groups of

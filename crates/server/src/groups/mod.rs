@@ -174,7 +174,7 @@ pub async fn join(groups: &Groups, request: JoinRequest) -> JoinAnswer {
         let refused = if groups.logs.signals.is_shutting_down() {
             Some(GroupError::CoordinatorNotAvailable)
         } else {
-            owns(&state, count, &request.group_id).err()
+            owns(groups, &state, count, &request.group_id).err()
         };
         if let Some(error) = refused {
             return JoinAnswer {
@@ -205,7 +205,7 @@ pub async fn sync(groups: &Groups, request: SyncRequest) -> Result<SyncAnswer, G
         if groups.logs.signals.is_shutting_down() {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        owns(&state, count, &request.group_id)?;
+        owns(groups, &state, count, &request.group_id)?;
         let token = register(&mut state, Waiter::Sync(sender));
         state.coordinator.sync(now_ms(), token, request);
         carry_out(groups, &mut state);
@@ -217,7 +217,7 @@ pub async fn sync(groups: &Groups, request: SyncRequest) -> Result<SyncAnswer, G
 pub fn heartbeat(groups: &Groups, request: &MemberRef) -> Result<(), GroupError> {
     let count = offsets_partition_count(groups);
     let mut state = groups.lock();
-    owns(&state, count, &request.group_id)?;
+    owns(groups, &state, count, &request.group_id)?;
     state.coordinator.heartbeat(now_ms(), request)
 }
 
@@ -229,7 +229,7 @@ pub fn leave(
     let count = offsets_partition_count(groups);
     let result = {
         let mut state = groups.lock();
-        owns(&state, count, group_id)?;
+        owns(groups, &state, count, group_id)?;
         let result = state.coordinator.leave(now_ms(), group_id, members);
         carry_out(groups, &mut state);
         result
@@ -281,7 +281,7 @@ fn commit_with(
     }
     let count = offsets_partition_count(groups);
     let mut state = groups.lock();
-    owns(&state, count, &committer.group_id)?;
+    owns(groups, &state, count, &committer.group_id)?;
     let prepared = match producer {
         None => state.coordinator.prepare_commit(now_ms(), committer, &known)?,
         Some(_) => state.coordinator.prepare_txn_commit(now_ms(), committer, &known)?,
@@ -386,7 +386,7 @@ pub fn consumer_heartbeat(groups: &Groups, request: ConsumerHeartbeat) -> Result
     let count = offsets_partition_count(groups);
     let answer = {
         let mut state = groups.lock();
-        owns(&state, count, &request.group_id)?;
+        owns(groups, &state, count, &request.group_id)?;
         let answer = state.coordinator.consumer_heartbeat(now_ms(), request, &topics);
         // The group's new snapshot is written before the member hears of its new state.
         carry_out(groups, &mut state);
@@ -433,7 +433,7 @@ pub fn describe(groups: &Groups, group_id: &str) -> Option<GroupDescription> {
 pub fn delete_group(groups: &Groups, group_id: &str) -> Result<(), CommitError> {
     let count = offsets_partition_count(groups);
     let mut state = groups.lock();
-    owns(&state, count, group_id).map_err(CommitError::Group)?;
+    owns(groups, &state, count, group_id).map_err(CommitError::Group)?;
     let tombstones = state
         .coordinator
         .prepare_group_delete(group_id)
@@ -458,7 +458,7 @@ pub fn delete_offsets(
 ) -> Result<Vec<CommitResult>, GroupError> {
     let count = offsets_partition_count(groups);
     let mut state = groups.lock();
-    owns(&state, count, group_id)?;
+    owns(groups, &state, count, group_id)?;
     let prepared = state
         .coordinator
         .prepare_offset_delete(group_id, partitions, subscribed)?;
