@@ -17,9 +17,9 @@ drains and reads everything back, and `strom verify check` judges the history. R
 through the kinds until `--faults` faults were injected. The history of a run with an anomaly
 is kept in DIR/failed/; the others are deleted. `both` runs each run against Strom and then
 against Kafka, with the same kind and the same drawn gaps and holds, so the two columns of the
-table stay comparable however far a campaign got; `--resume` goes on with the runs DIR's
-results do not hold yet (a campaign of a thousand faults per system takes longer than a
-working day on two cores).
+table stay comparable however far a campaign got. `touch DIR/STOP` ends a campaign after its
+current run, and `--resume` goes on with the runs DIR's results do not hold yet (a campaign of
+a thousand faults per system takes longer than a working day on two cores).
 
 DIR/results.jsonl gets one line per run; DIR/report.md the table (per fault kind: faults,
 unavailability p50/p99/max, runs the cluster did not come back from, and every anomaly count).
@@ -55,6 +55,12 @@ READY_S = 180
 HEAL_S = 180
 WORKLOAD_START_S = 120
 DRAIN_S = 600
+
+
+# Kinds the campaign cannot inject into Kafka here, and why (docs/campaign.md).
+KAFKA_LEFT_OUT = {
+    "clock-jump": "three Kafka nodes under libfaketime never formed their quorum on this machine",
+}
 
 
 def log(message: str) -> None:
@@ -240,6 +246,8 @@ def campaign(args) -> int:
     if not kinds:
         sys.exit("no fault kind left to inject")
     systems = ["strom", "kafka"] if args.system == "both" else [args.system]
+    if "kafka" in systems and all(kind in KAFKA_LEFT_OUT for kind in kinds):
+        sys.exit(f"no fault kind left to inject into Kafka: {KAFKA_LEFT_OUT}")
     results_file = out / "results.jsonl"
     done = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
     if done and not args.resume:
@@ -249,13 +257,21 @@ def campaign(args) -> int:
     finished = {(r["system"], r["run"]) for r in done}
     log(f"{args.system}: {args.faults} faults, {args.per_run} per run, kinds {kinds}, network {args.net}; results in {out}"
         + (f"; resuming after {len(done)} run(s) ({injected})" if done else ""))  # fmt: skip
+    stop_file = out / "STOP"
+    stop_file.unlink(missing_ok=True)
     started = time.monotonic()
     run = 0
     while any(injected[system] < args.faults for system in systems):
+        if stop_file.exists():
+            log(f"stopping before run {run + 1}, as {stop_file} asks; --resume goes on from here")
+            break
         kind = kinds[run % len(kinds)]
         run += 1
         for system in systems:
             if (system, run) in finished or injected[system] >= args.faults:
+                continue
+            if system == "kafka" and kind in KAFKA_LEFT_OUT:
+                log(f"kafka run {run}: {kind} left out: {KAFKA_LEFT_OUT[kind]}")
                 continue
             count = min(args.per_run, args.faults - injected[system])
             result = run_once(args, system, run, kind, count, out)
