@@ -119,6 +119,7 @@ def why_not_whole(cluster, tail: HistoryTail, since_ms: float) -> str:
         reasons.append(f"no write acknowledged since the heal on queue partition(s) {quiet}")
     if tail.last_commit <= since_ms:
         reasons.append("no transaction committed since the heal")
+        reasons.append(cluster.coordinator_views(f"{PREFIX}-txn-group"))
     return "; ".join(reasons) or "whole now"
 
 

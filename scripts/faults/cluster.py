@@ -14,6 +14,8 @@ import os
 import random
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -195,6 +197,57 @@ class Cluster:
                 return leader if leader in self.nodes else None
         return None
 
+    def coordinator_views(self, group: str) -> str:
+        """Which node each node names as `group`'s coordinator (FindCoordinator, asked of it
+        alone), and what each node named answers to an OffsetFetch for the group: for saying
+        why transactions or a group do not come back."""
+        views, named = [], set()
+        for i in self.nodes:
+            try:
+                data = self._ask(i, 10, 1, _string(group) + b"\x00")
+                _throttle, error = struct.unpack_from(">ih", data, 0)
+                (message_len,) = struct.unpack_from(">h", data, 6)
+                (coordinator,) = struct.unpack_from(">i", data, 8 + max(message_len, 0))
+                views.append(f"node {i} names {coordinator}" + (f" (error {error})" if error else ""))
+                if not error and coordinator in self.nodes:
+                    named.add(coordinator)
+            except (OSError, struct.error) as e:
+                views.append(f"node {i}: {e}")
+        for i in sorted(named):
+            try:
+                # OffsetFetch v2 for every partition with a commit (a null topic list).
+                data = self._ask(i, 9, 2, _string(group) + struct.pack(">i", -1))
+                (topics,) = struct.unpack_from(">i", data, 0)
+                at = 4
+                for _ in range(topics):
+                    (name_len,) = struct.unpack_from(">h", data, at)
+                    at += 2 + name_len
+                    (partitions,) = struct.unpack_from(">i", data, at)
+                    at += 4
+                    for _ in range(partitions):
+                        (meta_len,) = struct.unpack_from(">h", data, at + 12)
+                        at += 12 + 2 + max(meta_len, 0) + 2
+                (error,) = struct.unpack_from(">h", data, at)
+                views.append(f"OffsetFetch at {i}: error {error}")
+            except (OSError, struct.error) as e:
+                views.append(f"OffsetFetch at {i}: {e}")
+        return f"{group}: " + ", ".join(views)
+
+    def _ask(self, node: int, api_key: int, version: int, body: bytes) -> bytes:
+        """One raw request to one node; the response after its correlation id."""
+        header = struct.pack(">hhih", api_key, version, 1, 8) + b"campaign"
+        with socket.create_connection((self.network.host(node), self.client_port(node)), timeout=3) as sock:
+            sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+            wanted, data = None, b""
+            while wanted is None or len(data) < wanted + 4:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("connection closed")
+                data += chunk
+                if wanted is None and len(data) >= 4:
+                    (wanted,) = struct.unpack(">i", data[:4])
+            return data[8 : 4 + wanted]
+
     def node_whole(self, node: int) -> bool:
         """The node answers, knows every broker, and sees no partition without a leader or
         with a replica out of sync (`strom cluster describe`, asked of this node only)."""
@@ -358,3 +411,8 @@ def make_cluster(system: str, work: Path, network: Network, settings: list[str])
         shutil.rmtree(work)
     work.mkdir(parents=True)
     return {"strom": StromCluster, "kafka": KafkaCluster}[system](work, network, settings)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">h", len(data)) + data

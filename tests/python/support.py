@@ -75,12 +75,12 @@ def _string(text: str) -> bytes:
     return struct.pack(">h", len(data)) + data
 
 
-def offset_fetch(node, group: str, topic: str, partition: int) -> tuple[int, int]:
+def offset_fetch(node, group: str, topic: str, partition: int, version: int = 2) -> tuple[int, int]:
     """(error code, committed offset; -1 without one) of one partition, asked of this one node
-    only: a raw OffsetFetch v2, so no client library goes looking for the coordinator
-    elsewhere."""
+    only: a raw OffsetFetch (v1 or v2), so no client library goes looking for the coordinator
+    elsewhere. v1 has no group-level error: only the partition's says why."""
     body = _string(group) + struct.pack(">i", 1) + _string(topic) + struct.pack(">ii", 1, partition)
-    data = _exchange(node.host, node.port, 9, 2, body)
+    data = _exchange(node.host, node.port, 9, version, body)
     (topics,) = struct.unpack_from(">i", data, 0)
     at = 4
     offset, error = -1, 0
@@ -96,6 +96,8 @@ def offset_fetch(node, group: str, topic: str, partition: int) -> tuple[int, int
             at += 2 + max(meta_len, 0)
             (error,) = struct.unpack_from(">h", data, at)
             at += 2
+    if version < 2:
+        return error, offset
     (top_error,) = struct.unpack_from(">h", data, at)
     return (top_error or error), offset
 

@@ -654,6 +654,7 @@ def test_a_restarted_coordinator_answers_for_its_groups_only_once_its_session_is
         # Back, and not registered: its old session holds the node id for 20 s.
         assert heartbeat(victim, group, 1, "no-such-member") == 16
         assert offset_fetch(victim, group, topic, 0) == (14, -1)
+        assert offset_fetch(victim, group, topic, 0, version=1) == (14, -1)
         assert victim.log_text().count("registered with the controller") == registrations, (
             "the node registered again before it was asked: the test proved nothing"
         )

@@ -352,7 +352,12 @@ pub(super) fn producer_config(
     } else if let Some(contexts) = debug {
         settings.push(("debug", contexts.to_string()));
     }
-    connection.client_config(&settings)
+    let mut config = connection.client_config(&settings);
+    if debug.is_some() && transactional_id.is_none() {
+        // rust-rdkafka passes on only the levels the `log` crate enables, none here.
+        config.set_log_level(RDKafkaLogLevel::Debug);
+    }
+    config
 }
 
 /// A consumer group member's settings: eager range assignment, manual commits.

@@ -112,7 +112,7 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
             .collect();
         return response;
     }
-    let asked = request.topics.map(|topics| {
+    let asked: Option<Vec<(String, Vec<i32>)>> = request.topics.map(|topics| {
         topics
             .into_iter()
             .map(|topic| (topic.name.to_string(), topic.partition_indexes))
@@ -120,8 +120,31 @@ pub(super) fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16)
     });
     let require_stable = version >= 7 && request.require_stable;
     if let Err(error) = groups::check_coordinator(&broker.groups, &request.group_id) {
+        let error_code = super::group_error_code(error);
         if version >= 2 {
-            response.error_code = super::group_error_code(error);
+            response.error_code = error_code;
+        } else {
+            // v1 has no group-level error: every partition asked carries it, as Kafka answers.
+            response.topics = asked
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(topic, indexes)| {
+                    let mut topic_out = OffsetFetchResponseTopic::default();
+                    topic_out.name = TopicName(str_bytes(&topic));
+                    topic_out.partitions = indexes
+                        .into_iter()
+                        .map(|index| {
+                            let mut partition = OffsetFetchResponsePartition::default();
+                            partition.partition_index = index;
+                            partition.error_code = error_code;
+                            partition.committed_offset = -1;
+                            partition.metadata = Some(str_bytes(""));
+                            partition
+                        })
+                        .collect();
+                    topic_out
+                })
+                .collect();
         }
         return response;
     }
