@@ -262,24 +262,27 @@ def campaign(args) -> int:
     stop_file.unlink(missing_ok=True)
     started = time.monotonic()
     run = 0
-    while any(injected[system] < args.faults for system in systems):
+    goal = {system: args.faults for system in systems}
+    if "kafka" in goal and args.kafka_faults is not None:
+        goal["kafka"] = args.kafka_faults
+    while any(injected[system] < goal[system] for system in systems):
         if stop_file.exists():
             log(f"stopping before run {run + 1}, as {stop_file} asks; --resume goes on from here")
             break
         kind = kinds[run % len(kinds)]
         run += 1
         for system in systems:
-            if (system, run) in finished or injected[system] >= args.faults:
+            if (system, run) in finished or injected[system] >= goal[system]:
                 continue
             if system == "kafka" and kind in KAFKA_LEFT_OUT:
                 log(f"kafka run {run}: {kind} left out: {KAFKA_LEFT_OUT[kind]}")
                 continue
-            count = min(args.per_run, args.faults - injected[system])
+            count = min(args.per_run, goal[system] - injected[system])
             result = run_once(args, system, run, kind, count, out)
             with open(results_file, "a") as f:
                 f.write(json.dumps(result) + "\n")
             injected[system] += max(result.get("injected", 0), 1)
-            log(f"{system} run {run} done: {describe(result)}; {injected[system]}/{args.faults} faults, "
+            log(f"{system} run {run} done: {describe(result)}; {injected[system]}/{goal[system]} faults, "
                 f"{time.monotonic() - started:.0f} s")  # fmt: skip
     rows = summarize([json.loads(line) for line in results_file.read_text().splitlines()])
     (out / "report.md").write_text(render(rows))
@@ -306,6 +309,8 @@ def main() -> int:
     parser.add_argument("system", choices=["strom", "kafka", "both", "report"])
     parser.add_argument("dirs", nargs="*", help="report: the campaigns' result directories")
     parser.add_argument("--faults", type=int, default=30)
+    parser.add_argument("--kafka-faults", type=int, help="both: Kafka's share, when smaller than --faults "
+                        "(its runs then stop; Strom's go on)")
     parser.add_argument("--per-run", type=int, default=10)
     parser.add_argument("--kinds", help=f"comma-separated, default all: {','.join(ALL_KINDS)}")
     parser.add_argument("--net", choices=["auto", "netns", "loopback"], default="auto")
