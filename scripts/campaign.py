@@ -167,13 +167,18 @@ def run_once(args, system: str, run: int, kind: str, count: int, out: Path) -> d
                 time.sleep(random.uniform(*args.hold))  # how long the fault lasts
                 healed = time.time() * 1000
                 fault.heal()
+                exits_before = len(cluster.exits)
                 took = cluster.wait_healthy(HEAL_S, lambda: tail.acked_everywhere_since(healed))
+                exited = cluster.exits[exits_before:]
+                if exited:
+                    log(f"{system} run {run}: node(s) {exited} exited by themselves after the heal; started again")
                 if took is None:
                     result["recovered"] = False
                     log(f"{system} run {run}: not whole {HEAL_S} s after healing {fault.kind}: {why_not_whole(cluster, tail, healed)}")
                 record = {"kind": fault.kind, "detail": fault.detail, "nodes": fault.nodes,
                           "start": started, "healed": healed,
-                          "whole_after_ms": None if took is None else round(took * 1000)}  # fmt: skip
+                          "whole_after_ms": None if took is None else round(took * 1000),
+                          "exited": exited}  # fmt: skip
                 faults_out.write(json.dumps(record) + "\n")
                 faults_out.flush()
                 if took is None:

@@ -113,6 +113,8 @@ class Cluster:
         self.nodes: dict[int, Node] = {}
         self._admin: AdminClient | None = None
         self.small_disks: list[Path] = []
+        # Nodes whose process ended by itself and was started again, in order.
+        self.exits: list[int] = []
 
     def client_port(self, node: int) -> int:
         return self.network.port(node)
@@ -270,10 +272,22 @@ class Cluster:
             return False
         return progress is None or progress()
 
+    def restart_exited(self) -> list[int]:
+        """Starts again every node whose process ended by itself (not killed or paused by the
+        nemesis), as a service manager would; the ids restarted (also kept in `exits`)."""
+        exited = [i for i, n in self.nodes.items() if n.process is not None and n.process.poll() is not None]
+        for i in exited:
+            self.nodes[i].process = None
+            self.nodes[i].start()
+        self.exits += exited
+        return exited
+
     def wait_healthy(self, timeout: float, progress: Callable[[], bool] | None = None) -> float | None:
-        """Seconds until healthy, or None if it was not within `timeout`."""
+        """Seconds until healthy, or None if it was not within `timeout`. A node that exits
+        meanwhile is started again (`restart_exited`)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
+            self.restart_exited()
             if self.healthy(progress):
                 return time.monotonic() - started
             time.sleep(0.25)

@@ -56,6 +56,8 @@ def summarize(results: list[dict]) -> list[dict]:
             "faults": sum(r.get("injected", 0) for r in runs),
             "broken_runs": sum(1 for r in runs if "error" in r),
             "not_whole": sum(1 for r in runs if not r.get("recovered", True)),
+            # Node processes that ended by themselves after a heal (the campaign starts them again).
+            "exits": sum(len(f.get("exited", [])) for r in runs for f in r.get("verdict", {}).get("faults", [])),
             "acked": sum(r.get("verdict", {}).get("stats", {}).get("acks", 0) for r in runs),
             "p50": percentile(unavailable, 50),
             "p99": percentile(unavailable, 99),
@@ -72,20 +74,20 @@ def _ms(value: float | None) -> str:
 
 
 def render(rows: list[dict]) -> str:
-    head = ["system", "fault", "faults", "acked", "unavail. p50 ms", "p99 ms", "max ms", "not whole"]
+    head = ["system", "fault", "faults", "acked", "unavail. p50 ms", "p99 ms", "max ms", "not whole", "exits"]
     head += [SHORT[a] for a in ANOMALIES]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     totals = defaultdict(lambda: defaultdict(int))
     for r in rows:
         cells = [r["system"], r["kind"], str(r["faults"]), f"{r['acked']:,}", _ms(r["p50"]), _ms(r["p99"]),
-                 _ms(r["max"]), str(r["not_whole"] + r["broken_runs"])]  # fmt: skip
+                 _ms(r["max"]), str(r["not_whole"] + r["broken_runs"]), str(r["exits"])]  # fmt: skip
         cells += [str(r[a]) for a in ANOMALIES]
         lines.append("| " + " | ".join(cells) + " |")
-        for key in ("faults", "acked", "not_whole", "broken_runs", *ANOMALIES):
+        for key in ("faults", "acked", "not_whole", "broken_runs", "exits", *ANOMALIES):
             totals[r["system"]][key] += r[key]
     for system, t in sorted(totals.items()):
         cells = [f"**{system}**", "**all**", str(t["faults"]), f"{t['acked']:,}", "", "", "",
-                 str(t["not_whole"] + t["broken_runs"])]  # fmt: skip
+                 str(t["not_whole"] + t["broken_runs"]), str(t["exits"])]  # fmt: skip
         cells += [str(t[a]) for a in ANOMALIES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
