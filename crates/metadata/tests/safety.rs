@@ -64,9 +64,6 @@ struct Sim {
     complete: Vec<BTreeSet<BrokerId>>,
     /// A broker's last cleanly closed session, named when it registers again.
     clean_epoch: [i64; BROKERS as usize + 1],
-    /// The epoch of each broker's last committed registration, kept in its data directory
-    /// across crashes: a restart names it, and need not wait out its crashed session.
-    registered_epoch: [i64; BROKERS as usize + 1],
     incarnation: u128,
 }
 
@@ -90,7 +87,6 @@ impl Sim {
             alive: BTreeSet::new(),
             complete: vec![(1..=BROKERS).collect(); PARTITIONS as usize],
             clean_epoch: [-1; BROKERS as usize + 1],
-            registered_epoch: [-1; BROKERS as usize + 1],
             incarnation: 0,
         };
         for b in 1..=BROKERS {
@@ -138,13 +134,11 @@ impl Sim {
             }],
             rack: None,
             previous_broker_epoch: self.clean_epoch[broker as usize],
-            last_broker_epoch: self.registered_epoch[broker as usize],
         };
         match self.controller.register_broker(&self.image, self.now, request) {
             Ok(plan) => {
                 assert_eq!(plan.reply, Registered::AtCommitIndex);
                 self.commit(&plan);
-                self.registered_epoch[broker as usize] = self.image.broker(broker).map_or(-1, |b| b.epoch);
                 self.alive.insert(broker);
                 self.heartbeat(broker, false);
             }

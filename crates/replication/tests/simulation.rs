@@ -198,8 +198,6 @@ struct Broker {
     /// The epoch of our registration once committed.
     epoch: Option<i64>,
     last_clean_epoch: i64,
-    /// The epoch of our last committed registration, kept across crashes (the data directory).
-    last_registered_epoch: i64,
     image: MetadataImage,
     applied: usize,
     replicas: BTreeMap<i32, Replica>,
@@ -279,7 +277,6 @@ impl World {
                     incarnation: 0,
                     epoch: None,
                     last_clean_epoch: -1,
-                    last_registered_epoch: -1,
                     image: MetadataImage::new(),
                     applied: 0,
                     replicas: BTreeMap::new(),
@@ -448,7 +445,6 @@ impl World {
                     }],
                     rack: None,
                     previous_broker_epoch: b.last_clean_epoch,
-                    last_broker_epoch: b.last_registered_epoch,
                 };
                 if let Ok(plan) = self.controller.register_broker(&self.controller_image, now, request) {
                     let epoch = match plan.reply {
@@ -456,7 +452,6 @@ impl World {
                         strom_metadata::controller::Registered::Existing { epoch } => epoch,
                     };
                     self.broker(id).epoch = Some(epoch);
-                    self.broker(id).last_registered_epoch = epoch;
                 }
             }
             Some(epoch) => {

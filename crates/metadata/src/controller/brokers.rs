@@ -25,16 +25,6 @@ pub struct BrokerRegistrationRequest {
     /// one): after an unclean shutdown its log may have lost records it had acknowledged as a
     /// follower, so it loses its KIP-966 eligibility.
     pub previous_broker_epoch: i64,
-    /// The epoch of the last session this broker's data directory registered, cleanly ended or
-    /// not (-1 if none). Only one process holds a data directory, so a registration naming the
-    /// live session's epoch comes from that session's own successor (the broker restarted
-    /// after a crash): the old session has ended and need not be waited out.
-    #[serde(default = "no_epoch")]
-    pub last_broker_epoch: i64,
-}
-
-fn no_epoch() -> i64 {
-    -1
 }
 
 /// The answer to a registration: the broker epoch is the log index its record commits at,
@@ -76,35 +66,21 @@ impl Controller {
         request: BrokerRegistrationRequest,
     ) -> Result<Plan<Registered>, ControllerError> {
         let id = request.id;
-        // The session a crashed broker left, fenced first when its successor registers before
-        // it timed out: as if it had (its ISR places go, keeping eligibility where too few
-        // replicas remain), so what follows treats it as any ended session.
-        let mut records = Vec::new();
-        let mut fenced_image = None;
-        if let Some(existing) = image.broker(id) {
+        let existing = image.broker(id);
+        if let Some(existing) = existing {
             if existing.incarnation_id == request.incarnation_id {
                 // A retry whose answer was lost: the registration is already committed.
                 self.last_heartbeat_ms.insert(id, now_ms);
                 return Ok(Plan::new(Vec::new(), Registered::Existing { epoch: existing.epoch }));
             }
-            // A session that shut down under the controller's control has ended, and so has one
-            // whose own data directory registers again: their successors need not wait for them
-            // to time out.
-            let live = !existing.fenced && !existing.in_controlled_shutdown && self.is_alive(id, now_ms);
-            if live && request.last_broker_epoch != existing.epoch {
+            // A session that shut down under the controller's control has ended: its successor
+            // need not wait for it to time out.
+            if !existing.fenced && !existing.in_controlled_shutdown && self.is_alive(id, now_ms) {
                 return Err(ControllerError::DuplicateBrokerRegistration(id));
             }
-            if live {
-                records = self.fence(image, &BTreeSet::from([id]));
-                let mut fenced = image.clone();
-                let _ = fenced.apply_batch(image.offset + 1, &records);
-                fenced_image = Some(fenced);
-            }
         }
-        let image = fenced_image.as_ref().unwrap_or(image);
-        let existing = image.broker(id);
         let clean_restart = existing.is_some_and(|b| b.epoch == request.previous_broker_epoch);
-        records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
+        let mut records = vec![MetadataRecord::RegisterBroker(BrokerRegistration {
             id,
             incarnation_id: request.incarnation_id,
             epoch: 0,
@@ -113,7 +89,7 @@ impl Controller {
             fenced: true,
             fenced_at: 0,
             in_controlled_shutdown: false,
-        }));
+        })];
         // The new session starts fenced: the old one's leaderships and ISR places go, and after
         // an unclean shutdown its eligibility too.
         let gone = BTreeSet::from([id]);
@@ -298,10 +274,9 @@ impl Controller {
 
     /// Fences a broker found down before its session ran out (its listener refuses
     /// connections: no process is there). As a session expiry: it leaves the ISRs, its
-    /// leaderships move, and it comes back by registering (or heartbeating) again. Only the
-    /// session `epoch` that was probed: its successor may have registered meanwhile.
-    pub fn fence_down(&mut self, image: &MetadataImage, id: BrokerId, epoch: i64) -> Plan<()> {
-        if image.broker(id).is_none_or(|b| b.fenced || b.epoch != epoch) {
+    /// leaderships move, and it comes back by registering (or heartbeating) again.
+    pub fn fence_down(&mut self, image: &MetadataImage, id: BrokerId) -> Plan<()> {
+        if image.broker(id).is_none_or(|b| b.fenced) {
             return Plan::new(Vec::new(), ());
         }
         self.last_heartbeat_ms.remove(&id);

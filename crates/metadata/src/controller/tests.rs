@@ -50,7 +50,6 @@ fn registration(id: BrokerId, incarnation: u128, previous_broker_epoch: i64) -> 
         }],
         rack: None,
         previous_broker_epoch,
-        last_broker_epoch: -1,
     }
 }
 
@@ -94,7 +93,7 @@ fn a_fenced_broker_is_unfenced_only_once_its_metadata_shows_the_fencing() {
     assert!(image.is_usable(1) && image.is_usable(2));
     let before_fencing = image.offset;
 
-    let plan = c.fence_down(&image, 2, image.broker(2).unwrap().epoch);
+    let plan = c.fence_down(&image, 2);
     let fenced_at = commit(&mut image, &plan);
     assert!(!image.is_usable(2));
     assert_eq!(image.broker(2).unwrap().fenced_at, fenced_at);
@@ -165,35 +164,6 @@ fn a_node_id_in_use_by_a_live_broker_is_refused_until_its_session_ends() {
     commit(&mut image, &plan);
     assert!(image.broker(1).unwrap().fenced);
     assert!(c.register_broker(&image, 11_000, registration(1, 99, -1)).is_ok());
-}
-
-#[test]
-fn a_broker_restarted_on_its_own_data_directory_need_not_wait_out_its_old_session() {
-    let mut image = cluster(1, 0);
-    let mut c = controller(&image);
-    heartbeat_all(&mut c, &mut image, &[1], 1_000);
-    let old = image.broker(1).unwrap().epoch;
-    // Another session's epoch proves nothing: still refused while the live one lasts.
-    let stranger = BrokerRegistrationRequest {
-        last_broker_epoch: old - 1,
-        ..registration(1, 99, -1)
-    };
-    assert_eq!(
-        c.register_broker(&image, 2_000, stranger),
-        Err(ControllerError::DuplicateBrokerRegistration(1))
-    );
-    // The crashed session's own successor: registered at once, fenced until it catches up,
-    // and (not a clean restart) without its old eligibility.
-    let successor = BrokerRegistrationRequest {
-        last_broker_epoch: old,
-        ..registration(1, 99, -1)
-    };
-    let plan = c.register_broker(&image, 2_000, successor).expect("registered");
-    assert_eq!(plan.reply, Registered::AtCommitIndex);
-    commit(&mut image, &plan);
-    let broker = image.broker(1).unwrap();
-    assert!(broker.fenced);
-    assert_ne!(broker.epoch, old);
 }
 
 #[test]
@@ -339,12 +309,7 @@ fn a_broker_found_down_is_fenced_before_its_session_runs_out() {
         "broker 1 missed its heartbeats"
     );
     // The server's probe finds no process behind broker 1's listener.
-    let probed = image.broker(1).unwrap().epoch;
-    assert!(
-        c.fence_down(&image, 1, probed - 1).records.is_empty(),
-        "another session"
-    );
-    let plan = c.fence_down(&image, 1, probed);
+    let plan = c.fence_down(&image, 1);
     commit(&mut image, &plan);
     assert!(image.broker(1).unwrap().fenced);
     for p in 0..3 {
@@ -352,7 +317,7 @@ fn a_broker_found_down_is_fenced_before_its_session_runs_out() {
         assert_ne!(state.leader, 1);
         assert!(!state.isr.contains(&1));
     }
-    assert!(c.fence_down(&image, 1, probed).records.is_empty(), "fenced once");
+    assert!(c.fence_down(&image, 1).records.is_empty(), "fenced once");
     assert!(
         c.overdue(&image, 3_000, 1_000).is_empty(),
         "a fenced broker is no suspect"

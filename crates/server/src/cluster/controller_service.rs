@@ -160,14 +160,12 @@ impl ControllerService {
         }
         // Probed without holding the controller: a probe may take its timeout.
         drop(active);
-        // Each with the session probed: a successor registering meanwhile is not fenced.
         let mut down = Vec::new();
         for id in suspects {
-            let (Some(address), Some(epoch)) = (listener_of(&image, id), image.broker(id).map(|b| b.epoch)) else {
-                continue;
-            };
-            if probe_down(&address).await {
-                down.push((id, epoch));
+            if let Some(address) = listener_of(&image, id) {
+                if probe_down(&address).await {
+                    down.push(id);
+                }
             }
         }
         if down.is_empty() {
@@ -185,8 +183,8 @@ impl ControllerService {
             return;
         }
         let image = self.image.borrow().clone();
-        for (id, epoch) in down {
-            let plan = controller.fence_down(&image, id, epoch);
+        for id in down {
+            let plan = controller.fence_down(&image, id);
             if plan.records.is_empty() {
                 continue;
             }

@@ -20,8 +20,6 @@ use super::protocol::{ControllerReply, ControllerRequest};
 use super::Cluster;
 
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown-epoch";
-/// The epoch of the session this data directory last registered (`last_session_epoch`).
-const SESSION_FILE: &str = "broker-session-epoch";
 /// How long a controlled shutdown waits for the controller to move leaderships away.
 const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 const CONTROLLED_SHUTDOWN_POLL: Duration = Duration::from_millis(100);
@@ -45,34 +43,14 @@ pub(crate) fn take_clean_shutdown_epoch(dir: &Path) -> i64 {
 }
 
 fn record_clean_shutdown(dir: &Path, epoch: i64) {
-    if let Err(e) = write_epoch(&dir.join(CLEAN_SHUTDOWN_FILE), epoch) {
+    let path: PathBuf = dir.join(CLEAN_SHUTDOWN_FILE);
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::write(&tmp, epoch.to_string())
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
         tracing::warn!(error = %e, "could not record the clean shutdown");
     }
-}
-
-/// The epoch of the last session this data directory registered (-1 if none is recorded).
-pub(crate) fn last_session_epoch(dir: &Path) -> i64 {
-    std::fs::read_to_string(dir.join(SESSION_FILE))
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(-1)
-}
-
-/// Keeps the new session's epoch, so the broker restarted after a crash can show the
-/// controller it is that session's successor and need not wait it out. Losing it costs only
-/// that wait.
-fn record_session(dir: &Path, epoch: i64) {
-    if let Err(e) = write_epoch(&dir.join(SESSION_FILE), epoch) {
-        tracing::warn!(error = %e, "could not record the broker session");
-    }
-}
-
-fn write_epoch(path: &Path, epoch: i64) -> std::io::Result<()> {
-    let path: PathBuf = path.to_path_buf();
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, epoch.to_string())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)
 }
 
 /// Registers and heartbeats until `stop` turns true, then shuts down under the controller's
@@ -116,7 +94,6 @@ pub(crate) async fn run(
                     Ok(ControllerReply::Registered { epoch }) => {
                         report(None);
                         tracing::info!(node_id = id, broker_epoch = epoch, "registered with the controller");
-                        record_session(&cluster.dir, epoch);
                         cluster.lease.revoke();
                         session.send_replace(Some(Session { epoch, fenced: true }));
                         continue;

@@ -108,6 +108,5 @@ pub(crate) fn registration(broker: &Broker, cluster: &Cluster) -> BrokerRegistra
         }],
         rack: cluster.config.rack.clone(),
         previous_broker_epoch: super::lifecycle::take_clean_shutdown_epoch(&cluster.dir),
-        last_broker_epoch: super::lifecycle::last_session_epoch(&cluster.dir),
     }
 }
