@@ -15,12 +15,14 @@ range) and checked free first: every node must know every voter's port before it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,6 +143,24 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
     request.addfinalizer(stop)
     instance.start()
     return instance
+
+
+@contextlib.contextmanager
+def own_cluster(prefix: str, extra: dict) -> Iterator[Cluster]:
+    """A started cluster of its own, with per-node settings the shared one does not have;
+    stopped (and its directory removed if every node stopped cleanly) on leaving."""
+    root = _scratch_dir(prefix)
+    instance = Cluster(root, pick_base_port(), extra)
+    Broker.in_use.extend(instance.nodes.values())
+    try:
+        instance.start()
+        yield instance
+    finally:
+        codes = instance.stop()
+        for node in instance.nodes.values():
+            Broker.in_use.remove(node)
+        if codes == [0] * len(NODES):
+            _remove(root)
 
 
 def topic_for(request: pytest.FixtureRequest) -> str:
@@ -626,12 +646,9 @@ def test_a_restarted_coordinator_answers_for_its_groups_only_once_its_session_is
     a confirmed session refuses group requests (NOT_COORDINATOR) and defers offset reads
     (COORDINATOR_LOAD_IN_PROGRESS, which clients retry), and serves the group again once it is
     registered and unfenced, wherever the group then is."""
-    root = _scratch_dir("strom-pytest-restart-coordinator-")
     # A long session, so the restarted node is back well before the old one ends.
-    slow = Cluster(root, pick_base_port(), {i: {"broker.session.timeout.ms": "20000"} for i in NODES})
-    Broker.in_use.extend(slow.nodes.values())
-    try:
-        slow.start()
+    session = {i: {"broker.session.timeout.ms": "20000"} for i in NODES}
+    with own_cluster("strom-pytest-restart-coordinator-", session) as slow:
         topic, group = topic_for(request), f"restart-{uuid.uuid4().hex[:8]}"
         admin = AdminClient({"bootstrap.servers": slow.bootstrap})
         admin.create_topics([NewTopic(topic, 1, 3)], operation_timeout=10)[topic].result(ADMIN_TIMEOUT_S)
@@ -668,12 +685,6 @@ def test_a_restarted_coordinator_answers_for_its_groups_only_once_its_session_is
             )
         finally:
             later.close()
-    finally:
-        codes = slow.stop()
-        for node in slow.nodes.values():
-            Broker.in_use.remove(node)
-        if codes == [0] * len(NODES):
-            _remove(root)
 
 
 @pytest.mark.slow
@@ -794,16 +805,9 @@ def test_a_consumer_reads_from_the_replica_in_its_rack(request):
     """KIP-392 with librdkafka: brokers in racks r1, r2, r3 and the rack-aware replica
     selector; a consumer with client.rack=r2 reading a partition led elsewhere is sent to
     broker 2's replica and reads every record from it (as librdkafka's fetch log says)."""
-    root = _scratch_dir("strom-pytest-racks-")
     selector = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
-    racked = Cluster(
-        root,
-        pick_base_port(),
-        {i: {"broker.rack": f"r{i}", "replica.selector.class": selector} for i in NODES},
-    )
-    Broker.in_use.extend(racked.nodes.values())
-    try:
-        racked.start()
+    racks = {i: {"broker.rack": f"r{i}", "replica.selector.class": selector} for i in NODES}
+    with own_cluster("strom-pytest-racks-", racks) as racked:
         topic = topic_for(request)
         admin = AdminClient({"bootstrap.servers": racked.bootstrap})
         # Replicas [1, 2, 3] in that order: broker 1 leads, broker 2 follows.
@@ -854,9 +858,3 @@ def test_a_consumer_reads_from_the_replica_in_its_rack(request):
         )
         follower_thread = f"{racked.nodes[2].bootstrap}/2]"
         assert any("Enqueue" in line and follower_thread in line for line in lines), lines[-20:]
-    finally:
-        codes = racked.stop()
-        for node in racked.nodes.values():
-            Broker.in_use.remove(node)
-        if codes == [0] * len(NODES):
-            _remove(root)
