@@ -25,6 +25,5 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$systems" = "strom,kafka" ] && systems=both
-export NO_COLOR=1
 [ -n "${STROM_BIN:-}" ] || { nice cargo build --release --locked -p strom; export STROM_BIN="$PWD/target/release/strom"; }
 exec python3 scripts/campaign.py "$systems" --out "$out" "${args[@]}"

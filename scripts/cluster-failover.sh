@@ -3,7 +3,7 @@
 # controller and time until a topic can be created through another node (a restart between
 # trials). BIN defaults to the release build; DIR holds the nodes' data and logs.
 #   scripts/cluster-failover.sh            TRIALS=8 BIN=./target/debug/strom scripts/cluster-failover.sh
-cd "$(dirname "$0")/.."; export NO_COLOR=1
+cd "$(dirname "$0")/.."
 DIR=${DIR:-/tmp/strom-failover}
 BIN=${BIN:-./target/release/strom}
 pkill -9 -f "data-dir $DIR/"; while pgrep -f "data-dir $DIR/" >/dev/null; do sleep 0.1; done

@@ -172,7 +172,6 @@ class Broker:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith("STROM_") or k == "STROM_LOG"
         }
-        env.setdefault("NO_COLOR", "1")
         self.process = subprocess.Popen(
             command,
             stdout=log,

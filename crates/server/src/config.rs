@@ -131,8 +131,8 @@ impl Default for BrokerConfig {
 pub const TRANSACTION_VERSION_MAX: i16 = 2;
 
 /// `STROM_*` variables that belong to the client commands, the tests or logging, not to the
-/// broker: `STROM_BOOTSTRAP_SERVER`, `STROM_BIN`, `STROM_LOG`.
-const NON_BROKER_ENV_KEYS: &[&str] = &["bootstrap.server", "bin", "log"];
+/// broker: `STROM_BOOTSTRAP_SERVER`, `STROM_BIN`, `STROM_LOG`, `STROM_LOG_FORMAT`.
+const NON_BROKER_ENV_KEYS: &[&str] = &["bootstrap.server", "bin", "log", "log.format"];
 
 /// Broker properties that set a topic config default, as (broker name, topic name).
 pub const TOPIC_DEFAULT_PROPERTIES: &[(&str, &str)] = &[
@@ -354,7 +354,13 @@ impl BrokerConfig {
     }
 
     /// Applies `STROM_*` variables: `STROM_LOG_RETENTION_MS=5` sets `log.retention.ms`.
-    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    ///
+    /// A variable that names no broker property may have been set for something else (a
+    /// script's `STROM_DIR`), so unlike a misspelt key in the file or a flag it does not stop
+    /// the broker: its name is returned for the caller to warn about. A known property with a
+    /// bad value is still an error.
+    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<Vec<String>, ConfigError> {
+        let mut ignored = Vec::new();
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("STROM_") else {
                 continue;
@@ -364,9 +370,12 @@ impl BrokerConfig {
             if NON_BROKER_ENV_KEYS.contains(&key.as_str()) {
                 continue;
             }
-            self.set(&key, &value)?;
+            match self.set(&key, &value) {
+                Err(ConfigError::Unknown(_)) => ignored.push(name),
+                other => other?,
+            }
         }
-        Ok(())
+        Ok(ignored)
     }
 }
 
@@ -449,16 +458,23 @@ mod tests {
     #[test]
     fn env_and_toml_use_the_same_names() {
         let mut config = BrokerConfig::default();
-        config
+        let ignored = config
             .apply_env(
                 [
                     ("STROM_NUM_PARTITIONS".to_string(), "3".to_string()),
                     ("PATH".into(), "/bin".into()),
+                    ("STROM_DIR".into(), "/somewhere".into()),
+                    ("STROM_LOG_FORMAT".into(), "json".into()),
                 ]
                 .into_iter(),
             )
             .unwrap();
         assert_eq!(config.num_partitions, 3);
+        // Not a broker property: named back for a warning, not an error. Logging's own
+        // variables are neither.
+        assert_eq!(ignored, ["STROM_DIR"]);
+        let bad = config.apply_env([("STROM_NUM_PARTITIONS".to_string(), "several".to_string())].into_iter());
+        assert!(bad.is_err(), "a known property with a bad value still stops the broker");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
         std::fs::write(&path, "listeners = \"127.0.0.1:1234\"\n[log]\n\"retention.ms\" = 77\n").unwrap();

@@ -61,7 +61,6 @@ pub(crate) fn run(args: DevClusterArgs) -> anyhow::Result<()> {
             .args(["--controller-quorum-voters", &voters])
             .arg("--data-dir")
             .arg(&dir)
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

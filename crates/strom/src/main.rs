@@ -3,11 +3,12 @@
 mod alloc;
 mod dev_cluster;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use strom_server::BrokerConfig;
 
 #[global_allocator]
@@ -20,8 +21,18 @@ static ALLOCATOR: alloc::StromAllocator = alloc::StromAllocator;
     about = "Strom: a Kafka-compatible event streaming platform"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `text` for people (coloured only on a terminal),
+    /// `json` for log shippers (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STROM_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -73,7 +84,9 @@ fn broker_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(path) = &args.config {
         config.apply_toml_file(path)?;
     }
-    config.apply_env(std::env::vars())?;
+    for name in config.apply_env(std::env::vars())? {
+        tracing::warn!("ignoring environment variable {name}: it names no broker property");
+    }
     for item in &args.overrides {
         let (key, value) = item
             .split_once('=')
@@ -108,6 +121,27 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Log lines go to stderr, filtered by `STROM_LOG` (default `info`).
+///
+/// openraft logs an error for every failed attempt to reach a quorum member (several a second
+/// while one is down); the controller says it once instead ("node N does not answer the
+/// leader"), so openraft is off by default: `STROM_LOG=info,openraft=warn` shows its lines.
+/// Colour codes only reach a terminal, and never with `NO_COLOR` set.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).init();
+        }
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = match signal(SignalKind::terminate()) {
@@ -125,17 +159,8 @@ pub(crate) async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
-    // openraft logs an error for every failed attempt to reach a quorum member (several a
-    // second while one is down); the controller says it once instead ("node N does not answer
-    // the leader"). `STROM_LOG=info,openraft=warn` shows openraft's own lines.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Server(args) => run_server(args),
         Command::DevCluster(args) => dev_cluster::run(args),

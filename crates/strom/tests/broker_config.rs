@@ -33,6 +33,58 @@ fn an_invalid_value_is_refused_at_start_up() {
     );
 }
 
+/// The broker's own lines in its log: what it wrote, without the testkit's start banners.
+fn broker_lines(broker: &Broker) -> Vec<String> {
+    std::fs::read_to_string(broker.log_path())
+        .expect("read the broker's log")
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with("==== testkit"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_log_written_to_a_file_carries_no_colour_codes() {
+    // Without NO_COLOR the broker itself must notice that stderr is a file, not a terminal.
+    let broker = Broker::builder(strom_testkit::bin!()).env("NO_COLOR", None).start();
+    let lines = broker_lines(&broker);
+    assert!(
+        lines.iter().any(|line| line.contains("INFO")),
+        "the broker logged its start:\n{lines:#?}"
+    );
+    let coloured: Vec<_> = lines.iter().filter(|line| line.contains('\u{1b}')).collect();
+    assert!(coloured.is_empty(), "terminal escape codes in a log file:\n{coloured:#?}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_a_stray_strom_variable_only_warns() {
+    // STROM_DIR names no broker property: set for some other purpose, it must not stop the
+    // broker (a misspelt --set still does: an_unknown_property_is_refused_at_start_up).
+    let broker = Broker::builder(strom_testkit::bin!())
+        .env("STROM_LOG_FORMAT", Some("json"))
+        .env("STROM_DIR", Some("/somewhere/else"))
+        .env("NO_COLOR", None)
+        .start();
+    let lines = broker_lines(&broker);
+    assert!(!lines.is_empty(), "the broker logged nothing");
+    let mut warnings = Vec::new();
+    for line in &lines {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        let level = object["level"].as_str().unwrap_or_else(|| panic!("no level: {line}"));
+        let message = object["fields"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message: {line}"));
+        if level == "WARN" {
+            warnings.push(message.to_owned());
+        }
+    }
+    assert!(
+        warnings.iter().any(|w| w.contains("STROM_DIR")),
+        "a warning names the stray variable; warnings: {warnings:#?}"
+    );
+}
+
 #[test]
 fn broker_defaults_apply_to_new_topics() {
     let broker = Broker::builder(strom_testkit::bin!())

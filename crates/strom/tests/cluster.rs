@@ -391,7 +391,6 @@ fn dev_cluster_starts_three_nodes_and_stops_them_on_ctrl_c() {
             "--data-dir",
         ])
         .arg(dir.path())
-        .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

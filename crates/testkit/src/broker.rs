@@ -36,6 +36,7 @@ const LOG_TAIL_BYTES_MAX: u64 = 64 * 1024;
 pub struct BrokerBuilder {
     bin: PathBuf,
     settings: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     data_dir: Option<PathBuf>,
     extra_log_dirs: usize,
 }
@@ -44,6 +45,13 @@ impl BrokerBuilder {
     /// Adds `--set key=value` (a Kafka broker property name) to the command line.
     pub fn set(mut self, key: &str, value: &str) -> Self {
         self.settings.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the broker process (`Some`), or removes one it would
+    /// inherit (`None`). `STROM_*` variables given here reach it; inherited ones never do.
+    pub fn env(mut self, key: &str, value: Option<&str>) -> Self {
+        self.env.push((key.to_owned(), value.map(str::to_owned)));
         self
     }
 
@@ -83,6 +91,7 @@ impl BrokerBuilder {
         let mut broker = Broker {
             bin: self.bin,
             settings: self.settings,
+            env: self.env,
             data_dir,
             extra_log_dirs,
             log_path,
@@ -104,6 +113,7 @@ impl BrokerBuilder {
 pub struct Broker {
     bin: PathBuf,
     settings: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     data_dir: PathBuf,
     extra_log_dirs: Vec<PathBuf>,
     log_path: PathBuf,
@@ -132,6 +142,7 @@ impl Broker {
         BrokerBuilder {
             bin: bin.to_owned(),
             settings: Vec::new(),
+            env: Vec::new(),
             data_dir: None,
             extra_log_dirs: 0,
         }
@@ -342,8 +353,13 @@ impl Broker {
                 command.env_remove(key);
             }
         }
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
         command
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
