@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faults.cluster import faketime_library, make_cluster, strom_binary  # noqa: E402
 from faults.nemesis import ALL_KINDS, ROOT_KINDS, SMALL_DISK_NODE, SMALL_DISK_SIZE, Nemesis  # noqa: E402
 from faults.network import Network, netns_unusable  # noqa: E402
-from faults.report import anomaly_counts, render, summarize  # noqa: E402
+from faults.report import anomaly_counts, keep_examples, render, summarize  # noqa: E402
 
 PREFIX = "verify"
 PARTITIONS = 3  # per workload topic: `strom verify run`'s default
@@ -203,7 +203,7 @@ def run_once(args, system: str, run: int, kind: str, count: int, out: Path) -> d
         verdict = json.loads(checked.stdout) if checked.stdout.strip() else {}
         if not verdict:
             raise RuntimeError(f"strom verify check gave no verdict: {checked.stderr.strip()[-500:]}")
-        result["verdict"] = verdict
+        result["verdict"] = keep_examples(verdict)
     except Exception as e:  # noqa: BLE001 - a run that breaks is reported, the campaign goes on
         result["error"] = f"{type(e).__name__}: {e}"
         log(f"{system} run {run} ({kind}) broke: {result['error']}")

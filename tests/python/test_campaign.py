@@ -25,7 +25,7 @@ from conftest import _remove, _scratch_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from faults.cluster import faketime_library  # noqa: E402
-from faults.report import anomaly_counts  # noqa: E402
+from faults.report import EXAMPLES_KEPT, anomaly_counts, keep_examples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PER_RUN = 4
@@ -80,3 +80,19 @@ def test_a_short_fault_campaign_finds_no_anomaly():
         # A failing campaign's histories and node logs stay for the report (DIR/failed/).
         shutil.rmtree(root / "work", ignore_errors=True)
         print(f"campaign results: {out}")
+
+
+def test_a_result_keeps_every_count_but_a_few_examples_of_each_anomaly():
+    verdict = {
+        "anomalies": [{"kind": "duplicate", "message": f"d{i}"} for i in range(EXAMPLES_KEPT + 5)]
+        + [{"kind": "reorder", "message": "r0"}],
+        "stats": {"acks": 7},
+    }
+    kept = keep_examples(verdict)
+    assert kept["stats"] == {"acks": 7}
+    assert [a["message"] for a in kept["anomalies"]] == [f"d{i}" for i in range(EXAMPLES_KEPT)] + ["r0"]
+    counts = anomaly_counts({"verdict": kept})
+    assert (counts["duplicate"], counts["reorder"], counts["lost_write"]) == (EXAMPLES_KEPT + 5, 1, 0)
+    # Kept again (a compacted results file compacted once more): nothing changes.
+    assert keep_examples(kept) == kept
+    assert anomaly_counts({"verdict": keep_examples({"anomalies": []})}) == anomaly_counts({"verdict": {}})

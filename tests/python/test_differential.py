@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -56,6 +58,16 @@ KNOWN: dict[str, dict[str, tuple[object, object]]] = {
             ["eligible.leader.replicas.version", "group.version", "kraft.version", "metadata.version",
              "share.version", "streams.version", "transaction.version"],
             ["transaction.version"],
+        ),
+    },
+    # DescribeProducers' coordinator epoch of the last marker: Strom keeps none (its markers
+    # all carry 0, and its partitions fence markers by producer epoch alone).
+    "transaction, verifiable and perf tools": {
+        "producers after abort": (
+            [{"ProducerId": "-", "ProducerEpoch": "0", "LatestCoordinatorEpoch": "0", "LastSequence": "4",
+              "LastTimestamp": "-", "CurrentTransactionStartOffset": "None"}],
+            [{"ProducerId": "-", "ProducerEpoch": "0", "LatestCoordinatorEpoch": "-1", "LastSequence": "4",
+              "LastTimestamp": "-", "CurrentTransactionStartOffset": "None"}],
         ),
     },
 }
@@ -491,3 +503,121 @@ def test_kafka_command_line_tools_give_the_same_answers(kafka, strom, tmp_path):
 
     on_kafka, on_strom = both(kafka, strom, scenario)
     assert_same("kafka tools", on_kafka, on_strom)
+
+
+def tool_table(text: str, hide: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a tab-separated table a Kafka tool prints, as dicts, with the columns in
+    `hide` (ids and times, which differ between any two runs) replaced by "-"."""
+    lines = [line for line in text.splitlines() if "\t" in line]
+    if not lines:
+        return []
+    header = [cell.strip() for cell in lines[0].split("\t")]
+    rows = []
+    for line in lines[1:]:
+        row = dict(zip(header, (cell.strip() for cell in line.split("\t"))))
+        rows.append({k: ("-" if k in hide else v) for k, v in row.items() if k})
+    return rows
+
+
+# A transactional producer that opens a transaction, writes 5 records to partition 0, says
+# "open" and waits to be killed: a hanging transaction for kafka-transactions to find and abort.
+# Its timeout outlasts the tools run before the abort (JVM starts, slow beside other suites), so
+# no coordinator ends it first.
+HANGING_PRODUCER = """
+import sys, time
+from confluent_kafka import Producer
+producer = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": sys.argv[2], "linger.ms": 0,
+                     "transaction.timeout.ms": 600000})
+producer.init_transactions(30)
+producer.begin_transaction()
+for i in range(5):
+    producer.produce(sys.argv[3], value=b"hanging-%d" % i, partition=0)
+producer.flush(30)
+print("open", flush=True)
+time.sleep(300)
+"""
+
+
+def read_line(process: subprocess.Popen, timeout_s: float) -> str:
+    """The next line a child prints, waiting at most `timeout_s`."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    assert ready, f"no line from the child within {timeout_s} s"
+    return process.stdout.readline().strip()
+
+
+# 11 tool runs per broker, each a JVM start.
+@pytest.mark.timeout(300)
+def test_transaction_verifiable_and_perf_tools_give_the_same_answers(kafka, strom):
+    """kafka-transactions (list, describe, describe-producers, find-hanging, and abort of a
+    transaction whose producer died), kafka-verifiable-consumer, and the producer and consumer
+    perf tests, run as Kafka ships them against both brokers."""
+
+    def scenario(bootstrap: str) -> dict[str, object]:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        broker_id = admin.describe_cluster().result(CALL_TIMEOUT_S).nodes[0].id
+        b = ("--bootstrap-server", bootstrap)
+        answers: dict[str, object] = {}
+
+        # A transaction left open by a producer that then died.
+        topic, tid = new_topic(bootstrap, "hanging"), unique("tid")
+        child = subprocess.Popen([sys.executable, "-c", HANGING_PRODUCER, bootstrap, tid, topic],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert read_line(child, PRODUCE_TIMEOUT_S) == "open"
+        finally:
+            child.kill()
+            child.wait(timeout=CALL_TIMEOUT_S)
+
+        def transactions(*args: str, hide: tuple[str, ...] = ()) -> list[dict[str, str]]:
+            out = kafka_tool("kafka-transactions", *b, *args).replace(topic, "T").replace(tid, "TID")
+            return tool_table(out, hide)
+
+        ids = ("ProducerId", "Coordinator", "CoordinatorId")
+        times = ("LastTimestamp", "CurrentTransactionStartTimeMs", "TransactionDurationMs")
+        answers["list"] = [row for row in transactions("list", hide=ids) if row["TransactionalId"] == "TID"]
+        answers["describe"] = transactions("describe", "--transactional-id", tid, hide=ids + times)
+        producers = ("describe-producers", "--topic", topic, "--partition", "0")
+        answers["producers"] = transactions(*producers, hide=ids + times)
+        answers["hanging"] = transactions("find-hanging", "--broker-id", str(broker_id), hide=ids + times)
+        answers["abort"] = kafka_tool("kafka-transactions", *b, "abort", "--topic", topic, "--partition", "0",
+                                      "--start-offset", "0").replace(topic, "T").strip()
+        answers["producers after abort"] = transactions(*producers, hide=ids + times)
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"),
+                             "isolation.level": "read_committed"})
+        # The abort marker ends the transaction: the last stable offset passes it.
+        answers["committed watermarks after abort"] = consumer.get_watermark_offsets(
+            TopicPartition(topic, 0), timeout=CALL_TIMEOUT_S)
+        consumer.close()
+
+        # kafka-verifiable-consumer reads what kafka-verifiable-producer wrote, in a group.
+        topic = unique("verifiable")
+        admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(CALL_TIMEOUT_S)
+        produced = kafka_tool("kafka-verifiable-producer", *b, "--topic", topic, "--max-messages", "40")
+        answers["verifiable producer acknowledged"] = produced.count('"name":"producer_send_success"')
+        events = [json.loads(line) for line in kafka_tool(
+            "kafka-verifiable-consumer", *b, "--topic", topic, "--group-id", unique("vgroup"),
+            "--max-messages", "40", "--reset-policy", "earliest").splitlines() if line.startswith("{")]
+        answers["verifiable consumer consumed"] = sum(
+            e["count"] for e in events if e["name"] == "records_consumed")
+        committed: dict[int, int] = {}
+        for event in events:
+            if event["name"] == "offsets_committed":
+                assert event["success"], event
+                for offset in event["offsets"]:
+                    committed[offset["partition"]] = max(committed.get(offset["partition"], 0), offset["offset"])
+        answers["verifiable consumer committed in all"] = sum(committed.values())
+
+        # The perf tools, counting what went through.
+        topic = new_topic(bootstrap, "perf")
+        sent = kafka_tool("kafka-producer-perf-test", "--topic", topic, "--num-records", "2000",
+                          "--record-size", "100", "--throughput", "-1",
+                          "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all")
+        answers["perf test sent"] = re.findall(r"^(\d+) records sent", sent, re.MULTILINE)[-1:]
+        consumed = kafka_tool("kafka-consumer-perf-test", *b, "--topic", topic, "--messages", "2000",
+                              "--timeout", "60000").strip().splitlines()
+        columns = dict(zip([c.strip() for c in consumed[0].split(",")], [c.strip() for c in consumed[-1].split(",")]))
+        answers["perf test consumed"] = columns.get("data.consumed.in.nMsg")
+        return answers
+
+    on_kafka, on_strom = both(kafka, strom, scenario)
+    assert_same("transaction, verifiable and perf tools", on_kafka, on_strom)

@@ -84,6 +84,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 2),
+    // A transaction coordinator ending a transaction in a partition led elsewhere, and an
+    // admin aborting a hanging transaction whose producer is gone (KIP-664's
+    // `kafka-transactions abort`). Once ACLs exist it needs CLUSTER_ACTION, as in Kafka.
+    api(ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// Requests only brokers send each other, answered but not advertised: a client that picked
@@ -91,12 +95,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
 /// would then send AddPartitionsToTxn in the brokers' form).
 /// - AddPartitionsToTxn 4-5: a partition leader or group coordinator checking a transactional
 ///   write with the transaction coordinator (KIP-890).
-/// - WriteTxnMarkers 1: a transaction coordinator ending a transaction in a partition led
-///   elsewhere.
-pub const BROKER_ONLY_APIS: &[SupportedApi] = &[
-    api(ApiKey::AddPartitionsToTxn, 4, 5),
-    api(ApiKey::WriteTxnMarkers, 1, 1),
-];
+pub const BROKER_ONLY_APIS: &[SupportedApi] = &[api(ApiKey::AddPartitionsToTxn, 4, 5)];
 
 /// The advertised range for an API key, if Strom implements it for clients.
 pub fn supported(key: ApiKey) -> Option<SupportedApi> {
@@ -148,8 +147,6 @@ mod tests {
 
     #[test]
     fn broker_only_versions_are_answered_but_not_advertised() {
-        assert!(is_supported(ApiKey::WriteTxnMarkers, 1));
-        assert!(supported(ApiKey::WriteTxnMarkers).is_none());
         assert!(is_supported(ApiKey::AddPartitionsToTxn, 4));
         assert!(is_supported(ApiKey::AddPartitionsToTxn, 3));
         assert_eq!(supported(ApiKey::AddPartitionsToTxn).unwrap().max_version, 3);

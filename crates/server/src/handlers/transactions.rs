@@ -12,7 +12,7 @@
 //! the brokers' batched verification form, which a partition leader or group coordinator
 //! sends a transaction coordinator on another broker (`crate::txns::check_for_broker`).
 //! WriteTxnMarkers (27) is a coordinator asking a partition's leader to end a transaction
-//! there.
+//! there, or an admin ending a hanging one whose producer is gone (KIP-664).
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -337,8 +337,9 @@ pub(super) async fn offset_commit(
     response
 }
 
-/// WriteTxnMarkers from a transaction coordinator on another broker: each marker written into
-/// the partitions led here, and replicated, before the answer.
+/// WriteTxnMarkers from a transaction coordinator on another broker, or from an admin aborting
+/// a hanging transaction (`kafka-transactions abort`): each marker written into the partitions
+/// led here, and replicated, before the answer.
 pub(super) async fn write_markers(broker: &Broker, request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
     let mut response = WriteTxnMarkersResponse::default();
     for marker in request.markers {
