@@ -272,6 +272,11 @@ impl Leader {
         self.pending = None;
     }
 
+    /// `min.insync.replicas` as this leader applies it.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.config.min_insync_replicas
+    }
+
     /// Checked before an acks=all append.
     pub fn check_acks_all(&self) -> Result<(), NotEnoughReplicas> {
         let isr = self.assignment.isr.len();

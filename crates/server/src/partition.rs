@@ -133,9 +133,20 @@ impl Partition {
 
     /// Checked before an acks=all append: `Err((isr, min_isr))` when the ISR is too small.
     /// (Without leadership the append is refused as not led here.)
-    pub fn check_acks_all(&self) -> Result<(), (usize, usize)> {
+    ///
+    /// `committed_isr`: the ISR's size in the newest committed metadata, which this broker may
+    /// not have applied to the partition yet. A shrink committed there already counts: a
+    /// client that saw the smaller ISR in Metadata gets NOT_ENOUGH_REPLICAS, not an append
+    /// that waits for a replica the ISR no longer holds and times out.
+    pub fn check_acks_all(&self, committed_isr: Option<usize>) -> Result<(), (usize, usize)> {
         match self.leadership().as_ref() {
-            Some(leader) => leader.check_acks_all().map_err(|e| (e.isr, e.min_insync_replicas)),
+            Some(leader) => {
+                leader.check_acks_all().map_err(|e| (e.isr, e.min_insync_replicas))?;
+                match committed_isr {
+                    Some(isr) if isr < leader.min_insync_replicas() => Err((isr, leader.min_insync_replicas())),
+                    _ => Ok(()),
+                }
+            }
             None => Ok(()),
         }
     }

@@ -53,7 +53,10 @@ fn a_log_written_to_a_file_carries_no_colour_codes() {
         "the broker logged its start:\n{lines:#?}"
     );
     let coloured: Vec<_> = lines.iter().filter(|line| line.contains('\u{1b}')).collect();
-    assert!(coloured.is_empty(), "terminal escape codes in a log file:\n{coloured:#?}");
+    assert!(
+        coloured.is_empty(),
+        "terminal escape codes in a log file:\n{coloured:#?}"
+    );
 }
 
 #[test]
@@ -69,8 +72,8 @@ fn json_logs_are_one_object_per_line_and_a_stray_strom_variable_only_warns() {
     assert!(!lines.is_empty(), "the broker logged nothing");
     let mut warnings = Vec::new();
     for line in &lines {
-        let object: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
         let level = object["level"].as_str().unwrap_or_else(|| panic!("no level: {line}"));
         let message = object["fields"]["message"]
             .as_str()

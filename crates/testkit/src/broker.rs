@@ -359,10 +359,7 @@ impl Broker {
                 None => command.env_remove(key),
             };
         }
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         die_with_this_thread(&mut command);
         self.child = Some(command.spawn()?);
 

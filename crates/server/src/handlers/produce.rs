@@ -409,7 +409,12 @@ fn produce_partition(
     };
     let options = topic.produce_options();
     if acks == -1 {
-        if let Err((isr, min_isr)) = partition.check_acks_all() {
+        let image = broker.cluster.image();
+        let committed_isr = image
+            .partition(&topic.id, index)
+            .filter(|state| state.leader == broker.node_id())
+            .map(|state| state.isr.len());
+        if let Err((isr, min_isr)) = partition.check_acks_all(committed_isr) {
             return error_response(
                 index,
                 ResponseError::NotEnoughReplicas,
