@@ -520,11 +520,11 @@ def tool_table(text: str, hide: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 # A transactional producer that opens a transaction, writes 5 records to partition 0, says
-# "open" and waits to be killed: a hanging transaction for kafka-transactions to find and abort.
+# "open" and waits (on its stdin, which the test never closes) to be killed: a hanging transaction for kafka-transactions to find and abort.
 # Its timeout outlasts the tools run before the abort (JVM starts, slow beside other suites), so
 # no coordinator ends it first.
 HANGING_PRODUCER = """
-import sys, time
+import sys
 from confluent_kafka import Producer
 producer = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": sys.argv[2], "linger.ms": 0,
                      "transaction.timeout.ms": 600000})
@@ -534,7 +534,7 @@ for i in range(5):
     producer.produce(sys.argv[3], value=b"hanging-%d" % i, partition=0)
 producer.flush(30)
 print("open", flush=True)
-time.sleep(300)
+sys.stdin.read()
 """
 
 
@@ -561,7 +561,7 @@ def test_transaction_verifiable_and_perf_tools_give_the_same_answers(kafka, stro
         # A transaction left open by a producer that then died.
         topic, tid = new_topic(bootstrap, "hanging"), unique("tid")
         child = subprocess.Popen([sys.executable, "-c", HANGING_PRODUCER, bootstrap, tid, topic],
-                                 stdout=subprocess.PIPE, text=True)
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert read_line(child, PRODUCE_TIMEOUT_S) == "open"
         finally:
